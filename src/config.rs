@@ -1,0 +1,430 @@
+//! Server configuration: an optional TOML file, overridden by `MISSIONS_*`
+//! environment variables whose names deployments rely on (see README).
+//! Secrets are held in `SecretString`, so `Debug` and logs show `[REDACTED]`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://.missions-data/missions.db";
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+
+/// The environment variables read, in one place so docs and errors agree.
+pub mod env {
+    pub const LISTEN: &str = "MISSIONS_LISTEN";
+    pub const DATABASE_URL: &str = "MISSIONS_DATABASE_URL";
+    pub const WEBHOOK_SECRET: &str = "MISSIONS_WEBHOOK_SECRET";
+    pub const APP_ID: &str = "MISSIONS_APP_ID";
+    pub const PRIVATE_KEY_PATH: &str = "MISSIONS_PRIVATE_KEY_PATH";
+    pub const PRIVATE_KEY: &str = "MISSIONS_PRIVATE_KEY";
+    pub const GITHUB_API_URL: &str = "MISSIONS_GITHUB_API_URL";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "missing setting: set {var} (or `{key}` in the config file){hint}",
+        hint = hint.map(|h| format!("; {h}")).unwrap_or_default()
+    )]
+    Missing {
+        var: &'static str,
+        key: &'static str,
+        hint: Option<&'static str>,
+    },
+    #[error("invalid {var}: {message}")]
+    Invalid { var: &'static str, message: String },
+    #[error("cannot read private key file {path} (from {var}): {source}")]
+    PrivateKeyFile {
+        var: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The config file as written by a person: every key optional, unknown keys rejected
+/// so that a typo is an error rather than a silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    webhook_secret: Option<SecretString>,
+    /// Older secrets still accepted while a rotation is in progress.
+    #[serde(default)]
+    previous_webhook_secrets: Vec<SecretString>,
+    app_id: Option<u64>,
+    private_key_path: Option<PathBuf>,
+    private_key: Option<SecretString>,
+    github_api_url: Option<String>,
+    #[serde(default)]
+    inbox: InboxFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxFileConfig {
+    max_attempts: Option<u32>,
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+}
+
+/// Where the App's identity comes from, when configured.
+#[derive(Debug, Clone)]
+pub struct AppIdentity {
+    pub app_id: u64,
+    pub private_key_pem: SecretString,
+}
+
+/// How the event loop retries a failing handler before parking the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff: base · 2^(attempt-1), capped at `max`.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// The current secret first, then any previous ones still accepted.
+    pub webhook_secrets: Vec<SecretString>,
+    /// `None` runs the server receive-only: webhooks are stored and handled,
+    /// but nothing can call GitHub's API.
+    pub app: Option<AppIdentity>,
+    pub github_api_url: String,
+    pub retry: RetryPolicy,
+}
+
+impl Config {
+    /// Reads the optional file, then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_with_env(path, &vars)
+    }
+
+    /// Same as [`Config::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let file = read_file(path)?;
+        // An empty variable counts as unset: `FOO= missions serve` should not
+        // override the file with an empty secret.
+        let var = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+
+        let listen_text = var(env::LISTEN)
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|e| ConfigError::Invalid {
+            var: env::LISTEN,
+            message: format!("{listen_text:?} is not an address like 127.0.0.1:3000 ({e})"),
+        })?;
+
+        let database_url = database_url(file.database_url, vars)?;
+
+        let secret = var(env::WEBHOOK_SECRET)
+            .map(SecretString::from)
+            .or(file.webhook_secret)
+            .ok_or(ConfigError::Missing {
+                var: env::WEBHOOK_SECRET,
+                key: "webhook_secret",
+                hint: Some("it is the secret set on the GitHub App's webhook"),
+            })?;
+        if secret.expose_secret().is_empty() {
+            return Err(ConfigError::Invalid {
+                var: env::WEBHOOK_SECRET,
+                message: "the webhook secret is empty".into(),
+            });
+        }
+        let mut webhook_secrets = vec![secret];
+        webhook_secrets.extend(file.previous_webhook_secrets);
+
+        let app_id = match var(env::APP_ID) {
+            Some(text) => Some(text.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                var: env::APP_ID,
+                message: format!("{text:?} is not a number (the App id is on the App's settings page)"),
+            })?),
+            None => file.app_id,
+        };
+        let private_key = if let Some(pem) = var(env::PRIVATE_KEY) {
+            Some(SecretString::from(pem))
+        } else if let Some(path) = var(env::PRIVATE_KEY_PATH) {
+            Some(read_key(env::PRIVATE_KEY_PATH, Path::new(&path))?)
+        } else if let Some(pem) = file.private_key {
+            Some(pem)
+        } else if let Some(path) = file.private_key_path {
+            Some(read_key("private_key_path", &path)?)
+        } else {
+            None
+        };
+        let app = match (app_id, private_key) {
+            (Some(app_id), Some(private_key_pem)) => Some(AppIdentity {
+                app_id,
+                private_key_pem,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    var: env::PRIVATE_KEY_PATH,
+                    key: "private_key_path",
+                    hint: Some("the App id is set, so its private key is needed too (or MISSIONS_PRIVATE_KEY with the PEM)"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    var: env::APP_ID,
+                    key: "app_id",
+                    hint: Some("a private key is set, so the App id it belongs to is needed too"),
+                });
+            }
+        };
+
+        let github_api_url = var(env::GITHUB_API_URL)
+            .or(file.github_api_url)
+            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_owned());
+        if !(github_api_url.starts_with("https://") || github_api_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                var: env::GITHUB_API_URL,
+                message: format!("{github_api_url:?} is not an http(s) URL"),
+            });
+        }
+
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_attempts: file.inbox.max_attempts.unwrap_or(defaults.max_attempts).max(1),
+            base: file
+                .inbox
+                .retry_base_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.base),
+            max: file
+                .inbox
+                .retry_max_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.max),
+        };
+
+        Ok(Config {
+            listen,
+            database_url,
+            webhook_secrets,
+            app,
+            github_api_url,
+            retry,
+        })
+    }
+}
+
+/// Only the database URL, for commands that need nothing else (`missions inbox`).
+pub fn load_database_url(
+    path: Option<&Path>,
+    vars: &HashMap<String, String>,
+) -> Result<String, ConfigError> {
+    database_url(read_file(path)?.database_url, vars)
+}
+
+fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn database_url(
+    from_file: Option<String>,
+    vars: &HashMap<String, String>,
+) -> Result<String, ConfigError> {
+    let url = vars
+        .get(env::DATABASE_URL)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .or(from_file)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    if !url.starts_with("sqlite:") {
+        return Err(ConfigError::Invalid {
+            var: env::DATABASE_URL,
+            message: "only sqlite: URLs are supported so far (e.g. sqlite://.missions-data/missions.db)".into(),
+        });
+    }
+    Ok(url)
+}
+
+fn read_key(var: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .map_err(|source| ConfigError::PrivateKeyFile {
+            var,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_secret_is_set() {
+        let config =
+            Config::load_with_env(None, &vars(&[(env::WEBHOOK_SECRET, "s3cret-value")])).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.github_api_url, DEFAULT_GITHUB_API_URL);
+        assert!(config.app.is_none());
+        assert_eq!(config.retry, RetryPolicy::default());
+    }
+
+    #[test]
+    fn missing_secret_is_a_one_line_error_naming_the_variable() {
+        let err = Config::load_with_env(None, &vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("MISSIONS_WEBHOOK_SECRET"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn app_id_without_key_names_the_key_variable() {
+        let err = Config::load_with_env(
+            None,
+            &vars(&[(env::WEBHOOK_SECRET, "x"), (env::APP_ID, "42")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MISSIONS_PRIVATE_KEY_PATH"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            &vars(&[(env::WEBHOOK_SECRET, "x"), (env::PRIVATE_KEY, "pem")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MISSIONS_APP_ID"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, "-----BEGIN RSA PRIVATE KEY-----\nfile-key\n").unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+listen = "127.0.0.1:4000"
+database_url = "sqlite://file.db"
+webhook_secret = "from-file"
+previous_webhook_secrets = ["older"]
+app_id = 7
+private_key_path = "{}"
+github_api_url = "https://ghe.example/api/v3"
+[inbox]
+max_attempts = 3
+retry_base_ms = 10
+"#,
+                key_path.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load_with_env(
+            Some(&path),
+            &vars(&[(env::LISTEN, "127.0.0.1:5000"), (env::APP_ID, "8")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.database_url, "sqlite://file.db");
+        let secrets: Vec<&str> = config
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
+        assert_eq!(secrets, ["from-file", "older"]);
+        let app = config.app.as_ref().unwrap();
+        assert_eq!(app.app_id, 8);
+        assert!(app.private_key_pem.expose_secret().contains("file-key"));
+        assert_eq!(config.github_api_url, "https://ghe.example/api/v3");
+        assert_eq!(config.retry.max_attempts, 3);
+        assert_eq!(config.retry.base, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(&path, "webhook_secert = \"typo\"\n").unwrap();
+        let err = Config::load_with_env(Some(&path), &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhook_secert"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = Config::load_with_env(
+            None,
+            &vars(&[
+                (env::WEBHOOK_SECRET, "canary-webhook-secret"),
+                (env::APP_ID, "1"),
+                (env::PRIVATE_KEY, "canary-private-key"),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("canary-webhook-secret"), "{debug}");
+        assert!(!debug.contains("canary-private-key"), "{debug}");
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(5),
+        };
+        let delays: Vec<u64> = (1..=5).map(|a| policy.delay_after(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+    }
+}

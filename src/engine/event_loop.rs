@@ -1,0 +1,250 @@
+//! The event loop: takes due deliveries from the inbox in arrival order, parses
+//! them into typed events, runs the handlers, and marks each delivery processed in
+//! the same transaction as the handlers' writes. A crash at any point leaves a
+//! delivery either fully handled or still pending — never half-done, never lost.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::{Acquire, SqliteConnection};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::clock::SharedClock;
+use crate::config::RetryPolicy;
+use crate::engine::handler::{DeliveryInfo, HandlerContext, HandlerRegistry};
+use crate::github::events::{EventParseError, WebhookEvent};
+use crate::store::Store;
+use crate::store::inbox::{self, FailureAction, StoredDelivery};
+
+/// Deliveries handled per transaction. Small enough that the write lock is held
+/// briefly (the webhook receiver commits through the same lock).
+const BATCH: u32 = 32;
+/// Longest idle wait; a safety net should a wake-up ever be missed.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// What one pass over the inbox did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub processed: usize,
+    pub retried: usize,
+    pub parked: usize,
+}
+
+impl PassReport {
+    pub fn total(&self) -> usize {
+        self.processed + self.retried + self.parked
+    }
+}
+
+pub struct EventLoop {
+    store: Store,
+    handlers: HandlerRegistry,
+    retry: RetryPolicy,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+}
+
+enum Outcome {
+    Processed,
+    Retry,
+    Parked,
+    /// Someone else finished it first (another server on the same database).
+    AlreadyDone,
+}
+
+impl EventLoop {
+    pub fn new(
+        store: Store,
+        handlers: HandlerRegistry,
+        retry: RetryPolicy,
+        clock: SharedClock,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            handlers,
+            retry,
+            clock,
+            wake,
+        }
+    }
+
+    /// Handles every delivery that is due now, batch after batch, then returns.
+    pub async fn run_until_idle(&self) -> anyhow::Result<PassReport> {
+        let mut report = PassReport::default();
+        loop {
+            let batch = self.process_batch().await?;
+            if batch.total() == 0 {
+                return Ok(report);
+            }
+            report.processed += batch.processed;
+            report.retried += batch.retried;
+            report.parked += batch.parked;
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; a batch in progress is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = match self.run_until_idle().await {
+                Ok(_) => {
+                    failures = 0;
+                    self.idle_wait().await
+                }
+                Err(e) => {
+                    // Database trouble: the deliveries stay pending; try again later.
+                    failures += 1;
+                    let wait = self.retry.delay_after(failures).min(MAX_IDLE);
+                    tracing::error!(error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "event loop pass failed");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("event loop stopped");
+    }
+
+    /// How long to sleep when nothing is due: until the next retry, at most MAX_IDLE.
+    async fn idle_wait(&self) -> Duration {
+        match inbox::next_retry_at(self.store.pool()).await {
+            Ok(Some(at)) => {
+                let wait = at - self.clock.now();
+                Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX_IDLE)
+            }
+            _ => MAX_IDLE,
+        }
+    }
+
+    async fn process_batch(&self) -> anyhow::Result<PassReport> {
+        let now = self.clock.now();
+        let due = inbox::due(self.store.pool(), now, BATCH).await?;
+        let mut report = PassReport::default();
+        if due.is_empty() {
+            return Ok(report);
+        }
+        // Parse before taking the write lock: it is pure CPU and needs no database.
+        let parsed: Vec<_> = due
+            .iter()
+            .map(|d| WebhookEvent::parse(&d.event, &d.payload))
+            .collect();
+        let mut tx = self.store.begin_write().await?;
+        for (delivery, event) in due.iter().zip(parsed) {
+            let span = tracing::info_span!(
+                "delivery",
+                delivery = %delivery.delivery_id,
+                event = %delivery.event,
+                action = delivery.action.as_deref().unwrap_or("-"),
+            );
+            let outcome = self
+                .process_one(&mut tx, delivery, event)
+                .instrument(span)
+                .await?;
+            match outcome {
+                Outcome::Processed | Outcome::AlreadyDone => report.processed += 1,
+                Outcome::Retry => report.retried += 1,
+                Outcome::Parked => report.parked += 1,
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn process_one(
+        &self,
+        tx: &mut SqliteConnection,
+        delivery: &StoredDelivery,
+        event: Result<WebhookEvent, EventParseError>,
+    ) -> anyhow::Result<Outcome> {
+        let now = self.clock.now();
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                // The same bytes will never parse: retrying cannot help.
+                tracing::warn!(error = %e, "payload does not parse; parked as failed");
+                inbox::record_failure(tx, delivery.seq, &e.to_string(), FailureAction::Park, now)
+                    .await?;
+                return Ok(Outcome::Parked);
+            }
+        };
+        if !event.is_known() {
+            tracing::debug!("event not used by the App; acknowledged and ignored");
+            inbox::mark_processed(tx, delivery.seq, now).await?;
+            return Ok(Outcome::Processed);
+        }
+
+        let info = DeliveryInfo {
+            seq: delivery.seq,
+            delivery_id: delivery.delivery_id.clone(),
+            event: delivery.event.clone(),
+            action: delivery.action.clone(),
+            attempt: delivery.attempts + 1,
+        };
+        // A savepoint per delivery: a failing handler undoes only its own writes.
+        let mut savepoint = tx.begin().await?;
+        let result = self.run_handlers(&mut savepoint, &info, &event).await;
+        match result {
+            Ok(()) => {
+                if inbox::mark_processed(&mut savepoint, delivery.seq, now).await? {
+                    savepoint.commit().await?;
+                    Ok(Outcome::Processed)
+                } else {
+                    savepoint.rollback().await?;
+                    Ok(Outcome::AlreadyDone)
+                }
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                let attempt = info.attempt;
+                if attempt >= self.retry.max_attempts {
+                    tracing::error!(%error, attempt, "handler failed; attempts exhausted, parked as failed (see `missions inbox`)");
+                    inbox::record_failure(tx, delivery.seq, &error, FailureAction::Park, now).await?;
+                    Ok(Outcome::Parked)
+                } else {
+                    let delay = self.retry.delay_after(attempt);
+                    tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis() as u64, "handler failed; will retry");
+                    let at = FailureAction::RetryAt(now + delay);
+                    inbox::record_failure(tx, delivery.seq, &error, at, now).await?;
+                    Ok(Outcome::Retry)
+                }
+            }
+        }
+    }
+
+    /// Runs every handler in order; the first error (or panic) stops the rest.
+    async fn run_handlers(
+        &self,
+        tx: &mut SqliteConnection,
+        info: &DeliveryInfo,
+        event: &WebhookEvent,
+    ) -> Result<(), String> {
+        for handler in self.handlers.iter() {
+            let mut cx = HandlerContext {
+                delivery: info,
+                tx: &mut *tx,
+            };
+            let run = AssertUnwindSafe(handler.handle(&mut cx, event)).catch_unwind();
+            match run.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("handler {}: {e:#}", handler.name())),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    return Err(format!("handler {} panicked: {message}", handler.name()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

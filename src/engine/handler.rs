@@ -1,0 +1,104 @@
+//! Handlers react to typed events. They are registered in one list and each decides
+//! for itself whether an event concerns it. A handler writes only through the
+//! transaction it is given: that transaction also marks the delivery processed, so
+//! its writes and the "done" mark land together or not at all.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+
+use crate::github::events::WebhookEvent;
+
+/// What a handler knows about the delivery it is handling.
+#[derive(Debug, Clone)]
+pub struct DeliveryInfo {
+    pub seq: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    /// 1 on the first try.
+    pub attempt: u32,
+}
+
+pub struct HandlerContext<'a> {
+    pub delivery: &'a DeliveryInfo,
+    /// The open transaction; commit and rollback belong to the event loop.
+    pub tx: &'a mut SqliteConnection,
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// An error is retried with backoff and, after the configured number of
+    /// attempts, parks the delivery as failed with the error's text.
+    async fn handle(&self, cx: &mut HandlerContext<'_>, event: &WebhookEvent)
+    -> anyhow::Result<()>;
+}
+
+/// The handlers in the order they run.
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: Vec<Arc<dyn Handler>>,
+}
+
+impl std::fmt::Debug for HandlerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.handlers.iter().map(|h| h.name()))
+            .finish()
+    }
+}
+
+impl HandlerRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The handlers `missions serve` runs.
+    pub fn standard() -> Self {
+        Self::new().with(LoggingHandler)
+    }
+
+    pub fn with(mut self, handler: impl Handler) -> Self {
+        self.handlers.push(Arc::new(handler));
+        self
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.handlers.iter().map(|h| h.name()).collect()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<dyn Handler>> {
+        self.handlers.iter()
+    }
+}
+
+/// Logs every known event with what identifies it. The first handler; later
+/// issues add the mission handlers beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoggingHandler;
+
+#[async_trait]
+impl Handler for LoggingHandler {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    async fn handle(
+        &self,
+        _cx: &mut HandlerContext<'_>,
+        event: &WebhookEvent,
+    ) -> anyhow::Result<()> {
+        tracing::info!(
+            event = event.event_name(),
+            action = event.action().unwrap_or("-"),
+            repository = event.repository().map(|r| r.full_name.as_str()).unwrap_or("-"),
+            sender = event.sender().map(|s| s.login.as_str()).unwrap_or("-"),
+            installation = event.installation_id().unwrap_or(0),
+            "event received"
+        );
+        Ok(())
+    }
+}

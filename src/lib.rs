@@ -1,0 +1,11 @@
+//! missions: a GitHub App that runs long software tasks as missions.
+//! See DESIGN.md for the shared picture; this crate's layout follows it:
+//! `github/` (App auth, webhooks, API client), `store/` (the durable inbox),
+//! `server/` (the axum receiver), `engine/` (the event loop and handlers).
+
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod github;
+pub mod server;
+pub mod store;

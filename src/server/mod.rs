@@ -1,0 +1,205 @@
+//! `missions serve`: the axum receiver, the ingest writer and the event loop,
+//! started and stopped together.
+
+pub mod ingest;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, RetryPolicy};
+use crate::engine::{EventLoop, HandlerRegistry};
+use crate::github::webhook::{MAX_PAYLOAD_BYTES, WebhookSecrets};
+use crate::store::Store;
+use ingest::Ingest;
+
+/// What every request handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub secrets: Arc<WebhookSecrets>,
+    pub ingest: Ingest,
+    pub store: Store,
+    pub clock: SharedClock,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook::receive))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        // Bodies over GitHub's own cap are refused with 413 before they are read whole.
+        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "not ready: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n")
+        }
+    }
+}
+
+pub struct ServerOptions {
+    pub webhook_secrets: Vec<SecretString>,
+    pub handlers: HandlerRegistry,
+    pub retry: RetryPolicy,
+    pub clock: SharedClock,
+    /// Off in tests that drive the loop by hand (or want deliveries left pending).
+    pub run_event_loop: bool,
+}
+
+/// A running server minus the listening socket: tests drive `router()` directly,
+/// `missions serve` binds it to an address.
+pub struct Server {
+    state: AppState,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    writer: JoinHandle<()>,
+    event_loop: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(store: Store, options: ServerOptions) -> anyhow::Result<Server> {
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let conn = store.dedicated_connection().await?;
+        let (ingest, writer) = Ingest::start(conn, wake.clone(), stop.child_token());
+        let event_loop = options.run_event_loop.then(|| {
+            let event_loop = EventLoop::new(
+                store.clone(),
+                options.handlers,
+                options.retry,
+                options.clock.clone(),
+                wake.clone(),
+            );
+            tokio::spawn(event_loop.run(stop.child_token()))
+        });
+        let state = AppState {
+            secrets: Arc::new(WebhookSecrets::new(&options.webhook_secrets)),
+            ingest,
+            store,
+            clock: options.clock,
+        };
+        Ok(Server {
+            state,
+            wake,
+            stop,
+            writer,
+            event_loop,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Notified after each commit that stored a new delivery.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Stops taking deliveries, stores what was queued, lets the event loop finish
+    /// its batch, and waits for both.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "inbox writer ended abnormally");
+        }
+        if let Some(event_loop) = self.event_loop
+            && let Err(e) = event_loop.await
+        {
+            tracing::error!(error = %e, "event loop ended abnormally");
+        }
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then shuts down.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = self.router();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+/// `missions serve`.
+pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
+    let store = Store::open(&config.database_url).await?;
+    if config.app.is_none() {
+        tracing::warn!(
+            "no GitHub App identity configured (MISSIONS_APP_ID and MISSIONS_PRIVATE_KEY_PATH): \
+             webhooks are received and stored, but nothing can call GitHub's API"
+        );
+    }
+    let server = Server::start(
+        store.clone(),
+        ServerOptions {
+            webhook_secrets: config.webhook_secrets.clone(),
+            handlers: HandlerRegistry::standard(),
+            retry: config.retry,
+            clock,
+            run_event_loop: true,
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (set MISSIONS_LISTEN)", config.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, database = %config.database_url, "listening; POST webhooks to http://{addr}/webhook");
+    server.serve(listener, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what systemd, Kubernetes and the benchmark send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing accepted deliveries");
+}

@@ -1,0 +1,275 @@
+//! The inbox: verified deliveries, stored before the 2xx and processed in arrival order.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+
+/// Most rows per multi-row INSERT: 9 bound values each stays far below SQLite's limit.
+pub const MAX_INSERT_BATCH: usize = 256;
+
+/// A verified delivery, as the receiver hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    pub repository: Option<String>,
+    pub payload: bytes::Bytes,
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Stored,
+    /// The delivery id was stored before (GitHub redelivers with the same id).
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Processed,
+    Failed,
+}
+
+impl Status {
+    fn parse(text: &str) -> Status {
+        match text {
+            "processed" => Status::Processed,
+            "failed" => Status::Failed,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// A stored delivery, as the event loop and the CLI see it.
+#[derive(Debug, Clone)]
+pub struct StoredDelivery {
+    pub seq: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    pub repository: Option<String>,
+    pub payload: Vec<u8>,
+    pub received_at: OffsetDateTime,
+    pub status: Status,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InboxCounts {
+    pub pending: u64,
+    pub processed: u64,
+    pub failed: u64,
+}
+
+pub fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Stores a batch in one statement, so one commit (one fsync) covers all of it.
+/// Returns one outcome per input, in order. A delivery id repeated inside the batch
+/// is stored once: its first occurrence is `Stored`, the others `Duplicate`.
+pub async fn insert_batch(
+    conn: &mut SqliteConnection,
+    batch: &[&NewDelivery],
+) -> sqlx::Result<Vec<InsertOutcome>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(MAX_INSERT_BATCH) {
+        let mut builder = sqlx::QueryBuilder::new(
+            "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, payload, received_at) ",
+        );
+        builder.push_values(chunk, |mut row, d: &&NewDelivery| {
+            row.push_bind(d.delivery_id.as_str())
+                .push_bind(d.event.as_str())
+                .push_bind(d.action.as_deref())
+                .push_bind(d.installation_id)
+                .push_bind(d.repository.as_deref())
+                .push_bind(&d.payload[..])
+                .push_bind(to_millis(d.received_at));
+        });
+        builder.push(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id");
+        let inserted: HashSet<String> = builder
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect();
+        let mut seen = HashSet::with_capacity(chunk.len());
+        for d in chunk {
+            let first = seen.insert(d.delivery_id.as_str());
+            outcomes.push(if first && inserted.contains(&d.delivery_id) {
+                InsertOutcome::Stored
+            } else {
+                InsertOutcome::Duplicate
+            });
+        }
+    }
+    Ok(outcomes)
+}
+
+const SELECT_COLUMNS: &str = "seq, delivery_id, event, action, installation_id, repository, payload, \
+     received_at, status, attempts, last_error";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> StoredDelivery {
+    StoredDelivery {
+        seq: row.get("seq"),
+        delivery_id: row.get("delivery_id"),
+        event: row.get("event"),
+        action: row.get("action"),
+        installation_id: row.get("installation_id"),
+        repository: row.get("repository"),
+        payload: row.get("payload"),
+        received_at: from_millis(row.get("received_at")),
+        status: Status::parse(row.get::<&str, _>("status")),
+        attempts: row.get::<i64, _>("attempts") as u32,
+        last_error: row.get("last_error"),
+    }
+}
+
+/// Pending deliveries whose retry time has come, oldest first.
+pub async fn due(
+    pool: &SqlitePool,
+    now: OffsetDateTime,
+    limit: u32,
+) -> sqlx::Result<Vec<StoredDelivery>> {
+    let sql = format!(
+        "SELECT {SELECT_COLUMNS} FROM inbox \
+         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(to_millis(now))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// When the earliest pending delivery that is waiting for a retry becomes due.
+pub async fn next_retry_at(pool: &SqlitePool) -> sqlx::Result<Option<OffsetDateTime>> {
+    let ms: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM inbox WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?;
+    Ok(ms.map(from_millis))
+}
+
+/// Marks a delivery processed; call it in the transaction that holds the handlers' writes.
+/// Only a pending row is changed, so a delivery is never processed twice.
+pub async fn mark_processed(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE inbox SET status = 'processed', attempts = attempts + 1, last_error = NULL, \
+         finished_at = ? WHERE seq = ? AND status = 'pending'",
+    )
+    .bind(to_millis(now))
+    .bind(seq)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What happens to a delivery whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    RetryAt(OffsetDateTime),
+    Park,
+}
+
+pub async fn record_failure(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    error: &str,
+    action: FailureAction,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    let query = match action {
+        FailureAction::RetryAt(at) => sqlx::query(
+            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
+             WHERE seq = ? AND status = 'pending'",
+        )
+        .bind(error)
+        .bind(to_millis(at)),
+        FailureAction::Park => sqlx::query(
+            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, status = 'failed', \
+             finished_at = ? WHERE seq = ? AND status = 'pending'",
+        )
+        .bind(error)
+        .bind(to_millis(now)),
+    };
+    query.bind(seq).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn counts(pool: &SqlitePool) -> sqlx::Result<InboxCounts> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM inbox GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    let mut counts = InboxCounts::default();
+    for row in rows {
+        let n = row.get::<i64, _>("n") as u64;
+        match Status::parse(row.get::<&str, _>("status")) {
+            Status::Pending => counts.pending = n,
+            Status::Processed => counts.processed = n,
+            Status::Failed => counts.failed = n,
+        }
+    }
+    Ok(counts)
+}
+
+pub async fn get(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<Option<StoredDelivery>> {
+    let sql = format!("SELECT {SELECT_COLUMNS} FROM inbox WHERE delivery_id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(delivery_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// The newest deliveries first, optionally only those with one status.
+pub async fn list(
+    pool: &SqlitePool,
+    status: Option<Status>,
+    limit: u32,
+) -> sqlx::Result<Vec<StoredDelivery>> {
+    let filter = match status {
+        Some(Status::Pending) => "WHERE status = 'pending'",
+        Some(Status::Processed) => "WHERE status = 'processed'",
+        Some(Status::Failed) => "WHERE status = 'failed'",
+        None => "",
+    };
+    let sql = format!("SELECT {SELECT_COLUMNS} FROM inbox {filter} ORDER BY seq DESC LIMIT ?");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Puts a parked delivery back in line, with a fresh attempt count.
+/// Returns false when there is no failed delivery with that id.
+pub async fn requeue_failed(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = 0, finished_at = NULL \
+         WHERE delivery_id = ? AND status = 'failed'",
+    )
+    .bind(delivery_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
