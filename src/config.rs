@@ -173,7 +173,9 @@ impl Config {
         let app_id = match var(env::APP_ID) {
             Some(text) => Some(text.parse::<u64>().map_err(|_| ConfigError::Invalid {
                 var: env::APP_ID,
-                message: format!("{text:?} is not a number (the App id is on the App's settings page)"),
+                message: format!(
+                    "{text:?} is not a number (the App id is on the App's settings page)"
+                ),
             })?),
             None => file.app_id,
         };
@@ -198,7 +200,9 @@ impl Config {
                 return Err(ConfigError::Missing {
                     var: env::PRIVATE_KEY_PATH,
                     key: "private_key_path",
-                    hint: Some("the App id is set, so its private key is needed too (or MISSIONS_PRIVATE_KEY with the PEM)"),
+                    hint: Some(
+                        "the App id is set, so its private key is needed too (or MISSIONS_PRIVATE_KEY with the PEM)",
+                    ),
                 });
             }
             (None, Some(_)) => {
@@ -222,7 +226,11 @@ impl Config {
 
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
-            max_attempts: file.inbox.max_attempts.unwrap_or(defaults.max_attempts).max(1),
+            max_attempts: file
+                .inbox
+                .max_attempts
+                .unwrap_or(defaults.max_attempts)
+                .max(1),
             base: file
                 .inbox
                 .retry_base_ms
@@ -281,7 +289,9 @@ fn database_url(
     if !url.starts_with("sqlite:") {
         return Err(ConfigError::Invalid {
             var: env::DATABASE_URL,
-            message: "only sqlite: URLs are supported so far (e.g. sqlite://.missions-data/missions.db)".into(),
+            message:
+                "only sqlite: URLs are supported so far (e.g. sqlite://.missions-data/missions.db)"
+                    .into(),
         });
     }
     Ok(url)
@@ -321,7 +331,9 @@ mod tests {
 
     #[test]
     fn missing_secret_is_a_one_line_error_naming_the_variable() {
-        let err = Config::load_with_env(None, &vars(&[])).unwrap_err().to_string();
+        let err = Config::load_with_env(None, &vars(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MISSIONS_WEBHOOK_SECRET"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }

@@ -9,7 +9,11 @@ use missions::store::Store;
 use missions::store::inbox::{self, Status};
 
 #[derive(Parser)]
-#[command(name = "missions", version, about = "A GitHub App that runs long software tasks as missions")]
+#[command(
+    name = "missions",
+    version,
+    about = "A GitHub App that runs long software tasks as missions"
+)]
 struct Cli {
     /// TOML config file; MISSIONS_* environment variables override it.
     #[arg(long, global = true, value_name = "PATH")]
@@ -137,5 +141,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -25,7 +25,13 @@ async fn every_github_example_is_accepted_stored_and_parsed_into_its_typed_event
     for f in &fixtures {
         let id = delivery_id();
         let (status, body) = send(&router, &Delivery::signed(&f.event, &id, &f.body)).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{}/{}: {body}", f.event, f.file);
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}/{}: {body}",
+            f.event,
+            f.file
+        );
         ids.push(id);
     }
 
@@ -35,9 +41,16 @@ async fn every_github_example_is_accepted_stored_and_parsed_into_its_typed_event
         let row = inbox::get(store.pool(), id).await.unwrap().unwrap();
         let what = format!("{}/{}", f.event, f.file);
         assert_eq!(row.event, f.event, "{what}");
-        assert_eq!(row.payload, f.body, "{what}: payload must be stored byte for byte");
+        assert_eq!(
+            row.payload, f.body,
+            "{what}: payload must be stored byte for byte"
+        );
         assert_eq!(row.action.as_deref(), f.json["action"].as_str(), "{what}");
-        assert_eq!(row.installation_id, f.json["installation"]["id"].as_i64(), "{what}");
+        assert_eq!(
+            row.installation_id,
+            f.json["installation"]["id"].as_i64(),
+            "{what}"
+        );
         assert_eq!(
             row.repository.as_deref(),
             f.json["repository"]["full_name"].as_str(),
@@ -47,7 +60,9 @@ async fn every_github_example_is_accepted_stored_and_parsed_into_its_typed_event
     }
 
     // The event loop parses each into the typed event of its header and hands it on.
-    let event_loop = env.event_loop(HandlerRegistry::standard().with(Recorder::default())).await;
+    let event_loop = env
+        .event_loop(HandlerRegistry::standard().with(Recorder::default()))
+        .await;
     let pass = event_loop.run_until_idle().await.unwrap();
     assert_eq!(pass.processed, 38, "{pass:?}");
     assert_eq!((pass.retried, pass.parked), (0, 0), "{pass:?}");
@@ -62,7 +77,10 @@ async fn every_github_example_is_accepted_stored_and_parsed_into_its_typed_event
         assert_eq!(*attempt, 1, "{what}");
     }
     let counts = inbox::counts(store.pool()).await.unwrap();
-    assert_eq!((counts.pending, counts.processed, counts.failed), (0, 38, 0));
+    assert_eq!(
+        (counts.pending, counts.processed, counts.failed),
+        (0, 38, 0)
+    );
     server.shutdown().await;
 }
 
@@ -75,13 +93,25 @@ async fn an_unknown_event_is_acknowledged_stored_and_ignored() {
     let (status, _) = send(&server.router(), &Delivery::signed("star", &id, body)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
-    let event_loop = env.event_loop(HandlerRegistry::new().with(Recorder::default())).await;
+    let event_loop = env
+        .event_loop(HandlerRegistry::new().with(Recorder::default()))
+        .await;
     let pass = event_loop.run_until_idle().await.unwrap();
     assert_eq!(pass.processed, 1);
-    let row = inbox::get(server.store().pool(), &id).await.unwrap().unwrap();
-    assert_eq!(row.status, Status::Processed, "acknowledged, not left pending");
+    let row = inbox::get(server.store().pool(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.status,
+        Status::Processed,
+        "acknowledged, not left pending"
+    );
     assert_eq!(row.repository.as_deref(), Some("o/r"));
-    assert!(handled(server.store()).await.is_empty(), "no handler sees an unknown event");
+    assert!(
+        handled(server.store()).await.is_empty(),
+        "no handler sees an unknown event"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +125,9 @@ async fn an_unknown_action_of_a_known_event_reaches_handlers_with_its_raw_name()
     let (status, _) = send(&server.router(), &Delivery::signed("issues", &id, &body)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
-    let event_loop = env.event_loop(HandlerRegistry::standard().with(Recorder::default())).await;
+    let event_loop = env
+        .event_loop(HandlerRegistry::standard().with(Recorder::default()))
+        .await;
     assert_eq!(event_loop.run_until_idle().await.unwrap().processed, 1);
     let handled = handled(server.store()).await;
     assert_eq!(handled.len(), 1);
@@ -113,40 +145,75 @@ async fn refused_requests_store_nothing() {
     let mut tampered = Delivery::signed("issues", &id, &f.body);
     let at = tampered.body.len() / 2;
     tampered.body[at] ^= 0x01;
-    assert_eq!(send(&router, &tampered).await.0, StatusCode::UNAUTHORIZED, "tampered body");
+    assert_eq!(
+        send(&router, &tampered).await.0,
+        StatusCode::UNAUTHORIZED,
+        "tampered body"
+    );
 
     let mut wrong_secret = Delivery::signed("issues", &id, &f.body);
     wrong_secret.signature = Some(sign(b"not-the-secret", &f.body));
-    assert_eq!(send(&router, &wrong_secret).await.0, StatusCode::UNAUTHORIZED, "wrong secret");
+    assert_eq!(
+        send(&router, &wrong_secret).await.0,
+        StatusCode::UNAUTHORIZED,
+        "wrong secret"
+    );
 
     let mut unsigned = Delivery::signed("issues", &id, &f.body);
     unsigned.signature = None;
-    assert_eq!(send(&router, &unsigned).await.0, StatusCode::UNAUTHORIZED, "no signature");
+    assert_eq!(
+        send(&router, &unsigned).await.0,
+        StatusCode::UNAUTHORIZED,
+        "no signature"
+    );
 
     let mut sha1 = Delivery::signed("issues", &id, &f.body);
     sha1.signature = Some("sha1=0123456789abcdef0123456789abcdef01234567".into());
-    assert_eq!(send(&router, &sha1).await.0, StatusCode::UNAUTHORIZED, "not sha256");
+    assert_eq!(
+        send(&router, &sha1).await.0,
+        StatusCode::UNAUTHORIZED,
+        "not sha256"
+    );
 
     let mut no_event = Delivery::signed("issues", &id, &f.body);
     no_event.event = None;
-    assert_eq!(send(&router, &no_event).await.0, StatusCode::BAD_REQUEST, "no event header");
+    assert_eq!(
+        send(&router, &no_event).await.0,
+        StatusCode::BAD_REQUEST,
+        "no event header"
+    );
 
     let mut no_id = Delivery::signed("issues", &id, &f.body);
     no_id.delivery_id = None;
-    assert_eq!(send(&router, &no_id).await.0, StatusCode::BAD_REQUEST, "no delivery header");
+    assert_eq!(
+        send(&router, &no_id).await.0,
+        StatusCode::BAD_REQUEST,
+        "no delivery header"
+    );
 
     let bad_id = "has spaces in it";
     let with_bad_id = Delivery::signed("issues", bad_id, &f.body);
-    assert_eq!(send(&router, &with_bad_id).await.0, StatusCode::BAD_REQUEST, "junk delivery id");
+    assert_eq!(
+        send(&router, &with_bad_id).await.0,
+        StatusCode::BAD_REQUEST,
+        "junk delivery id"
+    );
 
     // Over GitHub's 25 MB cap: refused before it is read whole, even when signed.
     let mut huge = vec![b' '; MAX_PAYLOAD_BYTES + 1];
     huge[0] = b'{';
     huge[MAX_PAYLOAD_BYTES] = b'}';
     let oversize = Delivery::signed("issues", &id, &huge);
-    assert_eq!(send(&router, &oversize).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        send(&router, &oversize).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 
-    assert_eq!(inbox_rows(server.store()).await, 0, "nothing refused may be stored");
+    assert_eq!(
+        inbox_rows(server.store()).await,
+        0,
+        "nothing refused may be stored"
+    );
 
     // And the untampered original is still accepted afterwards.
     let good = Delivery::signed("issues", &id, &f.body);
@@ -157,7 +224,9 @@ async fn refused_requests_store_nothing() {
 #[tokio::test]
 async fn the_same_delivery_posted_ten_times_is_stored_once_and_handled_once() {
     let env = TestEnv::new();
-    let server = env.server_with(HandlerRegistry::new().with(Recorder::default()), true).await;
+    let server = env
+        .server_with(HandlerRegistry::new().with(Recorder::default()), true)
+        .await;
     let router = server.router();
     let f = fixture("issue_comment", "created.json");
     let id = delivery_id();
@@ -172,7 +241,10 @@ async fn the_same_delivery_posted_ten_times_is_stored_once_and_handled_once() {
     }
     assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count(),
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::ACCEPTED)
+            .count(),
         1,
         "exactly one answer says stored: {statuses:?}"
     );
@@ -197,16 +269,26 @@ async fn deliveries_left_unprocessed_are_processed_exactly_once_by_the_next_serv
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     first.shutdown().await;
-    assert_eq!(inbox::counts(env.store().await.pool()).await.unwrap().pending, 6);
+    assert_eq!(
+        inbox::counts(env.store().await.pool())
+            .await
+            .unwrap()
+            .pending,
+        6
+    );
 
     // Second server on the same database, with its event loop running.
-    let second = env.server_with(HandlerRegistry::new().with(Recorder::default()), true).await;
+    let second = env
+        .server_with(HandlerRegistry::new().with(Recorder::default()), true)
+        .await;
     let store = second.store().clone();
     wait_until(|| async { inbox::counts(store.pool()).await.unwrap().processed == 6 }).await;
     second.shutdown().await;
 
     // A third start finds nothing left to do.
-    let third = env.server_with(HandlerRegistry::new().with(Recorder::default()), true).await;
+    let third = env
+        .server_with(HandlerRegistry::new().with(Recorder::default()), true)
+        .await;
     let report = env
         .event_loop(HandlerRegistry::new().with(Recorder::default()))
         .await
@@ -218,7 +300,11 @@ async fn deliveries_left_unprocessed_are_processed_exactly_once_by_the_next_serv
 
     let handled = handled(&store).await;
     let handled_ids: Vec<&str> = handled.iter().map(|h| h.0.as_str()).collect();
-    assert_eq!(handled_ids, ids.iter().map(String::as_str).collect::<Vec<_>>(), "each once, in arrival order");
+    assert_eq!(
+        handled_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "each once, in arrival order"
+    );
 }
 
 #[tokio::test]
@@ -246,8 +332,15 @@ async fn a_loop_killed_inside_a_handler_transaction_leaves_nothing_half_done() {
     assert!(task.await.unwrap_err().is_cancelled());
 
     let store = server.store().clone();
-    assert!(handled(&store).await.is_empty(), "the killed transaction's write is rolled back");
-    assert_eq!(inbox::counts(store.pool()).await.unwrap().pending, 1, "still pending");
+    assert!(
+        handled(&store).await.is_empty(),
+        "the killed transaction's write is rolled back"
+    );
+    assert_eq!(
+        inbox::counts(store.pool()).await.unwrap().pending,
+        1,
+        "still pending"
+    );
 
     // Restarted: handled once.
     let report = env
@@ -270,15 +363,25 @@ async fn a_failing_handler_is_retried_with_backoff_and_its_writes_undone() {
     send(&server.router(), &Delivery::signed(&f.event, &id, &f.body)).await;
     let store = server.store().clone();
 
-    let flaky = Recorder { fail_first: 2, ..Recorder::default() };
+    let flaky = Recorder {
+        fail_first: 2,
+        ..Recorder::default()
+    };
     let event_loop = env.event_loop(HandlerRegistry::new().with(flaky)).await;
 
     let pass = event_loop.run_until_idle().await.unwrap();
     assert_eq!(pass.retried, 1);
     let row = inbox::get(store.pool(), &id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (Status::Pending, 1));
-    assert!(row.last_error.unwrap().contains("recorder told to fail attempt 1"));
-    assert!(handled(&store).await.is_empty(), "a failed attempt's writes are rolled back");
+    assert!(
+        row.last_error
+            .unwrap()
+            .contains("recorder told to fail attempt 1")
+    );
+    assert!(
+        handled(&store).await.is_empty(),
+        "a failed attempt's writes are rolled back"
+    );
 
     // Not due yet: backoff is 10 s after the first failure.
     assert_eq!(event_loop.run_until_idle().await.unwrap().total(), 0);
@@ -297,7 +400,11 @@ async fn a_failing_handler_is_retried_with_backoff_and_its_writes_undone() {
     assert_eq!((row.status, row.attempts), (Status::Processed, 3));
     assert_eq!(row.last_error, None);
     let handled = handled(&store).await;
-    assert_eq!(handled.len(), 1, "only the successful attempt's write remains");
+    assert_eq!(
+        handled.len(),
+        1,
+        "only the successful attempt's write remains"
+    );
     assert_eq!(handled[0].3, 3);
 }
 
@@ -311,10 +418,17 @@ async fn a_handler_that_keeps_failing_is_parked_with_its_error_and_can_be_requeu
     // A second delivery behind it is not held up by the failing one.
     let f2 = fixture("issues", "opened.json");
     let id2 = delivery_id();
-    send(&server.router(), &Delivery::signed(&f2.event, &id2, &f2.body)).await;
+    send(
+        &server.router(),
+        &Delivery::signed(&f2.event, &id2, &f2.body),
+    )
+    .await;
     let store = server.store().clone();
 
-    let broken = Recorder { always_fail: true, ..Recorder::default() };
+    let broken = Recorder {
+        always_fail: true,
+        ..Recorder::default()
+    };
     let event_loop = env.event_loop(HandlerRegistry::new().with(broken)).await;
     for _ in 0..3 {
         event_loop.run_until_idle().await.unwrap();
@@ -322,16 +436,33 @@ async fn a_handler_that_keeps_failing_is_parked_with_its_error_and_can_be_requeu
     }
     for id in [&id, &id2] {
         let row = inbox::get(store.pool(), id).await.unwrap().unwrap();
-        assert_eq!((row.status, row.attempts), (Status::Failed, 3), "parked after max_attempts");
-        assert!(row.last_error.unwrap().contains("handler recorder: recorder told to fail attempt 3"));
+        assert_eq!(
+            (row.status, row.attempts),
+            (Status::Failed, 3),
+            "parked after max_attempts"
+        );
+        assert!(
+            row.last_error
+                .unwrap()
+                .contains("handler recorder: recorder told to fail attempt 3")
+        );
     }
     // Parked is final until a person requeues it; nothing is lost.
     assert_eq!(event_loop.run_until_idle().await.unwrap().total(), 0);
     assert!(inbox::requeue_failed(store.pool(), &id).await.unwrap());
-    assert!(!inbox::requeue_failed(store.pool(), "no-such-delivery").await.unwrap());
-    let fixed = env.event_loop(HandlerRegistry::new().with(Recorder::default())).await;
+    assert!(
+        !inbox::requeue_failed(store.pool(), "no-such-delivery")
+            .await
+            .unwrap()
+    );
+    let fixed = env
+        .event_loop(HandlerRegistry::new().with(Recorder::default()))
+        .await;
     assert_eq!(fixed.run_until_idle().await.unwrap().processed, 1);
-    assert_eq!(inbox::get(store.pool(), &id).await.unwrap().unwrap().status, Status::Processed);
+    assert_eq!(
+        inbox::get(store.pool(), &id).await.unwrap().unwrap().status,
+        Status::Processed
+    );
 }
 
 #[tokio::test]
@@ -343,20 +474,39 @@ async fn a_signed_payload_that_does_not_parse_is_kept_and_parked_with_the_json_p
     let body = serde_json::to_vec(&json).unwrap();
     let id = delivery_id();
     let (status, _) = send(&server.router(), &Delivery::signed("issues", &id, &body)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "signed by GitHub: kept, not refused");
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "signed by GitHub: kept, not refused"
+    );
 
     let id2 = delivery_id();
-    let (status, _) = send(&server.router(), &Delivery::signed("issues", &id2, b"not json at all")).await;
+    let (status, _) = send(
+        &server.router(),
+        &Delivery::signed("issues", &id2, b"not json at all"),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
-    let event_loop = env.event_loop(HandlerRegistry::new().with(Recorder::default())).await;
+    let event_loop = env
+        .event_loop(HandlerRegistry::new().with(Recorder::default()))
+        .await;
     let pass = event_loop.run_until_idle().await.unwrap();
-    assert_eq!(pass.parked, 2, "a parse error is not retried: the bytes will never change");
-    let row = inbox::get(server.store().pool(), &id).await.unwrap().unwrap();
+    assert_eq!(
+        pass.parked, 2,
+        "a parse error is not retried: the bytes will never change"
+    );
+    let row = inbox::get(server.store().pool(), &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.status, Status::Failed);
     let error = row.last_error.unwrap();
     assert!(error.contains("issue.number"), "{error}");
-    assert!(!error.contains("Spelling error in the README file"), "no payload text in errors: {error}");
+    assert!(
+        !error.contains("Spelling error in the README file"),
+        "no payload text in errors: {error}"
+    );
     assert!(handled(server.store()).await.is_empty());
 }
 
@@ -368,7 +518,10 @@ async fn health_and_readiness() {
     assert_eq!(get(&server.router(), "/readyz").await.0, StatusCode::OK);
     let router = server.router();
     server.store().close().await;
-    assert_eq!(get(&router, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&router, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 /// Waits for a condition the running event loop brings about, with a deadline.
@@ -379,7 +532,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -100,7 +100,11 @@ impl EventLoop {
                     // Database trouble: the deliveries stay pending; try again later.
                     failures += 1;
                     let wait = self.retry.delay_after(failures).min(MAX_IDLE);
-                    tracing::error!(error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "event loop pass failed");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "event loop pass failed"
+                    );
                     wait
                 }
             };
@@ -118,7 +122,9 @@ impl EventLoop {
         match inbox::next_retry_at(self.store.pool()).await {
             Ok(Some(at)) => {
                 let wait = at - self.clock.now();
-                Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX_IDLE)
+                Duration::try_from(wait)
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_IDLE)
             }
             _ => MAX_IDLE,
         }
@@ -206,7 +212,8 @@ impl EventLoop {
                 let attempt = info.attempt;
                 if attempt >= self.retry.max_attempts {
                     tracing::error!(%error, attempt, "handler failed; attempts exhausted, parked as failed (see `missions inbox`)");
-                    inbox::record_failure(tx, delivery.seq, &error, FailureAction::Park, now).await?;
+                    inbox::record_failure(tx, delivery.seq, &error, FailureAction::Park, now)
+                        .await?;
                     Ok(Outcome::Parked)
                 } else {
                     let delay = self.retry.delay_after(attempt);

@@ -94,7 +94,10 @@ impl Handler for LoggingHandler {
         tracing::info!(
             event = event.event_name(),
             action = event.action().unwrap_or("-"),
-            repository = event.repository().map(|r| r.full_name.as_str()).unwrap_or("-"),
+            repository = event
+                .repository()
+                .map(|r| r.full_name.as_str())
+                .unwrap_or("-"),
             sender = event.sender().map(|s| s.login.as_str()).unwrap_or("-"),
             installation = event.installation_id().unwrap_or(0),
             "event received"

@@ -1,1 +1,520 @@
-//! (in progress)
+//! The GitHub API client: one [`GitHubApp`] per process, which signs App JWTs,
+//! exchanges them for installation tokens (cached per installation), and hands
+//! out [`InstallationClient`]s authenticated as one installation.
+//!
+//! HTTP goes through octocrab, but octocrab types stay behind this module's
+//! API (the one exception is [`InstallationClient::octocrab`], until the
+//! operations we need have wrappers of their own).
+//!
+//! # Base URL
+//!
+//! `https://api.github.com` by default; GitHub Enterprise Server is
+//! `https://HOST/api/v3`; the simulator is `http://127.0.0.1:PORT`, possibly
+//! with a path prefix. Octocrab 0.54's base-URI middleware keeps the base's
+//! path and prepends it to relative routes (`/repos/o/r` becomes
+//! `/api/v3/repos/o/r`), *unless the route already starts with the base path
+//! as a string* — so a base path that is a string prefix of a GitHub route
+//! (say `/re`, or `/app`) would be skipped for `/repos/...` or `/app/...`.
+//! Our own requests therefore use absolute URLs built from the normalized
+//! base URL (which that middleware leaves alone), and the routes octocrab
+//! builds itself are fine for any prefix that is not such a string prefix
+//! (`/api/v3`, `/github/api`, ...).
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::clock::SharedClock;
+use crate::github::auth::{
+    AppCredentials, AppJwtSigner, AuthError, Expiring, InstallationToken, TokenCache,
+};
+
+/// GitHub.com's REST API.
+pub const DEFAULT_BASE_URL: &str = "https://api.github.com";
+
+/// The media type GitHub recommends for every REST request.
+const ACCEPT_GITHUB_JSON: &str = "application/vnd.github+json";
+
+/// Without these a stalled connection would hang a mission forever.
+const CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+const READ_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+const WRITE_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+
+/// Next step for a user whose App credentials GitHub rejected.
+const CREDENTIALS_HINT: &str = "check the App id and private key (MISSIONS_APP_ID, \
+     MISSIONS_PRIVATE_KEY_PATH / MISSIONS_PRIVATE_KEY), and that this machine's clock is correct";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors from talking to GitHub. None of them carries a JWT, a token or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// The private key could not be used (bad PEM, cannot sign).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+
+    #[error(
+        "invalid GitHub API base URL {url:?}: {reason}; check MISSIONS_GITHUB_API_URL (e.g. \
+         https://api.github.com, https://HOST/api/v3 for GitHub Enterprise Server, or \
+         http://127.0.0.1:PORT)"
+    )]
+    InvalidBaseUrl { url: String, reason: String },
+
+    /// GitHub rejected the App JWT (401) when exchanging it for a token.
+    #[error(
+        "GitHub answered {status} to the token request of App {app_id} for installation \
+         {installation_id}: {message}; {CREDENTIALS_HINT}"
+    )]
+    Unauthorized {
+        app_id: u64,
+        installation_id: u64,
+        status: u16,
+        message: String,
+    },
+
+    /// 404 on an installation: the App is not installed there (any more).
+    #[error(
+        "GitHub answered {status} to {request}: {message}; is the App installed on this \
+         account? installation id {installation_id}"
+    )]
+    InstallationNotFound {
+        installation_id: u64,
+        request: String,
+        status: u16,
+        message: String,
+    },
+
+    /// Any other non-success answer.
+    #[error("GitHub answered {status} to {request}: {message}{}", docs_suffix(.documentation_url))]
+    Api {
+        request: String,
+        status: u16,
+        message: String,
+        documentation_url: Option<String>,
+    },
+
+    /// No HTTP answer at all (connection refused, timeout, TLS, ...).
+    #[error("could not reach GitHub at {base_url} for {request}: {source}")]
+    Transport {
+        base_url: String,
+        request: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// A success status whose body is not what GitHub documents.
+    #[error("unexpected answer from GitHub to {request}: {reason}")]
+    InvalidResponse { request: String, reason: String },
+
+    /// The HTTP client itself could not be set up.
+    #[error("could not set up the GitHub HTTP client: {reason}")]
+    Client { reason: String },
+}
+
+impl GitHubError {
+    /// The HTTP status GitHub answered with, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { status, .. }
+            | Self::InstallationNotFound { status, .. }
+            | Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn docs_suffix(url: &Option<String>) -> String {
+    url.as_deref()
+        .map(|u| format!(" (see {u})"))
+        .unwrap_or_default()
+}
+
+/// The part of `POST /app/installations/{id}/access_tokens`'s 201 body we use
+/// (schema `installation-token`: `token` and `expires_at` are required).
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+/// GitHub's error shape (`basic-error`).
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    documentation_url: Option<String>,
+}
+
+/// A cached installation token together with the octocrab client built for
+/// it, so a client (and its connection pool) is built once per token.
+#[derive(Clone)]
+struct CachedInstallation {
+    token: InstallationToken,
+    octocrab: Octocrab,
+}
+
+impl Expiring for CachedInstallation {
+    fn expires_at(&self) -> OffsetDateTime {
+        self.token.expires_at
+    }
+}
+
+/// The App: signs JWTs, exchanges them for installation tokens, caches those.
+///
+/// Build one per process (it must be created inside a Tokio runtime, and used
+/// from that runtime: octocrab spawns its request worker there) and share it
+/// behind an `Arc`.
+pub struct GitHubApp {
+    base_url: String,
+    signer: AppJwtSigner,
+    clock: SharedClock,
+    /// Unauthenticated: App-JWT requests set their `Authorization` per request.
+    http: Octocrab,
+    tokens: TokenCache<CachedInstallation>,
+}
+
+impl GitHubApp {
+    /// `base_url`: see the module docs. Parses the private key once, and fails
+    /// here (not on the first webhook) if it cannot sign.
+    pub fn new(
+        base_url: &str,
+        credentials: AppCredentials,
+        clock: SharedClock,
+    ) -> Result<Self, GitHubError> {
+        let base_url = normalize_base_url(base_url)?;
+        let signer = AppJwtSigner::new(&credentials, clock.clone())?;
+        let http = build_octocrab(&base_url, None)?;
+        Ok(Self {
+            base_url,
+            signer,
+            tokens: TokenCache::new(clock.clone()),
+            clock,
+            http,
+        })
+    }
+
+    /// Sets how long before expiry a cached installation token is replaced
+    /// (default [`crate::github::auth::DEFAULT_REFRESH_MARGIN`], 5 minutes).
+    pub fn with_refresh_margin(mut self, margin: time::Duration) -> Self {
+        self.tokens = self.tokens.with_refresh_margin(margin);
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn app_id(&self) -> u64 {
+        self.signer.app_id()
+    }
+
+    pub fn refresh_margin(&self) -> time::Duration {
+        self.tokens.refresh_margin()
+    }
+
+    /// A token for `installation_id`: the cached one while it has more than
+    /// the refresh margin left, otherwise a fresh exchange. Concurrent callers
+    /// for one installation share a single exchange.
+    pub async fn installation_token(
+        &self,
+        installation_id: u64,
+    ) -> Result<SecretString, GitHubError> {
+        Ok(self.cached(installation_id).await?.token.token)
+    }
+
+    /// A client authenticated as `installation_id`, with the base URL set.
+    /// Its token is valid for at least the refresh margin: get a new client per
+    /// unit of work rather than keeping one for hours.
+    pub async fn installation(
+        &self,
+        installation_id: u64,
+    ) -> Result<InstallationClient, GitHubError> {
+        let cached = self.cached(installation_id).await?;
+        Ok(InstallationClient {
+            installation_id,
+            base_url: self.base_url.clone(),
+            token_expires_at: cached.token.expires_at,
+            octocrab: cached.octocrab,
+        })
+    }
+
+    /// Drops the cached token of `installation_id` (installation deleted, or a
+    /// token GitHub no longer accepts); the next call exchanges again.
+    pub fn forget_installation(&self, installation_id: u64) {
+        self.tokens.forget(installation_id);
+    }
+
+    async fn cached(&self, installation_id: u64) -> Result<CachedInstallation, GitHubError> {
+        self.tokens
+            .get_or_refresh(installation_id, || self.exchange(installation_id))
+            .await
+    }
+
+    /// `POST /app/installations/{id}/access_tokens` with the App JWT.
+    async fn exchange(&self, installation_id: u64) -> Result<CachedInstallation, GitHubError> {
+        let route = format!("/app/installations/{installation_id}/access_tokens");
+        let request_name = format!("POST {route}");
+        let jwt = self.signer.sign()?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", jwt.expose_secret()))
+            .map_err(|_| GitHubError::Client {
+            reason: "the App JWT is not a valid header value".into(),
+        })?;
+        authorization.set_sensitive(true);
+        // An absolute URL: octocrab leaves it as is, whatever the base path.
+        let builder = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{route}", self.base_url))
+            .header(header::AUTHORIZATION, authorization)
+            .header(header::ACCEPT, ACCEPT_GITHUB_JSON);
+        // build_request adds `X-GitHub-Api-Version: 2022-11-28` (octocrab's
+        // compiled-in request headers) and `Content-Length: 0`.
+        let request =
+            self.http
+                .build_request(builder, None::<&()>)
+                .map_err(|e| GitHubError::Client {
+                    reason: format!("could not build {request_name}: {e}"),
+                })?;
+        let transport = |e: octocrab::Error| GitHubError::Transport {
+            base_url: self.base_url.clone(),
+            request: request_name.clone(),
+            source: Box::new(e),
+        };
+        let response = self.http.execute(request).await.map_err(transport)?;
+        let status = response.status();
+        let body = self
+            .http
+            .body_to_string(response)
+            .await
+            .map_err(transport)?;
+
+        if !status.is_success() {
+            let (message, documentation_url) = error_message(status, &body);
+            return Err(match status {
+                StatusCode::UNAUTHORIZED => GitHubError::Unauthorized {
+                    app_id: self.signer.app_id(),
+                    installation_id,
+                    status: status.as_u16(),
+                    message,
+                },
+                StatusCode::NOT_FOUND => GitHubError::InstallationNotFound {
+                    installation_id,
+                    request: request_name,
+                    status: status.as_u16(),
+                    message,
+                },
+                _ => GitHubError::Api {
+                    request: request_name,
+                    status: status.as_u16(),
+                    message,
+                    documentation_url,
+                },
+            });
+        }
+
+        let invalid = |reason: String| GitHubError::InvalidResponse {
+            request: request_name.clone(),
+            reason,
+        };
+        let parsed: TokenResponse =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&body))
+                .map_err(|e| invalid(format!("the token body does not parse: {e}")))?;
+        let TokenResponse { token, expires_at } = parsed;
+        let token = SecretString::from(token);
+        let printable = |c: u8| c.is_ascii_graphic();
+        if token.expose_secret().is_empty() || !token.expose_secret().bytes().all(printable) {
+            return Err(invalid(
+                "the token is empty or has characters a header cannot carry".into(),
+            ));
+        }
+
+        let now = self.clock.now();
+        tracing::debug!(installation_id, %expires_at, "exchanged an installation token");
+        if expires_at - now <= self.tokens.refresh_margin() {
+            tracing::warn!(
+                installation_id,
+                %expires_at,
+                %now,
+                "GitHub's installation token expires within the refresh margin by this \
+                 machine's clock, so it will be exchanged again on every use: is the clock right?"
+            );
+        }
+
+        let octocrab = build_octocrab(&self.base_url, Some(&token))?;
+        Ok(CachedInstallation {
+            token: InstallationToken { token, expires_at },
+            octocrab,
+        })
+    }
+}
+
+impl fmt::Debug for GitHubApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitHubApp")
+            .field("base_url", &self.base_url)
+            .field("app_id", &self.signer.app_id())
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client authenticated as one installation.
+#[derive(Clone)]
+pub struct InstallationClient {
+    installation_id: u64,
+    base_url: String,
+    token_expires_at: OffsetDateTime,
+    octocrab: Octocrab,
+}
+
+impl InstallationClient {
+    pub fn installation_id(&self) -> u64 {
+        self.installation_id
+    }
+
+    /// When the token this client carries expires.
+    pub fn token_expires_at(&self) -> OffsetDateTime {
+        self.token_expires_at
+    }
+
+    /// The underlying octocrab client (base URL and installation token set,
+    /// no automatic retries). Temporary: operations get wrappers here as
+    /// they are needed, so the rest of the crate never sees octocrab.
+    pub fn octocrab(&self) -> &Octocrab {
+        &self.octocrab
+    }
+}
+
+impl fmt::Debug for InstallationClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstallationClient")
+            .field("installation_id", &self.installation_id)
+            .field("base_url", &self.base_url)
+            .field("token_expires_at", &self.token_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the base URL and drops trailing slashes, so routes can be appended.
+fn normalize_base_url(url: &str) -> Result<String, GitHubError> {
+    let invalid = |reason: &str| GitHubError::InvalidBaseUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("https" | "http") => {}
+        Some(_) => return Err(invalid("the scheme must be https or http")),
+        None => return Err(invalid("it needs a scheme (https://)")),
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(invalid("it needs a host"));
+    }
+    if uri.query().is_some() || trimmed.contains('#') {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("it must not carry credentials"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An octocrab client for `base_url`, with a bearer token if given. Retries are
+/// off (octocrab would re-send any request, POSTs included, on 5xx and
+/// transport errors, immediately); the retry policy belongs to our callers.
+fn build_octocrab(base_url: &str, token: Option<&SecretString>) -> Result<Octocrab, GitHubError> {
+    let client_error = |e: octocrab::Error| GitHubError::Client {
+        reason: e.to_string(),
+    };
+    // octocrab spawns its request worker with tokio::spawn, which panics
+    // outside a runtime; say so instead.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(GitHubError::Client {
+            reason: "the GitHub client must be created inside a Tokio runtime".into(),
+        });
+    }
+    let mut builder = Octocrab::builder()
+        .base_uri(base_url)
+        .map_err(client_error)?
+        .add_retry_config(RetryConfig::None)
+        .set_connect_timeout(Some(CONNECT_TIMEOUT))
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .set_write_timeout(Some(WRITE_TIMEOUT));
+    if let Some(token) = token {
+        builder = builder.personal_token(token.clone());
+    }
+    builder.build().map_err(client_error)
+}
+
+/// GitHub's `message` (and documentation link) from an error body, or the
+/// status's reason phrase when the body is not GitHub's error JSON. A body that
+/// is not JSON is not echoed: it may come from a proxy and say anything.
+fn error_message(status: StatusCode, body: &str) -> (String, Option<String>) {
+    let reason = || {
+        status
+            .canonical_reason()
+            .unwrap_or("unknown status")
+            .to_owned()
+    };
+    match serde_json::from_str::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            message,
+            documentation_url,
+        }) => (
+            message
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(reason),
+            documentation_url,
+        ),
+        Err(_) => (reason(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            normalize_base_url(DEFAULT_BASE_URL).unwrap(),
+            DEFAULT_BASE_URL
+        );
+        assert_eq!(
+            normalize_base_url("https://ghe.example.com/api/v3/").unwrap(),
+            "https://ghe.example.com/api/v3"
+        );
+        assert_eq!(
+            normalize_base_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "",
+            "api.github.com",
+            "ftp://x",
+            "https://x/?a=b",
+            "https://u:p@x/",
+        ] {
+            assert!(normalize_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_messages() {
+        let (m, d) = error_message(
+            StatusCode::FORBIDDEN,
+            r#"{"message":"Nope","documentation_url":"https://docs.github.com/rest"}"#,
+        );
+        assert_eq!(m, "Nope");
+        assert_eq!(d.as_deref(), Some("https://docs.github.com/rest"));
+        let (m, d) = error_message(StatusCode::BAD_GATEWAY, "<html>proxy</html>");
+        assert_eq!(m, "Bad Gateway");
+        assert!(d.is_none());
+    }
+}

@@ -23,13 +23,22 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     if let Err(e) = state.secrets.verify(signature, &body) {
         tracing::warn!(reason = %e, delivery = header_for_log(&headers, DELIVERY_HEADER), "webhook refused: bad signature");
-        return answer(StatusCode::UNAUTHORIZED, "invalid or missing X-Hub-Signature-256\n");
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing X-Hub-Signature-256\n",
+        );
     }
     let Some(event) = header_token(&headers, EVENT_HEADER, 64) else {
-        return answer(StatusCode::BAD_REQUEST, "missing or invalid X-GitHub-Event\n");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "missing or invalid X-GitHub-Event\n",
+        );
     };
     let Some(delivery_id) = header_token(&headers, DELIVERY_HEADER, 128) else {
-        return answer(StatusCode::BAD_REQUEST, "missing or invalid X-GitHub-Delivery\n");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "missing or invalid X-GitHub-Delivery\n",
+        );
     };
 
     let envelope = Envelope::read(&body).unwrap_or_default();
@@ -48,12 +57,19 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             answer(StatusCode::ACCEPTED, "stored\n")
         }
         Ok(InsertOutcome::Duplicate) => {
-            tracing::debug!(delivery = delivery_id, event, "delivery seen before; not stored again");
+            tracing::debug!(
+                delivery = delivery_id,
+                event,
+                "delivery seen before; not stored again"
+            );
             answer(StatusCode::OK, "already stored\n")
         }
         Err(e @ IngestError::Database(_)) | Err(e @ IngestError::Stopped) => {
             tracing::error!(delivery = delivery_id, event, error = %e, "delivery not stored");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "not stored; please redeliver\n")
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not stored; please redeliver\n",
+            )
         }
     }
 }

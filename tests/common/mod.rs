@@ -169,13 +169,15 @@ impl Handler for Recorder {
         cx: &mut HandlerContext<'_>,
         event: &WebhookEvent,
     ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO test_handled (delivery_id, event, action, attempt) VALUES (?, ?, ?, ?)")
-            .bind(&cx.delivery.delivery_id)
-            .bind(event.event_name())
-            .bind(event.action())
-            .bind(cx.delivery.attempt)
-            .execute(&mut *cx.tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO test_handled (delivery_id, event, action, attempt) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&cx.delivery.delivery_id)
+        .bind(event.event_name())
+        .bind(event.action())
+        .bind(cx.delivery.attempt)
+        .execute(&mut *cx.tx)
+        .await?;
         if let Some(block) = &self.block {
             if let Some(entered) = &self.entered {
                 entered.notify_one();
