@@ -23,8 +23,45 @@ pub struct DeliveryInfo {
 
 pub struct HandlerContext<'a> {
     pub delivery: &'a DeliveryInfo,
-    /// The open transaction; commit and rollback belong to the event loop.
-    pub tx: &'a mut SqliteConnection,
+    tx: &'a mut SqliteConnection,
+    savepoint_open: bool,
+}
+
+impl<'a> HandlerContext<'a> {
+    pub(crate) fn new(delivery: &'a DeliveryInfo, tx: &'a mut SqliteConnection) -> Self {
+        Self {
+            delivery,
+            tx,
+            savepoint_open: false,
+        }
+    }
+
+    /// The open transaction, in which the delivery will also be marked processed.
+    /// The first call opens this delivery's savepoint, so that a failure undoes only
+    /// this delivery's writes; handlers that never write cost no extra round trip.
+    /// Commit and rollback belong to the event loop.
+    pub async fn db(&mut self) -> sqlx::Result<&mut SqliteConnection> {
+        if !self.savepoint_open {
+            sqlx::raw_sql("SAVEPOINT delivery")
+                .execute(&mut *self.tx)
+                .await?;
+            self.savepoint_open = true;
+        }
+        Ok(&mut *self.tx)
+    }
+
+    /// Ends the savepoint, if one was opened: kept on success, undone on failure.
+    pub(crate) async fn finish(self, keep: bool) -> sqlx::Result<()> {
+        if self.savepoint_open {
+            let sql = if keep {
+                "RELEASE delivery"
+            } else {
+                "ROLLBACK TO delivery; RELEASE delivery"
+            };
+            sqlx::raw_sql(sql).execute(self.tx).await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

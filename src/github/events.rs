@@ -962,6 +962,11 @@ fn parse_payload<T: serde::de::DeserializeOwned>(
     event: &str,
     payload: &[u8],
 ) -> Result<T, EventParseError> {
+    // Fast path: path tracking costs time on every field, and is only needed to
+    // explain a failure, so it runs only then.
+    if let Ok(value) = serde_json::from_slice(payload) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(payload);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

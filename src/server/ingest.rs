@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use sqlx::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::Store;
 use crate::store::inbox::{self, InsertOutcome, NewDelivery};
 
 /// How many deliveries may wait for the writer before requests wait to enqueue.
@@ -48,12 +48,12 @@ impl Ingest {
     /// On `stop`, the writer stores what is already queued, refuses what comes
     /// after, and ends.
     pub fn start(
-        conn: SqliteConnection,
+        store: Store,
         stored: Arc<Notify>,
         stop: CancellationToken,
     ) -> (Ingest, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
-        let writer = tokio::spawn(write_loop(conn, jobs, stored, stop));
+        let writer = tokio::spawn(write_loop(store, jobs, stored, stop));
         (Ingest { queue }, writer)
     }
 
@@ -71,7 +71,7 @@ impl Ingest {
 /// Runs until stopped (or every `Ingest` handle is gone) and the queue is drained,
 /// so a graceful shutdown answers every request that was already queued.
 async fn write_loop(
-    mut conn: SqliteConnection,
+    store: Store,
     mut jobs: mpsc::Receiver<Job>,
     stored: Arc<Notify>,
     stop: CancellationToken,
@@ -80,7 +80,18 @@ async fn write_loop(
     loop {
         let received = tokio::select! {
             biased;
-            n = jobs.recv_many(&mut batch, inbox::MAX_INSERT_BATCH) => n,
+            n = jobs.recv_many(&mut batch, inbox::MAX_INSERT_BATCH) => {
+                // Let requests that are ready right now reach the queue too, so that
+                // under load one commit covers many of them.
+                tokio::task::yield_now().await;
+                while batch.len() < inbox::MAX_INSERT_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                n.max(batch.len())
+            }
             _ = stop.cancelled() => {
                 // New senders now get `Stopped`; what is queued is still written.
                 jobs.close();
@@ -91,7 +102,7 @@ async fn write_loop(
             break;
         }
         let deliveries: Vec<&NewDelivery> = batch.iter().map(|j| &j.delivery).collect();
-        let result = inbox::insert_batch(&mut conn, &deliveries).await;
+        let result = store_batch(&store, &deliveries).await;
         drop(deliveries);
         match result {
             Ok(outcomes) => {
@@ -105,11 +116,23 @@ async fn write_loop(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, deliveries = batch.len(), "inbox write failed; answering 503 so GitHub can redeliver");
+                let error = format!("{e:#}");
+                tracing::error!(%error, deliveries = batch.len(), "inbox write failed; answering 503 so GitHub can redeliver");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(IngestError::Database(e.to_string())));
+                    let _ = job.reply.send(Err(IngestError::Database(error.clone())));
                 }
             }
         }
     }
+}
+
+/// One transaction, one commit, for the whole batch.
+async fn store_batch(
+    store: &Store,
+    deliveries: &[&NewDelivery],
+) -> anyhow::Result<Vec<InsertOutcome>> {
+    let mut tx = store.begin_write().await?;
+    let outcomes = inbox::insert_batch(&mut tx, deliveries).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }

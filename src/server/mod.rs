@@ -80,8 +80,7 @@ impl Server {
     pub async fn start(store: Store, options: ServerOptions) -> anyhow::Result<Server> {
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let conn = store.dedicated_connection().await?;
-        let (ingest, writer) = Ingest::start(conn, wake.clone(), stop.child_token());
+        let (ingest, writer) = Ingest::start(store.clone(), wake.clone(), stop.child_token());
         let event_loop = options.run_event_loop.then(|| {
             let event_loop = EventLoop::new(
                 store.clone(),

@@ -1,6 +1,6 @@
 //! The inbox: verified deliveries, stored before the 2xx and processed in arrival order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -78,7 +78,8 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// Stores a batch in one statement, so one commit (one fsync) covers all of it.
+/// Stores a batch, inside the caller's transaction (one commit, one fsync for all of
+/// it): the rows in one multi-row INSERT, then the payloads of those that were new.
 /// Returns one outcome per input, in order. A delivery id repeated inside the batch
 /// is stored once: its first occurrence is `Stored`, the others `Duplicate`.
 pub async fn insert_batch(
@@ -87,41 +88,54 @@ pub async fn insert_batch(
 ) -> sqlx::Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(MAX_INSERT_BATCH) {
-        let mut builder = sqlx::QueryBuilder::new(
-            "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, payload, received_at) ",
+        let mut rows = sqlx::QueryBuilder::new(
+            "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, received_at) ",
         );
-        builder.push_values(chunk, |mut row, d: &&NewDelivery| {
+        rows.push_values(chunk, |mut row, d: &&NewDelivery| {
             row.push_bind(d.delivery_id.as_str())
                 .push_bind(d.event.as_str())
                 .push_bind(d.action.as_deref())
                 .push_bind(d.installation_id)
                 .push_bind(d.repository.as_deref())
-                .push_bind(&d.payload[..])
                 .push_bind(to_millis(d.received_at));
         });
-        builder.push(" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id");
-        let inserted: HashSet<String> = builder
+        rows.push(" ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id");
+        let inserted: HashMap<String, i64> = rows
             .build()
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
-            .map(|row| row.get::<String, _>(0))
+            .map(|row| (row.get::<String, _>(1), row.get::<i64, _>(0)))
             .collect();
-        let mut seen = HashSet::with_capacity(chunk.len());
+
+        let mut new = Vec::with_capacity(inserted.len());
+        let mut taken = HashSet::with_capacity(inserted.len());
         for d in chunk {
-            let first = seen.insert(d.delivery_id.as_str());
-            outcomes.push(if first && inserted.contains(&d.delivery_id) {
-                InsertOutcome::Stored
-            } else {
-                InsertOutcome::Duplicate
+            match inserted.get(&d.delivery_id) {
+                // The first occurrence in the batch carries the payload.
+                Some(&seq) if taken.insert(seq) => {
+                    new.push((seq, &d.payload[..]));
+                    outcomes.push(InsertOutcome::Stored);
+                }
+                _ => outcomes.push(InsertOutcome::Duplicate),
+            }
+        }
+        if !new.is_empty() {
+            let mut payloads =
+                sqlx::QueryBuilder::new("INSERT INTO inbox_payloads (seq, payload) ");
+            payloads.push_values(&new, |mut row, (seq, payload)| {
+                row.push_bind(*seq).push_bind(*payload);
             });
+            payloads.build().execute(&mut *conn).await?;
         }
     }
     Ok(outcomes)
 }
 
-const SELECT_COLUMNS: &str = "seq, delivery_id, event, action, installation_id, repository, payload, \
-     received_at, status, attempts, last_error";
+const SELECT_COLUMNS: &str = "inbox.seq AS seq, delivery_id, event, action, installation_id, \
+     repository, payload, received_at, status, attempts, last_error";
+/// Every delivery with its payload.
+const FROM_INBOX: &str = "FROM inbox JOIN inbox_payloads ON inbox_payloads.seq = inbox.seq";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> StoredDelivery {
     StoredDelivery {
@@ -146,8 +160,8 @@ pub async fn due(
     limit: u32,
 ) -> sqlx::Result<Vec<StoredDelivery>> {
     let sql = format!(
-        "SELECT {SELECT_COLUMNS} FROM inbox \
-         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?"
+        "SELECT {SELECT_COLUMNS} {FROM_INBOX} \
+         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY inbox.seq LIMIT ?"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(to_millis(now))
@@ -166,22 +180,43 @@ pub async fn next_retry_at(pool: &SqlitePool) -> sqlx::Result<Option<OffsetDateT
     Ok(ms.map(from_millis))
 }
 
-/// Marks a delivery processed; call it in the transaction that holds the handlers' writes.
-/// Only a pending row is changed, so a delivery is never processed twice.
+/// Of `seqs`, those still pending. Run inside the write transaction before handling,
+/// so a delivery another server finished meanwhile is not handled again.
+pub async fn still_pending(
+    conn: &mut SqliteConnection,
+    seqs: &[i64],
+) -> sqlx::Result<HashSet<i64>> {
+    if seqs.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut query =
+        sqlx::QueryBuilder::new("SELECT seq FROM inbox WHERE status = 'pending' AND seq IN ");
+    query.push_tuples(seqs, |mut t, seq| {
+        t.push_bind(*seq);
+    });
+    let rows = query.build().fetch_all(conn).await?;
+    Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+}
+
+/// Marks deliveries processed; call it in the transaction that holds the handlers'
+/// writes. Only pending rows change; returns how many did.
 pub async fn mark_processed(
     conn: &mut SqliteConnection,
-    seq: i64,
+    seqs: &[i64],
     now: OffsetDateTime,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE inbox SET status = 'processed', attempts = attempts + 1, last_error = NULL, \
-         finished_at = ? WHERE seq = ? AND status = 'pending'",
-    )
-    .bind(to_millis(now))
-    .bind(seq)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+) -> sqlx::Result<u64> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let mut query = sqlx::QueryBuilder::new(
+        "UPDATE inbox SET status = 'processed', attempts = attempts + 1, last_error = NULL, finished_at = ",
+    );
+    query.push_bind(to_millis(now));
+    query.push(" WHERE status = 'pending' AND seq IN ");
+    query.push_tuples(seqs, |mut t, seq| {
+        t.push_bind(*seq);
+    });
+    Ok(query.build().execute(conn).await?.rows_affected())
 }
 
 /// What happens to a delivery whose handling failed.
@@ -233,7 +268,7 @@ pub async fn counts(pool: &SqlitePool) -> sqlx::Result<InboxCounts> {
 }
 
 pub async fn get(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<Option<StoredDelivery>> {
-    let sql = format!("SELECT {SELECT_COLUMNS} FROM inbox WHERE delivery_id = ?");
+    let sql = format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} WHERE delivery_id = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(delivery_id)
         .fetch_optional(pool)
@@ -253,7 +288,8 @@ pub async fn list(
         Some(Status::Failed) => "WHERE status = 'failed'",
         None => "",
     };
-    let sql = format!("SELECT {SELECT_COLUMNS} FROM inbox {filter} ORDER BY seq DESC LIMIT ?");
+    let sql =
+        format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} {filter} ORDER BY inbox.seq DESC LIMIT ?");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(limit)
         .fetch_all(pool)

@@ -176,7 +176,7 @@ impl Handler for Recorder {
         .bind(event.event_name())
         .bind(event.action())
         .bind(cx.delivery.attempt)
-        .execute(&mut *cx.tx)
+        .execute(cx.db().await?)
         .await?;
         if let Some(block) = &self.block {
             if let Some(entered) = &self.entered {
