@@ -539,3 +539,37 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn two_event_loops_on_one_database_handle_each_delivery_once() {
+    let env = TestEnv::new();
+    let server = env.server().await;
+    let mut ids = Vec::new();
+    for f in webhook_fixtures() {
+        let id = delivery_id();
+        let (status, _) = send(&server.router(), &Delivery::signed(&f.event, &id, &f.body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        ids.push(id);
+    }
+    let a = env
+        .event_loop(HandlerRegistry::new().with(Recorder::default()))
+        .await;
+    let b = env
+        .event_loop(HandlerRegistry::new().with(Recorder::default()))
+        .await;
+    // Racing: a loop that finds rows already finished by the other rolls its batch back.
+    let _ = tokio::join!(a.run_until_idle(), b.run_until_idle());
+    for event_loop in [&a, &b] {
+        while event_loop.run_until_idle().await.is_err() {}
+    }
+
+    let store = server.store().clone();
+    assert_eq!(
+        inbox::counts(store.pool()).await.unwrap().processed,
+        ids.len() as u64
+    );
+    let mut handled: Vec<String> = handled(&store).await.into_iter().map(|h| h.0).collect();
+    handled.sort();
+    ids.sort();
+    assert_eq!(handled, ids, "every delivery handled exactly once");
+}

@@ -89,12 +89,23 @@ impl EventLoop {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         let mut checkpoints = CheckpointSchedule::default();
+        // The earliest retry time among pending deliveries, as last read (None: unknown).
+        let mut next_retry: Option<Option<time::OffsetDateTime>> = None;
         loop {
             let wait = match self.run_until_idle().await {
                 Ok(pass) => {
                     failures = 0;
                     checkpoints.after_pass(&self.store, pass.total()).await;
-                    self.idle_wait().await
+                    // Ask the database for the next retry only when it can have changed.
+                    let stale = match next_retry {
+                        None => true,
+                        Some(Some(at)) => at <= self.clock.now(),
+                        Some(None) => false,
+                    };
+                    if pass.retried > 0 || stale {
+                        next_retry = inbox::next_retry_at(self.store.pool()).await.ok();
+                    }
+                    self.wait_until_retry(next_retry.flatten())
                 }
                 Err(e) => {
                     // Database trouble: the deliveries stay pending; try again later.
@@ -117,16 +128,14 @@ impl EventLoop {
         tracing::info!("event loop stopped");
     }
 
-    /// How long to sleep when nothing is due: until the next retry, at most MAX_IDLE.
-    async fn idle_wait(&self) -> Duration {
-        match inbox::next_retry_at(self.store.pool()).await {
-            Ok(Some(at)) => {
-                let wait = at - self.clock.now();
-                Duration::try_from(wait)
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_IDLE)
-            }
-            _ => MAX_IDLE,
+    /// How long to sleep when nothing is due: until the next retry, at most
+    /// MAX_IDLE (new deliveries wake the loop sooner).
+    fn wait_until_retry(&self, next_retry: Option<time::OffsetDateTime>) -> Duration {
+        match next_retry {
+            Some(at) => Duration::try_from(at - self.clock.now())
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_IDLE),
+            None => MAX_IDLE,
         }
     }
 
@@ -145,15 +154,12 @@ impl EventLoop {
             .iter()
             .map(|d| WebhookEvent::parse(&d.event, &d.payload))
             .collect();
-        let mut tx = self.store.begin_write().await?;
-        let seqs: Vec<i64> = due.iter().map(|d| d.seq).collect();
-        // Another server on the same database may have finished some meanwhile.
-        let pending = inbox::still_pending(&mut tx, &seqs).await?;
+        // Not fsynced on its own: durable with the next synced commit. Should a power
+        // loss drop it, its handler writes go with it and the deliveries, still
+        // pending in the (synced) inbox, are handled again.
+        let mut tx = self.store.begin_write_deferred().await?;
         let mut processed = Vec::with_capacity(due.len());
         for (delivery, event) in due.iter().zip(parsed) {
-            if !pending.contains(&delivery.seq) {
-                continue;
-            }
             let span = tracing::info_span!(
                 "delivery",
                 delivery = %delivery.delivery_id,
@@ -171,10 +177,12 @@ impl EventLoop {
             }
         }
         let marked = inbox::mark_processed(&mut tx, &processed, now).await?;
-        // Inside BEGIN IMMEDIATE nobody else writes, so every one we checked is ours.
+        // Only pending rows are marked. Fewer means another server on this database
+        // finished some between our read and our write lock: drop the whole batch
+        // (handler writes included) and read again.
         anyhow::ensure!(
             marked == processed.len() as u64,
-            "marked {marked} of {} handled deliveries processed; rolling back the batch",
+            "another server handled some of this batch ({marked} of {} still pending); rolled back, reading again",
             processed.len()
         );
         tx.commit().await?;

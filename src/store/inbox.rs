@@ -180,24 +180,6 @@ pub async fn next_retry_at(pool: &SqlitePool) -> sqlx::Result<Option<OffsetDateT
     Ok(ms.map(from_millis))
 }
 
-/// Of `seqs`, those still pending. Run inside the write transaction before handling,
-/// so a delivery another server finished meanwhile is not handled again.
-pub async fn still_pending(
-    conn: &mut SqliteConnection,
-    seqs: &[i64],
-) -> sqlx::Result<HashSet<i64>> {
-    if seqs.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let mut query =
-        sqlx::QueryBuilder::new("SELECT seq FROM inbox WHERE status = 'pending' AND seq IN ");
-    query.push_tuples(seqs, |mut t, seq| {
-        t.push_bind(*seq);
-    });
-    let rows = query.build().fetch_all(conn).await?;
-    Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
-}
-
 /// Marks deliveries processed; call it in the transaction that holds the handlers'
 /// writes. Only pending rows change; returns how many did.
 pub async fn mark_processed(

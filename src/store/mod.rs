@@ -95,8 +95,23 @@ impl Store {
     }
 
     /// Waits for the write connection and begins a transaction on it that holds
-    /// SQLite's write lock from the start (`BEGIN IMMEDIATE`).
+    /// SQLite's write lock from the start (`BEGIN IMMEDIATE`). Its commit is on disk
+    /// when `commit` returns (fsync).
     pub async fn begin_write(&self) -> anyhow::Result<WriteTx> {
+        self.begin(Durability::Synced).await
+    }
+
+    /// Like `begin_write`, but the commit is not fsynced itself: it becomes durable,
+    /// in order, with the next synced commit or checkpoint (a WAL property). A crash
+    /// of the process loses nothing; a power loss can lose the newest such commits
+    /// whole. For work that is redone from durable input when lost, like the event
+    /// loop's (handler writes and the "processed" mark go together). Not for a
+    /// transaction whose commit is followed by an effect outside the database.
+    pub async fn begin_write_deferred(&self) -> anyhow::Result<WriteTx> {
+        self.begin(Durability::Deferred).await
+    }
+
+    async fn begin(&self, durability: Durability) -> anyhow::Result<WriteTx> {
         let mut writer = self.writer.clone().lock_owned().await;
         if writer.open {
             sqlx::raw_sql("ROLLBACK")
@@ -105,7 +120,12 @@ impl Store {
                 .context("cannot roll back an abandoned transaction")?;
             writer.open = false;
         }
-        sqlx::raw_sql("BEGIN IMMEDIATE")
+        // One round trip: the durability setting applies to this transaction's commit.
+        let begin = match durability {
+            Durability::Synced => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Durability::Deferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+        };
+        sqlx::raw_sql(begin)
             .execute(&mut writer.conn)
             .await
             .context("cannot begin a database transaction")?;
@@ -126,6 +146,12 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Durability {
+    Synced,
+    Deferred,
 }
 
 /// A write transaction on the shared write connection. Dropped without `commit`,
