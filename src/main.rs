@@ -105,14 +105,19 @@ async fn inbox_command(store: &Store, command: InboxCommand) -> anyhow::Result<(
                 StatusArg::Failed => Status::Failed,
             });
             for d in inbox::list(store.pool(), status, limit).await? {
+                let received = d
+                    .received_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| d.received_at.to_string());
+                let status = serde_json::to_value(d.status)?;
                 println!(
-                    "{}\t{}\t{}.{}\t{}\t{:?}\tattempts={}{}",
-                    d.received_at,
+                    "{}\t{}\t{}.{}\t{}\t{}\tattempts={}{}",
+                    received,
                     d.delivery_id,
                     d.event,
                     d.action.as_deref().unwrap_or("-"),
                     d.repository.as_deref().unwrap_or("-"),
-                    d.status,
+                    status.as_str().unwrap_or("?"),
                     d.attempts,
                     d.last_error
                         .map(|e| format!("\terror: {e}"))

@@ -139,6 +139,11 @@ async fn serve_receives_over_http_stops_on_sigterm_and_logs_no_secret() {
         "no log line with the delivery id:\n{all}"
     );
 
+    // A clean stop leaves no WAL for the next start to replay.
+    let wal = dir.path().join("m.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "WAL left behind after a clean stop");
+
     let stats = inbox_stats(&db_url);
     assert_eq!(stats["processed"], 1, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");

@@ -136,7 +136,9 @@ impl Handler for LoggingHandler {
                 .map(|r| r.full_name.as_str())
                 .unwrap_or("-"),
             sender = event.sender().map(|s| s.login.as_str()).unwrap_or("-"),
-            installation = event.installation_id().unwrap_or(0),
+            installation = %event
+                .installation_id()
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
             "event received"
         );
         Ok(())

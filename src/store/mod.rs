@@ -143,7 +143,22 @@ impl Store {
         Ok(())
     }
 
+    /// On shutdown: copies the WAL into the database file and empties it, so the
+    /// next start does not have to replay it, then closes the connections.
     pub async fn close(&self) {
+        {
+            let mut writer = self.writer.lock().await;
+            if writer.open {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut writer.conn).await;
+                writer.open = false;
+            }
+            if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut writer.conn)
+                .await
+            {
+                tracing::warn!(error = %e, "final WAL checkpoint failed; the next start replays the WAL");
+            }
+        }
         self.pool.close().await;
     }
 }
