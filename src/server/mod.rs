@@ -169,36 +169,40 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (set MISSIONS_LISTEN)", config.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, database = %config.database_url, "listening; POST webhooks to http://{addr}/webhook");
-    server.serve(listener, shutdown_signal()).await?;
+    server.serve(listener, shutdown).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (what systemd, Kubernetes and the benchmark send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM (what systemd, Kubernetes and the benchmark send). The
+/// handlers are registered when this is called, not when the future is first
+/// polled: a signal that arrives right after "listening" still stops gracefully.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+            tracing::info!("shutting down: finishing accepted deliveries");
+        })
     }
-    tracing::info!("shutting down: finishing accepted deliveries");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing accepted deliveries");
+        })
+    }
 }
