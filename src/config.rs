@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://.missions-data/missions.db";
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+/// Longest wait between two attempts of a failing handler, whatever the file says.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The environment variables read, in one place so docs and errors agree.
 pub mod env {
@@ -167,6 +169,17 @@ impl Config {
                 message: "the webhook secret is empty".into(),
             });
         }
+        // An empty HMAC key is one anybody can sign with.
+        if file
+            .previous_webhook_secrets
+            .iter()
+            .any(|s| s.expose_secret().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                var: "previous_webhook_secrets",
+                message: "an entry is empty; remove it".into(),
+            });
+        }
         let mut webhook_secrets = vec![secret];
         webhook_secrets.extend(file.previous_webhook_secrets);
 
@@ -240,7 +253,8 @@ impl Config {
                 .inbox
                 .retry_max_ms
                 .map(Duration::from_millis)
-                .unwrap_or(defaults.max),
+                .unwrap_or(defaults.max)
+                .min(MAX_RETRY_DELAY),
         };
 
         Ok(Config {
@@ -270,10 +284,33 @@ fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.message().to_owned(),
+    toml::from_str::<FileConfig>(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start].lines().count().max(1));
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!(
+                "{}{}",
+                line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+                without_quoted_values(e.message())
+            ),
+        }
     })
+}
+
+/// toml quotes the offending value in backticks ("invalid type: integer `1234`");
+/// that value may be a secret written without quotes, so it is left out. Other
+/// messages quote key names ("unknown field `x`"), which stay.
+fn without_quoted_values(message: &str) -> String {
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "…" } else { part });
+    }
+    out
 }
 
 fn database_url(
@@ -411,6 +448,37 @@ retry_base_ms = 10
             .unwrap_err()
             .to_string();
         assert!(err.contains("webhook_secert"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_in_a_mistyped_key_is_not_echoed_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nwebhook_secret = 987654321\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(Some(&path), &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("987654321"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_previous_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            "webhook_secret = \"s\"\nprevious_webhook_secrets = [\"\"]\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(Some(&path), &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("previous_webhook_secrets"), "{err}");
     }
 
     #[test]

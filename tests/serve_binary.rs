@@ -188,3 +188,21 @@ fn an_unreadable_private_key_path_names_the_variable_and_path() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_bad_private_key_stops_the_start_without_echoing_the_key() {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("MISSIONS_WEBHOOK_SECRET", "x")
+        .env("MISSIONS_APP_ID", "1")
+        .env("MISSIONS_PRIVATE_KEY", "canary-not-a-pem-7f3a")
+        .env("MISSIONS_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MISSIONS_PRIVATE_KEY"), "{stderr}");
+    assert!(!stderr.contains("canary-not-a-pem-7f3a"), "{stderr}");
+    assert!(!stderr.contains("listening"), "it must not start: {stderr}");
+}

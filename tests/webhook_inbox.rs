@@ -573,3 +573,60 @@ async fn two_event_loops_on_one_database_handle_each_delivery_once() {
     ids.sort();
     assert_eq!(handled, ids, "every delivery handled exactly once");
 }
+
+#[tokio::test]
+async fn readiness_fails_once_the_event_loop_has_stopped() {
+    let env = TestEnv::new();
+    let server = env.server_with(HandlerRegistry::standard(), true).await;
+    let router = server.router();
+    assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+    server.shutdown().await;
+    let (status, body) = get(&router, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("event loop stopped"), "{body}");
+}
+
+#[tokio::test]
+async fn a_handler_that_hangs_is_cut_off_and_retried() {
+    let env = TestEnv::new();
+    let server = env.server().await;
+    let f = fixture("issues", "labeled.json");
+    let id = delivery_id();
+    send(&server.router(), &Delivery::signed(&f.event, &id, &f.body)).await;
+
+    let hanging = Recorder {
+        block: Some(Arc::new(Notify::new())),
+        ..Recorder::default()
+    };
+    let event_loop = env
+        .event_loop(HandlerRegistry::new().with(hanging))
+        .await
+        .with_handler_timeout(Duration::from_millis(200));
+    let pass = tokio::time::timeout(Duration::from_secs(10), event_loop.run_until_idle())
+        .await
+        .expect("the event loop does not hang with its handler")
+        .unwrap();
+    assert_eq!(pass.retried, 1);
+    let row = inbox::get(server.store().pool(), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, Status::Pending);
+    assert!(
+        row.last_error
+            .unwrap()
+            .contains("did not finish within 200 ms")
+    );
+    assert!(
+        handled(server.store()).await.is_empty(),
+        "its writes are rolled back"
+    );
+
+    // And the webhook receiver is not stuck behind it.
+    let (status, _) = send(
+        &server.router(),
+        &Delivery::signed(&f.event, &delivery_id(), &f.body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}

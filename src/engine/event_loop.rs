@@ -23,6 +23,10 @@ use crate::store::inbox::{self, FailureAction, StoredDelivery};
 /// Deliveries handled per transaction. Small enough that the write lock is held
 /// briefly (the webhook receiver commits through the same lock).
 const BATCH: u32 = 32;
+/// Longest a handler may take by default. Handlers only write to the database
+/// (effects on GitHub go through an outbox), so this is generous; a handler runs
+/// while holding the write connection, so past it, ingest would stall.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest idle wait; a safety net should a wake-up ever be missed.
 const MAX_IDLE: Duration = Duration::from_secs(30);
 
@@ -46,6 +50,7 @@ pub struct EventLoop {
     retry: RetryPolicy,
     clock: SharedClock,
     wake: Arc<Notify>,
+    handler_timeout: Duration,
 }
 
 enum Outcome {
@@ -68,31 +73,43 @@ impl EventLoop {
             retry,
             clock,
             wake,
+            handler_timeout: HANDLER_TIMEOUT,
         }
+    }
+
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
     }
 
     /// Handles every delivery that is due now, batch after batch, then returns.
     pub async fn run_until_idle(&self) -> anyhow::Result<PassReport> {
+        self.run_pass(&CancellationToken::new()).await
+    }
+
+    /// Like `run_until_idle`, but stops between batches once `stop` is cancelled.
+    async fn run_pass(&self, stop: &CancellationToken) -> anyhow::Result<PassReport> {
         let mut report = PassReport::default();
         loop {
             let (batch, full) = self.process_batch().await?;
             report.processed += batch.processed;
             report.retried += batch.retried;
             report.parked += batch.parked;
-            if !full {
+            if !full || stop.is_cancelled() {
                 return Ok(report);
             }
         }
     }
 
-    /// Runs until `shutdown` is cancelled; a batch in progress is finished first.
+    /// Runs until `shutdown` is cancelled. A batch in progress is finished first;
+    /// a backlog is left pending for the next start.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         let mut checkpoints = CheckpointSchedule::default();
         // The earliest retry time among pending deliveries, as last read (None: unknown).
         let mut next_retry: Option<Option<time::OffsetDateTime>> = None;
         loop {
-            let wait = match self.run_until_idle().await {
+            let wait = match self.run_pass(&shutdown).await {
                 Ok(pass) => {
                     failures = 0;
                     checkpoints.after_pass(&self.store, pass.total()).await;
@@ -120,6 +137,7 @@ impl EventLoop {
                 }
             };
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -160,7 +178,9 @@ impl EventLoop {
         let mut tx = self.store.begin_write_deferred().await?;
         let mut processed = Vec::with_capacity(due.len());
         for (delivery, event) in due.iter().zip(parsed) {
-            let span = tracing::info_span!(
+            // Error level, so the span (and the delivery id on every line inside it)
+            // exists whatever the log filter: warnings about a delivery need its id most.
+            let span = tracing::error_span!(
                 "delivery",
                 delivery = %delivery.delivery_id,
                 event = %delivery.event,
@@ -248,11 +268,20 @@ impl EventLoop {
         event: &WebhookEvent,
     ) -> Result<(), String> {
         for handler in self.handlers.iter() {
+            // A handler runs while the event loop holds the write connection the
+            // webhook receiver also needs, so it gets a deadline.
             let run = AssertUnwindSafe(handler.handle(cx, event)).catch_unwind();
-            match run.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("handler {}: {e:#}", handler.name())),
-                Err(panic) => {
+            match tokio::time::timeout(self.handler_timeout, run).await {
+                Err(_) => {
+                    return Err(format!(
+                        "handler {} did not finish within {} ms",
+                        handler.name(),
+                        self.handler_timeout.as_millis()
+                    ));
+                }
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => return Err(format!("handler {}: {e:#}", handler.name())),
+                Ok(Err(panic)) => {
                     let message = panic
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())

@@ -37,12 +37,14 @@ impl<'a> HandlerContext<'a> {
     }
 
     /// The open transaction, in which the delivery will also be marked processed.
+    /// Run statements on it; never BEGIN, COMMIT, ROLLBACK or RELEASE: the event loop
+    /// owns the transaction.
     /// The first call opens this delivery's savepoint, so that a failure undoes only
     /// this delivery's writes; handlers that never write cost no extra round trip.
     /// Commit and rollback belong to the event loop.
     pub async fn db(&mut self) -> sqlx::Result<&mut SqliteConnection> {
         if !self.savepoint_open {
-            sqlx::raw_sql("SAVEPOINT delivery")
+            sqlx::raw_sql("SAVEPOINT missions_delivery")
                 .execute(&mut *self.tx)
                 .await?;
             self.savepoint_open = true;
@@ -54,9 +56,9 @@ impl<'a> HandlerContext<'a> {
     pub(crate) async fn finish(self, keep: bool) -> sqlx::Result<()> {
         if self.savepoint_open {
             let sql = if keep {
-                "RELEASE delivery"
+                "RELEASE missions_delivery"
             } else {
-                "ROLLBACK TO delivery; RELEASE delivery"
+                "ROLLBACK TO missions_delivery; RELEASE missions_delivery"
             };
             sqlx::raw_sql(sql).execute(self.tx).await?;
         }
@@ -128,19 +130,18 @@ impl Handler for LoggingHandler {
         _cx: &mut HandlerContext<'_>,
         event: &WebhookEvent,
     ) -> anyhow::Result<()> {
-        tracing::info!(
-            event = event.event_name(),
-            action = event.action().unwrap_or("-"),
-            repository = event
-                .repository()
-                .map(|r| r.full_name.as_str())
-                .unwrap_or("-"),
-            sender = event.sender().map(|s| s.login.as_str()).unwrap_or("-"),
-            installation = %event
-                .installation_id()
-                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
-            "event received"
-        );
+        let installation = event
+            .installation_id()
+            .map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let repository = event.repository().map_or("-", |r| r.full_name.as_str());
+        let sender = event.sender().map_or("-", |s| s.login.as_str());
+        let action = event.action().unwrap_or("-");
+        let event_name = event.event_name();
+        if event.action_is_known() {
+            tracing::info!(event = event_name, action, repository, sender, %installation, "event received");
+        } else {
+            tracing::debug!(event = event_name, action, repository, sender, %installation, "event received; action not used by the App");
+        }
         Ok(())
     }
 }

@@ -36,7 +36,7 @@ use crate::github::auth::{
 };
 
 /// GitHub.com's REST API.
-pub const DEFAULT_BASE_URL: &str = "https://api.github.com";
+pub const DEFAULT_BASE_URL: &str = crate::config::DEFAULT_GITHUB_API_URL;
 
 /// The media type GitHub recommends for every REST request.
 const ACCEPT_GITHUB_JSON: &str = "application/vnd.github+json";

@@ -33,6 +33,11 @@ macro_rules! string_enum {
         }
 
         impl $name {
+            /// Whether the value is one named here (not `Other`).
+            pub fn is_known(&self) -> bool {
+                !matches!(self, Self::Other(_))
+            }
+
             /// The string exactly as it appears on the wire.
             pub fn as_str(&self) -> &str {
                 match self {
@@ -865,6 +870,26 @@ impl WebhookEvent {
             Self::Installation(e) => Some(e.action.as_str()),
             Self::InstallationRepositories(e) => Some(e.action.as_str()),
             Self::Push(_) | Self::Ping(_) | Self::Unknown { .. } => None,
+        }
+    }
+
+    /// Whether the App knows this event's action; `true` for events without one
+    /// (push, ping). An unknown action still reaches handlers, which ignore it.
+    pub fn action_is_known(&self) -> bool {
+        match self {
+            Self::Issues(e) => e.action.is_known(),
+            Self::IssueComment(e) => e.action.is_known(),
+            Self::PullRequest(e) => e.action.is_known(),
+            Self::PullRequestReview(e) => e.action.is_known(),
+            Self::PullRequestReviewComment(e) => e.action.is_known(),
+            Self::CheckRun(e) => e.action.is_known(),
+            Self::CheckSuite(e) => e.action.is_known(),
+            Self::WorkflowRun(e) => e.action.is_known(),
+            Self::WorkflowJob(e) => e.action.is_known(),
+            Self::Installation(e) => e.action.is_known(),
+            Self::InstallationRepositories(e) => e.action.is_known(),
+            Self::Push(_) | Self::Ping(_) => true,
+            Self::Unknown { .. } => false,
         }
     }
 

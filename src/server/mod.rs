@@ -6,6 +6,7 @@ pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use axum::Router;
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy};
 use crate::engine::{EventLoop, HandlerRegistry};
+use crate::github::auth::AppCredentials;
+use crate::github::client::GitHubApp;
 use crate::github::webhook::{MAX_PAYLOAD_BYTES, WebhookSecrets};
 use crate::store::Store;
 use ingest::Ingest;
@@ -31,6 +34,9 @@ pub struct AppState {
     pub ingest: Ingest,
     pub store: Store,
     pub clock: SharedClock,
+    /// Whether an event loop was started, and whether it is still running (a
+    /// panic outside the handlers would end it; readiness must say so).
+    pub event_loop: Option<Arc<AtomicBool>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,6 +54,14 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if let Some(running) = &state.event_loop
+        && !running.load(Ordering::SeqCst)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "event loop stopped; deliveries are stored but not handled (see the log)\n",
+        );
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),
         Err(e) => {
@@ -81,6 +95,7 @@ impl Server {
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let (ingest, writer) = Ingest::start(store.clone(), wake.clone(), stop.child_token());
+        let running = Arc::new(AtomicBool::new(options.run_event_loop));
         let event_loop = options.run_event_loop.then(|| {
             let event_loop = EventLoop::new(
                 store.clone(),
@@ -89,13 +104,20 @@ impl Server {
                 options.clock.clone(),
                 wake.clone(),
             );
-            tokio::spawn(event_loop.run(stop.child_token()))
+            let stop = stop.child_token();
+            let running = running.clone();
+            tokio::spawn(async move {
+                // Cleared however the loop ends, a panic included.
+                let _running = ClearOnDrop(running);
+                event_loop.run(stop).await
+            })
         });
         let state = AppState {
             secrets: Arc::new(WebhookSecrets::new(&options.webhook_secrets)),
             ingest,
             store,
             clock: options.clock,
+            event_loop: options.run_event_loop.then_some(running),
         };
         Ok(Server {
             state,
@@ -149,15 +171,35 @@ impl Server {
     }
 }
 
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// `missions serve`.
 pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
-    let store = Store::open(&config.database_url).await?;
-    if config.app.is_none() {
-        tracing::warn!(
+    // Check the App identity now: a bad key or API URL should stop the start, not
+    // surface at the first GitHub call hours later.
+    match &config.app {
+        Some(app) => {
+            let credentials = AppCredentials::new(app.app_id, app.private_key_pem.clone());
+            GitHubApp::new(&config.github_api_url, credentials, clock.clone())?;
+            tracing::info!(app_id = app.app_id, api = %config.github_api_url, "GitHub App identity loaded");
+        }
+        None => tracing::warn!(
             "no GitHub App identity configured (MISSIONS_APP_ID and MISSIONS_PRIVATE_KEY_PATH): \
              webhooks are received and stored, but nothing can call GitHub's API"
-        );
+        ),
     }
+    let store = Store::open(&config.database_url).await?;
+    // Bind before starting anything, so a taken port stops the start cleanly.
+    let shutdown = shutdown_signal()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (set MISSIONS_LISTEN)", config.listen))?;
     let server = Server::start(
         store.clone(),
         ServerOptions {
@@ -169,10 +211,6 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let shutdown = shutdown_signal()?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (set MISSIONS_LISTEN)", config.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, database = %config.database_url, "listening; POST webhooks to http://{addr}/webhook");
     server.serve(listener, shutdown).await?;

@@ -10,7 +10,6 @@ use crate::github::webhook::{
     DELIVERY_HEADER, EVENT_HEADER, Envelope, SIGNATURE_HEADER, valid_header_token,
 };
 use crate::server::AppState;
-use crate::server::ingest::IngestError;
 use crate::store::inbox::{InsertOutcome, NewDelivery};
 
 /// Answers GitHub sees in its delivery log: short, and never echoing the payload.
@@ -64,7 +63,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             );
             answer(StatusCode::OK, "already stored\n")
         }
-        Err(e @ IngestError::Database(_)) | Err(e @ IngestError::Stopped) => {
+        Err(e) => {
             tracing::error!(delivery = delivery_id, event, error = %e, "delivery not stored");
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,

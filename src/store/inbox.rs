@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-/// Most rows per multi-row INSERT: 9 bound values each stays far below SQLite's limit.
+/// Most rows per multi-row INSERT: 6 bound values each stays far below SQLite's limit.
 pub const MAX_INSERT_BATCH: usize = 256;
 
 /// A verified delivery, as the receiver hands it to the store.

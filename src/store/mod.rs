@@ -1,5 +1,5 @@
-//! The database: SQLite by default (one file, WAL, fsync on every commit), opened
-//! with the migrations in `migrations/` applied. All SQL lives in this module.
+//! The database: SQLite by default (one file, WAL), opened with the migrations in
+//! `migrations/` applied. All SQL lives in this module and `inbox.rs`.
 
 pub mod inbox;
 
@@ -113,23 +113,19 @@ impl Store {
 
     async fn begin(&self, durability: Durability) -> anyhow::Result<WriteTx> {
         let mut writer = self.writer.clone().lock_owned().await;
-        if writer.open {
-            sqlx::raw_sql("ROLLBACK")
-                .execute(&mut writer.conn)
-                .await
-                .context("cannot roll back an abandoned transaction")?;
-            writer.open = false;
-        }
+        writer.roll_back_abandoned().await?;
         // One round trip: the durability setting applies to this transaction's commit.
         let begin = match durability {
             Durability::Synced => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
             Durability::Deferred => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
         };
+        // Marked open before BEGIN is sent: if this future is dropped while BEGIN is
+        // in flight, the next user still cleans up.
+        writer.open = true;
         sqlx::raw_sql(begin)
             .execute(&mut writer.conn)
             .await
             .context("cannot begin a database transaction")?;
-        writer.open = true;
         Ok(WriteTx { writer })
     }
 
@@ -148,10 +144,7 @@ impl Store {
     pub async fn close(&self) {
         {
             let mut writer = self.writer.lock().await;
-            if writer.open {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut writer.conn).await;
-                writer.open = false;
-            }
+            let _ = writer.roll_back_abandoned().await;
             if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&mut writer.conn)
                 .await
@@ -160,6 +153,29 @@ impl Store {
             }
         }
         self.pool.close().await;
+    }
+}
+
+impl Writer {
+    /// Rolls back a transaction left open by a dropped `WriteTx` or a failed commit.
+    /// SQLite may have ended it already (a failed COMMIT, an I/O error); "no
+    /// transaction is active" then means there is nothing to undo, not a failure
+    /// that should make every later write fail too.
+    async fn roll_back_abandoned(&mut self) -> anyhow::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        match sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("no transaction is active") => {}
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context("cannot roll back an abandoned transaction")
+                );
+            }
+        }
+        self.open = false;
+        Ok(())
     }
 }
 
@@ -244,6 +260,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept, [2]);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_sqlite_already_ended_does_not_wedge_the_writer() {
+        let (_dir, store) = temp_store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        // As a failed COMMIT or an I/O error would: the transaction is gone, the
+        // flag still says open.
+        sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
+        drop(tx);
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(rows(&store).await, 1);
     }
 
     #[tokio::test]
