@@ -558,9 +558,17 @@ async fn two_event_loops_on_one_database_handle_each_delivery_once() {
         .event_loop(HandlerRegistry::new().with(Recorder::default()))
         .await;
     // Racing: a loop that finds rows already finished by the other rolls its batch back.
-    let _ = tokio::join!(a.run_until_idle(), b.run_until_idle());
+    let racing = async { tokio::join!(a.run_until_idle(), b.run_until_idle()) };
+    let _ = tokio::time::timeout(Duration::from_secs(60), racing)
+        .await
+        .expect("two loops racing must not wait on each other for long");
+    // Whoever lost a race reads again; a few tries at most, never a hang.
     for event_loop in [&a, &b] {
-        while event_loop.run_until_idle().await.is_err() {}
+        let mut tries = 0;
+        while let Err(e) = event_loop.run_until_idle().await {
+            tries += 1;
+            assert!(tries < 5, "still failing after {tries} tries: {e:#}");
+        }
     }
 
     let store = server.store().clone();

@@ -126,7 +126,9 @@ impl Store {
             .execute(&mut writer.conn)
             .await
             .context("cannot begin a database transaction")?;
-        Ok(WriteTx { writer })
+        Ok(WriteTx {
+            writer: Some(writer),
+        })
     }
 
     /// Copies committed WAL pages into the database file without waiting for, or
@@ -185,22 +187,49 @@ enum Durability {
     Deferred,
 }
 
-/// A write transaction on the shared write connection. Dropped without `commit`,
-/// it is rolled back (by the next user of the connection).
+/// A write transaction on the shared write connection. Dropped without `commit`, it
+/// is rolled back at once by a task that keeps the connection until done: an open
+/// transaction holds SQLite's write lock, which other connections (the CLI, another
+/// server) would otherwise wait on.
 pub struct WriteTx {
-    writer: OwnedMutexGuard<Writer>,
+    /// `None` once committed.
+    writer: Option<OwnedMutexGuard<Writer>>,
 }
 
 impl WriteTx {
     pub async fn commit(mut self) -> anyhow::Result<()> {
-        let result = sqlx::raw_sql("COMMIT").execute(&mut self.writer.conn).await;
+        let writer = self.writer.as_mut().expect("not yet committed");
+        let result = sqlx::raw_sql("COMMIT").execute(&mut writer.conn).await;
         match result {
             Ok(_) => {
-                self.writer.open = false;
+                writer.open = false;
+                self.writer = None;
                 Ok(())
             }
-            // Still open: the next user rolls it back.
+            // Still marked open: dropping `self` rolls it back.
             Err(e) => Err(anyhow::Error::new(e).context("cannot commit")),
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        if !writer.open {
+            return;
+        }
+        // Outside a runtime the next user of the connection rolls back instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = writer.roll_back_abandoned().await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot roll back an abandoned transaction"
+                    );
+                }
+            });
         }
     }
 }
@@ -208,13 +237,13 @@ impl WriteTx {
 impl Deref for WriteTx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        &self.writer.conn
+        &self.writer.as_ref().expect("not yet committed").conn
     }
 }
 
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.writer.conn
+        &mut self.writer.as_mut().expect("not yet committed").conn
     }
 }
 
@@ -277,6 +306,35 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(rows(&store).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_transaction_releases_the_database_for_other_connections() {
+        let (dir, store) = temp_store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        drop(tx);
+        // Another Store (as the CLI or a second server would be) can write at once,
+        // without this store writing again first.
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let other = Store::open(&url).await.unwrap();
+        let mut tx = tokio::time::timeout(Duration::from_secs(5), other.begin_write())
+            .await
+            .expect("the write lock was released")
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(kept, [2]);
     }
 
     #[tokio::test]
