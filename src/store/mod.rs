@@ -262,9 +262,18 @@ mod tests {
         (dir, store)
     }
 
-    async fn rows(store: &Store) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(store.pool())
+    async fn insert(conn: &mut SqliteConnection, x: i64) {
+        sqlx::query("INSERT INTO t VALUES (?)")
+            .bind(x)
+            .execute(conn)
+            .await
+            .unwrap();
+    }
+
+    /// What is committed in `t`.
+    async fn values(store: &Store) -> Vec<i64> {
+        sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(store.pool())
             .await
             .unwrap()
     }
@@ -273,22 +282,12 @@ mod tests {
     async fn a_write_dropped_without_commit_is_rolled_back_by_the_next_writer() {
         let (_dir, store) = temp_store().await;
         let mut tx = store.begin_write().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 1).await;
         drop(tx); // e.g. the task was cancelled mid-transaction
         let mut tx = store.begin_write().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 2).await;
         tx.commit().await.unwrap();
-        let kept: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(kept, [2]);
+        assert_eq!(values(&store).await, [2]);
     }
 
     #[tokio::test]
@@ -300,22 +299,16 @@ mod tests {
         sqlx::raw_sql("ROLLBACK").execute(&mut *tx).await.unwrap();
         drop(tx);
         let mut tx = store.begin_write().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (3)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 3).await;
         tx.commit().await.unwrap();
-        assert_eq!(rows(&store).await, 1);
+        assert_eq!(values(&store).await, [3]);
     }
 
     #[tokio::test]
     async fn a_dropped_transaction_releases_the_database_for_other_connections() {
         let (dir, store) = temp_store().await;
         let mut tx = store.begin_write().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 1).await;
         drop(tx);
         // Another Store (as the CLI or a second server would be) can write at once,
         // without this store writing again first.
@@ -325,16 +318,9 @@ mod tests {
             .await
             .expect("the write lock was released")
             .unwrap();
-        sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert(&mut tx, 2).await;
         tx.commit().await.unwrap();
-        let kept: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(kept, [2]);
+        assert_eq!(values(&store).await, [2]);
     }
 
     #[tokio::test]
@@ -345,11 +331,7 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut tx = store.begin_write().await.unwrap();
-                    sqlx::query("INSERT INTO t VALUES (?)")
-                        .bind(i)
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
+                    insert(&mut tx, i).await;
                     tokio::task::yield_now().await;
                     tx.commit().await.unwrap();
                 })
@@ -358,7 +340,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(rows(&store).await, 20);
+        assert_eq!(values(&store).await, (0..20).collect::<Vec<i64>>());
         store.checkpoint().await.unwrap();
     }
 }
