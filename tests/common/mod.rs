@@ -18,6 +18,8 @@ use missions::github::webhook::sign;
 use missions::server::{Server, ServerOptions};
 use missions::store::Store;
 use secrecy::SecretString;
+
+pub mod openapi;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
