@@ -355,6 +355,16 @@ mod tests {
             .collect()
     }
 
+    /// The error from loading a config file holding `text`, with no environment.
+    fn file_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_env(Some(&path), &vars(&[]))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn defaults_apply_when_only_the_secret_is_set() {
         let config =
@@ -441,43 +451,20 @@ retry_base_ms = 10
 
     #[test]
     fn unknown_keys_in_the_file_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missions.toml");
-        std::fs::write(&path, "webhook_secert = \"typo\"\n").unwrap();
-        let err = Config::load_with_env(Some(&path), &vars(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = file_error("webhook_secert = \"typo\"\n");
         assert!(err.contains("webhook_secert"), "{err}");
     }
 
     #[test]
     fn a_secret_in_a_mistyped_key_is_not_echoed_in_the_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missions.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:1\"\nwebhook_secret = 987654321\n",
-        )
-        .unwrap();
-        let err = Config::load_with_env(Some(&path), &vars(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = file_error("listen = \"127.0.0.1:1\"\nwebhook_secret = 987654321\n");
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("987654321"), "{err}");
     }
 
     #[test]
     fn an_empty_previous_secret_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missions.toml");
-        std::fs::write(
-            &path,
-            "webhook_secret = \"s\"\nprevious_webhook_secrets = [\"\"]\n",
-        )
-        .unwrap();
-        let err = Config::load_with_env(Some(&path), &vars(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = file_error("webhook_secret = \"s\"\nprevious_webhook_secrets = [\"\"]\n");
         assert!(err.contains("previous_webhook_secrets"), "{err}");
     }
 

@@ -105,10 +105,6 @@ impl HandlerRegistry {
         self
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.handlers.iter().map(|h| h.name()).collect()
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<dyn Handler>> {
         self.handlers.iter()
     }

@@ -84,7 +84,6 @@ pub struct ServerOptions {
 /// `missions serve` binds it to an address.
 pub struct Server {
     state: AppState,
-    wake: Arc<Notify>,
     stop: CancellationToken,
     writer: JoinHandle<()>,
     event_loop: Option<JoinHandle<()>>,
@@ -121,7 +120,6 @@ impl Server {
         };
         Ok(Server {
             state,
-            wake,
             stop,
             writer,
             event_loop,
@@ -134,11 +132,6 @@ impl Server {
 
     pub fn store(&self) -> &Store {
         &self.state.store
-    }
-
-    /// Notified after each commit that stored a new delivery.
-    pub fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
     }
 
     /// Stops taking deliveries, stores what was queued, lets the event loop finish
