@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use missions::clock::{Clock, ManualClock, SharedClock};
 use missions::github::auth::{AppCredentials, AppJwtSigner, DEFAULT_REFRESH_MARGIN};
-use missions::github::client::{GitHubApp, GitHubError};
+use missions::github::client::{ApiRetry, GitHubApp, GitHubError};
 use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
 use rsa::pkcs8::EncodePrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -735,7 +735,12 @@ async fn unreachable_github_is_a_transport_error() {
         credentials(&KEY.pkcs1_pem),
         shared(&clock),
     )
-    .unwrap();
+    .unwrap()
+    // Refused connections are retried; keep the backoff short so the test is.
+    .with_api_retry(ApiRetry {
+        base_delay: std::time::Duration::from_millis(10),
+        ..ApiRetry::default()
+    });
     let err = within("installation_token", app.installation_token(7))
         .await
         .unwrap_err();

@@ -19,21 +19,32 @@
 //! base URL (which that middleware leaves alone), and the routes octocrab
 //! builds itself are fine for any prefix that is not such a string prefix
 //! (`/api/v3`, `/github/api`, ...).
+//!
+//! # Retries
+//!
+//! Octocrab's own retries are off. Our requests (the token exchange and
+//! [`InstallationClient`]'s request API) go through one loop that follows
+//! [`ApiRetry`]: 5xx and transport errors back off, rate limits wait as long
+//! as GitHub asks (see [`crate::github::retry`]).
 
 use std::fmt;
 use std::time::Duration as StdDuration;
 
-use axum::http::{HeaderValue, Method, Request, StatusCode, Uri, header};
-use octocrab::Octocrab;
+pub use axum::http::Method;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 use octocrab::service::middleware::retry::RetryConfig;
+use octocrab::{OctoBody, Octocrab};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::clock::SharedClock;
 use crate::github::auth::{
     AppCredentials, AppJwtSigner, AuthError, Expiring, InstallationToken, TokenCache,
 };
+pub use crate::github::retry::ApiRetry;
+use crate::github::retry::{Decision, Failure, GiveUp};
 
 /// GitHub.com's REST API.
 pub const DEFAULT_BASE_URL: &str = crate::config::DEFAULT_GITHUB_API_URL;
@@ -90,20 +101,48 @@ pub enum GitHubError {
         message: String,
     },
 
-    /// Any other non-success answer.
-    #[error("GitHub answered {status} to {request}: {message}{}", docs_suffix(.documentation_url))]
+    /// Any other non-success answer (after retries, for 5xx).
+    #[error(
+        "GitHub answered {status} to {request}{}: {message}{}",
+        attempts_suffix(*.attempts),
+        docs_suffix(.documentation_url)
+    )]
     Api {
         request: String,
         status: u16,
         message: String,
         documentation_url: Option<String>,
+        /// Attempts made, the first included.
+        attempts: u32,
+    },
+
+    /// A rate limit (403/429) whose wait does not fit in what is left of
+    /// [`ApiRetry::max_total_wait`].
+    #[error(
+        "GitHub rate-limited {request} ({status}: {message}) and asked to wait {}, more than \
+         is left of the retry budget after waiting {}; try again later",
+        secs(*.retry_after),
+        secs(*.waited)
+    )]
+    RateLimited {
+        request: String,
+        status: u16,
+        message: String,
+        /// How long this request had already waited.
+        waited: StdDuration,
+        /// How long GitHub asked to wait.
+        retry_after: StdDuration,
     },
 
     /// No HTTP answer at all (connection refused, timeout, TLS, ...).
-    #[error("could not reach GitHub at {base_url} for {request}: {source}")]
+    #[error(
+        "could not reach GitHub at {base_url} for {request}{}: {source}",
+        attempts_suffix(*.attempts)
+    )]
     Transport {
         base_url: String,
         request: String,
+        attempts: u32,
         #[source]
         source: BoxError,
     },
@@ -123,7 +162,8 @@ impl GitHubError {
         match self {
             Self::Unauthorized { status, .. }
             | Self::InstallationNotFound { status, .. }
-            | Self::Api { status, .. } => Some(*status),
+            | Self::Api { status, .. }
+            | Self::RateLimited { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -133,6 +173,18 @@ fn docs_suffix(url: &Option<String>) -> String {
     url.as_deref()
         .map(|u| format!(" (see {u})"))
         .unwrap_or_default()
+}
+
+fn attempts_suffix(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+fn secs(d: StdDuration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// The part of `POST /app/installations/{id}/access_tokens`'s 201 body we use
@@ -177,6 +229,7 @@ pub struct GitHubApp {
     /// Unauthenticated: App-JWT requests set their `Authorization` per request.
     http: Octocrab,
     tokens: TokenCache<CachedInstallation>,
+    retry: ApiRetry,
 }
 
 impl GitHubApp {
@@ -196,7 +249,20 @@ impl GitHubApp {
             tokens: TokenCache::new(clock.clone()),
             clock,
             http,
+            retry: ApiRetry::default(),
         })
+    }
+
+    /// Sets how requests are retried: the token exchange and every request of
+    /// the [`InstallationClient`]s handed out afterwards (default
+    /// [`ApiRetry::default`]).
+    pub fn with_api_retry(mut self, retry: ApiRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn api_retry(&self) -> ApiRetry {
+        self.retry
     }
 
     /// Sets how long before expiry a cached installation token is replaced
@@ -239,8 +305,11 @@ impl GitHubApp {
         Ok(InstallationClient {
             installation_id,
             base_url: self.base_url.clone(),
+            token: cached.token.token,
             token_expires_at: cached.token.expires_at,
             octocrab: cached.octocrab,
+            retry: self.retry,
+            clock: self.clock.clone(),
         })
     }
 
@@ -256,45 +325,43 @@ impl GitHubApp {
             .await
     }
 
-    /// `POST /app/installations/{id}/access_tokens` with the App JWT.
+    /// `POST /app/installations/{id}/access_tokens` with the App JWT, retried
+    /// as [`ApiRetry`] says. Creating a token twice is harmless.
     async fn exchange(&self, installation_id: u64) -> Result<CachedInstallation, GitHubError> {
         let route = format!("/app/installations/{installation_id}/access_tokens");
         let request_name = format!("POST {route}");
-        let jwt = self.signer.sign()?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", jwt.expose_secret()))
-            .map_err(|_| GitHubError::Client {
-            reason: "the App JWT is not a valid header value".into(),
-        })?;
-        authorization.set_sensitive(true);
-        // An absolute URL: octocrab leaves it as is, whatever the base path.
-        let builder = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{route}", self.base_url))
-            .header(header::AUTHORIZATION, authorization)
-            .header(header::ACCEPT, ACCEPT_GITHUB_JSON);
-        // build_request adds `X-GitHub-Api-Version: 2022-11-28` (octocrab's
-        // compiled-in request headers) and `Content-Length: 0`.
-        let request =
+        let url = format!("{}{route}", self.base_url);
+        // Signed per attempt: retries may outlast a JWT.
+        let build = || {
+            let jwt = self.signer.sign()?;
+            let authorization = bearer_header(jwt.expose_secret(), "the App JWT")?;
+            // An absolute URL: octocrab leaves it as is, whatever the base path.
+            let builder = Request::builder()
+                .method(Method::POST)
+                .uri(url.as_str())
+                .header(header::AUTHORIZATION, authorization)
+                .header(header::ACCEPT, ACCEPT_GITHUB_JSON);
+            // build_request adds `X-GitHub-Api-Version: 2022-11-28` (octocrab's
+            // compiled-in request headers) and `Content-Length: 0`.
             self.http
                 .build_request(builder, None::<&()>)
                 .map_err(|e| GitHubError::Client {
                     reason: format!("could not build {request_name}: {e}"),
-                })?;
-        let transport = |e: octocrab::Error| GitHubError::Transport {
-            base_url: self.base_url.clone(),
-            request: request_name.clone(),
-            source: Box::new(e),
+                })
         };
-        let response = self.http.execute(request).await.map_err(transport)?;
-        let status = response.status();
-        let body = self
-            .http
-            .body_to_string(response)
-            .await
-            .map_err(transport)?;
+        let answer = send_with_retry(
+            &self.http,
+            &self.retry,
+            &self.clock,
+            &self.base_url,
+            &request_name,
+            build,
+        )
+        .await?;
+        let (status, body) = (answer.status, answer.body.as_str());
 
         if !status.is_success() {
-            let (message, documentation_url) = error_message(status, &body);
+            let (message, documentation_url) = error_message(status, body);
             return Err(match status {
                 StatusCode::UNAUTHORIZED => GitHubError::Unauthorized {
                     app_id: self.signer.app_id(),
@@ -313,6 +380,7 @@ impl GitHubApp {
                     status: status.as_u16(),
                     message,
                     documentation_url,
+                    attempts: answer.attempts,
                 },
             });
         }
@@ -322,7 +390,7 @@ impl GitHubApp {
             reason,
         };
         let parsed: TokenResponse =
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&body))
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(body))
                 .map_err(|e| invalid(format!("the token body does not parse: {e}")))?;
         let TokenResponse { token, expires_at } = parsed;
         let token = SecretString::from(token);
@@ -364,12 +432,25 @@ impl fmt::Debug for GitHubApp {
 }
 
 /// A client authenticated as one installation.
+///
+/// Requests take a `route`, a path such as `/repos/o/r/issues` (query string
+/// allowed) appended to the base URL, or an absolute URL under the base URL
+/// (GitHub's `url` fields, pagination links). They send
+/// `Accept: application/vnd.github+json` and are retried as [`ApiRetry`] says.
+///
+/// Idempotency: a POST (or PATCH, PUT, DELETE) answered 5xx, or cut off by a
+/// transport error, may or may not have been applied by GitHub. It is retried
+/// anyway, as GitHub advises; callers that must not duplicate an effect (a
+/// comment, a dispatch) need their own idempotency, such as an outbox.
 #[derive(Clone)]
 pub struct InstallationClient {
     installation_id: u64,
     base_url: String,
+    token: SecretString,
     token_expires_at: OffsetDateTime,
     octocrab: Octocrab,
+    retry: ApiRetry,
+    clock: SharedClock,
 }
 
 impl InstallationClient {
@@ -388,6 +469,144 @@ impl InstallationClient {
     pub fn octocrab(&self) -> &Octocrab {
         &self.octocrab
     }
+
+    /// Sends `body` (if any) as JSON and returns the answer's JSON body,
+    /// [`serde_json::Value::Null`] for 204 or an empty body.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, GitHubError> {
+        let (request_name, answer) = self.send(method, route, body).await?;
+        if answer.status == StatusCode::NO_CONTENT || answer.body.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        parse_body(&request_name, &answer.body)
+    }
+
+    /// `GET route`, the body deserialized as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, GitHubError> {
+        self.typed(Method::GET, route, None).await
+    }
+
+    /// `POST route` with `body` as JSON, the answer deserialized as `T`.
+    pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        route: &str,
+        body: &B,
+    ) -> Result<T, GitHubError> {
+        let body = to_json(Method::POST, route, body)?;
+        self.typed(Method::POST, route, Some(&body)).await
+    }
+
+    /// `PATCH route` with `body` as JSON, the answer deserialized as `T`.
+    pub async fn patch<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        route: &str,
+        body: &B,
+    ) -> Result<T, GitHubError> {
+        let body = to_json(Method::PATCH, route, body)?;
+        self.typed(Method::PATCH, route, Some(&body)).await
+    }
+
+    /// `PUT route` with `body` as JSON, the answer deserialized as `T`.
+    pub async fn put<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        route: &str,
+        body: &B,
+    ) -> Result<T, GitHubError> {
+        let body = to_json(Method::PUT, route, body)?;
+        self.typed(Method::PUT, route, Some(&body)).await
+    }
+
+    /// `DELETE route`; any answer body is ignored.
+    pub async fn delete(&self, route: &str) -> Result<(), GitHubError> {
+        self.send_no_content(Method::DELETE, route, None).await
+    }
+
+    /// For endpoints that answer 204 (workflow dispatch, labels, ...); any
+    /// success is accepted and its body ignored.
+    pub async fn send_no_content(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(), GitHubError> {
+        self.send(method, route, body).await.map(|_| ())
+    }
+
+    async fn typed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, GitHubError> {
+        let (request_name, answer) = self.send(method, route, body).await?;
+        parse_body(&request_name, &answer.body)
+    }
+
+    /// Sends with retries; a final non-success status becomes an error.
+    /// Returns the request's name (method and route, never a token) too.
+    async fn send(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(String, Answer), GitHubError> {
+        let request_name = format!("{method} {route}");
+        let url = self.url(route).ok_or_else(|| GitHubError::Client {
+            reason: format!(
+                "{request_name}: a route must be a path starting with / or a URL under {}",
+                self.base_url
+            ),
+        })?;
+        let build = || {
+            let authorization =
+                bearer_header(self.token.expose_secret(), "the installation token")?;
+            let builder = Request::builder()
+                .method(method.clone())
+                .uri(url.as_str())
+                .header(header::AUTHORIZATION, authorization)
+                .header(header::ACCEPT, ACCEPT_GITHUB_JSON);
+            self.octocrab
+                .build_request(builder, body)
+                .map_err(|e| GitHubError::Client {
+                    reason: format!("could not build {request_name}: {e}"),
+                })
+        };
+        let answer = send_with_retry(
+            &self.octocrab,
+            &self.retry,
+            &self.clock,
+            &self.base_url,
+            &request_name,
+            build,
+        )
+        .await?;
+        if !answer.status.is_success() {
+            let (message, documentation_url) = error_message(answer.status, &answer.body);
+            return Err(GitHubError::Api {
+                request: request_name,
+                status: answer.status.as_u16(),
+                message,
+                documentation_url,
+                attempts: answer.attempts,
+            });
+        }
+        Ok((request_name, answer))
+    }
+
+    /// The absolute URL of `route`. Octocrab only adds the token to requests
+    /// for api.github.com or relative URLs, so we set `Authorization`
+    /// ourselves, and only ever for URLs under the base URL.
+    fn url(&self, route: &str) -> Option<String> {
+        if route.starts_with('/') && !route.starts_with("//") {
+            return Some(format!("{}{route}", self.base_url));
+        }
+        let rest = route.strip_prefix(self.base_url.as_str())?;
+        (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| route.to_owned())
+    }
 }
 
 impl fmt::Debug for InstallationClient {
@@ -396,8 +615,150 @@ impl fmt::Debug for InstallationClient {
             .field("installation_id", &self.installation_id)
             .field("base_url", &self.base_url)
             .field("token_expires_at", &self.token_expires_at)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
+}
+
+/// One final answer from GitHub.
+struct Answer {
+    status: StatusCode,
+    body: String,
+    /// Attempts made, the first included.
+    attempts: u32,
+}
+
+/// Sends the request `build` makes until it succeeds or `policy` says to give
+/// up, sleeping (real time) between attempts. Returns the last answer, whatever
+/// its status; errors for transport failures and rate limits too long to wait.
+async fn send_with_retry(
+    http: &Octocrab,
+    policy: &ApiRetry,
+    clock: &SharedClock,
+    base_url: &str,
+    request_name: &str,
+    mut build: impl FnMut() -> Result<Request<OctoBody>, GitHubError>,
+) -> Result<Answer, GitHubError> {
+    let mut waited = StdDuration::ZERO;
+    for attempt in 1.. {
+        let outcome = match http.execute(build()?).await {
+            Ok(response) => {
+                let status = response.status();
+                let headers: HeaderMap = response.headers().clone();
+                match http.body_to_string(response).await {
+                    Ok(body) => Ok((status, headers, body)),
+                    // Deterministic: retrying would get the same bytes.
+                    Err(octocrab::Error::InvalidUtf8 { .. }) => {
+                        return Err(GitHubError::InvalidResponse {
+                            request: request_name.to_owned(),
+                            reason: format!("the {status} answer's body is not UTF-8"),
+                        });
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let now = clock.now();
+        let jitter = rand::random::<f64>();
+        match outcome {
+            Ok((status, _, body)) if status.is_success() => {
+                return Ok(Answer {
+                    status,
+                    body,
+                    attempts: attempt,
+                });
+            }
+            Ok((status, headers, body)) => {
+                let (message, _) = error_message(status, &body);
+                let failure = Failure::Status {
+                    status,
+                    headers: &headers,
+                    message: &message,
+                };
+                match policy.decide(attempt, waited, failure, now, jitter) {
+                    Decision::Retry { after } => {
+                        tracing::warn!(
+                            request = request_name,
+                            status = status.as_u16(),
+                            attempt,
+                            wait_ms = after.as_millis() as u64,
+                            "GitHub answered {status}; retrying"
+                        );
+                        tokio::time::sleep(after).await;
+                        waited += after;
+                    }
+                    Decision::GiveUp(GiveUp::WaitTooLong { asked }) => {
+                        return Err(GitHubError::RateLimited {
+                            request: request_name.to_owned(),
+                            status: status.as_u16(),
+                            message,
+                            waited,
+                            retry_after: asked,
+                        });
+                    }
+                    Decision::GiveUp(GiveUp::NotRetryable | GiveUp::Exhausted) => {
+                        return Ok(Answer {
+                            status,
+                            body,
+                            attempts: attempt,
+                        });
+                    }
+                }
+            }
+            Err(error) => match policy.decide(attempt, waited, Failure::Transport, now, jitter) {
+                Decision::Retry { after } => {
+                    tracing::warn!(
+                        request = request_name,
+                        %error,
+                        attempt,
+                        wait_ms = after.as_millis() as u64,
+                        "could not reach GitHub; retrying"
+                    );
+                    tokio::time::sleep(after).await;
+                    waited += after;
+                }
+                Decision::GiveUp(_) => {
+                    return Err(GitHubError::Transport {
+                        base_url: base_url.to_owned(),
+                        request: request_name.to_owned(),
+                        attempts: attempt,
+                        source: Box::new(error),
+                    });
+                }
+            },
+        }
+    }
+    unreachable!("attempts are bounded by the retry policy")
+}
+
+/// `Authorization: Bearer …`, marked sensitive so it is never logged.
+fn bearer_header(secret: &str, what: &str) -> Result<HeaderValue, GitHubError> {
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| GitHubError::Client {
+            reason: format!("{what} is not a valid header value"),
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn to_json<B: Serialize + ?Sized>(
+    method: Method,
+    route: &str,
+    body: &B,
+) -> Result<serde_json::Value, GitHubError> {
+    serde_json::to_value(body).map_err(|e| GitHubError::Client {
+        reason: format!("could not serialize the body of {method} {route}: {e}"),
+    })
+}
+
+fn parse_body<T: DeserializeOwned>(request_name: &str, body: &str) -> Result<T, GitHubError> {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(body)).map_err(|e| {
+        GitHubError::InvalidResponse {
+            request: request_name.to_owned(),
+            reason: format!("the body does not parse: {e}"),
+        }
+    })
 }
 
 /// Checks the base URL and drops trailing slashes, so routes can be appended.
@@ -425,9 +786,9 @@ fn normalize_base_url(url: &str) -> Result<String, GitHubError> {
     Ok(trimmed.to_owned())
 }
 
-/// An octocrab client for `base_url`, with a bearer token if given. Retries are
-/// off (octocrab would re-send any request, POSTs included, on 5xx and
-/// transport errors, immediately); the retry policy belongs to our callers.
+/// An octocrab client for `base_url`, with a bearer token if given. Its retries
+/// are off (it would re-send any request at once, ignoring rate limits); ours
+/// are in [`send_with_retry`].
 fn build_octocrab(base_url: &str, token: Option<&SecretString>) -> Result<Octocrab, GitHubError> {
     let client_error = |e: octocrab::Error| GitHubError::Client {
         reason: e.to_string(),

@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod client;
 pub mod events;
+pub mod retry;
 pub mod webhook;
