@@ -3,9 +3,13 @@
 //! `github/` (App auth, webhooks, API client), `store/` (the durable inbox),
 //! `server/` (the axum receiver), `engine/` (the event loop and handlers).
 
+// The simulator renders GitHub's large JSON objects with `json!`.
+#![recursion_limit = "256"]
+
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod github;
 pub mod server;
+pub mod sim;
 pub mod store;

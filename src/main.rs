@@ -31,6 +31,44 @@ enum Command {
         #[command(subcommand)]
         command: InboxCommand,
     },
+    /// Run the GitHub simulator standalone (REST subset, git hosting, local Actions
+    /// runner) with a sample repository, for trying the App offline.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value_t = 3001)]
+    port: u16,
+    /// Where repositories and job workspaces live (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The App's private key (PEM); made there if missing. Default: DATA_DIR/app-key.pem.
+    #[arg(long, value_name = "PATH")]
+    app_key: Option<PathBuf>,
+    /// Where to send webhooks, e.g. http://127.0.0.1:3000/webhook (signed with
+    /// MISSIONS_WEBHOOK_SECRET).
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// FILE=COMMAND: what a dispatch of .github/workflows/FILE runs (with `sh -c`,
+    /// in a fresh clone, with GitHub Actions' environment). Repeatable.
+    #[arg(long = "workflow-command", value_name = "FILE=COMMAND")]
+    workflow_commands: Vec<String>,
+    /// Fraction of API calls answered 5xx (fault injection).
+    #[arg(long, default_value_t = 0.0)]
+    api_error_rate: f64,
+    /// Fraction of API calls answered with a secondary rate limit.
+    #[arg(long, default_value_t = 0.0)]
+    rate_limit_rate: f64,
+    /// Fraction of webhook deliveries dropped.
+    #[arg(long, default_value_t = 0.0)]
+    drop_webhooks: f64,
+    /// Seed of the fault injection.
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+    /// A job's time limit in seconds.
+    #[arg(long, default_value_t = 3600)]
+    job_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(cli.config.as_deref())?;
             missions::server::run(config, missions::clock::system()).await
         }
+        Command::Sim(args) => run_sim(args).await,
         Command::Inbox { command } => {
             let vars: HashMap<String, String> = std::env::vars().collect();
             let url = config::load_database_url(cli.config.as_deref(), &vars)?;
@@ -136,6 +175,51 @@ async fn inbox_command(store: &Store, command: InboxCommand) -> anyhow::Result<(
             }
             println!("requeued {delivery_id}; a running server picks it up within 30 s");
         }
+    }
+    Ok(())
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    use missions::sim::{FaultConfig, standalone};
+    for (name, rate) in [
+        ("--api-error-rate", args.api_error_rate),
+        ("--rate-limit-rate", args.rate_limit_rate),
+        ("--drop-webhooks", args.drop_webhooks),
+    ] {
+        anyhow::ensure!((0.0..=1.0).contains(&rate), "{name} must be between 0 and 1, not {rate}");
+    }
+    let (data_dir, temporary) = match args.data_dir {
+        Some(dir) => (dir, false),
+        None => (
+            std::env::temp_dir().join(format!("missions-sim-{}", std::process::id())),
+            true,
+        ),
+    };
+    let secret = std::env::var(config::env::WEBHOOK_SECRET)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(secrecy::SecretString::from);
+    let options = standalone::StandaloneOptions {
+        port: args.port,
+        app_key: args.app_key.unwrap_or_else(|| data_dir.join("app-key.pem")),
+        data_dir: data_dir.clone(),
+        webhook_url: args.webhook_url,
+        webhook_secret: secret,
+        workflow_commands: args.workflow_commands,
+        faults: FaultConfig {
+            api_error_rate: args.api_error_rate,
+            api_rate_limit_rate: args.rate_limit_rate,
+            webhook_drop_rate: args.drop_webhooks,
+            seed: args.seed,
+            ..FaultConfig::default()
+        },
+        job_timeout: std::time::Duration::from_secs(args.job_timeout),
+    };
+    let sim = standalone::start(options).await?;
+    tokio::signal::ctrl_c().await.ok();
+    sim.shutdown();
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use missions::store::Store;
 use secrecy::SecretString;
 
 pub mod openapi;
+pub mod scenario;
 pub mod webhook_schemas;
 use tokio::sync::Notify;
 use tower::ServiceExt;

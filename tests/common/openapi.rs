@@ -42,6 +42,19 @@ impl OpenApi {
         })
     }
 
+    /// Every (method, path template) the description holds.
+    pub fn operations(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (path, item) in self.doc["paths"].as_object().into_iter().flatten() {
+            for method in item.as_object().into_iter().flat_map(|o| o.keys()) {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    out.push((method.clone(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The operation for a method and a concrete path such as
     /// `/app/installations/42/access_tokens` (path templates are matched segment by
     /// segment; `{name}` matches one segment).

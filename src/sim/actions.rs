@@ -1,0 +1,374 @@
+//! GitHub Actions, locally: `workflow_dispatch` queues a run, the runner
+//! executes the workflow's configured command in a fresh clone of the ref, and
+//! the run moves requested → in_progress → completed with the `workflow_run`
+//! and `workflow_job` webhooks GitHub sends at each step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::api::{ApiError, ApiResult, Caller, JsonBody, actor};
+use super::faults::JobFault;
+use super::gitapi::resolve_commitish;
+use super::render::{self, RepoTimes, SimpleCommit};
+use super::runner::{self, Conclusion, JobSpec};
+use super::state::{Job, JobStep, Permission, RunStatus, Token, TokenSubject, Workflow, WorkflowRun};
+use super::SimInner;
+use crate::sim_fields;
+
+type Sim = Arc<SimInner>;
+
+fn full(owner: &str, repo: &str) -> String {
+    format!("{owner}/{repo}")
+}
+
+/// Replaces `${{ inputs.NAME }}` in each argument, as an expression in a `run:` step would.
+/// Arguments stay separate argv entries, so an input cannot inject a shell command.
+pub fn substitute_inputs(args: &[String], inputs: &serde_json::Map<String, Value>) -> Vec<String> {
+    args.iter()
+        .map(|arg| {
+            let mut out = arg.clone();
+            for (name, value) in inputs {
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                for pattern in [format!("${{{{ inputs.{name} }}}}"), format!("${{{{inputs.{name}}}}}")] {
+                    out = out.replace(&pattern, &text);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+async fn head_commit(sim: &SimInner, name: &str, sha: &str) -> Option<SimpleCommit> {
+    let c = sim.git.commit(name, sha).await.ok().flatten()?;
+    Some(SimpleCommit {
+        id: c.sha,
+        tree_id: c.tree,
+        message: c.message,
+        timestamp: c.committer.date,
+        author_name: c.author.name,
+        author_email: c.author.email,
+        committer_name: c.committer.name,
+        committer_email: c.committer.email,
+    })
+}
+
+/// Sends `workflow_run.<action>` for a run.
+fn emit_run(sim: &SimInner, name: &str, run_id: u64, action: &str, commit: Option<&SimpleCommit>) {
+    let world = sim.world();
+    let Some(repo) = world.repos.get(name) else { return };
+    let Some(run) = repo.runs.get(&run_id) else { return };
+    let Some(wf) = repo.workflows.iter().find(|w| w.id == run.workflow_id) else { return };
+    let fields = sim_fields!(
+        "action" => action,
+        "workflow" => render::workflow(&sim.urls, repo, wf),
+        "workflow_run" => render::workflow_run(&sim.urls, &world, repo, run, commit),
+    );
+    sim.emit(&world, "workflow_run", name, &run.actor.clone(), fields, RepoTimes::Iso);
+}
+
+fn emit_job(sim: &SimInner, name: &str, run_id: u64, action: &str) {
+    let world = sim.world();
+    let Some(repo) = world.repos.get(name) else { return };
+    let Some(run) = repo.runs.get(&run_id) else { return };
+    let fields = sim_fields!(
+        "action" => action,
+        "workflow_job" => render::job(&sim.urls, repo, run, &run.job),
+    );
+    sim.emit(&world, "workflow_job", name, &run.actor.clone(), fields, RepoTimes::Iso);
+}
+
+/// `POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches`.
+pub async fn dispatch(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, workflow_id)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    let login = {
+        let world = sim.world();
+        let a = actor(&world, &caller, &name)?;
+        if a.permission < Permission::Write {
+            return Err(ApiError::forbidden("Must have admin rights to Repository."));
+        }
+        a.login
+    };
+    let reference = body.get("ref").and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("Workflow", "ref", "missing_field", "ref is missing"))?;
+    let inputs = match body.get("inputs") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(ApiError::invalid("Workflow", "inputs", "invalid", "inputs must be an object")),
+    };
+    if inputs.len() > 25 {
+        return Err(ApiError::unprocessable("You can only specify up to 25 inputs."));
+    }
+    let branch = reference.strip_prefix("refs/heads/").unwrap_or(reference).to_owned();
+    let sha = resolve_commitish(&sim, &name, reference).await.map_err(|_| {
+        ApiError::unprocessable(format!("No ref found for: {reference}"))
+    })?;
+
+    // The workflow, by numeric id or file name; its file must exist at the ref.
+    let path = {
+        let world = sim.world();
+        let repo = &world.repos[&name];
+        match workflow_id.parse::<u64>() {
+            Ok(id) => repo.workflows.iter().find(|w| w.id == id).map(|w| w.path.clone())
+                .ok_or_else(ApiError::not_found)?,
+            Err(_) => format!(".github/workflows/{workflow_id}"),
+        }
+    };
+    let file = match sim.git.read_path(&name, &sha, &path).await? {
+        Some(super::git::PathContent::File { content, .. }) => content,
+        _ => return Err(ApiError::not_found()),
+    };
+    if !String::from_utf8_lossy(&file).contains("workflow_dispatch") {
+        return Err(ApiError::unprocessable("Workflow does not have 'workflow_dispatch' trigger"));
+    }
+    let file_name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+    let command = sim.config.workflow_commands.get(&file_name).cloned();
+
+    let now = sim.clock.now();
+    let run_id = {
+        let mut world = sim.world();
+        let existing = world.repos[&name].workflows.iter().find(|w| w.path == path).map(|w| w.id);
+        let workflow_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = world.next_id();
+                let wf_name = file_name.trim_end_matches(".yml").trim_end_matches(".yaml").to_owned();
+                world.repos.get_mut(&name).expect("repo").workflows.push(Workflow {
+                    id, name: wf_name, path: path.clone(), created_at: now,
+                });
+                id
+            }
+        };
+        let run_id = world.next_id();
+        let job_id = world.next_id();
+        let suite = world.check_suite_id(&name, &sha);
+        let repo = world.repos.get_mut(&name).expect("repo");
+        let run_number = repo.runs.values().filter(|r| r.workflow_id == workflow_id).count() as u64 + 1;
+        repo.runs.insert(run_id, WorkflowRun {
+            id: run_id,
+            run_number,
+            workflow_id,
+            head_branch: branch.clone(),
+            head_sha: sha.clone(),
+            actor: login.clone(),
+            inputs: inputs.clone(),
+            status: RunStatus::Queued,
+            conclusion: None,
+            created_at: now,
+            updated_at: now,
+            run_started_at: None,
+            check_suite_id: suite,
+            job: Job {
+                id: job_id,
+                name: "run".into(),
+                status: RunStatus::Queued,
+                conclusion: None,
+                created_at: now,
+                started_at: None,
+                completed_at: None,
+                steps: Vec::new(),
+            },
+            log: String::new(),
+        });
+        run_id
+    };
+    let commit = head_commit(&sim, &name, &sha).await;
+    emit_run(&sim, &name, run_id, "requested", commit.as_ref());
+    emit_job(&sim, &name, run_id, "queued");
+    sim.bump();
+
+    let fault = sim.faults.job();
+    tokio::spawn(execute(sim.clone(), name.clone(), run_id, command, fault, commit));
+
+    if body.get("return_run_details").and_then(Value::as_bool) == Some(true) {
+        let r = format!("{}/repos/{name}/actions/runs/{run_id}", sim.urls.api);
+        return Ok((StatusCode::OK, axum::Json(json!({
+            "workflow_run_id": run_id,
+            "run_url": r,
+            "html_url": format!("{}/{name}/actions/runs/{run_id}", sim.urls.web),
+        }))).into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs one queued run to completion (or to its timeout), updating state and sending webhooks.
+async fn execute(
+    sim: Sim,
+    name: String,
+    run_id: u64,
+    command: Option<Vec<String>>,
+    fault: JobFault,
+    commit: Option<SimpleCommit>,
+) {
+    let Ok(_slot) = sim.job_slots.clone().acquire_owned().await else { return };
+    let now = sim.clock.now();
+    let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
+    let (spec_parts, inputs) = {
+        let mut world = sim.world();
+        let Some(run) = world.repos.get_mut(&name).and_then(|r| r.runs.get_mut(&run_id)) else { return };
+        run.status = RunStatus::InProgress;
+        run.run_started_at = Some(now);
+        run.updated_at = now;
+        run.job.status = RunStatus::InProgress;
+        run.job.started_at = Some(now);
+        let parts = (run.run_number, run.head_branch.clone(), run.head_sha.clone(), run.actor.clone(), run.workflow_id);
+        let inputs = run.inputs.clone();
+        let expires = now + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6)) + time::Duration::minutes(10);
+        world.tokens.insert(token.clone(), Token {
+            subject: TokenSubject::Job { repository: name.clone(), run_id },
+            expires_at: Some(expires),
+        });
+        (parts, inputs)
+    };
+    let (run_number, branch, sha, actor_login, workflow_id) = spec_parts;
+    emit_job(&sim, &name, run_id, "in_progress");
+    emit_run(&sim, &name, run_id, "in_progress", commit.as_ref());
+    sim.bump();
+
+    let (workflow_name, workflow_path, event_payload) = {
+        let world = sim.world();
+        let repo = &world.repos[&name];
+        let wf = repo.workflows.iter().find(|w| w.id == workflow_id);
+        let payload = json!({
+            "inputs": inputs,
+            "ref": format!("refs/heads/{branch}"),
+            "repository": render::repository(&sim.urls, &world, repo, RepoTimes::Iso),
+            "sender": render::user_by_login(&sim.urls, &world, &actor_login),
+            "workflow": wf.map(|w| w.path.clone()),
+        });
+        (wf.map(|w| w.name.clone()).unwrap_or_default(), wf.map(|w| w.path.clone()).unwrap_or_default(), payload)
+    };
+
+    let failed = |log: String| runner::JobOutcome {
+        conclusion: Conclusion::Failure,
+        exit_code: None,
+        log,
+        started_at: now,
+        completed_at: sim.clock.now(),
+        steps: Vec::new(),
+    };
+    let outcome = match (command, fault) {
+        (None, _) => failed(format!(
+            "##[error]The simulator has no command configured for {workflow_path}; \
+             set it with SimConfig::workflow_commands (or `missions sim --workflow-command`).\n"
+        )),
+        (Some(_), JobFault::Fail) => failed("##[error]The runner has received a shutdown signal (simulated runner failure).\n".into()),
+        (Some(command), fault) => {
+            let timeout = if fault == JobFault::TimeOut { Duration::from_millis(1) } else { sim.config.job_timeout };
+            let spec = JobSpec {
+                run_id,
+                run_number,
+                attempt: 1,
+                job_name: "run".into(),
+                workflow_name,
+                repository: name.clone(),
+                git_ref: format!("refs/heads/{branch}"),
+                sha: sha.clone(),
+                clone_url: format!("{}/{name}.git", sim.urls.web),
+                token: token.clone(),
+                api_url: sim.urls.api.clone(),
+                server_url: sim.urls.web.clone(),
+                actor: actor_login.clone(),
+                event_payload,
+                command: substitute_inputs(&command, &inputs),
+                extra_env: sim.config.job_env.clone(),
+                masked_values: Vec::new(),
+                timeout,
+                work_root: sim.config.data_dir.join("jobs"),
+                keep_workspace: sim.config.keep_job_workspaces,
+                max_log_bytes: sim.config.max_log_bytes,
+            };
+            runner::run_job(spec, sim.shutdown.child_token()).await
+        }
+    };
+
+    let done = sim.clock.now();
+    {
+        let mut world = sim.world();
+        world.tokens.remove(&token);
+        let Some(run) = world.repos.get_mut(&name).and_then(|r| r.runs.get_mut(&run_id)) else { return };
+        let conclusion = outcome.conclusion.as_str().to_owned();
+        run.status = RunStatus::Completed;
+        run.conclusion = Some(conclusion.clone());
+        run.updated_at = done;
+        run.log = outcome.log;
+        run.job.status = RunStatus::Completed;
+        run.job.conclusion = Some(conclusion);
+        run.job.completed_at = Some(done);
+        run.job.steps = outcome
+            .steps
+            .iter()
+            .map(|s| JobStep {
+                name: s.name.clone(),
+                number: u64::from(s.number),
+                conclusion: Some(s.conclusion.as_str().to_owned()),
+                started_at: Some(s.started_at),
+                completed_at: Some(s.completed_at),
+            })
+            .collect();
+    }
+    emit_job(&sim, &name, run_id, "completed");
+    emit_run(&sim, &name, run_id, "completed", commit.as_ref());
+    sim.bump();
+}
+
+pub async fn get_run(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, run_id)): Path<(String, String, u64)>,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    let sha = {
+        let world = sim.world();
+        actor(&world, &caller, &name)?;
+        world.repos[&name].runs.get(&run_id).ok_or_else(ApiError::not_found)?.head_sha.clone()
+    };
+    let commit = head_commit(&sim, &name, &sha).await;
+    let world = sim.world();
+    let repo = &world.repos[&name];
+    let run = &repo.runs[&run_id];
+    Ok((StatusCode::OK, axum::Json(render::workflow_run(&sim.urls, &world, repo, run, commit.as_ref()))).into_response())
+}
+
+pub async fn list_jobs(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, run_id)): Path<(String, String, u64)>,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    let world = sim.world();
+    actor(&world, &caller, &name)?;
+    let repo = &world.repos[&name];
+    let run = repo.runs.get(&run_id).ok_or_else(ApiError::not_found)?;
+    let jobs = vec![render::job(&sim.urls, repo, run, &run.job)];
+    Ok((StatusCode::OK, axum::Json(json!({"total_count": 1, "jobs": jobs}))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_substituted_per_argument() {
+        let mut inputs = serde_json::Map::new();
+        inputs.insert("role".into(), json!("worker"));
+        inputs.insert("mission".into(), json!(7));
+        let args = vec!["missions".to_owned(), "job".into(), "--role=${{ inputs.role }}".into(), "${{inputs.mission}}".into(), "${{ inputs.other }}".into()];
+        assert_eq!(
+            substitute_inputs(&args, &inputs),
+            ["missions", "job", "--role=worker", "7", "${{ inputs.other }}"]
+        );
+    }
+}

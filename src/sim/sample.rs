@@ -1,0 +1,89 @@
+//! The sample world `missions sim` starts with, and scenario tests build on:
+//! an organization with one repository that has the App installed, a
+//! maintainer and a reader, and a dispatchable workflow.
+
+use super::state::Permission;
+use super::{RepoSpec, Sim};
+
+pub const ORG: &str = "octo-org";
+pub const REPO: &str = "octo-org/demo";
+pub const APP_ID: u64 = 1;
+pub const APP_SLUG: &str = "missions";
+pub const WORKFLOW_FILE: &str = "missions.yml";
+
+/// The workflow a repository adds; the simulator runs its configured command
+/// instead of interpreting the YAML.
+pub const WORKFLOW_YAML: &str = "\
+name: missions
+on:
+  workflow_dispatch:
+    inputs:
+      role: { description: 'orchestrator, worker, scrutiny or user-testing', required: true }
+      mission: { description: 'the mission issue number', required: true }
+      feature: { description: 'the feature id (workers)', required: false }
+permissions:
+  contents: write
+jobs:
+  run:
+    runs-on: ubuntu-latest
+    timeout-minutes: 60
+    steps:
+      - uses: actions/checkout@v5
+        with: { persist-credentials: false }
+      - run: echo \"the simulator runs its configured command here\"
+";
+
+#[derive(Debug, Clone)]
+pub struct SampleUser {
+    pub login: String,
+    /// A personal access token for the simulator's REST API and git.
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SampleWorld {
+    pub repo: String,
+    pub installation_id: u64,
+    pub app_id: u64,
+    /// `alice`, a maintainer of the repository.
+    pub maintainer: SampleUser,
+    /// `bob`, who can read but not write.
+    pub reader: SampleUser,
+}
+
+/// Registers the App (checking JWTs with `app_public_key_pem`), creates the
+/// sample repository and installs the App on it.
+pub async fn seed(sim: &Sim, app_public_key_pem: &str) -> anyhow::Result<SampleWorld> {
+    sim.add_org(ORG);
+    sim.register_app(APP_ID, APP_SLUG, ORG, app_public_key_pem);
+    let maintainer = SampleUser {
+        login: "alice".into(),
+        token: sim.add_user("alice"),
+    };
+    let reader = SampleUser {
+        login: "bob".into(),
+        token: sim.add_user("bob"),
+    };
+    sim.create_repo(
+        RepoSpec::new(REPO)
+            .file(
+                ".github/workflows/missions.yml",
+                WORKFLOW_YAML.as_bytes().to_vec(),
+            )
+            .file(
+                "src/lib.rs",
+                b"pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n".to_vec(),
+            ),
+    )
+    .await?;
+    sim.set_permission(REPO, &maintainer.login, Permission::Maintain);
+    sim.set_permission(REPO, &reader.login, Permission::Read);
+    let installation_id = sim.install_app(ORG, &[REPO]);
+    Ok(SampleWorld {
+        repo: REPO.into(),
+        installation_id,
+        app_id: APP_ID,
+        maintainer,
+        reader,
+    })
+}

@@ -1,0 +1,424 @@
+//! The simulator's in-memory world: the App, its installations, users with
+//! per-repository permissions, repositories, issues and pull requests (one
+//! number space, as on GitHub), comments, labels, reviews, check runs and
+//! workflow runs. Git objects live on disk (see [`super::git`]); this holds
+//! everything else. Plain data: the REST handlers lock it, change it, and say
+//! which webhooks to send.
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::OffsetDateTime;
+
+/// GitHub's repository roles, weakest first, so `>=` compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    None,
+    Read,
+    Triage,
+    Write,
+    Maintain,
+    Admin,
+}
+
+impl Permission {
+    /// The `permission` field of the collaborator-permission answer, which
+    /// GitHub reduces to admin/write/read/none (maintain → write, triage → read).
+    pub fn legacy_name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Maintain | Self::Write => "write",
+            Self::Triage | Self::Read => "read",
+            Self::None => "none",
+        }
+    }
+
+    /// The `role_name` field: the role as configured.
+    pub fn role_name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Maintain => "maintain",
+            Self::Write => "write",
+            Self::Triage => "triage",
+            Self::Read => "read",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "admin" => Self::Admin,
+            "maintain" => Self::Maintain,
+            "write" | "push" => Self::Write,
+            "triage" => Self::Triage,
+            "read" | "pull" => Self::Read,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    User,
+    Bot,
+    Organization,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "User",
+            Self::Bot => "Bot",
+            Self::Organization => "Organization",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: u64,
+    pub login: String,
+    pub kind: AccountKind,
+}
+
+/// The one GitHub App the simulator hosts (the App under test).
+#[derive(Debug, Clone)]
+pub struct App {
+    pub id: u64,
+    pub slug: String,
+    pub name: String,
+    pub owner: String,
+    /// PEM of the public half of the App's key: App JWTs are checked with it.
+    pub public_key_pem: String,
+    pub created_at: OffsetDateTime,
+    /// The `<slug>[bot]` account the App acts as with installation tokens.
+    pub bot_login: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Installation {
+    pub id: u64,
+    pub account: String,
+    pub repositories: Vec<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Who a bearer token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSubject {
+    /// A user's personal access token.
+    User(String),
+    /// An installation access token from `POST /app/installations/{id}/access_tokens`.
+    Installation { id: u64, repositories: Vec<String> },
+    /// The `GITHUB_TOKEN` of one workflow run: one repository, until the run ends.
+    Job { repository: String, run_id: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub subject: TokenSubject,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub id: u64,
+    pub name: String,
+    pub color: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueState {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub id: u64,
+    pub number: u64,
+    pub title: String,
+    pub body: Option<String>,
+    pub user: String,
+    pub labels: Vec<String>,
+    pub state: IssueState,
+    pub state_reason: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub closed_at: Option<OffsetDateTime>,
+    /// Some for a pull request: GitHub's issues and pulls share numbers.
+    pub pull: Option<Pull>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pull {
+    pub id: u64,
+    pub head_ref: String,
+    pub head_sha: String,
+    pub base_ref: String,
+    /// The base branch's commit when the PR was last updated (for `base.sha`).
+    pub base_sha: String,
+    pub draft: bool,
+    pub merged_at: Option<OffsetDateTime>,
+    pub merged_by: Option<String>,
+    pub merge_commit_sha: Option<String>,
+    pub reviews: Vec<Review>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub id: u64,
+    pub user: String,
+    pub body: String,
+    /// APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED.
+    pub state: String,
+    pub commit_id: String,
+    pub submitted_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: u64,
+    pub issue_number: u64,
+    pub user: String,
+    pub body: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// Set when an App made it with an installation token.
+    pub via_app: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reaction {
+    pub id: u64,
+    pub issue_number: u64,
+    pub user: String,
+    pub content: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutput {
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub head_sha: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub details_url: Option<String>,
+    pub external_id: Option<String>,
+    pub started_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+    pub output: CheckOutput,
+    pub check_suite_id: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub id: u64,
+    pub name: String,
+    /// `.github/workflows/<file>`.
+    pub path: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    InProgress,
+    Completed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobStep {
+    pub name: String,
+    pub number: u64,
+    pub conclusion: Option<String>,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkflowRun {
+    pub id: u64,
+    pub run_number: u64,
+    pub workflow_id: u64,
+    pub head_branch: String,
+    pub head_sha: String,
+    pub actor: String,
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+    pub status: RunStatus,
+    pub conclusion: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub run_started_at: Option<OffsetDateTime>,
+    pub check_suite_id: u64,
+    pub job: Job,
+    /// The job's combined output, masked; kept for tests and `missions sim`.
+    pub log: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: u64,
+    pub name: String,
+    pub status: RunStatus,
+    pub conclusion: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub steps: Vec<JobStep>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub id: u64,
+    pub owner: String,
+    pub name: String,
+    pub private: bool,
+    pub default_branch: String,
+    pub description: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub pushed_at: OffsetDateTime,
+    pub collaborators: BTreeMap<String, Permission>,
+    pub labels: BTreeMap<String, Label>,
+    pub next_number: u64,
+    pub issues: BTreeMap<u64, Issue>,
+    pub comments: BTreeMap<u64, Comment>,
+    pub reactions: Vec<Reaction>,
+    pub check_runs: BTreeMap<u64, CheckRun>,
+    /// head sha → check suite id (one suite per commit for the one App).
+    pub check_suites: HashMap<String, u64>,
+    pub workflows: Vec<Workflow>,
+    pub runs: BTreeMap<u64, WorkflowRun>,
+}
+
+impl Repo {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    pub fn open_issues(&self) -> usize {
+        self.issues
+            .values()
+            .filter(|i| i.state == IssueState::Open)
+            .count()
+    }
+
+    pub fn pull_by_head(&self, head_ref: &str) -> impl Iterator<Item = &Issue> {
+        self.issues.values().filter(move |i| {
+            i.state == IssueState::Open && i.pull.as_ref().is_some_and(|p| p.head_ref == head_ref)
+        })
+    }
+}
+
+/// Everything but git objects. Ids come from one counter: unique across kinds,
+/// which GitHub does not promise but which makes mix-ups visible in tests.
+#[derive(Debug)]
+pub struct World {
+    next_id: u64,
+    pub app: Option<App>,
+    pub accounts: BTreeMap<String, Account>,
+    pub tokens: HashMap<String, Token>,
+    pub installations: BTreeMap<u64, Installation>,
+    pub repos: BTreeMap<String, Repo>,
+    pub rate_limit_used: u64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            next_id: 1000,
+            app: None,
+            accounts: BTreeMap::new(),
+            tokens: HashMap::new(),
+            installations: BTreeMap::new(),
+            repos: BTreeMap::new(),
+            rate_limit_used: 0,
+        }
+    }
+}
+
+impl World {
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The account, created on first use (a user or an organization).
+    pub fn ensure_account(&mut self, login: &str, kind: AccountKind) -> Account {
+        if let Some(account) = self.accounts.get(login) {
+            return account.clone();
+        }
+        let account = Account {
+            id: self.next_id(),
+            login: login.to_owned(),
+            kind,
+        };
+        self.accounts.insert(login.to_owned(), account.clone());
+        account
+    }
+
+    pub fn account(&self, login: &str) -> Account {
+        self.accounts.get(login).cloned().unwrap_or(Account {
+            id: 0,
+            login: login.to_owned(),
+            kind: AccountKind::User,
+        })
+    }
+
+    /// A user's role on a repository: the owner is admin; others as granted.
+    pub fn permission(&self, repo: &Repo, login: &str) -> Permission {
+        if repo.owner == login {
+            return Permission::Admin;
+        }
+        if let Some(p) = repo.collaborators.get(login) {
+            return *p;
+        }
+        if repo.private {
+            Permission::None
+        } else {
+            Permission::Read
+        }
+    }
+
+    /// The installation of the App on `full_name`, if any.
+    pub fn installation_for(&self, full_name: &str) -> Option<&Installation> {
+        self.installations
+            .values()
+            .find(|i| i.repositories.iter().any(|r| r == full_name))
+    }
+
+    pub fn check_suite_id(&mut self, full_name: &str, head_sha: &str) -> u64 {
+        if let Some(id) = self
+            .repos
+            .get(full_name)
+            .and_then(|r| r.check_suites.get(head_sha))
+        {
+            return *id;
+        }
+        let id = self.next_id();
+        if let Some(repo) = self.repos.get_mut(full_name) {
+            repo.check_suites.insert(head_sha.to_owned(), id);
+        }
+        id
+    }
+}

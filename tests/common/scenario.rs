@@ -1,0 +1,332 @@
+//! The scenario tester: the App (`Server` on a temporary database, over real
+//! HTTP) and the GitHub simulator (with the sample world) in one process.
+//! A test speaks as users through the simulator's REST API with their own
+//! tokens, and asserts what a user would see there. Waiting is event-driven
+//! (the simulator's change feed) with a deadline, never a bare sleep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use missions::clock::{self, SharedClock};
+use missions::engine::HandlerRegistry;
+use missions::github::auth::AppCredentials;
+use missions::github::client::{ApiRetry, GitHubApp};
+use missions::server::{Server, ServerOptions};
+use missions::sim::sample::{self, SampleWorld};
+use missions::sim::{DeliveryRecord, FaultConfig, Sim, SimConfig};
+use missions::store::Store;
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use super::SECRET;
+
+/// How long a scenario waits for one expected thing.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One RSA key per test binary: generating one takes a moment.
+pub fn app_key() -> &'static (String, String) {
+    static KEY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut rng = rand::thread_rng();
+        let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let public = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        (private, public)
+    })
+}
+
+pub struct ScenarioOptions {
+    pub faults: FaultConfig,
+    /// Workflow file → the argv its jobs run (`${{ inputs.X }}` substituted per argument).
+    pub workflows: Vec<(String, Vec<String>)>,
+    /// The App's handlers, given the App's GitHub client.
+    pub handlers: Box<dyn FnOnce(Arc<GitHubApp>) -> HandlerRegistry + Send>,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        Self {
+            faults: FaultConfig::default(),
+            workflows: Vec::new(),
+            handlers: Box::new(|_| HandlerRegistry::new()),
+        }
+    }
+}
+
+pub struct Scenario {
+    pub sim: Sim,
+    pub world: SampleWorld,
+    pub github: Arc<GitHubApp>,
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub app_url: String,
+    stop: tokio_util::sync::CancellationToken,
+    server_task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// What a user sees of one REST answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Scenario {
+    pub async fn start(options: ScenarioOptions) -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: SharedClock = clock::system();
+        let (private_pem, public_pem) = app_key();
+
+        let mut config = SimConfig::new(dir.path().join("sim"));
+        config.faults = options.faults;
+        config.job_timeout = Duration::from_secs(60);
+        config.workflow_commands.extend(options.workflows);
+        let sim = Sim::start(config, clock.clone()).await.unwrap();
+
+        // The App: server on a temporary database, bound to a real port.
+        let github = Arc::new(
+            GitHubApp::new(
+                sim.url(),
+                AppCredentials::new(sample::APP_ID, SecretString::from(private_pem.clone())),
+                clock.clone(),
+            )
+            .unwrap()
+            // Honour the simulator's 1 s retry-after; back off briefly on 5xx.
+            .with_api_retry(ApiRetry {
+                max_attempts: 8,
+                base_delay: Duration::from_millis(50),
+                ..ApiRetry::default()
+            }),
+        );
+        let store = Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("missions.db").display()
+        ))
+        .await
+        .unwrap();
+        let server = Server::start(
+            store.clone(),
+            ServerOptions {
+                webhook_secrets: vec![SecretString::from(SECRET)],
+                handlers: (options.handlers)(github.clone()),
+                retry: super::fast_retry(),
+                clock,
+                run_event_loop: true,
+            },
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app_url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let shutdown = stop.clone().cancelled_owned();
+        let server_task = tokio::spawn(async move {
+            server.serve(listener, shutdown).await.unwrap();
+        });
+        sim.set_webhook_target(&format!("{app_url}/webhook"), SecretString::from(SECRET));
+
+        let world = sample::seed(&sim, public_pem).await.unwrap();
+        Scenario {
+            sim,
+            world,
+            github,
+            store,
+            http: reqwest::Client::new(),
+            app_url,
+            stop,
+            server_task: Some(server_task),
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.server_task.take() {
+            task.await.unwrap();
+        }
+        self.sim.shutdown();
+    }
+
+    fn token_of(&self, login: &str) -> &str {
+        match login {
+            l if l == self.world.maintainer.login => &self.world.maintainer.token,
+            l if l == self.world.reader.login => &self.world.reader.token,
+            other => panic!("no sample user {other}"),
+        }
+    }
+
+    /// A REST call as `login`, without retries: a user sees the raw answer.
+    pub async fn call(&self, login: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        let url = format!("{}{path}", self.sim.url());
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("authorization", format!("Bearer {}", self.token_of(login)))
+            .header("accept", "application/vnd.github+json");
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// As `call`, retrying what the fault injection answered (a person clicks again).
+    pub async fn act(&self, login: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
+        for _ in 0..20 {
+            let answer = self.call(login, method, path, body.clone()).await;
+            let injected = answer.status >= 500
+                || ((answer.status == 403 || answer.status == 429)
+                    && answer.body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("secondary rate limit")));
+            if !injected {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{method} {path} kept failing");
+    }
+
+    fn repo_path(&self) -> String {
+        format!("/repos/{}", self.world.repo)
+    }
+
+    /// `login` opens an issue; returns its number.
+    pub async fn open_issue(&self, login: &str, title: &str, body: &str) -> u64 {
+        let answer = self
+            .act(login, "POST", &format!("{}/issues", self.repo_path()),
+                Some(json!({"title": title, "body": body})))
+            .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        answer.body["number"].as_u64().unwrap()
+    }
+
+    /// `login` adds `label` to issue `number`; returns the status GitHub answered.
+    pub async fn label_issue(&self, login: &str, number: u64, label: &str) -> u16 {
+        self.act(login, "POST", &format!("{}/issues/{number}/labels", self.repo_path()),
+            Some(json!({"labels": [label]})))
+            .await
+            .status
+    }
+
+    pub async fn comments(&self, number: u64) -> Vec<Value> {
+        let answer = self
+            .act(&self.world.maintainer.login.clone(), "GET",
+                &format!("{}/issues/{number}/comments?per_page=100", self.repo_path()), None)
+            .await;
+        assert_eq!(answer.status, 200);
+        answer.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for a comment on issue `number` by the App containing `text`.
+    pub async fn expect_app_comment(&self, number: u64, text: &str) -> Value {
+        let bot = format!("{}[bot]", sample::APP_SLUG);
+        let sim = self.sim.clone();
+        let repo = self.world.repo.clone();
+        let text = text.to_owned();
+        sim.wait_for(&format!("a comment by {bot} containing {text:?} on #{number}"), DEADLINE, |s| {
+            s.read(|w| {
+                w.repos[&repo].comments.values().any(|c| {
+                    c.issue_number == number && c.user == bot && c.body.contains(&text)
+                })
+            })
+            .then_some(())
+        })
+        .await
+        .unwrap();
+        // And as a user sees it through the REST API.
+        let comments = self.comments(number).await;
+        comments
+            .into_iter()
+            .find(|c| c["user"]["login"] == bot && c["body"].as_str().unwrap_or("").contains(&text))
+            .expect("the comment is listed by the REST API")
+    }
+
+    /// The sha of `branch` through `GET /repos/{o}/{r}/branches/{branch}`, waiting for it to exist.
+    pub async fn expect_branch(&self, branch: &str) -> String {
+        let sim = self.sim.clone();
+        let repo = self.world.repo.clone();
+        let refname = format!("refs/heads/{branch}");
+        let mut rx = sim.subscribe();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            rx.borrow_and_update();
+            if sim.git().resolve_ref(&repo, &refname).await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .unwrap_or_else(|_| panic!("branch {branch} was not created within {DEADLINE:?}"))
+                .unwrap();
+        }
+        let answer = self
+            .act(&self.world.maintainer.login.clone(), "GET",
+                &format!("{}/branches/{branch}", self.repo_path()), None)
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.body["commit"]["sha"].as_str().unwrap().to_owned()
+    }
+
+    /// A file's text on a ref through the contents API (None on 404).
+    pub async fn file(&self, path: &str, reference: &str) -> Option<String> {
+        use base64::Engine;
+        let answer = self
+            .act(&self.world.maintainer.login.clone(), "GET",
+                &format!("{}/contents/{path}?ref={reference}", self.repo_path()), None)
+            .await;
+        if answer.status == 404 {
+            return None;
+        }
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body["encoding"], "base64");
+        let b64: String = answer.body["content"].as_str().unwrap().split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        Some(String::from_utf8(bytes).unwrap())
+    }
+
+    /// Waits until the simulator has delivered `event.action` to the App and the App
+    /// answered 2xx; returns the delivery.
+    pub async fn expect_delivered(&self, event: &str, action: Option<&str>, matching: impl Fn(&Value) -> bool) -> DeliveryRecord {
+        let what = format!("a {event}.{} delivery accepted by the App", action.unwrap_or("-"));
+        self.sim
+            .wait_for(&what, DEADLINE, |s| {
+                s.deliveries().into_iter().find(|d| {
+                    d.event == event
+                        && d.action.as_deref() == action
+                        && d.status.is_some_and(|s| (200..300).contains(&s))
+                        && matching(&d.payload)
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the App's inbox holds `delivery_id` as processed.
+    pub async fn expect_processed(&self, delivery_id: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = ?")
+                .bind(delivery_id)
+                .fetch_optional(self.store.pool())
+                .await
+                .unwrap();
+            if status.as_deref() == Some("processed") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "delivery {delivery_id} not processed (status {status:?})");
+            // The App's store has no change feed; poll it briefly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
