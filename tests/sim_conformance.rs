@@ -179,7 +179,16 @@ async fn every_operation_answers_as_githubs_description_says_and_every_webhook_m
         let Some((doc_template, _)) = api.operation(&e.method, &template) else {
             continue; // beyond the subset (submitting a review)
         };
-        if let Err(v) = api.check_response(&e.method, &template, e.status, e.response.as_ref().unwrap_or(&Value::Null)) {
+        let body = e.response.as_ref().unwrap_or(&Value::Null);
+        let result = if e.method == "PUT" && doc_template.ends_with("/contents/{path}") && e.status == 409 {
+            // The description's 409 is `oneOf: [basic-error, repository-rule-violation-error]`,
+            // two open schemas that every error body matches both of, so no answer can
+            // pass it; GitHub answers a basic-error.
+            api.check(&json!({"$ref": "#/components/schemas/basic-error"}), body)
+        } else {
+            api.check_response(&e.method, &template, e.status, body)
+        };
+        if let Err(v) = result {
             violations.push(format!("{} {} → {}: {}", e.method, e.path, e.status, v.join("; ")));
         }
         if let Some(body) = &e.request
@@ -203,14 +212,30 @@ async fn every_operation_answers_as_githubs_description_says_and_every_webhook_m
     let schemas = WebhookSchemas::get();
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut unschemaed = BTreeSet::new();
     for d in t.sim.deliveries() {
         let key = format!("{}.{}", d.event, d.action.as_deref().unwrap_or("-"));
         seen.insert(key.clone());
         assert_eq!(d.status, Some(202), "{key} was accepted by the App: {:?}", d.error);
-        if let Err(errors) = schemas.validate(&d.event, &d.payload) {
-            problems.push(format!("{key} schema: {}", errors.join("; ")));
+        // GitHub's fixtures have schemas for some actions only (not, say,
+        // issues.closed); the others are held to their event's example and parsing.
+        if schemas.schema_exists(&d.event, d.action.as_deref()) {
+            if let Err(errors) = schemas.validate(&d.event, &d.payload) {
+                problems.push(format!("{key} schema: {}", errors.join("; ")));
+            }
+        } else {
+            unschemaed.insert(key.clone());
         }
-        if let Some(example) = example_for(&d.event, d.action.as_deref()) {
+        let example = example_for(&d.event, d.action.as_deref()).or_else(|| {
+            // No example for this action: another of the event's, without the keys
+            // that belong to that example's own action.
+            let mut json = common::webhook_fixtures().into_iter().find(|f| f.event == d.event)?.json;
+            for key in ["changes", "label"] {
+                json.as_object_mut()?.remove(key);
+            }
+            Some(json)
+        });
+        if let Some(example) = example {
             let missing = missing_keys(&example, &d.payload, 2);
             if !missing.is_empty() {
                 problems.push(format!("{key} lacks keys of GitHub's example: {missing:?}"));
@@ -222,6 +247,11 @@ async fn every_operation_answers_as_githubs_description_says_and_every_webhook_m
         }
     }
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert_eq!(
+        unschemaed.into_iter().collect::<Vec<_>>(),
+        ["check_run.created", "issue_comment.deleted", "issues.closed", "pull_request.edited", "workflow_job.in_progress"],
+        "the deliveries checked without a schema"
+    );
     for expected in [
         "installation.created", "issues.opened", "issues.edited", "issues.labeled", "issues.unlabeled",
         "issues.closed", "issue_comment.created", "issue_comment.edited", "issue_comment.deleted",

@@ -806,17 +806,21 @@ async fn update_issue(
         ensure_labels(&mut world, &name, labels);
     }
     let issue = issue_mut(&mut world, &name, number)?;
-    let mut edited = false;
-    if let Some(title) = str_field(&body, "title") {
-        edited |= issue.title != title;
+    let mut changes = serde_json::Map::new();
+    if let Some(title) = str_field(&body, "title")
+        && issue.title != title
+    {
+        changes.insert("title".into(), json!({"from": issue.title}));
         issue.title = title.to_owned();
     }
     if let Some(b) = body.get("body") {
         let b = b.as_str().map(str::to_owned);
-        edited |= issue.body != b;
-        issue.body = b;
+        if issue.body != b {
+            changes.insert("body".into(), json!({"from": issue.body.clone().unwrap_or_default()}));
+            issue.body = b;
+        }
     }
-    if edited {
+    if !changes.is_empty() {
         events.push(("edited", None));
     }
     if let Some(labels) = new_labels {
@@ -860,6 +864,9 @@ async fn update_issue(
     let payload = issue_payload(&sim, &world, &name, number);
     for (action, label) in events {
         let mut fields = sim_fields!("action" => action, "issue" => payload.clone());
+        if action == "edited" {
+            fields.insert("changes".into(), Value::Object(changes.clone()));
+        }
         if let Some(label) = label {
             let repo = &world.repos[&name];
             if let Some(l) = repo.labels.get(&label) {
@@ -869,7 +876,10 @@ async fn update_issue(
         if is_pull && matches!(action, "closed" | "reopened" | "edited") {
             let repo = &world.repos[&name];
             let pr = render::pull(&sim.urls, &world, repo, &repo.issues[&number], PullStats::default());
-            let fields = sim_fields!("action" => action, "number" => number, "pull_request" => pr);
+            let mut fields = sim_fields!("action" => action, "number" => number, "pull_request" => pr);
+            if action == "edited" {
+                fields.insert("changes".into(), Value::Object(changes.clone()));
+            }
             sim.emit(&world, "pull_request", &name, &actor.login, fields, RepoTimes::Iso);
         } else {
             sim.emit(&world, "issues", &name, &actor.login, fields, RepoTimes::Iso);
@@ -1364,7 +1374,7 @@ async fn update_pull(
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let name = full(&owner, &repo);
-    let (actor, action) = {
+    let (actor, actions, changes) = {
         let mut world = sim.world();
         let actor = actor(&world, &caller, &name)?;
         let issue = issue_mut(&mut world, &name, number)?;
@@ -1375,39 +1385,51 @@ async fn update_pull(
             require(&actor, Permission::Write)?;
         }
         let now = sim.clock.now();
-        let mut action = None;
-        if let Some(title) = str_field(&body, "title") {
+        let mut actions = Vec::new();
+        let mut changes = serde_json::Map::new();
+        if let Some(title) = str_field(&body, "title")
+            && issue.title != title
+        {
+            changes.insert("title".into(), json!({"from": issue.title}));
             issue.title = title.to_owned();
-            action = Some("edited");
         }
         if let Some(b) = body.get("body") {
-            issue.body = b.as_str().map(str::to_owned);
-            action = Some("edited");
+            let b = b.as_str().map(str::to_owned);
+            if issue.body != b {
+                changes.insert("body".into(), json!({"from": issue.body.clone().unwrap_or_default()}));
+                issue.body = b;
+            }
+        }
+        if !changes.is_empty() {
+            actions.push("edited");
         }
         let merged = issue.pull.as_ref().is_some_and(|p| p.merged_at.is_some());
         match str_field(&body, "state") {
             Some("closed") if issue.state == IssueState::Open => {
                 issue.state = IssueState::Closed;
                 issue.closed_at = Some(now);
-                action = Some("closed");
+                actions.push("closed");
             }
             Some("open") if issue.state == IssueState::Closed && !merged => {
                 issue.state = IssueState::Open;
                 issue.closed_at = None;
-                action = Some("reopened");
+                actions.push("reopened");
             }
             _ => {}
         }
         issue.updated_at = now;
-        (actor, action)
+        (actor, actions, changes)
     };
     let pr = render_pull(&sim, &name, number).await?;
-    if let Some(action) = action {
-        let world = sim.world();
-        sim.emit(&world, "pull_request", &name, &actor.login,
-            sim_fields!("action" => action, "number" => number, "pull_request" => pr.clone()),
-            RepoTimes::Iso);
+    let world = sim.world();
+    for action in actions {
+        let mut fields = sim_fields!("action" => action, "number" => number, "pull_request" => pr.clone());
+        if action == "edited" {
+            fields.insert("changes".into(), Value::Object(changes.clone()));
+        }
+        sim.emit(&world, "pull_request", &name, &actor.login, fields, RepoTimes::Iso);
     }
+    drop(world);
     sim.bump();
     ok(StatusCode::OK, pr)
 }

@@ -346,7 +346,6 @@ impl Sim {
                 "action": "created",
                 "installation": render::installation(urls, &world, &app, &inst),
                 "repositories": repos,
-                "requester": null,
                 "sender": render::user_by_login(urls, &world, account),
             });
             self.inner.hooks.send("installation", payload);

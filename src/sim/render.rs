@@ -35,12 +35,18 @@ fn node_id(kind: &str, id: u64) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("{kind}:{id}"))
 }
 
+/// A login as it appears in a URL: bots' `[bot]` suffix is percent-encoded,
+/// as GitHub writes it (`/users/missions%5Bbot%5D`).
+fn url_login(login: &str) -> String {
+    login.replace('[', "%5B").replace(']', "%5D")
+}
+
 /// `simple-user` (also the webhooks' `sender`, `owner`, `user`).
 pub fn user(urls: &Urls, account: &Account) -> Value {
     let api = &urls.api;
-    let login = &account.login;
+    let login = &url_login(&account.login);
     json!({
-        "login": login,
+        "login": account.login,
         "id": account.id,
         "node_id": node_id(account.kind.as_str(), account.id),
         "avatar_url": format!("{}/avatars/{login}", urls.web),
@@ -112,7 +118,7 @@ pub fn repository(urls: &Urls, world: &World, repo: &Repo, times: RepoTimes) -> 
         ),
     };
     let open = repo.open_issues();
-    json!({
+    let mut v = json!({
         "id": repo.id,
         "node_id": node_id("Repository", repo.id),
         "name": repo.name,
@@ -195,7 +201,13 @@ pub fn repository(urls: &Urls, world: &World, repo: &Repo, times: RepoTimes) -> 
         "custom_properties": {},
         "network_count": 0,
         "subscribers_count": 0,
-    })
+    });
+    if times == RepoTimes::PushEvent {
+        // Keys only the push webhook's repository has.
+        v["stargazers"] = json!(0);
+        v["master_branch"] = json!(repo.default_branch);
+    }
+    v
 }
 
 /// GitHub's `author_association` of `login` on `repo`.
@@ -307,6 +319,7 @@ pub fn issue(urls: &Urls, world: &World, repo: &Repo, issue: &Issue) -> Value {
         "author_association": author_association(world, repo, &issue.user),
         "reactions": reactions(urls, repo, format!("{r}/issues/{n}/reactions"), Some(n)),
         "performed_via_github_app": null,
+        "draft": false,
     });
     if let Some(pull) = &issue.pull {
         v["draft"] = json!(pull.draft);

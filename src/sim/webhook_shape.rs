@@ -23,9 +23,9 @@ const REPOSITORY: &[&str] = &[
     "has_discussions", "has_downloads", "has_issues", "has_pages", "has_projects", "has_wiki",
     "homepage", "hooks_url", "html_url", "id", "is_template", "issue_comment_url",
     "issue_events_url", "issues_url", "keys_url", "labels_url", "language", "languages_url",
-    "license", "merges_url", "milestones_url", "mirror_url", "name", "node_id",
+    "license", "master_branch", "merges_url", "milestones_url", "mirror_url", "name", "node_id",
     "notifications_url", "open_issues", "open_issues_count", "owner", "private", "pulls_url",
-    "pushed_at", "releases_url", "size", "ssh_url", "stargazers_count", "stargazers_url",
+    "pushed_at", "releases_url", "size", "ssh_url", "stargazers", "stargazers_count", "stargazers_url",
     "statuses_url", "subscribers_url", "subscription_url", "svn_url", "tags_url", "teams_url",
     "topics", "trees_url", "updated_at", "url", "visibility", "watchers", "watchers_count",
     "web_commit_signoff_required",
@@ -214,6 +214,10 @@ fn shape_object(event: &str, map: &mut Map<String, Value>) {
             }
             if let Some(r) = map.get_mut("review") {
                 user(field(r, "user"));
+                // REST says APPROVED; the webhook says approved.
+                if let Some(Value::String(state)) = field(r, "state") {
+                    *state = state.to_lowercase();
+                }
             }
         }
         "check_run" => {

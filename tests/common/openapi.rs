@@ -236,6 +236,14 @@ fn translate_nullable(value: &mut Value) {
             if map.remove("nullable") != Some(Value::Bool(true)) {
                 return;
             }
+            // `nullable` with an `enum` that lacks null: OpenAPI 3.0 leaves open
+            // whether null is allowed; GitHub sends it (a queued check run's
+            // `conclusion`, an open issue's `state_reason`), so this checker allows it.
+            if let Some(Value::Array(values)) = map.get_mut("enum")
+                && !values.contains(&Value::Null)
+            {
+                values.push(Value::Null);
+            }
             match map.get("type").cloned() {
                 Some(Value::String(t)) => {
                     map.insert("type".into(), json!([t, "null"]));
