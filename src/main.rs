@@ -186,7 +186,10 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         ("--rate-limit-rate", args.rate_limit_rate),
         ("--drop-webhooks", args.drop_webhooks),
     ] {
-        anyhow::ensure!((0.0..=1.0).contains(&rate), "{name} must be between 0 and 1, not {rate}");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "{name} must be between 0 and 1, not {rate}"
+        );
     }
     let (data_dir, temporary) = match args.data_dir {
         Some(dir) => (dir, false),

@@ -11,13 +11,15 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use super::SimInner;
 use super::api::{ApiError, ApiResult, Caller, JsonBody, actor};
 use super::faults::JobFault;
 use super::gitapi::resolve_commitish;
 use super::render::{self, RepoTimes, SimpleCommit};
 use super::runner::{self, Conclusion, JobSpec};
-use super::state::{Job, JobStep, Permission, RunStatus, Token, TokenSubject, Workflow, WorkflowRun};
-use super::SimInner;
+use super::state::{
+    Job, JobStep, Permission, RunStatus, Token, TokenSubject, Workflow, WorkflowRun,
+};
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
@@ -37,7 +39,10 @@ pub fn substitute_inputs(args: &[String], inputs: &serde_json::Map<String, Value
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                for pattern in [format!("${{{{ inputs.{name} }}}}"), format!("${{{{inputs.{name}}}}}")] {
+                for pattern in [
+                    format!("${{{{ inputs.{name} }}}}"),
+                    format!("${{{{inputs.{name}}}}}"),
+                ] {
                     out = out.replace(&pattern, &text);
                 }
             }
@@ -63,26 +68,50 @@ async fn head_commit(sim: &SimInner, name: &str, sha: &str) -> Option<SimpleComm
 /// Sends `workflow_run.<action>` for a run.
 fn emit_run(sim: &SimInner, name: &str, run_id: u64, action: &str, commit: Option<&SimpleCommit>) {
     let world = sim.world();
-    let Some(repo) = world.repos.get(name) else { return };
-    let Some(run) = repo.runs.get(&run_id) else { return };
-    let Some(wf) = repo.workflows.iter().find(|w| w.id == run.workflow_id) else { return };
+    let Some(repo) = world.repos.get(name) else {
+        return;
+    };
+    let Some(run) = repo.runs.get(&run_id) else {
+        return;
+    };
+    let Some(wf) = repo.workflows.iter().find(|w| w.id == run.workflow_id) else {
+        return;
+    };
     let fields = sim_fields!(
         "action" => action,
         "workflow" => render::workflow(&sim.urls, repo, wf),
         "workflow_run" => render::workflow_run(&sim.urls, &world, repo, run, commit),
     );
-    sim.emit(&world, "workflow_run", name, &run.actor.clone(), fields, RepoTimes::Iso);
+    sim.emit(
+        &world,
+        "workflow_run",
+        name,
+        &run.actor.clone(),
+        fields,
+        RepoTimes::Iso,
+    );
 }
 
 fn emit_job(sim: &SimInner, name: &str, run_id: u64, action: &str) {
     let world = sim.world();
-    let Some(repo) = world.repos.get(name) else { return };
-    let Some(run) = repo.runs.get(&run_id) else { return };
+    let Some(repo) = world.repos.get(name) else {
+        return;
+    };
+    let Some(run) = repo.runs.get(&run_id) else {
+        return;
+    };
     let fields = sim_fields!(
         "action" => action,
         "workflow_job" => render::job(&sim.urls, repo, run, &run.job),
     );
-    sim.emit(&world, "workflow_job", name, &run.actor.clone(), fields, RepoTimes::Iso);
+    sim.emit(
+        &world,
+        "workflow_job",
+        name,
+        &run.actor.clone(),
+        fields,
+        RepoTimes::Iso,
+    );
 }
 
 /// `POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches`.
@@ -101,27 +130,45 @@ pub async fn dispatch(
         }
         a.login
     };
-    let reference = body.get("ref").and_then(Value::as_str)
+    let reference = body
+        .get("ref")
+        .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("Workflow", "ref", "missing_field", "ref is missing"))?;
     let inputs = match body.get("inputs") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err(ApiError::invalid("Workflow", "inputs", "invalid", "inputs must be an object")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Workflow",
+                "inputs",
+                "invalid",
+                "inputs must be an object",
+            ));
+        }
     };
     if inputs.len() > 25 {
-        return Err(ApiError::unprocessable("You can only specify up to 25 inputs."));
+        return Err(ApiError::unprocessable(
+            "You can only specify up to 25 inputs.",
+        ));
     }
-    let branch = reference.strip_prefix("refs/heads/").unwrap_or(reference).to_owned();
-    let sha = resolve_commitish(&sim, &name, reference).await.map_err(|_| {
-        ApiError::unprocessable(format!("No ref found for: {reference}"))
-    })?;
+    let branch = reference
+        .strip_prefix("refs/heads/")
+        .unwrap_or(reference)
+        .to_owned();
+    let sha = resolve_commitish(&sim, &name, reference)
+        .await
+        .map_err(|_| ApiError::unprocessable(format!("No ref found for: {reference}")))?;
 
     // The workflow, by numeric id or file name; its file must exist at the ref.
     let path = {
         let world = sim.world();
         let repo = &world.repos[&name];
         match workflow_id.parse::<u64>() {
-            Ok(id) => repo.workflows.iter().find(|w| w.id == id).map(|w| w.path.clone())
+            Ok(id) => repo
+                .workflows
+                .iter()
+                .find(|w| w.id == id)
+                .map(|w| w.path.clone())
                 .ok_or_else(ApiError::not_found)?,
             Err(_) => format!(".github/workflows/{workflow_id}"),
         }
@@ -131,7 +178,9 @@ pub async fn dispatch(
         _ => return Err(ApiError::not_found()),
     };
     if !String::from_utf8_lossy(&file).contains("workflow_dispatch") {
-        return Err(ApiError::unprocessable("Workflow does not have 'workflow_dispatch' trigger"));
+        return Err(ApiError::unprocessable(
+            "Workflow does not have 'workflow_dispatch' trigger",
+        ));
     }
     let file_name = path.rsplit('/').next().unwrap_or(&path).to_owned();
     let command = sim.config.workflow_commands.get(&file_name).cloned();
@@ -139,15 +188,30 @@ pub async fn dispatch(
     let now = sim.clock.now();
     let run_id = {
         let mut world = sim.world();
-        let existing = world.repos[&name].workflows.iter().find(|w| w.path == path).map(|w| w.id);
+        let existing = world.repos[&name]
+            .workflows
+            .iter()
+            .find(|w| w.path == path)
+            .map(|w| w.id);
         let workflow_id = match existing {
             Some(id) => id,
             None => {
                 let id = world.next_id();
-                let wf_name = file_name.trim_end_matches(".yml").trim_end_matches(".yaml").to_owned();
-                world.repos.get_mut(&name).expect("repo").workflows.push(Workflow {
-                    id, name: wf_name, path: path.clone(), created_at: now,
-                });
+                let wf_name = file_name
+                    .trim_end_matches(".yml")
+                    .trim_end_matches(".yaml")
+                    .to_owned();
+                world
+                    .repos
+                    .get_mut(&name)
+                    .expect("repo")
+                    .workflows
+                    .push(Workflow {
+                        id,
+                        name: wf_name,
+                        path: path.clone(),
+                        created_at: now,
+                    });
                 id
             }
         };
@@ -155,33 +219,41 @@ pub async fn dispatch(
         let job_id = world.next_id();
         let suite = world.check_suite_id(&name, &sha);
         let repo = world.repos.get_mut(&name).expect("repo");
-        let run_number = repo.runs.values().filter(|r| r.workflow_id == workflow_id).count() as u64 + 1;
-        repo.runs.insert(run_id, WorkflowRun {
-            id: run_id,
-            run_number,
-            workflow_id,
-            head_branch: branch.clone(),
-            head_sha: sha.clone(),
-            actor: login.clone(),
-            inputs: inputs.clone(),
-            status: RunStatus::Queued,
-            conclusion: None,
-            created_at: now,
-            updated_at: now,
-            run_started_at: None,
-            check_suite_id: suite,
-            job: Job {
-                id: job_id,
-                name: "run".into(),
+        let run_number = repo
+            .runs
+            .values()
+            .filter(|r| r.workflow_id == workflow_id)
+            .count() as u64
+            + 1;
+        repo.runs.insert(
+            run_id,
+            WorkflowRun {
+                id: run_id,
+                run_number,
+                workflow_id,
+                head_branch: branch.clone(),
+                head_sha: sha.clone(),
+                actor: login.clone(),
+                inputs: inputs.clone(),
                 status: RunStatus::Queued,
                 conclusion: None,
                 created_at: now,
-                started_at: None,
-                completed_at: None,
-                steps: Vec::new(),
+                updated_at: now,
+                run_started_at: None,
+                check_suite_id: suite,
+                job: Job {
+                    id: job_id,
+                    name: "run".into(),
+                    status: RunStatus::Queued,
+                    conclusion: None,
+                    created_at: now,
+                    started_at: None,
+                    completed_at: None,
+                    steps: Vec::new(),
+                },
+                log: String::new(),
             },
-            log: String::new(),
-        });
+        );
         run_id
     };
     let commit = head_commit(&sim, &name, &sha).await;
@@ -190,15 +262,26 @@ pub async fn dispatch(
     sim.bump();
 
     let fault = sim.faults.job();
-    tokio::spawn(execute(sim.clone(), name.clone(), run_id, command, fault, commit));
+    tokio::spawn(execute(
+        sim.clone(),
+        name.clone(),
+        run_id,
+        command,
+        fault,
+        commit,
+    ));
 
     if body.get("return_run_details").and_then(Value::as_bool) == Some(true) {
         let r = format!("{}/repos/{name}/actions/runs/{run_id}", sim.urls.api);
-        return Ok((StatusCode::OK, axum::Json(json!({
-            "workflow_run_id": run_id,
-            "run_url": r,
-            "html_url": format!("{}/{name}/actions/runs/{run_id}", sim.urls.web),
-        }))).into_response());
+        return Ok((
+            StatusCode::OK,
+            axum::Json(json!({
+                "workflow_run_id": run_id,
+                "run_url": r,
+                "html_url": format!("{}/{name}/actions/runs/{run_id}", sim.urls.web),
+            })),
+        )
+            .into_response());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -212,24 +295,46 @@ async fn execute(
     fault: JobFault,
     commit: Option<SimpleCommit>,
 ) {
-    let Ok(_slot) = sim.job_slots.clone().acquire_owned().await else { return };
+    let Ok(_slot) = sim.job_slots.clone().acquire_owned().await else {
+        return;
+    };
     let now = sim.clock.now();
     let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
     let (spec_parts, inputs) = {
         let mut world = sim.world();
-        let Some(run) = world.repos.get_mut(&name).and_then(|r| r.runs.get_mut(&run_id)) else { return };
+        let Some(run) = world
+            .repos
+            .get_mut(&name)
+            .and_then(|r| r.runs.get_mut(&run_id))
+        else {
+            return;
+        };
         run.status = RunStatus::InProgress;
         run.run_started_at = Some(now);
         run.updated_at = now;
         run.job.status = RunStatus::InProgress;
         run.job.started_at = Some(now);
-        let parts = (run.run_number, run.head_branch.clone(), run.head_sha.clone(), run.actor.clone(), run.workflow_id);
+        let parts = (
+            run.run_number,
+            run.head_branch.clone(),
+            run.head_sha.clone(),
+            run.actor.clone(),
+            run.workflow_id,
+        );
         let inputs = run.inputs.clone();
-        let expires = now + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6)) + time::Duration::minutes(10);
-        world.tokens.insert(token.clone(), Token {
-            subject: TokenSubject::Job { repository: name.clone(), run_id },
-            expires_at: Some(expires),
-        });
+        let expires = now
+            + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6))
+            + time::Duration::minutes(10);
+        world.tokens.insert(
+            token.clone(),
+            Token {
+                subject: TokenSubject::Job {
+                    repository: name.clone(),
+                    run_id,
+                },
+                expires_at: Some(expires),
+            },
+        );
         (parts, inputs)
     };
     let (run_number, branch, sha, actor_login, workflow_id) = spec_parts;
@@ -248,7 +353,11 @@ async fn execute(
             "sender": render::user_by_login(&sim.urls, &world, &actor_login),
             "workflow": wf.map(|w| w.path.clone()),
         });
-        (wf.map(|w| w.name.clone()).unwrap_or_default(), wf.map(|w| w.path.clone()).unwrap_or_default(), payload)
+        (
+            wf.map(|w| w.name.clone()).unwrap_or_default(),
+            wf.map(|w| w.path.clone()).unwrap_or_default(),
+            payload,
+        )
     };
 
     let failed = |log: String| runner::JobOutcome {
@@ -264,9 +373,16 @@ async fn execute(
             "##[error]The simulator has no command configured for {workflow_path}; \
              set it with SimConfig::workflow_commands (or `missions sim --workflow-command`).\n"
         )),
-        (Some(_), JobFault::Fail) => failed("##[error]The runner has received a shutdown signal (simulated runner failure).\n".into()),
+        (Some(_), JobFault::Fail) => failed(
+            "##[error]The runner has received a shutdown signal (simulated runner failure).\n"
+                .into(),
+        ),
         (Some(command), fault) => {
-            let timeout = if fault == JobFault::TimeOut { Duration::from_millis(1) } else { sim.config.job_timeout };
+            let timeout = if fault == JobFault::TimeOut {
+                Duration::from_millis(1)
+            } else {
+                sim.config.job_timeout
+            };
             let spec = JobSpec {
                 run_id,
                 run_number,
@@ -298,7 +414,13 @@ async fn execute(
     {
         let mut world = sim.world();
         world.tokens.remove(&token);
-        let Some(run) = world.repos.get_mut(&name).and_then(|r| r.runs.get_mut(&run_id)) else { return };
+        let Some(run) = world
+            .repos
+            .get_mut(&name)
+            .and_then(|r| r.runs.get_mut(&run_id))
+        else {
+            return;
+        };
         let conclusion = outcome.conclusion.as_str().to_owned();
         run.status = RunStatus::Completed;
         run.conclusion = Some(conclusion.clone());
@@ -333,13 +455,28 @@ pub async fn get_run(
     let sha = {
         let world = sim.world();
         actor(&world, &caller, &name)?;
-        world.repos[&name].runs.get(&run_id).ok_or_else(ApiError::not_found)?.head_sha.clone()
+        world.repos[&name]
+            .runs
+            .get(&run_id)
+            .ok_or_else(ApiError::not_found)?
+            .head_sha
+            .clone()
     };
     let commit = head_commit(&sim, &name, &sha).await;
     let world = sim.world();
     let repo = &world.repos[&name];
     let run = &repo.runs[&run_id];
-    Ok((StatusCode::OK, axum::Json(render::workflow_run(&sim.urls, &world, repo, run, commit.as_ref()))).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(render::workflow_run(
+            &sim.urls,
+            &world,
+            repo,
+            run,
+            commit.as_ref(),
+        )),
+    )
+        .into_response())
 }
 
 pub async fn list_jobs(
@@ -353,7 +490,11 @@ pub async fn list_jobs(
     let repo = &world.repos[&name];
     let run = repo.runs.get(&run_id).ok_or_else(ApiError::not_found)?;
     let jobs = vec![render::job(&sim.urls, repo, run, &run.job)];
-    Ok((StatusCode::OK, axum::Json(json!({"total_count": 1, "jobs": jobs}))).into_response())
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"total_count": 1, "jobs": jobs})),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
@@ -365,10 +506,22 @@ mod tests {
         let mut inputs = serde_json::Map::new();
         inputs.insert("role".into(), json!("worker"));
         inputs.insert("mission".into(), json!(7));
-        let args = vec!["missions".to_owned(), "job".into(), "--role=${{ inputs.role }}".into(), "${{inputs.mission}}".into(), "${{ inputs.other }}".into()];
+        let args = vec![
+            "missions".to_owned(),
+            "job".into(),
+            "--role=${{ inputs.role }}".into(),
+            "${{inputs.mission}}".into(),
+            "${{ inputs.other }}".into(),
+        ];
         assert_eq!(
             substitute_inputs(&args, &inputs),
-            ["missions", "job", "--role=worker", "7", "${{ inputs.other }}"]
+            [
+                "missions",
+                "job",
+                "--role=worker",
+                "7",
+                "${{ inputs.other }}"
+            ]
         );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
 use serde_json::{Value, json};
 
 use super::render::{self, PullStats, RepoTimes};
@@ -106,8 +106,14 @@ pub enum Caller {
     /// A valid App JWT.
     App,
     User(String),
-    Installation { id: u64, repositories: Vec<String> },
-    Job { repository: String, run_id: u64 },
+    Installation {
+        id: u64,
+        repositories: Vec<String>,
+    },
+    Job {
+        repository: String,
+        run_id: u64,
+    },
 }
 
 impl Caller {
@@ -209,7 +215,9 @@ fn verify_app_jwt(sim: &SimInner, app: &super::state::App, jwt: &str) -> Result<
         ));
     }
     if claims.iat > now + 60 {
-        return Err(unauthorized("'Issued at' claim ('iat') must be an Integer representing a time in the past"));
+        return Err(unauthorized(
+            "'Issued at' claim ('iat') must be an Integer representing a time in the past",
+        ));
     }
     Ok(())
 }
@@ -348,7 +356,10 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route("/rate_limit", get(rate_limit))
         .route("/repos/{owner}/{repo}", get(get_repo))
-        .route("/repos/{owner}/{repo}/installation", get(get_repo_installation))
+        .route(
+            "/repos/{owner}/{repo}/installation",
+            get(get_repo_installation),
+        )
         .route(
             "/repos/{owner}/{repo}/collaborators/{username}/permission",
             get(collaborator_permission),
@@ -386,7 +397,10 @@ pub(crate) fn router(sim: Sim) -> Router {
             "/repos/{owner}/{repo}/pulls/{pull_number}",
             get(get_pull).patch(update_pull),
         )
-        .route("/repos/{owner}/{repo}/pulls/{pull_number}/merge", put(merge_pull))
+        .route(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+            put(merge_pull),
+        )
         .route(
             "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
             get(list_reviews).post(create_review),
@@ -404,31 +418,46 @@ pub(crate) fn router(sim: Sim) -> Router {
             "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
             post(actions::dispatch),
         )
-        .route("/repos/{owner}/{repo}/actions/runs/{run_id}", get(actions::get_run))
+        .route(
+            "/repos/{owner}/{repo}/actions/runs/{run_id}",
+            get(actions::get_run),
+        )
         .route(
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
             get(actions::list_jobs),
         )
-        .route("/repos/{owner}/{repo}/branches/{*branch}", get(gitapi::get_branch))
+        .route(
+            "/repos/{owner}/{repo}/branches/{*branch}",
+            get(gitapi::get_branch),
+        )
         .route(
             "/repos/{owner}/{repo}/contents/{*path}",
             get(gitapi::get_content).put(gitapi::put_content),
         )
         .route("/repos/{owner}/{repo}/git/blobs", post(gitapi::create_blob))
         .route("/repos/{owner}/{repo}/git/trees", post(gitapi::create_tree))
-        .route("/repos/{owner}/{repo}/git/commits", post(gitapi::create_commit))
+        .route(
+            "/repos/{owner}/{repo}/git/commits",
+            post(gitapi::create_commit),
+        )
         .route("/repos/{owner}/{repo}/git/ref/{*ref}", get(gitapi::get_ref))
         .route("/repos/{owner}/{repo}/git/refs", post(gitapi::create_ref))
         .route(
             "/repos/{owner}/{repo}/git/refs/{*ref}",
             axum::routing::patch(gitapi::update_ref),
         )
-        .route_layer(middleware::from_fn_with_state(sim.clone(), record_and_fault));
+        .route_layer(middleware::from_fn_with_state(
+            sim.clone(),
+            record_and_fault,
+        ));
 
     Router::new()
         .merge(api)
         .route("/_sim/deliveries", get(admin_deliveries))
-        .route("/_sim/repos/{owner}/{repo}/runs/{run_id}/log", get(admin_run_log))
+        .route(
+            "/_sim/repos/{owner}/{repo}/runs/{run_id}/log",
+            get(admin_run_log),
+        )
         .fallback(gitapi::git_http_or_404)
         .with_state(sim)
 }
@@ -448,10 +477,12 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
         .unwrap_or_else(|_| "invalid".into());
 
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, 50 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 50 << 20)
+        .await
+        .unwrap_or_default();
     let request_json = serde_json::from_slice::<Value>(&bytes).ok();
 
-    let fault = sim.faults.api();
+    let fault = sim.faults.api(&caller);
     let (mut response, faulted) = match fault {
         super::faults::ApiFault::None => {
             let request = Request::from_parts(parts, Body::from(bytes));
@@ -491,11 +522,16 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
     headers.insert("x-ratelimit-used", HeaderValue::from(used));
     headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
     headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
-    headers.insert("x-github-api-version-selected", HeaderValue::from_static("2022-11-28"));
+    headers.insert(
+        "x-github-api-version-selected",
+        HeaderValue::from_static("2022-11-28"),
+    );
 
     let status = response.status().as_u16();
     let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 50 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 50 << 20)
+        .await
+        .unwrap_or_default();
     let response_json = serde_json::from_slice::<Value>(&bytes).ok();
     sim.exchanges.lock().expect("exchanges").push(Exchange {
         method,
@@ -704,9 +740,23 @@ fn label_names(body: &Value) -> Result<Vec<String>, ApiError> {
         Value::Array(items) => items,
         Value::Object(map) => match map.get("labels") {
             Some(Value::Array(items)) => items,
-            _ => return Err(ApiError::invalid("Label", "labels", "missing_field", "labels is missing")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "Label",
+                    "labels",
+                    "missing_field",
+                    "labels is missing",
+                ));
+            }
         },
-        _ => return Err(ApiError::invalid("Label", "labels", "invalid", "labels must be an array")),
+        _ => {
+            return Err(ApiError::invalid(
+                "Label",
+                "labels",
+                "invalid",
+                "labels must be an array",
+            ));
+        }
     };
     list.iter()
         .map(|item| match item {
@@ -715,8 +765,15 @@ fn label_names(body: &Value) -> Result<Vec<String>, ApiError> {
                 .get("name")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| ApiError::invalid("Label", "name", "missing_field", "name is missing")),
-            _ => Err(ApiError::invalid("Label", "labels", "invalid", "a label must be a string")),
+                .ok_or_else(|| {
+                    ApiError::invalid("Label", "name", "missing_field", "name is missing")
+                }),
+            _ => Err(ApiError::invalid(
+                "Label",
+                "labels",
+                "invalid",
+                "a label must be a string",
+            )),
         })
         .collect()
 }
@@ -762,8 +819,14 @@ async fn create_issue(
     );
     r.updated_at = now;
     let issue = issue_payload(&sim, &world, &name, number);
-    sim.emit(&world, "issues", &name, &actor.login,
-        sim_fields!("action" => "opened", "issue" => issue.clone()), RepoTimes::Iso);
+    sim.emit(
+        &world,
+        "issues",
+        &name,
+        &actor.login,
+        sim_fields!("action" => "opened", "issue" => issue.clone()),
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, issue)
@@ -816,7 +879,10 @@ async fn update_issue(
     if let Some(b) = body.get("body") {
         let b = b.as_str().map(str::to_owned);
         if issue.body != b {
-            changes.insert("body".into(), json!({"from": issue.body.clone().unwrap_or_default()}));
+            changes.insert(
+                "body".into(),
+                json!({"from": issue.body.clone().unwrap_or_default()}),
+            );
             issue.body = b;
         }
     }
@@ -875,14 +941,35 @@ async fn update_issue(
         }
         if is_pull && matches!(action, "closed" | "reopened" | "edited") {
             let repo = &world.repos[&name];
-            let pr = render::pull(&sim.urls, &world, repo, &repo.issues[&number], PullStats::default());
-            let mut fields = sim_fields!("action" => action, "number" => number, "pull_request" => pr);
+            let pr = render::pull(
+                &sim.urls,
+                &world,
+                repo,
+                &repo.issues[&number],
+                PullStats::default(),
+            );
+            let mut fields =
+                sim_fields!("action" => action, "number" => number, "pull_request" => pr);
             if action == "edited" {
                 fields.insert("changes".into(), Value::Object(changes.clone()));
             }
-            sim.emit(&world, "pull_request", &name, &actor.login, fields, RepoTimes::Iso);
+            sim.emit(
+                &world,
+                "pull_request",
+                &name,
+                &actor.login,
+                fields,
+                RepoTimes::Iso,
+            );
         } else {
-            sim.emit(&world, "issues", &name, &actor.login, fields, RepoTimes::Iso);
+            sim.emit(
+                &world,
+                "issues",
+                &name,
+                &actor.login,
+                fields,
+                RepoTimes::Iso,
+            );
         }
     }
     drop(world);
@@ -943,7 +1030,12 @@ async fn create_comment(
     require(&actor, Permission::Read)?;
     let text = required_str(&body, "IssueComment", "body")?.to_owned();
     if text.len() > 65536 {
-        return Err(ApiError::invalid("IssueComment", "body", "custom", "Body is too long (maximum is 65536 characters)"));
+        return Err(ApiError::invalid(
+            "IssueComment",
+            "body",
+            "custom",
+            "Body is too long (maximum is 65536 characters)",
+        ));
     }
     issue_mut(&mut world, &name, number)?;
     let id = world.next_id();
@@ -962,9 +1054,14 @@ async fn create_comment(
     let r = &world.repos[&name];
     let rendered = render::comment(&sim.urls, &world, r, &r.comments[&id]);
     let issue = issue_payload(&sim, &world, &name, number);
-    sim.emit(&world, "issue_comment", &name, &actor.login,
+    sim.emit(
+        &world,
+        "issue_comment",
+        &name,
+        &actor.login,
         sim_fields!("action" => "created", "issue" => issue, "comment" => rendered.clone()),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, rendered)
@@ -982,9 +1079,14 @@ async fn update_comment(
     let text = required_str(&body, "IssueComment", "body")?.to_owned();
     let now = sim.clock.now();
     let r = world.repos.get_mut(&name).expect("repo");
-    let comment = r.comments.get_mut(&comment_id).ok_or_else(ApiError::not_found)?;
+    let comment = r
+        .comments
+        .get_mut(&comment_id)
+        .ok_or_else(ApiError::not_found)?;
     if comment.user != actor.login && actor.permission < Permission::Maintain {
-        return Err(ApiError::forbidden("You cannot edit someone else's comment"));
+        return Err(ApiError::forbidden(
+            "You cannot edit someone else's comment",
+        ));
     }
     let old_body = std::mem::replace(&mut comment.body, text);
     comment.updated_at = now;
@@ -992,10 +1094,15 @@ async fn update_comment(
     let r = &world.repos[&name];
     let rendered = render::comment(&sim.urls, &world, r, &r.comments[&comment_id]);
     let issue = issue_payload(&sim, &world, &name, number);
-    sim.emit(&world, "issue_comment", &name, &actor.login,
+    sim.emit(
+        &world,
+        "issue_comment",
+        &name,
+        &actor.login,
         sim_fields!("action" => "edited", "issue" => issue, "comment" => rendered.clone(),
                     "changes" => json!({"body": {"from": old_body}})),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     ok(StatusCode::OK, rendered)
@@ -1010,16 +1117,31 @@ async fn delete_comment(
     let mut world = sim.world();
     let actor = actor(&world, &caller, &name)?;
     let r = world.repos.get(&name).expect("repo");
-    let comment = r.comments.get(&comment_id).ok_or_else(ApiError::not_found)?;
+    let comment = r
+        .comments
+        .get(&comment_id)
+        .ok_or_else(ApiError::not_found)?;
     if comment.user != actor.login && actor.permission < Permission::Maintain {
-        return Err(ApiError::forbidden("You cannot delete someone else's comment"));
+        return Err(ApiError::forbidden(
+            "You cannot delete someone else's comment",
+        ));
     }
     let rendered = render::comment(&sim.urls, &world, r, comment);
     let issue = issue_payload(&sim, &world, &name, comment.issue_number);
-    world.repos.get_mut(&name).expect("repo").comments.remove(&comment_id);
-    sim.emit(&world, "issue_comment", &name, &actor.login,
+    world
+        .repos
+        .get_mut(&name)
+        .expect("repo")
+        .comments
+        .remove(&comment_id);
+    sim.emit(
+        &world,
+        "issue_comment",
+        &name,
+        &actor.login,
         sim_fields!("action" => "deleted", "issue" => issue, "comment" => rendered),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -1060,9 +1182,14 @@ async fn add_labels(
                 RepoTimes::Iso);
         } else {
             let payload = render::issue(&sim.urls, &world, r, issue);
-            sim.emit(&world, "issues", &name, &actor.login,
+            sim.emit(
+                &world,
+                "issues",
+                &name,
+                &actor.login,
                 sim_fields!("action" => "labeled", "issue" => payload, "label" => l),
-                RepoTimes::Iso);
+                RepoTimes::Iso,
+            );
         }
     }
     let all: Vec<Value> = issue
@@ -1092,7 +1219,9 @@ fn unlabel(
     let r = &world.repos[name];
     let issue = &r.issues[&number];
     for label in remove {
-        let Some(l) = r.labels.get(label) else { continue };
+        let Some(l) = r.labels.get(label) else {
+            continue;
+        };
         let payload = render::issue(&sim.urls, world, r, issue);
         sim.emit(world, "issues", name, sender,
             sim_fields!("action" => "unlabeled", "issue" => payload, "label" => render::label(&sim.urls, r, l)),
@@ -1147,13 +1276,20 @@ async fn create_reaction(
     Path((owner, repo, number)): Path<(String, String, u64)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    const CONTENTS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
+    const CONTENTS: [&str; 8] = [
+        "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
+    ];
     let name = full(&owner, &repo);
     let mut world = sim.world();
     let actor = actor(&world, &caller, &name)?;
     let content = required_str(&body, "Reaction", "content")?.to_owned();
     if !CONTENTS.contains(&content.as_str()) {
-        return Err(ApiError::invalid("Reaction", "content", "invalid", format!("content must be one of {CONTENTS:?}")));
+        return Err(ApiError::invalid(
+            "Reaction",
+            "content",
+            "invalid",
+            format!("content must be one of {CONTENTS:?}"),
+        ));
     }
     issue_mut(&mut world, &name, number)?;
     // The same reaction by the same user is answered 200 with the existing one.
@@ -1162,7 +1298,10 @@ async fn create_reaction(
         .iter()
         .find(|r| r.issue_number == number && r.user == actor.login && r.content == content)
     {
-        return ok(StatusCode::OK, render::reaction(&sim.urls, &world, existing));
+        return ok(
+            StatusCode::OK,
+            render::reaction(&sim.urls, &world, existing),
+        );
     }
     let id = world.next_id();
     let reaction = Reaction {
@@ -1173,7 +1312,12 @@ async fn create_reaction(
         created_at: sim.clock.now(),
     };
     let rendered = render::reaction(&sim.urls, &world, &reaction);
-    world.repos.get_mut(&name).expect("repo").reactions.push(reaction);
+    world
+        .repos
+        .get_mut(&name)
+        .expect("repo")
+        .reactions
+        .push(reaction);
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, rendered)
@@ -1182,7 +1326,13 @@ async fn create_reaction(
 // ---- pull requests and reviews -----------------------------------------------
 
 /// Figures from git for a pull request's JSON.
-pub(crate) async fn pull_stats(sim: &SimInner, name: &str, base_ref: &str, head_sha: &str, merged: bool) -> PullStats {
+pub(crate) async fn pull_stats(
+    sim: &SimInner,
+    name: &str,
+    base_ref: &str,
+    head_sha: &str,
+    merged: bool,
+) -> PullStats {
     let base = sim
         .git
         .resolve_ref(name, &format!("refs/heads/{base_ref}"))
@@ -1192,7 +1342,11 @@ pub(crate) async fn pull_stats(sim: &SimInner, name: &str, base_ref: &str, head_
     let Some(base) = base else {
         return PullStats::default();
     };
-    let commits = sim.git.count_commits(name, &base, head_sha).await.unwrap_or(0);
+    let commits = sim
+        .git
+        .count_commits(name, &base, head_sha)
+        .await
+        .unwrap_or(0);
     let mergeable = if merged {
         None
     } else {
@@ -1210,14 +1364,27 @@ pub(crate) async fn pull_stats(sim: &SimInner, name: &str, base_ref: &str, head_
 async fn render_pull(sim: &SimInner, name: &str, number: u64) -> Result<Value, ApiError> {
     let (base_ref, head_sha, merged) = {
         let world = sim.world();
-        let issue = world.repos[name].issues.get(&number).ok_or_else(ApiError::not_found)?;
+        let issue = world.repos[name]
+            .issues
+            .get(&number)
+            .ok_or_else(ApiError::not_found)?;
         let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
-        (pull.base_ref.clone(), pull.head_sha.clone(), pull.merged_at.is_some())
+        (
+            pull.base_ref.clone(),
+            pull.head_sha.clone(),
+            pull.merged_at.is_some(),
+        )
     };
     let stats = pull_stats(sim, name, &base_ref, &head_sha, merged).await;
     let world = sim.world();
     let r = &world.repos[name];
-    Ok(render::pull(&sim.urls, &world, r, &r.issues[&number], stats))
+    Ok(render::pull(
+        &sim.urls,
+        &world,
+        r,
+        &r.issues[&number],
+        stats,
+    ))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -1241,7 +1408,12 @@ async fn list_pulls(
         actor(&world, &caller, &name)?;
         let state = filter.state.as_deref().unwrap_or("open");
         if !matches!(state, "open" | "closed" | "all") {
-            return Err(ApiError::invalid("PullRequest", "state", "invalid", "state must be open, closed or all"));
+            return Err(ApiError::invalid(
+                "PullRequest",
+                "state",
+                "invalid",
+                "state must be open, closed or all",
+            ));
         }
         world.repos[&name]
             .issues
@@ -1253,24 +1425,39 @@ async fn list_pulls(
                 _ => true,
             })
             .filter(|(_, p)| {
-                filter.head.as_deref().is_none_or(|h| {
-                    h.split_once(':').map(|(_, b)| b).unwrap_or(h) == p.head_ref
-                })
+                filter
+                    .head
+                    .as_deref()
+                    .is_none_or(|h| h.split_once(':').map(|(_, b)| b).unwrap_or(h) == p.head_ref)
             })
             .filter(|(_, p)| filter.base.as_deref().is_none_or(|b| b == p.base_ref))
             .map(|(i, _)| i.number)
             .rev()
             .collect()
     };
-    let page = Page { per_page: filter.per_page, page: filter.page };
+    let page = Page {
+        per_page: filter.per_page,
+        page: filter.page,
+    };
     let mut out = Vec::new();
     for n in page.apply(numbers) {
         let mut pr = render_pull(&sim, &name, n).await?;
         // The list shows `pull-request-simple`: no git figures.
         if let Value::Object(map) = &mut pr {
-            for key in ["merged", "mergeable", "rebaseable", "mergeable_state", "merged_by",
-                        "comments", "review_comments", "maintainer_can_modify", "commits",
-                        "additions", "deletions", "changed_files"] {
+            for key in [
+                "merged",
+                "mergeable",
+                "rebaseable",
+                "mergeable_state",
+                "merged_by",
+                "comments",
+                "review_comments",
+                "maintainer_can_modify",
+                "commits",
+                "additions",
+                "deletions",
+                "changed_files",
+            ] {
                 map.remove(key);
             }
         }
@@ -1289,30 +1476,65 @@ async fn create_pull(
     let actor = actor(&sim.world(), &caller, &name)?;
     require(&actor, Permission::Write)?;
     let head = required_str(&body, "PullRequest", "head")?;
-    let head = head.split_once(':').map(|(_, b)| b).unwrap_or(head).to_owned();
+    let head = head
+        .split_once(':')
+        .map(|(_, b)| b)
+        .unwrap_or(head)
+        .to_owned();
     let base = required_str(&body, "PullRequest", "base")?.to_owned();
     let title = str_field(&body, "title").map(str::to_owned);
     let Some(title) = title else {
-        return Err(ApiError::invalid("PullRequest", "title", "missing_field", "title is missing"));
+        return Err(ApiError::invalid(
+            "PullRequest",
+            "title",
+            "missing_field",
+            "title is missing",
+        ));
     };
     let head_sha = sim
         .git
         .resolve_ref(&name, &format!("refs/heads/{head}"))
         .await?
-        .ok_or_else(|| ApiError::invalid("PullRequest", "head", "invalid", format!("head branch {head} does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "PullRequest",
+                "head",
+                "invalid",
+                format!("head branch {head} does not exist"),
+            )
+        })?;
     let base_sha = sim
         .git
         .resolve_ref(&name, &format!("refs/heads/{base}"))
         .await?
-        .ok_or_else(|| ApiError::invalid("PullRequest", "base", "invalid", format!("base branch {base} does not exist")))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "PullRequest",
+                "base",
+                "invalid",
+                format!("base branch {base} does not exist"),
+            )
+        })?;
     if head_sha == base_sha || sim.git.count_commits(&name, &base_sha, &head_sha).await? == 0 {
-        return Err(ApiError::invalid("PullRequest", "head", "custom", format!("No commits between {base} and {head}")));
+        return Err(ApiError::invalid(
+            "PullRequest",
+            "head",
+            "custom",
+            format!("No commits between {base} and {head}"),
+        ));
     }
     let number = {
         let mut world = sim.world();
-        if world.repos[&name].pull_by_head(&head).any(|i| i.pull.as_ref().is_some_and(|p| p.base_ref == base)) {
-            return Err(ApiError::invalid("PullRequest", "head", "custom",
-                format!("A pull request already exists for {owner}:{head}.")));
+        if world.repos[&name]
+            .pull_by_head(&head)
+            .any(|i| i.pull.as_ref().is_some_and(|p| p.base_ref == base))
+        {
+            return Err(ApiError::invalid(
+                "PullRequest",
+                "head",
+                "custom",
+                format!("A pull request already exists for {owner}:{head}."),
+            ));
         }
         let id = world.next_id();
         let pull_id = world.next_id();
@@ -1320,38 +1542,46 @@ async fn create_pull(
         let r = world.repos.get_mut(&name).expect("repo");
         let number = r.next_number;
         r.next_number += 1;
-        r.issues.insert(number, Issue {
-            id,
+        r.issues.insert(
             number,
-            title,
-            body: str_field(&body, "body").map(str::to_owned),
-            user: actor.login.clone(),
-            labels: Vec::new(),
-            state: IssueState::Open,
-            state_reason: None,
-            created_at: now,
-            updated_at: now,
-            closed_at: None,
-            pull: Some(Pull {
-                id: pull_id,
-                head_ref: head,
-                head_sha,
-                base_ref: base,
-                base_sha,
-                draft: body.get("draft").and_then(Value::as_bool).unwrap_or(false),
-                merged_at: None,
-                merged_by: None,
-                merge_commit_sha: None,
-                reviews: Vec::new(),
-            }),
-        });
+            Issue {
+                id,
+                number,
+                title,
+                body: str_field(&body, "body").map(str::to_owned),
+                user: actor.login.clone(),
+                labels: Vec::new(),
+                state: IssueState::Open,
+                state_reason: None,
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+                pull: Some(Pull {
+                    id: pull_id,
+                    head_ref: head,
+                    head_sha,
+                    base_ref: base,
+                    base_sha,
+                    draft: body.get("draft").and_then(Value::as_bool).unwrap_or(false),
+                    merged_at: None,
+                    merged_by: None,
+                    merge_commit_sha: None,
+                    reviews: Vec::new(),
+                }),
+            },
+        );
         number
     };
     let pr = render_pull(&sim, &name, number).await?;
     let world = sim.world();
-    sim.emit(&world, "pull_request", &name, &actor.login,
+    sim.emit(
+        &world,
+        "pull_request",
+        &name,
+        &actor.login,
         sim_fields!("action" => "opened", "number" => number, "pull_request" => pr.clone()),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, pr)
@@ -1396,7 +1626,10 @@ async fn update_pull(
         if let Some(b) = body.get("body") {
             let b = b.as_str().map(str::to_owned);
             if issue.body != b {
-                changes.insert("body".into(), json!({"from": issue.body.clone().unwrap_or_default()}));
+                changes.insert(
+                    "body".into(),
+                    json!({"from": issue.body.clone().unwrap_or_default()}),
+                );
                 issue.body = b;
             }
         }
@@ -1423,11 +1656,19 @@ async fn update_pull(
     let pr = render_pull(&sim, &name, number).await?;
     let world = sim.world();
     for action in actions {
-        let mut fields = sim_fields!("action" => action, "number" => number, "pull_request" => pr.clone());
+        let mut fields =
+            sim_fields!("action" => action, "number" => number, "pull_request" => pr.clone());
         if action == "edited" {
             fields.insert("changes".into(), Value::Object(changes.clone()));
         }
-        sim.emit(&world, "pull_request", &name, &actor.login, fields, RepoTimes::Iso);
+        sim.emit(
+            &world,
+            "pull_request",
+            &name,
+            &actor.login,
+            fields,
+            RepoTimes::Iso,
+        );
     }
     drop(world);
     sim.bump();
@@ -1445,24 +1686,41 @@ async fn merge_pull(
         let world = sim.world();
         let actor = actor(&world, &caller, &name)?;
         require(&actor, Permission::Write)?;
-        let issue = world.repos[&name].issues.get(&number).ok_or_else(ApiError::not_found)?;
+        let issue = world.repos[&name]
+            .issues
+            .get(&number)
+            .ok_or_else(ApiError::not_found)?;
         let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
         if pull.merged_at.is_some() || issue.state == IssueState::Closed {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable"));
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Pull Request is not mergeable",
+            ));
         }
-        (actor, pull.base_ref.clone(), pull.head_sha.clone(), issue.title.clone())
+        (
+            actor,
+            pull.base_ref.clone(),
+            pull.head_sha.clone(),
+            issue.title.clone(),
+        )
     };
     if let Some(expected) = str_field(&body, "sha")
         && expected != head_sha
     {
-        return Err(ApiError::conflict("Head branch was modified. Review and try the merge again."));
+        return Err(ApiError::conflict(
+            "Head branch was modified. Review and try the merge again.",
+        ));
     }
     let method = match str_field(&body, "merge_method").unwrap_or("merge") {
         "merge" => git::MergeMethod::Merge,
         "squash" => git::MergeMethod::Squash,
         other => {
-            return Err(ApiError::invalid("PullRequest", "merge_method", "invalid",
-                format!("merge_method {other} is not supported by the simulator (merge, squash)")));
+            return Err(ApiError::invalid(
+                "PullRequest",
+                "merge_method",
+                "invalid",
+                format!("merge_method {other} is not supported by the simulator (merge, squash)"),
+            ));
         }
     };
     let message = match (str_field(&body, "commit_title"), method) {
@@ -1470,7 +1728,11 @@ async fn merge_pull(
         (None, git::MergeMethod::Squash) => format!("{title} (#{number})"),
         (None, _) => format!("Merge pull request #{number} from {owner}/{}", {
             let world = sim.world();
-            world.repos[&name].issues[&number].pull.as_ref().map(|p| p.head_ref.clone()).unwrap_or_default()
+            world.repos[&name].issues[&number]
+                .pull
+                .as_ref()
+                .map(|p| p.head_ref.clone())
+                .unwrap_or_default()
         }),
     };
     let message = match str_field(&body, "commit_message") {
@@ -1478,12 +1740,26 @@ async fn merge_pull(
         _ => message,
     };
     let now = sim.clock.now();
-    let committer = git::Signature { name: "GitHub".into(), email: "noreply@github.com".into(), date: now };
-    let before = sim.git.resolve_ref(&name, &format!("refs/heads/{base_ref}")).await?;
-    let merged_sha = match sim.git.merge(&name, &base_ref, &head_sha, method, &message, &committer).await {
+    let committer = git::Signature {
+        name: "GitHub".into(),
+        email: "noreply@github.com".into(),
+        date: now,
+    };
+    let before = sim
+        .git
+        .resolve_ref(&name, &format!("refs/heads/{base_ref}"))
+        .await?;
+    let merged_sha = match sim
+        .git
+        .merge(&name, &base_ref, &head_sha, method, &message, &committer)
+        .await
+    {
         Ok(sha) => sha,
         Err(git::GitError::Conflict(_)) => {
-            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable"));
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Pull Request is not mergeable",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -1499,15 +1775,31 @@ async fn merge_pull(
             p.merge_commit_sha = Some(merged_sha.clone());
         }
     }
-    gitapi::after_ref_change(&sim, &name, &format!("refs/heads/{base_ref}"), before, Some(merged_sha.clone()), &actor.login).await;
+    gitapi::after_ref_change(
+        &sim,
+        &name,
+        &format!("refs/heads/{base_ref}"),
+        before,
+        Some(merged_sha.clone()),
+        &actor.login,
+    )
+    .await;
     let pr = render_pull(&sim, &name, number).await?;
     let world = sim.world();
-    sim.emit(&world, "pull_request", &name, &actor.login,
+    sim.emit(
+        &world,
+        "pull_request",
+        &name,
+        &actor.login,
         sim_fields!("action" => "closed", "number" => number, "pull_request" => pr),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
-    ok(StatusCode::OK, json!({"sha": merged_sha, "merged": true, "message": "Pull Request successfully merged"}))
+    ok(
+        StatusCode::OK,
+        json!({"sha": merged_sha, "merged": true, "message": "Pull Request successfully merged"}),
+    )
 }
 
 async fn list_reviews(
@@ -1520,8 +1812,16 @@ async fn list_reviews(
     let world = sim.world();
     actor(&world, &caller, &name)?;
     let r = &world.repos[&name];
-    let pull = r.issues.get(&number).and_then(|i| i.pull.as_ref()).ok_or_else(ApiError::not_found)?;
-    let reviews: Vec<Value> = pull.reviews.iter().map(|rv| render::review(&sim.urls, &world, r, number, rv)).collect();
+    let pull = r
+        .issues
+        .get(&number)
+        .and_then(|i| i.pull.as_ref())
+        .ok_or_else(ApiError::not_found)?;
+    let reviews: Vec<Value> = pull
+        .reviews
+        .iter()
+        .map(|rv| render::review(&sim.urls, &world, r, number, rv))
+        .collect();
     ok(StatusCode::OK, Value::Array(page.apply(reviews)))
 }
 
@@ -1541,21 +1841,33 @@ async fn create_review(
             Some("APPROVE") => "APPROVED",
             Some("REQUEST_CHANGES") => "CHANGES_REQUESTED",
             Some("COMMENT") => "COMMENTED",
-            _ => return Err(ApiError::invalid("PullRequestReview", "event", "invalid",
-                "event must be APPROVE, REQUEST_CHANGES or COMMENT (pending reviews are not simulated)")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "PullRequestReview",
+                    "event",
+                    "invalid",
+                    "event must be APPROVE, REQUEST_CHANGES or COMMENT (pending reviews are not simulated)",
+                ));
+            }
         };
         let review_body = str_field(&body, "body").unwrap_or("").to_owned();
         if state != "APPROVED" && review_body.is_empty() {
-            return Err(ApiError::unprocessable("Review body is required for this event"));
+            return Err(ApiError::unprocessable(
+                "Review body is required for this event",
+            ));
         }
         let id = world.next_id();
         let now = sim.clock.now();
         let issue = issue_mut(&mut world, &name, number)?;
         if issue.user == actor.login && state != "COMMENTED" {
-            return Err(ApiError::unprocessable("Can not approve or request changes on your own pull request"));
+            return Err(ApiError::unprocessable(
+                "Can not approve or request changes on your own pull request",
+            ));
         }
         let pull = issue.pull.as_mut().ok_or_else(ApiError::not_found)?;
-        let commit_id = str_field(&body, "commit_id").map(str::to_owned).unwrap_or_else(|| pull.head_sha.clone());
+        let commit_id = str_field(&body, "commit_id")
+            .map(str::to_owned)
+            .unwrap_or_else(|| pull.head_sha.clone());
         pull.reviews.push(Review {
             id,
             user: actor.login.clone(),
@@ -1569,11 +1881,20 @@ async fn create_review(
     let pr = render_pull(&sim, &name, number).await?;
     let world = sim.world();
     let r = &world.repos[&name];
-    let review = r.issues[&number].pull.as_ref().and_then(|p| p.reviews.iter().find(|rv| rv.id == review_id)).expect("just added");
+    let review = r.issues[&number]
+        .pull
+        .as_ref()
+        .and_then(|p| p.reviews.iter().find(|rv| rv.id == review_id))
+        .expect("just added");
     let rendered = render::review(&sim.urls, &world, r, number, review);
-    sim.emit(&world, "pull_request_review", &name, &actor.login,
+    sim.emit(
+        &world,
+        "pull_request_review",
+        &name,
+        &actor.login,
         sim_fields!("action" => "submitted", "review" => rendered.clone(), "pull_request" => pr),
-        RepoTimes::Iso);
+        RepoTimes::Iso,
+    );
     drop(world);
     sim.bump();
     ok(StatusCode::OK, rendered)
@@ -1582,11 +1903,18 @@ async fn create_review(
 // ---- check runs -------------------------------------------------------------
 
 fn check_output(body: &Value, into: &mut CheckOutput) -> Result<(), ApiError> {
-    let Some(output) = body.get("output") else { return Ok(()) };
+    let Some(output) = body.get("output") else {
+        return Ok(());
+    };
     let title = str_field(output, "title");
     let summary = str_field(output, "summary");
     if title.is_none() || summary.is_none() {
-        return Err(ApiError::invalid("CheckRun", "output", "missing_field", "output needs a title and a summary"));
+        return Err(ApiError::invalid(
+            "CheckRun",
+            "output",
+            "missing_field",
+            "output needs a title and a summary",
+        ));
     }
     into.title = title.map(str::to_owned);
     into.summary = summary.map(str::to_owned);
@@ -1594,18 +1922,49 @@ fn check_output(body: &Value, into: &mut CheckOutput) -> Result<(), ApiError> {
     Ok(())
 }
 
-const CONCLUSIONS: [&str; 7] = ["action_required", "cancelled", "failure", "neutral", "success", "skipped", "timed_out"];
+const CONCLUSIONS: [&str; 7] = [
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "timed_out",
+];
 
-fn apply_check_status(run: &mut CheckRun, body: &Value, now: time::OffsetDateTime) -> Result<(), ApiError> {
+fn apply_check_status(
+    run: &mut CheckRun,
+    body: &Value,
+    now: time::OffsetDateTime,
+) -> Result<(), ApiError> {
     if let Some(status) = str_field(body, "status") {
-        if !["queued", "in_progress", "completed", "waiting", "requested", "pending"].contains(&status) {
-            return Err(ApiError::invalid("CheckRun", "status", "invalid", format!("status {status} is not valid")));
+        if ![
+            "queued",
+            "in_progress",
+            "completed",
+            "waiting",
+            "requested",
+            "pending",
+        ]
+        .contains(&status)
+        {
+            return Err(ApiError::invalid(
+                "CheckRun",
+                "status",
+                "invalid",
+                format!("status {status} is not valid"),
+            ));
         }
         run.status = status.to_owned();
     }
     if let Some(conclusion) = str_field(body, "conclusion") {
         if !CONCLUSIONS.contains(&conclusion) {
-            return Err(ApiError::invalid("CheckRun", "conclusion", "invalid", format!("conclusion {conclusion} is not valid")));
+            return Err(ApiError::invalid(
+                "CheckRun",
+                "conclusion",
+                "invalid",
+                format!("conclusion {conclusion} is not valid"),
+            ));
         }
         run.conclusion = Some(conclusion.to_owned());
         // GitHub: a conclusion completes the run.
@@ -1613,7 +1972,12 @@ fn apply_check_status(run: &mut CheckRun, body: &Value, now: time::OffsetDateTim
     }
     if run.status == "completed" {
         if run.conclusion.is_none() {
-            return Err(ApiError::invalid("CheckRun", "conclusion", "missing_field", "conclusion is required when status is completed"));
+            return Err(ApiError::invalid(
+                "CheckRun",
+                "conclusion",
+                "missing_field",
+                "conclusion is required when status is completed",
+            ));
         }
         run.completed_at.get_or_insert(now);
     }
@@ -1629,12 +1993,19 @@ async fn create_check_run(
     let name = full(&owner, &repo);
     let actor = actor(&sim.world(), &caller, &name)?;
     if !actor.installation {
-        return Err(ApiError::forbidden("You must authenticate via a GitHub App."));
+        return Err(ApiError::forbidden(
+            "You must authenticate via a GitHub App.",
+        ));
     }
     let check_name = required_str(&body, "CheckRun", "name")?.to_owned();
     let head_sha = required_str(&body, "CheckRun", "head_sha")?.to_owned();
     if sim.git.object_type(&name, &head_sha).await?.is_none() {
-        return Err(ApiError::invalid("CheckRun", "head_sha", "invalid", "No commit found for SHA"));
+        return Err(ApiError::invalid(
+            "CheckRun",
+            "head_sha",
+            "invalid",
+            "No commit found for SHA",
+        ));
     }
     let mut world = sim.world();
     let id = world.next_id();
@@ -1656,14 +2027,31 @@ async fn create_check_run(
     check_output(&body, &mut run.output)?;
     apply_check_status(&mut run, &body, now)?;
     let completed = run.status == "completed";
-    world.repos.get_mut(&name).expect("repo").check_runs.insert(id, run);
+    world
+        .repos
+        .get_mut(&name)
+        .expect("repo")
+        .check_runs
+        .insert(id, run);
     let r = &world.repos[&name];
     let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
-    sim.emit(&world, "check_run", &name, &actor.login,
-        sim_fields!("action" => "created", "check_run" => rendered.clone()), RepoTimes::Iso);
+    sim.emit(
+        &world,
+        "check_run",
+        &name,
+        &actor.login,
+        sim_fields!("action" => "created", "check_run" => rendered.clone()),
+        RepoTimes::Iso,
+    );
     if completed {
-        sim.emit(&world, "check_run", &name, &actor.login,
-            sim_fields!("action" => "completed", "check_run" => rendered.clone()), RepoTimes::Iso);
+        sim.emit(
+            &world,
+            "check_run",
+            &name,
+            &actor.login,
+            sim_fields!("action" => "completed", "check_run" => rendered.clone()),
+            RepoTimes::Iso,
+        );
     }
     drop(world);
     sim.bump();
@@ -1693,7 +2081,9 @@ async fn update_check_run(
     let mut world = sim.world();
     let actor = actor(&world, &caller, &name)?;
     if !actor.installation {
-        return Err(ApiError::forbidden("You must authenticate via a GitHub App."));
+        return Err(ApiError::forbidden(
+            "You must authenticate via a GitHub App.",
+        ));
     }
     let now = sim.clock.now();
     let r = world.repos.get_mut(&name).expect("repo");
@@ -1716,8 +2106,14 @@ async fn update_check_run(
     let r = &world.repos[&name];
     let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
     if completed_now {
-        sim.emit(&world, "check_run", &name, &actor.login,
-            sim_fields!("action" => "completed", "check_run" => rendered.clone()), RepoTimes::Iso);
+        sim.emit(
+            &world,
+            "check_run",
+            &name,
+            &actor.login,
+            sim_fields!("action" => "completed", "check_run" => rendered.clone()),
+            RepoTimes::Iso,
+        );
     }
     drop(world);
     sim.bump();
@@ -1750,7 +2146,10 @@ async fn list_check_runs_for_ref(
         .filter(|c| filter.status.as_deref().is_none_or(|s| s == c.status))
         .map(|c| render::check_run(&sim.urls, &world, r, c))
         .collect();
-    ok(StatusCode::OK, json!({"total_count": runs.len(), "check_runs": runs}))
+    ok(
+        StatusCode::OK,
+        json!({"total_count": runs.len(), "check_runs": runs}),
+    )
 }
 
 // ---- the simulator's own endpoints ---------------------------------------
@@ -1768,10 +2167,14 @@ async fn admin_run_log(
     State(sim): State<Sim>,
     Path((owner, repo, run_id)): Path<(String, String, u64)>,
 ) -> Response {
-    let log = sim.world().repos.get(&full(&owner, &repo)).and_then(|r| r.runs.get(&run_id)).map(|r| r.log.clone());
+    let log = sim
+        .world()
+        .repos
+        .get(&full(&owner, &repo))
+        .and_then(|r| r.runs.get(&run_id))
+        .map(|r| r.log.clone());
     match log {
         Some(log) => log.into_response(),
         None => ApiError::not_found().into_response(),
     }
 }
-

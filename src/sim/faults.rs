@@ -69,12 +69,16 @@ pub enum JobFault {
 pub struct Faults {
     pub config: FaultConfig,
     rng: Mutex<StdRng>,
+    /// One generator per caller for API faults, so what the App meets does not
+    /// depend on how its calls interleave with other callers'.
+    per_caller: Mutex<std::collections::HashMap<String, StdRng>>,
 }
 
 impl Faults {
     pub fn new(config: FaultConfig) -> Self {
         Self {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
+            per_caller: Mutex::default(),
             config,
         }
     }
@@ -83,16 +87,24 @@ impl Faults {
         rate > 0.0 && self.rng.lock().expect("fault rng").gen_bool(rate.min(1.0))
     }
 
-    fn pick<T: Copy>(&self, choices: &[T]) -> T {
-        let i = self.rng.lock().expect("fault rng").gen_range(0..choices.len());
-        choices[i]
-    }
-
-    pub fn api(&self) -> ApiFault {
-        if self.roll(self.config.api_error_rate) {
-            ApiFault::ServerError(self.pick(&[500, 502, 503]))
-        } else if self.roll(self.config.api_rate_limit_rate) {
-            ApiFault::SecondaryRateLimit(self.pick(&[403, 429]))
+    /// The fault for the next REST call of `caller` (e.g. `installation:7`).
+    pub fn api(&self, caller: &str) -> ApiFault {
+        let (error, limit) = (self.config.api_error_rate, self.config.api_rate_limit_rate);
+        if error <= 0.0 && limit <= 0.0 {
+            return ApiFault::None;
+        }
+        let mut rngs = self.per_caller.lock().expect("fault rng");
+        let rng = rngs.entry(caller.to_owned()).or_insert_with(|| {
+            let salt = caller.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
+            StdRng::seed_from_u64(self.config.seed ^ salt)
+        });
+        let roll: f64 = rng.r#gen();
+        if roll < error {
+            ApiFault::ServerError([500, 502, 503][rng.gen_range(0..3)])
+        } else if roll < error + limit {
+            ApiFault::SecondaryRateLimit([403, 429][rng.gen_range(0..2)])
         } else {
             ApiFault::None
         }
@@ -129,17 +141,25 @@ mod tests {
     #[test]
     fn off_by_default_and_seeded() {
         let faults = Faults::new(FaultConfig::default());
-        assert!((0..1000).all(|_| faults.api() == ApiFault::None));
+        assert!((0..1000).all(|_| faults.api("app") == ApiFault::None));
         let config = FaultConfig {
             api_error_rate: 0.2,
             api_rate_limit_rate: 0.1,
             ..FaultConfig::default()
         };
-        let a: Vec<_> = (0..200).map(|_| Faults::new(config.clone()).api()).collect();
-        let b: Vec<_> = (0..200).map(|_| Faults::new(config.clone()).api()).collect();
+        let (a, b) = (Faults::new(config.clone()), Faults::new(config.clone()));
+        let a: Vec<_> = (0..200).map(|_| a.api("app")).collect();
+        let b: Vec<_> = (0..200)
+            .map(|_| {
+                b.api("user:alice"); // other callers do not shift the App's faults
+                b.api("app")
+            })
+            .collect();
         assert_eq!(a, b, "the same seed gives the same faults");
         let faults = Faults::new(config);
-        let hits = (0..2000).filter(|_| faults.api() != ApiFault::None).count();
-        assert!((400..700).contains(&hits), "about 28% faulted, got {hits}");
+        let hits = (0..2000)
+            .filter(|_| faults.api("app") != ApiFault::None)
+            .count();
+        assert!((450..750).contains(&hits), "about 30% faulted, got {hits}");
     }
 }

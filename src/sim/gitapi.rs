@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::SimInner;
 use super::api::{ApiError, ApiResult, Caller, JsonBody, actor, caller_from_credential};
 use super::git::{self, PathContent, Signature};
 use super::render::{self, RepoTimes, timestamp};
 use super::state::{IssueState, Permission};
-use super::SimInner;
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
@@ -35,17 +35,26 @@ fn is_sha(s: &str) -> bool {
 }
 
 /// A branch name, tag name, `refs/...` or a full sha → the commit sha; 404/422 as GitHub.
-pub async fn resolve_commitish(sim: &SimInner, name: &str, reference: &str) -> Result<String, ApiError> {
+pub async fn resolve_commitish(
+    sim: &SimInner,
+    name: &str,
+    reference: &str,
+) -> Result<String, ApiError> {
     if is_sha(reference) {
         return match sim.git.object_type(name, reference).await? {
             Some(_) => Ok(reference.to_owned()),
-            None => Err(ApiError::unprocessable(format!("No commit found for SHA: {reference}"))),
+            None => Err(ApiError::unprocessable(format!(
+                "No commit found for SHA: {reference}"
+            ))),
         };
     }
     let candidates = if reference.starts_with("refs/") {
         vec![reference.to_owned()]
     } else {
-        vec![format!("refs/heads/{reference}"), format!("refs/tags/{reference}")]
+        vec![
+            format!("refs/heads/{reference}"),
+            format!("refs/tags/{reference}"),
+        ]
     };
     for candidate in candidates {
         if let Some(sha) = sim.git.resolve_ref(name, &candidate).await? {
@@ -66,14 +75,30 @@ fn signature_from(body: Option<&Value>, default: &Signature) -> Result<Signature
     let name = v.get("name").and_then(Value::as_str);
     let email = v.get("email").and_then(Value::as_str);
     let (Some(name), Some(email)) = (name, email) else {
-        return Err(ApiError::invalid("Commit", "author", "missing_field", "author and committer need a name and an email"));
+        return Err(ApiError::invalid(
+            "Commit",
+            "author",
+            "missing_field",
+            "author and committer need a name and an email",
+        ));
     };
     let date = match v.get("date").and_then(Value::as_str) {
         Some(d) => time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| ApiError::invalid("Commit", "date", "invalid", format!("{d} is not an ISO 8601 date")))?,
+            .map_err(|_| {
+            ApiError::invalid(
+                "Commit",
+                "date",
+                "invalid",
+                format!("{d} is not an ISO 8601 date"),
+            )
+        })?,
         None => default.date,
     };
-    Ok(Signature { name: name.to_owned(), email: email.to_owned(), date })
+    Ok(Signature {
+        name: name.to_owned(),
+        email: email.to_owned(),
+        date,
+    })
 }
 
 fn default_signature(sim: &SimInner, login: &str) -> Signature {
@@ -90,7 +115,11 @@ fn verification() -> Value {
 
 /// `git-commit`.
 async fn git_commit_json(sim: &SimInner, name: &str, sha: &str) -> Result<Value, ApiError> {
-    let c = sim.git.commit(name, sha).await?.ok_or_else(ApiError::not_found)?;
+    let c = sim
+        .git
+        .commit(name, sha)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let r = format!("{}/repos/{name}", sim.urls.api);
     Ok(json!({
         "sha": c.sha,
@@ -111,7 +140,11 @@ async fn git_commit_json(sim: &SimInner, name: &str, sha: &str) -> Result<Value,
 
 /// `commit` (as in a branch): the commit with GitHub's wrapping.
 async fn commit_json(sim: &SimInner, name: &str, sha: &str) -> Result<Value, ApiError> {
-    let c = sim.git.commit(name, sha).await?.ok_or_else(ApiError::not_found)?;
+    let c = sim
+        .git
+        .commit(name, sha)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let r = format!("{}/repos/{name}", sim.urls.api);
     Ok(json!({
         "url": format!("{r}/commits/{}", c.sha),
@@ -148,11 +181,19 @@ fn ref_json(sim: &SimInner, name: &str, refname: &str, sha: &str, kind: &str) ->
     })
 }
 
-fn check_access(sim: &SimInner, caller: &Caller, name: &str, needed: Permission) -> Result<String, ApiError> {
+fn check_access(
+    sim: &SimInner,
+    caller: &Caller,
+    name: &str,
+    needed: Permission,
+) -> Result<String, ApiError> {
     let world = sim.world();
     let a = actor(&world, caller, name)?;
     if a.permission < needed {
-        return Err(ApiError::forbidden(format!("Must have {} access to this repository", needed.role_name())));
+        return Err(ApiError::forbidden(format!(
+            "Must have {} access to this repository",
+            needed.role_name()
+        )));
     }
     Ok(a.login)
 }
@@ -170,14 +211,17 @@ pub async fn get_branch(
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Branch not found"))?;
     let r = format!("{}/repos/{name}", sim.urls.api);
-    ok(StatusCode::OK, json!({
-        "name": branch,
-        "commit": commit_json(&sim, &name, &sha).await?,
-        "_links": {"html": format!("{}/{name}/tree/{branch}", sim.urls.web), "self": format!("{r}/branches/{branch}")},
-        "protected": false,
-        "protection": {"enabled": false, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}},
-        "protection_url": format!("{r}/branches/{branch}/protection"),
-    }))
+    ok(
+        StatusCode::OK,
+        json!({
+            "name": branch,
+            "commit": commit_json(&sim, &name, &sha).await?,
+            "_links": {"html": format!("{}/{name}/tree/{branch}", sim.urls.web), "self": format!("{r}/branches/{branch}")},
+            "protected": false,
+            "protection": {"enabled": false, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}},
+            "protection_url": format!("{r}/branches/{branch}/protection"),
+        }),
+    )
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -186,18 +230,39 @@ pub struct RefQuery {
     reference: Option<String>,
 }
 
-fn content_links(sim: &SimInner, name: &str, path: &str, sha: &str, reference: &str, kind: &str) -> (String, String, String, Option<String>) {
+fn content_links(
+    sim: &SimInner,
+    name: &str,
+    path: &str,
+    sha: &str,
+    reference: &str,
+    kind: &str,
+) -> (String, String, String, Option<String>) {
     let r = format!("{}/repos/{name}", sim.urls.api);
     let url = format!("{r}/contents/{path}?ref={reference}");
-    let git_url = if kind == "dir" { format!("{r}/git/trees/{sha}") } else { format!("{r}/git/blobs/{sha}") };
+    let git_url = if kind == "dir" {
+        format!("{r}/git/trees/{sha}")
+    } else {
+        format!("{r}/git/blobs/{sha}")
+    };
     let html_kind = if kind == "dir" { "tree" } else { "blob" };
     let html_url = format!("{}/{name}/{html_kind}/{reference}/{path}", sim.urls.web);
-    let download = (kind == "file").then(|| format!("{}/{name}/raw/{reference}/{path}", sim.urls.web));
+    let download =
+        (kind == "file").then(|| format!("{}/{name}/raw/{reference}/{path}", sim.urls.web));
     (url, git_url, html_url, download)
 }
 
-fn entry_json(sim: &SimInner, name: &str, path: &str, sha: &str, size: u64, kind: &str, reference: &str) -> Value {
-    let (url, git_url, html_url, download_url) = content_links(sim, name, path, sha, reference, kind);
+fn entry_json(
+    sim: &SimInner,
+    name: &str,
+    path: &str,
+    sha: &str,
+    size: u64,
+    kind: &str,
+    reference: &str,
+) -> Value {
+    let (url, git_url, html_url, download_url) =
+        content_links(sim, name, path, sha, reference, kind);
     json!({
         "type": kind,
         "size": size,
@@ -233,29 +298,58 @@ pub async fn get_content(
     check_access(&sim, &caller, &name, Permission::Read)?;
     let default_branch = sim.world().repos[&name].default_branch.clone();
     let reference = query.reference.unwrap_or(default_branch);
-    let sha = resolve_commitish(&sim, &name, &reference).await.map_err(|_| {
-        ApiError::new(StatusCode::NOT_FOUND, format!("No commit found for the ref {reference}"))
-    })?;
+    let sha = resolve_commitish(&sim, &name, &reference)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No commit found for the ref {reference}"),
+            )
+        })?;
     let path = path.trim_matches('/').to_owned();
-    let content = sim.git.read_path(&name, &sha, &path).await?.ok_or_else(ApiError::not_found)?;
+    let content = sim
+        .git
+        .read_path(&name, &sha, &path)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let body = match content {
-        PathContent::File { sha, size, content, .. } => {
+        PathContent::File {
+            sha, size, content, ..
+        } => {
             let mut v = entry_json(&sim, &name, &path, &sha, size, "file", &reference);
             v["encoding"] = json!("base64");
             v["content"] = json!(wrapped_base64(&content));
             v
         }
         PathContent::Symlink { sha, target, .. } => {
-            let mut v = entry_json(&sim, &name, &path, &sha, target.len() as u64, "symlink", &reference);
+            let mut v = entry_json(
+                &sim,
+                &name,
+                &path,
+                &sha,
+                target.len() as u64,
+                "symlink",
+                &reference,
+            );
             v["target"] = json!(target);
             v
         }
-        PathContent::Submodule { sha } => entry_json(&sim, &name, &path, &sha, 0, "submodule", &reference),
+        PathContent::Submodule { sha } => {
+            entry_json(&sim, &name, &path, &sha, 0, "submodule", &reference)
+        }
         PathContent::Dir(entries) => Value::Array(
             entries
                 .iter()
                 .map(|e| {
-                    entry_json(&sim, &name, &e.path, &e.sha, e.size, e.kind.as_str(), &reference)
+                    entry_json(
+                        &sim,
+                        &name,
+                        &e.path,
+                        &e.sha,
+                        e.size,
+                        e.kind.as_str(),
+                        &reference,
+                    )
                 })
                 .collect(),
         ),
@@ -271,13 +365,22 @@ pub async fn put_content(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let message = body.get("message").and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Content", "message", "missing_field", "message is missing"))?;
-    let content = body.get("content").and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Content", "content", "missing_field", "content is missing"))?;
+    let message = body.get("message").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid("Content", "message", "missing_field", "message is missing")
+    })?;
+    let content = body.get("content").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid("Content", "content", "missing_field", "content is missing")
+    })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(content.replace(['\n', '\r'], ""))
-        .map_err(|_| ApiError::invalid("Content", "content", "invalid", "content is not valid Base64"))?;
+        .map_err(|_| {
+            ApiError::invalid(
+                "Content",
+                "content",
+                "invalid",
+                "content is not valid Base64",
+            )
+        })?;
     let branch = match body.get("branch").and_then(Value::as_str) {
         Some(b) => b.to_owned(),
         None => sim.world().repos[&name].default_branch.clone(),
@@ -287,23 +390,45 @@ pub async fn put_content(
     let author = signature_from(body.get("author"), &committer)?;
     let path = path.trim_matches('/').to_owned();
     let refname = format!("refs/heads/{branch}");
-    let before = sim.git.resolve_ref(&name, &refname).await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Branch {branch} not found")))?;
-    let existed = matches!(sim.git.read_path(&name, &before, &path).await?, Some(PathContent::File { .. }));
+    let before = sim.git.resolve_ref(&name, &refname).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("Branch {branch} not found"))
+    })?;
+    let existed = matches!(
+        sim.git.read_path(&name, &before, &path).await?,
+        Some(PathContent::File { .. })
+    );
     let expected = body.get("sha").and_then(Value::as_str);
     if existed && expected.is_none() {
-        return Err(ApiError::invalid("Content", "sha", "missing_field", "\"sha\" wasn't supplied."));
+        return Err(ApiError::invalid(
+            "Content",
+            "sha",
+            "missing_field",
+            "\"sha\" wasn't supplied.",
+        ));
     }
     let (commit_sha, blob_sha) = sim
         .git
-        .put_file(&name, &branch, &path, &bytes, message, expected, &author, &committer)
+        .put_file(
+            &name, &branch, &path, &bytes, message, expected, &author, &committer,
+        )
         .await
         .map_err(|e| match e {
-            git::GitError::Conflict(_) => ApiError::conflict(format!("{path} does not match {}", expected.unwrap_or(""))),
+            git::GitError::Conflict(_) => {
+                ApiError::conflict(format!("{path} does not match {}", expected.unwrap_or("")))
+            }
             other => other.into(),
         })?;
-    after_ref_change(&sim, &name, &refname, Some(before), Some(commit_sha.clone()), &login).await;
-    let (url, git_url, html_url, download_url) = content_links(&sim, &name, &path, &blob_sha, &branch, "file");
+    after_ref_change(
+        &sim,
+        &name,
+        &refname,
+        Some(before),
+        Some(commit_sha.clone()),
+        &login,
+    )
+    .await;
+    let (url, git_url, html_url, download_url) =
+        content_links(&sim, &name, &path, &blob_sha, &branch, "file");
     let content = json!({
         "name": path.rsplit('/').next().unwrap_or(&path),
         "path": path,
@@ -317,7 +442,11 @@ pub async fn put_content(
         "_links": {"self": url, "git": git_url, "html": html_url},
     });
     let commit = git_commit_json(&sim, &name, &commit_sha).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     ok(status, json!({"content": content, "commit": commit}))
 }
 
@@ -329,17 +458,34 @@ pub async fn create_blob(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     check_access(&sim, &caller, &name, Permission::Write)?;
-    let content = body.get("content").and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Blob", "content", "missing_field", "content is missing"))?;
-    let bytes = match body.get("encoding").and_then(Value::as_str).unwrap_or("utf-8") {
+    let content = body.get("content").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid("Blob", "content", "missing_field", "content is missing")
+    })?;
+    let bytes = match body
+        .get("encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("utf-8")
+    {
         "utf-8" => content.as_bytes().to_vec(),
         "base64" => base64::engine::general_purpose::STANDARD
             .decode(content.replace(['\n', '\r'], ""))
-            .map_err(|_| ApiError::invalid("Blob", "content", "invalid", "content is not valid Base64"))?,
-        other => return Err(ApiError::invalid("Blob", "encoding", "invalid", format!("encoding {other} is not utf-8 or base64"))),
+            .map_err(|_| {
+                ApiError::invalid("Blob", "content", "invalid", "content is not valid Base64")
+            })?,
+        other => {
+            return Err(ApiError::invalid(
+                "Blob",
+                "encoding",
+                "invalid",
+                format!("encoding {other} is not utf-8 or base64"),
+            ));
+        }
     };
     let sha = sim.git.create_blob(&name, &bytes).await?;
-    ok(StatusCode::CREATED, json!({"url": format!("{}/repos/{name}/git/blobs/{sha}", sim.urls.api), "sha": sha}))
+    ok(
+        StatusCode::CREATED,
+        json!({"url": format!("{}/repos/{name}/git/blobs/{sha}", sim.urls.api), "sha": sha}),
+    )
 }
 
 pub async fn create_tree(
@@ -350,23 +496,42 @@ pub async fn create_tree(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     check_access(&sim, &caller, &name, Permission::Write)?;
-    let items = body.get("tree").and_then(Value::as_array)
+    let items = body
+        .get("tree")
+        .and_then(Value::as_array)
         .ok_or_else(|| ApiError::invalid("Tree", "tree", "missing_field", "tree is missing"))?;
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         let field = |k: &str| item.get(k).and_then(Value::as_str);
-        let path = field("path").ok_or_else(|| ApiError::invalid("Tree", "path", "missing_field", "path is missing"))?;
+        let path = field("path")
+            .ok_or_else(|| ApiError::invalid("Tree", "path", "missing_field", "path is missing"))?;
         let mode = field("mode").unwrap_or("100644");
         if !["100644", "100755", "040000", "160000", "120000"].contains(&mode) {
-            return Err(ApiError::invalid("Tree", "mode", "invalid", format!("mode {mode} is not valid")));
+            return Err(ApiError::invalid(
+                "Tree",
+                "mode",
+                "invalid",
+                format!("mode {mode} is not valid"),
+            ));
         }
         let source = match (item.get("sha"), field("content")) {
             (Some(Value::String(sha)), None) => git::TreeEntrySource::Sha(sha.clone()),
             (Some(Value::Null), None) => git::TreeEntrySource::Delete,
             (None, Some(content)) => git::TreeEntrySource::Content(content.as_bytes().to_vec()),
-            _ => return Err(ApiError::invalid("Tree", "tree", "invalid", "each entry needs exactly one of sha and content")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "Tree",
+                    "tree",
+                    "invalid",
+                    "each entry needs exactly one of sha and content",
+                ));
+            }
         };
-        entries.push(git::TreeEntryInput { path: path.to_owned(), mode: mode.to_owned(), source });
+        entries.push(git::TreeEntryInput {
+            path: path.to_owned(),
+            mode: mode.to_owned(),
+            source,
+        });
     }
     let base = body.get("base_tree").and_then(Value::as_str);
     let sha = sim.git.create_tree(&name, base, &entries).await?;
@@ -384,7 +549,10 @@ pub async fn create_tree(
             v
         })
         .collect();
-    ok(StatusCode::CREATED, json!({"sha": sha, "url": format!("{r}/git/trees/{sha}"), "truncated": false, "tree": tree}))
+    ok(
+        StatusCode::CREATED,
+        json!({"sha": sha, "url": format!("{r}/git/trees/{sha}"), "truncated": false, "tree": tree}),
+    )
 }
 
 pub async fn create_commit(
@@ -395,21 +563,43 @@ pub async fn create_commit(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let message = body.get("message").and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Commit", "message", "missing_field", "message is missing"))?;
-    let tree = body.get("tree").and_then(Value::as_str)
+    let message = body.get("message").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::invalid("Commit", "message", "missing_field", "message is missing")
+    })?;
+    let tree = body
+        .get("tree")
+        .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("Commit", "tree", "missing_field", "tree is missing"))?;
     let parents: Vec<String> = match body.get("parents") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(|p| p.as_str().map(str::to_owned)
-            .ok_or_else(|| ApiError::invalid("Commit", "parents", "invalid", "parents must be shas"))).collect::<Result<_, _>>()?,
-        Some(_) => return Err(ApiError::invalid("Commit", "parents", "invalid", "parents must be an array")),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|p| {
+                p.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::invalid("Commit", "parents", "invalid", "parents must be shas")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Commit",
+                "parents",
+                "invalid",
+                "parents must be an array",
+            ));
+        }
     };
     let default = default_signature(&sim, &login);
     let author = signature_from(body.get("author"), &default)?;
     let committer = signature_from(body.get("committer"), &author)?;
-    let sha = sim.git.create_commit(&name, message, tree, &parents, &author, &committer).await?;
-    ok(StatusCode::CREATED, git_commit_json(&sim, &name, &sha).await?)
+    let sha = sim
+        .git
+        .create_commit(&name, message, tree, &parents, &author, &committer)
+        .await?;
+    ok(
+        StatusCode::CREATED,
+        git_commit_json(&sim, &name, &sha).await?,
+    )
 }
 
 pub async fn get_ref(
@@ -420,8 +610,17 @@ pub async fn get_ref(
     let name = full(&owner, &repo);
     check_access(&sim, &caller, &name, Permission::Read)?;
     let refname = format!("refs/{}", reference.trim_start_matches('/'));
-    let sha = sim.git.resolve_ref(&name, &refname).await?.ok_or_else(ApiError::not_found)?;
-    let kind = sim.git.object_type(&name, &sha).await?.map(|k| k.as_str()).unwrap_or("commit");
+    let sha = sim
+        .git
+        .resolve_ref(&name, &refname)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let kind = sim
+        .git
+        .object_type(&name, &sha)
+        .await?
+        .map(|k| k.as_str())
+        .unwrap_or("commit");
     ok(StatusCode::OK, ref_json(&sim, &name, &refname, &sha, kind))
 }
 
@@ -433,23 +632,40 @@ pub async fn create_ref(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let refname = body.get("ref").and_then(Value::as_str)
+    let refname = body
+        .get("ref")
+        .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("Reference", "ref", "missing_field", "ref is missing"))?;
-    let sha = body.get("sha").and_then(Value::as_str)
+    let sha = body
+        .get("sha")
+        .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("Reference", "sha", "missing_field", "sha is missing"))?;
     if !refname.starts_with("refs/") || refname.matches('/').count() < 2 {
-        return Err(ApiError::unprocessable("Reference name must start with 'refs/' and have at least two slashes."));
+        return Err(ApiError::unprocessable(
+            "Reference name must start with 'refs/' and have at least two slashes.",
+        ));
     }
     if sim.git.object_type(&name, sha).await?.is_none() {
         return Err(ApiError::unprocessable("Object does not exist"));
     }
-    sim.git.create_ref(&name, refname, sha).await.map_err(|e| match e {
-        git::GitError::Conflict(_) => ApiError::unprocessable("Reference already exists"),
-        other => other.into(),
-    })?;
+    sim.git
+        .create_ref(&name, refname, sha)
+        .await
+        .map_err(|e| match e {
+            git::GitError::Conflict(_) => ApiError::unprocessable("Reference already exists"),
+            other => other.into(),
+        })?;
     after_ref_change(&sim, &name, refname, None, Some(sha.to_owned()), &login).await;
-    let kind = sim.git.object_type(&name, sha).await?.map(|k| k.as_str()).unwrap_or("commit");
-    ok(StatusCode::CREATED, ref_json(&sim, &name, refname, sha, kind))
+    let kind = sim
+        .git
+        .object_type(&name, sha)
+        .await?
+        .map(|k| k.as_str())
+        .unwrap_or("commit");
+    ok(
+        StatusCode::CREATED,
+        ref_json(&sim, &name, refname, sha, kind),
+    )
 }
 
 pub async fn update_ref(
@@ -460,7 +676,9 @@ pub async fn update_ref(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let sha = body.get("sha").and_then(Value::as_str)
+    let sha = body
+        .get("sha")
+        .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("Reference", "sha", "missing_field", "sha is missing"))?;
     let force = body.get("force").and_then(Value::as_bool).unwrap_or(false);
     let refname = format!("refs/{}", reference.trim_start_matches('/'));
@@ -470,14 +688,33 @@ pub async fn update_ref(
     if sim.git.object_type(&name, sha).await?.is_none() {
         return Err(ApiError::unprocessable("Object does not exist"));
     }
-    let update = sim.git.update_ref(&name, &refname, sha, force).await.map_err(|e| match e {
-        git::GitError::NotFastForward(_) => ApiError::unprocessable("Update is not a fast forward"),
-        other => other.into(),
-    })?;
+    let update = sim
+        .git
+        .update_ref(&name, &refname, sha, force)
+        .await
+        .map_err(|e| match e {
+            git::GitError::NotFastForward(_) => {
+                ApiError::unprocessable("Update is not a fast forward")
+            }
+            other => other.into(),
+        })?;
     if update.old.as_deref() != Some(sha) {
-        after_ref_change(&sim, &name, &refname, update.old.clone(), Some(sha.to_owned()), &login).await;
+        after_ref_change(
+            &sim,
+            &name,
+            &refname,
+            update.old.clone(),
+            Some(sha.to_owned()),
+            &login,
+        )
+        .await;
     }
-    let kind = sim.git.object_type(&name, sha).await?.map(|k| k.as_str()).unwrap_or("commit");
+    let kind = sim
+        .git
+        .object_type(&name, sha)
+        .await?
+        .map(|k| k.as_str())
+        .unwrap_or("commit");
     ok(StatusCode::OK, ref_json(&sim, &name, &refname, sha, kind))
 }
 
@@ -494,8 +731,11 @@ async fn push_commits(sim: &SimInner, name: &str, before: Option<&str>, after: &
         {
             break;
         }
-        let Ok(Some(c)) = sim.git.commit(name, &sha).await else { break };
-        let person = |s: &Signature| json!({"name": s.name, "email": s.email, "date": timestamp(s.date)});
+        let Ok(Some(c)) = sim.git.commit(name, &sha).await else {
+            break;
+        };
+        let person =
+            |s: &Signature| json!({"name": s.name, "email": s.email, "date": timestamp(s.date)});
         out.push(json!({
             "id": c.sha,
             "tree_id": c.tree,
@@ -538,19 +778,32 @@ pub async fn after_ref_change(
     if let (Some(branch), Some(after)) = (&branch, &after) {
         let pulls: Vec<(u64, String)> = {
             let world = sim.world();
-            world.repos.get(name).map(|r| r.pull_by_head(branch)
-                .filter_map(|i| i.pull.as_ref().map(|p| (i.number, p.base_ref.clone())))
-                .collect()).unwrap_or_default()
+            world
+                .repos
+                .get(name)
+                .map(|r| {
+                    r.pull_by_head(branch)
+                        .filter_map(|i| i.pull.as_ref().map(|p| (i.number, p.base_ref.clone())))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         for (number, base_ref) in pulls {
             let stats = super::api::pull_stats(sim, name, &base_ref, after, false).await;
-            let base_sha = sim.git.resolve_ref(name, &format!("refs/heads/{base_ref}")).await.ok().flatten();
+            let base_sha = sim
+                .git
+                .resolve_ref(name, &format!("refs/heads/{base_ref}"))
+                .await
+                .ok()
+                .flatten();
             synced.push((number, stats, base_sha));
         }
     }
     let mut world = sim.world();
     let now = sim.clock.now();
-    let Some(repo) = world.repos.get_mut(name) else { return };
+    let Some(repo) = world.repos.get_mut(name) else {
+        return;
+    };
     repo.pushed_at = now;
     let before_s = before.clone().unwrap_or_else(|| ZERO_SHA.to_owned());
     let after_s = after.clone().unwrap_or_else(|| ZERO_SHA.to_owned());
@@ -606,7 +859,9 @@ pub async fn git_http_or_404(State(sim): State<Sim>, request: Request) -> Respon
 async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
     let mut segments = path.trim_start_matches('/').splitn(3, '/');
-    let (Some(owner), Some(repo_git), Some(rest)) = (segments.next(), segments.next(), segments.next()) else {
+    let (Some(owner), Some(repo_git), Some(rest)) =
+        (segments.next(), segments.next(), segments.next())
+    else {
         return Err(ApiError::not_found());
     };
     let Some(repo) = repo_git.strip_suffix(".git") else {
@@ -618,19 +873,30 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
     }
     let name = full(owner, repo);
     let query = request.uri().query().map(str::to_owned);
-    let pushing = rest == "/git-receive-pack" || query.as_deref() == Some("service=git-receive-pack");
+    let pushing =
+        rest == "/git-receive-pack" || query.as_deref() == Some("service=git-receive-pack");
 
     let unauthorized = || {
         let mut r = (StatusCode::UNAUTHORIZED, "Authentication required\n").into_response();
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"GitHub\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"GitHub\""),
+        );
         r
     };
     let credential = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .map(|userpass| match userpass.split_once(':') {
             Some((user, "")) => user.to_owned(),
@@ -653,11 +919,22 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
     let login = if matches!(caller, Caller::Anonymous) {
         "anonymous".to_owned()
     } else {
-        let needed = if pushing { Permission::Write } else { Permission::Read };
+        let needed = if pushing {
+            Permission::Write
+        } else {
+            Permission::Read
+        };
         match check_access(sim, &caller, &name, needed) {
             Ok(login) => login,
             Err(e) if e.status == StatusCode::FORBIDDEN => {
-                return Ok((StatusCode::FORBIDDEN, format!("Permission to {name}.git denied to {}.\n", caller.describe())).into_response());
+                return Ok((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "Permission to {name}.git denied to {}.\n",
+                        caller.describe()
+                    ),
+                )
+                    .into_response());
             }
             Err(e) => return Err(e),
         }
@@ -666,7 +943,11 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
     let method = request.method().to_string();
     let (content_type, content_encoding, git_protocol) = {
         let header_str = |h: header::HeaderName| {
-            request.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_owned)
+            request
+                .headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
         };
         (
             header_str(header::CONTENT_TYPE),
@@ -692,15 +973,25 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
         })
         .await?;
     for change in &answer.ref_changes {
-        after_ref_change(sim, &name, &change.refname, change.before.clone(), change.after.clone(), &login).await;
+        after_ref_change(
+            sim,
+            &name,
+            &change.refname,
+            change.before.clone(),
+            change.after.clone(),
+            &login,
+        )
+        .await;
     }
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     for (k, v) in answer.headers {
-        if let (Ok(k), Ok(v)) = (header::HeaderName::try_from(k.as_str()), HeaderValue::from_str(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::try_from(k.as_str()),
+            HeaderValue::from_str(&v),
+        ) {
             response.headers_mut().insert(k, v);
         }
     }
     Ok(response)
 }
-

@@ -55,11 +55,7 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 impl Hooks {
     /// Starts the delivery task. `changed` is bumped after every delivery so
     /// waiters can re-check what they wait for.
-    pub fn start(
-        target: WebhookTarget,
-        faults: Arc<Faults>,
-        changed: watch::Sender<u64>,
-    ) -> Self {
+    pub fn start(target: WebhookTarget, faults: Arc<Faults>, changed: watch::Sender<u64>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let hooks = Self {
             tx,

@@ -184,7 +184,8 @@ impl Sim {
         let router = api::router(inner.clone());
         let stop = inner.shutdown.clone();
         tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the GitHub simulator stopped serving");
             }
@@ -243,7 +244,8 @@ impl Sim {
     }
 
     pub fn add_org(&self, login: &str) {
-        self.world().ensure_account(login, AccountKind::Organization);
+        self.world()
+            .ensure_account(login, AccountKind::Organization);
     }
 
     pub fn set_permission(&self, full_name: &str, login: &str, permission: Permission) {
@@ -305,7 +307,10 @@ impl Sim {
                 let wf_id = world.next_id();
                 repo.workflows.push(state::Workflow {
                     id: wf_id,
-                    name: file.trim_end_matches(".yml").trim_end_matches(".yaml").to_owned(),
+                    name: file
+                        .trim_end_matches(".yml")
+                        .trim_end_matches(".yaml")
+                        .to_owned(),
                     path: path.clone(),
                     created_at: now,
                 });
@@ -377,7 +382,13 @@ impl Sim {
 
     /// The log of a workflow run's job (masked, as GitHub shows it).
     pub fn run_log(&self, full_name: &str, run_id: u64) -> Option<String> {
-        self.read(|w| w.repos.get(full_name)?.runs.get(&run_id).map(|r| r.log.clone()))
+        self.read(|w| {
+            w.repos
+                .get(full_name)?
+                .runs
+                .get(&run_id)
+                .map(|r| r.log.clone())
+        })
     }
 
     pub fn git(&self) -> &git::GitHost {
@@ -404,7 +415,10 @@ impl Sim {
             if let Some(v) = check(self) {
                 return Ok(v);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 anyhow::bail!("timed out after {timeout:?} waiting for {what}");
             }
         }

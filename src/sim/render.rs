@@ -27,7 +27,8 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 }
 
 fn opt_time(t: Option<OffsetDateTime>) -> Value {
-    t.map(|t| Value::String(timestamp(t))).unwrap_or(Value::Null)
+    t.map(|t| Value::String(timestamp(t)))
+        .unwrap_or(Value::Null)
 }
 
 fn node_id(kind: &str, id: u64) -> String {
@@ -463,7 +464,10 @@ fn branch_side(urls: &Urls, world: &World, repo: &Repo, branch: &str, sha: &str)
 
 /// `pull-request` (the webhooks' `pull_request` has the same keys).
 pub fn pull(urls: &Urls, world: &World, repo: &Repo, issue: &Issue, stats: PullStats) -> Value {
-    let pull = issue.pull.as_ref().expect("pull() is called for pull requests");
+    let pull = issue
+        .pull
+        .as_ref()
+        .expect("pull() is called for pull requests");
     let full = repo.full_name();
     let r = format!("{}/repos/{full}", urls.api);
     let n = issue.number;

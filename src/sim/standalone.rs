@@ -91,16 +91,28 @@ pub async fn start(options: StandaloneOptions) -> anyhow::Result<Sim> {
         world.reader.login.clone(): world.reader.token,
     });
     let tokens_path = options.data_dir.join("tokens.json");
-    write_private(&tokens_path, serde_json::to_string_pretty(&tokens)?.as_bytes())?;
+    write_private(
+        &tokens_path,
+        serde_json::to_string_pretty(&tokens)?.as_bytes(),
+    )?;
     println!("GitHub simulator at {}", sim.url());
-    println!("  repository   {} (App {} installed, installation {})", world.repo, world.app_id, world.installation_id);
+    println!(
+        "  repository   {} (App {} installed, installation {})",
+        world.repo, world.app_id, world.installation_id
+    );
     println!("  clone        git clone {}/{}.git", sim.url(), world.repo);
     println!("  App key      {}", options.app_key.display());
-    println!("  user tokens  {} (alice: maintain, bob: read)", tokens_path.display());
+    println!(
+        "  user tokens  {} (alice: maintain, bob: read)",
+        tokens_path.display()
+    );
     match &options.webhook_url {
         Some(url) if options.webhook_secret.is_some() => println!("  webhooks  -> {url}"),
         Some(_) => println!("  webhooks     not sent: --webhook-url needs MISSIONS_WEBHOOK_SECRET"),
-        None => println!("  webhooks     not sent (no --webhook-url); see {}/_sim/deliveries", sim.url()),
+        None => println!(
+            "  webhooks     not sent (no --webhook-url); see {}/_sim/deliveries",
+            sim.url()
+        ),
     }
     println!(
         "  App config   MISSIONS_GITHUB_API_URL={} MISSIONS_APP_ID={} MISSIONS_PRIVATE_KEY_PATH={}",

@@ -6,58 +6,218 @@
 use serde_json::{Map, Value, json};
 
 const USER: &[&str] = &[
-    "avatar_url", "email", "events_url", "followers_url", "following_url", "gists_url",
-    "gravatar_id", "html_url", "id", "login", "name", "node_id", "organizations_url",
-    "received_events_url", "repos_url", "site_admin", "starred_url", "subscriptions_url",
-    "type", "url",
+    "avatar_url",
+    "email",
+    "events_url",
+    "followers_url",
+    "following_url",
+    "gists_url",
+    "gravatar_id",
+    "html_url",
+    "id",
+    "login",
+    "name",
+    "node_id",
+    "organizations_url",
+    "received_events_url",
+    "repos_url",
+    "site_admin",
+    "starred_url",
+    "subscriptions_url",
+    "type",
+    "url",
 ];
 
 const REPOSITORY: &[&str] = &[
-    "allow_auto_merge", "allow_forking", "allow_merge_commit", "allow_rebase_merge",
-    "allow_squash_merge", "allow_update_branch", "archive_url", "archived", "assignees_url",
-    "blobs_url", "branches_url", "clone_url", "collaborators_url", "comments_url",
-    "commits_url", "compare_url", "contents_url", "contributors_url", "created_at",
-    "custom_properties", "default_branch", "delete_branch_on_merge", "deployments_url",
-    "description", "disabled", "downloads_url", "events_url", "fork", "forks", "forks_count",
-    "forks_url", "full_name", "git_commits_url", "git_refs_url", "git_tags_url", "git_url",
-    "has_discussions", "has_downloads", "has_issues", "has_pages", "has_projects", "has_wiki",
-    "homepage", "hooks_url", "html_url", "id", "is_template", "issue_comment_url",
-    "issue_events_url", "issues_url", "keys_url", "labels_url", "language", "languages_url",
-    "license", "master_branch", "merges_url", "milestones_url", "mirror_url", "name", "node_id",
-    "notifications_url", "open_issues", "open_issues_count", "owner", "private", "pulls_url",
-    "pushed_at", "releases_url", "size", "ssh_url", "stargazers", "stargazers_count", "stargazers_url",
-    "statuses_url", "subscribers_url", "subscription_url", "svn_url", "tags_url", "teams_url",
-    "topics", "trees_url", "updated_at", "url", "visibility", "watchers", "watchers_count",
+    "allow_auto_merge",
+    "allow_forking",
+    "allow_merge_commit",
+    "allow_rebase_merge",
+    "allow_squash_merge",
+    "allow_update_branch",
+    "archive_url",
+    "archived",
+    "assignees_url",
+    "blobs_url",
+    "branches_url",
+    "clone_url",
+    "collaborators_url",
+    "comments_url",
+    "commits_url",
+    "compare_url",
+    "contents_url",
+    "contributors_url",
+    "created_at",
+    "custom_properties",
+    "default_branch",
+    "delete_branch_on_merge",
+    "deployments_url",
+    "description",
+    "disabled",
+    "downloads_url",
+    "events_url",
+    "fork",
+    "forks",
+    "forks_count",
+    "forks_url",
+    "full_name",
+    "git_commits_url",
+    "git_refs_url",
+    "git_tags_url",
+    "git_url",
+    "has_discussions",
+    "has_downloads",
+    "has_issues",
+    "has_pages",
+    "has_projects",
+    "has_wiki",
+    "homepage",
+    "hooks_url",
+    "html_url",
+    "id",
+    "is_template",
+    "issue_comment_url",
+    "issue_events_url",
+    "issues_url",
+    "keys_url",
+    "labels_url",
+    "language",
+    "languages_url",
+    "license",
+    "master_branch",
+    "merges_url",
+    "milestones_url",
+    "mirror_url",
+    "name",
+    "node_id",
+    "notifications_url",
+    "open_issues",
+    "open_issues_count",
+    "owner",
+    "private",
+    "pulls_url",
+    "pushed_at",
+    "releases_url",
+    "size",
+    "ssh_url",
+    "stargazers",
+    "stargazers_count",
+    "stargazers_url",
+    "statuses_url",
+    "subscribers_url",
+    "subscription_url",
+    "svn_url",
+    "tags_url",
+    "teams_url",
+    "topics",
+    "trees_url",
+    "updated_at",
+    "url",
+    "visibility",
+    "watchers",
+    "watchers_count",
     "web_commit_signoff_required",
 ];
 
 const REPOSITORY_LITE: &[&str] = &[
-    "archive_url", "assignees_url", "blobs_url", "branches_url", "collaborators_url",
-    "comments_url", "commits_url", "compare_url", "contents_url", "contributors_url",
-    "deployments_url", "description", "downloads_url", "events_url", "fork", "forks_url",
-    "full_name", "git_commits_url", "git_refs_url", "git_tags_url", "hooks_url", "html_url",
-    "id", "issue_comment_url", "issue_events_url", "issues_url", "keys_url", "labels_url",
-    "languages_url", "merges_url", "milestones_url", "name", "node_id", "notifications_url",
-    "owner", "private", "pulls_url", "releases_url", "stargazers_url", "statuses_url",
-    "subscribers_url", "subscription_url", "tags_url", "teams_url", "trees_url", "url",
+    "archive_url",
+    "assignees_url",
+    "blobs_url",
+    "branches_url",
+    "collaborators_url",
+    "comments_url",
+    "commits_url",
+    "compare_url",
+    "contents_url",
+    "contributors_url",
+    "deployments_url",
+    "description",
+    "downloads_url",
+    "events_url",
+    "fork",
+    "forks_url",
+    "full_name",
+    "git_commits_url",
+    "git_refs_url",
+    "git_tags_url",
+    "hooks_url",
+    "html_url",
+    "id",
+    "issue_comment_url",
+    "issue_events_url",
+    "issues_url",
+    "keys_url",
+    "labels_url",
+    "languages_url",
+    "merges_url",
+    "milestones_url",
+    "name",
+    "node_id",
+    "notifications_url",
+    "owner",
+    "private",
+    "pulls_url",
+    "releases_url",
+    "stargazers_url",
+    "statuses_url",
+    "subscribers_url",
+    "subscription_url",
+    "tags_url",
+    "teams_url",
+    "trees_url",
+    "url",
 ];
 
 const APP: &[&str] = &[
-    "created_at", "description", "events", "external_url", "html_url", "id", "name",
-    "node_id", "owner", "permissions", "slug", "updated_at",
+    "created_at",
+    "description",
+    "events",
+    "external_url",
+    "html_url",
+    "id",
+    "name",
+    "node_id",
+    "owner",
+    "permissions",
+    "slug",
+    "updated_at",
 ];
 
 const SIMPLE_PULL_REQUEST_DROPS: &[&str] = &[
-    "merged", "mergeable", "rebaseable", "mergeable_state", "merged_by", "comments",
-    "review_comments", "maintainer_can_modify", "commits", "additions", "deletions",
+    "merged",
+    "mergeable",
+    "rebaseable",
+    "mergeable_state",
+    "merged_by",
+    "comments",
+    "review_comments",
+    "maintainer_can_modify",
+    "commits",
+    "additions",
+    "deletions",
     "changed_files",
 ];
 
 const INSTALLATION: &[&str] = &[
-    "access_tokens_url", "account", "app_id", "app_slug", "created_at", "events",
-    "has_multiple_single_files", "html_url", "id", "permissions", "repositories_url",
-    "repository_selection", "single_file_name", "single_file_paths", "suspended_at",
-    "suspended_by", "target_id", "target_type", "updated_at",
+    "access_tokens_url",
+    "account",
+    "app_id",
+    "app_slug",
+    "created_at",
+    "events",
+    "has_multiple_single_files",
+    "html_url",
+    "id",
+    "permissions",
+    "repositories_url",
+    "repository_selection",
+    "single_file_name",
+    "single_file_paths",
+    "suspended_at",
+    "suspended_by",
+    "target_id",
+    "target_type",
+    "updated_at",
 ];
 
 fn retain(value: &mut Value, keys: &[&str]) {
@@ -91,7 +251,18 @@ fn app(value: Option<&mut Value>) {
 fn labels(value: Option<&mut Value>) {
     if let Some(Value::Array(items)) = value {
         for label in items {
-            retain(label, &["color", "default", "description", "id", "name", "node_id", "url"]);
+            retain(
+                label,
+                &[
+                    "color",
+                    "default",
+                    "description",
+                    "id",
+                    "name",
+                    "node_id",
+                    "url",
+                ],
+            );
         }
     }
 }
@@ -136,7 +307,10 @@ fn check_suite(check_run: &mut Value) {
     let completed = check_run["status"] == "completed";
     if let Some(suite) = field(check_run, "check_suite") {
         let id = suite["id"].clone();
-        let base = url.rsplit_once("/check-runs/").map(|(b, _)| b).unwrap_or("");
+        let base = url
+            .rsplit_once("/check-runs/")
+            .map(|(b, _)| b)
+            .unwrap_or("");
         *suite = json!({
             "id": id,
             "head_branch": null,
@@ -188,7 +362,18 @@ fn shape_object(event: &str, map: &mut Map<String, Value>) {
                 issue(v);
             }
             if let Some(v) = map.get_mut("label") {
-                retain(v, &["color", "default", "description", "id", "name", "node_id", "url"]);
+                retain(
+                    v,
+                    &[
+                        "color",
+                        "default",
+                        "description",
+                        "id",
+                        "name",
+                        "node_id",
+                        "url",
+                    ],
+                );
             }
         }
         "issue_comment" => {
@@ -205,7 +390,18 @@ fn shape_object(event: &str, map: &mut Map<String, Value>) {
                 pull_request(v, false);
             }
             if let Some(v) = map.get_mut("label") {
-                retain(v, &["color", "default", "description", "id", "name", "node_id", "url"]);
+                retain(
+                    v,
+                    &[
+                        "color",
+                        "default",
+                        "description",
+                        "id",
+                        "name",
+                        "node_id",
+                        "url",
+                    ],
+                );
             }
         }
         "pull_request_review" => {

@@ -205,8 +205,12 @@ impl Scenario {
     /// `login` opens an issue; returns its number.
     pub async fn open_issue(&self, login: &str, title: &str, body: &str) -> u64 {
         let answer = self
-            .act(login, "POST", &format!("{}/issues", self.repo_path()),
-                Some(json!({"title": title, "body": body})))
+            .act(
+                login,
+                "POST",
+                &format!("{}/issues", self.repo_path()),
+                Some(json!({"title": title, "body": body})),
+            )
             .await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
         answer.body["number"].as_u64().unwrap()
@@ -214,16 +218,24 @@ impl Scenario {
 
     /// `login` adds `label` to issue `number`; returns the status GitHub answered.
     pub async fn label_issue(&self, login: &str, number: u64, label: &str) -> u16 {
-        self.act(login, "POST", &format!("{}/issues/{number}/labels", self.repo_path()),
-            Some(json!({"labels": [label]})))
-            .await
-            .status
+        self.act(
+            login,
+            "POST",
+            &format!("{}/issues/{number}/labels", self.repo_path()),
+            Some(json!({"labels": [label]})),
+        )
+        .await
+        .status
     }
 
     pub async fn comments(&self, number: u64) -> Vec<Value> {
         let answer = self
-            .act(&self.world.maintainer.login.clone(), "GET",
-                &format!("{}/issues/{number}/comments?per_page=100", self.repo_path()), None)
+            .act(
+                &self.world.maintainer.login.clone(),
+                "GET",
+                &format!("{}/issues/{number}/comments?per_page=100", self.repo_path()),
+                None,
+            )
             .await;
         assert_eq!(answer.status, 200);
         answer.body.as_array().cloned().unwrap_or_default()
@@ -235,14 +247,18 @@ impl Scenario {
         let sim = self.sim.clone();
         let repo = self.world.repo.clone();
         let text = text.to_owned();
-        sim.wait_for(&format!("a comment by {bot} containing {text:?} on #{number}"), DEADLINE, |s| {
-            s.read(|w| {
-                w.repos[&repo].comments.values().any(|c| {
-                    c.issue_number == number && c.user == bot && c.body.contains(&text)
+        sim.wait_for(
+            &format!("a comment by {bot} containing {text:?} on #{number}"),
+            DEADLINE,
+            |s| {
+                s.read(|w| {
+                    w.repos[&repo].comments.values().any(|c| {
+                        c.issue_number == number && c.user == bot && c.body.contains(&text)
+                    })
                 })
-            })
-            .then_some(())
-        })
+                .then_some(())
+            },
+        )
         .await
         .unwrap();
         // And as a user sees it through the REST API.
@@ -262,7 +278,13 @@ impl Scenario {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             rx.borrow_and_update();
-            if sim.git().resolve_ref(&repo, &refname).await.unwrap().is_some() {
+            if sim
+                .git()
+                .resolve_ref(&repo, &refname)
+                .await
+                .unwrap()
+                .is_some()
+            {
                 break;
             }
             tokio::time::timeout_at(deadline, rx.changed())
@@ -271,8 +293,12 @@ impl Scenario {
                 .unwrap();
         }
         let answer = self
-            .act(&self.world.maintainer.login.clone(), "GET",
-                &format!("{}/branches/{branch}", self.repo_path()), None)
+            .act(
+                &self.world.maintainer.login.clone(),
+                "GET",
+                &format!("{}/branches/{branch}", self.repo_path()),
+                None,
+            )
             .await;
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         answer.body["commit"]["sha"].as_str().unwrap().to_owned()
@@ -282,23 +308,41 @@ impl Scenario {
     pub async fn file(&self, path: &str, reference: &str) -> Option<String> {
         use base64::Engine;
         let answer = self
-            .act(&self.world.maintainer.login.clone(), "GET",
-                &format!("{}/contents/{path}?ref={reference}", self.repo_path()), None)
+            .act(
+                &self.world.maintainer.login.clone(),
+                "GET",
+                &format!("{}/contents/{path}?ref={reference}", self.repo_path()),
+                None,
+            )
             .await;
         if answer.status == 404 {
             return None;
         }
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         assert_eq!(answer.body["encoding"], "base64");
-        let b64: String = answer.body["content"].as_str().unwrap().split_whitespace().collect();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let b64: String = answer.body["content"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         Some(String::from_utf8(bytes).unwrap())
     }
 
     /// Waits until the simulator has delivered `event.action` to the App and the App
     /// answered 2xx; returns the delivery.
-    pub async fn expect_delivered(&self, event: &str, action: Option<&str>, matching: impl Fn(&Value) -> bool) -> DeliveryRecord {
-        let what = format!("a {event}.{} delivery accepted by the App", action.unwrap_or("-"));
+    pub async fn expect_delivered(
+        &self,
+        event: &str,
+        action: Option<&str>,
+        matching: impl Fn(&Value) -> bool,
+    ) -> DeliveryRecord {
+        let what = format!(
+            "a {event}.{} delivery accepted by the App",
+            action.unwrap_or("-")
+        );
         self.sim
             .wait_for(&what, DEADLINE, |s| {
                 s.deliveries().into_iter().find(|d| {
@@ -316,15 +360,19 @@ impl Scenario {
     pub async fn expect_processed(&self, delivery_id: &str) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let status: Option<String> = sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = ?")
-                .bind(delivery_id)
-                .fetch_optional(self.store.pool())
-                .await
-                .unwrap();
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = ?")
+                    .bind(delivery_id)
+                    .fetch_optional(self.store.pool())
+                    .await
+                    .unwrap();
             if status.as_deref() == Some("processed") {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "delivery {delivery_id} not processed (status {status:?})");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "delivery {delivery_id} not processed (status {status:?})"
+            );
             // The App's store has no change feed; poll it briefly.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
