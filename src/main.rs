@@ -218,8 +218,9 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         },
         job_timeout: std::time::Duration::from_secs(args.job_timeout),
     };
+    let stop = missions::server::shutdown_signal()?;
     let sim = standalone::start(options).await?;
-    tokio::signal::ctrl_c().await.ok();
+    stop.await;
     sim.shutdown();
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);

@@ -215,7 +215,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
 /// Ctrl-C or SIGTERM (what systemd, Kubernetes and the benchmark send). The
 /// handlers are registered when this is called, not when the future is first
 /// polled: a signal that arrives right after "listening" still stops gracefully.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
