@@ -772,6 +772,12 @@ pub async fn after_ref_change(
         Some(a) => push_commits(sim, name, before.as_deref(), a).await,
         None => Vec::new(),
     };
+    // GitHub marks a push that dropped commits (the old head is not in the new
+    // history) as forced; Apps use it to tell a rewrite from new work.
+    let forced = match (&before, &after) {
+        (Some(b), Some(a)) => !sim.git.is_ancestor(name, b, a).await.unwrap_or(true),
+        _ => false,
+    };
     let branch = refname.strip_prefix("refs/heads/").map(str::to_owned);
     // Figures for PRs whose head moved, computed before taking the lock.
     let mut synced = Vec::new();
@@ -828,7 +834,7 @@ pub async fn after_ref_change(
         "after" => after_s,
         "created" => before.is_none(),
         "deleted" => after.is_none(),
-        "forced" => false,
+        "forced" => forced,
         "base_ref" => Value::Null,
         "compare" => format!("{}/{name}/compare/{}...{}", sim.urls.web, &before_s[..12], &after_s[..12]),
         "commits" => commits,

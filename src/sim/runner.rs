@@ -230,6 +230,11 @@ pub async fn run_job(spec: JobSpec, cancel: CancellationToken) -> JobOutcome {
             }
         },
         (_, reason) => {
+            // Interrupted between steps (no process to interrupt): the log must
+            // still say why, as GitHub's does.
+            if let (None, Some(c)) = (ended, reason) {
+                ctx.log_interruption(c);
+            }
             ended = reason;
             step(Conclusion::Skipped, t);
         }
@@ -249,6 +254,11 @@ pub async fn run_job(spec: JobSpec, cancel: CancellationToken) -> JobOutcome {
             }
         }
         (_, reason) => {
+            // Interrupted between steps (no process to interrupt): the log must
+            // still say why, as GitHub's does.
+            if let (None, Some(c)) = (ended, reason) {
+                ctx.log_interruption(c);
+            }
             ended = reason;
             step(Conclusion::Skipped, t);
         }

@@ -1,0 +1,1022 @@
+//! What the GitHub simulator does that a GitHub App relies on, observed the way
+//! a user or the App would observe it: webhook faults, job outcomes, the job's
+//! environment and token, git permissions, pull requests and REST permissions.
+//! Each test runs the App and the simulator in-process (see `common::scenario`)
+//! and waits on the simulator's change feed, never on a bare sleep.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use base64::Engine as _;
+use common::scenario::{Answer, DEADLINE, Scenario, ScenarioOptions};
+use missions::github::client::Method;
+use missions::sim::state::TokenSubject;
+use missions::sim::{DeliveryRecord, FaultConfig, RepoSpec, sample};
+use serde_json::{Value, json};
+
+// ---- helpers ----------------------------------------------------------------
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+fn workflow(script: &str) -> Vec<(String, Vec<String>)> {
+    vec![(sample::WORKFLOW_FILE.to_owned(), sh(script))]
+}
+
+async fn start(faults: FaultConfig, workflows: Vec<(String, Vec<String>)>) -> Scenario {
+    Scenario::start(ScenarioOptions {
+        faults,
+        workflows,
+        ..ScenarioOptions::default()
+    })
+    .await
+}
+
+/// A REST call with an arbitrary token (an installation's, a job's).
+async fn call_as_token(
+    t: &Scenario,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = t
+        .http
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", t.sim.url()),
+        )
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/vnd.github+json");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    Answer {
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+/// The App dispatches `workflow` on main with `inputs`, through its own client;
+/// returns the run id (`return_run_details`).
+async fn dispatch(t: &Scenario, workflow: &str, inputs: Value) -> u64 {
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let answer = client
+        .request_json(
+            Method::POST,
+            &format!(
+                "/repos/{}/actions/workflows/{workflow}/dispatches",
+                t.world.repo
+            ),
+            Some(&json!({"ref": "main", "inputs": inputs, "return_run_details": true})),
+        )
+        .await
+        .unwrap();
+    answer["workflow_run_id"].as_u64().expect("a run id")
+}
+
+async fn run_completed(t: &Scenario, run_id: u64) -> DeliveryRecord {
+    t.expect_delivered("workflow_run", Some("completed"), |p| {
+        p["workflow_run"]["id"] == run_id
+    })
+    .await
+}
+
+async fn job_completed(t: &Scenario, run_id: u64) -> DeliveryRecord {
+    t.expect_delivered("workflow_job", Some("completed"), |p| {
+        p["workflow_job"]["run_id"] == run_id
+    })
+    .await
+}
+
+fn step_conclusions(job: &Value) -> Vec<(String, String)> {
+    job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["conclusion"].as_str().unwrap_or("null").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+async fn inbox_count(t: &Scenario, sql: &'static str, bind: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(bind)
+        .fetch_one(t.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn main_sha(t: &Scenario) -> String {
+    t.sim
+        .git()
+        .resolve_ref(&t.world.repo, "refs/heads/main")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The text between the line `start` and the line `end` in a job log.
+fn section<'a>(log: &'a str, start: &str, end: &str) -> &'a str {
+    let from = log
+        .find(&format!("{start}\n"))
+        .unwrap_or_else(|| panic!("{start:?} not in log:\n{log}"))
+        + start.len()
+        + 1;
+    let to = from
+        + log[from..]
+            .find(&format!("{end}\n"))
+            .unwrap_or_else(|| panic!("{end:?} not in log:\n{log}"));
+    &log[from..to]
+}
+
+fn basic_auth(token: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+    format!("http.extraHeader=Authorization: basic {b64}")
+}
+
+/// git as a user on this machine, with nothing from the developer's own config.
+struct Git {
+    home: tempfile::TempDir,
+    url: String,
+}
+
+struct GitOutput {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Git {
+    fn new(t: &Scenario) -> Self {
+        Git {
+            home: tempfile::tempdir().unwrap(),
+            url: format!("{}/{}.git", t.sim.url(), t.world.repo),
+        }
+    }
+
+    fn work(&self, name: &str) -> std::path::PathBuf {
+        self.home.path().join(name)
+    }
+
+    async fn run(&self, cwd: &Path, token: Option<&str>, args: &[&str]) -> GitOutput {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .args([
+                "-c",
+                "user.name=Test User",
+                "-c",
+                "user.email=test@example.com",
+            ])
+            .args(["-c", "init.defaultBranch=main", "-c", "credential.helper="]);
+        if let Some(token) = token {
+            cmd.args(["-c", &basic_auth(token)]);
+        }
+        let out = cmd
+            .args(args)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("git runs");
+        GitOutput {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs git and fails the test if it fails; returns stdout.
+    async fn ok(&self, cwd: &Path, token: Option<&str>, args: &[&str]) -> String {
+        let out = self.run(cwd, token, args).await;
+        assert!(out.ok, "git {args:?} failed:\n{}", out.stderr);
+        out.stdout
+    }
+
+    /// Clones the sample repository into `name` as the owner of `token`.
+    async fn clone(&self, token: &str, name: &str) -> std::path::PathBuf {
+        let url = self.url.clone();
+        let dir = self.work(name);
+        self.ok(
+            self.home.path(),
+            Some(token),
+            &["clone", "-q", &url, dir.to_str().unwrap()],
+        )
+        .await;
+        dir
+    }
+
+    /// Writes `path` in `dir`, commits it, returns the new sha.
+    async fn commit_file(&self, dir: &Path, path: &str, text: &str, message: &str) -> String {
+        std::fs::write(dir.join(path), text).unwrap();
+        self.ok(dir, None, &["add", path]).await;
+        self.ok(dir, None, &["commit", "-q", "-m", message]).await;
+        self.ok(dir, None, &["rev-parse", "HEAD"]).await
+    }
+}
+
+// ---- 1. webhook faults --------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_deliveries_are_recorded_and_never_reach_the_app() {
+    let t = start(
+        FaultConfig {
+            webhook_drop_rate: 1.0,
+            ..FaultConfig::default()
+        },
+        Vec::new(),
+    )
+    .await;
+    let issue = t.open_issue("alice", "Lost in transit", "").await;
+    let dropped = t
+        .sim
+        .wait_for("the issues.opened delivery record", DEADLINE, |s| {
+            s.deliveries().into_iter().find(|d| {
+                d.event == "issues"
+                    && d.action.as_deref() == Some("opened")
+                    && d.payload["issue"]["number"] == issue
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(dropped.error.as_deref(), Some("dropped by fault injection"));
+    assert_eq!((dropped.status, dropped.sent), (None, 0));
+    // Every delivery so far (installation.created included) was dropped, and
+    // deliveries are sent one at a time in order, so none can still arrive.
+    let all = t.sim.deliveries();
+    assert!(all.len() >= 2, "{all:?}");
+    assert!(all.iter().all(|d| d.sent == 0 && d.status.is_none()));
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox")
+        .fetch_one(t.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_delivery_is_sent_twice_with_one_id_and_stored_once() {
+    let t = start(
+        FaultConfig {
+            webhook_duplicate_rate: 1.0,
+            ..FaultConfig::default()
+        },
+        Vec::new(),
+    )
+    .await;
+    let issue = t.open_issue("alice", "Said twice", "").await;
+    let opened = t
+        .expect_delivered("issues", Some("opened"), |p| p["issue"]["number"] == issue)
+        .await;
+    assert_eq!(opened.sent, 2, "{opened:?}");
+    // The App answered 202 (stored) and then 200 (already stored); the record
+    // keeps the last answer.
+    assert_eq!(opened.status, Some(200));
+    t.expect_processed(&opened.id).await;
+    assert_eq!(
+        inbox_count(
+            &t,
+            "SELECT COUNT(*) FROM inbox WHERE delivery_id = ?",
+            &opened.id
+        )
+        .await,
+        1
+    );
+    // Every delivery was posted twice, and each is in the inbox exactly once.
+    let deliveries = t.sim.deliveries();
+    assert!(deliveries.iter().all(|d| d.sent == 2));
+    let ids: BTreeSet<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT delivery_id FROM inbox")
+        .fetch_all(t.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), ids.len(), "{stored:?}");
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), ids);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_deliveries_all_arrive() {
+    let t = start(
+        FaultConfig {
+            webhook_reorder_window: 4,
+            seed: 11,
+            ..FaultConfig::default()
+        },
+        Vec::new(),
+    )
+    .await;
+    let issue = t.open_issue("alice", "Many labels", "").await;
+    // Once this is out of the queue, the labels below fill windows on their own,
+    // so the seeded shuffle is the same every run.
+    t.expect_delivered("issues", Some("opened"), |p| p["issue"]["number"] == issue)
+        .await;
+    let labels = ["l1", "l2", "l3", "l4", "l5", "l6"];
+    // One call: six `labeled` events queued back to back, in this order.
+    let answer = t
+        .act(
+            "alice",
+            "POST",
+            &format!("/repos/{}/issues/{issue}/labels", t.world.repo),
+            Some(json!({ "labels": labels })),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let labeled = t
+        .sim
+        .wait_for("six labeled deliveries accepted", DEADLINE, |s| {
+            let got: Vec<DeliveryRecord> = s
+                .deliveries()
+                .into_iter()
+                .filter(|d| d.action.as_deref() == Some("labeled"))
+                .collect();
+            (got.len() == labels.len() && got.iter().all(|d| d.status == Some(202))).then_some(got)
+        })
+        .await
+        .unwrap();
+    let arrived: Vec<&str> = labeled
+        .iter()
+        .map(|d| d.payload["label"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        arrived.iter().copied().collect::<BTreeSet<_>>(),
+        labels.into_iter().collect(),
+    );
+    // With this seed the first window really is shuffled (so this test is not
+    // passing merely because nothing was reordered).
+    assert_ne!(arrived, labels, "not reordered");
+    // The App stored each one, in the order they reached it.
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT delivery_id FROM inbox WHERE action = 'labeled' ORDER BY seq")
+            .fetch_all(t.store.pool())
+            .await
+            .unwrap();
+    let sent: Vec<String> = labeled.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(stored, sent);
+    t.stop().await;
+}
+
+// ---- 2. job outcomes ----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_and_an_unconfigured_workflow_fail_the_run() {
+    let t = start(
+        FaultConfig::default(),
+        workflow("echo about to fail; exit 3"),
+    )
+    .await;
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({"role": "worker"})).await;
+    let run = run_completed(&t, run_id).await;
+    assert_eq!(run.payload["workflow_run"]["conclusion"], "failure");
+    assert_eq!(run.payload["workflow_run"]["status"], "completed");
+    let job = job_completed(&t, run_id).await;
+    assert_eq!(job.payload["workflow_job"]["conclusion"], "failure");
+    let expected = pairs(&[
+        ("Set up job", "success"),
+        ("Checkout", "success"),
+        ("Run", "failure"),
+        ("Complete job", "success"),
+    ]);
+    assert_eq!(step_conclusions(&job.payload["workflow_job"]), expected);
+    // The jobs API says the same.
+    let jobs = t
+        .call(
+            "alice",
+            "GET",
+            &format!("/repos/{}/actions/runs/{run_id}/jobs", t.world.repo),
+            None,
+        )
+        .await;
+    assert_eq!(jobs.status, 200);
+    assert_eq!(step_conclusions(&jobs.body["jobs"][0]), expected);
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert!(log.contains("about to fail\n"), "{log}");
+    assert!(
+        log.contains("##[error]Process completed with exit code 3."),
+        "{log}"
+    );
+
+    // A second workflow file the simulator has no command for: the run fails and
+    // its log says why.
+    let yaml = "name: other\non:\n  workflow_dispatch:\njobs: {}\n";
+    let put = t
+        .call(
+            "alice",
+            "PUT",
+            &format!(
+                "/repos/{}/contents/.github/workflows/unconfigured.yml",
+                t.world.repo
+            ),
+            Some(json!({
+                "message": "Add a workflow",
+                "content": base64::engine::general_purpose::STANDARD.encode(yaml),
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let run_id = dispatch(&t, "unconfigured.yml", json!({})).await;
+    let run = run_completed(&t, run_id).await;
+    assert_eq!(run.payload["workflow_run"]["conclusion"], "failure");
+    assert_eq!(
+        run.payload["workflow"]["path"],
+        ".github/workflows/unconfigured.yml"
+    );
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert!(
+        log.contains("no command configured for .github/workflows/unconfigured.yml"),
+        "{log}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_runner_fails_the_job_without_running_it() {
+    let t = start(
+        FaultConfig {
+            job_failure_rate: 1.0,
+            ..FaultConfig::default()
+        },
+        workflow("echo the command ran"),
+    )
+    .await;
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    let run = run_completed(&t, run_id).await;
+    assert_eq!(run.payload["workflow_run"]["conclusion"], "failure");
+    let job = job_completed(&t, run_id).await;
+    assert_eq!(job.payload["workflow_job"]["conclusion"], "failure");
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert!(log.contains("simulated runner failure"), "{log}");
+    assert!(!log.contains("the command ran"), "{log}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_hits_its_timeout_is_timed_out() {
+    let t = start(
+        FaultConfig {
+            job_timeout_rate: 1.0,
+            ..FaultConfig::default()
+        },
+        workflow("echo the command ran"),
+    )
+    .await;
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    let run = run_completed(&t, run_id).await;
+    assert_eq!(run.payload["workflow_run"]["conclusion"], "timed_out");
+    let job = job_completed(&t, run_id).await;
+    assert_eq!(job.payload["workflow_job"]["conclusion"], "timed_out");
+    // The step that was due when time ran out and the ones after it did not succeed.
+    let steps = step_conclusions(&job.payload["workflow_job"]);
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert_ne!(steps[2].1, "success", "{steps:?}");
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert!(!log.contains("the command ran"), "{log}");
+    assert!(log.contains("exceeded the maximum execution time"), "{log}");
+    t.stop().await;
+}
+
+// ---- 3. the job environment ---------------------------------------------------
+
+const ENV_SCRIPT: &str = r#"set -eu
+echo '--- env ---'
+env | grep -E '^(GITHUB_|RUNNER_TEMP|CI=)' | sort
+echo '--- event ---'
+cat "$GITHUB_EVENT_PATH"
+echo
+echo '--- end ---'
+test -d "$RUNNER_TEMP" && test -f "$GITHUB_OUTPUT" && test "$(pwd)" = "$GITHUB_WORKSPACE"
+test "$(git rev-parse HEAD)" = "$GITHUB_SHA"
+echo "role=$1"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_sees_githubs_environment_and_its_event() {
+    let mut command = sh(ENV_SCRIPT);
+    command.extend(["job".into(), "${{ inputs.role }}".into()]);
+    let t = start(
+        FaultConfig::default(),
+        vec![(sample::WORKFLOW_FILE.to_owned(), command)],
+    )
+    .await;
+    let sha = main_sha(&t).await;
+    let inputs = json!({"role": "worker", "mission": "7", "feature": "it's \"quoted\"; $(true)"});
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, inputs.clone()).await;
+    let run = run_completed(&t, run_id).await;
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert_eq!(
+        run.payload["workflow_run"]["conclusion"], "success",
+        "{log}"
+    );
+    assert_eq!(run.payload["workflow_run"]["head_sha"], sha.as_str());
+    assert_eq!(run.payload["workflow_run"]["event"], "workflow_dispatch");
+    assert!(log.contains("role=worker\n"), "{log}");
+
+    let env: BTreeMap<&str, &str> = section(&log, "--- env ---", "--- event ---")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let url = t.sim.url();
+    let run_id_text = run_id.to_string();
+    for (name, value) in [
+        ("CI", "true"),
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_REPOSITORY", sample::REPO),
+        ("GITHUB_REPOSITORY_OWNER", sample::ORG),
+        ("GITHUB_REF", "refs/heads/main"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_REF_TYPE", "branch"),
+        ("GITHUB_SHA", sha.as_str()),
+        ("GITHUB_RUN_ID", run_id_text.as_str()),
+        ("GITHUB_RUN_NUMBER", "1"),
+        ("GITHUB_RUN_ATTEMPT", "1"),
+        ("GITHUB_EVENT_NAME", "workflow_dispatch"),
+        ("GITHUB_API_URL", url),
+        ("GITHUB_SERVER_URL", url),
+        ("GITHUB_ACTOR", "missions[bot]"),
+        // Masked in the log, as GitHub masks secrets.
+        ("GITHUB_TOKEN", "***"),
+    ] {
+        assert_eq!(env.get(name).copied(), Some(value), "{name} in\n{log}");
+    }
+    for name in [
+        "RUNNER_TEMP",
+        "GITHUB_WORKSPACE",
+        "GITHUB_EVENT_PATH",
+        "GITHUB_OUTPUT",
+    ] {
+        assert!(env.get(name).is_some_and(|v| v.starts_with('/')), "{name}");
+    }
+    // No token of any kind leaks into the log.
+    assert!(!log.contains("ghs_") && !log.contains("ghp_"), "{log}");
+
+    let event: Value = serde_json::from_str(section(&log, "--- event ---", "--- end ---")).unwrap();
+    assert_eq!(event["inputs"], inputs);
+    assert_eq!(event["ref"], "refs/heads/main");
+    assert_eq!(event["repository"]["full_name"], sample::REPO);
+    assert_eq!(event["workflow"], ".github/workflows/missions.yml");
+    assert_eq!(event["sender"]["login"], "missions[bot]");
+    t.stop().await;
+}
+
+// ---- 4. tokens and git permissions ---------------------------------------------
+
+/// Holds the job until the branch `release-job` exists, asking with its own token.
+const HOLD_SCRIPT: &str = r#"set -eu
+auth=$(printf 'x-access-token:%s' "$GITHUB_TOKEN" | base64 | tr -d '\n')
+n=0
+until git -c http.extraHeader="Authorization: basic $auth" ls-remote --exit-code origin refs/heads/release-job >/dev/null 2>&1; do
+  n=$((n + 1))
+  if [ "$n" -gt 600 ]; then echo "never released"; exit 9; fi
+  sleep 0.05
+done
+echo released
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_token_works_for_its_repository_only_while_the_run_lasts() {
+    let t = start(FaultConfig::default(), workflow(HOLD_SCRIPT)).await;
+    // Private: GitHub lets any token read a public repository's metadata, and
+    // the simulator does not model that for installation and job tokens.
+    t.sim
+        .create_repo(RepoSpec {
+            private: true,
+            ..RepoSpec::new("octo-org/other")
+        })
+        .await
+        .unwrap();
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    // The simulator's own view: the token it handed the job.
+    let token = t
+        .sim
+        .wait_for("the job's token", DEADLINE, |s| {
+            s.read(|w| {
+                w.tokens.iter().find_map(|(token, t)| {
+                    (t.subject
+                        == TokenSubject::Job {
+                            repository: sample::REPO.into(),
+                            run_id,
+                        })
+                    .then(|| token.clone())
+                })
+            })
+        })
+        .await
+        .unwrap();
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let during = call_as_token(&t, &token, "GET", &repo_path, None).await;
+    assert_eq!(during.status, 200, "{:?}", during.body);
+    // One repository: not even another repository of the same owner.
+    let other = call_as_token(&t, &token, "GET", "/repos/octo-org/other", None).await;
+    assert_eq!(other.status, 404, "{:?}", other.body);
+
+    // Release the job; it ends and its token with it.
+    let sha = main_sha(&t).await;
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": "refs/heads/release-job", "sha": sha})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let run = run_completed(&t, run_id).await;
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert_eq!(
+        run.payload["workflow_run"]["conclusion"], "success",
+        "{log}"
+    );
+    assert!(log.contains("released\n"), "{log}");
+
+    let after = call_as_token(&t, &token, "GET", &repo_path, None).await;
+    assert_eq!(after.status, 401, "{:?}", after.body);
+    assert_eq!(after.body["message"], "Bad credentials");
+    assert!(t.sim.read(|w| {
+        w.tokens
+            .values()
+            .all(|t| !matches!(&t.subject, TokenSubject::Job { run_id: r, .. } if *r == run_id))
+    }));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_cannot_push_and_a_maintainers_push_is_announced() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let git = Git::new(&t);
+
+    // bob (read) can clone the repository but not push to it.
+    let bob = git.clone(&t.world.reader.token, "bob").await;
+    git.commit_file(&bob, "bob.txt", "from bob\n", "bob's change")
+        .await;
+    let push = git
+        .run(
+            &bob,
+            Some(&t.world.reader.token),
+            &["push", "-q", "origin", "HEAD:refs/heads/bob"],
+        )
+        .await;
+    assert!(!push.ok, "bob's push succeeded");
+    assert!(push.stderr.contains("403"), "{}", push.stderr);
+    assert!(
+        t.sim
+            .git()
+            .resolve_ref(&t.world.repo, "refs/heads/bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Without any credential, a push is refused too.
+    let anonymous = git
+        .run(&bob, None, &["push", "-q", "origin", "HEAD:refs/heads/bob"])
+        .await;
+    assert!(!anonymous.ok);
+
+    // alice (maintain) pushes, and GitHub tells the App.
+    let alice = git.clone(&t.world.maintainer.token, "alice").await;
+    let sha = git
+        .commit_file(&alice, "alice.txt", "from alice\n", "alice's change")
+        .await;
+    git.ok(
+        &alice,
+        Some(&t.world.maintainer.token),
+        &["push", "-q", "origin", "HEAD:refs/heads/alice"],
+    )
+    .await;
+    let push = t
+        .expect_delivered("push", None, |p| p["ref"] == "refs/heads/alice")
+        .await;
+    assert_eq!(push.payload["after"], sha.as_str());
+    assert_eq!(push.payload["created"], true);
+    assert_eq!(push.payload["forced"], false);
+    assert_eq!(push.payload["sender"]["login"], "alice");
+    assert_eq!(push.payload["pusher"]["name"], "alice");
+    assert_eq!(push.payload["head_commit"]["id"], sha.as_str());
+    assert_eq!(t.expect_branch("alice").await, sha);
+    // No push event was ever sent for bob's attempt.
+    assert!(
+        t.sim
+            .deliveries()
+            .iter()
+            .all(|d| d.payload["ref"] != "refs/heads/bob")
+    );
+    t.stop().await;
+}
+
+// ---- 5. pull requests -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_synchronizes_conflicts_and_refuses_non_fast_forward_updates() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let token = t.world.maintainer.token.clone();
+    let git = Git::new(&t);
+    let work = git.clone(&token, "alice").await;
+    git.ok(&work, None, &["checkout", "-q", "-b", "feature"])
+        .await;
+    let first = git
+        .commit_file(
+            &work,
+            "README.md",
+            "# demo\n\nFrom the feature.\n",
+            "Edit README",
+        )
+        .await;
+    git.ok(&work, Some(&token), &["push", "-q", "origin", "feature"])
+        .await;
+    t.expect_delivered("push", None, |p| p["ref"] == "refs/heads/feature")
+        .await;
+
+    let opened = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/pulls"),
+            Some(
+                json!({"title": "A feature", "head": "feature", "base": "main", "body": "Please."}),
+            ),
+        )
+        .await;
+    assert_eq!(opened.status, 201, "{:?}", opened.body);
+    let number = opened.body["number"].as_u64().unwrap();
+    assert_eq!(opened.body["head"]["sha"], first.as_str());
+    t.expect_delivered("pull_request", Some("opened"), |p| p["number"] == number)
+        .await;
+
+    // A further push: `synchronize` with the new head.
+    let second = git
+        .commit_file(&work, "feature.txt", "more\n", "More feature")
+        .await;
+    git.ok(&work, Some(&token), &["push", "-q", "origin", "feature"])
+        .await;
+    let sync = t
+        .expect_delivered("pull_request", Some("synchronize"), |p| {
+            p["number"] == number && p["after"] == second.as_str()
+        })
+        .await;
+    assert_eq!(sync.payload["before"], first.as_str());
+    assert_eq!(sync.payload["pull_request"]["head"]["sha"], second.as_str());
+    let pull = t
+        .call("alice", "GET", &format!("{repo_path}/pulls/{number}"), None)
+        .await;
+    assert_eq!(pull.body["head"]["sha"], second.as_str());
+    assert_eq!(pull.body["mergeable"], true);
+    assert_eq!(pull.body["commits"], 2);
+
+    // A conflicting change lands on main: the PR can no longer be merged.
+    let readme = t
+        .call(
+            "alice",
+            "GET",
+            &format!("{repo_path}/contents/README.md?ref=main"),
+            None,
+        )
+        .await;
+    let put = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/contents/README.md"),
+            Some(json!({
+                "message": "Edit README on main",
+                "content": base64::engine::general_purpose::STANDARD.encode("# demo\n\nFrom main.\n"),
+                "sha": readme.body["sha"],
+                "branch": "main",
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let new_main = put.body["commit"]["sha"].as_str().unwrap().to_owned();
+    let pull = t
+        .call("alice", "GET", &format!("{repo_path}/pulls/{number}"), None)
+        .await;
+    assert_eq!(pull.body["mergeable"], false, "{:?}", pull.body);
+    assert_eq!(pull.body["mergeable_state"], "dirty");
+    let merge = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/pulls/{number}/merge"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(merge.status, 405, "{:?}", merge.body);
+    assert_eq!(merge.body["message"], "Pull Request is not mergeable");
+    assert_eq!(main_sha(&t).await, new_main, "main is untouched");
+
+    // Moving the branch to main's head is not a fast forward: refused without force.
+    let refused = t
+        .call(
+            "alice",
+            "PATCH",
+            &format!("{repo_path}/git/refs/heads/feature"),
+            Some(json!({"sha": new_main})),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert_eq!(refused.body["message"], "Update is not a fast forward");
+    assert_eq!(t.expect_branch("feature").await, second);
+    let forced = t
+        .call(
+            "alice",
+            "PATCH",
+            &format!("{repo_path}/git/refs/heads/feature"),
+            Some(json!({"sha": new_main, "force": true})),
+        )
+        .await;
+    assert_eq!(forced.status, 200, "{:?}", forced.body);
+    assert_eq!(forced.body["object"]["sha"], new_main.as_str());
+    assert_eq!(t.expect_branch("feature").await, new_main);
+    let push = t
+        .expect_delivered("push", None, |p| {
+            p["ref"] == "refs/heads/feature" && p["after"] == new_main.as_str()
+        })
+        .await;
+    assert_eq!(push.payload["before"], second.as_str());
+    assert_eq!(push.payload["forced"], true, "a forced update says so");
+    t.expect_delivered("pull_request", Some("synchronize"), |p| {
+        p["number"] == number && p["after"] == new_main.as_str()
+    })
+    .await;
+    t.stop().await;
+}
+
+// ---- 6. permissions -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_are_enforced_per_caller() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+
+    // bob (read) cannot label.
+    let issue = t.open_issue("bob", "From a reader", "").await;
+    let label = t
+        .call(
+            "bob",
+            "POST",
+            &format!("{repo_path}/issues/{issue}/labels"),
+            Some(json!({"labels": ["mission"]})),
+        )
+        .await;
+    assert_eq!(label.status, 403, "{:?}", label.body);
+
+    // bob cannot start a workflow either.
+    let dispatch = t
+        .call(
+            "bob",
+            "POST",
+            &format!(
+                "{repo_path}/actions/workflows/{}/dispatches",
+                sample::WORKFLOW_FILE
+            ),
+            Some(json!({"ref": "main"})),
+        )
+        .await;
+    assert_eq!(dispatch.status, 403, "{:?}", dispatch.body);
+
+    // alice opens a PR (a branch and a commit through REST); bob may review it.
+    let sha = main_sha(&t).await;
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": "refs/heads/docs", "sha": sha})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let put = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/contents/docs/guide.md"),
+            Some(json!({
+                "message": "Add a guide",
+                "content": base64::engine::general_purpose::STANDARD.encode("# Guide\n"),
+                "branch": "docs",
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let pr = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/pulls"),
+            Some(json!({"title": "Docs", "head": "docs", "base": "main"})),
+        )
+        .await;
+    assert_eq!(pr.status, 201, "{:?}", pr.body);
+    let number = pr.body["number"].as_u64().unwrap();
+    // bob (read) cannot open one.
+    let bob_pr = t
+        .call(
+            "bob",
+            "POST",
+            &format!("{repo_path}/pulls"),
+            Some(json!({"title": "Docs again", "head": "docs", "base": "main"})),
+        )
+        .await;
+    assert_eq!(bob_pr.status, 403, "{:?}", bob_pr.body);
+    let review = t
+        .call(
+            "bob",
+            "POST",
+            &format!("{repo_path}/pulls/{number}/reviews"),
+            Some(json!({"event": "APPROVE"})),
+        )
+        .await;
+    assert_eq!(review.status, 200, "{:?}", review.body);
+    assert_eq!(review.body["state"], "APPROVED");
+    let submitted = t
+        .expect_delivered("pull_request_review", Some("submitted"), |p| {
+            p["pull_request"]["number"] == number
+        })
+        .await;
+    assert_eq!(submitted.payload["review"]["user"]["login"], "bob");
+    // alice cannot approve her own.
+    let own = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/pulls/{number}/reviews"),
+            Some(json!({"event": "APPROVE"})),
+        )
+        .await;
+    assert_eq!(own.status, 422, "{:?}", own.body);
+
+    // The App sees only the repositories it is installed on.
+    t.sim
+        .create_repo(RepoSpec {
+            private: true,
+            ..RepoSpec::new("someone/secret")
+        })
+        .await
+        .unwrap();
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let own_repo: Value = client.get(&repo_path).await.unwrap();
+    assert_eq!(own_repo["full_name"], sample::REPO);
+    let hidden = client
+        .get::<Value>("/repos/someone/secret")
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.status(), Some(404), "{hidden}");
+    // And alice, not a collaborator there, sees nothing either.
+    assert_eq!(
+        t.call("alice", "GET", "/repos/someone/secret", None)
+            .await
+            .status,
+        404
+    );
+
+    // Check runs are the App's alone.
+    let check = json!({"name": "ci", "head_sha": sha});
+    let by_user = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/check-runs"),
+            Some(check.clone()),
+        )
+        .await;
+    assert_eq!(by_user.status, 403, "{:?}", by_user.body);
+    assert_eq!(
+        by_user.body["message"],
+        "You must authenticate via a GitHub App."
+    );
+    let by_app: Value = client
+        .post(&format!("{repo_path}/check-runs"), &check)
+        .await
+        .unwrap();
+    assert_eq!(by_app["app"]["id"], sample::APP_ID);
+    t.stop().await;
+}
