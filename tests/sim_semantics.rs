@@ -470,6 +470,19 @@ async fn a_broken_runner_fails_the_job_without_running_it() {
     assert_eq!(run.payload["workflow_run"]["conclusion"], "failure");
     let job = job_completed(&t, run_id).await;
     assert_eq!(job.payload["workflow_job"]["conclusion"], "failure");
+    let steps: Vec<String> = step_conclusions(&job.payload["workflow_job"])
+        .into_iter()
+        .map(|(name, conclusion)| format!("{name}: {conclusion}"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "Set up job: failure",
+            "Checkout: skipped",
+            "Run: skipped",
+            "Complete job: skipped"
+        ]
+    );
     let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
     assert!(log.contains("simulated runner failure"), "{log}");
     assert!(!log.contains("the command ran"), "{log}");

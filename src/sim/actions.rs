@@ -360,13 +360,32 @@ async fn execute(
         )
     };
 
-    let failed = |log: String| runner::JobOutcome {
-        conclusion: Conclusion::Failure,
-        exit_code: None,
-        log,
-        started_at: now,
-        completed_at: sim.clock.now(),
-        steps: Vec::new(),
+    // A job that never got to run: "Set up job" failed, the rest were skipped.
+    let failed = |log: String| {
+        let completed_at = sim.clock.now();
+        let steps = runner::STEP_NAMES
+            .iter()
+            .zip(1..)
+            .map(|(name, number)| runner::StepOutcome {
+                name: (*name).to_owned(),
+                number,
+                conclusion: if number == 1 {
+                    Conclusion::Failure
+                } else {
+                    Conclusion::Skipped
+                },
+                started_at: now,
+                completed_at,
+            })
+            .collect();
+        runner::JobOutcome {
+            conclusion: Conclusion::Failure,
+            exit_code: None,
+            log,
+            started_at: now,
+            completed_at,
+            steps,
+        }
     };
     let outcome = match (command, fault) {
         (None, _) => failed(format!(

@@ -778,6 +778,27 @@ fn label_names(body: &Value) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// Applies `title` and `body` from a PATCH; returns the webhook's `changes`
+/// (the old values of what changed), empty when nothing did.
+fn edit_title_and_body(issue: &mut Issue, body: &Value) -> serde_json::Map<String, Value> {
+    let mut changes = serde_json::Map::new();
+    if let Some(title) = str_field(body, "title")
+        && issue.title != title
+    {
+        changes.insert("title".into(), json!({"from": issue.title}));
+        issue.title = title.to_owned();
+    }
+    if let Some(b) = body.get("body") {
+        let b = b.as_str().map(str::to_owned);
+        if issue.body != b {
+            let from = issue.body.clone().unwrap_or_default();
+            changes.insert("body".into(), json!({"from": from}));
+            issue.body = b;
+        }
+    }
+    changes
+}
+
 async fn create_issue(
     State(sim): State<Sim>,
     caller: Caller,
@@ -869,23 +890,7 @@ async fn update_issue(
         ensure_labels(&mut world, &name, labels);
     }
     let issue = issue_mut(&mut world, &name, number)?;
-    let mut changes = serde_json::Map::new();
-    if let Some(title) = str_field(&body, "title")
-        && issue.title != title
-    {
-        changes.insert("title".into(), json!({"from": issue.title}));
-        issue.title = title.to_owned();
-    }
-    if let Some(b) = body.get("body") {
-        let b = b.as_str().map(str::to_owned);
-        if issue.body != b {
-            changes.insert(
-                "body".into(),
-                json!({"from": issue.body.clone().unwrap_or_default()}),
-            );
-            issue.body = b;
-        }
-    }
+    let changes = edit_title_and_body(issue, &body);
     if !changes.is_empty() {
         events.push(("edited", None));
     }
@@ -1616,23 +1621,7 @@ async fn update_pull(
         }
         let now = sim.clock.now();
         let mut actions = Vec::new();
-        let mut changes = serde_json::Map::new();
-        if let Some(title) = str_field(&body, "title")
-            && issue.title != title
-        {
-            changes.insert("title".into(), json!({"from": issue.title}));
-            issue.title = title.to_owned();
-        }
-        if let Some(b) = body.get("body") {
-            let b = b.as_str().map(str::to_owned);
-            if issue.body != b {
-                changes.insert(
-                    "body".into(),
-                    json!({"from": issue.body.clone().unwrap_or_default()}),
-                );
-                issue.body = b;
-            }
-        }
+        let changes = edit_title_and_body(issue, &body);
         if !changes.is_empty() {
             actions.push("edited");
         }
@@ -1714,12 +1703,13 @@ async fn merge_pull(
     let method = match str_field(&body, "merge_method").unwrap_or("merge") {
         "merge" => git::MergeMethod::Merge,
         "squash" => git::MergeMethod::Squash,
+        "rebase" => git::MergeMethod::Rebase,
         other => {
             return Err(ApiError::invalid(
                 "PullRequest",
                 "merge_method",
                 "invalid",
-                format!("merge_method {other} is not supported by the simulator (merge, squash)"),
+                format!("merge_method must be merge, squash or rebase, not {other}"),
             ));
         }
     };
