@@ -157,6 +157,7 @@ async fn missions_sim_runs_standalone_and_sends_webhooks_to_missions_serve() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 201);
+    // Another process: its delivery log over HTTP is all there is to watch, so poll it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let deliveries: Value = http

@@ -51,6 +51,9 @@ pub struct EventLoop {
     clock: SharedClock,
     wake: Arc<Notify>,
     handler_timeout: Duration,
+    /// Bumped after every committed batch: lets watchers (tests, later the
+    /// mission control page) react to handled deliveries without polling.
+    progress: tokio::sync::watch::Sender<u64>,
 }
 
 enum Outcome {
@@ -74,7 +77,13 @@ impl EventLoop {
             clock,
             wake,
             handler_timeout: HANDLER_TIMEOUT,
+            progress: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes after every committed batch of handled deliveries.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.progress.subscribe()
     }
 
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Self {
@@ -206,6 +215,7 @@ impl EventLoop {
             processed.len()
         );
         tx.commit().await?;
+        self.progress.send_modify(|batches| *batches += 1);
         report.processed = processed.len();
         Ok((report, full))
     }

@@ -87,6 +87,7 @@ pub struct Server {
     stop: CancellationToken,
     writer: JoinHandle<()>,
     event_loop: Option<JoinHandle<()>>,
+    progress: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Server {
@@ -95,6 +96,7 @@ impl Server {
         let stop = CancellationToken::new();
         let (ingest, writer) = Ingest::start(store.clone(), wake.clone(), stop.child_token());
         let running = Arc::new(AtomicBool::new(options.run_event_loop));
+        let mut progress = None;
         let event_loop = options.run_event_loop.then(|| {
             let event_loop = EventLoop::new(
                 store.clone(),
@@ -103,6 +105,7 @@ impl Server {
                 options.clock.clone(),
                 wake.clone(),
             );
+            progress = Some(event_loop.subscribe());
             let stop = stop.child_token();
             let running = running.clone();
             tokio::spawn(async move {
@@ -123,6 +126,7 @@ impl Server {
             stop,
             writer,
             event_loop,
+            progress,
         })
     }
 
@@ -132,6 +136,11 @@ impl Server {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Changes after every batch the event loop commits (None without an event loop).
+    pub fn progress(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.progress.clone()
     }
 
     /// Stops taking deliveries, stores what was queued, lets the event loop finish

@@ -64,6 +64,8 @@ pub struct Scenario {
     pub store: Store,
     pub http: reqwest::Client,
     pub app_url: String,
+    /// The App's event loop: changes after each batch it commits.
+    progress: tokio::sync::watch::Receiver<u64>,
     stop: tokio_util::sync::CancellationToken,
     server_task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -121,6 +123,7 @@ impl Scenario {
         )
         .await
         .unwrap();
+        let progress = server.progress().expect("the event loop runs");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app_url = format!("http://{}", listener.local_addr().unwrap());
         let stop = tokio_util::sync::CancellationToken::new();
@@ -138,6 +141,7 @@ impl Scenario {
             store,
             http: reqwest::Client::new(),
             app_url,
+            progress,
             stop,
             server_task: Some(server_task),
             _dir: dir,
@@ -356,10 +360,13 @@ impl Scenario {
             .unwrap()
     }
 
-    /// Waits until the App's inbox holds `delivery_id` as processed.
+    /// Waits until the App's inbox holds `delivery_id` as processed (woken by
+    /// the App's event loop after each batch it commits).
     pub async fn expect_processed(&self, delivery_id: &str) {
+        let mut progress = self.progress.clone();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
+            progress.borrow_and_update();
             let status: Option<String> =
                 sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = ?")
                     .bind(delivery_id)
@@ -369,12 +376,12 @@ impl Scenario {
             if status.as_deref() == Some("processed") {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "delivery {delivery_id} not processed (status {status:?})"
-            );
-            // The App's store has no change feed; poll it briefly.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::timeout_at(deadline, progress.changed())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("delivery {delivery_id} not processed within {DEADLINE:?} (status {status:?})")
+                })
+                .unwrap();
         }
     }
 }
