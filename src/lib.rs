@@ -6,10 +6,12 @@
 // The simulator renders GitHub's large JSON objects with `json!`.
 #![recursion_limit = "256"]
 
+pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod github;
+pub mod llm;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -1,0 +1,1 @@
+//! The tool loop every role runs on (being written).
