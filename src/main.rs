@@ -96,6 +96,8 @@ enum StatusArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    // One TLS crypto provider (ring) for every HTTPS client the process builds.
+    missions::llm::http::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

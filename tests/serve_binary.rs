@@ -87,6 +87,7 @@ async fn serve_receives_over_http_stops_on_sigterm_and_logs_no_secret() {
     let db_url = format!("sqlite://{}", dir.path().join("m.db").display());
     let server = start(&db_url);
     let base = format!("http://{}", server.addr);
+    missions::llm::http::install_crypto_provider();
     let client = reqwest::Client::new();
 
     let health = client.get(format!("{base}/readyz")).send().await.unwrap();

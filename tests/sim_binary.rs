@@ -135,6 +135,7 @@ async fn missions_sim_runs_standalone_and_sends_webhooks_to_missions_serve() {
     }
     let tokens: Value = serde_json::from_slice(&std::fs::read(&tokens_path).unwrap()).unwrap();
     let alice = tokens["alice"].as_str().unwrap();
+    missions::llm::http::install_crypto_provider();
     let http = reqwest::Client::new();
     let repo: Value = http
         .get(format!("{url}/repos/octo-org/demo"))

@@ -1,1 +1,13 @@
-//! The tool loop every role runs on (being written).
+//! The tool loop every role (orchestrator, worker, scrutiny reviewer, user
+//! tester) runs on: a model, a checkout, file and shell tools confined to it,
+//! and a `finish` tool whose input is the role's result, checked against the
+//! role's JSON Schema.
+
+mod run;
+mod tools;
+
+pub use run::{
+    AgentConfig, AgentOutcome, AgentResult, FINISH_TOOL, FinishSpec, Limit, Limits, NUDGE,
+    Violation, run_agent,
+};
+pub use tools::{BashConfig, CommandRecord, Tool, ToolOutput, ToolSet, Workspace, looks_secret};

@@ -65,6 +65,22 @@ pub async fn post_json(
     body: Bytes,
     retry: HttpRetry,
 ) -> Result<Answer, LlmError> {
+    post_json_with(client, provider, url, headers, body, retry, |_, _, _| false).await
+}
+
+/// [`post_json`], where `final_answer(status, headers, body)` may declare an
+/// answer with a retryable status final: OpenAI answers 429 both for rate
+/// limits (worth waiting for) and for an exhausted quota (a billing problem
+/// that no retry fixes).
+pub async fn post_json_with(
+    client: &reqwest::Client,
+    provider: &str,
+    url: &str,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+    retry: HttpRetry,
+    final_answer: impl Fn(u16, &HeaderMap, &[u8]) -> bool + Send,
+) -> Result<Answer, LlmError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -82,7 +98,7 @@ pub async fn post_json(
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let body = response.bytes().await.unwrap_or_default();
-                if !retryable(status) || last {
+                if !retryable(status) || last || final_answer(status, &headers, &body) {
                     return Ok(Answer {
                         status,
                         headers,
@@ -113,8 +129,22 @@ pub async fn post_json(
     }
 }
 
-/// A client with the timeouts above.
+/// Installs rustls' ring crypto provider as the process default, once; a
+/// no-op when a provider is already installed. reqwest is built with
+/// `rustls-no-provider` (aws-lc needs cmake), so building any
+/// `reqwest::Client` panics until a provider is installed: call this first
+/// wherever a client is built other than through [`client`].
+pub fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // Err means another provider won the race: fine, it is used instead.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client with the timeouts above (HTTPS with rustls and ring).
 pub fn client() -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)

@@ -89,10 +89,11 @@ async fn deliver_all(
     faults: Arc<Faults>,
     changed: watch::Sender<u64>,
 ) {
+    crate::llm::http::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(HOOK_TIMEOUT)
         .build()
-        .expect("an HTTP client without TLS builds");
+        .expect("an HTTP client with default settings builds");
     let window = faults.config.webhook_reorder_window.max(1);
     let mut batch = Vec::with_capacity(window);
     loop {

@@ -134,6 +134,7 @@ impl Scenario {
         sim.set_webhook_target(&format!("{app_url}/webhook"), SecretString::from(SECRET));
 
         let world = sample::seed(&sim, public_pem).await.unwrap();
+        missions::llm::http::install_crypto_provider();
         Scenario {
             sim,
             world,

@@ -1,0 +1,415 @@
+//! The loop: ask the model, run the tools it calls, send the results back,
+//! until it calls `finish` with a valid value or a limit stops it.
+//!
+//! The conversation only grows (earlier messages are never rewritten), so each
+//! request's prefix is the previous request and the provider's prompt cache
+//! serves it; `system` and the tool list are fixed for the run.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::tools::{BashConfig, CommandRecord, Tool, ToolSet, Workspace};
+use crate::llm::{ChatRequest, ContentBlock, Message, Provider, Role, StopReason, ToolDef, Usage};
+
+/// The name of the tool that ends a run.
+pub const FINISH_TOOL: &str = "finish";
+
+/// What the model is told when it answers without calling a tool.
+pub const NUDGE: &str = "Call `finish` when you are done, or use a tool.";
+
+/// The role's result schema, compiled once. Providers require tool inputs to be
+/// objects, so the schema must say `"type": "object"`.
+#[derive(Clone)]
+pub struct FinishSpec {
+    schema: Value,
+    description: String,
+    validator: Arc<jsonschema::Validator>,
+}
+
+impl fmt::Debug for FinishSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FinishSpec")
+            .field("schema", &self.schema)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FinishSpec {
+    /// `description` tells the model what its result is for (e.g. "Your
+    /// handoff: …"); validation uses JSON Schema draft 2020-12.
+    pub fn new(schema: Value, description: impl Into<String>) -> Result<Self, String> {
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(
+                "the finish schema must have \"type\": \"object\" (tool inputs are objects)".into(),
+            );
+        }
+        let validator = jsonschema::draft202012::options()
+            .build(&schema)
+            .map_err(|e| format!("invalid finish schema: {e}"))?;
+        Ok(FinishSpec {
+            schema,
+            description: description.into(),
+            validator: Arc::new(validator),
+        })
+    }
+
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    pub fn def(&self) -> ToolDef {
+        let mut description = String::from(
+            "End your work by calling this tool once, with your result as its input. The input \
+             is checked against the schema; if it does not match, you get the errors back and \
+             call it again.",
+        );
+        if !self.description.is_empty() {
+            description.push_str("\n\n");
+            description.push_str(&self.description);
+        }
+        ToolDef {
+            name: FINISH_TOOL.into(),
+            description,
+            input_schema: self.schema.clone(),
+        }
+    }
+
+    /// Every way `value` breaks the schema; empty when it is valid.
+    pub fn violations(&self, value: &Value) -> Vec<Violation> {
+        self.validator
+            .iter_errors(value)
+            .map(|e| Violation {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// One schema violation in a `finish` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// JSON Pointer into the value; empty for the value itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(root)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.message)
+    }
+}
+
+/// When to stop a run that does not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Model calls.
+    pub max_turns: u32,
+    /// Summed over calls: every input token (cached or not) plus output.
+    pub max_total_tokens: u64,
+    pub max_wall_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_turns: 100,
+            max_total_tokens: 20_000_000,
+            max_wall_time: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Everything a role's run needs but the provider and the checkout.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub model: String,
+    pub system: String,
+    /// The first user message: mission state, the stable part of the prompt.
+    pub initial_message: String,
+    pub tools: ToolSet,
+    pub finish: FinishSpec,
+    pub limits: Limits,
+    /// Output tokens per model call.
+    pub max_tokens: u32,
+    pub bash: BashConfig,
+    /// How many invalid `finish` calls are answered with their errors; one
+    /// more ends the run with [`AgentResult::InvalidFinish`].
+    pub max_invalid_finish: u32,
+}
+
+impl AgentConfig {
+    /// The full tool set and default limits; adjust the public fields.
+    pub fn new(
+        model: impl Into<String>,
+        system: impl Into<String>,
+        initial_message: impl Into<String>,
+        finish: FinishSpec,
+    ) -> Self {
+        AgentConfig {
+            model: model.into(),
+            system: system.into(),
+            initial_message: initial_message.into(),
+            tools: ToolSet::full(),
+            finish,
+            limits: Limits::default(),
+            max_tokens: 8192,
+            bash: BashConfig::default(),
+            max_invalid_finish: 3,
+        }
+    }
+}
+
+/// Which limit stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "limit")]
+pub enum Limit {
+    Turns { max: u32 },
+    Tokens { max: u64, used: u64 },
+    WallTime { max_secs: u64 },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Turns { max } => write!(f, "turn limit reached ({max} model calls)"),
+            Limit::Tokens { max, used } => {
+                write!(f, "token limit reached ({used} of {max} tokens)")
+            }
+            Limit::WallTime { max_secs } => write!(f, "time limit reached ({max_secs} s)"),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentResult {
+    /// The model called `finish` with a value that matches the schema.
+    Finished(Value),
+    LimitReached(Limit),
+    /// The model kept calling `finish` with invalid values; the last errors.
+    InvalidFinish(Vec<Violation>),
+    /// A model call failed (after the provider's own retries).
+    ProviderError(String),
+    /// The model declined to continue (stop reason `refusal`); its text.
+    Refused(String),
+    /// The run could not start: the checkout is missing, or no temporary HOME.
+    SetupError(String),
+}
+
+impl AgentResult {
+    /// A short name for logs and statuses: `finished`, `limit_reached`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AgentResult::Finished(_) => "finished",
+            AgentResult::LimitReached(_) => "limit_reached",
+            AgentResult::InvalidFinish(_) => "invalid_finish",
+            AgentResult::ProviderError(_) => "provider_error",
+            AgentResult::Refused(_) => "refused",
+            AgentResult::SetupError(_) => "setup_error",
+        }
+    }
+}
+
+/// The result and what it took.
+#[derive(Debug, Clone)]
+pub struct AgentOutcome {
+    pub result: AgentResult,
+    /// Summed over every model call.
+    pub usage: Usage,
+    /// Model calls made.
+    pub turns: u32,
+    /// Every bash command, in order.
+    pub commands: Vec<CommandRecord>,
+    /// The whole conversation, starting with the initial user message.
+    pub transcript: Vec<Message>,
+}
+
+/// Runs one role to its end. Never panics on model or tool failures: they end
+/// up in the outcome (or, for tools, in front of the model).
+///
+/// Tool calls in one answer run in order; a valid `finish` ends the run at
+/// once (calls after it in the same answer are not run). The token limit is
+/// checked after each answer's tools ran, so a finishing answer always counts.
+/// A bash command's timeout is cut to the time left in the run.
+pub async fn run_agent(
+    provider: &dyn Provider,
+    config: AgentConfig,
+    checkout: &Path,
+) -> AgentOutcome {
+    let mut outcome = AgentOutcome {
+        result: AgentResult::Finished(Value::Null),
+        usage: Usage::default(),
+        turns: 0,
+        commands: Vec::new(),
+        transcript: vec![Message::user_text(&config.initial_message)],
+    };
+    let workspace = match Workspace::new(checkout, config.bash.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            outcome.result =
+                AgentResult::SetupError(format!("cannot use checkout {}: {e}", checkout.display()));
+            return outcome;
+        }
+    };
+    let mut tools = config.tools.defs(&config.bash);
+    tools.push(config.finish.def());
+    let started = Instant::now();
+    let deadline = started + config.limits.max_wall_time;
+    let wall_limit = Limit::WallTime {
+        max_secs: config.limits.max_wall_time.as_secs(),
+    };
+    let mut invalid_finishes = 0u32;
+
+    outcome.result = loop {
+        if outcome.turns >= config.limits.max_turns {
+            break AgentResult::LimitReached(Limit::Turns {
+                max: config.limits.max_turns,
+            });
+        }
+        if Instant::now() >= deadline {
+            break AgentResult::LimitReached(wall_limit);
+        }
+        let request = ChatRequest {
+            model: config.model.clone(),
+            system: config.system.clone(),
+            tools: tools.clone(),
+            messages: outcome.transcript.clone(),
+            max_tokens: config.max_tokens,
+        };
+        let response = match tokio::time::timeout_at(deadline, provider.chat(&request)).await {
+            Err(_) => break AgentResult::LimitReached(wall_limit),
+            Ok(Err(e)) => break AgentResult::ProviderError(e.to_string()),
+            Ok(Ok(r)) => r,
+        };
+        outcome.turns += 1;
+        outcome.usage.add(&response.usage);
+        let mut message = response.message();
+        if message.content.is_empty() {
+            // Providers reject empty assistant messages in later requests.
+            message.content.push(ContentBlock::Text {
+                text: "(empty answer)".into(),
+            });
+        }
+        tracing::debug!(turn = outcome.turns, stop = ?response.stop_reason, "model answered");
+        let calls: Vec<(String, String, Value)> = message
+            .tool_uses()
+            .map(|(id, name, input)| (id.to_string(), name.to_string(), input.clone()))
+            .collect();
+        outcome.transcript.push(message);
+
+        if calls.is_empty() {
+            if response.stop_reason == StopReason::Refusal {
+                break AgentResult::Refused(
+                    outcome
+                        .transcript
+                        .last()
+                        .map(Message::text)
+                        .unwrap_or_default(),
+                );
+            }
+            let nudge = if response.stop_reason == StopReason::MaxTokens {
+                format!("Your answer was cut off at the output limit. {NUDGE}")
+            } else {
+                NUDGE.to_string()
+            };
+            outcome.transcript.push(Message::user_text(nudge));
+        } else {
+            let mut results = Vec::with_capacity(calls.len());
+            let mut ended = None;
+            for (id, name, input) in calls {
+                let (content, is_error) = if name == FINISH_TOOL {
+                    let violations = config.finish.violations(&input);
+                    if violations.is_empty() {
+                        ended = Some(AgentResult::Finished(input));
+                        break;
+                    }
+                    invalid_finishes += 1;
+                    if invalid_finishes > config.max_invalid_finish {
+                        ended = Some(AgentResult::InvalidFinish(violations));
+                        break;
+                    }
+                    (
+                        finish_errors(
+                            &violations,
+                            config.max_invalid_finish + 1 - invalid_finishes,
+                        ),
+                        true,
+                    )
+                } else {
+                    match Tool::from_name(&name).filter(|t| config.tools.contains(*t)) {
+                        Some(tool) => {
+                            let out = workspace
+                                .execute(tool, &input, Some(deadline.into_std()))
+                                .await;
+                            outcome.commands.extend(out.command);
+                            (out.content, out.is_error)
+                        }
+                        None => (unknown_tool(&name, &config.tools), true),
+                    }
+                };
+                results.push(ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content,
+                    is_error,
+                });
+            }
+            if let Some(result) = ended {
+                break result;
+            }
+            outcome.transcript.push(Message {
+                role: Role::User,
+                content: results,
+            });
+        }
+
+        let used = outcome.usage.total_input() + outcome.usage.output_tokens;
+        if used >= config.limits.max_total_tokens {
+            break AgentResult::LimitReached(Limit::Tokens {
+                max: config.limits.max_total_tokens,
+                used,
+            });
+        }
+    };
+    tracing::info!(
+        turns = outcome.turns,
+        commands = outcome.commands.len(),
+        result = outcome.result.kind(),
+        secs = started.elapsed().as_secs(),
+        "agent run ended"
+    );
+    outcome
+}
+
+fn finish_errors(violations: &[Violation], attempts_left: u32) -> String {
+    let mut text = String::from("finish was not accepted: the input does not match the schema:\n");
+    for v in violations {
+        text.push_str(&format!("- {v}\n"));
+    }
+    text.push_str(&format!(
+        "Fix these and call finish again ({attempts_left} more invalid call{} will end the run without a result).",
+        if attempts_left == 1 { "" } else { "s" }
+    ));
+    text
+}
+
+fn unknown_tool(name: &str, tools: &ToolSet) -> String {
+    let mut available: Vec<&str> = tools.tools().iter().map(|t| t.name()).collect();
+    available.push(FINISH_TOOL);
+    format!(
+        "there is no tool `{name}` in this run; available: {}",
+        available.join(", ")
+    )
+}

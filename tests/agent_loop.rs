@@ -1,0 +1,815 @@
+//! The agent loop against a scripted model in a real git checkout: tools act on
+//! disk, results go back in order, the conversation only grows, and every
+//! limit ends the run with a reason.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use missions::agent::{
+    AgentConfig, AgentResult, BashConfig, FinishSpec, Limit, NUDGE, Tool, ToolSet, Workspace,
+    run_agent,
+};
+use missions::llm::{
+    ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role, StopReason, Usage,
+};
+use serde_json::{Value, json};
+
+/// Replays responses in order and keeps every request it was sent.
+struct Script {
+    responses: Mutex<VecDeque<ChatResponse>>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl Script {
+    fn new(responses: Vec<ChatResponse>) -> Self {
+        Script {
+            responses: Mutex::new(responses.into()),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Provider for Script {
+    fn name(&self) -> &str {
+        "test-script"
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.requests.lock().unwrap().push(request.clone());
+        self.responses
+            .lock()
+            .unwrap()
+            .pop_front()
+            .ok_or_else(|| LlmError::Script("out of responses".into()))
+    }
+}
+
+fn usage(n: u64) -> Usage {
+    Usage {
+        input_tokens: 10 * n,
+        output_tokens: n,
+        cache_read_tokens: 100 * n,
+        cache_write_tokens: 5 * n,
+    }
+}
+
+/// An assistant turn calling tools: `(id, name, input)`.
+fn calls(n: u64, calls: &[(&str, &str, Value)]) -> ChatResponse {
+    let mut content = vec![ContentBlock::Text {
+        text: format!("turn {n}"),
+    }];
+    content.extend(calls.iter().map(|(id, name, input)| ContentBlock::ToolUse {
+        id: id.to_string(),
+        name: name.to_string(),
+        input: input.clone(),
+    }));
+    ChatResponse {
+        content,
+        stop_reason: StopReason::ToolUse,
+        usage: usage(n),
+        model: "scripted-model".into(),
+    }
+}
+
+fn call(n: u64, id: &str, name: &str, input: Value) -> ChatResponse {
+    calls(n, &[(id, name, input)])
+}
+
+fn text(n: u64, text: &str) -> ChatResponse {
+    ChatResponse {
+        content: vec![ContentBlock::Text { text: text.into() }],
+        stop_reason: StopReason::EndTurn,
+        usage: usage(n),
+        model: "scripted-model".into(),
+    }
+}
+
+fn finish_spec() -> FinishSpec {
+    FinishSpec::new(
+        json!({
+            "type": "object",
+            "properties": {
+                "summary": {"type": "string", "minLength": 1},
+                "tests_pass": {"type": "boolean"}
+            },
+            "required": ["summary", "tests_pass"],
+            "additionalProperties": false
+        }),
+        "Your handoff.",
+    )
+    .unwrap()
+}
+
+fn config() -> AgentConfig {
+    AgentConfig::new(
+        "scripted-model",
+        "You are a worker.",
+        "Mission: make test.sh pass.",
+        finish_spec(),
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A git checkout with one commit.
+fn checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "# demo\n").unwrap();
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+/// The tool results of a user message: (tool_use_id, content, is_error).
+fn results(message: &Message) -> Vec<(String, String, bool)> {
+    assert_eq!(message.role, Role::User);
+    message
+        .content
+        .iter()
+        .map(|b| match b {
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => (tool_use_id.clone(), content.clone(), *is_error),
+            other => panic!("expected a tool result, got {other:?}"),
+        })
+        .collect()
+}
+
+const FAILING_TEST: &str = r#"actual=$((2 + 1))
+echo "checking"
+echo "checking"
+if [ "$actual" -ne 4 ]; then echo "FAIL: expected 4, got $actual" >&2; exit 1; fi
+echo PASS
+"#;
+
+#[tokio::test]
+async fn a_worker_writes_runs_fixes_and_finishes() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(
+            1,
+            "w1",
+            "write_file",
+            json!({"path": "tests/test.sh", "content": FAILING_TEST}),
+        ),
+        call(2, "b1", "bash", json!({"command": "sh tests/test.sh"})),
+        calls(
+            3,
+            &[
+                (
+                    "e1",
+                    "edit_file",
+                    json!({"path": "tests/test.sh", "old_string": "echo \"checking\"", "new_string": "true"}),
+                ),
+                (
+                    "e2",
+                    "edit_file",
+                    json!({"path": "tests/test.sh", "old_string": "$((2 + 1))", "new_string": "$((2 + 2))"}),
+                ),
+            ],
+        ),
+        call(4, "b2", "bash", json!({"command": "sh tests/test.sh"})),
+        text(5, "The test passes now."),
+        call(6, "f1", "finish", json!({"summary": 5, "tests_pass": true})),
+        call(
+            7,
+            "f2",
+            "finish",
+            json!({"summary": "fixed the sum", "tests_pass": true}),
+        ),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+
+    assert_eq!(
+        outcome.result,
+        AgentResult::Finished(json!({"summary": "fixed the sum", "tests_pass": true}))
+    );
+    assert_eq!(outcome.turns, 7);
+    let mut expected_usage = Usage::default();
+    for n in 1..=7 {
+        expected_usage.add(&usage(n));
+    }
+    assert_eq!(outcome.usage, expected_usage);
+
+    // Files on disk.
+    let fixed = std::fs::read_to_string(dir.path().join("tests/test.sh")).unwrap();
+    assert_eq!(fixed, FAILING_TEST.replace("$((2 + 1))", "$((2 + 2))"));
+
+    // The command log.
+    let log: Vec<_> = outcome
+        .commands
+        .iter()
+        .map(|c| (c.command.as_str(), c.exit_code, c.timed_out))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("sh tests/test.sh", Some(1), false),
+            ("sh tests/test.sh", Some(0), false)
+        ]
+    );
+
+    // What the model was sent.
+    let requests = script.requests();
+    assert_eq!(requests.len(), 7);
+    for pair in requests.windows(2) {
+        assert!(
+            pair[1].messages.starts_with(&pair[0].messages),
+            "messages are never rewritten"
+        );
+        assert_eq!(pair[1].messages.len(), pair[0].messages.len() + 2);
+        assert_eq!(
+            (&pair[1].system, &pair[1].tools),
+            (&pair[0].system, &pair[0].tools)
+        );
+    }
+    assert_eq!(
+        requests[0].messages,
+        [Message::user_text("Mission: make test.sh pass.")]
+    );
+    let names: Vec<_> = requests[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "bash",
+            "read_file",
+            "write_file",
+            "edit_file",
+            "list_files",
+            "grep",
+            "finish"
+        ]
+    );
+    assert_eq!(requests[0].tools[6].input_schema, *finish_spec().schema());
+
+    let last = |i: usize| requests[i].messages.last().unwrap().clone();
+    let r = results(&last(1));
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].0.as_str(), r[0].2), ("w1", false));
+    assert!(r[0].1.contains("tests/test.sh"), "{}", r[0].1);
+
+    let r = results(&last(2));
+    assert_eq!((r[0].0.as_str(), r[0].2), ("b1", false));
+    assert!(r[0].1.starts_with("exit code 1 ("), "{}", r[0].1);
+    assert!(
+        r[0].1
+            .contains("checking\nchecking\nFAIL: expected 4, got 3"),
+        "{}",
+        r[0].1
+    );
+
+    let r = results(&last(3));
+    let ids: Vec<_> = r.iter().map(|(id, _, err)| (id.as_str(), *err)).collect();
+    assert_eq!(ids, [("e1", true), ("e2", false)], "results in call order");
+    assert_eq!(
+        r[0].1,
+        "old_string occurs 2 times in tests/test.sh; include more context to make it unique"
+    );
+
+    let r = results(&last(4));
+    assert_eq!((r[0].0.as_str(), r[0].2), ("b2", false));
+    assert!(r[0].1.starts_with("exit code 0 ("), "{}", r[0].1);
+    assert!(r[0].1.ends_with("checking\nchecking\nPASS\n"), "{}", r[0].1);
+
+    assert_eq!(last(5), Message::user_text(NUDGE));
+
+    let r = results(&last(6));
+    assert_eq!((r[0].0.as_str(), r[0].2), ("f1", true));
+    assert!(
+        r[0].1.contains("- /summary: 5 is not of type \"string\""),
+        "{}",
+        r[0].1
+    );
+
+    // The transcript is the last request plus the final answer.
+    assert_eq!(outcome.transcript.len(), requests[6].messages.len() + 1);
+    assert!(outcome.transcript.starts_with(&requests[6].messages));
+}
+
+#[tokio::test]
+async fn paths_cannot_leave_the_checkout() {
+    let dir = checkout();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s3cret").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("nothing"), dir.path().join("dangling"))
+        .unwrap();
+    std::os::unix::fs::symlink("README.md", dir.path().join("readme-link")).unwrap();
+    let ws = Workspace::new(dir.path(), BashConfig::default()).unwrap();
+    let absolute = outside.path().join("secret").display().to_string();
+
+    let cases = [
+        (
+            Tool::ReadFile,
+            json!({"path": "../x"}),
+            "escapes the checkout root",
+        ),
+        (
+            Tool::ReadFile,
+            json!({"path": "a/../../x"}),
+            "escapes the checkout root",
+        ),
+        (Tool::ReadFile, json!({"path": absolute}), "is absolute"),
+        (
+            Tool::ReadFile,
+            json!({"path": "out/secret"}),
+            "outside the checkout root through a symlink",
+        ),
+        (
+            Tool::WriteFile,
+            json!({"path": "out/new", "content": "x"}),
+            "through a symlink",
+        ),
+        (
+            Tool::WriteFile,
+            json!({"path": "out/sub/new", "content": "x"}),
+            "through a symlink",
+        ),
+        (
+            Tool::WriteFile,
+            json!({"path": "dangling", "content": "x"}),
+            "broken symlink",
+        ),
+        (
+            Tool::WriteFile,
+            json!({"path": "../x", "content": "x"}),
+            "escapes",
+        ),
+        (
+            Tool::WriteFile,
+            json!({"path": ".git/hooks/pre-commit", "content": "x"}),
+            "inside .git",
+        ),
+        (
+            Tool::EditFile,
+            json!({"path": "out/secret", "old_string": "s", "new_string": "x"}),
+            "through a symlink",
+        ),
+        (Tool::ListFiles, json!({"path": "out"}), "through a symlink"),
+        (
+            Tool::Grep,
+            json!({"pattern": "s3", "path": "out"}),
+            "through a symlink",
+        ),
+        (
+            Tool::Grep,
+            json!({"pattern": "s3", "path": ".."}),
+            "escapes",
+        ),
+    ];
+    for (tool, input, expected) in cases {
+        let out = ws.execute(tool, &input, None).await;
+        assert!(out.is_error, "{tool:?} {input}: {}", out.content);
+        assert!(
+            out.content.contains(expected),
+            "{tool:?} {input}: {}",
+            out.content
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        1,
+        "nothing written outside"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "s3cret"
+    );
+    assert!(!outside.path().join("nothing").exists());
+
+    // A symlink that stays inside is fine.
+    let out = ws
+        .execute(Tool::ReadFile, &json!({"path": "readme-link"}), None)
+        .await;
+    assert_eq!(
+        (out.content.as_str(), out.is_error),
+        ("     1\t# demo\n", false)
+    );
+}
+
+#[tokio::test]
+async fn file_tools_read_list_and_search() {
+    let dir = checkout();
+    let ws = Workspace::new(dir.path(), BashConfig::default()).unwrap();
+    let lines: String = (1..=5).map(|i| format!("line {i}\n")).collect();
+    let out = ws
+        .execute(
+            Tool::WriteFile,
+            &json!({"path": "src/deep/a.txt", "content": lines}),
+            None,
+        )
+        .await;
+    assert!(!out.is_error, "{}", out.content);
+
+    let out = ws
+        .execute(
+            Tool::ReadFile,
+            &json!({"path": "src/deep/a.txt", "offset": 2, "limit": 2}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        out.content,
+        "     2\tline 2\n     3\tline 3\n[lines 2-3 of 5; call read_file with offset=4 to read on]"
+    );
+    let out = ws
+        .execute(Tool::ReadFile, &json!({"path": "missing.txt"}), None)
+        .await;
+    assert!(
+        out.is_error && out.content.contains("no such file"),
+        "{}",
+        out.content
+    );
+    let out = ws
+        .execute(Tool::ReadFile, &json!({"file": "x"}), None)
+        .await;
+    assert!(
+        out.is_error && out.content.contains("missing field `path`"),
+        "{}",
+        out.content
+    );
+
+    let out = ws.execute(Tool::ListFiles, &json!({}), None).await;
+    assert_eq!(out.content, "README.md\nsrc/");
+    let out = ws
+        .execute(Tool::ListFiles, &json!({"recursive": true}), None)
+        .await;
+    assert_eq!(out.content, "README.md\nsrc/\nsrc/deep/\nsrc/deep/a.txt");
+
+    let out = ws
+        .execute(Tool::Grep, &json!({"pattern": "line [35]|demo"}), None)
+        .await;
+    assert_eq!(
+        out.content,
+        "README.md:1: # demo\nsrc/deep/a.txt:3: line 3\nsrc/deep/a.txt:5: line 5"
+    );
+    let out = ws.execute(Tool::Grep, &json!({"pattern": "("}), None).await;
+    assert!(out.is_error && out.content.contains("invalid regular expression"));
+
+    let out = ws
+        .execute(
+            Tool::EditFile,
+            &json!({"path": "src/deep/a.txt", "old_string": "line 9", "new_string": "x"}),
+            None,
+        )
+        .await;
+    assert!(out.is_error);
+    assert!(
+        out.content
+            .starts_with("old_string not found in src/deep/a.txt"),
+        "{}",
+        out.content
+    );
+}
+
+#[tokio::test]
+async fn commands_get_no_credentials_and_a_throwaway_home() {
+    // SAFETY: these variables exist only for this test; nothing else in this
+    // test binary reads them, and std's environment access is locked.
+    unsafe {
+        std::env::set_var("ANTHROPIC_API_KEY", "sk-ant-test-must-not-leak");
+        std::env::set_var("MISSIONS_TEST_ALLOWED", "visible");
+    }
+    let dir = checkout();
+    let bash = BashConfig {
+        pass_env: vec![
+            "MISSIONS_TEST_ALLOWED".into(),
+            "ANTHROPIC_API_KEY".into(), // listed by mistake: still never passed
+        ],
+        set_env: vec![
+            ("GH_TOKEN".into(), "ghs_must_not_leak".into()),
+            ("EXTRA".into(), "1".into()),
+        ],
+        ..BashConfig::default()
+    };
+    let ws = Workspace::new(dir.path(), bash).unwrap();
+    let home = ws.home().to_path_buf();
+    let out = ws
+        .execute(Tool::Bash, &json!({"command": "env"}), None)
+        .await;
+    assert!(!out.content.contains("must-not-leak") && !out.content.contains("must_not_leak"));
+    let mut names: Vec<&str> = out
+        .content
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .filter(|k| !["PWD", "SHLVL", "_", "OLDPWD"].contains(k))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "CI",
+            "EXTRA",
+            "HOME",
+            "LANG",
+            "MISSIONS_TEST_ALLOWED",
+            "PATH",
+            "TERM"
+        ],
+        "{}",
+        out.content
+    );
+    assert!(out.content.contains(&format!("HOME={}\n", home.display())));
+    assert!(out.content.contains("MISSIONS_TEST_ALLOWED=visible\n"));
+    assert_ne!(Some(home.clone()), std::env::var_os("HOME").map(Into::into));
+    assert!(home.is_dir());
+
+    // The working directory is the checkout.
+    let out = ws
+        .execute(Tool::Bash, &json!({"command": "pwd"}), None)
+        .await;
+    assert_eq!(
+        out.content.lines().nth(1).unwrap(),
+        dir.path().canonicalize().unwrap().display().to_string()
+    );
+    drop(ws);
+    assert!(!home.exists(), "HOME is removed with the workspace");
+}
+
+#[tokio::test]
+async fn a_command_that_times_out_is_killed_with_everything_it_started() {
+    let dir = checkout();
+    let ws = Workspace::new(dir.path(), BashConfig::default()).unwrap();
+    let started = Instant::now();
+    let out = ws
+        .execute(
+            Tool::Bash,
+            &json!({"command": "sleep 300 & echo $! > bg.pid; echo started; sleep 300", "timeout_secs": 1}),
+            None,
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let record = out.command.unwrap();
+    assert_eq!((record.exit_code, record.timed_out), (None, true));
+    assert!(record.duration_ms >= 1000);
+    assert_eq!(
+        out.content,
+        "timed out after 1 s; the command and every process it started were killed\nstarted\n"
+    );
+    let pid = std::fs::read_to_string(dir.path().join("bg.pid")).unwrap();
+    assert!(!running(pid.trim()), "the background sleep was killed");
+
+    // A background process also ends with a command that exits normally.
+    let out = ws
+        .execute(
+            Tool::Bash,
+            &json!({"command": "sleep 300 & echo $! > bg2.pid"}),
+            None,
+        )
+        .await;
+    assert_eq!(out.command.unwrap().exit_code, Some(0));
+    let pid = std::fs::read_to_string(dir.path().join("bg2.pid")).unwrap();
+    assert!(!running(pid.trim()));
+}
+
+/// Alive and not a zombie (a container's init may not reap).
+fn running(pid: &str) -> bool {
+    for _ in 0..50 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return false,
+            Ok(stat) => {
+                let state = stat.rsplit(") ").next().unwrap_or("").chars().next();
+                if state == Some('Z') || state == Some('X') {
+                    return false;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+#[tokio::test]
+async fn long_output_keeps_its_head_and_tail() {
+    let dir = checkout();
+    let bash = BashConfig {
+        output_limit: 1000,
+        ..BashConfig::default()
+    };
+    let ws = Workspace::new(dir.path(), bash).unwrap();
+    let out = ws
+        .execute(Tool::Bash, &json!({"command": "seq 1 10000"}), None)
+        .await;
+    let full: String = (1..=10000).map(|i| format!("{i}\n")).collect();
+    let omitted = full.len() - 1000;
+    let expected = format!(
+        "{}\n[output truncated: {omitted} bytes omitted]\n{}",
+        &full[..500],
+        &full[full.len() - 500..]
+    );
+    let body = out.content.split_once('\n').unwrap().1;
+    assert_eq!(body, expected);
+    assert!(out.content.starts_with("exit code 0 ("));
+}
+
+#[tokio::test]
+async fn the_turn_limit_ends_a_run_that_never_finishes() {
+    let dir = checkout();
+    let script = Script::new(
+        (1..=5)
+            .map(|n| call(n, &format!("b{n}"), "bash", json!({"command": "true"})))
+            .collect(),
+    );
+    let mut config = config();
+    config.limits.max_turns = 3;
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert_eq!(
+        outcome.result,
+        AgentResult::LimitReached(Limit::Turns { max: 3 })
+    );
+    assert_eq!(outcome.turns, 3);
+    assert_eq!(script.requests().len(), 3);
+    assert_eq!(outcome.commands.len(), 3);
+}
+
+#[tokio::test]
+async fn the_token_limit_counts_every_token() {
+    let dir = checkout();
+    let script = Script::new(vec![text(1, "hm"), text(2, "hm"), text(3, "hm")]);
+    let mut config = config();
+    // usage(1) is 116 tokens, usage(2) 232.
+    config.limits.max_total_tokens = 300;
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert_eq!(
+        outcome.result,
+        AgentResult::LimitReached(Limit::Tokens {
+            max: 300,
+            used: 348
+        })
+    );
+    assert_eq!(outcome.turns, 2);
+}
+
+#[tokio::test]
+async fn a_reviewer_cannot_write_or_run_commands() {
+    assert_eq!(
+        ToolSet::read_only().tools(),
+        [Tool::ReadFile, Tool::ListFiles, Tool::Grep]
+    );
+    assert!(ToolSet::read_only().with(Tool::Bash).contains(Tool::Bash));
+
+    let dir = checkout();
+    let script = Script::new(vec![
+        calls(
+            1,
+            &[
+                ("w", "write_file", json!({"path": "x.txt", "content": "x"})),
+                ("b", "bash", json!({"command": "touch y.txt"})),
+                ("r", "read_file", json!({"path": "README.md"})),
+            ],
+        ),
+        call(
+            2,
+            "f",
+            "finish",
+            json!({"summary": "looked", "tests_pass": false}),
+        ),
+    ]);
+    let mut config = config();
+    config.tools = ToolSet::read_only();
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(matches!(outcome.result, AgentResult::Finished(_)));
+    let requests = script.requests();
+    let names: Vec<_> = requests[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["read_file", "list_files", "grep", "finish"]);
+    let r = results(requests[1].messages.last().unwrap());
+    assert_eq!(
+        r.iter().map(|(_, _, e)| *e).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert_eq!(
+        r[0].1,
+        "there is no tool `write_file` in this run; available: read_file, list_files, grep, finish"
+    );
+    assert!(!dir.path().join("x.txt").exists() && !dir.path().join("y.txt").exists());
+    assert!(outcome.commands.is_empty());
+}
+
+#[tokio::test]
+async fn repeated_invalid_finishes_end_the_run() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(1, "f1", "finish", json!({"summary": ""})),
+        call(2, "f2", "finish", json!({"summary": "", "extra": 1})),
+    ]);
+    let mut config = config();
+    config.max_invalid_finish = 1;
+    let outcome = run_agent(&script, config, dir.path()).await;
+    let AgentResult::InvalidFinish(violations) = &outcome.result else {
+        panic!("{:?}", outcome.result);
+    };
+    let paths: Vec<_> = violations.iter().map(|v| v.path.as_str()).collect();
+    assert!(
+        paths.contains(&"/summary") && paths.contains(&""),
+        "{violations:?}"
+    );
+    let first = results(script.requests()[1].messages.last().unwrap());
+    assert!(first[0].2);
+    assert!(
+        first[0]
+            .1
+            .contains("- (root): \"tests_pass\" is a required property"),
+        "{}",
+        first[0].1
+    );
+    assert!(
+        first[0].1.contains("1 more invalid call will end the run"),
+        "{}",
+        first[0].1
+    );
+}
+
+#[tokio::test]
+async fn provider_errors_end_the_run_without_panicking() {
+    let dir = checkout();
+    let script = Script::new(vec![text(1, "thinking")]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert_eq!(
+        outcome.result,
+        AgentResult::ProviderError("scripted model: out of responses".into())
+    );
+    assert_eq!(outcome.turns, 1);
+
+    let outcome = run_agent(
+        &Script::new(vec![]),
+        config(),
+        Path::new("/nonexistent/checkout"),
+    )
+    .await;
+    assert!(matches!(outcome.result, AgentResult::SetupError(_)));
+}
+
+#[test]
+fn finish_schemas_must_describe_objects() {
+    assert!(FinishSpec::new(json!({"type": "string"}), "").is_err());
+    assert!(
+        FinishSpec::new(
+            json!({"type": "object", "properties": {"a": {"type": 5}}}),
+            ""
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_wall_time_limit_cuts_a_long_command_and_ends_the_run() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(
+            1,
+            "b1",
+            "bash",
+            json!({"command": "sleep 30", "timeout_secs": 60}),
+        ),
+        call(2, "b2", "bash", json!({"command": "true"})),
+    ]);
+    let mut config = config();
+    config.limits.max_wall_time = Duration::from_secs(1);
+    let started = Instant::now();
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        outcome.result,
+        AgentResult::LimitReached(Limit::WallTime { max_secs: 1 })
+    );
+    assert_eq!(outcome.commands.len(), 1);
+    assert!(outcome.commands[0].timed_out);
+    let last = results(outcome.transcript.last().unwrap());
+    assert!(last[0].1.starts_with("[timeout cut to"), "{}", last[0].1);
+}
