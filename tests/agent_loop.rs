@@ -813,3 +813,59 @@ async fn the_wall_time_limit_cuts_a_long_command_and_ends_the_run() {
     let last = results(outcome.transcript.last().unwrap());
     assert!(last[0].1.starts_with("[timeout cut to"), "{}", last[0].1);
 }
+
+/// The same worker, driven by the crate's scripted provider from a script file
+/// (what the offline demo uses): edits a file in a git checkout, runs a failing
+/// then a passing command, and ends with a schema-valid `finish`.
+#[tokio::test]
+async fn a_scripted_worker_from_a_script_file_fixes_a_test_and_hands_off() {
+    let repo = checkout();
+    let script = json!([
+        {"text": "I'll add the test first.", "tool_calls": [
+            {"name": "write_file", "input": {"path": "test.sh", "content": FAILING_TEST}}]},
+        {"tool_calls": [{"name": "bash", "input": {"command": "sh test.sh"}}]},
+        {"tool_calls": [{"name": "edit_file", "input": {
+            "path": "test.sh", "old_string": "$((2 + 1))", "new_string": "$((2 + 2))"}}]},
+        {"tool_calls": [{"name": "bash", "input": {"command": "sh test.sh"}}]},
+        {"tool_calls": [{"name": "finish", "input": {"summary": "test.sh passes", "tests_pass": true}}]}
+    ]);
+    let script_file = repo.path().join("..").join(format!(
+        "script-{}.json",
+        repo.path().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&script_file, serde_json::to_vec_pretty(&script).unwrap()).unwrap();
+    let provider = missions::llm::scripted::Scripted::from_file(&script_file).unwrap();
+    std::fs::remove_file(&script_file).unwrap();
+
+    let outcome = run_agent(&provider, config(), repo.path()).await;
+
+    assert_eq!(
+        outcome.result,
+        AgentResult::Finished(json!({"summary": "test.sh passes", "tests_pass": true}))
+    );
+    let commands: Vec<(String, Option<i32>)> = outcome
+        .commands
+        .iter()
+        .map(|c| (c.command.clone(), c.exit_code))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("sh test.sh".to_owned(), Some(1)),
+            ("sh test.sh".to_owned(), Some(0))
+        ]
+    );
+    assert!(
+        std::fs::read_to_string(repo.path().join("test.sh"))
+            .unwrap()
+            .contains("$((2 + 2))")
+    );
+    // Five model calls; each request's messages extend the previous one's.
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 5);
+    for pair in requests.windows(2) {
+        assert!(pair[1].messages.starts_with(&pair[0].messages));
+    }
+    // Usage is estimated by the scripted provider, and summed by the loop.
+    assert!(outcome.usage.input_tokens > 0 && outcome.usage.output_tokens > 0);
+}
