@@ -4,6 +4,7 @@
 //! the same terms for every provider, so budgets and cache shares add up.
 
 pub mod anthropic;
+pub mod config;
 pub mod http;
 pub mod openai;
 pub mod pricing;

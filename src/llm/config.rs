@@ -1,0 +1,839 @@
+//! Which model each role runs on: the `models:` section of
+//! `.github/missions.yml` in the target repository (read from its default
+//! branch), over the server's defaults.
+//!
+//! ```yaml
+//! models:
+//!   default:            # applies to every role unless overridden
+//!     provider: anthropic          # anthropic | openai | scripted
+//!     model: claude-sonnet-4-5
+//!     max_tokens: 8192
+//!   orchestrator:
+//!     model: claude-opus-4-1
+//!   scrutiny:
+//!     provider: openai
+//!     model: gpt-4.1
+//!     base_url: https://openrouter.ai/api/v1     # optional, OpenAI-compatible servers
+//!     api_key_env: OPENROUTER_API_KEY            # optional, which env var holds the key
+//!     prices: { input: 2.0, output: 8.0, cache_read: 0.5, cache_write: 0 }
+//! ```
+//!
+//! Role sections are `orchestrator`, `worker`, `scrutiny` and `user-testing`
+//! (`user_testing` is accepted too). A role's model is resolved field by
+//! field: its own section, then `default:`, then the server's defaults, with
+//! two exceptions that keep a setting from landing on something it was not
+//! written for:
+//!
+//! - `base_url`, `api_key_env` and `script` belong to a provider: a section
+//!   that changes the provider does not inherit them from below;
+//! - `prices` belong to a model: a section that changes the model does not
+//!   inherit them from below (the new model gets its built-in price, or needs
+//!   its own `prices:`).
+//!
+//! Every model must have a price, explicit (`prices:`, USD per million
+//! tokens) or built in ([`pricing::default_prices`]): a model that costs
+//! nothing on paper would make budgets meaningless. The scripted provider is
+//! the exception: it costs what its model's built-in price says, or nothing.
+//!
+//! The rest of the file (other top-level keys) belongs to other parts of the
+//! App and is not read here; unknown keys inside `models:` are errors that
+//! name the key and its line, so that a typo does not silently fall back to a
+//! default.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
+
+use super::anthropic::{self, Anthropic};
+use super::openai::{self, OpenAi};
+use super::pricing::{self, Prices};
+use super::scripted::Scripted;
+use super::{LlmError, Provider};
+
+/// Where the repository's configuration lives, named in errors.
+pub const REPO_CONFIG_PATH: &str = ".github/missions.yml";
+/// `max_tokens` when nothing sets it.
+pub const DEFAULT_MAX_TOKENS: u32 = 8192;
+/// The largest `max_tokens` accepted.
+pub const MAX_MAX_TOKENS: u32 = 128_000;
+/// The model the server uses when nothing else is configured.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// How errors name the server's defaults (the layer under the repository's file).
+pub const SERVER_DEFAULTS: &str = "the server's default model settings";
+
+/// The agent roles, each of which can run on its own model. (Not to be
+/// confused with [`super::Role`], the author of a message.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Orchestrator,
+    Worker,
+    Scrutiny,
+    #[serde(alias = "user_testing")]
+    UserTesting,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Orchestrator,
+        Role::Worker,
+        Role::Scrutiny,
+        Role::UserTesting,
+    ];
+
+    /// The key of the role's section under `models:` (`user-testing`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Orchestrator => "orchestrator",
+            Role::Worker => "worker",
+            Role::Scrutiny => "scrutiny",
+            Role::UserTesting => "user-testing",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    /// `orchestrator`, `worker`, `scrutiny`, `user-testing` or `user_testing`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "orchestrator" => Ok(Role::Orchestrator),
+            "worker" => Ok(Role::Worker),
+            "scrutiny" => Ok(Role::Scrutiny),
+            "user-testing" | "user_testing" => Ok(Role::UserTesting),
+            other => Err(format!(
+                "unknown role {other:?}; expected orchestrator, worker, scrutiny or user-testing"
+            )),
+        }
+    }
+}
+
+/// Which API serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// The OpenAI Chat Completions API, or a server compatible with it.
+    OpenAi,
+    /// Replays a script file (tests, the offline demo).
+    Scripted,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Scripted => "scripted",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One role's model, fully resolved. Holds no secret: the key is read from
+/// the environment variable [`ModelConfig::key_env`] names, by
+/// [`build_provider`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: ProviderKind,
+    pub model: String,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// The API root; the provider's public endpoint when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key; the provider's usual
+    /// one when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Explicit prices; the built-in ones for the model when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
+    /// The script file, for `scripted` only (relative paths are relative to
+    /// the working directory: the repository's checkout in a job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<PathBuf>,
+}
+
+fn default_max_tokens() -> u32 {
+    DEFAULT_MAX_TOKENS
+}
+
+impl Default for ModelConfig {
+    /// Anthropic's [`DEFAULT_MODEL`], [`DEFAULT_MAX_TOKENS`].
+    fn default() -> Self {
+        Self::new(ProviderKind::Anthropic, DEFAULT_MODEL)
+    }
+}
+
+impl ModelConfig {
+    /// `model` on `provider` with [`DEFAULT_MAX_TOKENS`] and nothing else set.
+    pub fn new(provider: ProviderKind, model: impl Into<String>) -> Self {
+        Self {
+            provider,
+            model: model.into(),
+            max_tokens: DEFAULT_MAX_TOKENS,
+            base_url: None,
+            api_key_env: None,
+            prices: None,
+            script: None,
+        }
+    }
+
+    /// What the model costs: the explicit prices, else the built-in ones for
+    /// the model, else zero (only a `scripted` model can be unpriced once
+    /// [`validate`](Self::validate)d).
+    pub fn prices(&self) -> Prices {
+        self.prices
+            .or_else(|| pricing::default_prices(&self.model))
+            .unwrap_or(Prices {
+                input: 0.0,
+                output: 0.0,
+                cache_read: 0.0,
+                cache_write: 0.0,
+            })
+    }
+
+    /// The environment variable the API key is read from: `api_key_env`, else
+    /// `ANTHROPIC_API_KEY` or `OPENAI_API_KEY` (empty for `scripted`, which
+    /// needs no key).
+    pub fn key_env(&self) -> &str {
+        match (&self.api_key_env, self.provider) {
+            (Some(var), _) => var,
+            (None, ProviderKind::Anthropic) => anthropic::DEFAULT_KEY_ENV,
+            (None, ProviderKind::OpenAi) => openai::DEFAULT_KEY_ENV,
+            (None, ProviderKind::Scripted) => "",
+        }
+    }
+
+    /// The API root requests go to (empty for `scripted`).
+    pub fn effective_base_url(&self) -> &str {
+        match (&self.base_url, self.provider) {
+            (Some(url), _) => url,
+            (None, ProviderKind::Anthropic) => anthropic::DEFAULT_BASE_URL,
+            (None, ProviderKind::OpenAi) => openai::DEFAULT_BASE_URL,
+            (None, ProviderKind::Scripted) => "",
+        }
+    }
+
+    /// Checks a resolved config on its own: the checks [`ModelsConfig::resolve`]
+    /// makes, for a config built some other way (the server's defaults).
+    /// Errors are attributed to `at` (e.g. [`SERVER_DEFAULTS`]).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let sources = Sources::all(at);
+        validate_resolved(self, &sources)
+    }
+}
+
+/// One section of `models:` (`default:` or a role's) as written: every field
+/// optional, unknown fields rejected. Values are checked as they are read, so
+/// their errors carry a line number.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of model settings (provider, model, max_tokens, …)"
+)]
+pub struct ModelSection {
+    #[serde(default)]
+    pub provider: Option<ProviderKind>,
+    #[serde(default, deserialize_with = "de_model")]
+    pub model: Option<String>,
+    #[serde(default, deserialize_with = "de_max_tokens")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, deserialize_with = "de_base_url")]
+    pub base_url: Option<String>,
+    #[serde(default, deserialize_with = "de_key_env")]
+    pub api_key_env: Option<String>,
+    #[serde(default, deserialize_with = "de_prices")]
+    pub prices: Option<Prices>,
+    #[serde(default, deserialize_with = "de_script")]
+    pub script: Option<PathBuf>,
+}
+
+/// The `models:` section of `.github/missions.yml`. Everything is optional:
+/// a repository without the section runs every role on the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping from `default` or a role to its model settings"
+)]
+pub struct ModelsConfig {
+    #[serde(default)]
+    pub default: Option<ModelSection>,
+    #[serde(default)]
+    pub orchestrator: Option<ModelSection>,
+    #[serde(default)]
+    pub worker: Option<ModelSection>,
+    #[serde(default)]
+    pub scrutiny: Option<ModelSection>,
+    #[serde(default, rename = "user-testing", alias = "user_testing")]
+    pub user_testing: Option<ModelSection>,
+}
+
+impl ModelsConfig {
+    /// The role's own section, if the file has one.
+    pub fn section(&self, role: Role) -> Option<&ModelSection> {
+        match role {
+            Role::Orchestrator => self.orchestrator.as_ref(),
+            Role::Worker => self.worker.as_ref(),
+            Role::Scrutiny => self.scrutiny.as_ref(),
+            Role::UserTesting => self.user_testing.as_ref(),
+        }
+    }
+
+    /// The checks that look at several fields of one section (the others are
+    /// made while parsing). [`parse_repo_config`] calls this; call it
+    /// yourself when deserializing the section some other way.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let sections = std::iter::once(("models.default".to_owned(), self.default.as_ref())).chain(
+            Role::ALL
+                .iter()
+                .map(|&role| (format!("models.{role}"), self.section(role))),
+        );
+        for (key, section) in sections {
+            let Some(section) = section else { continue };
+            match section.provider {
+                Some(ProviderKind::Scripted) => {
+                    for (field, set) in [
+                        ("base_url", section.base_url.is_some()),
+                        ("api_key_env", section.api_key_env.is_some()),
+                    ] {
+                        if set {
+                            return Err(ConfigError::Invalid {
+                                key: format!("{key}.{field}"),
+                                message: format!(
+                                    "the scripted provider calls no API; remove `{field}`"
+                                ),
+                            });
+                        }
+                    }
+                }
+                Some(other) if section.script.is_some() => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{key}.script"),
+                        message: format!(
+                            "`script` is only for `provider: scripted`, not {other}; remove it"
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The role's model: its section over `default:` over `server_defaults`,
+    /// field by field (see the module docs for the provider- and model-bound
+    /// fields), checked as a whole.
+    pub fn resolve(
+        &self,
+        role: Role,
+        server_defaults: &ModelConfig,
+    ) -> Result<ModelConfig, ConfigError> {
+        self.validate()?;
+        let mut cfg = server_defaults.clone();
+        let mut sources = Sources::all(SERVER_DEFAULTS);
+        if let Some(section) = &self.default {
+            apply(&mut cfg, &mut sources, section, "models.default");
+        }
+        if let Some(section) = self.section(role) {
+            apply(&mut cfg, &mut sources, section, &format!("models.{role}"));
+        }
+        validate_resolved(&cfg, &sources)?;
+        Ok(cfg)
+    }
+}
+
+/// Which layer each field of a resolved config came from, for errors.
+#[derive(Debug, Clone)]
+struct Sources {
+    provider: String,
+    model: String,
+    max_tokens: String,
+    base_url: String,
+    api_key_env: String,
+    prices: String,
+    script: String,
+}
+
+impl Sources {
+    fn all(at: &str) -> Self {
+        Self {
+            provider: at.to_owned(),
+            model: at.to_owned(),
+            max_tokens: at.to_owned(),
+            base_url: at.to_owned(),
+            api_key_env: at.to_owned(),
+            prices: at.to_owned(),
+            script: at.to_owned(),
+        }
+    }
+}
+
+/// Lays `section` over `cfg`.
+fn apply(cfg: &mut ModelConfig, sources: &mut Sources, section: &ModelSection, at: &str) {
+    let same_provider = section.provider.is_none_or(|p| p == cfg.provider);
+    let same_model = section.model.as_ref().is_none_or(|m| *m == cfg.model);
+    if let Some(provider) = section.provider {
+        cfg.provider = provider;
+        sources.provider = at.to_owned();
+    }
+    if let Some(model) = &section.model {
+        cfg.model = model.clone();
+        sources.model = at.to_owned();
+    }
+    if let Some(max_tokens) = section.max_tokens {
+        cfg.max_tokens = max_tokens;
+        sources.max_tokens = at.to_owned();
+    }
+    // Provider-bound fields: kept from below only for the same provider.
+    if section.base_url.is_some() || !same_provider {
+        cfg.base_url = section.base_url.clone();
+        sources.base_url = at.to_owned();
+    }
+    if section.api_key_env.is_some() || !same_provider {
+        cfg.api_key_env = section.api_key_env.clone();
+        sources.api_key_env = at.to_owned();
+    }
+    if section.script.is_some() || !same_provider {
+        cfg.script = section.script.clone();
+        sources.script = at.to_owned();
+    }
+    // Model-bound: kept from below only for the same model.
+    if section.prices.is_some() || !same_model {
+        cfg.prices = section.prices;
+        sources.prices = at.to_owned();
+    }
+}
+
+fn validate_resolved(cfg: &ModelConfig, from: &Sources) -> Result<(), ConfigError> {
+    let invalid = |at: &str, field: &str, message: String| ConfigError::Invalid {
+        key: format!("{at}.{field}"),
+        message,
+    };
+    check_model(&cfg.model).map_err(|m| invalid(&from.model, "model", m))?;
+    check_max_tokens(cfg.max_tokens).map_err(|m| invalid(&from.max_tokens, "max_tokens", m))?;
+    if let Some(url) = &cfg.base_url {
+        check_base_url(url).map_err(|m| invalid(&from.base_url, "base_url", m))?;
+    }
+    if let Some(var) = &cfg.api_key_env {
+        check_key_env(var).map_err(|m| invalid(&from.api_key_env, "api_key_env", m))?;
+    }
+    if let Some(prices) = &cfg.prices {
+        check_prices(prices).map_err(|m| invalid(&from.prices, "prices", m))?;
+    }
+    match cfg.provider {
+        ProviderKind::Scripted => {
+            if cfg.script.is_none() {
+                return Err(invalid(
+                    &from.provider,
+                    "script",
+                    "the scripted provider needs `script:`, the path of its script file".into(),
+                ));
+            }
+            if cfg.base_url.is_some() {
+                return Err(invalid(
+                    &from.base_url,
+                    "base_url",
+                    "the scripted provider calls no API; remove `base_url`".into(),
+                ));
+            }
+            if cfg.api_key_env.is_some() {
+                return Err(invalid(
+                    &from.api_key_env,
+                    "api_key_env",
+                    "the scripted provider calls no API; remove `api_key_env`".into(),
+                ));
+            }
+        }
+        other => {
+            if cfg.script.is_some() {
+                return Err(invalid(
+                    &from.script,
+                    "script",
+                    format!(
+                        "`script` is only for `provider: scripted`, and this role's provider is {other}; remove it"
+                    ),
+                ));
+            }
+            if cfg.prices.is_none() && pricing::default_prices(&cfg.model).is_none() {
+                return Err(ConfigError::MissingPrices {
+                    key: from.model.clone(),
+                    model: cfg.model.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+// Value checks, shared by parsing (which adds line numbers) and resolution.
+
+fn check_model(model: &str) -> Result<(), String> {
+    if model.trim().is_empty() {
+        Err("the model name is empty; name the model, e.g. claude-sonnet-4-5".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_max_tokens(n: u32) -> Result<(), String> {
+    if n == 0 || n > MAX_MAX_TOKENS {
+        Err(format!(
+            "{n} is out of range; use a number from 1 to {MAX_MAX_TOKENS}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!(
+            "{url:?} is not an http(s) URL; write the API root, e.g. https://openrouter.ai/api/v1"
+        )),
+    }
+}
+
+/// A variable name, not a key: the value is never echoed (it may be a key
+/// pasted in the wrong place).
+fn check_key_env(var: &str) -> Result<(), String> {
+    let mut chars = var.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err("not an environment variable name (letters, digits and _); write the name of the variable that holds the key, e.g. OPENROUTER_API_KEY, never the key itself".into())
+    }
+}
+
+fn check_prices(prices: &Prices) -> Result<(), String> {
+    for (name, value) in [
+        ("input", prices.input),
+        ("output", prices.output),
+        ("cache_read", prices.cache_read),
+        ("cache_write", prices.cache_write),
+    ] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(format!(
+                "`{name}` must be a price of 0 or more, in USD per million tokens"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn checked<'de, D, T>(
+    deserializer: D,
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let value = Option::<T>::deserialize(deserializer)?;
+    if let Some(value) = &value {
+        check(value).map_err(D::Error::custom)?;
+    }
+    Ok(value)
+}
+
+fn de_model<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |m: &String| check_model(m))
+}
+
+fn de_max_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    // Read as i64 so that a negative or huge number gets the range message.
+    let n = checked(d, |n: &i64| {
+        u32::try_from(*n)
+            .map_err(|_| format!("{n} is out of range; use a number from 1 to {MAX_MAX_TOKENS}"))
+            .and_then(check_max_tokens)
+    })?;
+    Ok(n.map(|n| n as u32))
+}
+
+fn de_base_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |u: &String| check_base_url(u))
+}
+
+fn de_key_env<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |v: &String| check_key_env(v))
+}
+
+fn de_prices<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Prices>, D::Error> {
+    checked(d, check_prices)
+}
+
+fn de_script<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    checked(d, |p: &PathBuf| {
+        if p.as_os_str().is_empty() {
+            Err("the script path is empty".into())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// The whole repository file: only `models` is read here; other top-level
+/// keys belong to other parts of the App.
+#[derive(Deserialize)]
+#[serde(expecting = "a mapping of top-level keys (models, …)")]
+struct RepoFile {
+    #[serde(default)]
+    models: Option<ModelsConfig>,
+}
+
+/// Reads the `models:` section of `.github/missions.yml` (the whole file's
+/// text). An empty file, or one without `models:`, gives an empty config.
+pub fn parse_repo_config(yaml: &str) -> Result<ModelsConfig, ConfigError> {
+    let deserializer = yaml_serde::Deserializer::from_str(yaml);
+    let file: RepoFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        // `.` is the root; `?` a map key that could not be read.
+        let path = e.path().to_string();
+        let key = path
+            .split('.')
+            .take_while(|segment| !matches!(*segment, "" | "?"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let inner = e.inner();
+        let location = inner.location();
+        let message = yaml_message(
+            &inner.to_string(),
+            &key,
+            location.as_ref().map(|l| (l.line(), l.column())),
+        );
+        ConfigError::Parse {
+            key,
+            line: location.map(|l| l.line()),
+            message,
+        }
+    })?;
+    let models = file.models.unwrap_or_default();
+    models.validate()?;
+    Ok(models)
+}
+
+/// The YAML crate's message without its own path prefix and position suffix
+/// (given separately), and serde's wording for unknown keys made plainer:
+/// "unknown field `modle`, expected one of `provider`, …" becomes
+/// "unknown field; expected one of provider, …" (the key is in the path).
+fn yaml_message(full: &str, key: &str, position: Option<(usize, usize)>) -> String {
+    let mut message = full;
+    if let Some((line, column)) = position {
+        let suffix = format!(" at line {line} column {column}");
+        message = message.strip_suffix(suffix.as_str()).unwrap_or(message);
+    }
+    // The crate prefixes the path it knows (for an unknown key, the parent's).
+    if let Some((head, rest)) = message.split_once(": ")
+        && !head.is_empty()
+        && (head == key || key.starts_with(&format!("{head}.")))
+    {
+        message = rest;
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((_, expected)) = rest.split_once("`, ")
+    {
+        return format!("unknown field; {}", expected.replace('`', ""));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, ")
+    {
+        return format!("unknown value {value:?}; {}", expected.replace('`', ""));
+    }
+    message.replace(
+        "struct Prices",
+        "a mapping { input, output, cache_read, cache_write }",
+    )
+}
+
+/// Builds the role's provider. The API key is read from the variable
+/// [`ModelConfig::key_env`] names, through `env` (e.g. [`process_env`]); an
+/// empty value counts as missing. An `openai` model at a non-default
+/// `base_url` may go without a key (local servers need none) unless
+/// `api_key_env` is set explicitly.
+pub fn build_provider(
+    cfg: &ModelConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Box<dyn Provider>, ConfigError> {
+    let key_env = cfg.key_env();
+    let key = || {
+        env(key_env)
+            .filter(|k| !k.trim().is_empty())
+            .map(SecretString::from)
+    };
+    let missing = || ConfigError::MissingKey {
+        provider: cfg.provider,
+        var: key_env.to_owned(),
+    };
+    match cfg.provider {
+        ProviderKind::Anthropic => {
+            let key = key().ok_or_else(missing)?;
+            Ok(Box::new(
+                Anthropic::new(key, cfg.base_url.as_deref()).with_key_env(key_env),
+            ))
+        }
+        ProviderKind::OpenAi => {
+            let base_url = cfg.effective_base_url();
+            let local = cfg.api_key_env.is_none()
+                && base_url.trim_end_matches('/') != openai::DEFAULT_BASE_URL;
+            let key = match key() {
+                Some(key) => Some(key),
+                None if local => None,
+                None => return Err(missing()),
+            };
+            Ok(Box::new(OpenAi::new(key, base_url).with_key_env(key_env)))
+        }
+        ProviderKind::Scripted => {
+            let path = cfg.script.as_ref().ok_or_else(|| ConfigError::Invalid {
+                key: "script".into(),
+                message: "the scripted provider needs `script:`, the path of its script file"
+                    .into(),
+            })?;
+            let scripted = Scripted::from_file(path).map_err(|e| ConfigError::Script {
+                path: path.clone(),
+                message: match e {
+                    LlmError::Script(m) => m,
+                    other => other.to_string(),
+                },
+            })?;
+            Ok(Box::new(scripted))
+        }
+    }
+}
+
+/// The process environment, for [`build_provider`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// What is wrong with a model configuration, and what to do about it. No
+/// variant carries an API key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read as YAML of the expected shape. `key` is the
+    /// path (`models.scrutiny.modle`), empty for the file as a whole.
+    #[error(
+        "{REPO_CONFIG_PATH}{line}: {key}{message}",
+        line = line.map(|l| format!(" line {l}")).unwrap_or_default(),
+        key = if key.is_empty() { String::new() } else { format!("{key}: ") }
+    )]
+    Parse {
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A value, or a combination of values, that cannot work. `key` is the
+    /// path of the setting (`models.default.max_tokens`), or starts with
+    /// [`SERVER_DEFAULTS`].
+    #[error("{at}{key}: {message}", at = in_file(key))]
+    Invalid { key: String, message: String },
+    /// A model with neither `prices:` nor a built-in price. `key` is the
+    /// section that chose the model.
+    #[error(
+        "{at}{key}: model {model:?} has no built-in price, and a model without a price would make budgets meaningless; add `prices: {{ input: …, output: …, cache_read: …, cache_write: … }}` (USD per million tokens) next to its `model:`",
+        at = in_file(key)
+    )]
+    MissingPrices { key: String, model: String },
+    /// The API key's environment variable is unset or empty.
+    #[error(
+        "no API key for the {provider} model: the environment variable {var} is not set; add the key as a repository secret and map it into the job's env (`env: {var}: ${{{{ secrets.{var} }}}}`), or set `api_key_env:` in {REPO_CONFIG_PATH} to the variable that holds it"
+    )]
+    MissingKey { provider: ProviderKind, var: String },
+    /// The scripted provider's script could not be loaded.
+    #[error(
+        "cannot load the script {} for the scripted model: {message}; check `script:` in {REPO_CONFIG_PATH}",
+        path.display()
+    )]
+    Script { path: PathBuf, message: String },
+}
+
+/// `.github/missions.yml: ` for keys of the repository's file.
+fn in_file(key: &str) -> String {
+    if key.starts_with("models") {
+        format!("{REPO_CONFIG_PATH}: ")
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_messages_lose_the_crates_prefix_and_position() {
+        assert_eq!(
+            yaml_message(
+                "models.default: unknown field `modle`, expected one of `provider`, `model` at line 4 column 5",
+                "models.default.modle",
+                Some((4, 5)),
+            ),
+            "unknown field; expected one of provider, model"
+        );
+        assert_eq!(
+            yaml_message(
+                "models.scrutiny.provider: unknown variant `foo`, expected one of `anthropic`, `openai`, `scripted` at line 3 column 15",
+                "models.scrutiny.provider",
+                Some((3, 15)),
+            ),
+            "unknown value \"foo\"; expected one of anthropic, openai, scripted"
+        );
+        assert_eq!(
+            yaml_message("models: missing field `x`", "models", None),
+            "missing field `x`"
+        );
+        assert_eq!(yaml_message("oops: something", "", None), "oops: something");
+    }
+
+    #[test]
+    fn key_env_names_are_checked_without_echoing_the_value() {
+        assert!(check_key_env("OPENROUTER_API_KEY").is_ok());
+        assert!(check_key_env("_X1").is_ok());
+        let err = check_key_env("sk-ant-api03-secret").unwrap_err();
+        assert!(!err.contains("sk-ant"), "{err}");
+        assert!(check_key_env("").is_err());
+        assert!(check_key_env("1ABC").is_err());
+    }
+
+    #[test]
+    fn base_urls_must_be_http() {
+        assert!(check_base_url("http://localhost:11434/v1").is_ok());
+        assert!(check_base_url("https://openrouter.ai/api/v1").is_ok());
+        assert!(check_base_url("ftp://x").is_err());
+        assert!(check_base_url("https://").is_err());
+        assert!(check_base_url("openrouter.ai").is_err());
+    }
+
+    #[test]
+    fn roles_parse_both_spellings_of_user_testing() {
+        assert_eq!("user-testing".parse::<Role>(), Ok(Role::UserTesting));
+        assert_eq!("user_testing".parse::<Role>(), Ok(Role::UserTesting));
+        assert_eq!(Role::UserTesting.to_string(), "user-testing");
+        assert!("tester".parse::<Role>().is_err());
+    }
+}
