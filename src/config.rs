@@ -72,6 +72,8 @@ struct FileConfig {
     github_api_url: Option<String>,
     #[serde(default)]
     inbox: InboxFileConfig,
+    /// The model every role uses unless the repository's `.github/missions.yml` says otherwise.
+    model: Option<crate::llm::config::ModelConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,8 @@ pub struct Config {
     pub app: Option<AppIdentity>,
     pub github_api_url: String,
     pub retry: RetryPolicy,
+    /// Server-side default model settings (`[model]`), under each repository's `models:`.
+    pub default_model: crate::llm::config::ModelConfig,
 }
 
 impl Config {
@@ -257,6 +261,14 @@ impl Config {
                 .min(MAX_RETRY_DELAY),
         };
 
+        let default_model = file.model.unwrap_or_default();
+        default_model
+            .validate("[model] in the config file")
+            .map_err(|e| ConfigError::Parse {
+                path: path.map(Path::to_path_buf).unwrap_or_default(),
+                message: e.to_string(),
+            })?;
+
         Ok(Config {
             listen,
             database_url,
@@ -264,6 +276,7 @@ impl Config {
             app,
             github_api_url,
             retry,
+            default_model,
         })
     }
 }
@@ -363,6 +376,33 @@ mod tests {
         Config::load_with_env(Some(&path), &vars(&[]))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn the_server_default_model_comes_from_the_model_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            "webhook_secret = \"s\"\n[model]\nprovider = \"openai\"\nmodel = \"gpt-4.1\"\nmax_tokens = 4096\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(Some(&path), &vars(&[])).unwrap();
+        assert_eq!(config.default_model.model, "gpt-4.1");
+        assert_eq!(config.default_model.max_tokens, 4096);
+        // Without the table: Anthropic's default model.
+        let config = Config::load_with_env(None, &vars(&[(env::WEBHOOK_SECRET, "s")])).unwrap();
+        assert_eq!(
+            config.default_model,
+            crate::llm::config::ModelConfig::default()
+        );
+        // A model without a built-in price must say what it costs.
+        let err = file_error(
+            "webhook_secret = \"s\"\n[model]\nprovider = \"openai\"\nmodel = \"my-llama\"\n",
+        );
+        assert!(err.contains("prices"), "{err}");
+        let err = file_error("webhook_secret = \"s\"\n[model]\nmodle = \"x\"\n");
+        assert!(err.contains("modle"), "{err}");
     }
 
     #[test]
