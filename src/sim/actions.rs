@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::SimInner;
-use super::api::{ApiError, ApiResult, Caller, JsonBody, actor};
+use super::api::{ApiError, ApiResult, Caller, JsonBody, actor, full, ok, required_str};
 use super::faults::JobFault;
 use super::gitapi::resolve_commitish;
 use super::render::{self, RepoTimes, SimpleCommit};
@@ -23,10 +23,6 @@ use super::state::{
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
-
-fn full(owner: &str, repo: &str) -> String {
-    format!("{owner}/{repo}")
-}
 
 /// Replaces `${{ inputs.NAME }}` in each argument, as an expression in a `run:` step would.
 /// Arguments stay separate argv entries, so an input cannot inject a shell command.
@@ -82,14 +78,7 @@ fn emit_run(sim: &SimInner, name: &str, run_id: u64, action: &str, commit: Optio
         "workflow" => render::workflow(&sim.urls, repo, wf),
         "workflow_run" => render::workflow_run(&sim.urls, &world, repo, run, commit),
     );
-    sim.emit(
-        &world,
-        "workflow_run",
-        name,
-        &run.actor.clone(),
-        fields,
-        RepoTimes::Iso,
-    );
+    sim.emit(&world, "workflow_run", name, &run.actor.clone(), fields);
 }
 
 fn emit_job(sim: &SimInner, name: &str, run_id: u64, action: &str) {
@@ -104,14 +93,7 @@ fn emit_job(sim: &SimInner, name: &str, run_id: u64, action: &str) {
         "action" => action,
         "workflow_job" => render::job(&sim.urls, repo, run, &run.job),
     );
-    sim.emit(
-        &world,
-        "workflow_job",
-        name,
-        &run.actor.clone(),
-        fields,
-        RepoTimes::Iso,
-    );
+    sim.emit(&world, "workflow_job", name, &run.actor.clone(), fields);
 }
 
 /// `POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches`.
@@ -130,10 +112,7 @@ pub async fn dispatch(
         }
         a.login
     };
-    let reference = body
-        .get("ref")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Workflow", "ref", "missing_field", "ref is missing"))?;
+    let reference = required_str(&body, "Workflow", "ref")?;
     let inputs = match body.get("inputs") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(map)) => map.clone(),
@@ -273,15 +252,14 @@ pub async fn dispatch(
 
     if body.get("return_run_details").and_then(Value::as_bool) == Some(true) {
         let r = format!("{}/repos/{name}/actions/runs/{run_id}", sim.urls.api);
-        return Ok((
+        return ok(
             StatusCode::OK,
-            axum::Json(json!({
+            json!({
                 "workflow_run_id": run_id,
                 "run_url": r,
                 "html_url": format!("{}/{name}/actions/runs/{run_id}", sim.urls.web),
-            })),
-        )
-            .into_response());
+            }),
+        );
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -485,17 +463,10 @@ pub async fn get_run(
     let world = sim.world();
     let repo = &world.repos[&name];
     let run = &repo.runs[&run_id];
-    Ok((
+    ok(
         StatusCode::OK,
-        axum::Json(render::workflow_run(
-            &sim.urls,
-            &world,
-            repo,
-            run,
-            commit.as_ref(),
-        )),
+        render::workflow_run(&sim.urls, &world, repo, run, commit.as_ref()),
     )
-        .into_response())
 }
 
 pub async fn list_jobs(
@@ -509,11 +480,7 @@ pub async fn list_jobs(
     let repo = &world.repos[&name];
     let run = repo.runs.get(&run_id).ok_or_else(ApiError::not_found)?;
     let jobs = vec![render::job(&sim.urls, repo, run, &run.job)];
-    Ok((
-        StatusCode::OK,
-        axum::Json(json!({"total_count": 1, "jobs": jobs})),
-    )
-        .into_response())
+    ok(StatusCode::OK, json!({"total_count": 1, "jobs": jobs}))
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl From<git::GitError> for ApiError {
 
 pub type ApiResult = Result<Response, ApiError>;
 
-fn ok(status: StatusCode, body: Value) -> ApiResult {
+pub(crate) fn ok(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -291,7 +291,7 @@ pub fn actor(world: &World, caller: &Caller, full_name: &str) -> Result<Actor, A
     }
 }
 
-fn require(actor: &Actor, needed: Permission) -> Result<(), ApiError> {
+pub(crate) fn require(actor: &Actor, needed: Permission) -> Result<(), ApiError> {
     if actor.permission >= needed {
         Ok(())
     } else {
@@ -325,7 +325,11 @@ fn str_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
     body.get(field).and_then(Value::as_str)
 }
 
-fn required_str<'a>(body: &'a Value, resource: &str, field: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required_str<'a>(
+    body: &'a Value,
+    resource: &str,
+    field: &str,
+) -> Result<&'a str, ApiError> {
     match body.get(field) {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(ApiError::invalid(
@@ -343,7 +347,8 @@ fn required_str<'a>(body: &'a Value, resource: &str, field: &str) -> Result<&'a 
     }
 }
 
-fn full(owner: &str, repo: &str) -> String {
+/// `owner/repo`.
+pub(crate) fn full(owner: &str, repo: &str) -> String {
     format!("{owner}/{repo}")
 }
 
@@ -846,7 +851,6 @@ async fn create_issue(
         &name,
         &actor.login,
         sim_fields!("action" => "opened", "issue" => issue.clone()),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -958,23 +962,9 @@ async fn update_issue(
             if action == "edited" {
                 fields.insert("changes".into(), Value::Object(changes.clone()));
             }
-            sim.emit(
-                &world,
-                "pull_request",
-                &name,
-                &actor.login,
-                fields,
-                RepoTimes::Iso,
-            );
+            sim.emit(&world, "pull_request", &name, &actor.login, fields);
         } else {
-            sim.emit(
-                &world,
-                "issues",
-                &name,
-                &actor.login,
-                fields,
-                RepoTimes::Iso,
-            );
+            sim.emit(&world, "issues", &name, &actor.login, fields);
         }
     }
     drop(world);
@@ -1065,7 +1055,6 @@ async fn create_comment(
         &name,
         &actor.login,
         sim_fields!("action" => "created", "issue" => issue, "comment" => rendered.clone()),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -1106,7 +1095,6 @@ async fn update_comment(
         &actor.login,
         sim_fields!("action" => "edited", "issue" => issue, "comment" => rendered.clone(),
                     "changes" => json!({"body": {"from": old_body}})),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -1145,7 +1133,6 @@ async fn delete_comment(
         &name,
         &actor.login,
         sim_fields!("action" => "deleted", "issue" => issue, "comment" => rendered),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -1183,8 +1170,7 @@ async fn add_labels(
         if is_pull {
             let pr = render::pull(&sim.urls, &world, r, issue, PullStats::default());
             sim.emit(&world, "pull_request", &name, &actor.login,
-                sim_fields!("action" => "labeled", "number" => number, "pull_request" => pr, "label" => l),
-                RepoTimes::Iso);
+                sim_fields!("action" => "labeled", "number" => number, "pull_request" => pr, "label" => l));
         } else {
             let payload = render::issue(&sim.urls, &world, r, issue);
             sim.emit(
@@ -1193,7 +1179,6 @@ async fn add_labels(
                 &name,
                 &actor.login,
                 sim_fields!("action" => "labeled", "issue" => payload, "label" => l),
-                RepoTimes::Iso,
             );
         }
     }
@@ -1229,8 +1214,7 @@ fn unlabel(
         };
         let payload = render::issue(&sim.urls, world, r, issue);
         sim.emit(world, "issues", name, sender,
-            sim_fields!("action" => "unlabeled", "issue" => payload, "label" => render::label(&sim.urls, r, l)),
-            RepoTimes::Iso);
+            sim_fields!("action" => "unlabeled", "issue" => payload, "label" => render::label(&sim.urls, r, l)));
     }
 }
 
@@ -1585,7 +1569,6 @@ async fn create_pull(
         &name,
         &actor.login,
         sim_fields!("action" => "opened", "number" => number, "pull_request" => pr.clone()),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -1650,14 +1633,7 @@ async fn update_pull(
         if action == "edited" {
             fields.insert("changes".into(), Value::Object(changes.clone()));
         }
-        sim.emit(
-            &world,
-            "pull_request",
-            &name,
-            &actor.login,
-            fields,
-            RepoTimes::Iso,
-        );
+        sim.emit(&world, "pull_request", &name, &actor.login, fields);
     }
     drop(world);
     sim.bump();
@@ -1782,7 +1758,6 @@ async fn merge_pull(
         &name,
         &actor.login,
         sim_fields!("action" => "closed", "number" => number, "pull_request" => pr),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -1883,7 +1858,6 @@ async fn create_review(
         &name,
         &actor.login,
         sim_fields!("action" => "submitted", "review" => rendered.clone(), "pull_request" => pr),
-        RepoTimes::Iso,
     );
     drop(world);
     sim.bump();
@@ -2031,7 +2005,6 @@ async fn create_check_run(
         &name,
         &actor.login,
         sim_fields!("action" => "created", "check_run" => rendered.clone()),
-        RepoTimes::Iso,
     );
     if completed {
         sim.emit(
@@ -2040,7 +2013,6 @@ async fn create_check_run(
             &name,
             &actor.login,
             sim_fields!("action" => "completed", "check_run" => rendered.clone()),
-            RepoTimes::Iso,
         );
     }
     drop(world);
@@ -2102,7 +2074,6 @@ async fn update_check_run(
             &name,
             &actor.login,
             sim_fields!("action" => "completed", "check_run" => rendered.clone()),
-            RepoTimes::Iso,
         );
     }
     drop(world);

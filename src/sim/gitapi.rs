@@ -12,23 +12,18 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::SimInner;
-use super::api::{ApiError, ApiResult, Caller, JsonBody, actor, caller_from_credential};
+use super::api::{
+    ApiError, ApiResult, Caller, JsonBody, actor, caller_from_credential, full, ok, require,
+    required_str,
+};
 use super::git::{self, PathContent, Signature};
-use super::render::{self, RepoTimes, timestamp};
+use super::render::{self, timestamp};
 use super::state::{IssueState, Permission};
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
-
-fn full(owner: &str, repo: &str) -> String {
-    format!("{owner}/{repo}")
-}
-
-fn ok(status: StatusCode, body: Value) -> ApiResult {
-    Ok((status, axum::Json(body)).into_response())
-}
 
 fn is_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -187,14 +182,8 @@ fn check_access(
     name: &str,
     needed: Permission,
 ) -> Result<String, ApiError> {
-    let world = sim.world();
-    let a = actor(&world, caller, name)?;
-    if a.permission < needed {
-        return Err(ApiError::forbidden(format!(
-            "Must have {} access to this repository",
-            needed.role_name()
-        )));
-    }
+    let a = actor(&sim.world(), caller, name)?;
+    require(&a, needed)?;
     Ok(a.login)
 }
 
@@ -365,12 +354,8 @@ pub async fn put_content(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let message = body.get("message").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid("Content", "message", "missing_field", "message is missing")
-    })?;
-    let content = body.get("content").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid("Content", "content", "missing_field", "content is missing")
-    })?;
+    let message = required_str(&body, "Content", "message")?;
+    let content = required_str(&body, "Content", "content")?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(content.replace(['\n', '\r'], ""))
         .map_err(|_| {
@@ -458,9 +443,7 @@ pub async fn create_blob(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     check_access(&sim, &caller, &name, Permission::Write)?;
-    let content = body.get("content").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid("Blob", "content", "missing_field", "content is missing")
-    })?;
+    let content = required_str(&body, "Blob", "content")?;
     let bytes = match body
         .get("encoding")
         .and_then(Value::as_str)
@@ -503,8 +486,7 @@ pub async fn create_tree(
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         let field = |k: &str| item.get(k).and_then(Value::as_str);
-        let path = field("path")
-            .ok_or_else(|| ApiError::invalid("Tree", "path", "missing_field", "path is missing"))?;
+        let path = required_str(item, "Tree", "path")?;
         let mode = field("mode").unwrap_or("100644");
         if !["100644", "100755", "040000", "160000", "120000"].contains(&mode) {
             return Err(ApiError::invalid(
@@ -563,13 +545,8 @@ pub async fn create_commit(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let message = body.get("message").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid("Commit", "message", "missing_field", "message is missing")
-    })?;
-    let tree = body
-        .get("tree")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Commit", "tree", "missing_field", "tree is missing"))?;
+    let message = required_str(&body, "Commit", "message")?;
+    let tree = required_str(&body, "Commit", "tree")?;
     let parents: Vec<String> = match body.get("parents") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
@@ -632,14 +609,8 @@ pub async fn create_ref(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let refname = body
-        .get("ref")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Reference", "ref", "missing_field", "ref is missing"))?;
-    let sha = body
-        .get("sha")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Reference", "sha", "missing_field", "sha is missing"))?;
+    let refname = required_str(&body, "Reference", "ref")?;
+    let sha = required_str(&body, "Reference", "sha")?;
     if !refname.starts_with("refs/") || refname.matches('/').count() < 2 {
         return Err(ApiError::unprocessable(
             "Reference name must start with 'refs/' and have at least two slashes.",
@@ -676,10 +647,7 @@ pub async fn update_ref(
 ) -> ApiResult {
     let name = full(&owner, &repo);
     let login = check_access(&sim, &caller, &name, Permission::Write)?;
-    let sha = body
-        .get("sha")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("Reference", "sha", "missing_field", "sha is missing"))?;
+    let sha = required_str(&body, "Reference", "sha")?;
     let force = body.get("force").and_then(Value::as_bool).unwrap_or(false);
     let refname = format!("refs/{}", reference.trim_start_matches('/'));
     if sim.git.resolve_ref(&name, &refname).await?.is_none() {
@@ -841,13 +809,12 @@ pub async fn after_ref_change(
         "head_commit" => head_commit,
         "pusher" => json!({"name": pusher, "email": format!("{pusher}@users.noreply.sim")}),
     );
-    sim.emit(&world, "push", name, pusher, payload, RepoTimes::PushEvent);
+    sim.emit(&world, "push", name, pusher, payload);
     for (number, stats) in sync_payloads {
         let repo = &world.repos[name];
         let pr = render::pull(&sim.urls, &world, repo, &repo.issues[&number], stats);
         sim.emit(&world, "pull_request", name, pusher,
-            sim_fields!("action" => "synchronize", "number" => number, "before" => before_s, "after" => after_s, "pull_request" => pr),
-            RepoTimes::Iso);
+            sim_fields!("action" => "synchronize", "number" => number, "before" => before_s, "after" => after_s, "pull_request" => pr));
     }
     drop(world);
     sim.bump();
@@ -863,21 +830,9 @@ pub async fn git_http_or_404(State(sim): State<Sim>, request: Request) -> Respon
 }
 
 async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
-    let path = request.uri().path().to_owned();
-    let mut segments = path.trim_start_matches('/').splitn(3, '/');
-    let (Some(owner), Some(repo_git), Some(rest)) =
-        (segments.next(), segments.next(), segments.next())
-    else {
+    let Some((name, rest)) = git::split_git_http_path(request.uri().path()) else {
         return Err(ApiError::not_found());
     };
-    let Some(repo) = repo_git.strip_suffix(".git") else {
-        return Err(ApiError::not_found());
-    };
-    let rest = format!("/{rest}");
-    if !["/info/refs", "/git-upload-pack", "/git-receive-pack"].contains(&rest.as_str()) {
-        return Err(ApiError::not_found());
-    }
-    let name = full(owner, repo);
     let query = request.uri().query().map(str::to_owned);
     let pushing =
         rest == "/git-receive-pack" || query.as_deref() == Some("service=git-receive-pack");

@@ -452,8 +452,13 @@ impl SimInner {
         full_name: &str,
         sender: &str,
         mut fields: serde_json::Map<String, Value>,
-        times: RepoTimes,
     ) {
+        // GitHub writes the repository's timestamps as Unix seconds in `push` only.
+        let times = if event == "push" {
+            RepoTimes::PushEvent
+        } else {
+            RepoTimes::Iso
+        };
         let Some(repo) = world.repos.get(full_name) else {
             return;
         };
