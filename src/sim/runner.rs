@@ -221,29 +221,21 @@ pub async fn run_job(spec: JobSpec, cancel: CancellationToken) -> JobOutcome {
 
     // 2. Checkout
     let t = OffsetDateTime::now_utc();
-    match (&workspace, ended.or_else(|| ctx.interrupted())) {
-        (Ok(ws), None) => match ctx.checkout(ws).await {
+    match &workspace {
+        Ok(ws) if ctx.may_run(&mut ended) => match ctx.checkout(ws).await {
             Ok(()) => step(Conclusion::Success, t),
             Err(c) => {
                 ended = Some(c);
                 step(step_conclusion(c), t);
             }
         },
-        (_, reason) => {
-            // Interrupted between steps (no process to interrupt): the log must
-            // still say why, as GitHub's does.
-            if let (None, Some(c)) = (ended, reason) {
-                ctx.log_interruption(c);
-            }
-            ended = reason;
-            step(Conclusion::Skipped, t);
-        }
+        _ => step(Conclusion::Skipped, t),
     }
 
     // 3. Run
     let t = OffsetDateTime::now_utc();
-    match (&workspace, ended.or_else(|| ctx.interrupted())) {
-        (Ok(ws), None) => {
+    match &workspace {
+        Ok(ws) if ctx.may_run(&mut ended) => {
             let (result, code) = ctx.run_command(ws).await;
             exit_code = code;
             if let Err(c) = result {
@@ -253,15 +245,7 @@ pub async fn run_job(spec: JobSpec, cancel: CancellationToken) -> JobOutcome {
                 step(Conclusion::Success, t);
             }
         }
-        (_, reason) => {
-            // Interrupted between steps (no process to interrupt): the log must
-            // still say why, as GitHub's does.
-            if let (None, Some(c)) = (ended, reason) {
-                ctx.log_interruption(c);
-            }
-            ended = reason;
-            step(Conclusion::Skipped, t);
-        }
+        _ => step(Conclusion::Skipped, t),
     }
 
     // 4. Complete job: runs whatever happened before, like GitHub's.
@@ -332,6 +316,23 @@ impl Ctx<'_> {
             Some(Conclusion::TimedOut)
         } else {
             None
+        }
+    }
+
+    /// Whether the next step may start. Not after the job has ended; and if it
+    /// was cancelled or ran out of time between steps (no process to
+    /// interrupt), the log still says why, as GitHub's does.
+    fn may_run(&self, ended: &mut Option<Conclusion>) -> bool {
+        if ended.is_some() {
+            return false;
+        }
+        match self.interrupted() {
+            Some(c) => {
+                self.log_interruption(c);
+                *ended = Some(c);
+                false
+            }
+            None => true,
         }
     }
 
