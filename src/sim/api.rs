@@ -1392,66 +1392,57 @@ async fn list_pulls(
     Query(filter): Query<PullFilter>,
 ) -> ApiResult {
     let name = full(&owner, &repo);
-    let numbers: Vec<u64> = {
-        let world = sim.world();
-        actor(&world, &caller, &name)?;
-        let state = filter.state.as_deref().unwrap_or("open");
-        if !matches!(state, "open" | "closed" | "all") {
-            return Err(ApiError::invalid(
-                "PullRequest",
-                "state",
-                "invalid",
-                "state must be open, closed or all",
-            ));
-        }
-        world.repos[&name]
-            .issues
-            .values()
-            .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
-            .filter(|(i, _)| match state {
-                "open" => i.state == IssueState::Open,
-                "closed" => i.state == IssueState::Closed,
-                _ => true,
-            })
-            .filter(|(_, p)| {
-                filter
-                    .head
-                    .as_deref()
-                    .is_none_or(|h| h.split_once(':').map(|(_, b)| b).unwrap_or(h) == p.head_ref)
-            })
-            .filter(|(_, p)| filter.base.as_deref().is_none_or(|b| b == p.base_ref))
-            .map(|(i, _)| i.number)
-            .rev()
-            .collect()
-    };
+    let world = sim.world();
+    actor(&world, &caller, &name)?;
+    let state = filter.state.as_deref().unwrap_or("open");
+    if !matches!(state, "open" | "closed" | "all") {
+        return Err(ApiError::invalid(
+            "PullRequest",
+            "state",
+            "invalid",
+            "state must be open, closed or all",
+        ));
+    }
+    let numbers: Vec<u64> = world.repos[&name]
+        .issues
+        .values()
+        .filter_map(|i| i.pull.as_ref().map(|p| (i, p)))
+        .filter(|(i, _)| match state {
+            "open" => i.state == IssueState::Open,
+            "closed" => i.state == IssueState::Closed,
+            _ => true,
+        })
+        .filter(|(_, p)| {
+            filter
+                .head
+                .as_deref()
+                .is_none_or(|h| h.split_once(':').map(|(_, b)| b).unwrap_or(h) == p.head_ref)
+        })
+        .filter(|(_, p)| filter.base.as_deref().is_none_or(|b| b == p.base_ref))
+        .map(|(i, _)| i.number)
+        .rev()
+        .collect();
     let page = Page {
         per_page: filter.per_page,
         page: filter.page,
     };
-    let mut out = Vec::new();
-    for n in page.apply(numbers) {
-        let mut pr = render_pull(&sim, &name, n).await?;
-        // The list shows `pull-request-simple`: no git figures.
-        if let Value::Object(map) = &mut pr {
-            for key in [
-                "merged",
-                "mergeable",
-                "rebaseable",
-                "mergeable_state",
-                "merged_by",
-                "comments",
-                "review_comments",
-                "maintainer_can_modify",
-                "commits",
-                "additions",
-                "deletions",
-                "changed_files",
-            ] {
-                map.remove(key);
-            }
-        }
-        out.push(pr);
-    }
+    // The list shows `pull-request-simple`: none of the git figures, so none are computed.
+    let repo = &world.repos[&name];
+    let out: Vec<Value> = page
+        .apply(numbers)
+        .into_iter()
+        .map(|n| {
+            let mut pr = render::pull(
+                &sim.urls,
+                &world,
+                repo,
+                &repo.issues[&n],
+                PullStats::default(),
+            );
+            render::simple_pull(&mut pr);
+            pr
+        })
+        .collect();
     ok(StatusCode::OK, Value::Array(out))
 }
 

@@ -549,6 +549,30 @@ pub fn pull(urls: &Urls, world: &World, repo: &Repo, issue: &Issue, stats: PullS
     })
 }
 
+/// Trims a [`pull`] to `pull-request-simple` (lists, and the review webhook's
+/// `pull_request`): no merge state and no git figures.
+pub fn simple_pull(pr: &mut Value) {
+    const DETAIL_KEYS: [&str; 12] = [
+        "merged",
+        "mergeable",
+        "rebaseable",
+        "mergeable_state",
+        "merged_by",
+        "comments",
+        "review_comments",
+        "maintainer_can_modify",
+        "commits",
+        "additions",
+        "deletions",
+        "changed_files",
+    ];
+    if let Value::Object(map) = pr {
+        for key in DETAIL_KEYS {
+            map.remove(key);
+        }
+    }
+}
+
 /// `pull-request-minimal`, as check runs and workflow runs list their PRs.
 pub fn pull_minimal(urls: &Urls, repo: &Repo, issue: &Issue) -> Value {
     let pull = issue.pull.as_ref().expect("a pull request");

@@ -183,21 +183,6 @@ const APP: &[&str] = &[
     "updated_at",
 ];
 
-const SIMPLE_PULL_REQUEST_DROPS: &[&str] = &[
-    "merged",
-    "mergeable",
-    "rebaseable",
-    "mergeable_state",
-    "merged_by",
-    "comments",
-    "review_comments",
-    "maintainer_can_modify",
-    "commits",
-    "additions",
-    "deletions",
-    "changed_files",
-];
-
 const INSTALLATION: &[&str] = &[
     "access_tokens_url",
     "account",
@@ -278,10 +263,8 @@ fn issue(value: &mut Value) {
 }
 
 fn pull_request(value: &mut Value, simple: bool) {
-    if simple && let Value::Object(map) = value {
-        for key in SIMPLE_PULL_REQUEST_DROPS {
-            map.remove(*key);
-        }
+    if simple {
+        super::render::simple_pull(value);
     }
     user(field(value, "user"));
     user(field(value, "merged_by"));
