@@ -1,0 +1,1380 @@
+//! The mission as a state machine: `apply(event, now) → effects`, no I/O. The
+//! server feeds it events (webhooks turned into facts, results of its own effects)
+//! and performs the effects it returns, in order. Every deterministic rule of the
+//! lifecycle lives here, whatever a model says:
+//!
+//! - a plan is accepted only if every assertion is covered and every feature claims one;
+//! - one job per mission at a time;
+//! - a handoff with undone work or unresolved issues blocks the next feature until
+//!   the orchestrator has triaged it;
+//! - a milestone advances only when both validators passed on its head commit and
+//!   a human merged its PR;
+//! - failed attempts per step and the budget are bounded: hitting a bound pauses
+//!   the mission with a comment saying why and how to resume.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::outputs::{
+    Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport, Validator,
+};
+use super::plan::{Plan, one_line};
+
+/// The rules' numbers, from the repository's `.github/missions.yml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Failed runs of one step before the mission pauses.
+    pub max_attempts: u32,
+    /// Validation rounds per milestone before the mission pauses.
+    pub max_validation_rounds: u32,
+    /// The mission's budget in micro-dollars; `None`: unbounded.
+    pub budget_micros: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_attempts: 2,
+            max_validation_rounds: 3,
+            budget_micros: None,
+        }
+    }
+}
+
+/// Who did something, as the server established it (never as the text claims).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub login: String,
+    /// write, maintain or admin on the repository.
+    pub can_write: bool,
+    /// A bot account, or the App itself: never counts as a person's act.
+    pub is_bot: bool,
+}
+
+impl Actor {
+    /// May start, steer or approve.
+    pub fn is_trusted(&self) -> bool {
+        self.can_write && !self.is_bot
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The orchestrator is scoping (or revising) the plan.
+    Scoping,
+    /// Questions are on the issue; waiting for the author or a maintainer.
+    AwaitingAnswers,
+    /// The plan PR is open; waiting for a review.
+    PlanReview,
+    /// Features of the current milestone run one after another.
+    Building,
+    /// The validators run on the milestone's ready commit.
+    Validating,
+    /// Both check runs passed; waiting for a person to merge the milestone PR.
+    AwaitingMerge,
+    Done,
+    Aborted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobRole {
+    Orchestrator,
+    Worker,
+    Scrutiny,
+    UserTesting,
+}
+
+impl JobRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobRole::Orchestrator => "orchestrator",
+            JobRole::Worker => "worker",
+            JobRole::Scrutiny => "scrutiny",
+            JobRole::UserTesting => "user-testing",
+        }
+    }
+}
+
+/// One step of the mission that a job performs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum Task {
+    /// Scope the goal: questions or a plan. `round` counts answer rounds.
+    Scope { round: u32 },
+    /// Revise the plan after a review requested changes.
+    Revise { round: u32 },
+    /// Implement one feature.
+    Feature { id: String },
+    /// Triage a handoff that left work undone or issues unresolved.
+    Triage { feature: String },
+    /// Write follow-up features from a failed validation.
+    FollowUp { milestone: String, round: u32 },
+    /// `/mission replan` during a milestone: amend the remaining work.
+    Replan { n: u32 },
+    /// Validate the milestone.
+    Validate {
+        milestone: String,
+        validator: Validator,
+        round: u32,
+    },
+}
+
+impl Task {
+    pub fn role(&self) -> JobRole {
+        match self {
+            Task::Scope { .. }
+            | Task::Revise { .. }
+            | Task::Triage { .. }
+            | Task::FollowUp { .. }
+            | Task::Replan { .. } => JobRole::Orchestrator,
+            Task::Feature { .. } => JobRole::Worker,
+            Task::Validate { validator, .. } => match validator {
+                Validator::Scrutiny => JobRole::Scrutiny,
+                Validator::UserTesting => JobRole::UserTesting,
+            },
+        }
+    }
+
+    /// Stable name of the step: attempts are counted per slug, and the job key
+    /// is `<slug>.<try>`.
+    pub fn slug(&self) -> String {
+        match self {
+            Task::Scope { round } => format!("scope-{round}"),
+            Task::Revise { round } => format!("revise-{round}"),
+            Task::Feature { id } => format!("feature-{id}"),
+            Task::Triage { feature } => format!("triage-{feature}"),
+            Task::FollowUp { milestone, round } => format!("followup-{milestone}-{round}"),
+            Task::Replan { n } => format!("replan-{n}"),
+            Task::Validate {
+                milestone,
+                validator,
+                round,
+            } => format!("{milestone}-{}-{round}", validator.as_str()),
+        }
+    }
+
+    /// The `task` input of the dispatched job: the slug's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Scope { .. } => "scope",
+            Task::Revise { .. } => "revise",
+            Task::Feature { .. } => "feature",
+            Task::Triage { .. } => "triage",
+            Task::FollowUp { .. } => "follow-up",
+            Task::Replan { .. } => "replan",
+            Task::Validate { .. } => "validate",
+        }
+    }
+
+    pub fn feature(&self) -> Option<&str> {
+        match self {
+            Task::Feature { id } => Some(id),
+            Task::Triage { feature } => Some(feature),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Task::Scope { .. } => "scoping".into(),
+            Task::Revise { .. } => "the plan revision".into(),
+            Task::Feature { id } => format!("feature {id}"),
+            Task::Triage { feature } => format!("the triage of {feature}'s handoff"),
+            Task::FollowUp { milestone, .. } => format!("the follow-up plan for {milestone}"),
+            Task::Replan { .. } => "the replan".into(),
+            Task::Validate {
+                milestone,
+                validator,
+                ..
+            } => format!("{} of {milestone}", validator.as_str()),
+        }
+    }
+}
+
+/// A dispatched job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// `<slug>.<try>`: unique within the mission.
+    pub key: String,
+    pub task: Task,
+    /// The branch the job runs on.
+    pub branch: String,
+    /// Where the job commits its output (`.missions/<issue>/jobs/<key>.json`).
+    pub output_branch: String,
+    /// Unix seconds when the server decided to dispatch it.
+    pub dispatched_at: i64,
+    /// The workflow run, once a webhook or the reconciler named it.
+    pub run_id: Option<u64>,
+}
+
+impl Job {
+    pub fn role(&self) -> JobRole {
+        self.task.role()
+    }
+}
+
+/// Which PR an effect is about; the server resolves the number from the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum Target {
+    Issue,
+    PlanPr,
+    MilestonePr { index: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckConclusion {
+    Success,
+    Failure,
+}
+
+/// What the server must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    Comment { target: Target, body: String },
+    /// Create `name` at the head of `from`, unless it exists.
+    CreateBranch { name: String, from: String },
+    Dispatch { job: Job },
+    /// Open the plan PR (`branch` into the base); result: [`Event::PlanPrOpened`].
+    OpenPlanPr { branch: String, title: String, body: String },
+    ClosePr { target: Target },
+    /// Open milestone `index`'s PR unless it is open; result: [`Event::MilestonePrOpened`].
+    EnsureMilestonePr {
+        index: usize,
+        branch: String,
+        title: String,
+        body: String,
+    },
+    /// Make the ready commit on the milestone branch and open both check runs on
+    /// it, in progress; result: [`Event::ValidationStarted`].
+    StartValidation {
+        index: usize,
+        round: u32,
+        branch: String,
+        message: String,
+    },
+    CompleteCheck {
+        check_run_id: u64,
+        conclusion: CheckConclusion,
+        title: String,
+        summary: String,
+    },
+    CloseIssue,
+}
+
+/// How a workflow run ended, as GitHub reports it (or the reconciler decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunConclusion {
+    Success,
+    Failure,
+    Cancelled,
+    TimedOut,
+    /// No completion seen within the job timeout.
+    Lost,
+}
+
+/// A parsed `/mission …` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Status,
+    Pause,
+    Resume,
+    Abort,
+    Retry,
+    Replan,
+}
+
+impl Command {
+    /// The first line of `body` that starts with `/mission`, outside quotes and
+    /// code blocks: text quoted from someone else is never a command.
+    /// `Err` carries the unknown word, so the author can be told.
+    pub fn parse(body: &str) -> Option<Result<Command, String>> {
+        let mut in_fence = false;
+        for line in body.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+                in_fence = !in_fence;
+                continue;
+            }
+            if in_fence || line.starts_with("    ") || trimmed.starts_with('>') {
+                continue;
+            }
+            let mut words = trimmed.split_whitespace();
+            if words.next() != Some("/mission") {
+                continue;
+            }
+            let word = words.next().unwrap_or("");
+            return Some(match word {
+                "status" => Ok(Command::Status),
+                "pause" => Ok(Command::Pause),
+                "resume" => Ok(Command::Resume),
+                "abort" => Ok(Command::Abort),
+                "retry" => Ok(Command::Retry),
+                "replan" => Ok(Command::Replan),
+                other => Err(other.to_owned()),
+            });
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Commented,
+}
+
+/// Facts the server feeds the mission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A comment on the issue that is not a command.
+    Comment { actor: Actor, is_author: bool },
+    Command {
+        actor: Actor,
+        command: Result<Command, String>,
+        /// Fresh settings from the default branch (resume applies them).
+        settings: Settings,
+    },
+    Review {
+        pr: u64,
+        actor: Actor,
+        state: ReviewState,
+    },
+    PrMerged {
+        pr: u64,
+        actor: Actor,
+        head_sha: String,
+    },
+    /// A run for the current job was seen (requested / in progress).
+    JobStarted { key: String, run_id: u64 },
+    JobFinished {
+        key: String,
+        run_id: Option<u64>,
+        conclusion: RunConclusion,
+        /// The output the job committed, if the server found one with this key.
+        output: Option<JobOutput>,
+    },
+    PlanPrOpened { number: u64 },
+    MilestonePrOpened { index: usize, number: u64 },
+    ValidationStarted {
+        index: usize,
+        round: u32,
+        sha: String,
+        checks: BTreeMap<Validator, u64>,
+    },
+    /// An effect failed for good (after the client's retries).
+    EffectFailed { what: String, error: String },
+}
+
+/// The current milestone's validation round.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Validation {
+    pub round: u32,
+    /// The ready commit both check runs sit on.
+    pub sha: Option<String>,
+    pub checks: BTreeMap<Validator, u64>,
+    /// Whether each validator passed, once it reported.
+    pub verdicts: BTreeMap<Validator, bool>,
+}
+
+/// A record of a finished step, for the final report and mission control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub key: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mission {
+    pub repo: String,
+    pub issue: u64,
+    pub author: String,
+    /// The repository's default branch: milestone PRs target it.
+    pub base: String,
+    pub settings: Settings,
+    pub phase: Phase,
+    pub plan: Option<Plan>,
+    pub plan_pr: Option<u64>,
+    /// Index of the current milestone.
+    pub milestone: usize,
+    pub milestone_prs: BTreeMap<usize, u64>,
+    pub done_features: BTreeSet<String>,
+    /// A feature whose handoff awaits the orchestrator's triage.
+    pub triage: Option<String>,
+    pub job: Option<Job>,
+    /// A step that must run before anything else (a retry, or a person's request).
+    pub pending: Option<Task>,
+    /// Runs per step slug, ever: the next try's number.
+    pub tries: BTreeMap<String, u32>,
+    /// Failed runs per step slug since the last resume.
+    pub failures: BTreeMap<String, u32>,
+    pub validation: Validation,
+    /// The head a passed validation judged; the merge must be of this commit.
+    pub validated_sha: Option<String>,
+    /// The current milestone's PR was merged without passing validation.
+    pub merged_unvalidated: bool,
+    pub scope_round: u32,
+    pub revise_round: u32,
+    pub replans: u32,
+    pub paused: Option<String>,
+    pub usage: JobUsage,
+    /// Workflow runs already accounted for: a late duplicate is ignored.
+    pub consumed_runs: BTreeSet<u64>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Branch names, all under `missions/<issue>/`.
+pub fn plan_branch(issue: u64) -> String {
+    format!("missions/{issue}/plan")
+}
+
+pub fn milestone_branch(issue: u64, milestone_id: &str) -> String {
+    format!("missions/{issue}/{}", milestone_id.to_ascii_lowercase())
+}
+
+pub fn reports_branch(issue: u64) -> String {
+    format!("missions/{issue}/reports")
+}
+
+/// The issue number of a mission branch, if `branch` is one.
+pub fn issue_of_branch(branch: &str) -> Option<u64> {
+    branch.strip_prefix("missions/")?.split('/').next()?.parse().ok()
+}
+
+impl Mission {
+    /// A user with write access labelled the issue.
+    pub fn start(
+        repo: impl Into<String>,
+        issue: u64,
+        author: impl Into<String>,
+        base: impl Into<String>,
+        settings: Settings,
+        labeled_by: &str,
+        now: i64,
+    ) -> (Mission, Vec<Effect>) {
+        let base = base.into();
+        let mut m = Mission {
+            repo: repo.into(),
+            issue,
+            author: author.into(),
+            base: base.clone(),
+            settings,
+            phase: Phase::Scoping,
+            plan: None,
+            plan_pr: None,
+            milestone: 0,
+            milestone_prs: BTreeMap::new(),
+            done_features: BTreeSet::new(),
+            triage: None,
+            job: None,
+            pending: None,
+            tries: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            validation: Validation::default(),
+            validated_sha: None,
+            merged_unvalidated: false,
+            scope_round: 1,
+            revise_round: 0,
+            replans: 0,
+            paused: None,
+            usage: JobUsage::default(),
+            consumed_runs: BTreeSet::new(),
+            history: Vec::new(),
+        };
+        let mut effects = vec![
+            Effect::CreateBranch {
+                name: plan_branch(issue),
+                from: base,
+            },
+            Effect::Comment {
+                target: Target::Issue,
+                body: format!(
+                    "Mission started by @{labeled_by}. The orchestrator is scoping this issue; \
+                     it will ask here if it needs answers, then propose a plan as a pull request.\n\n\
+                     Commands (write access): `/mission status`, `pause`, `resume`, `abort`, `retry`, `replan`."
+                ),
+            },
+        ];
+        m.pending = Some(Task::Scope { round: 1 });
+        effects.extend(m.advance(now));
+        (m, effects)
+    }
+
+    /// Refusal for a label by someone who may not start a mission. No state.
+    pub fn refuse_start(actor: &Actor) -> Option<Effect> {
+        if actor.is_bot {
+            return None;
+        }
+        Some(Effect::Comment {
+            target: Target::Issue,
+            body: format!(
+                "@{} thanks for the interest! Only people with write access to this repository \
+                 can start a mission, so nothing was started. A maintainer can add the label.",
+                actor.login
+            ),
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Aborted)
+    }
+
+    pub fn current_milestone_id(&self) -> Option<&str> {
+        self.plan
+            .as_ref()?
+            .milestones
+            .get(self.milestone)
+            .map(|m| m.id.as_str())
+    }
+
+    fn milestone_branch_now(&self) -> String {
+        milestone_branch(self.issue, self.current_milestone_id().unwrap_or("m0"))
+    }
+
+    /// Applies one event; returns what the server must do, in order.
+    pub fn apply(&mut self, event: Event, now: i64) -> Vec<Effect> {
+        if self.is_terminal() {
+            // Only a status request gets an answer once a mission has ended.
+            if let Event::Command {
+                actor,
+                command: Ok(Command::Status),
+                ..
+            } = &event
+                && actor.is_trusted()
+            {
+                return vec![self.status_comment()];
+            }
+            return Vec::new();
+        }
+        match event {
+            Event::Comment { actor, is_author } => self.on_comment(&actor, is_author, now),
+            Event::Command {
+                actor,
+                command,
+                settings,
+            } => self.on_command(&actor, command, settings, now),
+            Event::Review { pr, actor, state } => self.on_review(pr, &actor, state, now),
+            Event::PrMerged {
+                pr,
+                actor,
+                head_sha,
+            } => self.on_merged(pr, &actor, &head_sha, now),
+            Event::JobStarted { key, run_id } => {
+                if let Some(job) = self.job.as_mut()
+                    && job.key == key
+                    && job.run_id.is_none()
+                    && !self.consumed_runs.contains(&run_id)
+                {
+                    job.run_id = Some(run_id);
+                }
+                Vec::new()
+            }
+            Event::JobFinished {
+                key,
+                run_id,
+                conclusion,
+                output,
+            } => self.on_job_finished(&key, run_id, conclusion, output, now),
+            Event::PlanPrOpened { number } => {
+                self.plan_pr = Some(number);
+                Vec::new()
+            }
+            Event::MilestonePrOpened { index, number } => {
+                self.milestone_prs.insert(index, number);
+                Vec::new()
+            }
+            Event::ValidationStarted {
+                index,
+                round,
+                sha,
+                checks,
+            } => {
+                if index != self.milestone
+                    || round != self.validation.round
+                    || self.phase != Phase::Validating
+                {
+                    return Vec::new();
+                }
+                self.validation.sha = Some(sha);
+                self.validation.checks = checks;
+                self.advance(now)
+            }
+            Event::EffectFailed { what, error } => self.pause(
+                format!("GitHub refused to {what}: {}", one_line(&error)),
+                "Fix the cause (permissions, branch protection), then comment `/mission resume`.",
+            ),
+        }
+    }
+
+    fn on_comment(&mut self, actor: &Actor, is_author: bool, now: i64) -> Vec<Effect> {
+        if actor.is_bot || !(is_author || actor.can_write) {
+            return Vec::new();
+        }
+        if self.phase != Phase::AwaitingAnswers {
+            return Vec::new();
+        }
+        self.scope_round += 1;
+        self.phase = Phase::Scoping;
+        self.pending = Some(Task::Scope {
+            round: self.scope_round,
+        });
+        self.advance(now)
+    }
+
+    fn on_command(
+        &mut self,
+        actor: &Actor,
+        command: Result<Command, String>,
+        settings: Settings,
+        now: i64,
+    ) -> Vec<Effect> {
+        if actor.is_bot {
+            return Vec::new();
+        }
+        if !actor.can_write {
+            return vec![self.issue_comment(format!(
+                "@{} only people with write access can steer a mission; nothing was changed.",
+                actor.login
+            ))];
+        }
+        let command = match command {
+            Ok(c) => c,
+            Err(word) => {
+                return vec![self.issue_comment(format!(
+                    "@{} `/mission {word}` is not a command. Try `status`, `pause`, `resume`, \
+                     `abort`, `retry` or `replan`.",
+                    actor.login
+                ))];
+            }
+        };
+        match command {
+            Command::Status => vec![self.status_comment()],
+            Command::Pause => {
+                if self.paused.is_some() {
+                    return vec![self.issue_comment("The mission is already paused.".into())];
+                }
+                self.paused = Some(format!("paused by @{}", actor.login));
+                vec![self.issue_comment(format!(
+                    "Paused by @{}. A running job finishes, nothing new starts. \
+                     Comment `/mission resume` to continue.",
+                    actor.login
+                ))]
+            }
+            Command::Resume | Command::Retry => {
+                self.settings = settings;
+                if command == Command::Retry && self.job.is_some() {
+                    return vec![self.issue_comment(
+                        "A job is running; `/mission retry` applies once it has ended.".into(),
+                    )];
+                }
+                let was = self.paused.take();
+                if let Some(task) = &self.pending {
+                    self.failures.remove(&task.slug());
+                }
+                let mut effects = Vec::new();
+                if self.merged_unvalidated {
+                    // The person chose to accept the merge as it is.
+                    self.merged_unvalidated = false;
+                    effects.push(self.issue_comment(format!(
+                        "Resumed by @{}: the merge of {} is accepted as it is.",
+                        actor.login,
+                        self.current_milestone_id().unwrap_or("the milestone")
+                    )));
+                    effects.extend(self.next_milestone(now));
+                    return effects;
+                }
+                effects.push(self.issue_comment(match was {
+                    Some(reason) => format!("Resumed by @{} (was: {reason}).", actor.login),
+                    None => format!("@{} the mission was not paused; continuing.", actor.login),
+                }));
+                effects.extend(self.advance(now));
+                effects
+            }
+            Command::Abort => {
+                self.phase = Phase::Aborted;
+                self.pending = None;
+                vec![self.issue_comment(format!(
+                    "Aborted by @{}. Branches and PRs are left as they are; a running job's \
+                     result will be ignored.",
+                    actor.login
+                ))]
+            }
+            Command::Replan => {
+                if self.job.is_some() {
+                    return vec![self.issue_comment(
+                        "A job is running; comment `/mission replan` again once it has ended."
+                            .into(),
+                    )];
+                }
+                let task = match self.phase {
+                    Phase::Scoping | Phase::AwaitingAnswers => {
+                        self.scope_round += 1;
+                        self.phase = Phase::Scoping;
+                        Task::Scope {
+                            round: self.scope_round,
+                        }
+                    }
+                    Phase::PlanReview => {
+                        self.revise_round += 1;
+                        Task::Revise {
+                            round: self.revise_round,
+                        }
+                    }
+                    _ => {
+                        self.replans += 1;
+                        Task::Replan { n: self.replans }
+                    }
+                };
+                self.pending = Some(task);
+                let mut effects = vec![self.issue_comment(format!(
+                    "@{} asked for a new plan; the orchestrator reads this issue's comments.",
+                    actor.login
+                ))];
+                effects.extend(self.advance(now));
+                effects
+            }
+        }
+    }
+
+    fn on_review(&mut self, pr: u64, actor: &Actor, state: ReviewState, now: i64) -> Vec<Effect> {
+        if self.phase != Phase::PlanReview || self.plan_pr != Some(pr) || actor.is_bot {
+            return Vec::new();
+        }
+        if state == ReviewState::Commented {
+            return Vec::new();
+        }
+        if !actor.can_write {
+            return vec![Effect::Comment {
+                target: Target::PlanPr,
+                body: format!(
+                    "@{} thanks for the review. Only people with write access can approve or \
+                     send back the plan, so it does not change the mission.",
+                    actor.login
+                ),
+            }];
+        }
+        if self.job.is_some() {
+            return vec![Effect::Comment {
+                target: Target::PlanPr,
+                body: "A revision is running; review again once it has been pushed.".into(),
+            }];
+        }
+        match state {
+            ReviewState::Approved => {
+                let Some(plan) = &self.plan else {
+                    return Vec::new();
+                };
+                self.phase = Phase::Building;
+                self.milestone = 0;
+                let first = &plan.milestones[0];
+                let branch = milestone_branch(self.issue, &first.id);
+                let mut effects = vec![
+                    Effect::CreateBranch {
+                        name: branch.clone(),
+                        from: plan_branch(self.issue),
+                    },
+                    Effect::Comment {
+                        target: Target::PlanPr,
+                        body: format!(
+                            "Approved by @{}. {} ({}) starts on `{branch}`; the plan files land \
+                             with its pull request, so this one is closed.",
+                            actor.login, first.id, first.title
+                        ),
+                    },
+                    Effect::ClosePr {
+                        target: Target::PlanPr,
+                    },
+                ];
+                effects.extend(self.advance(now));
+                effects
+            }
+            ReviewState::ChangesRequested => {
+                self.revise_round += 1;
+                self.phase = Phase::Scoping;
+                self.pending = Some(Task::Revise {
+                    round: self.revise_round,
+                });
+                let mut effects = vec![Effect::Comment {
+                    target: Target::PlanPr,
+                    body: format!(
+                        "@{} requested changes; the orchestrator is revising the plan with your review.",
+                        actor.login
+                    ),
+                }];
+                effects.extend(self.advance(now));
+                effects
+            }
+            ReviewState::Commented => Vec::new(),
+        }
+    }
+
+    fn on_merged(&mut self, pr: u64, actor: &Actor, head_sha: &str, now: i64) -> Vec<Effect> {
+        if self.milestone_prs.get(&self.milestone) != Some(&pr) || self.merged_unvalidated {
+            return Vec::new();
+        }
+        let id = self.current_milestone_id().unwrap_or("the milestone").to_owned();
+        let validated = self.phase == Phase::AwaitingMerge
+            && self.validated_sha.as_deref() == Some(head_sha);
+        if validated && !actor.is_bot {
+            let mut effects = vec![self.issue_comment(format!("{id} was merged by @{}.", actor.login))];
+            effects.extend(self.next_milestone(now));
+            return effects;
+        }
+        self.merged_unvalidated = true;
+        self.pause(
+            format!(
+                "{id}'s pull request #{pr} was merged by @{} before both check runs passed on its head",
+                actor.login
+            ),
+            "The next milestone does not start on its own. Comment `/mission resume` to accept the merge as it is and continue.",
+        )
+    }
+
+    fn next_milestone(&mut self, now: i64) -> Vec<Effect> {
+        let count = self.plan.as_ref().map_or(0, |p| p.milestones.len());
+        self.validation = Validation::default();
+        self.validated_sha = None;
+        if self.milestone + 1 >= count {
+            self.phase = Phase::Done;
+            return vec![
+                Effect::Comment {
+                    target: Target::Issue,
+                    body: self.final_report(),
+                },
+                Effect::CloseIssue,
+            ];
+        }
+        self.milestone += 1;
+        self.phase = Phase::Building;
+        let branch = self.milestone_branch_now();
+        let mut effects = vec![Effect::CreateBranch {
+            name: branch,
+            from: self.base.clone(),
+        }];
+        effects.extend(self.advance(now));
+        effects
+    }
+
+    fn on_job_finished(
+        &mut self,
+        key: &str,
+        run_id: Option<u64>,
+        conclusion: RunConclusion,
+        output: Option<JobOutput>,
+        now: i64,
+    ) -> Vec<Effect> {
+        let Some(job) = self.job.clone() else {
+            return Vec::new();
+        };
+        if job.key != key || run_id.is_some_and(|r| self.consumed_runs.contains(&r)) {
+            return Vec::new();
+        }
+        self.job = None;
+        if let Some(r) = run_id {
+            self.consumed_runs.insert(r);
+        }
+        if let Some(out) = &output {
+            self.usage.add(&out.usage);
+        }
+        let result = match (conclusion, output) {
+            (RunConclusion::Success, Some(out)) if out.job == key => Ok(out.result),
+            (RunConclusion::Success, _) => Err("the job succeeded but committed no result".to_owned()),
+            (c, _) => Err(format!("the job's run ended: {}", conclusion_word(c))),
+        };
+        let outcome = match result {
+            Ok(result) => self.on_result(&job, result, now),
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(effects) => {
+                self.failures.remove(&job.task.slug());
+                self.history.push(HistoryEntry {
+                    at: now,
+                    key: job.key.clone(),
+                    outcome: "done".into(),
+                });
+                effects
+            }
+            Err(reason) => {
+                self.history.push(HistoryEntry {
+                    at: now,
+                    key: job.key.clone(),
+                    outcome: format!("failed: {reason}"),
+                });
+                self.job_failed(job.task, reason, now)
+            }
+        }
+    }
+
+    /// A failed run: try again while attempts remain, else pause.
+    fn job_failed(&mut self, task: Task, reason: String, now: i64) -> Vec<Effect> {
+        let slug = task.slug();
+        let failures = self.failures.entry(slug).or_insert(0);
+        *failures += 1;
+        let failures = *failures;
+        let what = task.describe();
+        self.pending = Some(task);
+        if failures >= self.settings.max_attempts {
+            return self.pause(
+                format!("{what} failed {failures} times (last: {reason})"),
+                "Look at the last run's log, fix the cause, then comment `/mission resume` to try again.",
+            );
+        }
+        self.advance(now)
+    }
+
+    /// A result in the right shape for the job's task, or why it is not.
+    fn on_result(&mut self, job: &Job, result: JobResult, now: i64) -> Result<Vec<Effect>, String> {
+        match (&job.task, result) {
+            (_, JobResult::Incomplete { reason }) => Err(format!("the agent stopped: {reason}")),
+            (Task::Scope { .. } | Task::Revise { .. }, JobResult::Orchestrator { output }) => {
+                match output {
+                    OrchestratorOutput::Questions { questions } if !questions.is_empty() => {
+                        self.phase = Phase::AwaitingAnswers;
+                        let list: String = questions.iter().map(|q| format!("1. {}\n", one_line(q))).collect();
+                        Ok(vec![self.issue_comment(format!(
+                            "Before planning, the orchestrator has questions:\n\n{list}\n\
+                             @{} please answer in a comment; a maintainer may answer too.",
+                            self.author
+                        ))])
+                    }
+                    OrchestratorOutput::Plan { plan } => {
+                        let errors = plan.check();
+                        if !errors.is_empty() {
+                            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                            return Err(format!("the plan breaks the rules: {}", list.join("; ")));
+                        }
+                        let revised = self.plan.is_some() && self.plan_pr.is_some();
+                        let summary = plan_summary(&plan);
+                        self.plan = Some(plan);
+                        self.phase = Phase::PlanReview;
+                        if revised {
+                            Ok(vec![Effect::Comment {
+                                target: Target::PlanPr,
+                                body: format!(
+                                    "The plan was revised ({}). Please review it again.\n\n{summary}",
+                                    job.key
+                                ),
+                            }])
+                        } else {
+                            Ok(vec![
+                                Effect::OpenPlanPr {
+                                    branch: plan_branch(self.issue),
+                                    title: format!("Mission plan for #{}", self.issue),
+                                    body: format!(
+                                        "The plan for #{}: `.missions/{}/plan.md` (for people) and `plan.json`.\n\n{summary}\n\n\
+                                         Approve this pull request to start the first milestone, or request changes \
+                                         with what to change.",
+                                        self.issue, self.issue
+                                    ),
+                                },
+                                self.issue_comment("The plan is ready for review in its pull request.".into()),
+                            ])
+                        }
+                    }
+                    _ => Err("the orchestrator answered neither with questions nor with a plan".into()),
+                }
+            }
+            (
+                Task::Triage { .. } | Task::FollowUp { .. } | Task::Replan { .. },
+                JobResult::Orchestrator {
+                    output:
+                        OrchestratorOutput::Amend {
+                            notes,
+                            features,
+                            assertions,
+                        },
+                },
+            ) => {
+                let mut plan = self.plan.clone().ok_or("no plan to amend")?;
+                let added: Vec<String> = features.iter().map(|f| format!("{}: {}", f.id, f.title)).collect();
+                plan.assertions.extend(assertions);
+                plan.milestones
+                    .get_mut(self.milestone)
+                    .ok_or("no current milestone")?
+                    .features
+                    .extend(features);
+                let errors = plan.check();
+                if !errors.is_empty() {
+                    let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    return Err(format!("the amended plan breaks the rules: {}", list.join("; ")));
+                }
+                self.plan = Some(plan);
+                let heading = match &job.task {
+                    Task::Triage { feature } => format!("Triage of {feature}'s handoff"),
+                    Task::FollowUp { milestone, .. } => format!("Follow-up to {milestone}'s failed validation"),
+                    _ => "Replan".to_owned(),
+                };
+                if matches!(job.task, Task::Triage { .. }) {
+                    self.triage = None;
+                }
+                if matches!(job.task, Task::FollowUp { .. } | Task::Replan { .. }) {
+                    self.phase = Phase::Building;
+                }
+                let added = if added.is_empty() {
+                    "No features added.".to_owned()
+                } else {
+                    format!("Features added:\n{}", added.iter().map(|a| format!("- {}\n", one_line(a))).collect::<String>())
+                };
+                let mut effects = vec![Effect::Comment {
+                    target: self.work_target(),
+                    body: format!("### {heading}\n\n{}\n\n{added}", notes.trim()),
+                }];
+                effects.extend(self.advance(now));
+                Ok(effects)
+            }
+            (Task::Feature { id }, JobResult::Worker { handoff }) => {
+                if &handoff.feature != id {
+                    return Err(format!("the handoff is for {}, not {id}", handoff.feature));
+                }
+                Ok(self.on_handoff(id.clone(), handoff, now))
+            }
+            (Task::Validate { validator, .. }, JobResult::Validator { report }) => {
+                if report.validator != *validator {
+                    return Err("the report is from the other validator".into());
+                }
+                Ok(self.on_report(*validator, &report, now))
+            }
+            _ => Err("the job's result does not fit its task".into()),
+        }
+    }
+
+    fn on_handoff(&mut self, id: String, handoff: Handoff, now: i64) -> Vec<Effect> {
+        let title = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.feature(&id))
+            .map(|(_, f)| f.title.clone())
+            .unwrap_or_default();
+        self.done_features.insert(id.clone());
+        let mut effects = vec![self.ensure_milestone_pr(), Effect::Comment {
+            target: Target::MilestonePr {
+                index: self.milestone,
+            },
+            body: handoff.to_markdown(&title),
+        }];
+        if handoff.needs_triage() {
+            self.triage = Some(id.clone());
+            self.pending = Some(Task::Triage { feature: id });
+        }
+        effects.extend(self.advance(now));
+        effects
+    }
+
+    fn on_report(&mut self, validator: Validator, report: &ValidationReport, now: i64) -> Vec<Effect> {
+        let plan = self.plan.as_ref().expect("validating needs a plan");
+        let expected = plan.milestone_assertions(self.milestone);
+        let passed = report.passed(&expected);
+        self.validation.verdicts.insert(validator, passed);
+        let mut effects = Vec::new();
+        if let Some(&check_run_id) = self.validation.checks.get(&validator) {
+            let failures = report.failures(&expected);
+            let title = if passed {
+                format!("{} assertions passed", expected.len())
+            } else {
+                format!("{} problem(s): {}", failures.len(), failures.first().cloned().unwrap_or_default())
+            };
+            effects.push(Effect::CompleteCheck {
+                check_run_id,
+                conclusion: if passed {
+                    CheckConclusion::Success
+                } else {
+                    CheckConclusion::Failure
+                },
+                title,
+                summary: report.to_markdown(&expected),
+            });
+        }
+        effects.extend(self.advance(now));
+        effects
+    }
+
+    fn ensure_milestone_pr(&self) -> Effect {
+        let plan = self.plan.as_ref();
+        let m = plan.and_then(|p| p.milestones.get(self.milestone));
+        let (id, title) = m.map_or(("M?", ""), |m| (m.id.as_str(), m.title.as_str()));
+        let assertions: String = plan
+            .map(|p| p.milestone_assertions(self.milestone))
+            .unwrap_or_default()
+            .iter()
+            .map(|a| format!("- **{}**: {}\n", a.id, one_line(&a.text)))
+            .collect();
+        Effect::EnsureMilestonePr {
+            index: self.milestone,
+            branch: self.milestone_branch_now(),
+            title: format!("Mission #{} {id}: {title}", self.issue),
+            body: format!(
+                "Milestone {id} of #{}. Each feature's handoff is posted here as a comment; the \
+                 check runs `missions / scrutiny` and `missions / user-testing` judge this milestone \
+                 against the contract:\n\n{assertions}\n\
+                 Merge when both pass; the next milestone starts after the merge.",
+                self.issue
+            ),
+        }
+    }
+
+    /// Where work-in-progress news goes: the milestone PR once it exists.
+    fn work_target(&self) -> Target {
+        if self.milestone_prs.contains_key(&self.milestone) {
+            Target::MilestonePr {
+                index: self.milestone,
+            }
+        } else {
+            Target::Issue
+        }
+    }
+
+    fn issue_comment(&self, body: String) -> Effect {
+        Effect::Comment {
+            target: Target::Issue,
+            body,
+        }
+    }
+
+    fn pause(&mut self, reason: String, how: &str) -> Vec<Effect> {
+        let body = format!("⏸️ The mission is paused: {reason}.\n\n{how}");
+        self.paused = Some(reason);
+        vec![self.issue_comment(body)]
+    }
+
+    /// What runs next, if anything may: the single place jobs are dispatched.
+    fn advance(&mut self, now: i64) -> Vec<Effect> {
+        if self.is_terminal() || self.paused.is_some() || self.job.is_some() {
+            return Vec::new();
+        }
+        if let Some(task) = self.pending.take() {
+            return self.dispatch(task, now);
+        }
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        match self.phase {
+            Phase::Building => {
+                if let Some(feature) = &self.triage {
+                    let task = Task::Triage {
+                        feature: feature.clone(),
+                    };
+                    return self.dispatch(task, now);
+                }
+                let Some(milestone) = plan.milestones.get(self.milestone) else {
+                    return Vec::new();
+                };
+                if let Some(next) = milestone
+                    .features
+                    .iter()
+                    .find(|f| !self.done_features.contains(&f.id))
+                {
+                    let task = Task::Feature { id: next.id.clone() };
+                    return self.dispatch(task, now);
+                }
+                // Every feature is done: validate.
+                if self.validation.round >= self.settings.max_validation_rounds {
+                    let rounds = self.validation.round;
+                    return self.pause(
+                        format!("{} failed validation {rounds} times", milestone.id),
+                        "Look at the check runs on the milestone PR, push a fix or comment `/mission replan`, then `/mission resume`.",
+                    );
+                }
+                let id = milestone.id.clone();
+                self.phase = Phase::Validating;
+                self.validation = Validation {
+                    round: self.validation.round + 1,
+                    ..Validation::default()
+                };
+                vec![self.ensure_milestone_pr(), Effect::StartValidation {
+                    index: self.milestone,
+                    round: self.validation.round,
+                    branch: self.milestone_branch_now(),
+                    message: format!(
+                        "Mission #{} {id}: ready for validation (round {})",
+                        self.issue, self.validation.round
+                    ),
+                }]
+            }
+            Phase::Validating => {
+                if self.validation.sha.is_none() {
+                    return Vec::new();
+                }
+                let milestone = plan.milestones[self.milestone].id.clone();
+                if let Some(validator) = Validator::ALL
+                    .into_iter()
+                    .find(|v| !self.validation.verdicts.contains_key(v))
+                {
+                    let task = Task::Validate {
+                        milestone,
+                        validator,
+                        round: self.validation.round,
+                    };
+                    return self.dispatch(task, now);
+                }
+                if self.validation.verdicts.values().all(|&passed| passed) {
+                    self.phase = Phase::AwaitingMerge;
+                    self.validated_sha = self.validation.sha.clone();
+                    return vec![Effect::Comment {
+                        target: Target::MilestonePr {
+                            index: self.milestone,
+                        },
+                        body: format!(
+                            "✅ {milestone} passed both validators on {}. Ready to merge: the next \
+                             milestone starts once a maintainer merges this pull request.",
+                            self.validation.sha.as_deref().unwrap_or("")
+                        ),
+                    }];
+                }
+                let task = Task::FollowUp {
+                    milestone,
+                    round: self.validation.round,
+                };
+                self.dispatch(task, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn dispatch(&mut self, task: Task, now: i64) -> Vec<Effect> {
+        debug_assert!(self.job.is_none());
+        if let Some(budget) = self.settings.budget_micros
+            && self.usage.cost_micros >= budget
+        {
+            let what = task.describe();
+            self.pending = Some(task);
+            return self.pause(
+                format!(
+                    "the budget is spent (${} of ${}) before {what}",
+                    dollars(self.usage.cost_micros),
+                    dollars(budget)
+                ),
+                "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume`.",
+            );
+        }
+        let slug = task.slug();
+        let tries = self.tries.entry(slug.clone()).or_insert(0);
+        *tries += 1;
+        let key = format!("{slug}.{tries}");
+        let branch = match &task {
+            Task::Scope { .. } | Task::Revise { .. } => plan_branch(self.issue),
+            _ => self.milestone_branch_now(),
+        };
+        let output_branch = match &task {
+            Task::Validate { .. } => reports_branch(self.issue),
+            _ => branch.clone(),
+        };
+        let job = Job {
+            key,
+            task,
+            branch,
+            output_branch,
+            dispatched_at: now,
+            run_id: None,
+        };
+        self.job = Some(job.clone());
+        vec![Effect::Dispatch { job }]
+    }
+
+    /// Features done and in all, over the whole plan.
+    pub fn feature_progress(&self) -> (usize, usize) {
+        let total = self
+            .plan
+            .as_ref()
+            .map_or(0, |p| p.milestones.iter().map(|m| m.features.len()).sum());
+        (self.done_features.len(), total)
+    }
+
+    pub fn status_comment(&self) -> Effect {
+        let (done, total) = self.feature_progress();
+        let milestones = self.plan.as_ref().map_or(0, |p| p.milestones.len());
+        let job = self.job.as_ref().map_or_else(
+            || "none".to_owned(),
+            |j| format!("`{}` ({}) on `{}`", j.key, j.role().as_str(), j.branch),
+        );
+        let mut body = format!(
+            "**Mission status**: {}{}\n\n| | |\n|---|---|\n| milestone | {} of {} |\n| features done | {done} of {total} |\n| active job | {job} |\n| spent | ${} |\n",
+            phase_word(self.phase),
+            self.paused.as_ref().map(|r| format!(" (paused: {r})")).unwrap_or_default(),
+            (self.milestone + 1).min(milestones.max(1)),
+            milestones,
+            dollars(self.usage.cost_micros),
+        );
+        if let Some(budget) = self.settings.budget_micros {
+            body.push_str(&format!("| budget | ${} |\n", dollars(budget)));
+        }
+        self.issue_comment(body)
+    }
+
+    /// The issue's closing comment.
+    pub fn final_report(&self) -> String {
+        let mut out = format!("## Mission complete\n\n");
+        if let Some(plan) = &self.plan {
+            out.push_str(&format!("**{}**: {}\n\n", plan.title, one_line(&plan.summary)));
+            out.push_str("| milestone | pull request | features |\n|---|---|---|\n");
+            for (i, m) in plan.milestones.iter().enumerate() {
+                let pr = self.milestone_prs.get(&i).map_or("-".to_owned(), |n| format!("#{n}"));
+                let features: Vec<&str> = m.features.iter().map(|f| f.id.as_str()).collect();
+                out.push_str(&format!("| {}: {} | {pr} | {} |\n", m.id, one_line(&m.title), features.join(", ")));
+            }
+            out.push_str(&format!(
+                "\nAll {} assertions of the validation contract passed both validators.\n",
+                plan.assertions.len()
+            ));
+        }
+        let jobs = self.history.len();
+        let failed = self.history.iter().filter(|h| h.outcome != "done").count();
+        out.push_str(&format!(
+            "\nJobs run: {jobs} ({failed} failed and retried). Tokens: {} in, {} out, {} cache reads. Cost: ${}.\n",
+            self.usage.input_tokens,
+            self.usage.output_tokens,
+            self.usage.cache_read_tokens,
+            dollars(self.usage.cost_micros)
+        ));
+        out
+    }
+}
+
+fn plan_summary(plan: &Plan) -> String {
+    let features: usize = plan.milestones.iter().map(|m| m.features.len()).sum();
+    format!(
+        "**{}**: {} milestone(s), {features} feature(s), {} assertion(s) in the validation contract.",
+        one_line(&plan.title),
+        plan.milestones.len(),
+        plan.assertions.len()
+    )
+}
+
+fn conclusion_word(c: RunConclusion) -> &'static str {
+    match c {
+        RunConclusion::Success => "success",
+        RunConclusion::Failure => "failure",
+        RunConclusion::Cancelled => "cancelled",
+        RunConclusion::TimedOut => "timed out",
+        RunConclusion::Lost => "no completion seen within the job timeout",
+    }
+}
+
+pub fn phase_word(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Scoping => "scoping",
+        Phase::AwaitingAnswers => "waiting for answers",
+        Phase::PlanReview => "plan in review",
+        Phase::Building => "building",
+        Phase::Validating => "validating",
+        Phase::AwaitingMerge => "waiting for merge",
+        Phase::Done => "done",
+        Phase::Aborted => "aborted",
+    }
+}
+
+/// Micro-dollars as dollars with two decimals.
+pub fn dollars(micros: u64) -> String {
+    format!("{}.{:02}", micros / 1_000_000, (micros % 1_000_000) / 10_000)
+}

@@ -1,0 +1,310 @@
+//! What jobs hand back: the orchestrator's questions, plan or amendment, the
+//! worker's handoff, a validator's report. Each is the `finish` value of the
+//! role's agent (schemas in `prompts/schemas/`), wrapped by the job harness in a
+//! [`JobOutput`] committed at `.missions/<issue>/jobs/<job>.json`.
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Assertion, Feature, Plan, one_line};
+
+/// A command a job ran, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRun {
+    pub command: String,
+    /// `None` when it was killed (timeout) before exiting.
+    pub exit_code: Option<i32>,
+}
+
+impl CommandRun {
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Something a worker found that it did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredIssue {
+    pub description: String,
+    #[serde(default)]
+    pub resolved: bool,
+}
+
+/// The worker's structured handoff for one feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    pub feature: String,
+    pub summary: String,
+    /// What was completed.
+    pub completed: Vec<String>,
+    /// What was left undone.
+    #[serde(default)]
+    pub undone: Vec<String>,
+    /// Commands run, with exit codes. The harness fills this from its own log,
+    /// not from what the model says it ran.
+    #[serde(default)]
+    pub commands: Vec<CommandRun>,
+    #[serde(default)]
+    pub issues: Vec<DiscoveredIssue>,
+    /// Whether the worker followed the procedures (skills, AGENTS.md) it was given.
+    pub followed_procedures: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedures_note: Option<String>,
+}
+
+impl Handoff {
+    /// A handoff with undone work or unresolved issues blocks the next feature
+    /// until the orchestrator has triaged it.
+    pub fn needs_triage(&self) -> bool {
+        !self.undone.is_empty() || self.issues.iter().any(|i| !i.resolved)
+    }
+
+    /// Markdown for the milestone PR: a readable summary, details folded.
+    pub fn to_markdown(&self, title: &str) -> String {
+        let mut out = format!("### Handoff: {} {}\n\n{}\n\n", self.feature, title, self.summary);
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| format!("- {}\n", one_line(i)))
+                .collect::<String>()
+        };
+        out.push_str("**Completed**\n\n");
+        out.push_str(&list(&self.completed));
+        if !self.undone.is_empty() {
+            out.push_str("\n**Left undone**\n\n");
+            out.push_str(&list(&self.undone));
+        }
+        let open: Vec<String> = self
+            .issues
+            .iter()
+            .filter(|i| !i.resolved)
+            .map(|i| i.description.clone())
+            .collect();
+        if !open.is_empty() {
+            out.push_str("\n**Unresolved issues** (the orchestrator triages these before the next feature)\n\n");
+            out.push_str(&list(&open));
+        }
+        out.push_str("\n<details><summary>Details</summary>\n\n");
+        out.push_str("| command | exit code |\n|---|---|\n");
+        for c in &self.commands {
+            let code = c.exit_code.map_or_else(|| "killed".to_owned(), |c| c.to_string());
+            out.push_str(&format!("| `{}` | {} |\n", one_line(&c.command).replace('`', "'"), code));
+        }
+        let resolved: Vec<String> = self
+            .issues
+            .iter()
+            .filter(|i| i.resolved)
+            .map(|i| i.description.clone())
+            .collect();
+        if !resolved.is_empty() {
+            out.push_str("\nIssues found and resolved:\n\n");
+            out.push_str(&list(&resolved));
+        }
+        out.push_str(&format!(
+            "\nFollowed the procedures: {}{}\n\n</details>\n",
+            if self.followed_procedures { "yes" } else { "no" },
+            self.procedures_note
+                .as_deref()
+                .map(|n| format!(" ({})", one_line(n)))
+                .unwrap_or_default()
+        ));
+        out
+    }
+}
+
+/// Which validator wrote a report; also the check run's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validator {
+    Scrutiny,
+    UserTesting,
+}
+
+impl Validator {
+    pub const ALL: [Validator; 2] = [Validator::Scrutiny, Validator::UserTesting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validator::Scrutiny => "scrutiny",
+            Validator::UserTesting => "user-testing",
+        }
+    }
+
+    /// The check run's name on the milestone PR's head.
+    pub fn check_name(self) -> &'static str {
+        match self {
+            Validator::Scrutiny => "missions / scrutiny",
+            Validator::UserTesting => "missions / user-testing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+/// One assertion as a validator judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionResult {
+    pub id: String,
+    pub status: Verdict,
+    /// What the validator saw: output, a command and its result, a file and line.
+    pub evidence: String,
+}
+
+/// A scrutiny reviewer's verdict on one feature's code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureReview {
+    pub feature: String,
+    pub verdict: Verdict,
+    pub findings: Vec<String>,
+}
+
+/// A validator's report for one milestone (`reports/<milestone>-<validator>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationReport {
+    pub milestone: String,
+    pub validator: Validator,
+    pub summary: String,
+    pub assertions: Vec<AssertionResult>,
+    /// The repository's test/lint/typecheck commands (scrutiny), run by the harness.
+    #[serde(default)]
+    pub commands: Vec<CommandRun>,
+    /// One per feature of the milestone (scrutiny).
+    #[serde(default)]
+    pub reviews: Vec<FeatureReview>,
+}
+
+impl ValidationReport {
+    /// Passed only if every expected assertion was judged and passed, every
+    /// command exited 0 and every review passed. An assertion the validator
+    /// skipped counts as failed: silence is not evidence.
+    pub fn passed(&self, expected: &[&Assertion]) -> bool {
+        self.failures(expected).is_empty()
+    }
+
+    /// Why the report fails, one line each; empty when it passes.
+    pub fn failures(&self, expected: &[&Assertion]) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in expected {
+            match self.assertions.iter().find(|r| r.id == a.id) {
+                Some(r) if r.status == Verdict::Pass => {}
+                Some(r) => out.push(format!("{} failed: {}", a.id, one_line(&r.evidence))),
+                None => out.push(format!("{} was not checked", a.id)),
+            }
+        }
+        for c in self.commands.iter().filter(|c| !c.passed()) {
+            out.push(format!(
+                "`{}` exited {}",
+                c.command,
+                c.exit_code.map_or("(killed)".to_owned(), |c| c.to_string())
+            ));
+        }
+        for r in self.reviews.iter().filter(|r| r.verdict == Verdict::Fail) {
+            out.push(format!("review of {} failed: {}", r.feature, r.findings.join("; ")));
+        }
+        out
+    }
+
+    /// The check run's summary: the assertions as a table with evidence.
+    pub fn to_markdown(&self, expected: &[&Assertion]) -> String {
+        let mut out = format!("{}\n\n| assertion | status | evidence |\n|---|---|---|\n", self.summary);
+        for a in expected {
+            let (status, evidence) = match self.assertions.iter().find(|r| r.id == a.id) {
+                Some(r) if r.status == Verdict::Pass => ("✅ pass", one_line(&r.evidence)),
+                Some(r) => ("❌ fail", one_line(&r.evidence)),
+                None => ("❌ not checked", String::new()),
+            };
+            out.push_str(&format!("| {}: {} | {} | {} |\n", a.id, one_line(&a.text), status, evidence));
+        }
+        if !self.commands.is_empty() {
+            out.push_str("\n| command | exit code |\n|---|---|\n");
+            for c in &self.commands {
+                let code = c.exit_code.map_or("killed".to_owned(), |c| c.to_string());
+                out.push_str(&format!("| `{}` | {} |\n", one_line(&c.command).replace('`', "'"), code));
+            }
+        }
+        if !self.reviews.is_empty() {
+            out.push_str("\n| feature | review | findings |\n|---|---|---|\n");
+            for r in &self.reviews {
+                let verdict = if r.verdict == Verdict::Pass { "✅ pass" } else { "❌ fail" };
+                out.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    r.feature,
+                    verdict,
+                    one_line(&r.findings.join("; "))
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The orchestrator's answer to a scoping or revision turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OrchestratorOutput {
+    /// It needs answers before it can plan.
+    Questions { questions: Vec<String> },
+    /// The plan (new or revised).
+    Plan { plan: Plan },
+    /// After triage or a failed validation: features added to the current
+    /// milestone (possibly none), with new assertions if the contract grows.
+    Amend {
+        notes: String,
+        #[serde(default)]
+        features: Vec<Feature>,
+        #[serde(default)]
+        assertions: Vec<Assertion>,
+    },
+}
+
+/// What a job's `finish` produced, by role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum JobResult {
+    Orchestrator { output: OrchestratorOutput },
+    Worker { handoff: Handoff },
+    Validator { report: ValidationReport },
+    /// The agent stopped without a valid result (a limit, a refusal, repeated
+    /// invalid output): a result, not a crash; the server decides what next.
+    Incomplete { reason: String },
+}
+
+/// Tokens and money one job spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cost_micros: u64,
+}
+
+impl JobUsage {
+    pub fn add(&mut self, other: &JobUsage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_micros += other.cost_micros;
+    }
+}
+
+/// The envelope the harness commits for every job it finishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    /// The job key the server dispatched; the server ignores an output whose key
+    /// is not the one it waits for.
+    pub job: String,
+    pub result: JobResult,
+    pub usage: JobUsage,
+}

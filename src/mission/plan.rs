@@ -1,0 +1,302 @@
+//! The plan: milestones of features, and the validation contract — numbered
+//! assertions that define "done" before any code exists. Plain data; `check`
+//! enforces the rules a model's plan must meet whatever the model says.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// One assertion of the validation contract: a statement a validator can check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assertion {
+    /// `A1`, `A2`, … unique in the plan.
+    pub id: String,
+    pub text: String,
+}
+
+/// One unit of work for one worker job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    /// `F1`, `F2`, … unique in the plan (follow-up features get new ids).
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// Ids of the assertions this feature makes true (at least one).
+    pub assertions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    /// `M1`, `M2`, … unique in the plan.
+    pub id: String,
+    pub title: String,
+    pub features: Vec<Feature>,
+}
+
+/// A procedure the orchestrator writes for this mission's workers
+/// (`.missions/<issue>/skills/<name>.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skill {
+    pub name: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub title: String,
+    pub summary: String,
+    pub assertions: Vec<Assertion>,
+    pub milestones: Vec<Milestone>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<Skill>,
+}
+
+/// One way a plan breaks the rules; the text is sent back to the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the plan has no milestones")]
+    NoMilestones,
+    #[error("milestone {0} has no features")]
+    EmptyMilestone(String),
+    #[error("the validation contract has no assertions")]
+    NoAssertions,
+    #[error("id {0} is used more than once (milestone, feature and assertion ids must be unique)")]
+    DuplicateId(String),
+    #[error("id {0:?} is not a valid id: use letters, digits, '-' or '_' (at most 32)")]
+    BadId(String),
+    #[error("feature {feature} claims assertion {assertion}, which is not in the contract")]
+    UnknownAssertion { feature: String, assertion: String },
+    #[error("feature {0} claims no assertion: every feature must make at least one true")]
+    FeatureWithoutAssertion(String),
+    #[error("assertion {0} is claimed by no feature: every assertion needs one")]
+    UncoveredAssertion(String),
+    #[error("skill name {0:?} is not a valid file name: use letters, digits, '-' or '_'")]
+    BadSkillName(String),
+}
+
+/// Ids go into branch names, file names and job inputs: keep them plain.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Plan {
+    /// Every rule the plan breaks, in a stable order; empty when it is sound.
+    pub fn check(&self) -> Vec<PlanError> {
+        let mut errors = Vec::new();
+        if self.milestones.is_empty() {
+            errors.push(PlanError::NoMilestones);
+        }
+        if self.assertions.is_empty() {
+            errors.push(PlanError::NoAssertions);
+        }
+        let mut seen = BTreeSet::new();
+        let mut note_id = |id: &str, errors: &mut Vec<PlanError>| {
+            if !valid_id(id) {
+                errors.push(PlanError::BadId(id.to_owned()));
+            } else if !seen.insert(id.to_owned()) {
+                errors.push(PlanError::DuplicateId(id.to_owned()));
+            }
+        };
+        for a in &self.assertions {
+            note_id(&a.id, &mut errors);
+        }
+        let known: BTreeSet<&str> = self.assertions.iter().map(|a| a.id.as_str()).collect();
+        let mut covered = BTreeSet::new();
+        for m in &self.milestones {
+            note_id(&m.id, &mut errors);
+            if m.features.is_empty() {
+                errors.push(PlanError::EmptyMilestone(m.id.clone()));
+            }
+            for f in &m.features {
+                note_id(&f.id, &mut errors);
+                if f.assertions.is_empty() {
+                    errors.push(PlanError::FeatureWithoutAssertion(f.id.clone()));
+                }
+                for a in &f.assertions {
+                    if known.contains(a.as_str()) {
+                        covered.insert(a.as_str());
+                    } else {
+                        errors.push(PlanError::UnknownAssertion {
+                            feature: f.id.clone(),
+                            assertion: a.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        for a in &self.assertions {
+            if !covered.contains(a.id.as_str()) {
+                errors.push(PlanError::UncoveredAssertion(a.id.clone()));
+            }
+        }
+        for s in &self.skills {
+            if !valid_id(&s.name) {
+                errors.push(PlanError::BadSkillName(s.name.clone()));
+            }
+        }
+        errors
+    }
+
+    pub fn feature(&self, id: &str) -> Option<(usize, &Feature)> {
+        self.milestones.iter().enumerate().find_map(|(i, m)| {
+            m.features.iter().find(|f| f.id == id).map(|f| (i, f))
+        })
+    }
+
+    pub fn assertion(&self, id: &str) -> Option<&Assertion> {
+        self.assertions.iter().find(|a| a.id == id)
+    }
+
+    /// The assertions milestone `index` must make true: those its features claim,
+    /// in contract order.
+    pub fn milestone_assertions(&self, index: usize) -> Vec<&Assertion> {
+        let Some(m) = self.milestones.get(index) else {
+            return Vec::new();
+        };
+        let claimed: BTreeSet<&str> = m
+            .features
+            .iter()
+            .flat_map(|f| f.assertions.iter().map(String::as_str))
+            .collect();
+        self.assertions
+            .iter()
+            .filter(|a| claimed.contains(a.id.as_str()))
+            .collect()
+    }
+
+    /// Which features claim each assertion.
+    pub fn coverage(&self) -> BTreeMap<String, Vec<String>> {
+        let mut map: BTreeMap<String, Vec<String>> = self
+            .assertions
+            .iter()
+            .map(|a| (a.id.clone(), Vec::new()))
+            .collect();
+        for f in self.milestones.iter().flat_map(|m| &m.features) {
+            for a in &f.assertions {
+                if let Some(list) = map.get_mut(a) {
+                    list.push(f.id.clone());
+                }
+            }
+        }
+        map
+    }
+
+    /// The plan as markdown for people (`plan.md`).
+    pub fn to_markdown(&self, issue: u64) -> String {
+        let coverage = self.coverage();
+        let mut out = format!("# Mission plan for #{issue}: {}\n\n{}\n\n", self.title, self.summary);
+        out.push_str("## Validation contract\n\n| id | assertion | features |\n|---|---|---|\n");
+        for a in &self.assertions {
+            let features = coverage.get(&a.id).map(|f| f.join(", ")).unwrap_or_default();
+            out.push_str(&format!("| {} | {} | {} |\n", a.id, one_line(&a.text), features));
+        }
+        for m in &self.milestones {
+            out.push_str(&format!("\n## {}: {}\n\n", m.id, m.title));
+            for f in &m.features {
+                out.push_str(&format!(
+                    "- **{}: {}** (makes {} true). {}\n",
+                    f.id,
+                    f.title,
+                    f.assertions.join(", "),
+                    one_line(&f.description)
+                ));
+            }
+        }
+        if !self.skills.is_empty() {
+            out.push_str("\n## Procedures for workers\n\n");
+            for s in &self.skills {
+                out.push_str(&format!("- `skills/{}.md`\n", s.name));
+            }
+        }
+        out
+    }
+}
+
+/// Text for one table cell or list item: newlines and pipes would break markdown.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_plan() -> Plan {
+        let a = |id: &str| Assertion {
+            id: id.into(),
+            text: format!("assertion {id}"),
+        };
+        let f = |id: &str, claims: &[&str]| Feature {
+            id: id.into(),
+            title: format!("feature {id}"),
+            description: "do it".into(),
+            assertions: claims.iter().map(|s| s.to_string()).collect(),
+        };
+        Plan {
+            title: "t".into(),
+            summary: "s".into(),
+            assertions: vec![a("A1"), a("A2"), a("A3")],
+            milestones: vec![
+                Milestone {
+                    id: "M1".into(),
+                    title: "first".into(),
+                    features: vec![f("F1", &["A1"]), f("F2", &["A2"])],
+                },
+                Milestone {
+                    id: "M2".into(),
+                    title: "second".into(),
+                    features: vec![f("F3", &["A3"])],
+                },
+            ],
+            skills: vec![],
+        }
+    }
+
+    #[test]
+    fn a_sound_plan_has_no_errors() {
+        assert_eq!(sample_plan().check(), vec![]);
+    }
+
+    #[test]
+    fn coverage_and_ids_are_enforced() {
+        let mut plan = sample_plan();
+        plan.milestones[0].features[1].assertions = vec!["A9".into()];
+        plan.milestones[1].features[0].id = "F1".into();
+        plan.milestones[1].features[0].assertions.clear();
+        let errors = plan.check();
+        assert!(errors.contains(&PlanError::UnknownAssertion {
+            feature: "F2".into(),
+            assertion: "A9".into()
+        }));
+        assert!(errors.contains(&PlanError::DuplicateId("F1".into())));
+        assert!(errors.contains(&PlanError::FeatureWithoutAssertion("F1".into())));
+        assert!(errors.contains(&PlanError::UncoveredAssertion("A2".into())));
+        assert!(errors.contains(&PlanError::UncoveredAssertion("A3".into())));
+    }
+
+    #[test]
+    fn ids_must_be_plain() {
+        let mut plan = sample_plan();
+        plan.milestones[0].id = "../x".into();
+        assert!(plan.check().contains(&PlanError::BadId("../x".into())));
+    }
+
+    #[test]
+    fn milestone_assertions_are_those_its_features_claim() {
+        let plan = sample_plan();
+        let ids: Vec<_> = plan.milestone_assertions(0).iter().map(|a| a.id.clone()).collect();
+        assert_eq!(ids, ["A1", "A2"]);
+    }
+}
