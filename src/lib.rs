@@ -14,6 +14,7 @@ pub mod github;
 pub mod job;
 pub mod llm;
 pub mod mission;
+pub mod repo_config;
 pub mod server;
 pub mod sim;
 pub mod store;

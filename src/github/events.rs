@@ -594,6 +594,9 @@ pub struct WorkflowRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html_url: Option<String>,
     pub workflow_id: u64,
+    /// ISO 8601; tells a run of the current job from an older one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 /// The workflow a run belongs to.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, RetryPolicy};
+use crate::engine::missions::{DriverConfig, MissionDriver, MissionHandler};
 use crate::engine::{EventLoop, HandlerRegistry};
 use crate::github::auth::AppCredentials;
 use crate::github::client::GitHubApp;
@@ -78,6 +79,15 @@ pub struct ServerOptions {
     pub clock: SharedClock,
     /// Off in tests that drive the loop by hand (or want deliveries left pending).
     pub run_event_loop: bool,
+    /// Runs missions: the mission handler joins the handlers and the driver starts
+    /// beside the event loop. `None`: webhooks are stored and logged only.
+    pub missions: Option<MissionsOptions>,
+}
+
+/// What the mission driver needs.
+pub struct MissionsOptions {
+    pub app: Arc<GitHubApp>,
+    pub driver: DriverConfig,
 }
 
 /// A running server minus the listening socket: tests drive `router()` directly,
@@ -88,6 +98,8 @@ pub struct Server {
     writer: JoinHandle<()>,
     event_loop: Option<JoinHandle<()>>,
     progress: Option<tokio::sync::watch::Receiver<u64>>,
+    driver: Option<JoinHandle<()>>,
+    mission_progress: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Server {
@@ -97,10 +109,14 @@ impl Server {
         let (ingest, writer) = Ingest::start(store.clone(), wake.clone(), stop.child_token());
         let running = Arc::new(AtomicBool::new(options.run_event_loop));
         let mut progress = None;
+        let mut handlers = options.handlers;
+        if options.missions.is_some() {
+            handlers = handlers.with(MissionHandler);
+        }
         let event_loop = options.run_event_loop.then(|| {
             let event_loop = EventLoop::new(
                 store.clone(),
-                options.handlers,
+                handlers,
                 options.retry,
                 options.clock.clone(),
                 wake.clone(),
@@ -114,6 +130,17 @@ impl Server {
                 event_loop.run(stop).await
             })
         });
+        let mut mission_progress = None;
+        let driver = match (options.missions, &progress) {
+            (Some(missions), Some(inputs)) => {
+                let driver = MissionDriver::new(store.clone(), missions.app, missions.driver, options.clock.clone());
+                mission_progress = Some(driver.subscribe());
+                let inputs = inputs.clone();
+                let stop = stop.child_token();
+                Some(tokio::spawn(driver.run(inputs, stop)))
+            }
+            _ => None,
+        };
         let state = AppState {
             secrets: Arc::new(WebhookSecrets::new(&options.webhook_secrets)),
             ingest,
@@ -127,7 +154,14 @@ impl Server {
             writer,
             event_loop,
             progress,
+            driver,
+            mission_progress,
         })
+    }
+
+    /// Changes after every mission driver pass that did something (None without missions).
+    pub fn mission_progress(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.mission_progress.clone()
     }
 
     pub fn router(&self) -> Router {
@@ -154,6 +188,11 @@ impl Server {
             && let Err(e) = event_loop.await
         {
             tracing::error!(error = %e, "event loop ended abnormally");
+        }
+        if let Some(driver) = self.driver
+            && let Err(e) = driver.await
+        {
+            tracing::error!(error = %e, "mission driver ended abnormally");
         }
     }
 
@@ -185,17 +224,25 @@ impl Drop for ClearOnDrop {
 pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
     // Check the App identity now: a bad key or API URL should stop the start, not
     // surface at the first GitHub call hours later.
-    match &config.app {
+    let missions = match &config.app {
         Some(app) => {
             let credentials = AppCredentials::new(app.app_id, app.private_key_pem.clone());
-            GitHubApp::new(&config.github_api_url, credentials, clock.clone())?;
+            let github = GitHubApp::new(&config.github_api_url, credentials, clock.clone())?;
             tracing::info!(app_id = app.app_id, api = %config.github_api_url, "GitHub App identity loaded");
+            Some(MissionsOptions {
+                app: Arc::new(github),
+                driver: DriverConfig::default(),
+            })
         }
-        None => tracing::warn!(
-            "no GitHub App identity configured (MISSIONS_APP_ID and MISSIONS_PRIVATE_KEY_PATH): \
-             webhooks are received and stored, but nothing can call GitHub's API"
-        ),
-    }
+        None => {
+            tracing::warn!(
+                "no GitHub App identity configured (MISSIONS_APP_ID and MISSIONS_PRIVATE_KEY_PATH): \
+                 webhooks are received and stored, but nothing can call GitHub's API, so no \
+                 mission runs"
+            );
+            None
+        }
+    };
     let store = Store::open(&config.database_url).await?;
     // Bind before starting anything, so a taken port stops the start cleanly.
     let shutdown = shutdown_signal()?;
@@ -210,6 +257,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
             retry: config.retry,
             clock,
             run_event_loop: true,
+            missions,
         },
     )
     .await?;

@@ -2,6 +2,7 @@
 //! `migrations/` applied. All SQL lives in this module and `inbox.rs`.
 
 pub mod inbox;
+pub mod missions;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;

@@ -264,6 +264,7 @@ impl TestEnv {
                 retry: fast_retry(),
                 clock: self.shared_clock(),
                 run_event_loop,
+                missions: None,
             },
         )
         .await

@@ -11,7 +11,8 @@ use missions::clock::{self, SharedClock};
 use missions::engine::HandlerRegistry;
 use missions::github::auth::AppCredentials;
 use missions::github::client::{ApiRetry, GitHubApp};
-use missions::server::{Server, ServerOptions};
+use missions::engine::missions::DriverConfig;
+use missions::server::{MissionsOptions, Server, ServerOptions};
 use missions::sim::sample::{self, SampleWorld};
 use missions::sim::{DeliveryRecord, FaultConfig, Sim, SimConfig};
 use missions::store::Store;
@@ -45,6 +46,8 @@ pub struct ScenarioOptions {
     pub workflows: Vec<(String, Vec<String>)>,
     /// The App's handlers, given the App's GitHub client.
     pub handlers: Box<dyn FnOnce(Arc<GitHubApp>) -> HandlerRegistry + Send>,
+    /// Runs missions (the mission handler and driver) with this configuration.
+    pub missions: Option<DriverConfig>,
 }
 
 impl Default for ScenarioOptions {
@@ -53,6 +56,7 @@ impl Default for ScenarioOptions {
             faults: FaultConfig::default(),
             workflows: Vec::new(),
             handlers: Box::new(|_| HandlerRegistry::new()),
+            missions: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Scenario {
     pub app_url: String,
     /// The App's event loop: changes after each batch it commits.
     progress: tokio::sync::watch::Receiver<u64>,
+    /// The mission driver: changes after each pass that did something.
+    pub mission_progress: Option<tokio::sync::watch::Receiver<u64>>,
     stop: tokio_util::sync::CancellationToken,
     server_task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -119,11 +125,16 @@ impl Scenario {
                 retry: super::fast_retry(),
                 clock,
                 run_event_loop: true,
+                missions: options.missions.map(|driver| MissionsOptions {
+                    app: github.clone(),
+                    driver,
+                }),
             },
         )
         .await
         .unwrap();
         let progress = server.progress().expect("the event loop runs");
+        let mission_progress = server.mission_progress();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app_url = format!("http://{}", listener.local_addr().unwrap());
         let stop = tokio_util::sync::CancellationToken::new();
@@ -143,6 +154,7 @@ impl Scenario {
             http: reqwest::Client::new(),
             app_url,
             progress,
+            mission_progress,
             stop,
             server_task: Some(server_task),
             _dir: dir,

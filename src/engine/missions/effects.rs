@@ -1,0 +1,347 @@
+//! Performs the state machine's effects on GitHub. Each effect is one or a few
+//! REST calls; those that produce a fact the mission needs (a PR number, the ready
+//! commit and its check runs) return it as an [`Event`] to apply.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::github::client::{GitHubError, InstallationClient, Method};
+use crate::mission::machine::{CheckConclusion, Effect, Event, Job, Mission, Target};
+use crate::mission::outputs::Validator;
+use crate::store::missions::EffectScope;
+
+/// Why an effect did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    /// Worth another try later (GitHub unreachable, 5xx, rate limited).
+    #[error("{0}")]
+    Transient(String),
+    /// GitHub refused it; trying again will not help.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<GitHubError> for EffectError {
+    fn from(e: GitHubError) -> Self {
+        match &e {
+            GitHubError::Transport { .. } | GitHubError::RateLimited { .. } => {
+                EffectError::Transient(e.to_string())
+            }
+            GitHubError::Api { status, .. } if *status >= 500 => EffectError::Transient(e.to_string()),
+            _ => EffectError::Permanent(e.to_string()),
+        }
+    }
+}
+
+/// The workflow a mission job runs, and how jobs find their settings.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    /// File name under `.github/workflows/`.
+    pub workflow_file: String,
+}
+
+/// A hidden marker naming the outbox row that posted a comment: lets a later
+/// run tell whether the comment was already made.
+pub fn effect_marker(outbox_id: i64) -> String {
+    format!("<!-- missions:effect:{outbox_id} -->")
+}
+
+pub async fn perform(
+    client: &InstallationClient,
+    dispatcher: &Dispatcher,
+    scope: &EffectScope,
+    mission: Option<&Mission>,
+    outbox_id: i64,
+    effect: &Effect,
+) -> Result<Option<Event>, EffectError> {
+    let repo = &scope.repo;
+    match effect {
+        Effect::Comment { target, body } => {
+            let number = resolve(scope, mission, *target)?;
+            let body = format!("{body}\n\n{}", effect_marker(outbox_id));
+            client
+                .request_json(
+                    Method::POST,
+                    &format!("/repos/{repo}/issues/{number}/comments"),
+                    Some(&json!({ "body": body })),
+                )
+                .await?;
+            Ok(None)
+        }
+        Effect::CreateBranch { name, from } => {
+            create_branch(client, repo, name, from).await?;
+            Ok(None)
+        }
+        Effect::Dispatch { job } => {
+            dispatch(client, dispatcher, repo, scope.issue, mission, job).await?;
+            Ok(None)
+        }
+        Effect::OpenPlanPr { branch, title, body } => {
+            let base = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
+            let number = open_pr(client, repo, branch, &base, title, body).await?;
+            Ok(Some(Event::PlanPrOpened { number }))
+        }
+        Effect::ClosePr { target } => {
+            let number = resolve(scope, mission, *target)?;
+            client
+                .request_json(
+                    Method::PATCH,
+                    &format!("/repos/{repo}/pulls/{number}"),
+                    Some(&json!({ "state": "closed" })),
+                )
+                .await?;
+            Ok(None)
+        }
+        Effect::EnsureMilestonePr {
+            index,
+            branch,
+            title,
+            body,
+        } => {
+            let mission = mission.ok_or_else(no_mission)?;
+            if mission.milestone_prs.contains_key(index) {
+                return Ok(None);
+            }
+            let number = open_pr(client, repo, branch, &mission.base, title, body).await?;
+            Ok(Some(Event::MilestonePrOpened {
+                index: *index,
+                number,
+            }))
+        }
+        Effect::StartValidation {
+            index,
+            round,
+            branch,
+            message,
+        } => {
+            let sha = ready_commit(client, repo, branch, message).await?;
+            let mut checks = BTreeMap::new();
+            for validator in Validator::ALL {
+                let run = client
+                    .request_json(
+                        Method::POST,
+                        &format!("/repos/{repo}/check-runs"),
+                        Some(&json!({
+                            "name": validator.check_name(),
+                            "head_sha": sha,
+                            "status": "in_progress",
+                            "output": {
+                                "title": "Validating",
+                                "summary": format!("The {} validator is running on this commit.", validator.as_str()),
+                            },
+                        })),
+                    )
+                    .await?;
+                let id = run["id"]
+                    .as_u64()
+                    .ok_or_else(|| EffectError::Permanent("check run answer without an id".into()))?;
+                checks.insert(validator, id);
+            }
+            Ok(Some(Event::ValidationStarted {
+                index: *index,
+                round: *round,
+                sha,
+                checks,
+            }))
+        }
+        Effect::CompleteCheck {
+            check_run_id,
+            conclusion,
+            title,
+            summary,
+        } => {
+            let conclusion = match conclusion {
+                CheckConclusion::Success => "success",
+                CheckConclusion::Failure => "failure",
+            };
+            client
+                .request_json(
+                    Method::PATCH,
+                    &format!("/repos/{repo}/check-runs/{check_run_id}"),
+                    Some(&json!({
+                        "status": "completed",
+                        "conclusion": conclusion,
+                        "output": { "title": truncate(title, 1000), "summary": truncate(summary, 65_000) },
+                    })),
+                )
+                .await?;
+            Ok(None)
+        }
+        Effect::CloseIssue => {
+            client
+                .request_json(
+                    Method::PATCH,
+                    &format!("/repos/{repo}/issues/{}", scope.issue),
+                    Some(&json!({ "state": "closed", "state_reason": "completed" })),
+                )
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+fn no_mission() -> EffectError {
+    EffectError::Permanent("the effect needs its mission, which is gone".into())
+}
+
+fn resolve(scope: &EffectScope, mission: Option<&Mission>, target: Target) -> Result<u64, EffectError> {
+    match target {
+        Target::Issue => Ok(scope.issue),
+        Target::PlanPr => mission
+            .and_then(|m| m.plan_pr)
+            .ok_or_else(|| EffectError::Permanent("the plan PR is not known".into())),
+        Target::MilestonePr { index } => mission
+            .and_then(|m| m.milestone_prs.get(&index).copied())
+            .ok_or_else(|| EffectError::Permanent(format!("milestone {index}'s PR is not known"))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+async fn branch_head(client: &InstallationClient, repo: &str, branch: &str) -> Result<String, EffectError> {
+    let r = client
+        .request_json(Method::GET, &format!("/repos/{repo}/git/ref/heads/{branch}"), None)
+        .await?;
+    r["object"]["sha"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| EffectError::Permanent(format!("branch {branch} has no head")))
+}
+
+async fn create_branch(client: &InstallationClient, repo: &str, name: &str, from: &str) -> Result<(), EffectError> {
+    let sha = branch_head(client, repo, from).await?;
+    match client
+        .request_json(
+            Method::POST,
+            &format!("/repos/{repo}/git/refs"),
+            Some(&json!({ "ref": format!("refs/heads/{name}"), "sha": sha })),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already there: made by an earlier try of this effect.
+        Err(e) if e.status() == Some(422) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn dispatch(
+    client: &InstallationClient,
+    dispatcher: &Dispatcher,
+    repo: &str,
+    issue: u64,
+    mission: Option<&Mission>,
+    job: &Job,
+) -> Result<(), EffectError> {
+    let config_ref = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
+    client
+        .send_no_content(
+            Method::POST,
+            &format!(
+                "/repos/{repo}/actions/workflows/{}/dispatches",
+                dispatcher.workflow_file
+            ),
+            Some(&json!({
+                "ref": job.branch,
+                "inputs": {
+                    "role": job.role().as_str(),
+                    "mission": issue.to_string(),
+                    "task": job.task.kind(),
+                    "feature": job.task.feature().unwrap_or(""),
+                    "job": job.key,
+                    "config_ref": config_ref,
+                },
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn open_pr(
+    client: &InstallationClient,
+    repo: &str,
+    head: &str,
+    base: &str,
+    title: &str,
+    body: &str,
+) -> Result<u64, EffectError> {
+    let pr = client
+        .request_json(
+            Method::POST,
+            &format!("/repos/{repo}/pulls"),
+            Some(&json!({ "title": title, "head": head, "base": base, "body": body })),
+        )
+        .await?;
+    pr["number"]
+        .as_u64()
+        .ok_or_else(|| EffectError::Permanent("pull request answer without a number".into()))
+}
+
+/// The milestone's ready commit: the head's tree, committed by the App on top of
+/// the head, so that the check runs sit on a commit the App made and the
+/// repository's own CI runs on it too.
+async fn ready_commit(client: &InstallationClient, repo: &str, branch: &str, message: &str) -> Result<String, EffectError> {
+    let b = client
+        .request_json(Method::GET, &format!("/repos/{repo}/branches/{branch}"), None)
+        .await?;
+    let head = b["commit"]["sha"]
+        .as_str()
+        .ok_or_else(|| EffectError::Permanent(format!("branch {branch} has no head")))?;
+    let tree = b["commit"]["commit"]["tree"]["sha"]
+        .as_str()
+        .ok_or_else(|| EffectError::Permanent("commit without a tree".into()))?;
+    let new = client
+        .request_json(
+            Method::POST,
+            &format!("/repos/{repo}/git/commits"),
+            Some(&json!({ "message": message, "tree": tree, "parents": [head] })),
+        )
+        .await?;
+    let sha = new["sha"]
+        .as_str()
+        .ok_or_else(|| EffectError::Permanent("commit answer without a sha".into()))?
+        .to_owned();
+    client
+        .request_json(
+            Method::PATCH,
+            &format!("/repos/{repo}/git/refs/heads/{branch}"),
+            Some(&json!({ "sha": sha, "force": false })),
+        )
+        .await?;
+    Ok(sha)
+}
+
+/// Reads a file from a branch through the contents API; `None` when absent.
+pub async fn read_file(
+    client: &InstallationClient,
+    repo: &str,
+    path: &str,
+    git_ref: &str,
+) -> Result<Option<String>, GitHubError> {
+    match client
+        .request_json(Method::GET, &format!("/repos/{repo}/contents/{path}?ref={git_ref}"), None)
+        .await
+    {
+        Ok(v) => Ok(decode_content(&v)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn decode_content(v: &Value) -> Option<String> {
+    use base64::Engine;
+    let content = v["content"].as_str()?;
+    let cleaned: String = content.chars().filter(|c| !c.is_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(cleaned).ok()?;
+    String::from_utf8(bytes).ok()
+}

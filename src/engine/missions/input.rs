@@ -1,0 +1,188 @@
+//! The mission handler: turns a handled webhook into a [`MissionInput`] recorded in
+//! the event loop's transaction. Nothing here does I/O; permissions, repository
+//! settings and job results are looked up by the driver, outside the transaction.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::handler::{Handler, HandlerContext};
+use crate::github::events::{
+    Actor, IssueCommentAction, IssuesAction, PullRequestAction, PullRequestReviewAction,
+    ReviewState, WebhookEvent, WorkflowRunAction,
+};
+use crate::store::missions as db;
+
+/// Who sent an event, as the payload says; the driver checks their permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub login: String,
+    pub is_bot: bool,
+}
+
+impl From<&Actor> for Sender {
+    fn from(a: &Actor) -> Self {
+        Sender {
+            login: a.login.clone(),
+            is_bot: a.is_bot(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Requested,
+    InProgress,
+    Completed,
+}
+
+/// A fact from a webhook that may concern a mission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum MissionInput {
+    Labeled {
+        issue: u64,
+        issue_author: String,
+        label: String,
+        sender: Sender,
+        default_branch: String,
+    },
+    Comment {
+        issue: u64,
+        issue_author: String,
+        body: String,
+        sender: Sender,
+    },
+    Review {
+        pr: u64,
+        head_branch: String,
+        state: String,
+        sender: Sender,
+    },
+    Merged {
+        pr: u64,
+        head_branch: String,
+        head_sha: String,
+        sender: Sender,
+    },
+    Run {
+        run_id: u64,
+        head_branch: String,
+        status: RunStatus,
+        conclusion: Option<String>,
+        /// ISO 8601.
+        created_at: Option<String>,
+    },
+}
+
+impl MissionInput {
+    /// The input an event carries, if any. Fork PRs and events without an
+    /// installation never concern a mission.
+    pub fn from_event(event: &WebhookEvent) -> Option<MissionInput> {
+        match event {
+            WebhookEvent::Issues(e) if e.action == IssuesAction::Labeled && !e.issue.is_pull_request() => {
+                Some(MissionInput::Labeled {
+                    issue: e.issue.number,
+                    issue_author: e.issue.user.login.clone(),
+                    label: e.label.as_ref()?.name.clone(),
+                    sender: (&e.sender).into(),
+                    default_branch: e.repository.default_branch.clone(),
+                })
+            }
+            WebhookEvent::IssueComment(e)
+                if e.action == IssueCommentAction::Created && !e.issue.is_pull_request() =>
+            {
+                Some(MissionInput::Comment {
+                    issue: e.issue.number,
+                    issue_author: e.issue.user.login.clone(),
+                    body: e.comment.body.clone(),
+                    sender: (&e.comment.user).into(),
+                })
+            }
+            WebhookEvent::PullRequestReview(e) if e.action == PullRequestReviewAction::Submitted => {
+                if e.pull_request.is_from_fork(&e.repository.full_name) {
+                    return None;
+                }
+                let state = match e.review.review_state() {
+                    ReviewState::Approved => "approved",
+                    ReviewState::ChangesRequested => "changes_requested",
+                    _ => return None,
+                };
+                Some(MissionInput::Review {
+                    pr: e.pull_request.number,
+                    head_branch: e.pull_request.head.ref_name.clone(),
+                    state: state.into(),
+                    sender: (&e.review.user).into(),
+                })
+            }
+            WebhookEvent::PullRequest(e)
+                if e.action == PullRequestAction::Closed && e.pull_request.is_merged() =>
+            {
+                if e.pull_request.is_from_fork(&e.repository.full_name) {
+                    return None;
+                }
+                Some(MissionInput::Merged {
+                    pr: e.number,
+                    head_branch: e.pull_request.head.ref_name.clone(),
+                    head_sha: e.pull_request.head.sha.clone(),
+                    sender: (&e.sender).into(),
+                })
+            }
+            WebhookEvent::WorkflowRun(e) => {
+                let status = match e.action {
+                    WorkflowRunAction::Requested => RunStatus::Requested,
+                    WorkflowRunAction::InProgress => RunStatus::InProgress,
+                    WorkflowRunAction::Completed => RunStatus::Completed,
+                    WorkflowRunAction::Other(_) => return None,
+                };
+                if e.workflow_run.event != "workflow_dispatch" {
+                    return None;
+                }
+                Some(MissionInput::Run {
+                    run_id: e.workflow_run.id,
+                    head_branch: e.workflow_run.head_branch.clone()?,
+                    status,
+                    conclusion: e.workflow_run.conclusion.clone(),
+                    created_at: e.workflow_run.created_at.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether it can concern a mission at all: cheap filters, so that the
+    /// driver is not woken for every comment in a busy repository.
+    pub fn may_concern_a_mission(&self) -> bool {
+        match self {
+            MissionInput::Labeled { .. } | MissionInput::Comment { .. } => true,
+            MissionInput::Review { head_branch, .. }
+            | MissionInput::Merged { head_branch, .. }
+            | MissionInput::Run { head_branch, .. } => {
+                crate::mission::machine::issue_of_branch(head_branch).is_some()
+            }
+        }
+    }
+}
+
+/// Records mission inputs; the driver acts on them after the commit.
+#[derive(Debug, Clone, Copy)]
+pub struct MissionHandler;
+
+#[async_trait]
+impl Handler for MissionHandler {
+    fn name(&self) -> &'static str {
+        "missions"
+    }
+
+    async fn handle(&self, cx: &mut HandlerContext<'_>, event: &WebhookEvent) -> anyhow::Result<()> {
+        let Some(input) = MissionInput::from_event(event).filter(MissionInput::may_concern_a_mission) else {
+            return Ok(());
+        };
+        let (Some(installation), Some(repo)) = (event.installation_id(), event.repository()) else {
+            return Ok(());
+        };
+        let json = serde_json::to_string(&input)?;
+        let repo = repo.full_name.clone();
+        db::push_input(cx.db().await?, installation as i64, &repo, &json).await
+    }
+}

@@ -1,0 +1,685 @@
+//! The mission driver: applies recorded inputs to missions and performs their
+//! effects on GitHub.
+//!
+//! The event loop's [`MissionHandler`] records a [`MissionInput`] per relevant
+//! webhook in the same transaction that marks the delivery processed. The driver
+//! then, outside any transaction, looks up what the input needs (the sender's
+//! permission, the repository's settings, a job's committed result), and in one
+//! transaction applies the event to the mission, saves it and records the effects
+//! in the outbox. Effects are performed afterwards, in order per mission; one that
+//! yields a fact (a PR number, the ready commit) feeds it back the same way.
+//! A periodic reconciliation recovers job completions whose webhook never came.
+
+pub mod effects;
+pub mod input;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::github::client::{GitHubApp, GitHubError, InstallationClient, Method};
+use crate::mission::machine::{self, Actor, Command, Event, Mission, RunConclusion, Settings};
+use crate::mission::outputs::JobOutput;
+use crate::repo_config::RepoConfig;
+use crate::store::Store;
+use crate::store::missions::{self as db, EffectScope};
+pub use effects::Dispatcher;
+use effects::{EffectError, read_file};
+pub use input::{MissionHandler, MissionInput, RunStatus, Sender};
+
+/// Where the repository's settings live, on its default branch.
+pub const REPO_CONFIG_PATH: &str = ".github/missions.yml";
+/// Tries of one input or effect before it is given up (with a comment).
+const MAX_TRIES: i64 = 8;
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The mission workflow's file name under `.github/workflows/`.
+    pub workflow_file: String,
+    /// How often running jobs are compared with GitHub's view of their runs.
+    pub reconcile_every: Duration,
+    /// A job with no sign of completion after this long counts as lost.
+    pub job_timeout: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            workflow_file: "missions.yml".into(),
+            reconcile_every: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+pub struct MissionDriver {
+    store: Store,
+    app: Arc<GitHubApp>,
+    config: DriverConfig,
+    clock: SharedClock,
+    dispatcher: Dispatcher,
+    /// Bumped after every pass that changed something: lets tests and the
+    /// mission control page wait for progress.
+    progress: tokio::sync::watch::Sender<u64>,
+}
+
+/// What an input amounts to once looked up.
+enum Resolution {
+    Ignore,
+    /// A reply outside any mission (a refused label).
+    Reply { issue: u64, effects: Vec<machine::Effect> },
+    Start { mission: Mission, effects: Vec<machine::Effect> },
+    Apply { mission_id: i64, event: Event },
+}
+
+fn now_ms(clock: &SharedClock) -> i64 {
+    (clock.now().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn backoff_ms(attempts: i64) -> i64 {
+    1000 * (1i64 << attempts.clamp(0, 6))
+}
+
+impl MissionDriver {
+    pub fn new(store: Store, app: Arc<GitHubApp>, config: DriverConfig, clock: SharedClock) -> Self {
+        let dispatcher = Dispatcher {
+            workflow_file: config.workflow_file.clone(),
+        };
+        MissionDriver {
+            store,
+            app,
+            config,
+            clock,
+            dispatcher,
+            progress: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// Runs until `shutdown`; wakes when the event loop commits (`inputs`), when an
+    /// effect's retry is due, and for reconciliation.
+    pub async fn run(self, mut inputs: tokio::sync::watch::Receiver<u64>, shutdown: CancellationToken) {
+        let mut last_reconcile = tokio::time::Instant::now();
+        // Reconcile once at start: a restart may follow lost webhooks.
+        let mut reconcile_now = true;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let mut worked = match self.pass().await {
+                Ok(worked) => worked,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "mission driver pass failed");
+                    false
+                }
+            };
+            if reconcile_now || last_reconcile.elapsed() >= self.config.reconcile_every {
+                reconcile_now = false;
+                last_reconcile = tokio::time::Instant::now();
+                match self.reconcile().await {
+                    Ok(n) => worked |= n > 0,
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "reconciliation failed"),
+                }
+            }
+            if worked {
+                self.progress.send_modify(|n| *n += 1);
+                continue;
+            }
+            let mut wait = self.config.reconcile_every.saturating_sub(last_reconcile.elapsed());
+            if let Ok(Some(next)) = db::next_effect_retry(self.store.pool()).await {
+                let due_in = (next - now_ms(&self.clock)).max(0) as u64;
+                wait = wait.min(Duration::from_millis(due_in.max(50)));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = inputs.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Applies due inputs, then performs due effects. True if anything happened.
+    pub async fn pass(&self) -> anyhow::Result<bool> {
+        let mut worked = false;
+        loop {
+            let applied = self.apply_inputs().await?;
+            let performed = self.perform_effects().await?;
+            if applied + performed == 0 {
+                return Ok(worked);
+            }
+            worked = true;
+        }
+    }
+
+    async fn apply_inputs(&self) -> anyhow::Result<usize> {
+        let mut count = 0;
+        for pending in db::pending_inputs(self.store.pool()).await? {
+            let now = now_ms(&self.clock);
+            if pending.next_attempt_at > now {
+                // Later inputs wait too: a mission's inputs apply in order.
+                break;
+            }
+            count += 1;
+            let input: MissionInput = match serde_json::from_str(&pending.input) {
+                Ok(i) => i,
+                Err(e) => {
+                    let mut tx = self.store.begin_write().await?;
+                    db::finish_input(&mut tx, pending.seq, false, Some(&format!("unreadable input: {e}"))).await?;
+                    tx.commit().await?;
+                    continue;
+                }
+            };
+            let resolution = self
+                .resolve(pending.installation_id as u64, &pending.repo, &input)
+                .await;
+            let mut tx = self.store.begin_write().await?;
+            match resolution {
+                Ok(resolution) => {
+                    self.record(&mut tx, pending.installation_id, &pending.repo, resolution).await?;
+                    db::finish_input(&mut tx, pending.seq, true, None).await?;
+                }
+                Err(e) if pending.attempts + 1 >= MAX_TRIES => {
+                    tracing::error!(error = format!("{e:#}"), seq = pending.seq, "giving up on a mission input");
+                    db::finish_input(&mut tx, pending.seq, false, Some(&format!("{e:#}"))).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), seq = pending.seq, "mission input will be retried");
+                    let at = now + backoff_ms(pending.attempts);
+                    db::retry_input_later(&mut tx, pending.seq, &format!("{e:#}"), at).await?;
+                    tx.commit().await?;
+                    break;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(count)
+    }
+
+    async fn record(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        installation_id: i64,
+        repo: &str,
+        resolution: Resolution,
+    ) -> anyhow::Result<()> {
+        let now = now_ms(&self.clock);
+        match resolution {
+            Resolution::Ignore => {}
+            Resolution::Reply { issue, effects } => {
+                let scope = EffectScope {
+                    mission_id: None,
+                    installation_id,
+                    repo: repo.to_owned(),
+                    issue,
+                };
+                db::push_effects(tx, &scope, &effects, now).await?;
+            }
+            Resolution::Start { mission, effects } => {
+                // A second label event for the same issue (a redelivery, a re-label):
+                // the mission exists, nothing starts twice.
+                if db::find(tx, repo, mission.issue).await?.is_some() {
+                    return Ok(());
+                }
+                let id = db::insert(tx, installation_id, &mission, now).await?;
+                let scope = EffectScope {
+                    mission_id: Some(id),
+                    installation_id,
+                    repo: repo.to_owned(),
+                    issue: mission.issue,
+                };
+                db::push_effects(tx, &scope, &effects, now).await?;
+                tracing::info!(repo, issue = mission.issue, "mission started");
+            }
+            Resolution::Apply { mission_id, event } => {
+                self.apply_event(tx, mission_id, event).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `event` to the mission as stored now, saves it, records its effects.
+    async fn apply_event(&self, tx: &mut sqlx::SqliteConnection, mission_id: i64, event: Event) -> anyhow::Result<()> {
+        let now = now_ms(&self.clock);
+        let mut stored = db::get(tx, mission_id).await?;
+        let effects = stored.mission.apply(event, self.now());
+        db::save(tx, mission_id, &stored.mission, now).await?;
+        let scope = EffectScope {
+            mission_id: Some(mission_id),
+            installation_id: stored.installation_id,
+            repo: stored.mission.repo.clone(),
+            issue: stored.mission.issue,
+        };
+        db::push_effects(tx, &scope, &effects, now).await?;
+        Ok(())
+    }
+
+    async fn client(&self, installation_id: u64) -> anyhow::Result<InstallationClient> {
+        self.app
+            .installation(installation_id)
+            .await
+            .context("cannot get an installation token")
+    }
+
+    /// Looks up what the input needs; errors are worth a retry.
+    async fn resolve(&self, installation_id: u64, repo: &str, input: &MissionInput) -> anyhow::Result<Resolution> {
+        let pool = self.store.pool();
+        let mut conn = pool.acquire().await?;
+        match input {
+            MissionInput::Labeled {
+                issue,
+                issue_author,
+                label,
+                sender,
+                default_branch,
+            } => {
+                if db::find(&mut conn, repo, *issue).await?.is_some() {
+                    return Ok(Resolution::Ignore);
+                }
+                let client = self.client(installation_id).await?;
+                let config = match load_repo_config(&client, repo, default_branch).await? {
+                    Ok(c) => c,
+                    Err(message) => {
+                        if !label.eq_ignore_ascii_case("mission") || sender.is_bot {
+                            return Ok(Resolution::Ignore);
+                        }
+                        return Ok(Resolution::Reply {
+                            issue: *issue,
+                            effects: vec![machine::Effect::Comment {
+                                target: machine::Target::Issue,
+                                body: format!(
+                                    "The mission could not start: `{REPO_CONFIG_PATH}` on `{default_branch}` is invalid.\n\n```\n{message}\n```\n\nFix it, then remove and add the label again."
+                                ),
+                            }],
+                        });
+                    }
+                };
+                if !label.eq_ignore_ascii_case(&config.label) {
+                    return Ok(Resolution::Ignore);
+                }
+                let actor = actor(&client, repo, sender).await?;
+                if !actor.is_trusted() {
+                    return Ok(match Mission::refuse_start(&actor) {
+                        Some(effect) => Resolution::Reply {
+                            issue: *issue,
+                            effects: vec![effect],
+                        },
+                        None => Resolution::Ignore,
+                    });
+                }
+                let (mission, effects) = Mission::start(
+                    repo,
+                    *issue,
+                    issue_author.clone(),
+                    default_branch.clone(),
+                    config.settings(),
+                    &actor.login,
+                    self.now(),
+                );
+                Ok(Resolution::Start { mission, effects })
+            }
+            MissionInput::Comment {
+                issue,
+                issue_author,
+                body,
+                sender,
+            } => {
+                let Some(stored) = db::find(&mut conn, repo, *issue).await? else {
+                    return Ok(Resolution::Ignore);
+                };
+                if sender.is_bot {
+                    // The App's own comments, and other bots', never steer a mission.
+                    return Ok(Resolution::Ignore);
+                }
+                let client = self.client(installation_id).await?;
+                let actor = actor(&client, repo, sender).await?;
+                let event = match Command::parse(body) {
+                    Some(command) => {
+                        let settings = match load_repo_config(&client, repo, &stored.mission.base).await? {
+                            Ok(c) => c.settings(),
+                            Err(_) => stored.mission.settings,
+                        };
+                        Event::Command {
+                            actor,
+                            command,
+                            settings,
+                        }
+                    }
+                    None => Event::Comment {
+                        is_author: sender.login == *issue_author,
+                        actor,
+                    },
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event,
+                })
+            }
+            MissionInput::Review {
+                pr,
+                head_branch,
+                state,
+                sender,
+            } => {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                    return Ok(Resolution::Ignore);
+                };
+                let client = self.client(installation_id).await?;
+                let actor = actor(&client, repo, sender).await?;
+                let state = if state == "approved" {
+                    machine::ReviewState::Approved
+                } else {
+                    machine::ReviewState::ChangesRequested
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::Review { pr: *pr, actor, state },
+                })
+            }
+            MissionInput::Merged {
+                pr,
+                head_branch,
+                head_sha,
+                sender,
+            } => {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                    return Ok(Resolution::Ignore);
+                };
+                let client = self.client(installation_id).await?;
+                let actor = actor(&client, repo, sender).await?;
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::PrMerged {
+                        pr: *pr,
+                        actor,
+                        head_sha: head_sha.clone(),
+                    },
+                })
+            }
+            MissionInput::Run {
+                run_id,
+                head_branch,
+                status,
+                conclusion,
+                created_at,
+            } => {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                    return Ok(Resolution::Ignore);
+                };
+                let Some(job) = stored.mission.job.clone() else {
+                    return Ok(Resolution::Ignore);
+                };
+                let created = created_at
+                    .as_deref()
+                    .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                    .map(|t| t.unix_timestamp());
+                let ours = job.branch == *head_branch
+                    && !stored.mission.consumed_runs.contains(run_id)
+                    && match job.run_id {
+                        Some(known) => known == *run_id,
+                        // Seconds granularity on both sides: allow the same second.
+                        None => created.is_none_or(|c| c >= job.dispatched_at - 1),
+                    };
+                if !ours {
+                    return Ok(Resolution::Ignore);
+                }
+                let event = match status {
+                    RunStatus::Requested | RunStatus::InProgress => Event::JobStarted {
+                        key: job.key.clone(),
+                        run_id: *run_id,
+                    },
+                    RunStatus::Completed => {
+                        let client = self.client(installation_id).await?;
+                        self.job_finished(&client, &stored.mission, Some(*run_id), conclusion.as_deref())
+                            .await?
+                    }
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event,
+                })
+            }
+        }
+    }
+
+    async fn mission_of_branch(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        repo: &str,
+        branch: &str,
+    ) -> anyhow::Result<Option<db::StoredMission>> {
+        match machine::issue_of_branch(branch) {
+            Some(issue) => db::find(conn, repo, issue).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The completion of the mission's current job, with its committed output.
+    async fn job_finished(
+        &self,
+        client: &InstallationClient,
+        mission: &Mission,
+        run_id: Option<u64>,
+        conclusion: Option<&str>,
+    ) -> anyhow::Result<Event> {
+        let job = mission.job.as_ref().context("no job")?;
+        let conclusion = match conclusion {
+            Some("success") => RunConclusion::Success,
+            Some("cancelled") => RunConclusion::Cancelled,
+            Some("timed_out") => RunConclusion::TimedOut,
+            _ => RunConclusion::Failure,
+        };
+        let output = if conclusion == RunConclusion::Success {
+            read_output(client, mission, job).await?
+        } else {
+            None
+        };
+        Ok(Event::JobFinished {
+            key: job.key.clone(),
+            run_id,
+            conclusion,
+            output,
+        })
+    }
+
+    async fn perform_effects(&self) -> anyhow::Result<usize> {
+        let now = now_ms(&self.clock);
+        let due = db::due_effects(self.store.pool(), now).await?;
+        let count = due.len();
+        for pending in due {
+            let mission = match pending.scope.mission_id {
+                Some(id) => {
+                    let mut conn = self.store.pool().acquire().await?;
+                    Some(db::get(&mut conn, id).await?.mission)
+                }
+                None => None,
+            };
+            let result = match self.client(pending.scope.installation_id as u64).await {
+                Ok(client) => {
+                    effects::perform(
+                        &client,
+                        &self.dispatcher,
+                        &pending.scope,
+                        mission.as_ref(),
+                        pending.id,
+                        &pending.effect,
+                    )
+                    .await
+                }
+                Err(e) => Err(EffectError::Transient(format!("{e:#}"))),
+            };
+            let mut tx = self.store.begin_write().await?;
+            match result {
+                Ok(event) => {
+                    db::finish_effect(&mut tx, pending.id, true, None, now).await?;
+                    if let (Some(event), Some(id)) = (event, pending.scope.mission_id) {
+                        self.apply_event(&mut tx, id, event).await?;
+                    }
+                }
+                Err(EffectError::Transient(e)) if pending.attempts + 1 < MAX_TRIES => {
+                    tracing::warn!(error = %e, effect = pending.id, "effect will be retried");
+                    db::retry_effect_later(&mut tx, pending.id, &e, now + backoff_ms(pending.attempts)).await?;
+                }
+                Err(EffectError::Transient(e) | EffectError::Permanent(e)) => {
+                    tracing::error!(error = %e, effect = pending.id, "effect failed");
+                    db::finish_effect(&mut tx, pending.id, false, Some(&e), now).await?;
+                    if let Some(id) = pending.scope.mission_id {
+                        let what = effect_name(&pending.effect);
+                        self.apply_event(&mut tx, id, Event::EffectFailed { what, error: e }).await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(count)
+    }
+
+    /// Compares each running job with GitHub: a completed run whose webhook never
+    /// came, a committed result, or a job gone silent past the timeout. Returns
+    /// how many jobs it settled.
+    pub async fn reconcile(&self) -> anyhow::Result<usize> {
+        let now = self.now();
+        let mut settled = 0;
+        for stored in db::all(self.store.pool()).await? {
+            let Some(job) = stored.mission.job.clone() else {
+                continue;
+            };
+            if stored.mission.is_terminal() {
+                continue;
+            }
+            // Give webhooks their chance first.
+            if now - job.dispatched_at < self.config.reconcile_every.as_secs() as i64 {
+                continue;
+            }
+            let client = self.client(stored.installation_id as u64).await?;
+            let event = if let Some(run_id) = job.run_id {
+                let run = client
+                    .request_json(Method::GET, &format!("/repos/{}/actions/runs/{run_id}", stored.mission.repo), None)
+                    .await?;
+                if run["status"].as_str() != Some("completed") {
+                    continue;
+                }
+                self.job_finished(&client, &stored.mission, Some(run_id), run["conclusion"].as_str())
+                    .await?
+            } else if let Some(output) = read_output(&client, &stored.mission, &job).await? {
+                Event::JobFinished {
+                    key: job.key.clone(),
+                    run_id: None,
+                    conclusion: RunConclusion::Success,
+                    output: Some(output),
+                }
+            } else if now - job.dispatched_at > self.config.job_timeout.as_secs() as i64 {
+                Event::JobFinished {
+                    key: job.key.clone(),
+                    run_id: None,
+                    conclusion: RunConclusion::Lost,
+                    output: None,
+                }
+            } else {
+                continue;
+            };
+            tracing::info!(repo = stored.mission.repo, issue = stored.mission.issue, job = job.key, "reconciliation settled a job whose completion webhook did not arrive");
+            let mut tx = self.store.begin_write().await?;
+            self.apply_event(&mut tx, stored.id, event).await?;
+            tx.commit().await?;
+            settled += 1;
+        }
+        Ok(settled)
+    }
+}
+
+fn effect_name(effect: &machine::Effect) -> String {
+    use machine::Effect::*;
+    match effect {
+        Comment { .. } => "post a comment",
+        CreateBranch { .. } => "create a branch",
+        Dispatch { .. } => "dispatch the mission workflow",
+        OpenPlanPr { .. } => "open the plan pull request",
+        ClosePr { .. } => "close a pull request",
+        EnsureMilestonePr { .. } => "open the milestone pull request",
+        StartValidation { .. } => "make the ready commit and its check runs",
+        CompleteCheck { .. } => "complete a check run",
+        CloseIssue => "close the issue",
+    }
+    .to_owned()
+}
+
+/// The job's committed output, if it is on its output branch.
+async fn read_output(
+    client: &InstallationClient,
+    mission: &Mission,
+    job: &machine::Job,
+) -> anyhow::Result<Option<JobOutput>> {
+    let path = format!(".missions/{}/jobs/{}.json", mission.issue, job.key);
+    let Some(text) = read_file(client, &mission.repo, &path, &job.output_branch).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<JobOutput>(&text) {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            tracing::warn!(error = %e, path, "a job's output is unreadable; counting the job as failed");
+            Ok(None)
+        }
+    }
+}
+
+/// The sender as an [`Actor`], with their permission looked up.
+async fn actor(client: &InstallationClient, repo: &str, sender: &Sender) -> Result<Actor, GitHubError> {
+    if sender.is_bot {
+        return Ok(Actor {
+            login: sender.login.clone(),
+            can_write: false,
+            is_bot: true,
+        });
+    }
+    let answer = client
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/collaborators/{}/permission", sender.login),
+            None,
+        )
+        .await;
+    let can_write = match answer {
+        Ok(v) => {
+            let role = v["role_name"].as_str().unwrap_or("");
+            let permission = v["permission"].as_str().unwrap_or("");
+            matches!(role, "admin" | "maintain" | "write") || matches!(permission, "admin" | "write")
+        }
+        Err(e) if e.status() == Some(404) => false,
+        Err(e) => return Err(e),
+    };
+    Ok(Actor {
+        login: sender.login.clone(),
+        can_write,
+        is_bot: false,
+    })
+}
+
+/// The repository's settings from its default branch: `Ok(Err(message))` when
+/// the file is there but invalid (the user must hear of it), defaults when absent.
+async fn load_repo_config(
+    client: &InstallationClient,
+    repo: &str,
+    default_branch: &str,
+) -> Result<Result<RepoConfig, String>, GitHubError> {
+    let text = read_file(client, repo, REPO_CONFIG_PATH, default_branch).await?;
+    Ok(match text {
+        None => Ok(RepoConfig::default()),
+        Some(text) => RepoConfig::parse(&text).map_err(|e| e.to_string()),
+    })
+}
+
+/// Settings used when nothing else is known.
+pub fn default_settings() -> Settings {
+    Settings::default()
+}

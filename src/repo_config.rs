@@ -1,0 +1,498 @@
+//! `.github/missions.yml`: the repository's settings for missions, read from
+//! the **default branch** only (never a mission branch, which agents can edit).
+//!
+//! ```yaml
+//! label: mission               # the label that starts a mission
+//! budget: { usd: 25 }          # per mission; absent: unbounded
+//! max_attempts: 2              # failed runs of one step before the mission pauses
+//! max_validation_rounds: 3     # validation rounds per milestone before it pauses
+//! models: { … }                # see `llm::config`
+//! commands:                    # what scrutiny runs before its reviews
+//!   test: [cargo test]
+//!   lint: [cargo clippy -- -D warnings]
+//!   typecheck: []
+//! app:                         # how user testing starts the application
+//!   start: cargo run -- serve --port 8080
+//!   url: http://127.0.0.1:8080/healthz
+//!   ready_timeout_secs: 30
+//! prompts_dir: .github/missions/prompts   # per-role prompt overrides (<role>.md)
+//! ```
+//!
+//! Everything is optional, and an absent file means the defaults. Unknown keys
+//! are errors that name the key's path and line, so a typo never silently falls
+//! back to a default.
+
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny};
+
+use crate::llm::config::{self, ConfigError, ModelsConfig, REPO_CONFIG_PATH};
+use crate::mission::Settings;
+
+/// The label that starts a mission when nothing else is configured.
+pub const DEFAULT_LABEL: &str = "mission";
+/// Where per-role prompt overrides live when nothing else is configured.
+pub const DEFAULT_PROMPTS_DIR: &str = ".github/missions/prompts";
+/// How long user testing waits for `app.url` when nothing else is configured.
+pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 30;
+const MAX_READY_TIMEOUT_SECS: u64 = 3600;
+
+/// The repository's settings, with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoConfig {
+    pub label: String,
+    /// The mission's budget in US dollars; `None`: unbounded.
+    pub budget_usd: Option<f64>,
+    pub max_attempts: u32,
+    pub max_validation_rounds: u32,
+    pub models: ModelsConfig,
+    pub commands: Commands,
+    pub app: AppConfig,
+    /// Relative to the repository root, without a trailing `/`.
+    pub prompts_dir: String,
+}
+
+/// Shell commands scrutiny runs (each with `bash -c`, in the checkout, with the
+/// agent's stripped environment) before its reviewers read the code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commands {
+    pub test: Vec<String>,
+    pub lint: Vec<String>,
+    pub typecheck: Vec<String>,
+}
+
+impl Commands {
+    /// Every command with its kind (`test`, `lint`, `typecheck`), in that order.
+    pub fn all(&self) -> Vec<(&'static str, &str)> {
+        let kinds = [
+            ("test", &self.test),
+            ("lint", &self.lint),
+            ("typecheck", &self.typecheck),
+        ];
+        kinds
+            .into_iter()
+            .flat_map(|(kind, list)| list.iter().map(move |c| (kind, c.as_str())))
+            .collect()
+    }
+}
+
+/// How user testing starts the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    /// A shell command that starts the app (it keeps running in the background
+    /// while the tester works); `None`: the tester starts it itself, if at all.
+    pub start: Option<String>,
+    /// An http(s) URL that answers once the app is ready.
+    pub url: Option<String>,
+    pub ready_timeout_secs: u64,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            start: None,
+            url: None,
+            ready_timeout_secs: DEFAULT_READY_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            label: DEFAULT_LABEL.to_owned(),
+            budget_usd: None,
+            max_attempts: Settings::default().max_attempts,
+            max_validation_rounds: Settings::default().max_validation_rounds,
+            models: ModelsConfig::default(),
+            commands: Commands::default(),
+            app: AppConfig::default(),
+            prompts_dir: DEFAULT_PROMPTS_DIR.to_owned(),
+        }
+    }
+}
+
+/// What is wrong with `.github/missions.yml`.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoConfigError {
+    /// In the `models:` section (reported by [`config::parse_repo_config`]).
+    #[error(transparent)]
+    Models(#[from] ConfigError),
+    /// Anywhere else: `key` is the setting's path (`commands.test`), empty for
+    /// the file as a whole.
+    #[error(
+        "{REPO_CONFIG_PATH}{line}: {key}{message}",
+        line = line.map(|l| format!(" line {l}")).unwrap_or_default(),
+        key = if key.is_empty() { String::new() } else { format!("{key}: ") }
+    )]
+    Invalid {
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> RepoConfigError {
+    RepoConfigError::Invalid {
+        key: key.to_owned(),
+        line: None,
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of settings (label, budget, models, commands, app, …)"
+)]
+struct RawFile {
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+    #[serde(default)]
+    max_attempts: Option<i64>,
+    #[serde(default)]
+    max_validation_rounds: Option<i64>,
+    /// Read by `llm::config::parse_repo_config`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    models: Option<IgnoredAny>,
+    #[serde(default)]
+    commands: Option<RawCommands>,
+    #[serde(default)]
+    app: Option<RawApp>,
+    #[serde(default)]
+    prompts_dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping { usd: <dollars> }")]
+struct RawBudget {
+    usd: f64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of command lists (test, lint, typecheck)"
+)]
+struct RawCommands {
+    #[serde(default, deserialize_with = "one_or_many")]
+    test: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    lint: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    typecheck: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping { start, url, ready_timeout_secs }"
+)]
+struct RawApp {
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    ready_timeout_secs: Option<i64>,
+}
+
+/// A list of commands, or one command as a plain string.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a command or a list of commands")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+impl RepoConfig {
+    /// Reads the whole file's text. An empty file (or one of only comments)
+    /// gives the defaults.
+    pub fn parse(yaml: &str) -> Result<RepoConfig, RepoConfigError> {
+        let empty = yaml
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        if empty {
+            return Ok(RepoConfig::default());
+        }
+        let models = config::parse_repo_config(yaml)?;
+        let raw: RawFile =
+            serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(yaml)).map_err(
+                |e| {
+                    let path = e.path().to_string();
+                    let key = path
+                        .split('.')
+                        .take_while(|s| !matches!(*s, "" | "?"))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let inner = e.inner();
+                    let line = inner.location().map(|l| l.line());
+                    RepoConfigError::Invalid {
+                        message: clean_message(&inner.to_string(), &key),
+                        key,
+                        line,
+                    }
+                },
+            )?;
+        let mut cfg = RepoConfig {
+            models,
+            ..RepoConfig::default()
+        };
+        if let Some(label) = raw.label {
+            let label = label.trim().to_owned();
+            if label.is_empty() || label.chars().count() > 50 {
+                return Err(invalid(
+                    "label",
+                    "the label must be 1 to 50 characters, e.g. `mission`",
+                ));
+            }
+            cfg.label = label;
+        }
+        if let Some(budget) = raw.budget {
+            if !(budget.usd.is_finite() && budget.usd >= 0.0 && budget.usd <= 1e9) {
+                return Err(invalid(
+                    "budget.usd",
+                    "the budget must be an amount of US dollars of 0 or more, e.g. `usd: 25`",
+                ));
+            }
+            cfg.budget_usd = Some(budget.usd);
+        }
+        let count = |key: &str, n: Option<i64>, default: u32| -> Result<u32, RepoConfigError> {
+            match n {
+                None => Ok(default),
+                Some(n) if (1..=100).contains(&n) => Ok(n as u32),
+                Some(n) => Err(invalid(
+                    key,
+                    format!("{n} is out of range; use a number from 1 to 100"),
+                )),
+            }
+        };
+        cfg.max_attempts = count("max_attempts", raw.max_attempts, cfg.max_attempts)?;
+        cfg.max_validation_rounds = count(
+            "max_validation_rounds",
+            raw.max_validation_rounds,
+            cfg.max_validation_rounds,
+        )?;
+        if let Some(commands) = raw.commands {
+            for (kind, list) in [
+                ("test", &commands.test),
+                ("lint", &commands.lint),
+                ("typecheck", &commands.typecheck),
+            ] {
+                if list.iter().any(|c| c.trim().is_empty()) {
+                    return Err(invalid(
+                        &format!("commands.{kind}"),
+                        "a command is empty; remove it or write the shell command to run",
+                    ));
+                }
+            }
+            cfg.commands = Commands {
+                test: commands.test,
+                lint: commands.lint,
+                typecheck: commands.typecheck,
+            };
+        }
+        if let Some(app) = raw.app {
+            if let Some(start) = &app.start
+                && start.trim().is_empty()
+            {
+                return Err(invalid(
+                    "app.start",
+                    "the start command is empty; remove `start` or write the shell command that starts the app",
+                ));
+            }
+            if let Some(url) = &app.url {
+                let rest = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
+                    return Err(invalid(
+                        "app.url",
+                        format!(
+                            "{url:?} is not an http(s) URL; write where the app answers, e.g. http://127.0.0.1:8080/"
+                        ),
+                    ));
+                }
+            }
+            let timeout = match app.ready_timeout_secs {
+                None => DEFAULT_READY_TIMEOUT_SECS,
+                Some(n) if n >= 1 && n as u64 <= MAX_READY_TIMEOUT_SECS => n as u64,
+                Some(n) => {
+                    return Err(invalid(
+                        "app.ready_timeout_secs",
+                        format!(
+                            "{n} is out of range; use a number of seconds from 1 to {MAX_READY_TIMEOUT_SECS}"
+                        ),
+                    ));
+                }
+            };
+            cfg.app = AppConfig {
+                start: app.start,
+                url: app.url,
+                ready_timeout_secs: timeout,
+            };
+        }
+        if let Some(dir) = raw.prompts_dir {
+            let dir = dir.trim().trim_end_matches('/').to_owned();
+            let plain = !dir.is_empty()
+                && !dir.starts_with('/')
+                && dir
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != ".." && part != ".");
+            if !plain {
+                return Err(invalid(
+                    "prompts_dir",
+                    "write a directory relative to the repository root, without `..`, e.g. .github/missions/prompts",
+                ));
+            }
+            cfg.prompts_dir = dir;
+        }
+        Ok(cfg)
+    }
+
+    /// The numbers the mission's state machine enforces.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_attempts: self.max_attempts,
+            max_validation_rounds: self.max_validation_rounds,
+            budget_micros: self
+                .budget_usd
+                .map(|usd| (usd * 1_000_000.0).round() as u64),
+        }
+    }
+}
+
+/// The YAML crate's message without its position suffix and path prefix, with
+/// serde's wording for unknown keys made plainer.
+fn clean_message(full: &str, key: &str) -> String {
+    let mut message = full;
+    if let Some(at) = message.rfind(" at line ") {
+        message = &message[..at];
+    }
+    if let Some((head, rest)) = message.split_once(": ")
+        && !head.is_empty()
+        && !head.contains(' ')
+        && (head == key || key.starts_with(&format!("{head}.")) || head == ".")
+    {
+        message = rest;
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((_, expected)) = rest.split_once("`, ")
+    {
+        return format!("unknown key; {}", expected.replace('`', ""));
+    }
+    message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        for text in ["", "\n", "# nothing here\n\n"] {
+            let cfg = RepoConfig::parse(text).unwrap();
+            assert_eq!(cfg, RepoConfig::default());
+        }
+        let cfg = RepoConfig::default();
+        assert_eq!(cfg.label, "mission");
+        assert_eq!(cfg.prompts_dir, ".github/missions/prompts");
+        assert_eq!(cfg.app.ready_timeout_secs, 30);
+        assert_eq!(cfg.settings(), Settings::default());
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let cfg = RepoConfig::parse(
+            "label: build-it\n\
+             budget: { usd: 12.5 }\n\
+             max_attempts: 4\n\
+             max_validation_rounds: 5\n\
+             models:\n  default: { provider: scripted, model: demo, script: s.json }\n\
+             commands:\n  test: [cargo test, ./check.sh]\n  lint: cargo clippy\n\
+             app:\n  start: ./serve\n  url: http://127.0.0.1:8080/\n  ready_timeout_secs: 9\n\
+             prompts_dir: ci/prompts/\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.label, "build-it");
+        assert_eq!(
+            cfg.settings(),
+            Settings {
+                max_attempts: 4,
+                max_validation_rounds: 5,
+                budget_micros: Some(12_500_000),
+            }
+        );
+        assert_eq!(cfg.commands.test, ["cargo test", "./check.sh"]);
+        assert_eq!(cfg.commands.lint, ["cargo clippy"]);
+        assert!(cfg.commands.typecheck.is_empty());
+        assert_eq!(
+            cfg.commands.all(),
+            [
+                ("test", "cargo test"),
+                ("test", "./check.sh"),
+                ("lint", "cargo clippy")
+            ]
+        );
+        assert_eq!(cfg.app.start.as_deref(), Some("./serve"));
+        assert_eq!(cfg.app.url.as_deref(), Some("http://127.0.0.1:8080/"));
+        assert_eq!(cfg.app.ready_timeout_secs, 9);
+        assert_eq!(cfg.prompts_dir, "ci/prompts");
+        assert_eq!(
+            cfg.models.default.as_ref().unwrap().model.as_deref(),
+            Some("demo")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_path_and_line() {
+        let err = RepoConfig::parse("label: x\nlable: y\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(".github/missions.yml line 2: lable: unknown key"), "{text}");
+        let err = RepoConfig::parse("commands:\n  tests: [make]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 2: commands.tests: unknown key"), "{text}");
+        assert!(text.contains("test, lint, typecheck"), "{text}");
+        let err = RepoConfig::parse("app:\n  url: http://x\n  port: 3\n").unwrap_err();
+        assert!(err.to_string().contains("app.port"), "{err}");
+        // Inside models:, the models parser reports it.
+        let err = RepoConfig::parse("models:\n  default:\n    modle: x\n").unwrap_err();
+        assert!(matches!(err, RepoConfigError::Models(_)), "{err:?}");
+        assert!(err.to_string().contains("models.default.modle"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_key() {
+        for (yaml, key) in [
+            ("budget: { usd: -1 }\n", "budget.usd"),
+            ("budget: 5\n", "budget"),
+            ("max_attempts: 0\n", "max_attempts"),
+            ("max_validation_rounds: 1000\n", "max_validation_rounds"),
+            ("commands: { test: [''] }\n", "commands.test"),
+            ("app: { url: localhost:8080 }\n", "app.url"),
+            ("app: { ready_timeout_secs: 0 }\n", "app.ready_timeout_secs"),
+            ("app: { start: ' ' }\n", "app.start"),
+            ("prompts_dir: ../elsewhere\n", "prompts_dir"),
+            ("prompts_dir: /etc\n", "prompts_dir"),
+            ("label: ''\n", "label"),
+        ] {
+            let err = RepoConfig::parse(yaml).unwrap_err().to_string();
+            assert!(err.contains(&format!("{key}: ")), "{yaml:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn the_file_must_be_a_mapping() {
+        let err = RepoConfig::parse("- a\n- b\n").unwrap_err().to_string();
+        assert!(err.starts_with(".github/missions.yml"), "{err}");
+    }
+}

@@ -1,0 +1,289 @@
+//! Missions, the inputs waiting for them, and the outbox of their effects.
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::mission::{Effect, Mission};
+
+/// A mission row.
+#[derive(Debug, Clone)]
+pub struct StoredMission {
+    pub id: i64,
+    pub installation_id: i64,
+    pub mission: Mission,
+}
+
+fn decode_mission(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<StoredMission> {
+    let state: String = row.try_get("state")?;
+    Ok(StoredMission {
+        id: row.try_get("id")?,
+        installation_id: row.try_get("installation_id")?,
+        mission: serde_json::from_str(&state)?,
+    })
+}
+
+pub async fn find(
+    conn: &mut SqliteConnection,
+    repo: &str,
+    issue: u64,
+) -> anyhow::Result<Option<StoredMission>> {
+    let row = sqlx::query("SELECT id, installation_id, state FROM missions WHERE repo = ? AND issue = ?")
+        .bind(repo)
+        .bind(issue as i64)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode_mission).transpose()
+}
+
+pub async fn get(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<StoredMission> {
+    let row = sqlx::query("SELECT id, installation_id, state FROM missions WHERE id = ?")
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
+    decode_mission(&row)
+}
+
+/// Every mission, for reconciliation and mission control.
+pub async fn all(pool: &SqlitePool) -> anyhow::Result<Vec<StoredMission>> {
+    let rows = sqlx::query("SELECT id, installation_id, state FROM missions ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode_mission).collect()
+}
+
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    installation_id: i64,
+    mission: &Mission,
+    now_ms: i64,
+) -> anyhow::Result<i64> {
+    let id = sqlx::query(
+        "INSERT INTO missions (repo, issue, installation_id, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&mission.repo)
+    .bind(mission.issue as i64)
+    .bind(installation_id)
+    .bind(serde_json::to_string(mission)?)
+    .bind(now_ms)
+    .execute(conn)
+    .await?
+    .last_insert_rowid();
+    Ok(id)
+}
+
+pub async fn save(
+    conn: &mut SqliteConnection,
+    id: i64,
+    mission: &Mission,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE missions SET state = ?, updated_at = ? WHERE id = ?")
+        .bind(serde_json::to_string(mission)?)
+        .bind(now_ms)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Where an outbox effect applies.
+#[derive(Debug, Clone)]
+pub struct EffectScope {
+    pub mission_id: Option<i64>,
+    pub installation_id: i64,
+    pub repo: String,
+    pub issue: u64,
+}
+
+pub async fn push_effects(
+    conn: &mut SqliteConnection,
+    scope: &EffectScope,
+    effects: &[Effect],
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    for effect in effects {
+        sqlx::query(
+            "INSERT INTO outbox (mission_id, installation_id, repo, issue, effect, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(scope.mission_id)
+        .bind(scope.installation_id)
+        .bind(&scope.repo)
+        .bind(scope.issue as i64)
+        .bind(serde_json::to_string(effect)?)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A recorded effect.
+#[derive(Debug, Clone)]
+pub struct PendingEffect {
+    pub id: i64,
+    pub scope: EffectScope,
+    pub effect: Effect,
+    pub attempts: i64,
+}
+
+/// The next due effect of each mission (effects of one mission run in order; one
+/// waiting for a retry holds back those after it).
+pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<PendingEffect>> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.mission_id, o.installation_id, o.repo, o.issue, o.effect, o.attempts, o.next_attempt_at \
+         FROM outbox o WHERE o.status = 'pending' AND o.id = ( \
+            SELECT MIN(p.id) FROM outbox p WHERE p.status = 'pending' \
+            AND p.repo = o.repo AND p.issue = o.issue) \
+         ORDER BY o.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let next: i64 = row.try_get("next_attempt_at")?;
+        if next > now_ms {
+            continue;
+        }
+        let effect: String = row.try_get("effect")?;
+        out.push(PendingEffect {
+            id: row.try_get("id")?,
+            scope: EffectScope {
+                mission_id: row.try_get("mission_id")?,
+                installation_id: row.try_get("installation_id")?,
+                repo: row.try_get("repo")?,
+                issue: row.try_get::<i64, _>("issue")? as u64,
+            },
+            effect: serde_json::from_str(&effect)?,
+            attempts: row.try_get("attempts")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The earliest retry time among pending effects, if any wait.
+pub async fn next_effect_retry(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await?)
+}
+
+pub async fn finish_effect(
+    conn: &mut SqliteConnection,
+    id: i64,
+    ok: bool,
+    error: Option<&str>,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, done_at = ? WHERE id = ?")
+        .bind(if ok { "done" } else { "failed" })
+        .bind(error)
+        .bind(now_ms)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn retry_effect_later(
+    conn: &mut SqliteConnection,
+    id: i64,
+    error: &str,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
+        .bind(error)
+        .bind(at_ms)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Counts of outbox rows by status, for tests and the CLI.
+pub async fn outbox_counts(pool: &SqlitePool) -> anyhow::Result<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(status = 'pending'), 0) AS p, COALESCE(SUM(status = 'done'), 0) AS d, \
+         COALESCE(SUM(status = 'failed'), 0) AS f FROM outbox",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("p")?, row.try_get("d")?, row.try_get("f")?))
+}
+
+pub async fn push_input(
+    conn: &mut SqliteConnection,
+    installation_id: i64,
+    repo: &str,
+    input_json: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("INSERT INTO mission_inputs (installation_id, repo, input) VALUES (?, ?, ?)")
+        .bind(installation_id)
+        .bind(repo)
+        .bind(input_json)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingInput {
+    pub seq: i64,
+    pub installation_id: i64,
+    pub repo: String,
+    pub input: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+/// Pending inputs in arrival order; the caller stops at the first not yet due,
+/// so that one mission's inputs are never applied out of order.
+pub async fn pending_inputs(pool: &SqlitePool) -> anyhow::Result<Vec<PendingInput>> {
+    let rows = sqlx::query(
+        "SELECT seq, installation_id, repo, input, attempts, next_attempt_at FROM mission_inputs \
+         WHERE status = 'pending' ORDER BY seq LIMIT 64",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(PendingInput {
+                seq: row.try_get("seq")?,
+                installation_id: row.try_get("installation_id")?,
+                repo: row.try_get("repo")?,
+                input: row.try_get("input")?,
+                attempts: row.try_get("attempts")?,
+                next_attempt_at: row.try_get("next_attempt_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn finish_input(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    ok: bool,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE mission_inputs SET status = ?, last_error = ?, attempts = attempts + 1 WHERE seq = ?")
+        .bind(if ok { "done" } else { "failed" })
+        .bind(error)
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn retry_input_later(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    error: &str,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE mission_inputs SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE seq = ?")
+        .bind(error)
+        .bind(at_ms)
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
