@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod github;
 pub mod job;

@@ -113,6 +113,7 @@ fn options(faults: FaultConfig, errors: Errors) -> ScenarioOptions {
         )],
         handlers: app_with_effects(errors),
         missions: None,
+        repo: None,
     }
 }
 

@@ -21,6 +21,9 @@ on:
       role: { description: 'orchestrator, worker, scrutiny or user-testing', required: true }
       mission: { description: 'the mission issue number', required: true }
       feature: { description: 'the feature id (workers)', required: false }
+      task: { description: 'scope, revise, feature, triage, follow-up, replan or validate', required: true }
+      job: { description: 'the job key the server waits for', required: true }
+      config_ref: { description: 'the default branch, where settings are read', required: true }
 permissions:
   contents: write
 jobs:
@@ -54,6 +57,24 @@ pub struct SampleWorld {
 /// Registers the App (checking JWTs with `app_public_key_pem`), creates the
 /// sample repository and installs the App on it.
 pub async fn seed(sim: &Sim, app_public_key_pem: &str) -> anyhow::Result<SampleWorld> {
+    let spec = RepoSpec::new(REPO)
+        .file(
+            ".github/workflows/missions.yml",
+            WORKFLOW_YAML.as_bytes().to_vec(),
+        )
+        .file(
+            "src/lib.rs",
+            b"pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n".to_vec(),
+        );
+    seed_with(sim, app_public_key_pem, spec).await
+}
+
+/// As [`seed`], with `spec` as the one repository (the demo's sample project).
+pub async fn seed_with(
+    sim: &Sim,
+    app_public_key_pem: &str,
+    spec: RepoSpec,
+) -> anyhow::Result<SampleWorld> {
     sim.add_org(ORG);
     sim.register_app(APP_ID, APP_SLUG, ORG, app_public_key_pem);
     let maintainer = SampleUser {
@@ -64,23 +85,13 @@ pub async fn seed(sim: &Sim, app_public_key_pem: &str) -> anyhow::Result<SampleW
         login: "bob".into(),
         token: sim.add_user("bob"),
     };
-    sim.create_repo(
-        RepoSpec::new(REPO)
-            .file(
-                ".github/workflows/missions.yml",
-                WORKFLOW_YAML.as_bytes().to_vec(),
-            )
-            .file(
-                "src/lib.rs",
-                b"pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n".to_vec(),
-            ),
-    )
-    .await?;
-    sim.set_permission(REPO, &maintainer.login, Permission::Maintain);
-    sim.set_permission(REPO, &reader.login, Permission::Read);
-    let installation_id = sim.install_app(ORG, &[REPO]);
+    let repo = format!("{}/{}", spec.owner, spec.name);
+    sim.create_repo(spec).await?;
+    sim.set_permission(&repo, &maintainer.login, Permission::Maintain);
+    sim.set_permission(&repo, &reader.login, Permission::Read);
+    let installation_id = sim.install_app(ORG, &[&repo]);
     Ok(SampleWorld {
-        repo: REPO.into(),
+        repo,
         installation_id,
         app_id: APP_ID,
         maintainer,

@@ -14,7 +14,7 @@ use missions::github::client::{ApiRetry, GitHubApp};
 use missions::engine::missions::DriverConfig;
 use missions::server::{MissionsOptions, Server, ServerOptions};
 use missions::sim::sample::{self, SampleWorld};
-use missions::sim::{DeliveryRecord, FaultConfig, Sim, SimConfig};
+use missions::sim::{DeliveryRecord, FaultConfig, RepoSpec, Sim, SimConfig};
 use missions::store::Store;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use secrecy::SecretString;
@@ -48,6 +48,8 @@ pub struct ScenarioOptions {
     pub handlers: Box<dyn FnOnce(Arc<GitHubApp>) -> HandlerRegistry + Send>,
     /// Runs missions (the mission handler and driver) with this configuration.
     pub missions: Option<DriverConfig>,
+    /// The sample world's one repository; `octo-org/demo` when `None`.
+    pub repo: Option<RepoSpec>,
 }
 
 impl Default for ScenarioOptions {
@@ -57,6 +59,7 @@ impl Default for ScenarioOptions {
             workflows: Vec::new(),
             handlers: Box::new(|_| HandlerRegistry::new()),
             missions: None,
+            repo: None,
         }
     }
 }
@@ -144,7 +147,10 @@ impl Scenario {
         });
         sim.set_webhook_target(&format!("{app_url}/webhook"), SecretString::from(SECRET));
 
-        let world = sample::seed(&sim, public_pem).await.unwrap();
+        let world = match options.repo {
+            Some(spec) => sample::seed_with(&sim, public_pem, spec).await.unwrap(),
+            None => sample::seed(&sim, public_pem).await.unwrap(),
+        };
         missions::llm::http::install_crypto_provider();
         Scenario {
             sim,

@@ -1,0 +1,40 @@
+//! `missions demo`: a whole mission on one machine, no account, no network.
+
+pub mod project;
+pub mod scripts;
+
+use std::path::Path;
+
+use crate::sim::RepoSpec;
+use crate::sim::sample;
+
+/// The demo's repository.
+pub const DEMO_REPO: &str = "octo-org/textstats";
+
+/// The sample project as a simulator repository, its model scripts read from
+/// `script_dir`.
+pub fn repo_spec(script_dir: &Path) -> RepoSpec {
+    let mut spec = RepoSpec::new(DEMO_REPO);
+    for (path, content) in project::files(&script_dir.display().to_string(), sample::WORKFLOW_YAML) {
+        spec = spec.file(&path, content.into_bytes());
+    }
+    spec
+}
+
+/// The argv the simulator's runner executes for a mission job: this binary's
+/// `job` command with the dispatch inputs, as the workflow template's step does.
+pub fn job_command(missions_binary: &Path) -> Vec<String> {
+    let mut argv = vec![missions_binary.display().to_string(), "job".into()];
+    for (flag, input) in [
+        ("--role", "role"),
+        ("--mission", "mission"),
+        ("--task", "task"),
+        ("--feature", "feature"),
+        ("--job", "job"),
+        ("--config-ref", "config_ref"),
+    ] {
+        argv.push(flag.into());
+        argv.push(format!("${{{{ inputs.{input} }}}}"));
+    }
+    argv
+}

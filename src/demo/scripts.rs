@@ -1,0 +1,198 @@
+//! The scripted model's answers for the demo mission, one file per agent run
+//! (`<name>.json`, the harness's `{agent}` names). The workers' scripts make real
+//! edits and run the real tests, so a broken edit really fails validation.
+//! [`Story`] switches the variations the scenario tests need.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::project::{self, Stage};
+
+/// Which way the mission goes.
+#[derive(Debug, Clone, Default)]
+pub struct Story {
+    /// The orchestrator first asks a question (scope-1), then plans (scope-2).
+    pub ask_question: bool,
+    /// The first plan names one milestone only; the maintainer requests changes
+    /// and the revision (revise-1) is the two-milestone plan.
+    pub revise: bool,
+    /// F2's worker breaks `count_words`; scrutiny fails; the follow-up feature F4 fixes it.
+    pub break_f2: bool,
+    /// F1's handoff reports an unresolved issue; triage (triage-F1) answers it.
+    pub f1_unresolved_issue: bool,
+    /// F1's first this-many runs have no script (the job fails, as on a provider outage).
+    pub f1_failed_runs: u32,
+}
+
+fn turn_calls(calls: Vec<Value>) -> Value {
+    json!({ "tool_calls": calls })
+}
+
+fn call(name: &str, input: Value) -> Value {
+    json!({ "name": name, "input": input })
+}
+
+fn finish(input: Value) -> Value {
+    turn_calls(vec![call("finish", input)])
+}
+
+fn assertions() -> Value {
+    json!([
+        {"id": "A1", "text": "`python3 textstats.py FILE --lines` prints `lines: N`, N the number of lines of FILE"},
+        {"id": "A2", "text": "`python3 textstats.py FILE --chars` prints `chars: N`, N the number of characters of FILE, and `python3 textstats.py FILE` still prints `words: N`"},
+        {"id": "A3", "text": "`python3 textstats.py FILE --top N` prints the N most frequent words as `word count` lines, ties in alphabetical order"}
+    ])
+}
+
+fn feature(id: &str, title: &str, description: &str, claims: &[&str]) -> Value {
+    json!({"id": id, "title": title, "description": description, "assertions": claims})
+}
+
+/// The plan: M1 (F1 lines, F2 chars), M2 (F3 top); `one_milestone` folds F3 away
+/// (the draft the maintainer sends back in the revise story).
+pub fn plan(one_milestone: bool) -> Value {
+    let f1 = feature("F1", "Count lines", "Add count_lines(text) and a --lines flag printing `lines: N`, with a test.", &["A1"]);
+    let f2 = feature("F2", "Count characters", "Add count_chars(text) and a --chars flag printing `chars: N`, with a test; keep the word count unchanged.", &["A2"]);
+    let f3 = feature("F3", "Most frequent words", "Add top_words(text, n) and a --top N flag printing `word count` lines, ties alphabetical, with a test.", &["A3"]);
+    let mut milestones = vec![json!({"id": "M1", "title": "Line and character counts", "features": [f1, f2]})];
+    let mut contract = assertions();
+    if one_milestone {
+        contract.as_array_mut().unwrap().truncate(2);
+    } else {
+        milestones.push(json!({"id": "M2", "title": "Most frequent words", "features": [f3]}));
+    }
+    json!({
+        "title": "textstats: lines, characters and top words",
+        "summary": "Three small flags on the existing CLI, each with a unit test; the word count stays the default output.",
+        "assertions": contract,
+        "milestones": milestones,
+        "skills": [{"name": "run-tests", "body": "Run `python3 -m unittest -q` from the repository root; all tests must pass before you finish."}]
+    })
+}
+
+fn orchestrator_plan(one_milestone: bool) -> Vec<Value> {
+    vec![
+        turn_calls(vec![call("read_file", json!({"path": "textstats.py"}))]),
+        finish(json!({"kind": "plan", "plan": plan(one_milestone)})),
+    ]
+}
+
+fn worker(feature: &str, stage: Stage, did: &str, extra_issue: Option<&str>) -> Vec<Value> {
+    let issues = match extra_issue {
+        Some(text) => json!([{"description": text, "resolved": false}]),
+        None => json!([]),
+    };
+    vec![
+        turn_calls(vec![
+            call("write_file", json!({"path": "textstats.py", "content": project::program(stage)})),
+            call("write_file", json!({"path": "test_textstats.py", "content": project::tests(stage)})),
+        ]),
+        turn_calls(vec![call("bash", json!({"command": "python3 -m unittest -q 2>&1 | tail -n 3"}))]),
+        finish(json!({
+            "feature": feature,
+            "summary": did,
+            "completed": [did],
+            "undone": [],
+            "issues": issues,
+            "followed_procedures": true,
+            "procedures_note": "ran the test suite as skills/run-tests.md says"
+        })),
+    ]
+}
+
+fn review(feature: &str, claims: &[(&str, bool, &str)]) -> Vec<Value> {
+    let pass = claims.iter().all(|c| c.1);
+    let results: Vec<Value> = claims
+        .iter()
+        .map(|(id, ok, evidence)| json!({"id": id, "status": if *ok {"pass"} else {"fail"}, "evidence": evidence}))
+        .collect();
+    vec![
+        turn_calls(vec![call("read_file", json!({"path": "textstats.py"}))]),
+        finish(json!({
+            "feature": feature,
+            "verdict": if pass {"pass"} else {"fail"},
+            "findings": if pass { json!([]) } else { json!(["the test suite fails: count_words splits on single spaces only"]) },
+            "assertions": results
+        })),
+    ]
+}
+
+fn user_test(commands: &[&str], results: &[(&str, bool, &str)]) -> Vec<Value> {
+    let runs: Vec<Value> = commands.iter().map(|c| call("bash", json!({"command": c}))).collect();
+    let all_pass = results.iter().all(|r| r.1);
+    vec![
+        turn_calls(runs),
+        finish(json!({
+            "summary": if all_pass { "Ran the CLI on sample.txt; every assertion holds." } else { "Ran the CLI on sample.txt; some output is wrong." },
+            "assertions": results.iter().map(|(id, ok, evidence)| json!({"id": id, "status": if *ok {"pass"} else {"fail"}, "evidence": evidence})).collect::<Vec<_>>()
+        })),
+    ]
+}
+
+/// Every script of `story`: (agent-run name, turns).
+pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
+    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut add = |name: &str, turns: Vec<Value>| out.push((name.to_owned(), turns));
+    // Scoping.
+    if story.ask_question {
+        add("scope-1", vec![finish(json!({"kind": "questions", "questions": ["For --top, should words that differ only in case count as the same word?"]}))]);
+        add("scope-2", orchestrator_plan(story.revise));
+    } else {
+        add("scope-1", orchestrator_plan(story.revise));
+    }
+    if story.revise {
+        add("revise-1", orchestrator_plan(false));
+    }
+    // M1.
+    let s1 = Stage { lines: true, ..Stage::START };
+    let f1 = worker(
+        "F1",
+        s1,
+        "Added count_lines and --lines, with a test; the suite passes.",
+        story.f1_unresolved_issue.then_some("--lines counts a last line without a newline; should an empty file print 0? Left as 0."),
+    );
+    if story.f1_failed_runs > 0 {
+        add(&format!("feature-F1.{}", story.f1_failed_runs + 1), f1);
+    } else {
+        add("feature-F1", f1);
+    }
+    if story.f1_unresolved_issue {
+        add("triage-F1", vec![finish(json!({"kind": "amend", "notes": "An empty file has 0 lines; that is what `wc -l` says too. No follow-up work is needed.", "features": [], "assertions": []}))]);
+    }
+    let s2 = Stage { lines: true, chars: true, ..Stage::START };
+    let s2_written = Stage { broken_words: story.break_f2, ..s2 };
+    add("feature-F2", worker("F2", s2_written, "Added count_chars and --chars, with a test.", None));
+    let wc = "python3 textstats.py sample.txt";
+    if story.break_f2 {
+        add("M1-scrutiny-1-review-F1", review("F1", &[("A1", true, "count_lines and its test are right")]));
+        add("M1-scrutiny-1-review-F2", review("F2", &[("A2", false, "python3 -m unittest fails: test_empty_text_has_no_words gets 1 from count_words(\"\"), which splits on single spaces")]));
+        add("M1-user-testing-1", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", false, "`python3 textstats.py sample.txt` prints a wrong word count")]));
+        add("followup-M1-1", vec![finish(json!({"kind": "amend", "notes": "Scrutiny found count_words broken by F2 (it splits on single spaces). F4 restores it.", "features": [feature("F4", "Restore the word count", "count_words must split on any whitespace again; the existing test covers it.", &["A2"])], "assertions": []}))]);
+        add("feature-F4", worker("F4", s2, "Restored count_words to split on any whitespace; the suite passes again.", None));
+        add("M1-scrutiny-2-review-F1", review("F1", &[("A1", true, "count_lines and its test are right")]));
+        add("M1-scrutiny-2-review-F2", review("F2", &[("A2", true, "count_chars counts characters; test passes")]));
+        add("M1-scrutiny-2-review-F4", review("F4", &[("A2", true, "count_words splits on whitespace; python3 -m unittest passes")]));
+        add("M1-user-testing-2", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", true, "chars: 52; words: 11")]));
+    } else {
+        add("M1-scrutiny-1-review-F1", review("F1", &[("A1", true, "count_lines uses splitlines; test_counts_lines passes")]));
+        add("M1-scrutiny-1-review-F2", review("F2", &[("A2", true, "count_chars is len(text); the word count is untouched")]));
+        add("M1-user-testing-1", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", true, "chars: 52; words: 11")]));
+    }
+    // M2.
+    let s3 = Stage { lines: true, chars: true, top: true, broken_words: false };
+    add("feature-F3", worker("F3", s3, "Added top_words and --top N, ties alphabetical, with a test.", None));
+    add("M2-scrutiny-1-review-F3", review("F3", &[("A3", true, "top_words sorts by (-count, word); test passes")]));
+    add("M2-user-testing-1", user_test(&["python3 textstats.py sample.txt --top 2"], &[("A3", true, "`the 3` then `brown 1`")]));
+    out
+}
+
+/// Writes every script of `story` into `dir` as `<name>.json`.
+pub fn write(dir: &Path, story: &Story) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, turns) in scripts(story) {
+        let text = serde_json::to_string_pretty(&turns).expect("scripts are JSON");
+        std::fs::write(dir.join(format!("{name}.json")), text)?;
+    }
+    Ok(())
+}
