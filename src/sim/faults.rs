@@ -21,6 +21,8 @@ pub struct FaultConfig {
     pub webhook_delay: Duration,
     /// Fraction of webhook deliveries never sent (GitHub lost them).
     pub webhook_drop_rate: f64,
+    /// Deliveries of these `event.action`s (or bare `event`s) are always dropped.
+    pub drop_webhook_events: Vec<String>,
     /// Fraction of webhook deliveries sent twice with the same delivery id (a redelivery).
     pub webhook_duplicate_rate: f64,
     /// Deliveries are shuffled within windows of this many (1 = in order).
@@ -40,6 +42,7 @@ impl Default for FaultConfig {
             rate_limit_retry_after: Duration::from_secs(1),
             webhook_delay: Duration::ZERO,
             webhook_drop_rate: 0.0,
+            drop_webhook_events: Vec::new(),
             webhook_duplicate_rate: 0.0,
             webhook_reorder_window: 1,
             job_failure_rate: 0.0,
@@ -110,8 +113,12 @@ impl Faults {
         }
     }
 
-    pub fn drop_webhook(&self) -> bool {
-        self.roll(self.config.webhook_drop_rate)
+    /// Whether to drop a delivery of `event` (with `action`).
+    pub fn drop_webhook(&self, event: &str, action: Option<&str>) -> bool {
+        let named = self.config.drop_webhook_events.iter().any(|e| {
+            e == event || action.is_some_and(|a| *e == format!("{event}.{a}"))
+        });
+        named || self.roll(self.config.webhook_drop_rate)
     }
 
     pub fn duplicate_webhook(&self) -> bool {

@@ -142,7 +142,7 @@ async fn deliver(
     if !faults.config.webhook_delay.is_zero() {
         tokio::time::sleep(faults.config.webhook_delay).await;
     }
-    if faults.drop_webhook() {
+    if faults.drop_webhook(&record.event, record.action.as_deref()) {
         record.error = Some("dropped by fault injection".into());
         return record;
     }

@@ -1,0 +1,467 @@
+//! The mission lifecycle end to end, through the simulator: signed webhooks in,
+//! REST calls out, real git, `missions job` run as a subprocess by the
+//! simulator's Actions runner, the scripted model making real edits to the demo
+//! project. Every assertion is on what a person sees on GitHub.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenario::{DEADLINE, Scenario, ScenarioOptions};
+use missions::demo::{self, scripts::Story};
+use missions::engine::missions::DriverConfig;
+use missions::sim::FaultConfig;
+use missions::sim::sample;
+use serde_json::{Value, json};
+
+/// A scenario with the demo repository and the mission driver running.
+struct MissionTest {
+    t: Scenario,
+    _scripts: tempfile::TempDir,
+}
+
+/// What a person sees of a check run.
+#[derive(Debug, Clone)]
+struct Check {
+    name: String,
+    head_sha: String,
+    conclusion: Option<String>,
+    title: String,
+    summary: String,
+}
+
+impl MissionTest {
+    async fn start(story: Story) -> MissionTest {
+        Self::start_with(story, FaultConfig::default()).await
+    }
+
+    async fn start_with(story: Story, faults: FaultConfig) -> MissionTest {
+        let scripts = tempfile::tempdir().unwrap();
+        demo::scripts::write(scripts.path(), &story).unwrap();
+        let t = Scenario::start(ScenarioOptions {
+            faults,
+            workflows: vec![(
+                sample::WORKFLOW_FILE.to_owned(),
+                demo::job_command(std::path::Path::new(env!("CARGO_BIN_EXE_missions"))),
+            )],
+            missions: Some(DriverConfig {
+                reconcile_every: Duration::from_secs(2),
+                job_timeout: Duration::from_secs(120),
+                ..DriverConfig::default()
+            }),
+            repo: Some(demo::repo_spec(scripts.path())),
+            ..ScenarioOptions::default()
+        })
+        .await;
+        MissionTest { t, _scripts: scripts }
+    }
+
+    fn repo(&self) -> String {
+        self.t.world.repo.clone()
+    }
+
+    fn alice(&self) -> String {
+        self.t.world.maintainer.login.clone()
+    }
+
+    fn bob(&self) -> String {
+        self.t.world.reader.login.clone()
+    }
+
+    async fn open_labeled_issue(&self) -> u64 {
+        let issue = self
+            .t
+            .open_issue(&self.alice(), demo::project::ISSUE_TITLE, demo::project::ISSUE_BODY)
+            .await;
+        assert_eq!(self.t.label_issue(&self.alice(), issue, "mission").await, 200);
+        issue
+    }
+
+    async fn comment(&self, login: &str, number: u64, body: &str) {
+        let answer = self
+            .t
+            .act(login, "POST", &format!("/repos/{}/issues/{number}/comments", self.repo()), Some(json!({ "body": body })))
+            .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+    }
+
+    async fn review(&self, login: &str, pr: u64, event: &str, body: &str) -> u16 {
+        self.t
+            .act(login, "POST", &format!("/repos/{}/pulls/{pr}/reviews", self.repo()), Some(json!({ "event": event, "body": body })))
+            .await
+            .status
+    }
+
+    async fn merge(&self, pr: u64) {
+        let answer = self
+            .t
+            .act(&self.alice(), "PUT", &format!("/repos/{}/pulls/{pr}/merge", self.repo()), Some(json!({})))
+            .await;
+        assert_eq!(answer.status, 200, "merge: {:?}", answer.body);
+    }
+
+    /// The PR whose head is `branch`, once it exists.
+    async fn expect_pr(&self, branch: &str) -> u64 {
+        let repo = self.repo();
+        let branch = branch.to_owned();
+        self.t
+            .sim
+            .wait_for(&format!("a pull request from {branch}"), DEADLINE, |s| {
+                s.read(|w| {
+                    w.repos[&repo]
+                        .issues
+                        .values()
+                        .find(|i| i.pull.as_ref().is_some_and(|p| p.head_ref == branch))
+                        .map(|i| i.number)
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    fn pr_head(&self, pr: u64) -> String {
+        let repo = self.repo();
+        self.t.sim.read(|w| w.repos[&repo].issues[&pr].pull.as_ref().unwrap().head_sha.clone())
+    }
+
+    fn pr_state(&self, pr: u64) -> (String, bool) {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            let issue = &w.repos[&repo].issues[&pr];
+            (format!("{:?}", issue.state).to_lowercase(), issue.pull.as_ref().unwrap().merged_at.is_some())
+        })
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            w.repos[&repo]
+                .check_runs
+                .values()
+                .map(|c| Check {
+                    name: c.name.clone(),
+                    head_sha: c.head_sha.clone(),
+                    conclusion: c.conclusion.clone(),
+                    title: c.output.title.clone().unwrap_or_default(),
+                    summary: c.output.summary.clone().unwrap_or_default(),
+                })
+                .collect()
+        })
+    }
+
+    /// Both validator check runs completed on the PR's current head.
+    async fn expect_checks_completed(&self, pr: u64) -> (Check, Check) {
+        let repo = self.repo();
+        self.t
+            .sim
+            .wait_for(&format!("both check runs completed on #{pr}'s head"), DEADLINE * 2, |s| {
+                s.read(|w| {
+                    let r = &w.repos[&repo];
+                    let head = &r.issues[&pr].pull.as_ref().unwrap().head_sha;
+                    let find = |name: &str| {
+                        r.check_runs
+                            .values()
+                            .find(|c| &c.head_sha == head && c.name == name && c.status == "completed")
+                            .map(|c| Check {
+                                name: c.name.clone(),
+                                head_sha: c.head_sha.clone(),
+                                conclusion: c.conclusion.clone(),
+                                title: c.output.title.clone().unwrap_or_default(),
+                                summary: c.output.summary.clone().unwrap_or_default(),
+                            })
+                    };
+                    Some((find("missions / scrutiny")?, find("missions / user-testing")?))
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn expect_issue_closed(&self, issue: u64) {
+        let repo = self.repo();
+        self.t
+            .sim
+            .wait_for(&format!("#{issue} closed"), DEADLINE, |s| {
+                s.read(|w| (format!("{:?}", w.repos[&repo].issues[&issue].state).to_lowercase() == "closed").then_some(()))
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The `job` input of every workflow run, in dispatch order.
+    fn dispatched_jobs(&self) -> Vec<String> {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            let mut runs: Vec<_> = w.repos[&repo]
+                .runs
+                .values()
+                .map(|r| (r.id, r.inputs.get("job").and_then(Value::as_str).unwrap_or("").to_owned()))
+                .collect();
+            runs.sort();
+            runs.into_iter().map(|(_, j)| j).collect()
+        })
+    }
+
+    fn app_comments(&self, number: u64) -> Vec<String> {
+        let repo = self.repo();
+        let bot = format!("{}[bot]", sample::APP_SLUG);
+        self.t.sim.read(|w| {
+            w.repos[&repo]
+                .comments
+                .values()
+                .filter(|c| c.issue_number == number && c.user == bot)
+                .map(|c| c.body.clone())
+                .collect()
+        })
+    }
+
+    /// Runs a milestone from its PR appearing to its merge; returns the PR.
+    async fn milestone_passes_and_is_merged(&self, issue: u64, id: &str, features: &[&str]) -> u64 {
+        let pr = self.expect_pr(&format!("missions/{issue}/{}", id.to_lowercase())).await;
+        for f in features {
+            self.t.expect_app_comment(pr, &format!("### Handoff: {f} ")).await;
+        }
+        let (scrutiny, user_testing) = self.expect_checks_completed(pr).await;
+        assert_eq!(scrutiny.conclusion.as_deref(), Some("success"), "{scrutiny:?}");
+        assert_eq!(user_testing.conclusion.as_deref(), Some("success"), "{user_testing:?}");
+        assert!(scrutiny.summary.contains("✅ pass"), "{}", scrutiny.summary);
+        self.t.expect_app_comment(pr, "Ready to merge").await;
+        self.merge(pr).await;
+        pr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_path_two_milestones_three_features() {
+    let m = MissionTest::start(Story { ask_question: true, ..Story::default() }).await;
+    let issue = m.open_labeled_issue().await;
+    m.t.expect_app_comment(issue, "Mission started by @alice").await;
+
+    // Scoping: a question, answered by the author.
+    m.t.expect_app_comment(issue, "the orchestrator has questions").await;
+    m.comment(&m.alice(), issue, "Yes: compare words case-insensitively.").await;
+
+    // The plan PR, with the plan for people and for machines.
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let plan_md = m.t.file(&format!(".missions/{issue}/plan.md"), &format!("missions/{issue}/plan")).await.unwrap();
+    assert!(plan_md.contains("| A3 |"), "{plan_md}");
+    let plan_json = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    let plan: missions::mission::Plan = serde_json::from_str(&plan_json).unwrap();
+    assert_eq!(plan.milestones.len(), 2);
+
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "Looks right.").await, 200);
+    m.t.expect_app_comment(plan_pr, "Approved by @alice").await;
+
+    let m1 = m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"]).await;
+    let m2 = m.milestone_passes_and_is_merged(issue, "M2", &["F3"]).await;
+
+    m.expect_issue_closed(issue).await;
+    let report = m.t.expect_app_comment(issue, "Mission complete").await;
+    let report = report["body"].as_str().unwrap();
+    assert!(report.contains(&format!("#{m1}")) && report.contains(&format!("#{m2}")), "{report}");
+    assert_eq!(m.pr_state(plan_pr).0, "closed");
+    assert!(m.pr_state(m1).1 && m.pr_state(m2).1, "both milestone PRs merged");
+
+    // The work is really on the default branch, and its tests really pass.
+    let program = m.t.file("textstats.py", "main").await.unwrap();
+    assert!(program.contains("def top_words"), "{program}");
+    for f in ["F1", "F2", "F3"] {
+        assert!(m.t.file(&format!(".missions/{issue}/handoffs/{f}.json"), "main").await.is_some(), "handoff {f} on main");
+    }
+    // Reports went to the reports branch, never the milestone branch.
+    assert!(m.t.file(&format!(".missions/{issue}/reports/M2-scrutiny.json"), &format!("missions/{issue}/reports")).await.is_some());
+    assert!(m.t.file(&format!(".missions/{issue}/reports/M2-scrutiny.json"), "main").await.is_none());
+
+    // One job per step, in order, none twice.
+    let jobs = m.dispatched_jobs();
+    assert_eq!(
+        jobs,
+        [
+            "scope-1.1", "scope-2.1", "feature-F1.1", "feature-F2.1", "M1-scrutiny-1.1", "M1-user-testing-1.1",
+            "feature-F3.1", "M2-scrutiny-1.1", "M2-user-testing-1.1"
+        ]
+    );
+    // Every check run sits on a head it judged: 2 per milestone, all green.
+    let checks = m.checks();
+    assert_eq!(checks.len(), 4, "{checks:?}");
+    assert!(checks.iter().all(|c| c.conclusion.as_deref() == Some("success")));
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_changes_revises_the_plan_then_approval_starts_it() {
+    let m = MissionTest::start(Story { revise: true, ..Story::default() }).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    m.t.expect_app_comment(issue, "ready for review").await;
+    let first = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    assert!(!first.contains("\"M2\""), "the draft has one milestone");
+
+    assert_eq!(m.review(&m.alice(), plan_pr, "REQUEST_CHANGES", "Please also plan --top N, as its own milestone.").await, 200);
+    m.t.expect_app_comment(plan_pr, "requested changes").await;
+    m.t.expect_app_comment(plan_pr, "The plan was revised").await;
+    let revised = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    assert!(revised.contains("\"M2\""), "{revised}");
+    // Still the same PR: the revision is a new commit on it.
+    assert_eq!(m.expect_pr(&format!("missions/{issue}/plan")).await, plan_pr);
+
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let m1 = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(m1, "### Handoff: F1 ").await;
+    assert_eq!(&m.dispatched_jobs()[..3], ["scope-1.1", "revise-1.1", "feature-F1.1"]);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrutiny_failure_becomes_a_follow_up_feature_and_passes_on_the_new_head() {
+    let m = MissionTest::start(Story { break_f2: true, ..Story::default() }).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+
+    let (scrutiny, _) = m.expect_checks_completed(pr).await;
+    assert_eq!(scrutiny.conclusion.as_deref(), Some("failure"), "{scrutiny:?}");
+    assert!(scrutiny.summary.contains("A2") && scrutiny.summary.contains("❌ fail"), "{}", scrutiny.summary);
+    // The repository's own test command really failed.
+    assert!(scrutiny.summary.contains("python3 -m unittest -q` | 1"), "{}", scrutiny.summary);
+    assert!(scrutiny.title.contains("problem"), "{}", scrutiny.title);
+    let failed_head = scrutiny.head_sha.clone();
+
+    m.t.expect_app_comment(pr, "Follow-up to M1's failed validation").await;
+    m.t.expect_app_comment(pr, "### Handoff: F4 ").await;
+    let repo = m.repo();
+    let (scrutiny, user_testing) = m
+        .t
+        .sim
+        .wait_for("checks on a new head", DEADLINE * 2, |s| {
+            let head = s.read(|w| w.repos[&repo].issues[&pr].pull.as_ref().unwrap().head_sha.clone());
+            if head == failed_head {
+                return None;
+            }
+            let checks = m.checks();
+            let done = |name: &str| checks.iter().find(|c| c.head_sha == head && c.name == name && c.conclusion.is_some()).cloned();
+            Some((done("missions / scrutiny")?, done("missions / user-testing")?))
+        })
+        .await
+        .unwrap();
+    assert_eq!(scrutiny.conclusion.as_deref(), Some("success"), "{scrutiny:?}");
+    assert_eq!(user_testing.conclusion.as_deref(), Some("success"));
+    assert_eq!(scrutiny.head_sha, m.pr_head(pr));
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_failing_twice_pauses_the_mission_until_resume() {
+    let m = MissionTest::start(Story { f1_failed_runs: 2, ..Story::default() }).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(body.contains("feature F1 failed 2 times") && body.contains("/mission resume"), "{body}");
+    assert_eq!(m.dispatched_jobs().iter().filter(|j| j.starts_with("feature-F1")).count(), 2);
+
+    // An outsider cannot resume it.
+    m.comment(&m.bob(), issue, "/mission resume").await;
+    m.t.expect_app_comment(issue, "@bob only people with write access").await;
+
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    m.t.expect_app_comment(issue, "Resumed by @alice").await;
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    assert!(m.dispatched_jobs().contains(&"feature-F1.3".to_owned()));
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_with_an_unresolved_issue_blocks_the_next_feature_until_triage() {
+    let m = MissionTest::start(Story { f1_unresolved_issue: true, ..Story::default() }).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    assert!(handoff["body"].as_str().unwrap().contains("Unresolved issues"));
+    m.t.expect_app_comment(pr, "Triage of F1's handoff").await;
+    m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
+    let jobs = m.dispatched_jobs();
+    assert_eq!(&jobs[..4], ["scope-1.1", "feature-F1.1", "triage-F1.1", "feature-F2.1"]);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itself() {
+    let m = MissionTest::start(Story::default()).await;
+    // bob (read access) labels: refused politely, nothing dispatched.
+    let theirs = m.t.open_issue(&m.alice(), "Another idea", "Please do something.").await;
+    let status = m.t.label_issue(&m.bob(), theirs, "mission").await;
+    assert_eq!(status, 403, "GitHub itself refuses a reader's label");
+
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    m.t.expect_app_comment(issue, "ready for review").await;
+
+    // bob's approval does not count.
+    assert_eq!(m.review(&m.bob(), plan_pr, "APPROVE", "lgtm").await, 200);
+    m.t.expect_app_comment(plan_pr, "@bob thanks for the review").await;
+    // Nor do his commands.
+    m.comment(&m.bob(), issue, "/mission abort").await;
+    m.t.expect_app_comment(issue, "@bob only people with write access").await;
+    // A command quoted from someone else is not a command.
+    m.comment(&m.alice(), issue, "> /mission abort\nbob asked for that; ignoring it.").await;
+
+    // The App approving its own plan PR does not count either.
+    let token = m.t.github.installation_token(m.t.world.installation_id).await.unwrap();
+    let answer = m
+        .t
+        .http
+        .post(format!("{}/repos/{}/pulls/{plan_pr}/reviews", m.t.sim.url(), m.repo()))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
+        .json(&json!({"event": "APPROVE", "body": "self-approval"}))
+        .send()
+        .await
+        .unwrap();
+    let app_review_status = answer.status().as_u16();
+
+    // Give the App every chance to act on all of that, then check nothing moved.
+    let status_comment = {
+        m.comment(&m.alice(), issue, "/mission status").await;
+        m.t.expect_app_comment(issue, "**Mission status**").await
+    };
+    let body = status_comment["body"].as_str().unwrap();
+    assert!(body.contains("plan in review"), "{body}");
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"], "only scoping ran (app review: {app_review_status})");
+    assert!(m.app_comments(theirs).is_empty(), "nothing on the issue a reader tried to label");
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_completion_webhook_is_recovered_by_reconciliation() {
+    let m = MissionTest::start_with(
+        Story::default(),
+        FaultConfig {
+            drop_webhook_events: vec!["workflow_run.completed".into()],
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let issue = m.open_labeled_issue().await;
+    // Every completion webhook is dropped; the plan PR still appears.
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let dropped: Vec<Value> = m
+        .t
+        .sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event == "workflow_run" && d.error.as_deref() == Some("dropped by fault injection"))
+        .map(|d| json!(d.id))
+        .collect();
+    assert!(!dropped.is_empty(), "completions were really dropped");
+    assert_eq!(&m.dispatched_jobs()[..2], ["scope-1.1", "feature-F1.1"]);
+    m.t.stop().await;
+}
