@@ -1,6 +1,7 @@
 //! `missions demo`: a whole mission on one machine, no account, no network.
 
 pub mod project;
+pub mod run;
 pub mod scripts;
 
 use std::path::Path;
