@@ -225,24 +225,24 @@ impl RepoConfig {
             return Ok(RepoConfig::default());
         }
         let models = config::parse_repo_config(yaml)?;
-        let raw: RawFile =
-            serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(yaml)).map_err(
-                |e| {
-                    let path = e.path().to_string();
-                    let key = path
-                        .split('.')
-                        .take_while(|s| !matches!(*s, "" | "?"))
-                        .collect::<Vec<_>>()
-                        .join(".");
-                    let inner = e.inner();
-                    let line = inner.location().map(|l| l.line());
-                    RepoConfigError::Invalid {
-                        message: clean_message(&inner.to_string(), &key),
-                        key,
-                        line,
-                    }
-                },
-            )?;
+        let raw: RawFile = serde_path_to_error::deserialize(yaml_serde::Deserializer::from_str(
+            yaml,
+        ))
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let key = path
+                .split('.')
+                .take_while(|s| !matches!(*s, "" | "?"))
+                .collect::<Vec<_>>()
+                .join(".");
+            let inner = e.inner();
+            let line = inner.location().map(|l| l.line());
+            RepoConfigError::Invalid {
+                message: clean_message(&inner.to_string(), &key),
+                key,
+                line,
+            }
+        })?;
         let mut cfg = RepoConfig {
             models,
             ..RepoConfig::default()
@@ -457,10 +457,16 @@ mod tests {
     fn unknown_keys_are_errors_with_their_path_and_line() {
         let err = RepoConfig::parse("label: x\nlable: y\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with(".github/missions.yml line 2: lable: unknown key"), "{text}");
+        assert!(
+            text.starts_with(".github/missions.yml line 2: lable: unknown key"),
+            "{text}"
+        );
         let err = RepoConfig::parse("commands:\n  tests: [make]\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("line 2: commands.tests: unknown key"), "{text}");
+        assert!(
+            text.contains("line 2: commands.tests: unknown key"),
+            "{text}"
+        );
         assert!(text.contains("test, lint, typecheck"), "{text}");
         let err = RepoConfig::parse("app:\n  url: http://x\n  port: 3\n").unwrap_err();
         assert!(err.to_string().contains("app.port"), "{err}");

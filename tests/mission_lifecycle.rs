@@ -53,7 +53,10 @@ impl MissionTest {
             ..ScenarioOptions::default()
         })
         .await;
-        MissionTest { t, _scripts: scripts }
+        MissionTest {
+            t,
+            _scripts: scripts,
+        }
     }
 
     fn repo(&self) -> String {
@@ -71,23 +74,40 @@ impl MissionTest {
     async fn open_labeled_issue(&self) -> u64 {
         let issue = self
             .t
-            .open_issue(&self.alice(), demo::project::ISSUE_TITLE, demo::project::ISSUE_BODY)
+            .open_issue(
+                &self.alice(),
+                demo::project::ISSUE_TITLE,
+                demo::project::ISSUE_BODY,
+            )
             .await;
-        assert_eq!(self.t.label_issue(&self.alice(), issue, "mission").await, 200);
+        assert_eq!(
+            self.t.label_issue(&self.alice(), issue, "mission").await,
+            200
+        );
         issue
     }
 
     async fn comment(&self, login: &str, number: u64, body: &str) {
         let answer = self
             .t
-            .act(login, "POST", &format!("/repos/{}/issues/{number}/comments", self.repo()), Some(json!({ "body": body })))
+            .act(
+                login,
+                "POST",
+                &format!("/repos/{}/issues/{number}/comments", self.repo()),
+                Some(json!({ "body": body })),
+            )
             .await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
     }
 
     async fn review(&self, login: &str, pr: u64, event: &str, body: &str) -> u16 {
         self.t
-            .act(login, "POST", &format!("/repos/{}/pulls/{pr}/reviews", self.repo()), Some(json!({ "event": event, "body": body })))
+            .act(
+                login,
+                "POST",
+                &format!("/repos/{}/pulls/{pr}/reviews", self.repo()),
+                Some(json!({ "event": event, "body": body })),
+            )
             .await
             .status
     }
@@ -95,7 +115,12 @@ impl MissionTest {
     async fn merge(&self, pr: u64) {
         let answer = self
             .t
-            .act(&self.alice(), "PUT", &format!("/repos/{}/pulls/{pr}/merge", self.repo()), Some(json!({})))
+            .act(
+                &self.alice(),
+                "PUT",
+                &format!("/repos/{}/pulls/{pr}/merge", self.repo()),
+                Some(json!({})),
+            )
             .await;
         assert_eq!(answer.status, 200, "merge: {:?}", answer.body);
     }
@@ -121,14 +146,24 @@ impl MissionTest {
 
     fn pr_head(&self, pr: u64) -> String {
         let repo = self.repo();
-        self.t.sim.read(|w| w.repos[&repo].issues[&pr].pull.as_ref().unwrap().head_sha.clone())
+        self.t.sim.read(|w| {
+            w.repos[&repo].issues[&pr]
+                .pull
+                .as_ref()
+                .unwrap()
+                .head_sha
+                .clone()
+        })
     }
 
     fn pr_state(&self, pr: u64) -> (String, bool) {
         let repo = self.repo();
         self.t.sim.read(|w| {
             let issue = &w.repos[&repo].issues[&pr];
-            (format!("{:?}", issue.state).to_lowercase(), issue.pull.as_ref().unwrap().merged_at.is_some())
+            (
+                format!("{:?}", issue.state).to_lowercase(),
+                issue.pull.as_ref().unwrap().merged_at.is_some(),
+            )
         })
     }
 
@@ -154,25 +189,34 @@ impl MissionTest {
         let repo = self.repo();
         self.t
             .sim
-            .wait_for(&format!("both check runs completed on #{pr}'s head"), DEADLINE * 2, |s| {
-                s.read(|w| {
-                    let r = &w.repos[&repo];
-                    let head = &r.issues[&pr].pull.as_ref().unwrap().head_sha;
-                    let find = |name: &str| {
-                        r.check_runs
-                            .values()
-                            .find(|c| &c.head_sha == head && c.name == name && c.status == "completed")
-                            .map(|c| Check {
-                                name: c.name.clone(),
-                                head_sha: c.head_sha.clone(),
-                                conclusion: c.conclusion.clone(),
-                                title: c.output.title.clone().unwrap_or_default(),
-                                summary: c.output.summary.clone().unwrap_or_default(),
-                            })
-                    };
-                    Some((find("missions / scrutiny")?, find("missions / user-testing")?))
-                })
-            })
+            .wait_for(
+                &format!("both check runs completed on #{pr}'s head"),
+                DEADLINE * 2,
+                |s| {
+                    s.read(|w| {
+                        let r = &w.repos[&repo];
+                        let head = &r.issues[&pr].pull.as_ref().unwrap().head_sha;
+                        let find = |name: &str| {
+                            r.check_runs
+                                .values()
+                                .find(|c| {
+                                    &c.head_sha == head && c.name == name && c.status == "completed"
+                                })
+                                .map(|c| Check {
+                                    name: c.name.clone(),
+                                    head_sha: c.head_sha.clone(),
+                                    conclusion: c.conclusion.clone(),
+                                    title: c.output.title.clone().unwrap_or_default(),
+                                    summary: c.output.summary.clone().unwrap_or_default(),
+                                })
+                        };
+                        Some((
+                            find("missions / scrutiny")?,
+                            find("missions / user-testing")?,
+                        ))
+                    })
+                },
+            )
             .await
             .unwrap()
     }
@@ -182,7 +226,11 @@ impl MissionTest {
         self.t
             .sim
             .wait_for(&format!("#{issue} closed"), DEADLINE, |s| {
-                s.read(|w| (format!("{:?}", w.repos[&repo].issues[&issue].state).to_lowercase() == "closed").then_some(()))
+                s.read(|w| {
+                    (format!("{:?}", w.repos[&repo].issues[&issue].state).to_lowercase()
+                        == "closed")
+                        .then_some(())
+                })
             })
             .await
             .unwrap();
@@ -195,7 +243,16 @@ impl MissionTest {
             let mut runs: Vec<_> = w.repos[&repo]
                 .runs
                 .values()
-                .map(|r| (r.id, r.inputs.get("job").and_then(Value::as_str).unwrap_or("").to_owned()))
+                .map(|r| {
+                    (
+                        r.id,
+                        r.inputs
+                            .get("job")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
                 .collect();
             runs.sort();
             runs.into_iter().map(|(_, j)| j).collect()
@@ -217,13 +274,25 @@ impl MissionTest {
 
     /// Runs a milestone from its PR appearing to its merge; returns the PR.
     async fn milestone_passes_and_is_merged(&self, issue: u64, id: &str, features: &[&str]) -> u64 {
-        let pr = self.expect_pr(&format!("missions/{issue}/{}", id.to_lowercase())).await;
+        let pr = self
+            .expect_pr(&format!("missions/{issue}/{}", id.to_lowercase()))
+            .await;
         for f in features {
-            self.t.expect_app_comment(pr, &format!("### Handoff: {f} ")).await;
+            self.t
+                .expect_app_comment(pr, &format!("### Handoff: {f} "))
+                .await;
         }
         let (scrutiny, user_testing) = self.expect_checks_completed(pr).await;
-        assert_eq!(scrutiny.conclusion.as_deref(), Some("success"), "{scrutiny:?}");
-        assert_eq!(user_testing.conclusion.as_deref(), Some("success"), "{user_testing:?}");
+        assert_eq!(
+            scrutiny.conclusion.as_deref(),
+            Some("success"),
+            "{scrutiny:?}"
+        );
+        assert_eq!(
+            user_testing.conclusion.as_deref(),
+            Some("success"),
+            "{user_testing:?}"
+        );
         assert!(scrutiny.summary.contains("✅ pass"), "{}", scrutiny.summary);
         self.t.expect_app_comment(pr, "Ready to merge").await;
         self.merge(pr).await;
@@ -233,119 +302,293 @@ impl MissionTest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_two_milestones_three_features() {
-    let m = MissionTest::start(Story { ask_question: true, ..Story::default() }).await;
+    let m = MissionTest::start(Story {
+        ask_question: true,
+        ..Story::default()
+    })
+    .await;
     let issue = m.open_labeled_issue().await;
-    m.t.expect_app_comment(issue, "Mission started by @alice").await;
+    m.t.expect_app_comment(issue, "Mission started by @alice")
+        .await;
 
     // Scoping: a question, answered by the author.
-    m.t.expect_app_comment(issue, "the orchestrator has questions").await;
-    m.comment(&m.alice(), issue, "Yes: compare words case-insensitively.").await;
+    m.t.expect_app_comment(issue, "the orchestrator has questions")
+        .await;
+    m.comment(&m.alice(), issue, "Yes: compare words case-insensitively.")
+        .await;
 
     // The plan PR, with the plan for people and for machines.
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
-    let plan_md = m.t.file(&format!(".missions/{issue}/plan.md"), &format!("missions/{issue}/plan")).await.unwrap();
+    let plan_md =
+        m.t.file(
+            &format!(".missions/{issue}/plan.md"),
+            &format!("missions/{issue}/plan"),
+        )
+        .await
+        .unwrap();
     assert!(plan_md.contains("| A3 |"), "{plan_md}");
-    let plan_json = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    let plan_json =
+        m.t.file(
+            &format!(".missions/{issue}/plan.json"),
+            &format!("missions/{issue}/plan"),
+        )
+        .await
+        .unwrap();
     let plan: missions::mission::Plan = serde_json::from_str(&plan_json).unwrap();
     assert_eq!(plan.milestones.len(), 2);
 
-    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "Looks right.").await, 200);
+    assert_eq!(
+        m.review(&m.alice(), plan_pr, "APPROVE", "Looks right.")
+            .await,
+        200
+    );
     m.t.expect_app_comment(plan_pr, "Approved by @alice").await;
 
-    let m1 = m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"]).await;
+    let m1 = m
+        .milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
+        .await;
     let m2 = m.milestone_passes_and_is_merged(issue, "M2", &["F3"]).await;
 
     m.expect_issue_closed(issue).await;
     let report = m.t.expect_app_comment(issue, "Mission complete").await;
     let report = report["body"].as_str().unwrap();
-    assert!(report.contains(&format!("#{m1}")) && report.contains(&format!("#{m2}")), "{report}");
+    assert!(
+        report.contains(&format!("#{m1}")) && report.contains(&format!("#{m2}")),
+        "{report}"
+    );
     assert_eq!(m.pr_state(plan_pr).0, "closed");
-    assert!(m.pr_state(m1).1 && m.pr_state(m2).1, "both milestone PRs merged");
+    assert!(
+        m.pr_state(m1).1 && m.pr_state(m2).1,
+        "both milestone PRs merged"
+    );
 
     // The work is really on the default branch, and its tests really pass.
     let program = m.t.file("textstats.py", "main").await.unwrap();
     assert!(program.contains("def top_words"), "{program}");
     for f in ["F1", "F2", "F3"] {
-        assert!(m.t.file(&format!(".missions/{issue}/handoffs/{f}.json"), "main").await.is_some(), "handoff {f} on main");
+        assert!(
+            m.t.file(&format!(".missions/{issue}/handoffs/{f}.json"), "main")
+                .await
+                .is_some(),
+            "handoff {f} on main"
+        );
     }
     // Reports went to the reports branch, never the milestone branch.
-    assert!(m.t.file(&format!(".missions/{issue}/reports/M2-scrutiny.json"), &format!("missions/{issue}/reports")).await.is_some());
-    assert!(m.t.file(&format!(".missions/{issue}/reports/M2-scrutiny.json"), "main").await.is_none());
+    assert!(
+        m.t.file(
+            &format!(".missions/{issue}/reports/M2-scrutiny.json"),
+            &format!("missions/{issue}/reports")
+        )
+        .await
+        .is_some()
+    );
+    assert!(
+        m.t.file(
+            &format!(".missions/{issue}/reports/M2-scrutiny.json"),
+            "main"
+        )
+        .await
+        .is_none()
+    );
 
     // One job per step, in order, none twice.
     let jobs = m.dispatched_jobs();
     assert_eq!(
         jobs,
         [
-            "scope-1.1", "scope-2.1", "feature-F1.1", "feature-F2.1", "M1-scrutiny-1.1", "M1-user-testing-1.1",
-            "feature-F3.1", "M2-scrutiny-1.1", "M2-user-testing-1.1"
+            "scope-1.1",
+            "scope-2.1",
+            "feature-F1.1",
+            "feature-F2.1",
+            "M1-scrutiny-1.1",
+            "M1-user-testing-1.1",
+            "feature-F3.1",
+            "M2-scrutiny-1.1",
+            "M2-user-testing-1.1"
         ]
     );
     // Every check run sits on a head it judged: 2 per milestone, all green.
     let checks = m.checks();
     assert_eq!(checks.len(), 4, "{checks:?}");
-    assert!(checks.iter().all(|c| c.conclusion.as_deref() == Some("success")));
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.conclusion.as_deref() == Some("success"))
+    );
+    // Everything the App and its jobs sent, and every answer, in GitHub's shapes.
+    assert_exchanges_conform(&m.t);
     m.t.stop().await;
+}
+
+/// Every REST exchange of the App (`installation:*`) and of its jobs (`job:*`)
+/// conforms to GitHub's OpenAPI description: requests and answers.
+fn assert_exchanges_conform(t: &Scenario) {
+    let api = common::openapi::OpenApi::get();
+    let mut violations = Vec::new();
+    let mut checked = 0;
+    for e in t.sim.exchanges() {
+        if !(e.caller.starts_with("installation") || e.caller.starts_with("job")) {
+            continue;
+        }
+        let template = e.route.replace("{*", "{");
+        if api.operation(&e.method, &template).is_none() {
+            violations.push(format!(
+                "{} {} is not in GitHub's description",
+                e.method, e.route
+            ));
+            continue;
+        }
+        checked += 1;
+        let body = e.response.as_ref().unwrap_or(&Value::Null);
+        if let Err(v) = api.check_response(&e.method, &template, e.status, body) {
+            violations.push(format!(
+                "{} {} → {}: {}",
+                e.method,
+                e.path,
+                e.status,
+                v.join("; ")
+            ));
+        }
+        if let Some(body) = &e.request
+            && let Err(v) = api.check_request(&e.method, &template, body)
+        {
+            violations.push(format!("request {} {}: {}", e.method, e.path, v.join("; ")));
+        }
+    }
+    assert!(checked > 50, "only {checked} exchanges checked");
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_changes_revises_the_plan_then_approval_starts_it() {
-    let m = MissionTest::start(Story { revise: true, ..Story::default() }).await;
+    let m = MissionTest::start(Story {
+        revise: true,
+        ..Story::default()
+    })
+    .await;
     let issue = m.open_labeled_issue().await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
     m.t.expect_app_comment(issue, "ready for review").await;
-    let first = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    let first =
+        m.t.file(
+            &format!(".missions/{issue}/plan.json"),
+            &format!("missions/{issue}/plan"),
+        )
+        .await
+        .unwrap();
     assert!(!first.contains("\"M2\""), "the draft has one milestone");
 
-    assert_eq!(m.review(&m.alice(), plan_pr, "REQUEST_CHANGES", "Please also plan --top N, as its own milestone.").await, 200);
+    assert_eq!(
+        m.review(
+            &m.alice(),
+            plan_pr,
+            "REQUEST_CHANGES",
+            "Please also plan --top N, as its own milestone."
+        )
+        .await,
+        200
+    );
     m.t.expect_app_comment(plan_pr, "requested changes").await;
-    m.t.expect_app_comment(plan_pr, "The plan was revised").await;
-    let revised = m.t.file(&format!(".missions/{issue}/plan.json"), &format!("missions/{issue}/plan")).await.unwrap();
+    m.t.expect_app_comment(plan_pr, "The plan was revised")
+        .await;
+    let revised =
+        m.t.file(
+            &format!(".missions/{issue}/plan.json"),
+            &format!("missions/{issue}/plan"),
+        )
+        .await
+        .unwrap();
     assert!(revised.contains("\"M2\""), "{revised}");
     // Still the same PR: the revision is a new commit on it.
-    assert_eq!(m.expect_pr(&format!("missions/{issue}/plan")).await, plan_pr);
+    assert_eq!(
+        m.expect_pr(&format!("missions/{issue}/plan")).await,
+        plan_pr
+    );
 
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
     let m1 = m.expect_pr(&format!("missions/{issue}/m1")).await;
     m.t.expect_app_comment(m1, "### Handoff: F1 ").await;
-    assert_eq!(&m.dispatched_jobs()[..3], ["scope-1.1", "revise-1.1", "feature-F1.1"]);
+    assert_eq!(
+        &m.dispatched_jobs()[..3],
+        ["scope-1.1", "revise-1.1", "feature-F1.1"]
+    );
     m.t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scrutiny_failure_becomes_a_follow_up_feature_and_passes_on_the_new_head() {
-    let m = MissionTest::start(Story { break_f2: true, ..Story::default() }).await;
+    let m = MissionTest::start(Story {
+        break_f2: true,
+        ..Story::default()
+    })
+    .await;
     let issue = m.open_labeled_issue().await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
     let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
 
     let (scrutiny, _) = m.expect_checks_completed(pr).await;
-    assert_eq!(scrutiny.conclusion.as_deref(), Some("failure"), "{scrutiny:?}");
-    assert!(scrutiny.summary.contains("A2") && scrutiny.summary.contains("❌ fail"), "{}", scrutiny.summary);
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("failure"),
+        "{scrutiny:?}"
+    );
+    assert!(
+        scrutiny.summary.contains("A2") && scrutiny.summary.contains("❌ fail"),
+        "{}",
+        scrutiny.summary
+    );
     // The repository's own test command really failed.
-    assert!(scrutiny.summary.contains("python3 -m unittest -q` | 1"), "{}", scrutiny.summary);
+    assert!(
+        scrutiny.summary.contains("python3 -m unittest -q` | 1"),
+        "{}",
+        scrutiny.summary
+    );
     assert!(scrutiny.title.contains("problem"), "{}", scrutiny.title);
     let failed_head = scrutiny.head_sha.clone();
 
-    m.t.expect_app_comment(pr, "Follow-up to M1's failed validation").await;
+    m.t.expect_app_comment(pr, "Follow-up to M1's failed validation")
+        .await;
     m.t.expect_app_comment(pr, "### Handoff: F4 ").await;
     let repo = m.repo();
-    let (scrutiny, user_testing) = m
-        .t
-        .sim
-        .wait_for("checks on a new head", DEADLINE * 2, |s| {
-            let head = s.read(|w| w.repos[&repo].issues[&pr].pull.as_ref().unwrap().head_sha.clone());
-            if head == failed_head {
-                return None;
-            }
-            let checks = m.checks();
-            let done = |name: &str| checks.iter().find(|c| c.head_sha == head && c.name == name && c.conclusion.is_some()).cloned();
-            Some((done("missions / scrutiny")?, done("missions / user-testing")?))
-        })
-        .await
-        .unwrap();
-    assert_eq!(scrutiny.conclusion.as_deref(), Some("success"), "{scrutiny:?}");
+    let (scrutiny, user_testing) =
+        m.t.sim
+            .wait_for("checks on a new head", DEADLINE * 2, |s| {
+                let head = s.read(|w| {
+                    w.repos[&repo].issues[&pr]
+                        .pull
+                        .as_ref()
+                        .unwrap()
+                        .head_sha
+                        .clone()
+                });
+                if head == failed_head {
+                    return None;
+                }
+                let checks = m.checks();
+                let done = |name: &str| {
+                    checks
+                        .iter()
+                        .find(|c| c.head_sha == head && c.name == name && c.conclusion.is_some())
+                        .cloned()
+                };
+                Some((
+                    done("missions / scrutiny")?,
+                    done("missions / user-testing")?,
+                ))
+            })
+            .await
+            .unwrap();
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("success"),
+        "{scrutiny:?}"
+    );
     assert_eq!(user_testing.conclusion.as_deref(), Some("success"));
     assert_eq!(scrutiny.head_sha, m.pr_head(pr));
     m.t.stop().await;
@@ -353,19 +596,33 @@ async fn a_scrutiny_failure_becomes_a_follow_up_feature_and_passes_on_the_new_he
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_failing_twice_pauses_the_mission_until_resume() {
-    let m = MissionTest::start(Story { f1_failed_runs: 2, ..Story::default() }).await;
+    let m = MissionTest::start(Story {
+        f1_failed_runs: 2,
+        ..Story::default()
+    })
+    .await;
     let issue = m.open_labeled_issue().await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
 
     let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
     let body = paused["body"].as_str().unwrap();
-    assert!(body.contains("feature F1 failed 2 times") && body.contains("/mission resume"), "{body}");
-    assert_eq!(m.dispatched_jobs().iter().filter(|j| j.starts_with("feature-F1")).count(), 2);
+    assert!(
+        body.contains("feature F1 failed 2 times") && body.contains("/mission resume"),
+        "{body}"
+    );
+    assert_eq!(
+        m.dispatched_jobs()
+            .iter()
+            .filter(|j| j.starts_with("feature-F1"))
+            .count(),
+        2
+    );
 
     // An outsider cannot resume it.
     m.comment(&m.bob(), issue, "/mission resume").await;
-    m.t.expect_app_comment(issue, "@bob only people with write access").await;
+    m.t.expect_app_comment(issue, "@bob only people with write access")
+        .await;
 
     m.comment(&m.alice(), issue, "/mission resume").await;
     m.t.expect_app_comment(issue, "Resumed by @alice").await;
@@ -377,27 +634,59 @@ async fn a_worker_failing_twice_pauses_the_mission_until_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_with_an_unresolved_issue_blocks_the_next_feature_until_triage() {
-    let m = MissionTest::start(Story { f1_unresolved_issue: true, ..Story::default() }).await;
+    let m = MissionTest::start(Story {
+        f1_unresolved_issue: true,
+        ..Story::default()
+    })
+    .await;
     let issue = m.open_labeled_issue().await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
     let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
     let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
-    assert!(handoff["body"].as_str().unwrap().contains("Unresolved issues"));
+    assert!(
+        handoff["body"]
+            .as_str()
+            .unwrap()
+            .contains("Unresolved issues")
+    );
     m.t.expect_app_comment(pr, "Triage of F1's handoff").await;
     m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
     let jobs = m.dispatched_jobs();
-    assert_eq!(&jobs[..4], ["scope-1.1", "feature-F1.1", "triage-F1.1", "feature-F2.1"]);
+    assert_eq!(
+        &jobs[..4],
+        ["scope-1.1", "feature-F1.1", "triage-F1.1", "feature-F2.1"]
+    );
     m.t.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itself() {
     let m = MissionTest::start(Story::default()).await;
-    // bob (read access) labels: refused politely, nothing dispatched.
-    let theirs = m.t.open_issue(&m.alice(), "Another idea", "Please do something.").await;
-    let status = m.t.label_issue(&m.bob(), theirs, "mission").await;
-    assert_eq!(status, 403, "GitHub itself refuses a reader's label");
+    // bob (read access) cannot even label: GitHub itself refuses.
+    let theirs =
+        m.t.open_issue(&m.alice(), "Another idea", "Please do something.")
+            .await;
+    assert_eq!(m.t.label_issue(&m.bob(), theirs, "mission").await, 403);
+    // carol (triage) can label, but not start a mission: a polite refusal, nothing dispatched.
+    let carol = m.t.sim.add_user("carol");
+    m.t.sim
+        .set_permission(&m.repo(), "carol", missions::sim::state::Permission::Triage);
+    let answer =
+        m.t.http
+            .post(format!(
+                "{}/repos/{}/issues/{theirs}/labels",
+                m.t.sim.url(),
+                m.repo()
+            ))
+            .bearer_auth(&carol)
+            .json(&json!({"labels": ["mission"]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    m.t.expect_app_comment(theirs, "@carol thanks for the interest")
+        .await;
 
     let issue = m.open_labeled_issue().await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
@@ -405,25 +694,71 @@ async fn outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itse
 
     // bob's approval does not count.
     assert_eq!(m.review(&m.bob(), plan_pr, "APPROVE", "lgtm").await, 200);
-    m.t.expect_app_comment(plan_pr, "@bob thanks for the review").await;
+    m.t.expect_app_comment(plan_pr, "@bob thanks for the review")
+        .await;
     // Nor do his commands.
     m.comment(&m.bob(), issue, "/mission abort").await;
-    m.t.expect_app_comment(issue, "@bob only people with write access").await;
+    m.t.expect_app_comment(issue, "@bob only people with write access")
+        .await;
     // A command quoted from someone else is not a command.
-    m.comment(&m.alice(), issue, "> /mission abort\nbob asked for that; ignoring it.").await;
+    m.comment(
+        &m.alice(),
+        issue,
+        "> /mission abort\nbob asked for that; ignoring it.",
+    )
+    .await;
 
-    // The App approving its own plan PR does not count either.
-    let token = m.t.github.installation_token(m.t.world.installation_id).await.unwrap();
-    let answer = m
+    // The App cannot approve its own plan PR: GitHub refuses, and so does the simulator.
+    let token =
+        m.t.github
+            .installation_token(m.t.world.installation_id)
+            .await
+            .unwrap();
+    let answer =
+        m.t.http
+            .post(format!(
+                "{}/repos/{}/pulls/{plan_pr}/reviews",
+                m.t.sim.url(),
+                m.repo()
+            ))
+            .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
+            .json(&json!({"event": "APPROVE", "body": "self-approval"}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(answer.status().as_u16(), 422);
+    // And were an approval by the App's bot account delivered (validly signed), it
+    // would not count: bob's review delivery, rewritten as the bot's approval.
+    let bobs = m
         .t
-        .http
-        .post(format!("{}/repos/{}/pulls/{plan_pr}/reviews", m.t.sim.url(), m.repo()))
-        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
-        .json(&json!({"event": "APPROVE", "body": "self-approval"}))
-        .send()
-        .await
-        .unwrap();
-    let app_review_status = answer.status().as_u16();
+        .sim
+        .deliveries()
+        .into_iter()
+        .find(|d| d.event == "pull_request_review" && d.payload["review"]["user"]["login"] == "bob")
+        .expect("bob's review was delivered");
+    let mut payload = bobs.payload.clone();
+    for actor in ["/review/user", "/sender"] {
+        let a = payload.pointer_mut(actor).unwrap();
+        a["login"] = json!("missions[bot]");
+        a["type"] = json!("Bot");
+    }
+    payload["review"]["state"] = json!("approved");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let answer =
+        m.t.http
+            .post(format!("{}/webhook", m.t.app_url))
+            .header("x-github-event", "pull_request_review")
+            .header("x-github-delivery", "forged-bot-approval")
+            .header(
+                "x-hub-signature-256",
+                missions::github::webhook::sign(common::SECRET.as_bytes(), &body),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
 
     // Give the App every chance to act on all of that, then check nothing moved.
     let status_comment = {
@@ -432,8 +767,12 @@ async fn outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itse
     };
     let body = status_comment["body"].as_str().unwrap();
     assert!(body.contains("plan in review"), "{body}");
-    assert_eq!(m.dispatched_jobs(), ["scope-1.1"], "only scoping ran (app review: {app_review_status})");
-    assert!(m.app_comments(theirs).is_empty(), "nothing on the issue a reader tried to label");
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"], "only scoping ran");
+    assert_eq!(
+        m.app_comments(theirs).len(),
+        1,
+        "only the refusal on the issue carol labelled"
+    );
     m.t.stop().await;
 }
 
@@ -458,7 +797,9 @@ async fn a_dropped_completion_webhook_is_recovered_by_reconciliation() {
         .sim
         .deliveries()
         .into_iter()
-        .filter(|d| d.event == "workflow_run" && d.error.as_deref() == Some("dropped by fault injection"))
+        .filter(|d| {
+            d.event == "workflow_run" && d.error.as_deref() == Some("dropped by fault injection")
+        })
         .map(|d| json!(d.id))
         .collect();
     assert!(!dropped.is_empty(), "completions were really dropped");

@@ -16,7 +16,8 @@ pub const DEMO_REPO: &str = "octo-org/textstats";
 /// `script_dir`.
 pub fn repo_spec(script_dir: &Path) -> RepoSpec {
     let mut spec = RepoSpec::new(DEMO_REPO);
-    for (path, content) in project::files(&script_dir.display().to_string(), sample::WORKFLOW_YAML) {
+    for (path, content) in project::files(&script_dir.display().to_string(), sample::WORKFLOW_YAML)
+    {
         spec = spec.file(&path, content.into_bytes());
     }
     spec

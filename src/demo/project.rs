@@ -21,7 +21,8 @@ impl Stage {
     };
 }
 
-pub const ISSUE_TITLE: &str = "textstats: count lines and characters, and list the most frequent words";
+pub const ISSUE_TITLE: &str =
+    "textstats: count lines and characters, and list the most frequent words";
 
 pub const ISSUE_BODY: &str = "textstats only counts words today. Please add:\n\n\
 - `--lines`: print the number of lines\n\
@@ -158,6 +159,8 @@ pub fn missions_yml(script_dir: &str, budget_usd: f64) -> String {
          label: mission\n\
          budget:\n  usd: {budget_usd}\n\
          models:\n  default:\n    provider: scripted\n    model: scripted-demo\n    script: \"{script_dir}/{{agent}}.json\"\n\
+         \x20   # What the budget counts the scripted answers at: Claude Sonnet's prices per million tokens.\n\
+         \x20   prices: {{ input: 3.0, output: 15.0, cache_read: 0.3, cache_write: 3.75 }}\n\
          commands:\n  test: [\"python3 -m unittest -q\"]\n"
     )
 }
@@ -171,6 +174,9 @@ pub fn files(script_dir: &str, workflow_yaml: &str) -> Vec<(String, String)> {
         ("test_textstats.py".into(), tests(Stage::START)),
         ("sample.txt".into(), SAMPLE_TEXT.into()),
         (".github/missions.yml".into(), missions_yml(script_dir, 5.0)),
-        (".github/workflows/missions.yml".into(), workflow_yaml.into()),
+        (
+            ".github/workflows/missions.yml".into(),
+            workflow_yaml.into(),
+        ),
     ]
 }

@@ -53,7 +53,11 @@ struct Printer {
 
 impl Printer {
     fn line(&self, text: impl AsRef<str>) {
-        println!("[{:>5.1}s] {}", self.start.elapsed().as_secs_f64(), text.as_ref());
+        println!(
+            "[{:>5.1}s] {}",
+            self.start.elapsed().as_secs_f64(),
+            text.as_ref()
+        );
     }
 }
 
@@ -69,7 +73,9 @@ struct Seen {
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
     crate::llm::http::install_crypto_provider();
-    let printer = Printer { start: Instant::now() };
+    let printer = Printer {
+        start: Instant::now(),
+    };
     let temp;
     let dir = match &options.dir {
         Some(d) => {
@@ -77,7 +83,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
             d.clone()
         }
         None => {
-            temp = tempfile::Builder::new().prefix("missions-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("missions-demo-")
+                .tempdir()?;
             temp.path().to_path_buf()
         }
     };
@@ -89,11 +97,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
             ..Story::default()
         },
     )?;
-    let exe = std::env::current_exe().context("cannot find the missions binary to run jobs with")?;
+    let exe =
+        std::env::current_exe().context("cannot find the missions binary to run jobs with")?;
 
     // GitHub, simulated.
     let clock = clock::system();
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating the App's key")?;
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
+        .context("generating the App's key")?;
     let private_pem = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
     let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF)?;
     let mut config = SimConfig::new(dir.join("sim"));
@@ -152,12 +162,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
 
     // Open and label the issue.
     let issue = alice
-        .call("POST", "/issues", json!({"title": project::ISSUE_TITLE, "body": project::ISSUE_BODY}))
+        .call(
+            "POST",
+            "/issues",
+            json!({"title": project::ISSUE_TITLE, "body": project::ISSUE_BODY}),
+        )
         .await?["number"]
         .as_u64()
         .context("issue number")?;
-    printer.line(format!("alice opened issue #{issue}: {} ({api}/repos/{repo}/issues/{issue})", project::ISSUE_TITLE));
-    alice.call("POST", &format!("/issues/{issue}/labels"), json!({"labels": ["mission"]})).await?;
+    printer.line(format!(
+        "alice opened issue #{issue}: {} ({api}/repos/{repo}/issues/{issue})",
+        project::ISSUE_TITLE
+    ));
+    alice
+        .call(
+            "POST",
+            &format!("/issues/{issue}/labels"),
+            json!({"labels": ["mission"]}),
+        )
+        .await?;
     printer.line(format!("alice added the label `mission` to #{issue}"));
 
     let mut answered = false;
@@ -174,32 +197,54 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
         if !answered && state.questions_asked {
             answered = true;
             alice
-                .call("POST", &format!("/issues/{issue}/comments"), json!({"body": "Yes: compare words case-insensitively."}))
+                .call(
+                    "POST",
+                    &format!("/issues/{issue}/comments"),
+                    json!({"body": "Yes: compare words case-insensitively."}),
+                )
                 .await?;
-            printer.line(format!("alice answered on #{issue}: \"Yes: compare words case-insensitively.\""));
+            printer.line(format!(
+                "alice answered on #{issue}: \"Yes: compare words case-insensitively.\""
+            ));
         }
         if !approved && let Some(pr) = state.plan_pr {
             approved = true;
             alice
-                .call("POST", &format!("/pulls/{pr}/reviews"), json!({"event": "APPROVE", "body": "The plan looks right."}))
+                .call(
+                    "POST",
+                    &format!("/pulls/{pr}/reviews"),
+                    json!({"event": "APPROVE", "body": "The plan looks right."}),
+                )
                 .await?;
             printer.line(format!("alice approved the plan PR #{pr}"));
         }
         for pr in state.ready_to_merge {
             if merged.insert(pr) {
-                alice.call("PUT", &format!("/pulls/{pr}/merge"), json!({})).await?;
-                printer.line(format!("alice merged milestone PR #{pr} ({api}/repos/{repo}/pulls/{pr})"));
+                alice
+                    .call("PUT", &format!("/pulls/{pr}/merge"), json!({}))
+                    .await?;
+                printer.line(format!(
+                    "alice merged milestone PR #{pr} ({api}/repos/{repo}/pulls/{pr})"
+                ));
             }
         }
         if let Some(paused) = state.paused {
             bail!("the mission paused: {paused}");
         }
-        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-            bail!("the demo mission did not finish within {:?}", options.timeout);
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            bail!(
+                "the demo mission did not finish within {:?}",
+                options.timeout
+            );
         }
     };
     report_news(&sim, &repo, &api, &printer, &mut seen);
-    printer.line(format!("issue #{issue} closed with the mission's final report:"));
+    printer.line(format!(
+        "issue #{issue} closed with the mission's final report:"
+    ));
     println!("\n{report}");
     if options.keep {
         println!(
@@ -278,7 +323,9 @@ impl Snapshot {
                 .filter(|i| {
                     i.state == crate::sim::state::IssueState::Open
                         && i.pull.as_ref().is_some_and(|p| p.merged_at.is_none())
-                        && app_comments.iter().any(|c| c.issue_number == i.number && c.body.contains("Ready to merge"))
+                        && app_comments.iter().any(|c| {
+                            c.issue_number == i.number && c.body.contains("Ready to merge")
+                        })
                 })
                 .map(|i| i.number)
                 .collect();
@@ -304,7 +351,11 @@ fn strip_marker(body: &str) -> String {
 }
 
 fn first_line(body: &str) -> String {
-    let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = body
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let line = line.trim_start_matches('#').trim();
     if line.chars().count() > 100 {
         format!("{}…", line.chars().take(100).collect::<String>())
@@ -321,9 +372,16 @@ fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut S
         let r = &w.repos[repo];
         for run in r.runs.values() {
             let job = run.inputs.get("job").and_then(Value::as_str).unwrap_or("?");
-            let role = run.inputs.get("role").and_then(Value::as_str).unwrap_or("?");
+            let role = run
+                .inputs
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
             if seen.runs_started.insert(run.id) {
-                lines.push(format!("job {job} ({role}) dispatched on {} ({api}/repos/{repo}/actions/runs/{})", run.head_branch, run.id));
+                lines.push(format!(
+                    "job {job} ({role}) dispatched on {} ({api}/repos/{repo}/actions/runs/{})",
+                    run.head_branch, run.id
+                ));
             }
             if run.conclusion.is_some() && seen.runs_done.insert(run.id) {
                 lines.push(format!(
@@ -337,12 +395,19 @@ fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut S
             if let Some(pull) = &issue.pull
                 && seen.pulls.insert(issue.number)
             {
-                lines.push(format!("{} opened PR #{}: {} ({} → {})", issue.user, issue.number, issue.title, pull.head_ref, pull.base_ref));
+                lines.push(format!(
+                    "{} opened PR #{}: {} ({} → {})",
+                    issue.user, issue.number, issue.title, pull.head_ref, pull.base_ref
+                ));
             }
         }
         for c in r.comments.values() {
             if c.user == bot && seen.comments.insert(c.id) {
-                lines.push(format!("{bot} commented on #{}: {}", c.issue_number, first_line(&c.body)));
+                lines.push(format!(
+                    "{bot} commented on #{}: {}",
+                    c.issue_number,
+                    first_line(&c.body)
+                ));
             }
         }
         for check in r.check_runs.values() {

@@ -52,10 +52,26 @@ fn feature(id: &str, title: &str, description: &str, claims: &[&str]) -> Value {
 /// The plan: M1 (F1 lines, F2 chars), M2 (F3 top); `one_milestone` folds F3 away
 /// (the draft the maintainer sends back in the revise story).
 pub fn plan(one_milestone: bool) -> Value {
-    let f1 = feature("F1", "Count lines", "Add count_lines(text) and a --lines flag printing `lines: N`, with a test.", &["A1"]);
-    let f2 = feature("F2", "Count characters", "Add count_chars(text) and a --chars flag printing `chars: N`, with a test; keep the word count unchanged.", &["A2"]);
-    let f3 = feature("F3", "Most frequent words", "Add top_words(text, n) and a --top N flag printing `word count` lines, ties alphabetical, with a test.", &["A3"]);
-    let mut milestones = vec![json!({"id": "M1", "title": "Line and character counts", "features": [f1, f2]})];
+    let f1 = feature(
+        "F1",
+        "Count lines",
+        "Add count_lines(text) and a --lines flag printing `lines: N`, with a test.",
+        &["A1"],
+    );
+    let f2 = feature(
+        "F2",
+        "Count characters",
+        "Add count_chars(text) and a --chars flag printing `chars: N`, with a test; keep the word count unchanged.",
+        &["A2"],
+    );
+    let f3 = feature(
+        "F3",
+        "Most frequent words",
+        "Add top_words(text, n) and a --top N flag printing `word count` lines, ties alphabetical, with a test.",
+        &["A3"],
+    );
+    let mut milestones =
+        vec![json!({"id": "M1", "title": "Line and character counts", "features": [f1, f2]})];
     let mut contract = assertions();
     if one_milestone {
         contract.as_array_mut().unwrap().truncate(2);
@@ -85,10 +101,19 @@ fn worker(feature: &str, stage: Stage, did: &str, extra_issue: Option<&str>) -> 
     };
     vec![
         turn_calls(vec![
-            call("write_file", json!({"path": "textstats.py", "content": project::program(stage)})),
-            call("write_file", json!({"path": "test_textstats.py", "content": project::tests(stage)})),
+            call(
+                "write_file",
+                json!({"path": "textstats.py", "content": project::program(stage)}),
+            ),
+            call(
+                "write_file",
+                json!({"path": "test_textstats.py", "content": project::tests(stage)}),
+            ),
         ]),
-        turn_calls(vec![call("bash", json!({"command": "python3 -m unittest -q 2>&1 | tail -n 3"}))]),
+        turn_calls(vec![call(
+            "bash",
+            json!({"command": "python3 -m unittest -q 2>&1 | tail -n 3"}),
+        )]),
         finish(json!({
             "feature": feature,
             "summary": did,
@@ -119,7 +144,10 @@ fn review(feature: &str, claims: &[(&str, bool, &str)]) -> Vec<Value> {
 }
 
 fn user_test(commands: &[&str], results: &[(&str, bool, &str)]) -> Vec<Value> {
-    let runs: Vec<Value> = commands.iter().map(|c| call("bash", json!({"command": c}))).collect();
+    let runs: Vec<Value> = commands
+        .iter()
+        .map(|c| call("bash", json!({"command": c})))
+        .collect();
     let all_pass = results.iter().all(|r| r.1);
     vec![
         turn_calls(runs),
@@ -136,7 +164,12 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
     let mut add = |name: &str, turns: Vec<Value>| out.push((name.to_owned(), turns));
     // Scoping.
     if story.ask_question {
-        add("scope-1", vec![finish(json!({"kind": "questions", "questions": ["For --top, should words that differ only in case count as the same word?"]}))]);
+        add(
+            "scope-1",
+            vec![finish(
+                json!({"kind": "questions", "questions": ["For --top, should words that differ only in case count as the same word?"]}),
+            )],
+        );
         add("scope-2", orchestrator_plan(story.revise));
     } else {
         add("scope-1", orchestrator_plan(story.revise));
@@ -145,7 +178,10 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         add("revise-1", orchestrator_plan(false));
     }
     // M1.
-    let s1 = Stage { lines: true, ..Stage::START };
+    let s1 = Stage {
+        lines: true,
+        ..Stage::START
+    };
     let f1 = worker(
         "F1",
         s1,
@@ -158,32 +194,185 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         add("feature-F1", f1);
     }
     if story.f1_unresolved_issue {
-        add("triage-F1", vec![finish(json!({"kind": "amend", "notes": "An empty file has 0 lines; that is what `wc -l` says too. No follow-up work is needed.", "features": [], "assertions": []}))]);
+        add(
+            "triage-F1",
+            vec![finish(
+                json!({"kind": "amend", "notes": "An empty file has 0 lines; that is what `wc -l` says too. No follow-up work is needed.", "features": [], "assertions": []}),
+            )],
+        );
     }
-    let s2 = Stage { lines: true, chars: true, ..Stage::START };
-    let s2_written = Stage { broken_words: story.break_f2, ..s2 };
-    add("feature-F2", worker("F2", s2_written, "Added count_chars and --chars, with a test.", None));
+    let s2 = Stage {
+        lines: true,
+        chars: true,
+        ..Stage::START
+    };
+    let s2_written = Stage {
+        broken_words: story.break_f2,
+        ..s2
+    };
+    add(
+        "feature-F2",
+        worker(
+            "F2",
+            s2_written,
+            "Added count_chars and --chars, with a test.",
+            None,
+        ),
+    );
     let wc = "python3 textstats.py sample.txt";
     if story.break_f2 {
-        add("M1-scrutiny-1-review-F1", review("F1", &[("A1", true, "count_lines and its test are right")]));
-        add("M1-scrutiny-1-review-F2", review("F2", &[("A2", false, "python3 -m unittest fails: test_empty_text_has_no_words gets 1 from count_words(\"\"), which splits on single spaces")]));
-        add("M1-user-testing-1", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", false, "`python3 textstats.py sample.txt` prints a wrong word count")]));
-        add("followup-M1-1", vec![finish(json!({"kind": "amend", "notes": "Scrutiny found count_words broken by F2 (it splits on single spaces). F4 restores it.", "features": [feature("F4", "Restore the word count", "count_words must split on any whitespace again; the existing test covers it.", &["A2"])], "assertions": []}))]);
-        add("feature-F4", worker("F4", s2, "Restored count_words to split on any whitespace; the suite passes again.", None));
-        add("M1-scrutiny-2-review-F1", review("F1", &[("A1", true, "count_lines and its test are right")]));
-        add("M1-scrutiny-2-review-F2", review("F2", &[("A2", true, "count_chars counts characters; test passes")]));
-        add("M1-scrutiny-2-review-F4", review("F4", &[("A2", true, "count_words splits on whitespace; python3 -m unittest passes")]));
-        add("M1-user-testing-2", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", true, "chars: 52; words: 11")]));
+        add(
+            "M1-scrutiny-1-review-F1",
+            review("F1", &[("A1", true, "count_lines and its test are right")]),
+        );
+        add(
+            "M1-scrutiny-1-review-F2",
+            review(
+                "F2",
+                &[(
+                    "A2",
+                    false,
+                    "python3 -m unittest fails: test_empty_text_has_no_words gets 1 from count_words(\"\"), which splits on single spaces",
+                )],
+            ),
+        );
+        add(
+            "M1-user-testing-1",
+            user_test(
+                &[
+                    "python3 textstats.py sample.txt --lines",
+                    "python3 textstats.py sample.txt --chars",
+                    wc,
+                ],
+                &[
+                    ("A1", true, "lines: 3"),
+                    (
+                        "A2",
+                        false,
+                        "`python3 textstats.py sample.txt` prints a wrong word count",
+                    ),
+                ],
+            ),
+        );
+        add(
+            "followup-M1-1",
+            vec![finish(
+                json!({"kind": "amend", "notes": "Scrutiny found count_words broken by F2 (it splits on single spaces). F4 restores it.", "features": [feature("F4", "Restore the word count", "count_words must split on any whitespace again; the existing test covers it.", &["A2"])], "assertions": []}),
+            )],
+        );
+        add(
+            "feature-F4",
+            worker(
+                "F4",
+                s2,
+                "Restored count_words to split on any whitespace; the suite passes again.",
+                None,
+            ),
+        );
+        add(
+            "M1-scrutiny-2-review-F1",
+            review("F1", &[("A1", true, "count_lines and its test are right")]),
+        );
+        add(
+            "M1-scrutiny-2-review-F2",
+            review(
+                "F2",
+                &[("A2", true, "count_chars counts characters; test passes")],
+            ),
+        );
+        add(
+            "M1-scrutiny-2-review-F4",
+            review(
+                "F4",
+                &[(
+                    "A2",
+                    true,
+                    "count_words splits on whitespace; python3 -m unittest passes",
+                )],
+            ),
+        );
+        add(
+            "M1-user-testing-2",
+            user_test(
+                &[
+                    "python3 textstats.py sample.txt --lines",
+                    "python3 textstats.py sample.txt --chars",
+                    wc,
+                ],
+                &[
+                    ("A1", true, "lines: 3"),
+                    ("A2", true, "chars: 52; words: 11"),
+                ],
+            ),
+        );
     } else {
-        add("M1-scrutiny-1-review-F1", review("F1", &[("A1", true, "count_lines uses splitlines; test_counts_lines passes")]));
-        add("M1-scrutiny-1-review-F2", review("F2", &[("A2", true, "count_chars is len(text); the word count is untouched")]));
-        add("M1-user-testing-1", user_test(&["python3 textstats.py sample.txt --lines", "python3 textstats.py sample.txt --chars", wc], &[("A1", true, "lines: 3"), ("A2", true, "chars: 52; words: 11")]));
+        add(
+            "M1-scrutiny-1-review-F1",
+            review(
+                "F1",
+                &[(
+                    "A1",
+                    true,
+                    "count_lines uses splitlines; test_counts_lines passes",
+                )],
+            ),
+        );
+        add(
+            "M1-scrutiny-1-review-F2",
+            review(
+                "F2",
+                &[(
+                    "A2",
+                    true,
+                    "count_chars is len(text); the word count is untouched",
+                )],
+            ),
+        );
+        add(
+            "M1-user-testing-1",
+            user_test(
+                &[
+                    "python3 textstats.py sample.txt --lines",
+                    "python3 textstats.py sample.txt --chars",
+                    wc,
+                ],
+                &[
+                    ("A1", true, "lines: 3"),
+                    ("A2", true, "chars: 52; words: 11"),
+                ],
+            ),
+        );
     }
     // M2.
-    let s3 = Stage { lines: true, chars: true, top: true, broken_words: false };
-    add("feature-F3", worker("F3", s3, "Added top_words and --top N, ties alphabetical, with a test.", None));
-    add("M2-scrutiny-1-review-F3", review("F3", &[("A3", true, "top_words sorts by (-count, word); test passes")]));
-    add("M2-user-testing-1", user_test(&["python3 textstats.py sample.txt --top 2"], &[("A3", true, "`the 3` then `brown 1`")]));
+    let s3 = Stage {
+        lines: true,
+        chars: true,
+        top: true,
+        broken_words: false,
+    };
+    add(
+        "feature-F3",
+        worker(
+            "F3",
+            s3,
+            "Added top_words and --top N, ties alphabetical, with a test.",
+            None,
+        ),
+    );
+    add(
+        "M2-scrutiny-1-review-F3",
+        review(
+            "F3",
+            &[("A3", true, "top_words sorts by (-count, word); test passes")],
+        ),
+    );
+    add(
+        "M2-user-testing-1",
+        user_test(
+            &["python3 textstats.py sample.txt --top 2"],
+            &[("A3", true, "`the 3` then `brown 1`")],
+        ),
+    );
     out
 }
 

@@ -236,13 +236,27 @@ pub enum CheckConclusion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    Comment { target: Target, body: String },
+    Comment {
+        target: Target,
+        body: String,
+    },
     /// Create `name` at the head of `from`, unless it exists.
-    CreateBranch { name: String, from: String },
-    Dispatch { job: Job },
+    CreateBranch {
+        name: String,
+        from: String,
+    },
+    Dispatch {
+        job: Job,
+    },
     /// Open the plan PR (`branch` into the base); result: [`Event::PlanPrOpened`].
-    OpenPlanPr { branch: String, title: String, body: String },
-    ClosePr { target: Target },
+    OpenPlanPr {
+        branch: String,
+        title: String,
+        body: String,
+    },
+    ClosePr {
+        target: Target,
+    },
     /// Open milestone `index`'s PR unless it is open; result: [`Event::MilestonePrOpened`].
     EnsureMilestonePr {
         index: usize,
@@ -338,7 +352,10 @@ pub enum ReviewState {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A comment on the issue that is not a command.
-    Comment { actor: Actor, is_author: bool },
+    Comment {
+        actor: Actor,
+        is_author: bool,
+    },
     Command {
         actor: Actor,
         command: Result<Command, String>,
@@ -356,7 +373,10 @@ pub enum Event {
         head_sha: String,
     },
     /// A run for the current job was seen (requested / in progress).
-    JobStarted { key: String, run_id: u64 },
+    JobStarted {
+        key: String,
+        run_id: u64,
+    },
     JobFinished {
         key: String,
         run_id: Option<u64>,
@@ -364,8 +384,13 @@ pub enum Event {
         /// The output the job committed, if the server found one with this key.
         output: Option<JobOutput>,
     },
-    PlanPrOpened { number: u64 },
-    MilestonePrOpened { index: usize, number: u64 },
+    PlanPrOpened {
+        number: u64,
+    },
+    MilestonePrOpened {
+        index: usize,
+        number: u64,
+    },
     ValidationStarted {
         index: usize,
         round: u32,
@@ -373,7 +398,10 @@ pub enum Event {
         checks: BTreeMap<Validator, u64>,
     },
     /// An effect failed for good (after the client's retries).
-    EffectFailed { what: String, error: String },
+    EffectFailed {
+        what: String,
+        error: String,
+    },
 }
 
 /// The current milestone's validation round.
@@ -420,6 +448,10 @@ pub struct Mission {
     /// Failed runs per step slug since the last resume.
     pub failures: BTreeMap<String, u32>,
     pub validation: Validation,
+    /// The validation round at the last resume: the round bound counts from it,
+    /// so a person who pushed a fix can have it validated.
+    #[serde(default)]
+    pub rounds_at_resume: u32,
     /// The head a passed validation judged; the merge must be of this commit.
     pub validated_sha: Option<String>,
     /// The current milestone's PR was merged without passing validation.
@@ -449,7 +481,12 @@ pub fn reports_branch(issue: u64) -> String {
 
 /// The issue number of a mission branch, if `branch` is one.
 pub fn issue_of_branch(branch: &str) -> Option<u64> {
-    branch.strip_prefix("missions/")?.split('/').next()?.parse().ok()
+    branch
+        .strip_prefix("missions/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Mission {
@@ -491,6 +528,7 @@ impl Mission {
             usage: JobUsage::default(),
             consumed_runs: BTreeSet::new(),
             history: Vec::new(),
+            rounds_at_resume: 0,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -679,9 +717,10 @@ impl Mission {
                     )];
                 }
                 let was = self.paused.take();
-                if let Some(task) = &self.pending {
-                    self.failures.remove(&task.slug());
-                }
+                // Failures count since the last resume, for every step: a replan
+                // may have replaced the pending step that hit the bound.
+                self.failures.clear();
+                self.rounds_at_resume = self.validation.round;
                 let mut effects = Vec::new();
                 if self.merged_unvalidated {
                     // The person chose to accept the merge as it is.
@@ -712,10 +751,12 @@ impl Mission {
             }
             Command::Replan => {
                 if self.job.is_some() {
-                    return vec![self.issue_comment(
-                        "A job is running; comment `/mission replan` again once it has ended."
-                            .into(),
-                    )];
+                    return vec![
+                        self.issue_comment(
+                            "A job is running; comment `/mission replan` again once it has ended."
+                                .into(),
+                        ),
+                    ];
                 }
                 let task = match self.phase {
                     Phase::Scoping | Phase::AwaitingAnswers => {
@@ -777,6 +818,8 @@ impl Mission {
                 };
                 self.phase = Phase::Building;
                 self.milestone = 0;
+                // The approved plan stands: a revision asked for while paused is moot.
+                self.pending = None;
                 let first = &plan.milestones[0];
                 let branch = milestone_branch(self.issue, &first.id);
                 let mut effects = vec![
@@ -823,11 +866,15 @@ impl Mission {
         if self.milestone_prs.get(&self.milestone) != Some(&pr) || self.merged_unvalidated {
             return Vec::new();
         }
-        let id = self.current_milestone_id().unwrap_or("the milestone").to_owned();
-        let validated = self.phase == Phase::AwaitingMerge
-            && self.validated_sha.as_deref() == Some(head_sha);
+        let id = self
+            .current_milestone_id()
+            .unwrap_or("the milestone")
+            .to_owned();
+        let validated =
+            self.phase == Phase::AwaitingMerge && self.validated_sha.as_deref() == Some(head_sha);
         if validated && !actor.is_bot {
-            let mut effects = vec![self.issue_comment(format!("{id} was merged by @{}.", actor.login))];
+            let mut effects =
+                vec![self.issue_comment(format!("{id} was merged by @{}.", actor.login))];
             effects.extend(self.next_milestone(now));
             return effects;
         }
@@ -844,6 +891,7 @@ impl Mission {
     fn next_milestone(&mut self, now: i64) -> Vec<Effect> {
         let count = self.plan.as_ref().map_or(0, |p| p.milestones.len());
         self.validation = Validation::default();
+        self.rounds_at_resume = 0;
         self.validated_sha = None;
         if self.milestone + 1 >= count {
             self.phase = Phase::Done;
@@ -857,6 +905,13 @@ impl Mission {
         }
         self.milestone += 1;
         self.phase = Phase::Building;
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|t| self.is_of_past_milestone(t))
+        {
+            self.pending = None;
+        }
         let branch = self.milestone_branch_now();
         let mut effects = vec![Effect::CreateBranch {
             name: branch,
@@ -889,7 +944,9 @@ impl Mission {
         }
         let result = match (conclusion, output) {
             (RunConclusion::Success, Some(out)) if out.job == key => Ok(out.result),
-            (RunConclusion::Success, _) => Err("the job succeeded but committed no result".to_owned()),
+            (RunConclusion::Success, _) => {
+                Err("the job succeeded but committed no result".to_owned())
+            }
             (c, _) => Err(format!("the job's run ended: {}", conclusion_word(c))),
         };
         let outcome = match result {
@@ -917,8 +974,28 @@ impl Mission {
         }
     }
 
+    /// A feature, validator or follow-up of a milestone before the current one:
+    /// that milestone was merged and accepted as it is, so its steps do not run
+    /// again (a triage still does: its amendment goes to the current milestone).
+    fn is_of_past_milestone(&self, task: &Task) -> bool {
+        let Some(plan) = &self.plan else {
+            return false;
+        };
+        let index = match task {
+            Task::Feature { id } => plan.feature(id).map(|(i, _)| i),
+            Task::FollowUp { milestone, .. } | Task::Validate { milestone, .. } => {
+                plan.milestones.iter().position(|m| &m.id == milestone)
+            }
+            _ => None,
+        };
+        index.is_some_and(|i| i < self.milestone)
+    }
+
     /// A failed run: try again while attempts remain, else pause.
     fn job_failed(&mut self, task: Task, reason: String, now: i64) -> Vec<Effect> {
+        if self.is_of_past_milestone(&task) {
+            return self.advance(now);
+        }
         let slug = task.slug();
         let failures = self.failures.entry(slug).or_insert(0);
         *failures += 1;
@@ -942,7 +1019,10 @@ impl Mission {
                 match output {
                     OrchestratorOutput::Questions { questions } if !questions.is_empty() => {
                         self.phase = Phase::AwaitingAnswers;
-                        let list: String = questions.iter().map(|q| format!("1. {}\n", one_line(q))).collect();
+                        let list: String = questions
+                            .iter()
+                            .map(|q| format!("1. {}\n", one_line(q)))
+                            .collect();
                         Ok(vec![self.issue_comment(format!(
                             "Before planning, the orchestrator has questions:\n\n{list}\n\
                              @{} please answer in a comment; a maintainer may answer too.",
@@ -979,11 +1059,15 @@ impl Mission {
                                         self.issue, self.issue
                                     ),
                                 },
-                                self.issue_comment("The plan is ready for review in its pull request.".into()),
+                                self.issue_comment(
+                                    "The plan is ready for review in its pull request.".into(),
+                                ),
                             ])
                         }
                     }
-                    _ => Err("the orchestrator answered neither with questions nor with a plan".into()),
+                    _ => Err(
+                        "the orchestrator answered neither with questions nor with a plan".into(),
+                    ),
                 }
             }
             (
@@ -998,7 +1082,10 @@ impl Mission {
                 },
             ) => {
                 let mut plan = self.plan.clone().ok_or("no plan to amend")?;
-                let added: Vec<String> = features.iter().map(|f| format!("{}: {}", f.id, f.title)).collect();
+                let added: Vec<String> = features
+                    .iter()
+                    .map(|f| format!("{}: {}", f.id, f.title))
+                    .collect();
                 plan.assertions.extend(assertions);
                 plan.milestones
                     .get_mut(self.milestone)
@@ -1008,12 +1095,17 @@ impl Mission {
                 let errors = plan.check();
                 if !errors.is_empty() {
                     let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                    return Err(format!("the amended plan breaks the rules: {}", list.join("; ")));
+                    return Err(format!(
+                        "the amended plan breaks the rules: {}",
+                        list.join("; ")
+                    ));
                 }
                 self.plan = Some(plan);
                 let heading = match &job.task {
                     Task::Triage { feature } => format!("Triage of {feature}'s handoff"),
-                    Task::FollowUp { milestone, .. } => format!("Follow-up to {milestone}'s failed validation"),
+                    Task::FollowUp { milestone, .. } => {
+                        format!("Follow-up to {milestone}'s failed validation")
+                    }
                     _ => "Replan".to_owned(),
                 };
                 if matches!(job.task, Task::Triage { .. }) {
@@ -1025,7 +1117,13 @@ impl Mission {
                 let added = if added.is_empty() {
                     "No features added.".to_owned()
                 } else {
-                    format!("Features added:\n{}", added.iter().map(|a| format!("- {}\n", one_line(a))).collect::<String>())
+                    format!(
+                        "Features added:\n{}",
+                        added
+                            .iter()
+                            .map(|a| format!("- {}\n", one_line(a)))
+                            .collect::<String>()
+                    )
                 };
                 let mut effects = vec![Effect::Comment {
                     target: self.work_target(),
@@ -1058,12 +1156,15 @@ impl Mission {
             .map(|(_, f)| f.title.clone())
             .unwrap_or_default();
         self.done_features.insert(id.clone());
-        let mut effects = vec![self.ensure_milestone_pr(), Effect::Comment {
-            target: Target::MilestonePr {
-                index: self.milestone,
+        let mut effects = vec![
+            self.ensure_milestone_pr(),
+            Effect::Comment {
+                target: Target::MilestonePr {
+                    index: self.milestone,
+                },
+                body: handoff.to_markdown(&title),
             },
-            body: handoff.to_markdown(&title),
-        }];
+        ];
         if handoff.needs_triage() {
             self.triage = Some(id.clone());
             self.pending = Some(Task::Triage { feature: id });
@@ -1072,7 +1173,12 @@ impl Mission {
         effects
     }
 
-    fn on_report(&mut self, validator: Validator, report: &ValidationReport, now: i64) -> Vec<Effect> {
+    fn on_report(
+        &mut self,
+        validator: Validator,
+        report: &ValidationReport,
+        now: i64,
+    ) -> Vec<Effect> {
         let plan = self.plan.as_ref().expect("validating needs a plan");
         let expected = plan.milestone_assertions(self.milestone);
         let passed = report.passed(&expected);
@@ -1083,7 +1189,11 @@ impl Mission {
             let title = if passed {
                 format!("{} assertions passed", expected.len())
             } else {
-                format!("{} problem(s): {}", failures.len(), failures.first().cloned().unwrap_or_default())
+                format!(
+                    "{} problem(s): {}",
+                    failures.len(),
+                    failures.first().cloned().unwrap_or_default()
+                )
             };
             effects.push(Effect::CompleteCheck {
                 check_run_id,
@@ -1175,11 +1285,15 @@ impl Mission {
                     .iter()
                     .find(|f| !self.done_features.contains(&f.id))
                 {
-                    let task = Task::Feature { id: next.id.clone() };
+                    let task = Task::Feature {
+                        id: next.id.clone(),
+                    };
                     return self.dispatch(task, now);
                 }
                 // Every feature is done: validate.
-                if self.validation.round >= self.settings.max_validation_rounds {
+                if self.validation.round - self.rounds_at_resume.min(self.validation.round)
+                    >= self.settings.max_validation_rounds
+                {
                     let rounds = self.validation.round;
                     return self.pause(
                         format!("{} failed validation {rounds} times", milestone.id),
@@ -1192,15 +1306,18 @@ impl Mission {
                     round: self.validation.round + 1,
                     ..Validation::default()
                 };
-                vec![self.ensure_milestone_pr(), Effect::StartValidation {
-                    index: self.milestone,
-                    round: self.validation.round,
-                    branch: self.milestone_branch_now(),
-                    message: format!(
-                        "Mission #{} {id}: ready for validation (round {})",
-                        self.issue, self.validation.round
-                    ),
-                }]
+                vec![
+                    self.ensure_milestone_pr(),
+                    Effect::StartValidation {
+                        index: self.milestone,
+                        round: self.validation.round,
+                        branch: self.milestone_branch_now(),
+                        message: format!(
+                            "Mission #{} {id}: ready for validation (round {})",
+                            self.issue, self.validation.round
+                        ),
+                    },
+                ]
             }
             Phase::Validating => {
                 if self.validation.sha.is_none() {
@@ -1301,7 +1418,10 @@ impl Mission {
         let mut body = format!(
             "**Mission status**: {}{}\n\n| | |\n|---|---|\n| milestone | {} of {} |\n| features done | {done} of {total} |\n| active job | {job} |\n| spent | ${} |\n",
             phase_word(self.phase),
-            self.paused.as_ref().map(|r| format!(" (paused: {r})")).unwrap_or_default(),
+            self.paused
+                .as_ref()
+                .map(|r| format!(" (paused: {r})"))
+                .unwrap_or_default(),
             (self.milestone + 1).min(milestones.max(1)),
             milestones,
             dollars(self.usage.cost_micros),
@@ -1316,12 +1436,24 @@ impl Mission {
     pub fn final_report(&self) -> String {
         let mut out = format!("## Mission complete\n\n");
         if let Some(plan) = &self.plan {
-            out.push_str(&format!("**{}**: {}\n\n", plan.title, one_line(&plan.summary)));
+            out.push_str(&format!(
+                "**{}**: {}\n\n",
+                plan.title,
+                one_line(&plan.summary)
+            ));
             out.push_str("| milestone | pull request | features |\n|---|---|---|\n");
             for (i, m) in plan.milestones.iter().enumerate() {
-                let pr = self.milestone_prs.get(&i).map_or("-".to_owned(), |n| format!("#{n}"));
+                let pr = self
+                    .milestone_prs
+                    .get(&i)
+                    .map_or("-".to_owned(), |n| format!("#{n}"));
                 let features: Vec<&str> = m.features.iter().map(|f| f.id.as_str()).collect();
-                out.push_str(&format!("| {}: {} | {pr} | {} |\n", m.id, one_line(&m.title), features.join(", ")));
+                out.push_str(&format!(
+                    "| {}: {} | {pr} | {} |\n",
+                    m.id,
+                    one_line(&m.title),
+                    features.join(", ")
+                ));
             }
             out.push_str(&format!(
                 "\nAll {} assertions of the validation contract passed both validators.\n",
@@ -1376,5 +1508,9 @@ pub fn phase_word(phase: Phase) -> &'static str {
 
 /// Micro-dollars as dollars with two decimals.
 pub fn dollars(micros: u64) -> String {
-    format!("{}.{:02}", micros / 1_000_000, (micros % 1_000_000) / 10_000)
+    format!(
+        "{}.{:02}",
+        micros / 1_000_000,
+        (micros % 1_000_000) / 10_000
+    )
 }

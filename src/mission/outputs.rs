@@ -63,7 +63,10 @@ impl Handoff {
 
     /// Markdown for the milestone PR: a readable summary, details folded.
     pub fn to_markdown(&self, title: &str) -> String {
-        let mut out = format!("### Handoff: {} {}\n\n{}\n\n", self.feature, title, self.summary);
+        let mut out = format!(
+            "### Handoff: {} {}\n\n{}\n\n",
+            self.feature, title, self.summary
+        );
         let list = |items: &[String]| {
             items
                 .iter()
@@ -89,8 +92,14 @@ impl Handoff {
         out.push_str("\n<details><summary>Details</summary>\n\n");
         out.push_str("| command | exit code |\n|---|---|\n");
         for c in &self.commands {
-            let code = c.exit_code.map_or_else(|| "killed".to_owned(), |c| c.to_string());
-            out.push_str(&format!("| `{}` | {} |\n", one_line(&c.command).replace('`', "'"), code));
+            let code = c
+                .exit_code
+                .map_or_else(|| "killed".to_owned(), |c| c.to_string());
+            out.push_str(&format!(
+                "| `{}` | {} |\n",
+                one_line(&c.command).replace('`', "'"),
+                code
+            ));
         }
         let resolved: Vec<String> = self
             .issues
@@ -104,7 +113,11 @@ impl Handoff {
         }
         out.push_str(&format!(
             "\nFollowed the procedures: {}{}\n\n</details>\n",
-            if self.followed_procedures { "yes" } else { "no" },
+            if self.followed_procedures {
+                "yes"
+            } else {
+                "no"
+            },
             self.procedures_note
                 .as_deref()
                 .map(|n| format!(" ({})", one_line(n)))
@@ -209,33 +222,54 @@ impl ValidationReport {
             ));
         }
         for r in self.reviews.iter().filter(|r| r.verdict == Verdict::Fail) {
-            out.push(format!("review of {} failed: {}", r.feature, r.findings.join("; ")));
+            out.push(format!(
+                "review of {} failed: {}",
+                r.feature,
+                r.findings.join("; ")
+            ));
         }
         out
     }
 
     /// The check run's summary: the assertions as a table with evidence.
     pub fn to_markdown(&self, expected: &[&Assertion]) -> String {
-        let mut out = format!("{}\n\n| assertion | status | evidence |\n|---|---|---|\n", self.summary);
+        let mut out = format!(
+            "{}\n\n| assertion | status | evidence |\n|---|---|---|\n",
+            self.summary
+        );
         for a in expected {
             let (status, evidence) = match self.assertions.iter().find(|r| r.id == a.id) {
                 Some(r) if r.status == Verdict::Pass => ("✅ pass", one_line(&r.evidence)),
                 Some(r) => ("❌ fail", one_line(&r.evidence)),
                 None => ("❌ not checked", String::new()),
             };
-            out.push_str(&format!("| {}: {} | {} | {} |\n", a.id, one_line(&a.text), status, evidence));
+            out.push_str(&format!(
+                "| {}: {} | {} | {} |\n",
+                a.id,
+                one_line(&a.text),
+                status,
+                evidence
+            ));
         }
         if !self.commands.is_empty() {
             out.push_str("\n| command | exit code |\n|---|---|\n");
             for c in &self.commands {
                 let code = c.exit_code.map_or("killed".to_owned(), |c| c.to_string());
-                out.push_str(&format!("| `{}` | {} |\n", one_line(&c.command).replace('`', "'"), code));
+                out.push_str(&format!(
+                    "| `{}` | {} |\n",
+                    one_line(&c.command).replace('`', "'"),
+                    code
+                ));
             }
         }
         if !self.reviews.is_empty() {
             out.push_str("\n| feature | review | findings |\n|---|---|---|\n");
             for r in &self.reviews {
-                let verdict = if r.verdict == Verdict::Pass { "✅ pass" } else { "❌ fail" };
+                let verdict = if r.verdict == Verdict::Pass {
+                    "✅ pass"
+                } else {
+                    "❌ fail"
+                };
                 out.push_str(&format!(
                     "| {} | {} | {} |\n",
                     r.feature,
@@ -271,12 +305,20 @@ pub enum OrchestratorOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "kebab-case")]
 pub enum JobResult {
-    Orchestrator { output: OrchestratorOutput },
-    Worker { handoff: Handoff },
-    Validator { report: ValidationReport },
+    Orchestrator {
+        output: OrchestratorOutput,
+    },
+    Worker {
+        handoff: Handoff,
+    },
+    Validator {
+        report: ValidationReport,
+    },
     /// The agent stopped without a valid result (a limit, a refusal, repeated
     /// invalid output): a result, not a crash; the server decides what next.
-    Incomplete { reason: String },
+    Incomplete {
+        reason: String,
+    },
 }
 
 /// Tokens and money one job spent.

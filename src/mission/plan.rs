@@ -147,9 +147,10 @@ impl Plan {
     }
 
     pub fn feature(&self, id: &str) -> Option<(usize, &Feature)> {
-        self.milestones.iter().enumerate().find_map(|(i, m)| {
-            m.features.iter().find(|f| f.id == id).map(|f| (i, f))
-        })
+        self.milestones
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| m.features.iter().find(|f| f.id == id).map(|f| (i, f)))
     }
 
     pub fn assertion(&self, id: &str) -> Option<&Assertion> {
@@ -193,11 +194,22 @@ impl Plan {
     /// The plan as markdown for people (`plan.md`).
     pub fn to_markdown(&self, issue: u64) -> String {
         let coverage = self.coverage();
-        let mut out = format!("# Mission plan for #{issue}: {}\n\n{}\n\n", self.title, self.summary);
+        let mut out = format!(
+            "# Mission plan for #{issue}: {}\n\n{}\n\n",
+            self.title, self.summary
+        );
         out.push_str("## Validation contract\n\n| id | assertion | features |\n|---|---|---|\n");
         for a in &self.assertions {
-            let features = coverage.get(&a.id).map(|f| f.join(", ")).unwrap_or_default();
-            out.push_str(&format!("| {} | {} | {} |\n", a.id, one_line(&a.text), features));
+            let features = coverage
+                .get(&a.id)
+                .map(|f| f.join(", "))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                a.id,
+                one_line(&a.text),
+                features
+            ));
         }
         for m in &self.milestones {
             out.push_str(&format!("\n## {}: {}\n\n", m.id, m.title));
@@ -296,7 +308,11 @@ pub(crate) mod tests {
     #[test]
     fn milestone_assertions_are_those_its_features_claim() {
         let plan = sample_plan();
-        let ids: Vec<_> = plan.milestone_assertions(0).iter().map(|a| a.id.clone()).collect();
+        let ids: Vec<_> = plan
+            .milestone_assertions(0)
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
         assert_eq!(ids, ["A1", "A2"]);
     }
 }

@@ -97,9 +97,17 @@ fn signature_from(body: Option<&Value>, default: &Signature) -> Result<Signature
 }
 
 fn default_signature(sim: &SimInner, login: &str) -> Signature {
+    // GitHub writes `<id>+<slug>[bot]@users.noreply.github.com` for an App, which
+    // the `format: email` of its own OpenAPI description rejects (`[` is not
+    // allowed in an address); the simulator drops the brackets so that its answers
+    // validate.
+    let local = match login.strip_suffix("[bot]") {
+        Some(slug) => format!("{slug}-bot"),
+        None => login.to_owned(),
+    };
     Signature {
         name: login.to_owned(),
-        email: format!("{login}@users.noreply.sim"),
+        email: format!("{local}@users.noreply.sim"),
         date: sim.clock.now(),
     }
 }

@@ -26,11 +26,12 @@ pub async fn find(
     repo: &str,
     issue: u64,
 ) -> anyhow::Result<Option<StoredMission>> {
-    let row = sqlx::query("SELECT id, installation_id, state FROM missions WHERE repo = ? AND issue = ?")
-        .bind(repo)
-        .bind(issue as i64)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, installation_id, state FROM missions WHERE repo = ? AND issue = ?")
+            .bind(repo)
+            .bind(issue as i64)
+            .fetch_optional(conn)
+            .await?;
     row.as_ref().map(decode_mission).transpose()
 }
 
@@ -162,9 +163,11 @@ pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<P
 
 /// The earliest retry time among pending effects, if any wait.
 pub async fn next_effect_retry(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 pub async fn finish_effect(

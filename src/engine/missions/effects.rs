@@ -28,7 +28,9 @@ impl From<GitHubError> for EffectError {
             GitHubError::Transport { .. } | GitHubError::RateLimited { .. } => {
                 EffectError::Transient(e.to_string())
             }
-            GitHubError::Api { status, .. } if *status >= 500 => EffectError::Transient(e.to_string()),
+            GitHubError::Api { status, .. } if *status >= 500 => {
+                EffectError::Transient(e.to_string())
+            }
             _ => EffectError::Permanent(e.to_string()),
         }
     }
@@ -77,7 +79,11 @@ pub async fn perform(
             dispatch(client, dispatcher, repo, scope.issue, mission, job).await?;
             Ok(None)
         }
-        Effect::OpenPlanPr { branch, title, body } => {
+        Effect::OpenPlanPr {
+            branch,
+            title,
+            body,
+        } => {
             let base = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
             let number = open_pr(client, repo, branch, &base, title, body).await?;
             Ok(Some(Event::PlanPrOpened { number }))
@@ -133,9 +139,9 @@ pub async fn perform(
                         })),
                     )
                     .await?;
-                let id = run["id"]
-                    .as_u64()
-                    .ok_or_else(|| EffectError::Permanent("check run answer without an id".into()))?;
+                let id = run["id"].as_u64().ok_or_else(|| {
+                    EffectError::Permanent("check run answer without an id".into())
+                })?;
                 checks.insert(validator, id);
             }
             Ok(Some(Event::ValidationStarted {
@@ -185,7 +191,11 @@ fn no_mission() -> EffectError {
     EffectError::Permanent("the effect needs its mission, which is gone".into())
 }
 
-fn resolve(scope: &EffectScope, mission: Option<&Mission>, target: Target) -> Result<u64, EffectError> {
+fn resolve(
+    scope: &EffectScope,
+    mission: Option<&Mission>,
+    target: Target,
+) -> Result<u64, EffectError> {
     match target {
         Target::Issue => Ok(scope.issue),
         Target::PlanPr => mission
@@ -208,9 +218,17 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-async fn branch_head(client: &InstallationClient, repo: &str, branch: &str) -> Result<String, EffectError> {
+async fn branch_head(
+    client: &InstallationClient,
+    repo: &str,
+    branch: &str,
+) -> Result<String, EffectError> {
     let r = client
-        .request_json(Method::GET, &format!("/repos/{repo}/git/ref/heads/{branch}"), None)
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/git/ref/heads/{branch}"),
+            None,
+        )
         .await?;
     r["object"]["sha"]
         .as_str()
@@ -218,7 +236,12 @@ async fn branch_head(client: &InstallationClient, repo: &str, branch: &str) -> R
         .ok_or_else(|| EffectError::Permanent(format!("branch {branch} has no head")))
 }
 
-async fn create_branch(client: &InstallationClient, repo: &str, name: &str, from: &str) -> Result<(), EffectError> {
+async fn create_branch(
+    client: &InstallationClient,
+    repo: &str,
+    name: &str,
+    from: &str,
+) -> Result<(), EffectError> {
     let sha = branch_head(client, repo, from).await?;
     match client
         .request_json(
@@ -290,9 +313,18 @@ async fn open_pr(
 /// The milestone's ready commit: the head's tree, committed by the App on top of
 /// the head, so that the check runs sit on a commit the App made and the
 /// repository's own CI runs on it too.
-async fn ready_commit(client: &InstallationClient, repo: &str, branch: &str, message: &str) -> Result<String, EffectError> {
+async fn ready_commit(
+    client: &InstallationClient,
+    repo: &str,
+    branch: &str,
+    message: &str,
+) -> Result<String, EffectError> {
     let b = client
-        .request_json(Method::GET, &format!("/repos/{repo}/branches/{branch}"), None)
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/branches/{branch}"),
+            None,
+        )
         .await?;
     let head = b["commit"]["sha"]
         .as_str()
@@ -329,7 +361,11 @@ pub async fn read_file(
     git_ref: &str,
 ) -> Result<Option<String>, GitHubError> {
     match client
-        .request_json(Method::GET, &format!("/repos/{repo}/contents/{path}?ref={git_ref}"), None)
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/contents/{path}?ref={git_ref}"),
+            None,
+        )
         .await
     {
         Ok(v) => Ok(decode_content(&v)),
@@ -342,6 +378,8 @@ fn decode_content(v: &Value) -> Option<String> {
     use base64::Engine;
     let content = v["content"].as_str()?;
     let cleaned: String = content.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(cleaned).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }

@@ -80,7 +80,9 @@ impl MissionInput {
     /// installation never concern a mission.
     pub fn from_event(event: &WebhookEvent) -> Option<MissionInput> {
         match event {
-            WebhookEvent::Issues(e) if e.action == IssuesAction::Labeled && !e.issue.is_pull_request() => {
+            WebhookEvent::Issues(e)
+                if e.action == IssuesAction::Labeled && !e.issue.is_pull_request() =>
+            {
                 Some(MissionInput::Labeled {
                     issue: e.issue.number,
                     issue_author: e.issue.user.login.clone(),
@@ -99,7 +101,9 @@ impl MissionInput {
                     sender: (&e.comment.user).into(),
                 })
             }
-            WebhookEvent::PullRequestReview(e) if e.action == PullRequestReviewAction::Submitted => {
+            WebhookEvent::PullRequestReview(e)
+                if e.action == PullRequestReviewAction::Submitted =>
+            {
                 if e.pull_request.is_from_fork(&e.repository.full_name) {
                     return None;
                 }
@@ -174,8 +178,14 @@ impl Handler for MissionHandler {
         "missions"
     }
 
-    async fn handle(&self, cx: &mut HandlerContext<'_>, event: &WebhookEvent) -> anyhow::Result<()> {
-        let Some(input) = MissionInput::from_event(event).filter(MissionInput::may_concern_a_mission) else {
+    async fn handle(
+        &self,
+        cx: &mut HandlerContext<'_>,
+        event: &WebhookEvent,
+    ) -> anyhow::Result<()> {
+        let Some(input) =
+            MissionInput::from_event(event).filter(MissionInput::may_concern_a_mission)
+        else {
             return Ok(());
         };
         let (Some(installation), Some(repo)) = (event.installation_id(), event.repository()) else {

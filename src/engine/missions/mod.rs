@@ -71,9 +71,18 @@ pub struct MissionDriver {
 enum Resolution {
     Ignore,
     /// A reply outside any mission (a refused label).
-    Reply { issue: u64, effects: Vec<machine::Effect> },
-    Start { mission: Mission, effects: Vec<machine::Effect> },
-    Apply { mission_id: i64, event: Event },
+    Reply {
+        issue: u64,
+        effects: Vec<machine::Effect>,
+    },
+    Start {
+        mission: Mission,
+        effects: Vec<machine::Effect>,
+    },
+    Apply {
+        mission_id: i64,
+        event: Event,
+    },
 }
 
 fn now_ms(clock: &SharedClock) -> i64 {
@@ -85,7 +94,12 @@ fn backoff_ms(attempts: i64) -> i64 {
 }
 
 impl MissionDriver {
-    pub fn new(store: Store, app: Arc<GitHubApp>, config: DriverConfig, clock: SharedClock) -> Self {
+    pub fn new(
+        store: Store,
+        app: Arc<GitHubApp>,
+        config: DriverConfig,
+        clock: SharedClock,
+    ) -> Self {
         let dispatcher = Dispatcher {
             workflow_file: config.workflow_file.clone(),
         };
@@ -109,7 +123,11 @@ impl MissionDriver {
 
     /// Runs until `shutdown`; wakes when the event loop commits (`inputs`), when an
     /// effect's retry is due, and for reconciliation.
-    pub async fn run(self, mut inputs: tokio::sync::watch::Receiver<u64>, shutdown: CancellationToken) {
+    pub async fn run(
+        self,
+        mut inputs: tokio::sync::watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
         let mut last_reconcile = tokio::time::Instant::now();
         // Reconcile once at start: a restart may follow lost webhooks.
         let mut reconcile_now = true;
@@ -136,7 +154,10 @@ impl MissionDriver {
                 self.progress.send_modify(|n| *n += 1);
                 continue;
             }
-            let mut wait = self.config.reconcile_every.saturating_sub(last_reconcile.elapsed());
+            let mut wait = self
+                .config
+                .reconcile_every
+                .saturating_sub(last_reconcile.elapsed());
             if let Ok(Some(next)) = db::next_effect_retry(self.store.pool()).await {
                 let due_in = (next - now_ms(&self.clock)).max(0) as u64;
                 wait = wait.min(Duration::from_millis(due_in.max(50)));
@@ -175,7 +196,13 @@ impl MissionDriver {
                 Ok(i) => i,
                 Err(e) => {
                     let mut tx = self.store.begin_write().await?;
-                    db::finish_input(&mut tx, pending.seq, false, Some(&format!("unreadable input: {e}"))).await?;
+                    db::finish_input(
+                        &mut tx,
+                        pending.seq,
+                        false,
+                        Some(&format!("unreadable input: {e}")),
+                    )
+                    .await?;
                     tx.commit().await?;
                     continue;
                 }
@@ -186,15 +213,24 @@ impl MissionDriver {
             let mut tx = self.store.begin_write().await?;
             match resolution {
                 Ok(resolution) => {
-                    self.record(&mut tx, pending.installation_id, &pending.repo, resolution).await?;
+                    self.record(&mut tx, pending.installation_id, &pending.repo, resolution)
+                        .await?;
                     db::finish_input(&mut tx, pending.seq, true, None).await?;
                 }
                 Err(e) if pending.attempts + 1 >= MAX_TRIES => {
-                    tracing::error!(error = format!("{e:#}"), seq = pending.seq, "giving up on a mission input");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        seq = pending.seq,
+                        "giving up on a mission input"
+                    );
                     db::finish_input(&mut tx, pending.seq, false, Some(&format!("{e:#}"))).await?;
                 }
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), seq = pending.seq, "mission input will be retried");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        seq = pending.seq,
+                        "mission input will be retried"
+                    );
                     let at = now + backoff_ms(pending.attempts);
                     db::retry_input_later(&mut tx, pending.seq, &format!("{e:#}"), at).await?;
                     tx.commit().await?;
@@ -249,7 +285,12 @@ impl MissionDriver {
     }
 
     /// Applies `event` to the mission as stored now, saves it, records its effects.
-    async fn apply_event(&self, tx: &mut sqlx::SqliteConnection, mission_id: i64, event: Event) -> anyhow::Result<()> {
+    async fn apply_event(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        mission_id: i64,
+        event: Event,
+    ) -> anyhow::Result<()> {
         let now = now_ms(&self.clock);
         let mut stored = db::get(tx, mission_id).await?;
         let effects = stored.mission.apply(event, self.now());
@@ -272,7 +313,12 @@ impl MissionDriver {
     }
 
     /// Looks up what the input needs; errors are worth a retry.
-    async fn resolve(&self, installation_id: u64, repo: &str, input: &MissionInput) -> anyhow::Result<Resolution> {
+    async fn resolve(
+        &self,
+        installation_id: u64,
+        repo: &str,
+        input: &MissionInput,
+    ) -> anyhow::Result<Resolution> {
         let pool = self.store.pool();
         let mut conn = pool.acquire().await?;
         match input {
@@ -345,10 +391,11 @@ impl MissionDriver {
                 let actor = actor(&client, repo, sender).await?;
                 let event = match Command::parse(body) {
                     Some(command) => {
-                        let settings = match load_repo_config(&client, repo, &stored.mission.base).await? {
-                            Ok(c) => c.settings(),
-                            Err(_) => stored.mission.settings,
-                        };
+                        let settings =
+                            match load_repo_config(&client, repo, &stored.mission.base).await? {
+                                Ok(c) => c.settings(),
+                                Err(_) => stored.mission.settings,
+                            };
                         Event::Command {
                             actor,
                             command,
@@ -371,7 +418,8 @@ impl MissionDriver {
                 state,
                 sender,
             } => {
-                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
                     return Ok(Resolution::Ignore);
                 };
                 let client = self.client(installation_id).await?;
@@ -383,7 +431,11 @@ impl MissionDriver {
                 };
                 Ok(Resolution::Apply {
                     mission_id: stored.id,
-                    event: Event::Review { pr: *pr, actor, state },
+                    event: Event::Review {
+                        pr: *pr,
+                        actor,
+                        state,
+                    },
                 })
             }
             MissionInput::Merged {
@@ -392,7 +444,8 @@ impl MissionDriver {
                 head_sha,
                 sender,
             } => {
-                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
                     return Ok(Resolution::Ignore);
                 };
                 let client = self.client(installation_id).await?;
@@ -413,7 +466,8 @@ impl MissionDriver {
                 conclusion,
                 created_at,
             } => {
-                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await? else {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
                     return Ok(Resolution::Ignore);
                 };
                 let Some(job) = stored.mission.job.clone() else {
@@ -421,7 +475,10 @@ impl MissionDriver {
                 };
                 let created = created_at
                     .as_deref()
-                    .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                    .and_then(|t| {
+                        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
                     .map(|t| t.unix_timestamp());
                 let ours = job.branch == *head_branch
                     && !stored.mission.consumed_runs.contains(run_id)
@@ -440,8 +497,13 @@ impl MissionDriver {
                     },
                     RunStatus::Completed => {
                         let client = self.client(installation_id).await?;
-                        self.job_finished(&client, &stored.mission, Some(*run_id), conclusion.as_deref())
-                            .await?
+                        self.job_finished(
+                            &client,
+                            &stored.mission,
+                            Some(*run_id),
+                            conclusion.as_deref(),
+                        )
+                        .await?
                     }
                 };
                 Ok(Resolution::Apply {
@@ -528,14 +590,21 @@ impl MissionDriver {
                 }
                 Err(EffectError::Transient(e)) if pending.attempts + 1 < MAX_TRIES => {
                     tracing::warn!(error = %e, effect = pending.id, "effect will be retried");
-                    db::retry_effect_later(&mut tx, pending.id, &e, now + backoff_ms(pending.attempts)).await?;
+                    db::retry_effect_later(
+                        &mut tx,
+                        pending.id,
+                        &e,
+                        now + backoff_ms(pending.attempts),
+                    )
+                    .await?;
                 }
                 Err(EffectError::Transient(e) | EffectError::Permanent(e)) => {
                     tracing::error!(error = %e, effect = pending.id, "effect failed");
                     db::finish_effect(&mut tx, pending.id, false, Some(&e), now).await?;
                     if let Some(id) = pending.scope.mission_id {
                         let what = effect_name(&pending.effect);
-                        self.apply_event(&mut tx, id, Event::EffectFailed { what, error: e }).await?;
+                        self.apply_event(&mut tx, id, Event::EffectFailed { what, error: e })
+                            .await?;
                     }
                 }
             }
@@ -564,13 +633,22 @@ impl MissionDriver {
             let client = self.client(stored.installation_id as u64).await?;
             let event = if let Some(run_id) = job.run_id {
                 let run = client
-                    .request_json(Method::GET, &format!("/repos/{}/actions/runs/{run_id}", stored.mission.repo), None)
+                    .request_json(
+                        Method::GET,
+                        &format!("/repos/{}/actions/runs/{run_id}", stored.mission.repo),
+                        None,
+                    )
                     .await?;
                 if run["status"].as_str() != Some("completed") {
                     continue;
                 }
-                self.job_finished(&client, &stored.mission, Some(run_id), run["conclusion"].as_str())
-                    .await?
+                self.job_finished(
+                    &client,
+                    &stored.mission,
+                    Some(run_id),
+                    run["conclusion"].as_str(),
+                )
+                .await?
             } else if let Some(output) = read_output(&client, &stored.mission, &job).await? {
                 Event::JobFinished {
                     key: job.key.clone(),
@@ -588,7 +666,12 @@ impl MissionDriver {
             } else {
                 continue;
             };
-            tracing::info!(repo = stored.mission.repo, issue = stored.mission.issue, job = job.key, "reconciliation settled a job whose completion webhook did not arrive");
+            tracing::info!(
+                repo = stored.mission.repo,
+                issue = stored.mission.issue,
+                job = job.key,
+                "reconciliation settled a job whose completion webhook did not arrive"
+            );
             let mut tx = self.store.begin_write().await?;
             self.apply_event(&mut tx, stored.id, event).await?;
             tx.commit().await?;
@@ -634,7 +717,11 @@ async fn read_output(
 }
 
 /// The sender as an [`Actor`], with their permission looked up.
-async fn actor(client: &InstallationClient, repo: &str, sender: &Sender) -> Result<Actor, GitHubError> {
+async fn actor(
+    client: &InstallationClient,
+    repo: &str,
+    sender: &Sender,
+) -> Result<Actor, GitHubError> {
     if sender.is_bot {
         return Ok(Actor {
             login: sender.login.clone(),
@@ -653,7 +740,8 @@ async fn actor(client: &InstallationClient, repo: &str, sender: &Sender) -> Resu
         Ok(v) => {
             let role = v["role_name"].as_str().unwrap_or("");
             let permission = v["permission"].as_str().unwrap_or("");
-            matches!(role, "admin" | "maintain" | "write") || matches!(permission, "admin" | "write")
+            matches!(role, "admin" | "maintain" | "write")
+                || matches!(permission, "admin" | "write")
         }
         Err(e) if e.status() == Some(404) => false,
         Err(e) => return Err(e),
