@@ -74,6 +74,16 @@ struct FileConfig {
     inbox: InboxFileConfig,
     /// The model every role uses unless the repository's `.github/missions.yml` says otherwise.
     model: Option<crate::llm::config::ModelConfig>,
+    #[serde(default)]
+    missions: MissionsFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissionsFileConfig {
+    workflow_file: Option<String>,
+    reconcile_every_secs: Option<u64>,
+    job_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +140,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Server-side default model settings (`[model]`), under each repository's `models:`.
     pub default_model: crate::llm::config::ModelConfig,
+    /// How missions are run (`[missions]`).
+    pub driver: crate::engine::missions::DriverConfig,
 }
 
 impl Config {
@@ -269,6 +281,25 @@ impl Config {
                 message: e.to_string(),
             })?;
 
+        let mut driver = crate::engine::missions::DriverConfig::default();
+        if let Some(file_name) = file.missions.workflow_file {
+            if file_name.is_empty() || file_name.contains('/') {
+                return Err(ConfigError::Invalid {
+                    var: "missions.workflow_file",
+                    message: format!(
+                        "{file_name:?} is not a file name under .github/workflows/ (e.g. missions.yml)"
+                    ),
+                });
+            }
+            driver.workflow_file = file_name;
+        }
+        if let Some(secs) = file.missions.reconcile_every_secs {
+            driver.reconcile_every = Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = file.missions.job_timeout_secs {
+            driver.job_timeout = Duration::from_secs(secs.max(60));
+        }
+
         Ok(Config {
             listen,
             database_url,
@@ -277,6 +308,7 @@ impl Config {
             github_api_url,
             retry,
             default_model,
+            driver,
         })
     }
 }

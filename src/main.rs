@@ -24,6 +24,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a whole mission on this machine: the App, a GitHub simulator and a
+    /// scripted model, with no account and no network. Start here.
+    Demo {
+        /// Leave the simulator and the App running at the end, to look around.
+        #[arg(long)]
+        keep: bool,
+        /// Keep the demo's files (simulator repositories, database, scripts) here
+        /// instead of a temporary directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the App: webhook receiver, durable inbox, event loop.
     Serve,
     /// Look into the inbox of stored webhook deliveries.
@@ -34,6 +45,33 @@ enum Command {
     /// Run the GitHub simulator standalone (REST subset, git hosting, local Actions
     /// runner) with a sample repository, for trying the App offline.
     Sim(SimArgs),
+    /// One turn of one role inside a GitHub Actions job (what the mission workflow runs).
+    Job(JobCliArgs),
+}
+
+#[derive(clap::Args)]
+struct JobCliArgs {
+    /// orchestrator, worker, scrutiny or user-testing.
+    #[arg(long, value_parser = missions::job::parse_role)]
+    role: missions::mission::JobRole,
+    /// The mission's issue number.
+    #[arg(long)]
+    mission: u64,
+    /// scope, revise, feature, triage, follow-up, replan or validate.
+    #[arg(long)]
+    task: missions::job::TaskKind,
+    /// The job key the server dispatched (e.g. feature-F2.1).
+    #[arg(long)]
+    job: String,
+    /// The feature of a feature or triage task ("" for none).
+    #[arg(long, default_value = "")]
+    feature: String,
+    /// The repository's default branch, where settings are read (default: ask the API).
+    #[arg(long, default_value = "")]
+    config_ref: String,
+    /// For debugging: write each agent run's conversation into this directory.
+    #[arg(long, value_name = "DIR")]
+    transcript_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -95,7 +133,20 @@ enum StatusArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if matches!(cli.command, Command::Job(_)) {
+        // Before any thread exists: re-executes without credentials in the
+        // environment, so the agent's commands cannot read them back.
+        if let Err(e) = missions::job::protect_secrets() {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // The demo prints its own story; the App's log would drown it.
+    init_tracing(if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     // One TLS crypto provider (ring) for every HTTPS client the process builds.
     missions::llm::http::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -122,6 +173,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             missions::server::run(config, missions::clock::system()).await
         }
         Command::Sim(args) => run_sim(args).await,
+        Command::Demo { keep, dir } => missions::demo::run::run(missions::demo::run::DemoOptions {
+            keep,
+            dir,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        Command::Job(args) => run_job(args).await,
         Command::Inbox { command } => {
             let vars: HashMap<String, String> = std::env::vars().collect();
             let url = config::load_database_url(cli.config.as_deref(), &vars)?;
@@ -131,6 +190,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
+    let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+    let args = missions::job::JobArgs {
+        role: args.role,
+        mission: args.mission,
+        task: args.task,
+        job: args.job,
+        feature: non_empty(args.feature),
+        config_ref: non_empty(args.config_ref),
+        transcript_dir: args.transcript_dir,
+    };
+    let summary = missions::job::run(args).await?;
+    for line in &summary.lines {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 async fn inbox_command(store: &Store, command: InboxCommand) -> anyhow::Result<()> {
@@ -230,9 +307,10 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+/// `default` applies when RUST_LOG is unset.
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

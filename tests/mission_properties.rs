@@ -1974,12 +1974,13 @@ impl World {
                 actor,
                 command: Ok(Command::Resume | Command::Retry),
                 ..
-            } if actor.is_trusted() && !before.is_terminal() => {
-                if self.merged.contains(&before.milestone) {
-                    self.accepted.insert(before.milestone);
-                    if after.milestone != before.milestone || after.phase == Phase::Done {
-                        self.covered.accepted_unvalidated += 1;
-                    }
+            } if actor.is_trusted()
+                && !before.is_terminal()
+                && self.merged.contains(&before.milestone) =>
+            {
+                self.accepted.insert(before.milestone);
+                if after.milestone != before.milestone || after.phase == Phase::Done {
+                    self.covered.accepted_unvalidated += 1;
                 }
             }
             _ => {}

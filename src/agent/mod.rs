@@ -7,7 +7,7 @@ mod run;
 mod tools;
 
 pub use run::{
-    AgentConfig, AgentOutcome, AgentResult, FINISH_TOOL, FinishSpec, Limit, Limits, NUDGE,
-    Violation, run_agent,
+    AgentConfig, AgentOutcome, AgentResult, FINISH_TOOL, FinishCheck, FinishSpec, Limit, Limits,
+    NUDGE, Violation, run_agent,
 };
 pub use tools::{BashConfig, CommandRecord, Tool, ToolOutput, ToolSet, Workspace, looks_secret};

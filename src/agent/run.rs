@@ -23,13 +23,21 @@ pub const FINISH_TOOL: &str = "finish";
 /// What the model is told when it answers without calling a tool.
 pub const NUDGE: &str = "Call `finish` when you are done, or use a tool.";
 
+/// A rule a `finish` value must meet beyond its schema (e.g. a plan's coverage):
+/// every way the value breaks it, empty when it holds. Called only on values
+/// that match the schema.
+pub type FinishCheck = Arc<dyn Fn(&Value) -> Vec<Violation> + Send + Sync>;
+
 /// The role's result schema, compiled once. Providers require tool inputs to be
-/// objects, so the schema must say `"type": "object"`.
+/// objects, so the schema must say `"type": "object"`. An optional
+/// [`FinishCheck`] runs after the schema; its violations are answered like
+/// schema errors.
 #[derive(Clone)]
 pub struct FinishSpec {
     schema: Value,
     description: String,
     validator: Arc<jsonschema::Validator>,
+    check: Option<FinishCheck>,
 }
 
 impl fmt::Debug for FinishSpec {
@@ -37,6 +45,7 @@ impl fmt::Debug for FinishSpec {
         f.debug_struct("FinishSpec")
             .field("schema", &self.schema)
             .field("description", &self.description)
+            .field("check", &self.check.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -57,7 +66,14 @@ impl FinishSpec {
             schema,
             description: description.into(),
             validator: Arc::new(validator),
+            check: None,
         })
+    }
+
+    /// Adds a semantic check, run on values that match the schema.
+    pub fn with_check(mut self, check: FinishCheck) -> Self {
+        self.check = Some(check);
+        self
     }
 
     pub fn schema(&self) -> &Value {
@@ -81,15 +97,28 @@ impl FinishSpec {
         }
     }
 
-    /// Every way `value` breaks the schema; empty when it is valid.
+    /// Every way `value` breaks the schema or, once it matches the schema,
+    /// the check; empty when it is valid.
     pub fn violations(&self, value: &Value) -> Vec<Violation> {
-        self.validator
+        self.rejection(value).map(|(_, v)| v).unwrap_or_default()
+    }
+
+    /// Why `value` is not accepted: what it breaks (the schema or the rules
+    /// of the check) and the violations; `None` when it is valid.
+    fn rejection(&self, value: &Value) -> Option<(&'static str, Vec<Violation>)> {
+        let schema: Vec<Violation> = self
+            .validator
             .iter_errors(value)
             .map(|e| Violation {
                 path: e.instance_path().to_string(),
                 message: e.to_string(),
             })
-            .collect()
+            .collect();
+        if !schema.is_empty() {
+            return Some(("the input does not match the schema", schema));
+        }
+        let rules = self.check.as_ref().map(|c| c(value)).unwrap_or_default();
+        (!rules.is_empty()).then_some(("the result breaks these rules", rules))
     }
 }
 
@@ -331,11 +360,10 @@ pub async fn run_agent(
             let mut ended = None;
             for (id, name, input) in calls {
                 let (content, is_error) = if name == FINISH_TOOL {
-                    let violations = config.finish.violations(&input);
-                    if violations.is_empty() {
+                    let Some((what, violations)) = config.finish.rejection(&input) else {
                         ended = Some(AgentResult::Finished(input));
                         break;
-                    }
+                    };
                     invalid_finishes += 1;
                     if invalid_finishes > config.max_invalid_finish {
                         ended = Some(AgentResult::InvalidFinish(violations));
@@ -343,6 +371,7 @@ pub async fn run_agent(
                     }
                     (
                         finish_errors(
+                            what,
                             &violations,
                             config.max_invalid_finish + 1 - invalid_finishes,
                         ),
@@ -393,8 +422,8 @@ pub async fn run_agent(
     outcome
 }
 
-fn finish_errors(violations: &[Violation], attempts_left: u32) -> String {
-    let mut text = String::from("finish was not accepted: the input does not match the schema:\n");
+fn finish_errors(what: &str, violations: &[Violation], attempts_left: u32) -> String {
+    let mut text = format!("finish was not accepted: {what}:\n");
     for v in violations {
         text.push_str(&format!("- {v}\n"));
     }
@@ -412,4 +441,98 @@ fn unknown_tool(name: &str, tools: &ToolSet) -> String {
         "there is no tool `{name}` in this run; available: {}",
         available.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::llm::scripted::Scripted;
+    use crate::llm::scripted::{ScriptedCall, ScriptedTurn};
+
+    fn finish(value: Value) -> ScriptedTurn {
+        ScriptedTurn::tool_calls([ScriptedCall::new(FINISH_TOOL, value)])
+    }
+
+    #[tokio::test]
+    async fn a_check_sends_rule_violations_back_like_schema_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = json!({
+            "type": "object",
+            "properties": {"n": {"type": "integer"}},
+            "required": ["n"]
+        });
+        let check: FinishCheck = Arc::new(|v: &Value| {
+            if v["n"].as_i64().is_some_and(|n| n % 2 == 0) {
+                Vec::new()
+            } else {
+                vec![Violation {
+                    path: "/n".into(),
+                    message: "n must be even".into(),
+                }]
+            }
+        });
+        let spec = FinishSpec::new(schema, "").unwrap().with_check(check);
+        assert_eq!(spec.violations(&json!({"n": 4})), vec![]);
+        assert_eq!(
+            spec.violations(&json!({"n": 3}))[0].message,
+            "n must be even"
+        );
+        // A schema error is reported without running the check.
+        assert!(spec.violations(&json!({"n": "x"}))[0].path == "/n");
+
+        let provider = Scripted::new(vec![
+            finish(json!({"n": "x"})),
+            finish(json!({"n": 3})),
+            finish(json!({"n": 4})),
+        ]);
+        let mut config = AgentConfig::new("m", "system", "go", spec);
+        config.tools = ToolSet::read_only();
+        let outcome = run_agent(&provider, config, dir.path()).await;
+        assert_eq!(outcome.result, AgentResult::Finished(json!({"n": 4})));
+        let results: Vec<String> = outcome
+            .transcript
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .flat_map(|m| &m.content)
+            .filter_map(|b| match b {
+                ContentBlock::ToolResult { content, .. } => Some(content.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert!(
+            results[0].contains("does not match the schema"),
+            "{}",
+            results[0]
+        );
+        assert!(results[1].contains("breaks these rules"), "{}", results[1]);
+        assert!(results[1].contains("/n: n must be even"), "{}", results[1]);
+    }
+
+    #[tokio::test]
+    async fn repeated_rule_violations_end_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let check: FinishCheck = Arc::new(|_: &Value| {
+            vec![Violation {
+                path: String::new(),
+                message: "never".into(),
+            }]
+        });
+        let spec = FinishSpec::new(json!({"type": "object"}), "")
+            .unwrap()
+            .with_check(check);
+        let provider = Scripted::new(vec![finish(json!({})), finish(json!({}))]);
+        let mut config = AgentConfig::new("m", "system", "go", spec);
+        config.max_invalid_finish = 1;
+        let outcome = run_agent(&provider, config, dir.path()).await;
+        assert_eq!(
+            outcome.result,
+            AgentResult::InvalidFinish(vec![Violation {
+                path: String::new(),
+                message: "never".into()
+            }])
+        );
+    }
 }

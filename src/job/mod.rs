@@ -1,3 +1,479 @@
-//! `missions job`: one turn of one role inside an Actions job.
+//! `missions job`: one turn of one role inside an Actions job (or the
+//! simulator's runner), on a checkout of the job's branch.
+//!
+//! 1. Read the repository's settings (`.github/missions.yml`) and prompt
+//!    overrides from the **default branch**, never from the job's own branch.
+//! 2. Gather the mission's state from the checkout and the issue from GitHub.
+//! 3. Run the role's agent(s) ([`roles`]) with the role's model.
+//! 4. Write the result: the orchestrator's plan and the worker's handoff into
+//!    the checkout, committed with all other changes onto the job's branch;
+//!    validators' reports onto `missions/<issue>/reports` only. Every job
+//!    writes its envelope, [`crate::mission::JobOutput`], to
+//!    `.missions/<issue>/jobs/<key>.json`.
+//!
+//! A run that ends without a valid result (a limit, a refusal, repeated
+//! invalid output) is a result (`JobResult::Incomplete`) and exits 0; only
+//! infrastructure failures (settings unreadable, provider or network errors,
+//! a rejected push) are errors, and then nothing is pushed.
 
+mod context;
+mod env;
+mod git;
+mod github;
+mod output;
 pub mod prompts;
+mod roles;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+
+pub use env::protect_secrets;
+
+use crate::llm::config::{self, ModelConfig, REPO_CONFIG_PATH};
+use crate::mission::machine::reports_branch;
+use crate::mission::plan::valid_id;
+use crate::mission::{JobOutput, JobResult, JobRole};
+use crate::repo_config::RepoConfig;
+
+/// The `task` input of a job: what kind of step it performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    Scope,
+    Revise,
+    Feature,
+    Triage,
+    FollowUp,
+    Replan,
+    Validate,
+}
+
+impl TaskKind {
+    /// As `mission::Task::kind` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Scope => "scope",
+            TaskKind::Revise => "revise",
+            TaskKind::Feature => "feature",
+            TaskKind::Triage => "triage",
+            TaskKind::FollowUp => "follow-up",
+            TaskKind::Replan => "replan",
+            TaskKind::Validate => "validate",
+        }
+    }
+
+    /// The role that performs this task (validation: either validator).
+    fn fits(self, role: JobRole) -> bool {
+        match self {
+            TaskKind::Scope
+            | TaskKind::Revise
+            | TaskKind::Triage
+            | TaskKind::FollowUp
+            | TaskKind::Replan => role == JobRole::Orchestrator,
+            TaskKind::Feature => role == JobRole::Worker,
+            TaskKind::Validate => matches!(role, JobRole::Scrutiny | JobRole::UserTesting),
+        }
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "scope" => TaskKind::Scope,
+            "revise" => TaskKind::Revise,
+            "feature" => TaskKind::Feature,
+            "triage" => TaskKind::Triage,
+            "follow-up" | "followup" => TaskKind::FollowUp,
+            "replan" => TaskKind::Replan,
+            "validate" => TaskKind::Validate,
+            other => {
+                return Err(format!(
+                    "unknown task {other:?}; expected scope, revise, feature, triage, follow-up, replan or validate"
+                ));
+            }
+        })
+    }
+}
+
+/// `orchestrator`, `worker`, `scrutiny` or `user-testing` (for clap).
+pub fn parse_role(s: &str) -> Result<JobRole, String> {
+    Ok(match s {
+        "orchestrator" => JobRole::Orchestrator,
+        "worker" => JobRole::Worker,
+        "scrutiny" => JobRole::Scrutiny,
+        "user-testing" | "user_testing" => JobRole::UserTesting,
+        other => {
+            return Err(format!(
+                "unknown role {other:?}; expected orchestrator, worker, scrutiny or user-testing"
+            ));
+        }
+    })
+}
+
+/// What the server dispatched.
+#[derive(Debug, Clone)]
+pub struct JobArgs {
+    pub role: JobRole,
+    /// The mission's issue number.
+    pub mission: u64,
+    pub task: TaskKind,
+    /// The job key, `<slug>.<try>` (e.g. `feature-F2.1`).
+    pub job: String,
+    /// The feature of a `feature` or `triage` task.
+    pub feature: Option<String>,
+    /// The default branch, where settings are read; asked of the API when `None`.
+    pub config_ref: Option<String>,
+    /// For debugging and tests: write each agent run's conversation here.
+    pub transcript_dir: Option<PathBuf>,
+}
+
+impl JobArgs {
+    /// Checks the inputs before anything runs: they name files and branches.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.mission == 0 {
+            bail!("--mission must be an issue number");
+        }
+        let key_ok = !self.job.is_empty()
+            && self.job.len() <= 100
+            && !self.job.starts_with('.')
+            && self
+                .job
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !key_ok {
+            bail!(
+                "--job {:?} is not a job key (letters, digits, '-', '_', '.')",
+                self.job
+            );
+        }
+        if !self.task.fits(self.role) {
+            bail!(
+                "a {} job cannot perform the {} task",
+                self.role.as_str(),
+                self.task
+            );
+        }
+        match (&self.feature, self.task) {
+            (Some(f), _) if !valid_id(f) => bail!("--feature {f:?} is not a feature id"),
+            (None, TaskKind::Feature | TaskKind::Triage) => {
+                bail!("the {} task needs --feature", self.task)
+            }
+            _ => {}
+        }
+        if let Some(r) = &self.config_ref
+            && (r.starts_with('-') || r.contains("..") || r.contains(':'))
+        {
+            bail!("--config-ref {r:?} is not a branch name");
+        }
+        Ok(())
+    }
+}
+
+/// What a finished job did, for the caller's log.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    pub output: JobOutput,
+    /// The branch the output was pushed to, and the commit.
+    pub pushed: (String, String),
+    pub lines: Vec<String>,
+}
+
+/// The milestone a branch `missions/<n>/<m>` is for, by the plan's ids
+/// (case-insensitive): its index and id.
+pub fn milestone_of_branch(
+    branch: &str,
+    issue: u64,
+    plan: &crate::mission::Plan,
+) -> Option<(usize, String)> {
+    let rest = branch.strip_prefix(&format!("missions/{issue}/"))?;
+    plan.milestones
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.id.eq_ignore_ascii_case(rest))
+        .map(|(i, m)| (i, m.id.clone()))
+}
+
+fn config_role(role: JobRole) -> config::Role {
+    match role {
+        JobRole::Orchestrator => config::Role::Orchestrator,
+        JobRole::Worker => config::Role::Worker,
+        JobRole::Scrutiny => config::Role::Scrutiny,
+        JobRole::UserTesting => config::Role::UserTesting,
+    }
+}
+
+/// The settings and prompt overrides on the default branch.
+async fn read_settings(
+    git: &git::Git,
+    config_ref: &str,
+) -> anyhow::Result<(RepoConfig, Option<env::TempDir>)> {
+    let head = git
+        .fetch(config_ref)
+        .await?
+        .with_context(|| format!("the default branch {config_ref} does not exist"))?;
+    let config = match git.show(&head, REPO_CONFIG_PATH).await? {
+        None => RepoConfig::default(),
+        Some(bytes) => {
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("{REPO_CONFIG_PATH} on {config_ref} is not UTF-8"))?;
+            RepoConfig::parse(&text).with_context(|| format!("on branch {config_ref}"))?
+        }
+    };
+    let files = git.list_files(&head, &config.prompts_dir).await?;
+    let prompts: Vec<&String> = files
+        .iter()
+        .filter(|p| {
+            let rest = &p[config.prompts_dir.len() + 1..];
+            !rest.contains('/') && rest.ends_with(".md")
+        })
+        .collect();
+    if prompts.is_empty() {
+        return Ok((config, None));
+    }
+    let dir = env::TempDir::new("missions-prompts-")?;
+    for path in prompts {
+        if let Some(bytes) = git.show(&head, path).await? {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            std::fs::write(dir.path().join(name), bytes)?;
+        }
+    }
+    Ok((config, Some(dir)))
+}
+
+/// Runs the job to its end: see the module docs. `Err` is an infrastructure
+/// failure; nothing was pushed then.
+pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
+    args.validate()?;
+    let env = env::JobEnv::from_process()?;
+    let issue = args.mission;
+    let git = git::Git::new(&env.workspace, &env)?;
+    let checkout = git.checkout().to_path_buf();
+    // Before any agent runs: what .git looks like, to undo its changes.
+    let snapshot = git.snapshot()?;
+    let rest = github::Rest::new(&env)?;
+
+    let config_ref = match &args.config_ref {
+        Some(r) if !r.trim().is_empty() => r.trim().to_owned(),
+        _ => rest
+            .default_branch()
+            .await
+            .context("cannot find the default branch")?,
+    };
+    let (config, prompts_dir) = read_settings(&git, &config_ref)
+        .await
+        .context("cannot read the repository's settings")?;
+    let model = config
+        .models
+        .resolve(config_role(args.role), &ModelConfig::default())?;
+
+    let files = context::MissionFiles::read(&checkout, issue)?;
+    let milestone = files
+        .plan
+        .as_ref()
+        .and_then(|p| milestone_of_branch(&env.ref_name, issue, p));
+    let issue_data = rest
+        .issue(issue)
+        .await
+        .with_context(|| format!("cannot read issue #{issue}"))?;
+    let comments = rest.comments(issue).await?;
+    let plan_pr = if args.task == TaskKind::Revise {
+        let branch = crate::mission::machine::plan_branch(issue);
+        match rest.pull_for_branch(&branch).await? {
+            Some(pr) => Some((pr, rest.reviews(pr).await?, rest.comments(pr).await?)),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let thread = context::Thread {
+        issue: issue_data,
+        comments,
+        plan_pr,
+    };
+
+    let mut lines = vec![format!(
+        "missions job: {} {} ({}) for #{issue} on {}, model {} ({})",
+        args.role.as_str(),
+        args.job,
+        args.task,
+        env.ref_name,
+        model.model,
+        model.provider
+    )];
+    let ctx = roles::Ctx {
+        args: args.clone(),
+        env: env.clone(),
+        checkout: checkout.clone(),
+        config,
+        model,
+        prompts_dir: prompts_dir.as_ref().map(|d| d.path().to_path_buf()),
+        files,
+        thread,
+        milestone,
+        git,
+    };
+    let outcome = match args.role {
+        JobRole::Orchestrator => roles::orchestrator(&ctx).await?,
+        JobRole::Worker => roles::worker(&ctx).await?,
+        JobRole::Scrutiny => roles::scrutiny(&ctx, &snapshot).await?,
+        JobRole::UserTesting => roles::user_testing(&ctx).await?,
+    };
+    lines.extend(outcome.log.iter().cloned());
+    if let JobResult::Incomplete { reason } = &outcome.result {
+        lines.push(format!("result: incomplete: {reason}"));
+    }
+    let job_output = JobOutput {
+        job: args.job.clone(),
+        result: outcome.result,
+        usage: outcome.usage,
+    };
+    let envelope = (
+        output::envelope_path(issue, &args.job),
+        output::envelope(&job_output),
+    );
+
+    let git = &ctx.git;
+    git.restore(&snapshot)?;
+    let trailer = match &args.feature {
+        Some(f) if args.role == JobRole::Worker => format!("\nMission-Feature: {f}"),
+        _ => String::new(),
+    };
+    let pushed = match args.role {
+        JobRole::Orchestrator | JobRole::Worker => {
+            for path in &outcome.removed {
+                output::remove_in_checkout(&checkout, path)?;
+            }
+            for (path, bytes) in outcome.files.iter().chain(std::iter::once(&envelope)) {
+                output::write_in_checkout(&checkout, path, bytes)?;
+            }
+            let message = format!(
+                "missions #{issue}: {} ({} {})\n\nMission-Job: {}{trailer}\n",
+                args.job,
+                args.role.as_str(),
+                args.task,
+                args.job
+            );
+            let dir = context::MissionFiles::dir(issue);
+            let commit = git
+                .commit_all_and_push(&env.ref_name, &[&dir], &message)
+                .await?;
+            (env.ref_name.clone(), commit)
+        }
+        JobRole::Scrutiny | JobRole::UserTesting => {
+            let branch = reports_branch(issue);
+            let mut files = outcome.files.clone();
+            files.push(envelope);
+            let message = format!(
+                "missions #{issue}: {} ({} of {})\n\nMission-Job: {}\n",
+                args.job,
+                args.role.as_str(),
+                ctx.milestone
+                    .as_ref()
+                    .map_or(env.ref_name.as_str(), |(_, m)| m.as_str()),
+                args.job
+            );
+            let commit = git
+                .commit_files_to_branch(&branch, &files, &message)
+                .await?;
+            (branch, commit)
+        }
+    };
+    lines.push(format!(
+        "usage: {} tokens in, {} out, {} cache reads, {}",
+        job_output.usage.input_tokens,
+        job_output.usage.output_tokens,
+        job_output.usage.cache_read_tokens,
+        crate::llm::pricing::dollars(job_output.usage.cost_micros)
+    ));
+    lines.push(format!(
+        "pushed {} to {}",
+        &pushed.1[..pushed.1.len().min(12)],
+        pushed.0
+    ));
+    Ok(JobSummary {
+        output: job_output,
+        pushed,
+        lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(role: JobRole, task: TaskKind, feature: Option<&str>) -> JobArgs {
+        JobArgs {
+            role,
+            mission: 7,
+            task,
+            job: "feature-F1.1".into(),
+            feature: feature.map(str::to_owned),
+            config_ref: Some("main".into()),
+            transcript_dir: None,
+        }
+    }
+
+    #[test]
+    fn inputs_are_checked() {
+        assert!(
+            args(JobRole::Worker, TaskKind::Feature, Some("F1"))
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            args(JobRole::Worker, TaskKind::Feature, None)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            args(JobRole::Worker, TaskKind::Scope, None)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            args(JobRole::Scrutiny, TaskKind::Validate, None)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            args(JobRole::Worker, TaskKind::Feature, Some("../x"))
+                .validate()
+                .is_err()
+        );
+        let mut a = args(JobRole::Orchestrator, TaskKind::Scope, None);
+        a.job = "../../etc/passwd".into();
+        assert!(a.validate().is_err());
+        assert_eq!("follow-up".parse::<TaskKind>(), Ok(TaskKind::FollowUp));
+        assert_eq!(parse_role("user-testing"), Ok(JobRole::UserTesting));
+        assert!(parse_role("tester").is_err());
+    }
+
+    #[test]
+    fn the_milestone_comes_from_the_branch() {
+        let plan: crate::mission::Plan = serde_json::from_value(serde_json::json!({
+            "title": "t", "summary": "s",
+            "assertions": [{"id": "A1", "text": "x"}],
+            "milestones": [
+                {"id": "M1", "title": "a", "features": [{"id": "F1", "title": "f", "description": "d", "assertions": ["A1"]}]},
+                {"id": "M2", "title": "b", "features": []}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            milestone_of_branch("missions/7/m2", 7, &plan),
+            Some((1, "M2".to_owned()))
+        );
+        assert_eq!(milestone_of_branch("missions/7/plan", 7, &plan), None);
+        assert_eq!(milestone_of_branch("missions/8/m1", 7, &plan), None);
+    }
+}

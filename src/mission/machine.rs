@@ -350,6 +350,8 @@ pub enum ReviewState {
 /// Facts the server feeds the mission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+// One event exists at a time; boxing the job output would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A comment on the issue that is not a command.
     Comment {
@@ -1434,7 +1436,7 @@ impl Mission {
 
     /// The issue's closing comment.
     pub fn final_report(&self) -> String {
-        let mut out = format!("## Mission complete\n\n");
+        let mut out = String::from("## Mission complete\n\n");
         if let Some(plan) = &self.plan {
             out.push_str(&format!(
                 "**{}**: {}\n\n",

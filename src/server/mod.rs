@@ -133,7 +133,12 @@ impl Server {
         let mut mission_progress = None;
         let driver = match (options.missions, &progress) {
             (Some(missions), Some(inputs)) => {
-                let driver = MissionDriver::new(store.clone(), missions.app, missions.driver, options.clock.clone());
+                let driver = MissionDriver::new(
+                    store.clone(),
+                    missions.app,
+                    missions.driver,
+                    options.clock.clone(),
+                );
                 mission_progress = Some(driver.subscribe());
                 let inputs = inputs.clone();
                 let stop = stop.child_token();
@@ -231,7 +236,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
             tracing::info!(app_id = app.app_id, api = %config.github_api_url, "GitHub App identity loaded");
             Some(MissionsOptions {
                 app: Arc::new(github),
-                driver: DriverConfig::default(),
+                driver: config.driver.clone(),
             })
         }
         None => {

@@ -115,9 +115,11 @@ impl Faults {
 
     /// Whether to drop a delivery of `event` (with `action`).
     pub fn drop_webhook(&self, event: &str, action: Option<&str>) -> bool {
-        let named = self.config.drop_webhook_events.iter().any(|e| {
-            e == event || action.is_some_and(|a| *e == format!("{event}.{a}"))
-        });
+        let named = self
+            .config
+            .drop_webhook_events
+            .iter()
+            .any(|e| e == event || action.is_some_and(|a| *e == format!("{event}.{a}")));
         named || self.roll(self.config.webhook_drop_rate)
     }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use missions::clock::{self, SharedClock};
 use missions::engine::HandlerRegistry;
+use missions::engine::missions::DriverConfig;
 use missions::github::auth::AppCredentials;
 use missions::github::client::{ApiRetry, GitHubApp};
-use missions::engine::missions::DriverConfig;
 use missions::server::{MissionsOptions, Server, ServerOptions};
 use missions::sim::sample::{self, SampleWorld};
 use missions::sim::{DeliveryRecord, FaultConfig, RepoSpec, Sim, SimConfig};

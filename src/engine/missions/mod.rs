@@ -68,6 +68,8 @@ pub struct MissionDriver {
 }
 
 /// What an input amounts to once looked up.
+// Short-lived, one at a time.
+#[allow(clippy::large_enum_variant)]
 enum Resolution {
     Ignore,
     /// A reply outside any mission (a refused label).

@@ -1,0 +1,415 @@
+//! The harness's git: fetching the default branch's settings, committing and
+//! pushing. The model never does these; by the time they run, whatever the
+//! agent wrote into `.git/` (hooks, config, a `commondir`) has been undone.
+//!
+//! Every git command runs with a clean environment (PATH and a private HOME;
+//! no system or global config), hooks and fsmonitor off, and, when it talks to
+//! the server, the token as an `http.extraHeader` passed through
+//! `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/`GIT_CONFIG_VALUE_0`: never in argv
+//! (visible in `/proc/*/cmdline`) and never written to `.git/config`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use tokio::io::AsyncWriteExt;
+
+use super::env::JobEnv;
+
+/// Who the harness commits as.
+pub const BOT_NAME: &str = "missions[bot]";
+pub const BOT_EMAIL: &str = "missions[bot]@users.noreply.github.com";
+
+/// What one git command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub ok: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim().to_owned()
+    }
+}
+
+pub struct Git {
+    checkout: PathBuf,
+    git_dir: PathBuf,
+    env: JobEnv,
+    home: super::env::TempDir,
+}
+
+/// `.git` as it was before the agent ran.
+#[derive(Debug, Clone)]
+pub struct GitDirSnapshot {
+    config: Vec<u8>,
+    had_commondir: bool,
+    had_worktree_config: bool,
+}
+
+impl Git {
+    pub fn new(checkout: &Path, env: &JobEnv) -> anyhow::Result<Git> {
+        let checkout = checkout
+            .canonicalize()
+            .with_context(|| format!("the checkout {} is not there", checkout.display()))?;
+        let git_dir = checkout.join(".git");
+        if !std::fs::symlink_metadata(&git_dir).is_ok_and(|m| m.is_dir()) {
+            bail!(
+                "{} is not a git checkout (no .git directory)",
+                checkout.display()
+            );
+        }
+        let home = super::env::TempDir::new("missions-job-git-")?;
+        Ok(Git {
+            checkout,
+            git_dir,
+            env: env.clone(),
+            home,
+        })
+    }
+
+    pub fn checkout(&self) -> &Path {
+        &self.checkout
+    }
+
+    fn command(&self, args: &[&str], auth: bool) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
+            .env("HOME", self.home.path())
+            .env("LANG", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_DIR", &self.git_dir)
+            .env("GIT_WORK_TREE", &self.checkout)
+            .env("GIT_AUTHOR_NAME", BOT_NAME)
+            .env("GIT_AUTHOR_EMAIL", BOT_EMAIL)
+            .env("GIT_COMMITTER_NAME", BOT_NAME)
+            .env("GIT_COMMITTER_EMAIL", BOT_EMAIL)
+            .current_dir(&self.checkout)
+            .args([
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "credential.helper=",
+                "-c",
+                "commit.gpgSign=false",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if auth {
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("x-access-token:{}", self.env.token));
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Basic {basic}"),
+                );
+        }
+        cmd
+    }
+
+    async fn output(
+        &self,
+        args: &[&str],
+        auth: bool,
+        stdin: Option<&[u8]>,
+        extra_env: &[(&str, &Path)],
+    ) -> anyhow::Result<Output> {
+        let mut cmd = self.command(args, auth);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().context("cannot run git")?;
+        if let Some(bytes) = stdin {
+            let mut pipe = child.stdin.take().expect("piped");
+            pipe.write_all(bytes).await?;
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await?;
+        Ok(Output {
+            ok: out.status.success(),
+            stdout: out.stdout,
+            stderr: self.env.mask(String::from_utf8_lossy(&out.stderr).trim()),
+        })
+    }
+
+    /// Runs git; an error names the command and what git said.
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.run_with(args, false, None, &[]).await
+    }
+
+    async fn run_with(
+        &self,
+        args: &[&str],
+        auth: bool,
+        stdin: Option<&[u8]>,
+        extra_env: &[(&str, &Path)],
+    ) -> anyhow::Result<Output> {
+        let out = self.output(args, auth, stdin, extra_env).await?;
+        if !out.ok {
+            bail!("`git {}` failed: {}", args.join(" "), out.stderr);
+        }
+        Ok(out)
+    }
+
+    /// The remote head of `branch`, or `None` when the branch does not exist.
+    pub async fn remote_head(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        let url = self.env.clone_url();
+        let refname = format!("refs/heads/{branch}");
+        let out = self
+            .run_with(&["ls-remote", &url, &refname], true, None, &[])
+            .await?;
+        Ok(out.text().lines().find_map(|l| {
+            let (sha, name) = l.split_once('\t')?;
+            (name == refname).then(|| sha.to_owned())
+        }))
+    }
+
+    /// Fetches `branch` into a private ref; its head, or `None` when the
+    /// branch does not exist on the server.
+    pub async fn fetch(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        if self.remote_head(branch).await?.is_none() {
+            return Ok(None);
+        }
+        let url = self.env.clone_url();
+        let local = format!("refs/missions-harness/{branch}");
+        let spec = format!("+refs/heads/{branch}:{local}");
+        let shallow = self
+            .run(&["rev-parse", "--is-shallow-repository"])
+            .await
+            .map(|o| o.text() == "true")
+            .unwrap_or(false);
+        let mut args = vec!["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"];
+        if shallow {
+            args.push("--depth=1");
+        }
+        args.extend([url.as_str(), spec.as_str()]);
+        self.run_with(&args, true, None, &[])
+            .await
+            .with_context(|| format!("cannot fetch {branch}"))?;
+        let sha = self.run(&["rev-parse", "--verify", &local]).await?.text();
+        Ok(Some(sha))
+    }
+
+    /// The file at `path` in commit `rev`, or `None` if there is none.
+    pub async fn show(&self, rev: &str, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let spec = format!("{rev}:{path}");
+        let kind = self
+            .output(&["cat-file", "-t", &spec], false, None, &[])
+            .await?;
+        if !kind.ok || kind.text() != "blob" {
+            return Ok(None);
+        }
+        Ok(Some(self.run(&["cat-file", "blob", &spec]).await?.stdout))
+    }
+
+    /// Files (paths from the root) under `dir` in commit `rev`.
+    pub async fn list_files(&self, rev: &str, dir: &str) -> anyhow::Result<Vec<String>> {
+        let dir = format!("{}/", dir.trim_end_matches('/'));
+        let out = self
+            .run(&["ls-tree", "-r", "--name-only", "-z", rev, "--", &dir])
+            .await?;
+        Ok(out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect())
+    }
+
+    /// `.git` before the agent runs, to undo what it may write there.
+    pub fn snapshot(&self) -> anyhow::Result<GitDirSnapshot> {
+        Ok(GitDirSnapshot {
+            config: std::fs::read(self.git_dir.join("config"))
+                .context("cannot read .git/config")?,
+            had_commondir: self.git_dir.join("commondir").exists(),
+            had_worktree_config: self.git_dir.join("config.worktree").exists(),
+        })
+    }
+
+    /// Undoes what an agent could have planted in `.git/` to run code when the
+    /// harness commits: config (aliases, fsmonitor, filters, hooksPath,
+    /// includes), hooks, and a `commondir` pointing at another repository.
+    pub fn restore(&self, snapshot: &GitDirSnapshot) -> anyhow::Result<()> {
+        if !std::fs::symlink_metadata(&self.git_dir).is_ok_and(|m| m.is_dir()) {
+            bail!("the agent replaced .git in the checkout; refusing to commit");
+        }
+        let config = self.git_dir.join("config");
+        remove_any(&config)?;
+        std::fs::write(&config, &snapshot.config).context("cannot restore .git/config")?;
+        let hooks = self.git_dir.join("hooks");
+        remove_any(&hooks)?;
+        std::fs::create_dir(&hooks)?;
+        if !snapshot.had_commondir {
+            remove_any(&self.git_dir.join("commondir"))?;
+        }
+        if !snapshot.had_worktree_config {
+            remove_any(&self.git_dir.join("config.worktree"))?;
+        }
+        Ok(())
+    }
+
+    /// Commits everything in the checkout (and, forced past `.gitignore`,
+    /// `force_paths`) and pushes it to `branch`. Returns the commit.
+    pub async fn commit_all_and_push(
+        &self,
+        branch: &str,
+        force_paths: &[&str],
+        message: &str,
+    ) -> anyhow::Result<String> {
+        self.run(&["add", "-A"]).await?;
+        for path in force_paths {
+            self.run(&["add", "-f", "--", path]).await?;
+        }
+        self.run(&[
+            "commit",
+            "--no-verify",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            message,
+        ])
+        .await?;
+        let head = self.run(&["rev-parse", "HEAD"]).await?.text();
+        self.push(&head, branch).await?;
+        Ok(head)
+    }
+
+    async fn push(&self, commit: &str, branch: &str) -> anyhow::Result<()> {
+        let url = self.env.clone_url();
+        let spec = format!("{commit}:refs/heads/{branch}");
+        let out = self
+            .output(
+                &["push", "--quiet", "--no-verify", &url, &spec],
+                true,
+                None,
+                &[],
+            )
+            .await?;
+        if !out.ok {
+            bail!("git push to {branch} was rejected: {}", out.stderr);
+        }
+        Ok(())
+    }
+
+    /// Commits `files` (path from the root → content) onto `branch` on top of
+    /// its remote head (a root commit if it does not exist yet) without
+    /// touching the working tree or the index, and pushes it. If someone else
+    /// moved the branch in between, builds again on the new head (a few times).
+    pub async fn commit_files_to_branch(
+        &self,
+        branch: &str,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+    ) -> anyhow::Result<String> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let parent = self.fetch(branch).await?;
+            let commit = self.build_commit(parent.as_deref(), files, message).await?;
+            match self.push(&commit, branch).await {
+                Ok(()) => return Ok(commit),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("tried"))
+    }
+
+    async fn build_commit(
+        &self,
+        parent: Option<&str>,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+    ) -> anyhow::Result<String> {
+        let dir = super::env::TempDir::new("missions-job-index-")?;
+        let index = dir.path().join("index");
+        let env: [(&str, &Path); 1] = [("GIT_INDEX_FILE", &index)];
+        match parent {
+            Some(p) => self.run_with(&["read-tree", p], false, None, &env).await?,
+            None => {
+                self.run_with(&["read-tree", "--empty"], false, None, &env)
+                    .await?
+            }
+        };
+        for (path, content) in files {
+            let blob = self
+                .run_with(&["hash-object", "-w", "--stdin"], false, Some(content), &[])
+                .await?
+                .text();
+            let info = format!("100644,{blob},{path}");
+            self.run_with(
+                &["update-index", "--add", "--cacheinfo", &info],
+                false,
+                None,
+                &env,
+            )
+            .await?;
+        }
+        let tree = self
+            .run_with(&["write-tree"], false, None, &env)
+            .await?
+            .text();
+        let mut args = vec!["commit-tree", tree.as_str(), "-m", message];
+        if let Some(p) = parent {
+            args.extend(["-p", p]);
+        }
+        Ok(self.run(&args).await?.text())
+    }
+
+    /// Commits on `HEAD` whose message has the line `line`, oldest first.
+    pub async fn commits_with_line(&self, line: &str) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .output(
+                &[
+                    "log",
+                    "--reverse",
+                    "--fixed-strings",
+                    "--grep",
+                    line,
+                    "--format=%H%x1f%B%x1e",
+                    "HEAD",
+                ],
+                false,
+                None,
+                &[],
+            )
+            .await?;
+        if !out.ok {
+            return Ok(Vec::new());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split('\x1e')
+            .filter_map(|entry| {
+                let (sha, body) = entry.trim_start().split_once('\x1f')?;
+                body.lines()
+                    .any(|l| l.trim() == line)
+                    .then(|| sha.to_owned())
+            })
+            .collect())
+    }
+}
+
+fn remove_any(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(m) if m.is_dir() => Ok(std::fs::remove_dir_all(path)?),
+        Ok(_) => Ok(std::fs::remove_file(path)?),
+    }
+}

@@ -1,0 +1,149 @@
+//! Where a job's results go: the files each role writes under
+//! `.missions/<issue>/`, and the envelope every job writes.
+
+use std::path::{Component, Path};
+
+use anyhow::{Context, bail};
+
+use crate::mission::plan::Feature;
+use crate::mission::{Assertion, JobOutput, Plan};
+
+pub fn plan_path(issue: u64) -> String {
+    format!(".missions/{issue}/plan.json")
+}
+
+pub fn plan_md_path(issue: u64) -> String {
+    format!(".missions/{issue}/plan.md")
+}
+
+pub fn skill_path(issue: u64, name: &str) -> String {
+    format!(".missions/{issue}/skills/{name}.md")
+}
+
+pub fn handoff_path(issue: u64, feature: &str) -> String {
+    format!(".missions/{issue}/handoffs/{feature}.json")
+}
+
+pub fn report_path(issue: u64, milestone: &str, validator: crate::mission::Validator) -> String {
+    format!(
+        ".missions/{issue}/reports/{milestone}-{}.json",
+        validator.as_str()
+    )
+}
+
+pub fn envelope_path(issue: u64, job: &str) -> String {
+    format!(".missions/{issue}/jobs/{job}.json")
+}
+
+/// Pretty JSON with a final newline, as committed.
+pub fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("serializable");
+    bytes.push(b'\n');
+    bytes
+}
+
+pub fn envelope(output: &JobOutput) -> Vec<u8> {
+    json_bytes(output)
+}
+
+/// The files of a whole plan: `plan.json`, `plan.md` and one file per skill.
+pub fn plan_files(issue: u64, plan: &Plan) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![
+        (plan_path(issue), json_bytes(plan)),
+        (plan_md_path(issue), plan.to_markdown(issue).into_bytes()),
+    ];
+    for skill in &plan.skills {
+        let mut body = skill.body.clone();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        files.push((skill_path(issue, &skill.name), body.into_bytes()));
+    }
+    files
+}
+
+/// `plan` with an amendment applied the way the server applies it: new
+/// assertions appended to the contract, new features to milestone `index`.
+pub fn amended(
+    plan: &Plan,
+    index: usize,
+    features: &[Feature],
+    assertions: &[Assertion],
+) -> Option<Plan> {
+    let mut plan = plan.clone();
+    plan.assertions.extend(assertions.iter().cloned());
+    plan.milestones
+        .get_mut(index)?
+        .features
+        .extend(features.iter().cloned());
+    Some(plan)
+}
+
+/// Writes `content` at `rel` (a plain relative path) inside the checkout,
+/// replacing whatever is there: a symlink planted at the path or along it is
+/// removed rather than followed, so the harness never writes outside.
+pub fn write_in_checkout(checkout: &Path, rel: &str, content: &[u8]) -> anyhow::Result<()> {
+    let rel_path = Path::new(rel);
+    if rel_path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        bail!("{rel:?} is not a plain relative path");
+    }
+    let mut dir = checkout.to_path_buf();
+    let parts: Vec<_> = rel_path.components().collect();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                std::fs::remove_file(&dir)?;
+                std::fs::create_dir(&dir)?;
+            }
+            Err(_) => std::fs::create_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?,
+        }
+    }
+    let path = checkout.join(rel_path);
+    remove_path(&path)?;
+    std::fs::write(&path, content).with_context(|| format!("cannot write {rel}"))
+}
+
+/// Removes a file, symlink or directory inside the checkout, if it exists.
+pub fn remove_in_checkout(checkout: &Path, rel: &str) -> anyhow::Result<()> {
+    remove_path(&checkout.join(rel))
+}
+
+fn remove_path(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => Ok(std::fs::remove_dir_all(path)?),
+        Ok(_) => Ok(std::fs::remove_file(path)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_never_follow_planted_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let co = dir.path().join("co");
+        std::fs::create_dir_all(co.join(".missions")).unwrap();
+        std::os::unix::fs::symlink(&outside, co.join(".missions/7")).unwrap();
+        write_in_checkout(&co, ".missions/7/plan.json", b"{}").unwrap();
+        assert_eq!(
+            std::fs::read(co.join(".missions/7/plan.json")).unwrap(),
+            b"{}"
+        );
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+
+        std::os::unix::fs::symlink(outside.join("x"), co.join(".missions/7/plan.md")).unwrap();
+        write_in_checkout(&co, ".missions/7/plan.md", b"# plan").unwrap();
+        assert!(!outside.join("x").exists());
+        assert!(write_in_checkout(&co, "../escape", b"").is_err());
+    }
+}
