@@ -522,6 +522,25 @@ retry_base_ms = 10
     }
 
     #[test]
+    fn the_missions_table_sets_how_missions_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            "webhook_secret = \"s\"\n[missions]\nworkflow_file = \"agents.yml\"\nreconcile_every_secs = 30\njob_timeout_secs = 7200\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(Some(&path), &vars(&[])).unwrap();
+        assert_eq!(config.driver.workflow_file, "agents.yml");
+        assert_eq!(config.driver.reconcile_every, Duration::from_secs(30));
+        assert_eq!(config.driver.job_timeout, Duration::from_secs(7200));
+        let err = file_error("webhook_secret = \"s\"\n[missions]\nworkflow_file = \".github/workflows/x.yml\"\n");
+        assert!(err.contains("workflow_file"), "{err}");
+        let err = file_error("webhook_secret = \"s\"\n[missions]\nworkflow = \"x.yml\"\n");
+        assert!(err.contains("workflow"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_rejected() {
         let err = file_error("webhook_secert = \"typo\"\n");
         assert!(err.contains("webhook_secert"), "{err}");

@@ -893,3 +893,253 @@ async fn an_agent_that_never_finishes_validly_is_an_incomplete_result() {
     );
     h.stop().await;
 }
+
+/// A port nothing listens on right now: bound, read, released.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether something accepts connections on `port` (refused at once when
+/// nothing listens; the timeout is only an upper bound).
+fn listening(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok()
+}
+
+/// A one-milestone plan whose single assertion is about the running app.
+fn app_plan() -> Value {
+    json!({
+        "title": "Serve hello",
+        "summary": "The app serves hello.txt.",
+        "assertions": [
+            {"id": "A1", "text": "GET /hello.txt on the running app answers its text"}
+        ],
+        "milestones": [{"id": "M1", "title": "Serving", "features": [
+            {"id": "F1", "title": "Hello", "description": "Serve hello.txt.", "assertions": ["A1"]}
+        ]}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_testing_runs_against_the_started_app_and_stops_it() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let h = Harness::start(&format!(
+        "app:\n  start: \"python3 -m http.server {port} --bind 127.0.0.1\"\n  url: \"{url}\"\n  ready_timeout_secs: 20\n"
+    ))
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "Serve", "Please serve.").await;
+    let branch = format!("missions/{issue}/m1");
+    let served = "hello from the app 5f1c9e\n";
+    h.branch(
+        &branch,
+        &[
+            (
+                &format!(".missions/{issue}/plan.json"),
+                app_plan().to_string(),
+            ),
+            ("hello.txt", served.to_owned()),
+        ],
+    )
+    .await;
+    let fetch = format!(
+        "python3 -c \"import urllib.request; \
+         print(urllib.request.urlopen('{url}hello.txt', timeout=10).read().decode(), end='')\""
+    );
+    h.script(
+        "M1-user-testing-1.1",
+        vec![
+            turn(vec![call("bash", json!({"command": fetch}))]),
+            finish(json!({
+                "summary": "the app serves hello.txt",
+                "assertions": [{
+                    "id": "A1",
+                    "status": "pass",
+                    "evidence": format!("GET {url}hello.txt answered: {}", served.trim())
+                }]
+            })),
+        ],
+    );
+
+    let run = h
+        .run_job(
+            &branch,
+            inputs("user-testing", issue, "validate", "", "M1-user-testing-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+
+    let reports = format!("missions/{issue}/reports");
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-user-testing.json"),
+            &reports,
+        )
+        .await;
+    assert_eq!(report["validator"], "user-testing");
+    assert_eq!(report["assertions"].as_array().unwrap().len(), 1);
+    assert_eq!(report["assertions"][0]["id"], "A1");
+    assert_eq!(report["assertions"][0]["status"], "pass");
+    assert!(
+        report["assertions"][0]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(served.trim()),
+        "{report}"
+    );
+    // The app really answered: the fetch's output, as sent back to the model,
+    // is the file's content.
+    let transcript = h.transcript("M1-user-testing-1.1");
+    let results = tool_results(&transcript);
+    assert!(
+        results.iter().any(|r| r.contains(served.trim())),
+        "{results:?}"
+    );
+    // The tester was told the harness runs the app, and where.
+    let first = first_message(&transcript);
+    assert!(first.contains(&format!("It answers at {url}.")), "{first}");
+    // The app's process group was stopped with the job.
+    assert!(!listening(port), "something still listens on {port}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_exits_at_once_fails_every_assertion_without_running_the_tester() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let start = "echo starting up; exit 3";
+    let h = Harness::start(&format!(
+        "app:\n  start: \"{start}\"\n  url: \"{url}\"\n  ready_timeout_secs: 2\n"
+    ))
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let m1_head = h
+        .branch(
+            &branch,
+            &[(&format!(".missions/{issue}/plan.json"), plan().to_string())],
+        )
+        .await;
+    // No script: the tester must not run (it would fail the job).
+    let run = h
+        .run_job(
+            &branch,
+            inputs("user-testing", issue, "validate", "", "M1-user-testing-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(run.log.contains("the app did not start"), "{}", run.log);
+
+    // A report, not an incomplete result: every assertion fails, naming why.
+    let reports = format!("missions/{issue}/reports");
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-user-testing.json"),
+            &reports,
+        )
+        .await;
+    assert_eq!(report["validator"], "user-testing");
+    let why = format!("the start command exited (exit status: 3) before {url} answered");
+    assert_eq!(
+        report["summary"],
+        format!("User testing of M1 could not start the app: {why}.")
+    );
+    let assertions = report["assertions"].as_array().unwrap();
+    assert_eq!(assertions.len(), 2);
+    for (a, id) in assertions.iter().zip(["A1", "A2"]) {
+        assert_eq!(a["id"], id);
+        assert_eq!(a["status"], "fail");
+        let evidence = a["evidence"].as_str().unwrap();
+        assert!(evidence.contains(&why), "{evidence}");
+        assert!(
+            evidence.contains(&format!("`{start}` printed")),
+            "{evidence}"
+        );
+        // The app's own output.
+        assert!(evidence.contains("starting up"), "{evidence}");
+    }
+    assert_eq!(
+        report["commands"],
+        json!([{"command": start, "exit_code": 3}])
+    );
+    let envelope = h
+        .json_file(
+            &format!(".missions/{issue}/jobs/M1-user-testing-1.1.json"),
+            &reports,
+        )
+        .await;
+    assert_eq!(envelope["result"]["role"], "validator");
+    assert_eq!(envelope["result"]["report"], report);
+    // No agent ran, and the milestone branch did not move.
+    assert!(h.transcripts().is_empty());
+    assert_eq!(h.head(&branch).await.as_deref(), Some(m1_head.as_str()));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_never_answers_is_stopped_after_its_ready_timeout() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let pids = tempfile::tempdir().unwrap();
+    let pid_file = pids.path().join("app.pid");
+    // Runs, never listens; its pid is the app process's (exec keeps it).
+    let start = format!(
+        "echo $$ > {}; echo waiting forever; exec sleep 300",
+        pid_file.display()
+    );
+    let h = Harness::start(&format!(
+        "app:\n  start: \"{start}\"\n  url: \"{url}\"\n  ready_timeout_secs: 2\n"
+    ))
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    h.branch(
+        &branch,
+        &[(&format!(".missions/{issue}/plan.json"), plan().to_string())],
+    )
+    .await;
+    let run = h
+        .run_job(
+            &branch,
+            inputs("user-testing", issue, "validate", "", "M1-user-testing-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-user-testing.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await;
+    let why = format!("{url} did not answer within 2 s");
+    assert_eq!(
+        report["summary"],
+        format!("User testing of M1 could not start the app: {why}.")
+    );
+    for a in report["assertions"].as_array().unwrap() {
+        assert_eq!(a["status"], "fail");
+        let evidence = a["evidence"].as_str().unwrap();
+        assert!(evidence.contains(&why), "{evidence}");
+        assert!(evidence.contains("waiting forever"), "{evidence}");
+    }
+    // Still running when it was given up on: no exit code.
+    assert_eq!(
+        report["commands"],
+        json!([{"command": start, "exit_code": null}])
+    );
+    assert!(h.transcripts().is_empty());
+    // The app was killed, not left behind.
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("sleep"),
+        "the app (pid {}) still runs",
+        pid.trim()
+    );
+    h.stop().await;
+}

@@ -350,17 +350,23 @@ fn strip_marker(body: &str) -> String {
         .to_owned()
 }
 
+/// The comment's first line, and the line after it when the first introduces it
+/// (ends with a colon): enough to follow the story.
 fn first_line(body: &str) -> String {
-    let line = body
+    let mut lines = body
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let line = line.trim_start_matches('#').trim();
-    if line.chars().count() > 100 {
-        format!("{}…", line.chars().take(100).collect::<String>())
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .filter(|l| !l.is_empty());
+    let mut line = lines.next().unwrap_or("").to_owned();
+    if line.ends_with(':')
+        && let Some(next) = lines.next()
+    {
+        line = format!("{line} {next}");
+    }
+    if line.chars().count() > 110 {
+        format!("{}…", line.chars().take(110).collect::<String>())
     } else {
-        line.to_owned()
+        line
     }
 }
 

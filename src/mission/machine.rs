@@ -1189,7 +1189,11 @@ impl Mission {
         if let Some(&check_run_id) = self.validation.checks.get(&validator) {
             let failures = report.failures(&expected);
             let title = if passed {
-                format!("{} assertions passed", expected.len())
+                format!(
+                    "{} assertion{} passed",
+                    expected.len(),
+                    if expected.len() == 1 { "" } else { "s" }
+                )
             } else {
                 format!(
                     "{} problem(s): {}",
