@@ -92,18 +92,8 @@ impl Harness {
     async fn start_with(extra_yml: &str, files: &[(&str, &str)]) -> Harness {
         let scripts = tempfile::tempdir().unwrap();
         let transcripts = tempfile::tempdir().unwrap();
-        let mut argv = vec![env!("CARGO_BIN_EXE_missions").to_owned(), "job".into()];
-        for (flag, input) in [
-            ("--role", "role"),
-            ("--mission", "mission"),
-            ("--task", "task"),
-            ("--feature", "feature"),
-            ("--job", "job"),
-            ("--config-ref", "config_ref"),
-        ] {
-            argv.push(flag.into());
-            argv.push(format!("${{{{ inputs.{input} }}}}"));
-        }
+        let mut argv =
+            missions::demo::job_command(std::path::Path::new(env!("CARGO_BIN_EXE_missions")));
         argv.push("--transcript-dir".into());
         argv.push(transcripts.path().display().to_string());
         let mut spec = RepoSpec::new(sample::REPO)
