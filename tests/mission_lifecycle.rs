@@ -36,6 +36,15 @@ impl MissionTest {
     }
 
     async fn start_with(story: Story, faults: FaultConfig) -> MissionTest {
+        Self::start_full(story, faults, |spec| spec).await
+    }
+
+    /// With the demo repository as `edit` changes it.
+    async fn start_full(
+        story: Story,
+        faults: FaultConfig,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+    ) -> MissionTest {
         let scripts = tempfile::tempdir().unwrap();
         demo::scripts::write(scripts.path(), &story).unwrap();
         let t = Scenario::start(ScenarioOptions {
@@ -49,7 +58,7 @@ impl MissionTest {
                 job_timeout: Duration::from_secs(120),
                 ..DriverConfig::default()
             }),
-            repo: Some(demo::repo_spec(scripts.path())),
+            repo: Some(edit(demo::repo_spec(scripts.path()))),
             ..ScenarioOptions::default()
         })
         .await;
@@ -759,6 +768,8 @@ async fn outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itse
             .await
             .unwrap();
     assert_eq!(answer.status().as_u16(), 202);
+    // It was handled (not refused as unparseable), and changed nothing.
+    m.t.expect_processed("forged-bot-approval").await;
 
     // Give the App every chance to act on all of that, then check nothing moved.
     let status_comment = {
@@ -804,5 +815,49 @@ async fn a_dropped_completion_webhook_is_recovered_by_reconciliation() {
         .collect();
     assert!(!dropped.is_empty(), "completions were really dropped");
     assert_eq!(&m.dispatched_jobs()[..2], ["scope-1.1", "feature-F1.1"]);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dispatch_pauses_and_resume_runs_the_step_once_fixed() {
+    // The repository lacks the mission workflow (a setup mistake): GitHub
+    // refuses the dispatch.
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |mut spec| {
+        spec.files
+            .retain(|(path, _)| !path.starts_with(".github/workflows/"));
+        spec
+    })
+    .await;
+    let repo = m.repo();
+    let path = format!("/repos/{repo}/contents/.github/workflows/missions.yml");
+    let content = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(sample::WORKFLOW_YAML)
+    };
+
+    let issue = m.open_labeled_issue().await;
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains("GitHub refused to dispatch job `scope-1.1`"),
+        "{body}"
+    );
+    assert!(m.dispatched_jobs().is_empty());
+
+    // alice puts the workflow back on the plan branch and resumes.
+    let restored = m
+        .t
+        .act(
+            &m.alice(),
+            "PUT",
+            &path,
+            Some(json!({"message": "restore the workflow", "content": content, "branch": format!("missions/{issue}/plan")})),
+        )
+        .await;
+    assert_eq!(restored.status, 201, "{:?}", restored.body);
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    m.t.expect_app_comment(issue, "Resumed by @alice").await;
+    m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.dispatched_jobs(), ["scope-1.2"]);
     m.t.stop().await;
 }

@@ -956,7 +956,7 @@ fn accepting_an_unvalidated_merge_drops_the_merged_milestones_leftover_steps() {
 }
 
 #[test]
-fn a_job_of_the_merged_milestone_that_fails_after_the_acceptance_is_not_retried() {
+fn a_job_of_the_merged_milestone_must_end_before_the_merge_is_accepted() {
     let (mut s, f1) = Sim::building(Settings::default());
     let f2 = dispatched(&s.finish(&f1, worker(clean_handoff("F1"))));
     s.apply(Event::MilestonePrOpened {
@@ -968,11 +968,17 @@ fn a_job_of_the_merged_milestone_that_fails_after_the_acceptance_is_not_retried(
         actor: writer(),
         head_sha: "zzz".into(),
     });
-    // Accepted while F2 still runs: M2 waits for it.
-    no_dispatch(&s.command(writer(), Command::Resume));
-    assert_eq!(s.m.milestone, 1);
-    let fx = s.fail(&f2);
+    // Not accepted while F2 (of the merged milestone) still runs.
+    let fx = s.command(writer(), Command::Resume);
+    no_dispatch(&fx);
+    assert!(mentions(&fx, "still running"), "{fx:?}");
+    assert_eq!(s.m.milestone, 0);
+    // F2 fails; the mission stays paused (nothing retried on a merged milestone).
+    no_dispatch(&s.fail(&f2));
+    // Accepted now: the merged milestone's leftover F2 is dropped, M2 starts.
+    let fx = s.command(writer(), Command::Resume);
     let next = dispatched(&fx);
+    assert_eq!(s.m.milestone, 1);
     assert_eq!(next.task, Task::Feature { id: "F3".into() });
     assert_eq!(next.branch, "missions/7/m2");
     assert!(s.m.pending.is_none());
@@ -2103,4 +2109,77 @@ fn a_resume_after_the_validation_round_bound_validates_once_more() {
     let testing = dispatched(&fx);
     s.finish(&testing, report(&plan, 0, Validator::UserTesting, true));
     assert_eq!(s.m.phase, Phase::AwaitingMerge);
+}
+
+#[test]
+fn a_refused_dispatch_puts_the_step_back_for_the_resume() {
+    let (mut s, f1) = Sim::building(Settings::default());
+    let fx = s.apply(Event::DispatchFailed {
+        key: f1.key.clone(),
+        error: "404 Not Found".into(),
+    });
+    no_dispatch(&fx);
+    assert!(
+        mentions(&fx, "GitHub refused to dispatch job `feature-F1.1`"),
+        "{fx:?}"
+    );
+    assert!(s.m.job.is_none() && s.m.paused.is_some());
+    let fx = s.command(writer(), Command::Resume);
+    let again = dispatched(&fx);
+    assert_eq!(again.task, Task::Feature { id: "F1".into() });
+    assert_eq!(again.key, "feature-F1.2");
+}
+
+#[test]
+fn a_failed_ready_commit_is_made_again_after_the_resume() {
+    let (mut s, f1) = Sim::building(Settings::default());
+    let fx = s.finish(&f1, worker(clean_handoff("F1")));
+    let f2 = dispatched(&fx);
+    s.apply(Event::MilestonePrOpened {
+        index: 0,
+        number: 101,
+    });
+    let fx = s.finish(&f2, worker(clean_handoff("F2")));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::StartValidation { round: 1, .. }))
+    );
+    let fx = s.apply(Event::ValidationStartFailed {
+        index: 0,
+        round: 1,
+        error: "403 Resource not accessible by integration".into(),
+    });
+    assert!(mentions(&fx, "ready commit"), "{fx:?}");
+    assert_eq!(s.m.phase, Phase::Building);
+    let fx = s.command(writer(), Command::Resume);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::StartValidation { round: 1, .. })),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn an_early_merge_is_not_accepted_while_its_job_runs_and_the_report_says_so() {
+    let (mut s, scrutiny) = Sim::validating();
+    // Merged while scrutiny runs.
+    let fx = s.apply(Event::PrMerged {
+        pr: 101,
+        actor: writer(),
+        head_sha: "aaa".into(),
+    });
+    assert!(mentions(&fx, "before both check runs passed"), "{fx:?}");
+    let fx = s.command(writer(), Command::Resume);
+    assert!(mentions(&fx, "still running"), "{fx:?}");
+    assert_eq!(s.m.milestone, 0);
+    // The job ends (its verdict lands on M1); now the merge can be accepted.
+    let plan = sample_plan();
+    s.finish(&scrutiny, report(&plan, 0, Validator::Scrutiny, true));
+    let fx = s.command(writer(), Command::Resume);
+    assert!(mentions(&fx, "accepted as it is"), "{fx:?}");
+    assert_eq!(s.m.milestone, 1);
+    assert!(
+        s.m.final_report()
+            .contains("Merged without passing validation: M1")
+    );
 }

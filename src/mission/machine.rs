@@ -404,6 +404,17 @@ pub enum Event {
         what: String,
         error: String,
     },
+    /// The dispatch of job `key` failed for good: it never ran.
+    DispatchFailed {
+        key: String,
+        error: String,
+    },
+    /// The ready commit or its check runs could not be made.
+    ValidationStartFailed {
+        index: usize,
+        round: u32,
+        error: String,
+    },
 }
 
 /// The current milestone's validation round.
@@ -458,6 +469,9 @@ pub struct Mission {
     pub validated_sha: Option<String>,
     /// The current milestone's PR was merged without passing validation.
     pub merged_unvalidated: bool,
+    /// Milestones whose unvalidated merge a person accepted, for the final report.
+    #[serde(default)]
+    pub unvalidated_merges: Vec<String>,
     pub scope_round: u32,
     pub revise_round: u32,
     pub replans: u32,
@@ -523,6 +537,7 @@ impl Mission {
             validation: Validation::default(),
             validated_sha: None,
             merged_unvalidated: false,
+            unvalidated_merges: Vec::new(),
             scope_round: 1,
             revise_round: 0,
             replans: 0,
@@ -650,6 +665,47 @@ impl Mission {
                 self.validation.checks = checks;
                 self.advance(now)
             }
+            Event::DispatchFailed { key, error } => {
+                let Some(job) = self.job.clone().filter(|j| j.key == key) else {
+                    return Vec::new();
+                };
+                // It never ran: put the step back, so that a resume runs it.
+                self.job = None;
+                self.pending = Some(job.task);
+                self.pause(
+                    format!(
+                        "GitHub refused to dispatch job `{key}`: {}",
+                        one_line(&error)
+                    ),
+                    "Check that the mission workflow exists on the branch and that the App may run Actions, then comment `/mission resume`.",
+                )
+            }
+            Event::ValidationStartFailed {
+                index,
+                round,
+                error,
+            } => {
+                if index != self.milestone
+                    || round != self.validation.round
+                    || self.phase != Phase::Validating
+                    || self.validation.sha.is_some()
+                {
+                    return Vec::new();
+                }
+                // Back to "every feature done": a resume starts this round again.
+                self.phase = Phase::Building;
+                self.validation = Validation {
+                    round: round - 1,
+                    ..Validation::default()
+                };
+                self.pause(
+                    format!(
+                        "the ready commit or its check runs could not be made: {}",
+                        one_line(&error)
+                    ),
+                    "Check the App's permissions (contents and checks: write) and branch protection, then comment `/mission resume`.",
+                )
+            }
             Event::EffectFailed { what, error } => self.pause(
                 format!("GitHub refused to {what}: {}", one_line(&error)),
                 "Fix the cause (permissions, branch protection), then comment `/mission resume`.",
@@ -718,6 +774,14 @@ impl Mission {
                         "A job is running; `/mission retry` applies once it has ended.".into(),
                     )];
                 }
+                if self.merged_unvalidated && self.job.is_some() {
+                    // Its result must land on the merged milestone, not the next one.
+                    return vec![self.issue_comment(
+                        "A job of the merged milestone is still running; comment `/mission resume` \
+                         again once it has ended."
+                            .into(),
+                    )];
+                }
                 let was = self.paused.take();
                 // Failures count since the last resume, for every step: a replan
                 // may have replaced the pending step that hit the bound.
@@ -727,6 +791,9 @@ impl Mission {
                 if self.merged_unvalidated {
                     // The person chose to accept the merge as it is.
                     self.merged_unvalidated = false;
+                    let id = self.current_milestone_id().unwrap_or("?").to_owned();
+                    self.unvalidated_merges
+                        .push(format!("{id} (accepted by @{})", actor.login));
                     effects.push(self.issue_comment(format!(
                         "Resumed by @{}: the merge of {} is accepted as it is.",
                         actor.login,
@@ -881,9 +948,14 @@ impl Mission {
             return effects;
         }
         self.merged_unvalidated = true;
+        let why = if validated {
+            "by a bot; milestones are merged by people"
+        } else {
+            "before both check runs passed on its head"
+        };
         self.pause(
             format!(
-                "{id}'s pull request #{pr} was merged by @{} before both check runs passed on its head",
+                "{id}'s pull request #{pr} was merged by @{} {why}",
                 actor.login
             ),
             "The next milestone does not start on its own. Comment `/mission resume` to accept the merge as it is and continue.",
@@ -1461,10 +1533,17 @@ impl Mission {
                     features.join(", ")
                 ));
             }
-            out.push_str(&format!(
-                "\nAll {} assertions of the validation contract passed both validators.\n",
-                plan.assertions.len()
-            ));
+            if self.unvalidated_merges.is_empty() {
+                out.push_str(&format!(
+                    "\nAll {} assertions of the validation contract passed both validators.\n",
+                    plan.assertions.len()
+                ));
+            } else {
+                out.push_str(&format!(
+                    "\nMerged without passing validation: {}. The other milestones passed both validators.\n",
+                    self.unvalidated_merges.join(", ")
+                ));
+            }
         }
         let jobs = self.history.len();
         let failed = self.history.iter().filter(|h| h.outcome != "done").count();

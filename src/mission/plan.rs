@@ -75,9 +75,16 @@ pub enum PlanError {
     FeatureWithoutAssertion(String),
     #[error("assertion {0} is claimed by no feature: every assertion needs one")]
     UncoveredAssertion(String),
+    #[error(
+        "milestone id {0:?} is reserved (its branch would be the mission's plan or reports branch): use M1, M2, …"
+    )]
+    ReservedId(String),
     #[error("skill name {0:?} is not a valid file name: use letters, digits, '-' or '_'")]
     BadSkillName(String),
 }
+
+/// Milestone branches are `missions/<issue>/<id lowercased>`, beside these.
+pub const RESERVED_MILESTONE_IDS: [&str; 2] = ["plan", "reports"];
 
 /// Ids go into branch names, file names and job inputs: keep them plain.
 pub fn valid_id(id: &str) -> bool {
@@ -98,11 +105,13 @@ impl Plan {
         if self.assertions.is_empty() {
             errors.push(PlanError::NoAssertions);
         }
+        // Ids name branches and files, which may be case-insensitive: `M1` and
+        // `m1` are the same id.
         let mut seen = BTreeSet::new();
         let mut note_id = |id: &str, errors: &mut Vec<PlanError>| {
             if !valid_id(id) {
                 errors.push(PlanError::BadId(id.to_owned()));
-            } else if !seen.insert(id.to_owned()) {
+            } else if !seen.insert(id.to_ascii_lowercase()) {
                 errors.push(PlanError::DuplicateId(id.to_owned()));
             }
         };
@@ -113,6 +122,9 @@ impl Plan {
         let mut covered = BTreeSet::new();
         for m in &self.milestones {
             note_id(&m.id, &mut errors);
+            if RESERVED_MILESTONE_IDS.contains(&m.id.to_ascii_lowercase().as_str()) {
+                errors.push(PlanError::ReservedId(m.id.clone()));
+            }
             if m.features.is_empty() {
                 errors.push(PlanError::EmptyMilestone(m.id.clone()));
             }
@@ -296,6 +308,18 @@ pub(crate) mod tests {
         assert!(errors.contains(&PlanError::FeatureWithoutAssertion("F1".into())));
         assert!(errors.contains(&PlanError::UncoveredAssertion("A2".into())));
         assert!(errors.contains(&PlanError::UncoveredAssertion("A3".into())));
+    }
+
+    #[test]
+    fn ids_differing_in_case_only_and_reserved_milestone_ids_are_refused() {
+        let mut plan = sample_plan();
+        plan.milestones[1].id = "m1".into();
+        assert!(plan.check().contains(&PlanError::DuplicateId("m1".into())));
+        plan.milestones[1].id = "Reports".into();
+        assert!(
+            plan.check()
+                .contains(&PlanError::ReservedId("Reports".into()))
+        );
     }
 
     #[test]

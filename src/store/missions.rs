@@ -243,7 +243,7 @@ pub struct PendingInput {
 pub async fn pending_inputs(pool: &SqlitePool) -> anyhow::Result<Vec<PendingInput>> {
     let rows = sqlx::query(
         "SELECT seq, installation_id, repo, input, attempts, next_attempt_at FROM mission_inputs \
-         WHERE status = 'pending' ORDER BY seq LIMIT 64",
+         WHERE status = 'pending' ORDER BY seq LIMIT 512",
     )
     .fetch_all(pool)
     .await?;

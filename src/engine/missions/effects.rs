@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::github::client::{GitHubError, InstallationClient, Method};
@@ -41,6 +42,28 @@ impl From<GitHubError> for EffectError {
 pub struct Dispatcher {
     /// File name under `.github/workflows/`.
     pub workflow_file: String,
+}
+
+/// What must be escaped in a query value or a path segment: everything but the
+/// unreserved characters (git allows `#`, `?`, `&` and `%` in branch names).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A query value.
+pub fn query_value(value: &str) -> String {
+    utf8_percent_encode(value, COMPONENT).to_string()
+}
+
+/// A ref or path inside a REST path: each `/`-separated segment escaped.
+pub fn path_segments(value: &str) -> String {
+    value
+        .split('/')
+        .map(|segment| utf8_percent_encode(segment, COMPONENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A hidden marker naming the outbox row that posted a comment: lets a later
@@ -298,13 +321,36 @@ async fn open_pr(
     title: &str,
     body: &str,
 ) -> Result<u64, EffectError> {
-    let pr = client
+    let created = client
         .request_json(
             Method::POST,
             &format!("/repos/{repo}/pulls"),
             Some(&json!({ "title": title, "head": head, "base": base, "body": body })),
         )
-        .await?;
+        .await;
+    let pr = match created {
+        Ok(pr) => pr,
+        // "A pull request already exists": an earlier try opened it (its answer
+        // was lost); take that one.
+        Err(e) if e.status() == Some(422) => {
+            let owner = repo.split('/').next().unwrap_or_default();
+            let open = client
+                .request_json(
+                    Method::GET,
+                    &format!(
+                        "/repos/{repo}/pulls?state=open&head={}",
+                        query_value(&format!("{owner}:{head}"))
+                    ),
+                    None,
+                )
+                .await?;
+            match open.as_array().and_then(|prs| prs.first()) {
+                Some(pr) => pr.clone(),
+                None => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     pr["number"]
         .as_u64()
         .ok_or_else(|| EffectError::Permanent("pull request answer without a number".into()))
@@ -322,7 +368,7 @@ async fn ready_commit(
     let b = client
         .request_json(
             Method::GET,
-            &format!("/repos/{repo}/branches/{branch}"),
+            &format!("/repos/{repo}/branches/{}", path_segments(branch)),
             None,
         )
         .await?;
@@ -346,7 +392,7 @@ async fn ready_commit(
     client
         .request_json(
             Method::PATCH,
-            &format!("/repos/{repo}/git/refs/heads/{branch}"),
+            &format!("/repos/{repo}/git/refs/heads/{}", path_segments(branch)),
             Some(&json!({ "sha": sha, "force": false })),
         )
         .await?;
@@ -363,7 +409,11 @@ pub async fn read_file(
     match client
         .request_json(
             Method::GET,
-            &format!("/repos/{repo}/contents/{path}?ref={git_ref}"),
+            &format!(
+                "/repos/{repo}/contents/{}?ref={}",
+                path_segments(path),
+                query_value(git_ref)
+            ),
             None,
         )
         .await

@@ -58,6 +58,12 @@ pub enum MissionInput {
         head_branch: String,
         state: String,
         sender: Sender,
+        /// The commit the review judged, and the PR's head when it was sent: an
+        /// approval of an older revision of the plan does not approve the newer one.
+        #[serde(default)]
+        commit_id: Option<String>,
+        #[serde(default)]
+        head_sha: Option<String>,
     },
     Merged {
         pr: u64,
@@ -72,6 +78,9 @@ pub enum MissionInput {
         conclusion: Option<String>,
         /// ISO 8601.
         created_at: Option<String>,
+        /// `.github/workflows/<file>`: runs of other workflows are not jobs.
+        #[serde(default)]
+        workflow_path: Option<String>,
     },
 }
 
@@ -117,6 +126,8 @@ impl MissionInput {
                     head_branch: e.pull_request.head.ref_name.clone(),
                     state: state.into(),
                     sender: (&e.review.user).into(),
+                    commit_id: e.review.commit_id.clone(),
+                    head_sha: Some(e.pull_request.head.sha.clone()),
                 })
             }
             WebhookEvent::PullRequest(e)
@@ -148,9 +159,39 @@ impl MissionInput {
                     status,
                     conclusion: e.workflow_run.conclusion.clone(),
                     created_at: e.workflow_run.created_at.clone(),
+                    workflow_path: e.workflow_run.path.clone(),
                 })
             }
             _ => None,
+        }
+    }
+
+    /// The issue of the mission it concerns, as far as the input itself tells.
+    pub fn issue(&self) -> Option<u64> {
+        match self {
+            MissionInput::Labeled { issue, .. } | MissionInput::Comment { issue, .. } => {
+                Some(*issue)
+            }
+            MissionInput::Review { head_branch, .. }
+            | MissionInput::Merged { head_branch, .. }
+            | MissionInput::Run { head_branch, .. } => {
+                crate::mission::machine::issue_of_branch(head_branch)
+            }
+        }
+    }
+
+    /// What the person did, for a message.
+    pub fn describe(&self) -> String {
+        match self {
+            MissionInput::Labeled { sender, .. } => format!("@{}'s label", sender.login),
+            MissionInput::Comment { sender, .. } => format!("@{}'s comment", sender.login),
+            MissionInput::Review { pr, sender, .. } => {
+                format!("@{}'s review of #{pr}", sender.login)
+            }
+            MissionInput::Merged { pr, sender, .. } => {
+                format!("@{}'s merge of #{pr}", sender.login)
+            }
+            MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }
     }
 

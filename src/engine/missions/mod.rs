@@ -85,6 +85,12 @@ enum Resolution {
         mission_id: i64,
         event: Event,
     },
+    /// As `Apply`, and a comment first telling the person something they must know.
+    ApplyWithNote {
+        mission_id: i64,
+        event: Event,
+        note: String,
+    },
 }
 
 fn now_ms(clock: &SharedClock) -> i64 {
@@ -187,16 +193,15 @@ impl MissionDriver {
 
     async fn apply_inputs(&self) -> anyhow::Result<usize> {
         let mut count = 0;
+        // Missions with an input waiting for a retry: their later inputs wait too
+        // (a mission's inputs apply in order); other missions go on.
+        let mut blocked: std::collections::BTreeSet<(String, Option<u64>)> = Default::default();
         for pending in db::pending_inputs(self.store.pool()).await? {
             let now = now_ms(&self.clock);
-            if pending.next_attempt_at > now {
-                // Later inputs wait too: a mission's inputs apply in order.
-                break;
-            }
-            count += 1;
             let input: MissionInput = match serde_json::from_str(&pending.input) {
                 Ok(i) => i,
                 Err(e) => {
+                    count += 1;
                     let mut tx = self.store.begin_write().await?;
                     db::finish_input(
                         &mut tx,
@@ -209,6 +214,15 @@ impl MissionDriver {
                     continue;
                 }
             };
+            let key = (pending.repo.clone(), input.issue());
+            if blocked.contains(&key) {
+                continue;
+            }
+            if pending.next_attempt_at > now {
+                blocked.insert(key);
+                continue;
+            }
+            count += 1;
             let resolution = self
                 .resolve(pending.installation_id as u64, &pending.repo, &input)
                 .await;
@@ -226,6 +240,33 @@ impl MissionDriver {
                         "giving up on a mission input"
                     );
                     db::finish_input(&mut tx, pending.seq, false, Some(&format!("{e:#}"))).await?;
+                    // Say so where the person acted, so that nothing is lost silently.
+                    if let Some(issue) = input.issue()
+                        && let Some(stored) = db::find(&mut tx, &pending.repo, issue).await?
+                    {
+                        let scope = EffectScope {
+                            mission_id: Some(stored.id),
+                            installation_id: pending.installation_id,
+                            repo: pending.repo.clone(),
+                            issue,
+                        };
+                        let body = format!(
+                            "The App could not act on {} after {MAX_TRIES} tries (GitHub kept failing: {}). \
+                             Please do it again once GitHub is reachable.",
+                            input.describe(),
+                            machine_line(&format!("{e:#}"))
+                        );
+                        db::push_effects(
+                            &mut tx,
+                            &scope,
+                            &[machine::Effect::Comment {
+                                target: machine::Target::Issue,
+                                body,
+                            }],
+                            now,
+                        )
+                        .await?;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -235,8 +276,7 @@ impl MissionDriver {
                     );
                     let at = now + backoff_ms(pending.attempts);
                     db::retry_input_later(&mut tx, pending.seq, &format!("{e:#}"), at).await?;
-                    tx.commit().await?;
-                    break;
+                    blocked.insert(key);
                 }
             }
             tx.commit().await?;
@@ -280,6 +320,25 @@ impl MissionDriver {
                 tracing::info!(repo, issue = mission.issue, "mission started");
             }
             Resolution::Apply { mission_id, event } => {
+                self.apply_event(tx, mission_id, event).await?;
+            }
+            Resolution::ApplyWithNote {
+                mission_id,
+                event,
+                note,
+            } => {
+                let stored = db::get(tx, mission_id).await?;
+                let scope = EffectScope {
+                    mission_id: Some(mission_id),
+                    installation_id,
+                    repo: repo.to_owned(),
+                    issue: stored.mission.issue,
+                };
+                let comment = machine::Effect::Comment {
+                    target: machine::Target::Issue,
+                    body: note,
+                };
+                db::push_effects(tx, &scope, &[comment], now).await?;
                 self.apply_event(tx, mission_id, event).await?;
             }
         }
@@ -391,13 +450,21 @@ impl MissionDriver {
                 }
                 let client = self.client(installation_id).await?;
                 let actor = actor(&client, repo, sender).await?;
+                let mut note = None;
                 let event = match Command::parse(body) {
                     Some(command) => {
-                        let settings =
-                            match load_repo_config(&client, repo, &stored.mission.base).await? {
-                                Ok(c) => c.settings(),
-                                Err(_) => stored.mission.settings,
-                            };
+                        let settings = match load_repo_config(&client, repo, &stored.mission.base)
+                            .await?
+                        {
+                            Ok(c) => c.settings(),
+                            Err(message) => {
+                                note = Some(format!(
+                                    "`{REPO_CONFIG_PATH}` on `{}` is invalid, so the mission keeps its previous settings:\n\n```\n{message}\n```",
+                                    stored.mission.base
+                                ));
+                                stored.mission.settings
+                            }
+                        };
                         Event::Command {
                             actor,
                             command,
@@ -409,9 +476,16 @@ impl MissionDriver {
                         actor,
                     },
                 };
-                Ok(Resolution::Apply {
-                    mission_id: stored.id,
-                    event,
+                Ok(match note {
+                    Some(note) => Resolution::ApplyWithNote {
+                        mission_id: stored.id,
+                        event,
+                        note,
+                    },
+                    None => Resolution::Apply {
+                        mission_id: stored.id,
+                        event,
+                    },
                 })
             }
             MissionInput::Review {
@@ -419,11 +493,32 @@ impl MissionDriver {
                 head_branch,
                 state,
                 sender,
+                commit_id,
+                head_sha,
             } => {
                 let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
                 else {
                     return Ok(Resolution::Ignore);
                 };
+                if let (Some(judged), Some(head)) = (commit_id, head_sha)
+                    && judged != head
+                    && !sender.is_bot
+                    && stored.mission.plan_pr == Some(*pr)
+                {
+                    return Ok(Resolution::Reply {
+                        issue: *pr,
+                        effects: vec![machine::Effect::Comment {
+                            target: machine::Target::Issue,
+                            body: format!(
+                                "@{} your review judged {}, an older revision of the plan; the head is now {}. \
+                                 Please review the current plan.",
+                                sender.login,
+                                &judged[..judged.len().min(7)],
+                                &head[..head.len().min(7)]
+                            ),
+                        }],
+                    });
+                }
                 let client = self.client(installation_id).await?;
                 let actor = actor(&client, repo, sender).await?;
                 let state = if state == "approved" {
@@ -467,6 +562,7 @@ impl MissionDriver {
                 status,
                 conclusion,
                 created_at,
+                workflow_path,
             } => {
                 let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
                 else {
@@ -483,6 +579,9 @@ impl MissionDriver {
                     })
                     .map(|t| t.unix_timestamp());
                 let ours = job.branch == *head_branch
+                    && workflow_path.as_deref().is_none_or(|p| {
+                        p.rsplit('/').next() == Some(self.dispatcher.workflow_file.as_str())
+                    })
                     && !stored.mission.consumed_runs.contains(run_id)
                     && match job.run_id {
                         Some(known) => known == *run_id,
@@ -604,9 +703,24 @@ impl MissionDriver {
                     tracing::error!(error = %e, effect = pending.id, "effect failed");
                     db::finish_effect(&mut tx, pending.id, false, Some(&e), now).await?;
                     if let Some(id) = pending.scope.mission_id {
-                        let what = effect_name(&pending.effect);
-                        self.apply_event(&mut tx, id, Event::EffectFailed { what, error: e })
-                            .await?;
+                        let event = match &pending.effect {
+                            machine::Effect::Dispatch { job } => Event::DispatchFailed {
+                                key: job.key.clone(),
+                                error: e,
+                            },
+                            machine::Effect::StartValidation { index, round, .. } => {
+                                Event::ValidationStartFailed {
+                                    index: *index,
+                                    round: *round,
+                                    error: e,
+                                }
+                            }
+                            other => Event::EffectFailed {
+                                what: effect_name(other),
+                                error: e,
+                            },
+                        };
+                        self.apply_event(&mut tx, id, event).await?;
                     }
                 }
             }
@@ -619,59 +733,26 @@ impl MissionDriver {
     /// came, a committed result, or a job gone silent past the timeout. Returns
     /// how many jobs it settled.
     pub async fn reconcile(&self) -> anyhow::Result<usize> {
-        let now = self.now();
         let mut settled = 0;
         for stored in db::all(self.store.pool()).await? {
-            let Some(job) = stored.mission.job.clone() else {
-                continue;
-            };
-            if stored.mission.is_terminal() {
-                continue;
-            }
-            // Give webhooks their chance first.
-            if now - job.dispatched_at < self.config.reconcile_every.as_secs() as i64 {
-                continue;
-            }
-            let client = self.client(stored.installation_id as u64).await?;
-            let event = if let Some(run_id) = job.run_id {
-                let run = client
-                    .request_json(
-                        Method::GET,
-                        &format!("/repos/{}/actions/runs/{run_id}", stored.mission.repo),
-                        None,
-                    )
-                    .await?;
-                if run["status"].as_str() != Some("completed") {
+            // One mission GitHub cannot tell us about (a deleted run, an uninstalled
+            // App) must not stop the others from being reconciled.
+            let event = match self.settle(&stored).await {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        repo = stored.mission.repo,
+                        issue = stored.mission.issue,
+                        "cannot reconcile this mission's job now; will try again"
+                    );
                     continue;
                 }
-                self.job_finished(
-                    &client,
-                    &stored.mission,
-                    Some(run_id),
-                    run["conclusion"].as_str(),
-                )
-                .await?
-            } else if let Some(output) = read_output(&client, &stored.mission, &job).await? {
-                Event::JobFinished {
-                    key: job.key.clone(),
-                    run_id: None,
-                    conclusion: RunConclusion::Success,
-                    output: Some(output),
-                }
-            } else if now - job.dispatched_at > self.config.job_timeout.as_secs() as i64 {
-                Event::JobFinished {
-                    key: job.key.clone(),
-                    run_id: None,
-                    conclusion: RunConclusion::Lost,
-                    output: None,
-                }
-            } else {
-                continue;
             };
             tracing::info!(
                 repo = stored.mission.repo,
                 issue = stored.mission.issue,
-                job = job.key,
                 "reconciliation settled a job whose completion webhook did not arrive"
             );
             let mut tx = self.store.begin_write().await?;
@@ -680,6 +761,59 @@ impl MissionDriver {
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// The completion of the mission's running job, if GitHub shows one.
+    async fn settle(&self, stored: &db::StoredMission) -> anyhow::Result<Option<Event>> {
+        let now = self.now();
+        let Some(job) = stored.mission.job.clone() else {
+            return Ok(None);
+        };
+        // Give webhooks their chance first.
+        if stored.mission.is_terminal()
+            || now - job.dispatched_at < self.config.reconcile_every.as_secs() as i64
+        {
+            return Ok(None);
+        }
+        let timed_out = now - job.dispatched_at > self.config.job_timeout.as_secs() as i64;
+        let lost = || Event::JobFinished {
+            key: job.key.clone(),
+            run_id: job.run_id,
+            conclusion: RunConclusion::Lost,
+            output: None,
+        };
+        let client = self.client(stored.installation_id as u64).await?;
+        if let Some(run_id) = job.run_id {
+            let run = client
+                .request_json(
+                    Method::GET,
+                    &format!("/repos/{}/actions/runs/{run_id}", stored.mission.repo),
+                    None,
+                )
+                .await?;
+            if run["status"].as_str() == Some("completed") {
+                let event = self
+                    .job_finished(
+                        &client,
+                        &stored.mission,
+                        Some(run_id),
+                        run["conclusion"].as_str(),
+                    )
+                    .await?;
+                return Ok(Some(event));
+            }
+            // A run that never ends (no runner picks it up) is as good as lost.
+            return Ok(timed_out.then(lost));
+        }
+        if let Some(output) = read_output(&client, &stored.mission, &job).await? {
+            return Ok(Some(Event::JobFinished {
+                key: job.key.clone(),
+                run_id: None,
+                conclusion: RunConclusion::Success,
+                output: Some(output),
+            }));
+        }
+        Ok(timed_out.then(lost))
     }
 }
 
@@ -697,6 +831,11 @@ fn effect_name(effect: &machine::Effect) -> String {
         CloseIssue => "close the issue",
     }
     .to_owned()
+}
+
+/// Error text on one line, for a comment.
+fn machine_line(text: &str) -> String {
+    crate::mission::plan::one_line(text)
 }
 
 /// The job's committed output, if it is on its output branch.
