@@ -534,7 +534,9 @@ retry_base_ms = 10
         assert_eq!(config.driver.workflow_file, "agents.yml");
         assert_eq!(config.driver.reconcile_every, Duration::from_secs(30));
         assert_eq!(config.driver.job_timeout, Duration::from_secs(7200));
-        let err = file_error("webhook_secret = \"s\"\n[missions]\nworkflow_file = \".github/workflows/x.yml\"\n");
+        let err = file_error(
+            "webhook_secret = \"s\"\n[missions]\nworkflow_file = \".github/workflows/x.yml\"\n",
+        );
         assert!(err.contains("workflow_file"), "{err}");
         let err = file_error("webhook_secret = \"s\"\n[missions]\nworkflow = \"x.yml\"\n");
         assert!(err.contains("workflow"), "{err}");
