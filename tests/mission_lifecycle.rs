@@ -661,6 +661,16 @@ async fn a_handoff_with_an_unresolved_issue_blocks_the_next_feature_until_triage
     );
     m.t.expect_app_comment(pr, "Triage of F1's handoff").await;
     m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
+    // A command on the milestone PR steers the mission too; the answer is on the issue.
+    m.comment(&m.alice(), pr, "/mission status").await;
+    let status = m.t.expect_app_comment(issue, "**Mission status**").await;
+    assert!(
+        status["body"]
+            .as_str()
+            .unwrap()
+            .contains("| milestone | 1 of 2 |"),
+        "{status}"
+    );
     let jobs = m.dispatched_jobs();
     assert_eq!(
         &jobs[..4],

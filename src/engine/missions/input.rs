@@ -48,10 +48,14 @@ pub enum MissionInput {
         default_branch: String,
     },
     Comment {
+        /// The issue, or the pull request when `on_pull_request`.
         issue: u64,
         issue_author: String,
         body: String,
         sender: Sender,
+        /// On a plan or milestone PR only commands count (not scoping answers).
+        #[serde(default)]
+        on_pull_request: bool,
     },
     Review {
         pr: u64,
@@ -100,14 +104,13 @@ impl MissionInput {
                     default_branch: e.repository.default_branch.clone(),
                 })
             }
-            WebhookEvent::IssueComment(e)
-                if e.action == IssueCommentAction::Created && !e.issue.is_pull_request() =>
-            {
+            WebhookEvent::IssueComment(e) if e.action == IssueCommentAction::Created => {
                 Some(MissionInput::Comment {
                     issue: e.issue.number,
                     issue_author: e.issue.user.login.clone(),
                     body: e.comment.body.clone(),
                     sender: (&e.comment.user).into(),
+                    on_pull_request: e.issue.is_pull_request(),
                 })
             }
             WebhookEvent::PullRequestReview(e)

@@ -440,14 +440,28 @@ impl MissionDriver {
                 issue_author,
                 body,
                 sender,
+                on_pull_request,
             } => {
-                let Some(stored) = db::find(&mut conn, repo, *issue).await? else {
-                    return Ok(Resolution::Ignore);
-                };
                 if sender.is_bot {
                     // The App's own comments, and other bots', never steer a mission.
                     return Ok(Resolution::Ignore);
                 }
+                let stored = if *on_pull_request {
+                    if Command::parse(body).is_none() {
+                        return Ok(Resolution::Ignore);
+                    }
+                    // A command on one of a mission's PRs steers that mission.
+                    db::all(self.store.pool()).await?.into_iter().find(|m| {
+                        m.mission.repo == repo
+                            && (m.mission.plan_pr == Some(*issue)
+                                || m.mission.milestone_prs.values().any(|n| n == issue))
+                    })
+                } else {
+                    db::find(&mut conn, repo, *issue).await?
+                };
+                let Some(stored) = stored else {
+                    return Ok(Resolution::Ignore);
+                };
                 let client = self.client(installation_id).await?;
                 let actor = actor(&client, repo, sender).await?;
                 let mut note = None;
