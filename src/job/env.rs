@@ -119,6 +119,9 @@ pub struct JobEnv {
     /// The checkout.
     pub workspace: PathBuf,
     pub run_id: String,
+    /// `GITHUB_ACTOR`: who dispatched the run (the App's `<slug>[bot]` when
+    /// the server did); may be empty.
+    pub actor: String,
 }
 
 impl fmt::Debug for JobEnv {
@@ -131,6 +134,7 @@ impl fmt::Debug for JobEnv {
             .field("ref_name", &self.ref_name)
             .field("workspace", &self.workspace)
             .field("run_id", &self.run_id)
+            .field("actor", &self.actor)
             .finish()
     }
 }
@@ -170,12 +174,24 @@ impl JobEnv {
             ref_name: var("GITHUB_REF_NAME")?,
             workspace,
             run_id: var("GITHUB_RUN_ID").unwrap_or_default(),
+            actor: var("GITHUB_ACTOR").unwrap_or_default(),
         })
     }
 
     /// Where git fetches and pushes (never with credentials in it).
     pub fn clone_url(&self) -> String {
         format!("{}/{}.git", self.server_url, self.repository)
+    }
+
+    /// The App's bot login, when the App dispatched this run (`GITHUB_ACTOR`
+    /// is then `<slug>[bot]`); `None` when a person (or Actions itself) did,
+    /// and the App's own comments are known only by their hidden marker.
+    pub fn app_bot(&self) -> Option<&str> {
+        let actor = self.actor.trim();
+        (actor.ends_with("[bot]")
+            && actor.len() > "[bot]".len()
+            && !actor.eq_ignore_ascii_case("github-actions[bot]"))
+        .then_some(actor)
     }
 
     /// `text` with the token replaced, for messages that quote other programs.
@@ -249,10 +265,19 @@ mod tests {
             ref_name: "main".into(),
             workspace: PathBuf::from("/tmp"),
             run_id: "1".into(),
+            actor: "missions[bot]".into(),
         };
         assert!(!format!("{env:?}").contains("ghs_secret123"));
         assert_eq!(env.mask("a ghs_secret123 b"), "a *** b");
         assert_eq!(env.clone_url(), "http://x/o/r.git");
+        assert_eq!(env.app_bot(), Some("missions[bot]"));
+        for actor in ["alice", "", "[bot]", "github-actions[bot]"] {
+            let env = JobEnv {
+                actor: actor.into(),
+                ..env.clone()
+            };
+            assert_eq!(env.app_bot(), None, "{actor}");
+        }
     }
 
     #[test]

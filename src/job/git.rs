@@ -42,6 +42,15 @@ pub struct Git {
     home: super::env::TempDir,
 }
 
+/// A directory of the commit the harness decides alone (see
+/// [`Git::commit_all_and_push`]).
+pub struct Pin<'a> {
+    /// From the repository's root, without a trailing slash.
+    pub dir: &'a str,
+    /// Files (path from the root, under `dir`) on top of the parent's.
+    pub files: &'a [(String, Vec<u8>)],
+}
+
 /// `.git` as it was before the agent ran.
 #[derive(Debug, Clone)]
 pub struct GitDirSnapshot {
@@ -263,33 +272,147 @@ impl Git {
         if !snapshot.had_worktree_config {
             remove_any(&self.git_dir.join("config.worktree"))?;
         }
+        // A lock left behind would stop the harness's commit.
+        remove_any(&self.git_dir.join("index.lock"))?;
         Ok(())
     }
 
-    /// Commits everything in the checkout (and, forced past `.gitignore`,
-    /// `force_paths`) and pushes it to `branch`. Returns the commit.
+    /// The commit `HEAD` points at.
+    pub async fn head(&self) -> anyhow::Result<String> {
+        Ok(self
+            .run(&["rev-parse", "--verify", "HEAD^{commit}"])
+            .await?
+            .text())
+    }
+
+    /// Paths under `dir` (no trailing slash) that differ from commit `base` in
+    /// the working tree (ignored files included) or in the index: what an
+    /// agent changed there, committed by itself or not. A working tree git
+    /// cannot read there counts as `dir` itself changed.
+    pub async fn changes_under(&self, base: &str, dir: &str) -> anyhow::Result<Vec<String>> {
+        let names = |out: Output| -> Vec<String> {
+            out.stdout
+                .split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        };
+        let diff = [
+            "diff",
+            "--cached",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            base,
+            "--",
+            dir,
+        ];
+        // The index as the agent left it (`git add`, `update-index`, …).
+        let mut changed = Vec::new();
+        let staged = self.output(&diff, false, None, &[]).await?;
+        if staged.ok {
+            changed.extend(names(staged));
+        } else {
+            changed.push(dir.to_owned());
+        }
+        // The working tree, read into a fresh index (no flags the agent set
+        // on entries, ignored files too).
+        let in_tree = std::fs::symlink_metadata(self.checkout.join(dir)).is_ok();
+        let in_base = !self.list_files(base, dir).await?.is_empty();
+        if in_tree || in_base {
+            let tmp = super::env::TempDir::new("missions-job-index-")?;
+            let index = tmp.path().join("index");
+            let env: [(&str, &Path); 1] = [("GIT_INDEX_FILE", &index)];
+            self.run_with(&["read-tree", base], false, None, &env)
+                .await?;
+            let added = self
+                .output(&["add", "-A", "-f", "--", dir], false, None, &env)
+                .await?;
+            if added.ok {
+                changed.extend(names(self.run_with(&diff, false, None, &env).await?));
+            } else {
+                changed.push(dir.to_owned());
+            }
+        }
+        changed.sort();
+        changed.dedup();
+        Ok(changed)
+    }
+
+    /// Commits the checkout onto `parent` and pushes it to `branch`; returns
+    /// the commit. Everything in the working tree is taken (and, forced past
+    /// `.gitignore`, `force_paths`), except under `pin.dir`, which holds
+    /// exactly what it holds in `parent` plus `pin.files`, whatever the agent
+    /// did to the working tree or the index there. The commit is built with
+    /// plumbing: no hook, no merge in progress, no commit the agent made
+    /// itself changes what it is or what it descends from.
     pub async fn commit_all_and_push(
         &self,
         branch: &str,
+        parent: &str,
         force_paths: &[&str],
+        pin: Option<&Pin<'_>>,
         message: &str,
     ) -> anyhow::Result<String> {
-        self.run(&["add", "-A"]).await?;
+        match pin {
+            None => self.run(&["add", "-A"]).await?,
+            Some(pin) => {
+                let exclude = format!(":(exclude){}", pin.dir);
+                self.run(&["add", "-A", "--", ".", &exclude]).await?
+            }
+        };
         for path in force_paths {
             self.run(&["add", "-f", "--", path]).await?;
         }
+        if let Some(pin) = pin {
+            self.pin_index(parent, pin).await?;
+        }
+        let tree = self.run(&["write-tree"]).await?.text();
+        let commit = self
+            .run(&["commit-tree", &tree, "-p", parent, "-m", message])
+            .await?
+            .text();
+        self.push(&commit, branch).await?;
+        Ok(commit)
+    }
+
+    /// The index under `pin.dir`: `base`'s entries, then `pin.files`.
+    async fn pin_index(&self, base: &str, pin: &Pin<'_>) -> anyhow::Result<()> {
+        let dir = pin.dir.trim_end_matches('/');
         self.run(&[
-            "commit",
-            "--no-verify",
-            "--quiet",
-            "--allow-empty",
-            "-m",
-            message,
+            "rm",
+            "-r",
+            "-f",
+            "-q",
+            "--cached",
+            "--ignore-unmatch",
+            "--",
+            dir,
         ])
         .await?;
-        let head = self.run(&["rev-parse", "HEAD"]).await?.text();
-        self.push(&head, branch).await?;
-        Ok(head)
+        let mut info = self
+            .run(&["ls-tree", "-r", "-z", "--full-tree", base, "--", dir])
+            .await?
+            .stdout;
+        for (path, content) in pin.files {
+            if !path.starts_with(&format!("{dir}/")) {
+                bail!("{path} is not under {dir}");
+            }
+            let blob = self
+                .run_with(&["hash-object", "-w", "--stdin"], false, Some(content), &[])
+                .await?
+                .text();
+            info.extend_from_slice(format!("100644 blob {blob}\t{path}").as_bytes());
+            info.push(0);
+        }
+        self.run_with(
+            &["update-index", "-z", "--index-info"],
+            false,
+            Some(&info),
+            &[],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn push(&self, commit: &str, branch: &str) -> anyhow::Result<()> {

@@ -10,8 +10,13 @@ use serde_json::Value;
 
 use super::env::JobEnv;
 
-/// Pages of 100 read at most from one list.
-const MAX_PAGES: u32 = 10;
+/// Items per page (GitHub's largest).
+const PER_PAGE: u64 = 100;
+/// Items kept from one list: the newest.
+const MAX_ITEMS: usize = 1_000;
+/// Requests made at most for one list (a list read from its start, whose
+/// length is unknown, is read this far, keeping the newest [`MAX_ITEMS`]).
+const MAX_REQUESTS: u64 = 30;
 
 pub struct Rest {
     http: reqwest::Client,
@@ -28,6 +33,9 @@ pub struct Issue {
     pub user: User,
     #[serde(default)]
     pub author_association: Option<String>,
+    /// How many comments it has (to read the newest pages of them).
+    #[serde(default)]
+    pub comments: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,23 +132,31 @@ impl Rest {
         }
     }
 
-    /// Every item of a list, a page of 100 at a time (at most [`MAX_PAGES`]).
-    async fn list<T: for<'de> Deserialize<'de>>(&self, path: &str) -> anyhow::Result<Vec<T>> {
+    /// The newest items of a list (at most [`MAX_ITEMS`]), oldest first:
+    /// pages of 100 from `first_page` on, until a page is short.
+    async fn list_from<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        first_page: u64,
+    ) -> anyhow::Result<Vec<T>> {
         let sep = if path.contains('?') { '&' } else { '?' };
-        let mut items = Vec::new();
-        for page in 1..=MAX_PAGES {
+        let mut items = std::collections::VecDeque::new();
+        for page in first_page.max(1)..first_page.max(1) + MAX_REQUESTS {
             let value = self
-                .get(&format!("{path}{sep}per_page=100&page={page}"))
+                .get(&format!("{path}{sep}per_page={PER_PAGE}&page={page}"))
                 .await?;
             let batch: Vec<T> = serde_json::from_value(value)
                 .with_context(|| format!("GET {path}: unexpected answer"))?;
-            let n = batch.len();
+            let n = batch.len() as u64;
             items.extend(batch);
-            if n < 100 {
+            while items.len() > MAX_ITEMS {
+                items.pop_front();
+            }
+            if n < PER_PAGE {
                 break;
             }
         }
-        Ok(items)
+        Ok(items.into())
     }
 
     fn repo(&self) -> &str {
@@ -162,27 +178,78 @@ impl Rest {
         serde_json::from_value(value).context("unexpected issue answer")
     }
 
-    /// The comments of an issue or a PR, oldest first.
-    pub async fn comments(&self, number: u64) -> anyhow::Result<Vec<Comment>> {
-        self.list(&format!("/repos/{}/issues/{number}/comments", self.repo()))
-            .await
+    /// The newest comments (at most [`MAX_ITEMS`]) of an issue or a PR,
+    /// oldest first. `count` is the issue's `comments`: reading starts at the
+    /// page that holds the newest [`MAX_ITEMS`] of them, and goes on past the
+    /// count's last page while pages are full (comments made since).
+    /// Whether `login` has write, maintain or admin permission. Any error (the
+    /// token may not read permissions, the user is gone) counts as no.
+    pub async fn can_write(&self, login: &str) -> bool {
+        let path = format!(
+            "/repos/{}/collaborators/{}/permission",
+            self.repo(),
+            login.replace(['/', '?', '#', '%'], "")
+        );
+        match self.get(&path).await {
+            Ok(v) => {
+                let role = v["role_name"].as_str().unwrap_or("");
+                let permission = v["permission"].as_str().unwrap_or("");
+                matches!(role, "admin" | "maintain" | "write")
+                    || matches!(permission, "admin" | "write")
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub async fn comments(&self, number: u64, count: u64) -> anyhow::Result<Vec<Comment>> {
+        self.list_from(
+            &format!("/repos/{}/issues/{number}/comments", self.repo()),
+            first_page_of_newest(count),
+        )
+        .await
     }
 
     /// The newest PR (open or closed) whose head is `branch`.
     pub async fn pull_for_branch(&self, branch: &str) -> anyhow::Result<Option<u64>> {
         let owner = self.repo().split('/').next().unwrap_or_default();
         let pulls: Vec<Pull> = self
-            .list(&format!(
-                "/repos/{}/pulls?state=all&head={owner}:{branch}",
-                self.repo()
-            ))
+            .list_from(
+                &format!(
+                    "/repos/{}/pulls?state=all&head={owner}:{branch}",
+                    self.repo()
+                ),
+                1,
+            )
             .await?;
         Ok(pulls.iter().map(|p| p.number).max())
     }
 
-    /// A PR's reviews, oldest first.
+    /// A PR's newest reviews (at most [`MAX_ITEMS`]), oldest first.
     pub async fn reviews(&self, pull: u64) -> anyhow::Result<Vec<Comment>> {
-        self.list(&format!("/repos/{}/pulls/{pull}/reviews", self.repo()))
+        self.list_from(&format!("/repos/{}/pulls/{pull}/reviews", self.repo()), 1)
             .await
+    }
+}
+
+/// The page (of [`PER_PAGE`]) where the newest [`MAX_ITEMS`] of `count`
+/// items begin.
+fn first_page_of_newest(count: u64) -> u64 {
+    let skip = count.saturating_sub(MAX_ITEMS as u64);
+    skip / PER_PAGE + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_starts_where_the_newest_comments_are() {
+        assert_eq!(first_page_of_newest(0), 1);
+        assert_eq!(first_page_of_newest(1_000), 1);
+        assert_eq!(first_page_of_newest(1_099), 1);
+        assert_eq!(first_page_of_newest(1_100), 2);
+        // 2,345 comments: the newest 1,000 are 1,346..=2,345, from page 14.
+        assert_eq!(first_page_of_newest(2_345), 14);
+        assert_eq!(first_page_of_newest(u64::MAX), u64::MAX / 100 - 9);
     }
 }

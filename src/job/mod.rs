@@ -3,13 +3,18 @@
 //!
 //! 1. Read the repository's settings (`.github/missions.yml`) and prompt
 //!    overrides from the **default branch**, never from the job's own branch.
-//! 2. Gather the mission's state from the checkout and the issue from GitHub.
+//! 2. Gather the mission's state from the checkout and the issue from GitHub
+//!    (for the orchestrator, the comments of people trusted to steer it; for
+//!    the other roles, the issue's title and body only).
 //! 3. Run the role's agent(s) ([`roles`]) with the role's model.
 //! 4. Write the result: the orchestrator's plan and the worker's handoff into
-//!    the checkout, committed with all other changes onto the job's branch;
-//!    validators' reports onto `missions/<issue>/reports` only. Every job
-//!    writes its envelope, [`crate::mission::JobOutput`], to
-//!    `.missions/<issue>/jobs/<key>.json`.
+//!    the checkout, committed with all other changes onto the job's branch,
+//!    as one commit on the commit the job started from; validators' reports
+//!    onto `missions/<issue>/reports` only. Every job writes its envelope,
+//!    [`crate::mission::JobOutput`], to `.missions/<issue>/jobs/<key>.json`.
+//!    A worker's commit holds `.missions/` exactly as the job found it plus
+//!    its handoff and envelope: whatever the worker changed there is dropped,
+//!    and its handoff says so.
 //!
 //! A run that ends without a valid result (a limit, a refusal, repeated
 //! invalid output) is a result (`JobResult::Incomplete`) and exits 0; only
@@ -179,6 +184,30 @@ impl JobArgs {
     }
 }
 
+/// Where the missions' shared state lives in a repository.
+const MISSIONS_DIR: &str = ".missions";
+
+/// What the handoff (or the incomplete result) says about a worker's changes
+/// under `.missions/` that the harness dropped.
+fn discarded_note(paths: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut list: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("{:?}", context::truncate(p, 200)))
+        .collect();
+    if paths.len() > SHOWN {
+        list.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    format!(
+        "The harness discarded this job's changes under {MISSIONS_DIR}/ ({} path(s): {}): only \
+         the harness writes there, so the plan, skills, handoffs and job results are as they \
+         were before the job. A change the feature needs there has to come from the orchestrator.",
+        paths.len(),
+        list.join(", ")
+    )
+}
+
 /// What a finished job did, for the caller's log.
 #[derive(Debug, Clone)]
 pub struct JobSummary {
@@ -258,8 +287,10 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     let issue = args.mission;
     let git = git::Git::new(&env.workspace, &env)?;
     let checkout = git.checkout().to_path_buf();
-    // Before any agent runs: what .git looks like, to undo its changes.
+    // Before any agent runs: what .git looks like, to undo its changes, and
+    // the commit the job's own commit goes onto.
     let snapshot = git.snapshot()?;
+    let start = git.head().await.context("the checkout has no commit")?;
     let rest = github::Rest::new(&env)?;
 
     let config_ref = match &args.config_ref {
@@ -285,21 +316,45 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         .issue(issue)
         .await
         .with_context(|| format!("cannot read issue #{issue}"))?;
-    let comments = rest.comments(issue).await?;
+    // Only the orchestrator reads the thread (and only trusted people's part).
+    let orchestrating = args.role == JobRole::Orchestrator;
+    let comments = if orchestrating {
+        rest.comments(issue, issue_data.comments).await?
+    } else {
+        Vec::new()
+    };
     let plan_pr = if args.task == TaskKind::Revise {
         let branch = crate::mission::machine::plan_branch(issue);
         match rest.pull_for_branch(&branch).await? {
-            Some(pr) => Some((pr, rest.reviews(pr).await?, rest.comments(pr).await?)),
+            Some(pr) => {
+                let count = rest.issue(pr).await?.comments;
+                Some((pr, rest.reviews(pr).await?, rest.comments(pr, count).await?))
+            }
             None => None,
         }
     } else {
         None
     };
-    let thread = context::Thread {
-        issue: issue_data,
-        comments,
-        plan_pr,
-    };
+    // Who may steer the orchestrator: people with write access, looked up once each.
+    let mut writers = std::collections::BTreeSet::new();
+    let mut logins: Vec<String> = comments
+        .iter()
+        .chain(
+            plan_pr
+                .iter()
+                .flat_map(|(_, reviews, comments)| reviews.iter().chain(comments)),
+        )
+        .filter_map(|c| c.user.as_ref().map(|u| u.login.to_ascii_lowercase()))
+        .filter(|l| !l.ends_with("[bot]"))
+        .collect();
+    logins.sort();
+    logins.dedup();
+    for login in logins.into_iter().take(100) {
+        if rest.can_write(&login).await {
+            writers.insert(login);
+        }
+    }
+    let thread = context::Thread::new(issue_data, comments, plan_pr, env.app_bot(), writers);
 
     let mut lines = vec![format!(
         "missions job: {} {} ({}) for #{issue} on {}, model {} ({})",
@@ -328,6 +383,20 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         JobRole::Scrutiny => roles::scrutiny(&ctx, &snapshot).await?,
         JobRole::UserTesting => roles::user_testing(&ctx).await?,
     };
+    let mut outcome = outcome;
+    let git = &ctx.git;
+    // Before git reads anything the agent wrote: .git as it was.
+    git.restore(&snapshot)?;
+    if args.role == JobRole::Worker {
+        // Only the harness writes under .missions/: what the worker changed
+        // there (the plan it is judged by, other jobs' envelopes) is dropped.
+        let discarded = git.changes_under(&start, MISSIONS_DIR).await?;
+        if !discarded.is_empty() {
+            let note = discarded_note(&discarded);
+            outcome.log.push(note.clone());
+            output::note_in_worker_result(&mut outcome.result, &mut outcome.files, issue, &note);
+        }
+    }
     lines.extend(outcome.log.iter().cloned());
     if let JobResult::Incomplete { reason } = &outcome.result {
         lines.push(format!("result: incomplete: {reason}"));
@@ -342,20 +411,12 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         output::envelope(&job_output),
     );
 
-    let git = &ctx.git;
-    git.restore(&snapshot)?;
     let trailer = match &args.feature {
         Some(f) if args.role == JobRole::Worker => format!("\nMission-Feature: {f}"),
         _ => String::new(),
     };
     let pushed = match args.role {
         JobRole::Orchestrator | JobRole::Worker => {
-            for path in &outcome.removed {
-                output::remove_in_checkout(&checkout, path)?;
-            }
-            for (path, bytes) in outcome.files.iter().chain(std::iter::once(&envelope)) {
-                output::write_in_checkout(&checkout, path, bytes)?;
-            }
             let message = format!(
                 "missions #{issue}: {} ({} {})\n\nMission-Job: {}{trailer}\n",
                 args.job,
@@ -363,10 +424,28 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                 args.task,
                 args.job
             );
-            let dir = context::MissionFiles::dir(issue);
-            let commit = git
-                .commit_all_and_push(&env.ref_name, &[&dir], &message)
-                .await?;
+            let commit = if args.role == JobRole::Worker {
+                // .missions/ exactly as the job found it, plus this job's
+                // handoff and envelope.
+                let mut files = outcome.files.clone();
+                files.push(envelope);
+                let pin = git::Pin {
+                    dir: MISSIONS_DIR,
+                    files: &files,
+                };
+                git.commit_all_and_push(&env.ref_name, &start, &[], Some(&pin), &message)
+                    .await?
+            } else {
+                for path in &outcome.removed {
+                    output::remove_in_checkout(&checkout, path)?;
+                }
+                for (path, bytes) in outcome.files.iter().chain(std::iter::once(&envelope)) {
+                    output::write_in_checkout(&checkout, path, bytes)?;
+                }
+                let dir = context::MissionFiles::dir(issue);
+                git.commit_all_and_push(&env.ref_name, &start, &[&dir], None, &message)
+                    .await?
+            };
             (env.ref_name.clone(), commit)
         }
         JobRole::Scrutiny | JobRole::UserTesting => {

@@ -5,8 +5,9 @@ use std::path::{Component, Path};
 
 use anyhow::{Context, bail};
 
+use crate::mission::outputs::DiscoveredIssue;
 use crate::mission::plan::Feature;
-use crate::mission::{Assertion, JobOutput, Plan};
+use crate::mission::{Assertion, JobOutput, JobResult, Plan};
 
 pub fn plan_path(issue: u64) -> String {
     format!(".missions/{issue}/plan.json")
@@ -60,6 +61,38 @@ pub fn plan_files(issue: u64, plan: &Plan) -> Vec<(String, Vec<u8>)> {
         files.push((skill_path(issue, &skill.name), body.into_bytes()));
     }
     files
+}
+
+/// Adds `note` to a worker's result: an unresolved issue of its handoff (so
+/// the orchestrator triages it), rewriting the handoff file among `files`;
+/// or, for an incomplete result, to its reason.
+pub fn note_in_worker_result(
+    result: &mut JobResult,
+    files: &mut [(String, Vec<u8>)],
+    issue: u64,
+    note: &str,
+) {
+    match result {
+        JobResult::Worker { handoff } => {
+            handoff.issues.push(DiscoveredIssue {
+                description: note.to_owned(),
+                resolved: false,
+            });
+            let path = handoff_path(issue, &handoff.feature);
+            for (p, bytes) in files.iter_mut() {
+                if *p == path {
+                    *bytes = json_bytes(handoff);
+                }
+            }
+        }
+        JobResult::Incomplete { reason } => {
+            if !reason.is_empty() {
+                reason.push_str("; ");
+            }
+            reason.push_str(note);
+        }
+        _ => {}
+    }
 }
 
 /// `plan` with an amendment applied the way the server applies it: new
@@ -125,6 +158,37 @@ fn remove_path(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discarded_change_is_an_open_issue_of_the_handoff() {
+        let handoff: crate::mission::Handoff = serde_json::from_value(serde_json::json!({
+            "feature": "F1", "summary": "s", "completed": [], "followed_procedures": true
+        }))
+        .unwrap();
+        let mut result = JobResult::Worker { handoff };
+        let mut files = vec![(handoff_path(7, "F1"), b"old".to_vec())];
+        note_in_worker_result(&mut result, &mut files, 7, "dropped .missions/7/plan.json");
+        let JobResult::Worker { handoff } = &result else {
+            panic!("{result:?}")
+        };
+        assert!(handoff.needs_triage());
+        assert_eq!(
+            handoff.issues[0].description,
+            "dropped .missions/7/plan.json"
+        );
+        assert_eq!(files[0].1, json_bytes(handoff));
+
+        let mut result = JobResult::Incomplete {
+            reason: "turn limit".into(),
+        };
+        note_in_worker_result(&mut result, &mut [], 7, "dropped");
+        assert_eq!(
+            result,
+            JobResult::Incomplete {
+                reason: "turn limit; dropped".into()
+            }
+        );
+    }
 
     #[test]
     fn writes_never_follow_planted_symlinks() {
