@@ -597,6 +597,9 @@ pub struct WorkflowRun {
     /// ISO 8601; tells a run of the current job from an older one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// The run's name: the workflow's `run-name`, which names the mission's job key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_title: Option<String>,
 }
 
 /// The workflow a run belongs to.

@@ -24,6 +24,21 @@ use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
 
+/// The workflow's top-level `run-name:` with `${{ inputs.X }}` replaced, as
+/// GitHub shows it as the run's `display_title`; `None` without one. Only input
+/// expressions are evaluated (the simulator does not interpret workflows).
+pub fn run_name(workflow: &str, inputs: &serde_json::Map<String, Value>) -> Option<String> {
+    let line = workflow.lines().find(|l| l.starts_with("run-name:"))?;
+    let raw = line["run-name:".len()..].trim();
+    let raw = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .or_else(|| raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+        .unwrap_or(raw);
+    let substituted = substitute_inputs(&[raw.to_owned()], inputs);
+    Some(substituted.into_iter().next().unwrap_or_default())
+}
+
 /// Replaces `${{ inputs.NAME }}` in each argument, as an expression in a `run:` step would.
 /// Arguments stay separate argv entries, so an input cannot inject a shell command.
 pub fn substitute_inputs(args: &[String], inputs: &serde_json::Map<String, Value>) -> Vec<String> {
@@ -163,6 +178,7 @@ pub async fn dispatch(
     }
     let file_name = path.rsplit('/').next().unwrap_or(&path).to_owned();
     let command = sim.config.workflow_commands.get(&file_name).cloned();
+    let run_name = run_name(&String::from_utf8_lossy(&file), &inputs);
 
     let now = sim.clock.now();
     let run_id = {
@@ -214,6 +230,7 @@ pub async fn dispatch(
                 head_sha: sha.clone(),
                 actor: login.clone(),
                 inputs: inputs.clone(),
+                run_name,
                 status: RunStatus::Queued,
                 conclusion: None,
                 created_at: now,
@@ -486,6 +503,19 @@ pub async fn list_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_name_shows_the_inputs() {
+        let mut inputs = serde_json::Map::new();
+        inputs.insert("mission".into(), json!("7"));
+        inputs.insert("job".into(), json!("feature-F1.1"));
+        let wf = "name: missions\nrun-name: \"missions #${{ inputs.mission }} ${{ inputs.job }}\"\non: workflow_dispatch\n";
+        assert_eq!(
+            run_name(wf, &inputs).as_deref(),
+            Some("missions #7 feature-F1.1")
+        );
+        assert_eq!(run_name("name: x\non: workflow_dispatch\n", &inputs), None);
+    }
 
     #[test]
     fn inputs_are_substituted_per_argument() {

@@ -755,7 +755,7 @@ pub fn workflow_run(
         "repository": repository(urls, world, repo, RepoTimes::Iso),
         "head_repository": repository(urls, world, repo, RepoTimes::Iso),
         "head_repository_id": repo.id,
-        "display_title": name,
+        "display_title": run.run_name.clone().unwrap_or_else(|| name.clone()),
     })
 }
 

@@ -264,6 +264,8 @@ pub struct WorkflowRun {
     pub head_sha: String,
     pub actor: String,
     pub inputs: serde_json::Map<String, serde_json::Value>,
+    /// The workflow's `run-name` with its inputs, if it has one.
+    pub run_name: Option<String>,
     pub status: RunStatus,
     pub conclusion: Option<String>,
     pub created_at: OffsetDateTime,

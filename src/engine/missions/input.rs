@@ -85,6 +85,9 @@ pub enum MissionInput {
         /// `.github/workflows/<file>`: runs of other workflows are not jobs.
         #[serde(default)]
         workflow_path: Option<String>,
+        /// The run's name; the mission workflow's `run-name` ends with the job key.
+        #[serde(default)]
+        display_title: Option<String>,
     },
 }
 
@@ -163,6 +166,7 @@ impl MissionInput {
                     conclusion: e.workflow_run.conclusion.clone(),
                     created_at: e.workflow_run.created_at.clone(),
                     workflow_path: e.workflow_run.path.clone(),
+                    display_title: e.workflow_run.display_title.clone(),
                 })
             }
             _ => None,
@@ -212,6 +216,25 @@ impl MissionInput {
     }
 }
 
+/// The job key a run's name ends with (`missions #7 feature-F2.1`), if any: the
+/// mission workflow's `run-name` puts it there.
+pub fn job_key_in_title(title: &str) -> Option<&str> {
+    let mut words = title.split_whitespace().rev();
+    let last = words.next()?;
+    // `#<issue>` just before it, as the template writes it.
+    let issue = words.next()?.strip_prefix('#')?;
+    if issue.is_empty() || !issue.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let (slug, try_number) = last.rsplit_once('.')?;
+    let plain = !slug.is_empty()
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (plain && !try_number.is_empty() && try_number.chars().all(|c| c.is_ascii_digit()))
+        .then_some(last)
+}
+
 /// Records mission inputs; the driver acts on them after the commit.
 #[derive(Debug, Clone, Copy)]
 pub struct MissionHandler;
@@ -238,5 +261,26 @@ impl Handler for MissionHandler {
         let json = serde_json::to_string(&input)?;
         let repo = repo.full_name.clone();
         db::push_input(cx.db().await?, installation as i64, &repo, &json).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_key_in_title;
+
+    #[test]
+    fn the_job_key_is_read_from_the_run_name() {
+        assert_eq!(
+            job_key_in_title("missions #7 feature-F2.1"),
+            Some("feature-F2.1")
+        );
+        assert_eq!(
+            job_key_in_title("missions #7 M1-user-testing-2.3"),
+            Some("M1-user-testing-2.3")
+        );
+        assert_eq!(job_key_in_title("missions"), None);
+        assert_eq!(job_key_in_title("CI for v1.2"), None);
+        assert_eq!(job_key_in_title("release #12 v1.2"), Some("v1.2"));
+        assert_eq!(job_key_in_title("deploy ./x.1"), None);
     }
 }

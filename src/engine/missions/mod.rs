@@ -577,6 +577,7 @@ impl MissionDriver {
                 conclusion,
                 created_at,
                 workflow_path,
+                display_title,
             } => {
                 let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
                 else {
@@ -597,10 +598,16 @@ impl MissionDriver {
                         p.rsplit('/').next() == Some(self.dispatcher.workflow_file.as_str())
                     })
                     && !stored.mission.consumed_runs.contains(run_id)
-                    && match job.run_id {
-                        Some(known) => known == *run_id,
-                        // Seconds granularity on both sides: allow the same second.
-                        None => created.is_none_or(|c| c >= job.dispatched_at - 1),
+                    && match (
+                        job.run_id,
+                        display_title.as_deref().and_then(input::job_key_in_title),
+                    ) {
+                        (Some(known), _) => known == *run_id,
+                        // The run names its job (the workflow's `run-name`): exact.
+                        (None, Some(key)) => key == job.key,
+                        // An older workflow without it: a run created since the
+                        // dispatch (seconds on both sides: the same second counts).
+                        (None, None) => created.is_none_or(|c| c >= job.dispatched_at - 1),
                     };
                 if !ours {
                     return Ok(Resolution::Ignore);
