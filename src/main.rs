@@ -47,6 +47,11 @@ enum Command {
     Sim(SimArgs),
     /// One turn of one role inside a GitHub Actions job (what the mission workflow runs).
     Job(JobCliArgs),
+    /// Register the GitHub App with GitHub's manifest flow and write its id, private
+    /// key and webhook secret into the config file (--config, default config/missions.toml).
+    AppManifest(missions::manifest::AppManifestArgs),
+    /// Add the mission workflow and a commented .github/missions.yml to a repository.
+    Init(missions::init::InitArgs),
 }
 
 #[derive(clap::Args)]
@@ -181,6 +186,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .map(|_| ()),
         Command::Job(args) => run_job(args).await,
+        Command::AppManifest(args) => missions::manifest::run(args, cli.config).await,
+        Command::Init(args) => missions::init::main(args),
         Command::Inbox { command } => {
             let vars: HashMap<String, String> = std::env::vars().collect();
             let url = config::load_database_url(cli.config.as_deref(), &vars)?;

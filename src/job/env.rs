@@ -87,12 +87,18 @@ pub fn protect_secrets() -> anyhow::Result<()> {
     Err(err).context("cannot re-execute the job without credentials in its environment")
 }
 
+#[cfg(target_os = "linux")]
 fn set_non_dumpable() {
     // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
+
+/// Jobs run on Linux runners (the action refuses others); elsewhere the binary
+/// still builds, for `serve`, `demo` and the other commands.
+#[cfg(not(target_os = "linux"))]
+fn set_non_dumpable() {}
 
 /// A credential-like variable: from the handed-over secrets, else (when
 /// [`protect_secrets`] did not run, e.g. in tests) from the environment.

@@ -356,16 +356,14 @@ pub fn integration(urls: &Urls, world: &World, app: &App) -> Value {
 }
 
 /// What the simulated App may do: everything it needs, as a real App would be granted.
+/// The permissions the App asks for in its manifest (`crate::manifest`): the
+/// simulated App is registered as `missions app-manifest` would register it.
 pub fn app_permissions() -> Value {
-    json!({
-        "actions": "write",
-        "checks": "write",
-        "contents": "write",
-        "issues": "write",
-        "metadata": "read",
-        "pull_requests": "write",
-        "workflows": "write",
-    })
+    let map: serde_json::Map<String, Value> = crate::manifest::PERMISSIONS
+        .iter()
+        .map(|(name, level, _why)| ((*name).to_owned(), json!(level)))
+        .collect();
+    Value::Object(map)
 }
 
 /// The events the simulated App is subscribed to (it receives all it sends).

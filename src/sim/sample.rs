@@ -11,30 +11,10 @@ pub const APP_ID: u64 = 1;
 pub const APP_SLUG: &str = "missions";
 pub const WORKFLOW_FILE: &str = "missions.yml";
 
-/// The workflow a repository adds; the simulator runs its configured command
-/// instead of interpreting the YAML.
-pub const WORKFLOW_YAML: &str = "\
-name: missions
-on:
-  workflow_dispatch:
-    inputs:
-      role: { description: 'orchestrator, worker, scrutiny or user-testing', required: true }
-      mission: { description: 'the mission issue number', required: true }
-      feature: { description: 'the feature id (workers)', required: false }
-      task: { description: 'scope, revise, feature, triage, follow-up, replan or validate', required: true }
-      job: { description: 'the job key the server waits for', required: true }
-      config_ref: { description: 'the default branch, where settings are read', required: true }
-permissions:
-  contents: write
-jobs:
-  run:
-    runs-on: ubuntu-latest
-    timeout-minutes: 60
-    steps:
-      - uses: actions/checkout@v5
-        with: { persist-credentials: false }
-      - run: echo \"the simulator runs its configured command here\"
-";
+/// The workflow a repository adds: the template `missions init` writes
+/// (`templates/missions.yml`). The simulator runs its configured command
+/// instead of interpreting the YAML; it only checks for `workflow_dispatch`.
+pub const WORKFLOW_YAML: &str = include_str!("../../templates/missions.yml");
 
 #[derive(Debug, Clone)]
 pub struct SampleUser {
