@@ -416,6 +416,28 @@ async fn happy_path_two_milestones_three_features() {
             "M2-user-testing-1.1"
         ]
     );
+    // Every run names its job, so the App matches runs to jobs exactly.
+    let repo = m.repo();
+    let names: Vec<(Option<String>, String)> = m.t.sim.read(|w| {
+        w.repos[&repo]
+            .runs
+            .values()
+            .map(|r| {
+                (
+                    r.run_name.clone(),
+                    r.inputs["job"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    });
+    for (name, job) in names {
+        let name = name.expect("the template has a run-name");
+        assert_eq!(
+            missions::engine::missions::input::job_key_in_title(&name),
+            Some(job.as_str()),
+            "{name}"
+        );
+    }
     // Every check run sits on a head it judged: 2 per milestone, all green.
     let checks = m.checks();
     assert_eq!(checks.len(), 4, "{checks:?}");

@@ -216,23 +216,24 @@ impl MissionInput {
     }
 }
 
-/// The job key a run's name ends with (`missions #7 feature-F2.1`), if any: the
-/// mission workflow's `run-name` puts it there.
+/// The job key in a run's name (`missions #7 feature-F2.1 (worker)`): the word
+/// after `#<issue>`, as the mission workflow's `run-name` writes it.
 pub fn job_key_in_title(title: &str) -> Option<&str> {
-    let mut words = title.split_whitespace().rev();
-    let last = words.next()?;
-    // `#<issue>` just before it, as the template writes it.
-    let issue = words.next()?.strip_prefix('#')?;
-    if issue.is_empty() || !issue.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let (slug, try_number) = last.rsplit_once('.')?;
-    let plain = !slug.is_empty()
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    (plain && !try_number.is_empty() && try_number.chars().all(|c| c.is_ascii_digit()))
-        .then_some(last)
+    let words: Vec<&str> = title.split_whitespace().collect();
+    words.windows(2).find_map(|pair| {
+        let issue = pair[0].strip_prefix('#')?;
+        if issue.is_empty() || !issue.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let key = pair[1];
+        let (slug, try_number) = key.rsplit_once('.')?;
+        let plain = !slug.is_empty()
+            && slug
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        (plain && !try_number.is_empty() && try_number.chars().all(|c| c.is_ascii_digit()))
+            .then_some(key)
+    })
 }
 
 /// Records mission inputs; the driver acts on them after the commit.
