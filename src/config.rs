@@ -76,6 +76,7 @@ struct FileConfig {
     model: Option<crate::llm::config::ModelConfig>,
     #[serde(default)]
     missions: MissionsFileConfig,
+    control_token: Option<SecretString>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +143,9 @@ pub struct Config {
     pub default_model: crate::llm::config::ModelConfig,
     /// How missions are run (`[missions]`).
     pub driver: crate::engine::missions::DriverConfig,
+    /// Mission control's bearer token (`MISSIONS_CONTROL_TOKEN`, file `control_token`);
+    /// without one the page and API answer on loopback only.
+    pub control_token: Option<SecretString>,
 }
 
 impl Config {
@@ -309,6 +313,10 @@ impl Config {
             retry,
             default_model,
             driver,
+            control_token: var("MISSIONS_CONTROL_TOKEN")
+                .map(SecretString::from)
+                .or(file.control_token)
+                .filter(|t| !t.expose_secret().is_empty()),
         })
     }
 }

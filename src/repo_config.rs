@@ -42,6 +42,8 @@ pub struct RepoConfig {
     pub label: String,
     /// The mission's budget in US dollars; `None`: unbounded.
     pub budget_usd: Option<f64>,
+    /// Dollars that must remain of the budget before a job of each role starts.
+    pub reserve: crate::mission::machine::Reserves,
     pub max_attempts: u32,
     pub max_validation_rounds: u32,
     pub models: ModelsConfig,
@@ -101,6 +103,7 @@ impl Default for RepoConfig {
         RepoConfig {
             label: DEFAULT_LABEL.to_owned(),
             budget_usd: None,
+            reserve: crate::mission::machine::Reserves::default(),
             max_attempts: Settings::default().max_attempts,
             max_validation_rounds: Settings::default().max_validation_rounds,
             models: ModelsConfig::default(),
@@ -166,9 +169,32 @@ struct RawFile {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping { usd: <dollars> }")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping { usd: <dollars>, reserve: { <role>: <dollars> } }"
+)]
 struct RawBudget {
     usd: f64,
+    /// Dollars that must remain before a job of the role starts.
+    #[serde(default)]
+    reserve: Option<RawReserve>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a mapping of roles (orchestrator, worker, scrutiny, user-testing) to dollars"
+)]
+struct RawReserve {
+    #[serde(default)]
+    orchestrator: f64,
+    #[serde(default)]
+    worker: f64,
+    #[serde(default)]
+    scrutiny: f64,
+    #[serde(default)]
+    user_testing: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +291,24 @@ impl RepoConfig {
                 ));
             }
             cfg.budget_usd = Some(budget.usd);
+            if let Some(r) = budget.reserve {
+                let micros = |key: &str, usd: f64| {
+                    if usd.is_finite() && (0.0..=1e9).contains(&usd) {
+                        Ok((usd * 1_000_000.0).round() as u64)
+                    } else {
+                        Err(invalid(
+                            &format!("budget.reserve.{key}"),
+                            "a reserve is an amount of US dollars of 0 or more, e.g. `worker: 0.5`",
+                        ))
+                    }
+                };
+                cfg.reserve = crate::mission::machine::Reserves {
+                    orchestrator: micros("orchestrator", r.orchestrator)?,
+                    worker: micros("worker", r.worker)?,
+                    scrutiny: micros("scrutiny", r.scrutiny)?,
+                    user_testing: micros("user-testing", r.user_testing)?,
+                };
+            }
         }
         let count = |key: &str, n: Option<i64>, default: u32| -> Result<u32, RepoConfigError> {
             match n {
@@ -367,6 +411,7 @@ impl RepoConfig {
             budget_micros: self
                 .budget_usd
                 .map(|usd| (usd * 1_000_000.0).round() as u64),
+            reserve: self.reserve,
         }
     }
 }
@@ -430,6 +475,7 @@ mod tests {
                 max_attempts: 4,
                 max_validation_rounds: 5,
                 budget_micros: Some(12_500_000),
+                reserve: Default::default(),
             }
         );
         assert_eq!(cfg.commands.test, ["cargo test", "./check.sh"]);

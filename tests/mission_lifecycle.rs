@@ -893,3 +893,135 @@ async fn a_refused_dispatch_pauses_and_resume_runs_the_step_once_fixed() {
     assert_eq!(m.dispatched_jobs(), ["scope-1.2"]);
     m.t.stop().await;
 }
+
+impl MissionTest {
+    /// The mission as the JSON API shows it.
+    async fn api(&self, issue: u64) -> Value {
+        let url = format!("{}/api/missions/{}/{issue}", self.t.app_url, self.repo());
+        let response = self.t.http.get(url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The App's mission control comments on the issue.
+    fn stickies(&self, issue: u64) -> Vec<String> {
+        self.app_comments(issue)
+            .into_iter()
+            .filter(|b| b.starts_with(missions::mission::control::STICKY_MARKER))
+            .collect()
+    }
+
+    /// Waits until the sticky comment shows the API's figures; returns them.
+    async fn expect_sticky_matches_api(&self, issue: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let api = self.api(issue).await;
+            let stickies = self.stickies(issue);
+            assert!(stickies.len() <= 1, "more than one sticky comment: {stickies:#?}");
+            if let Some(body) = stickies.first() {
+                let figures = missions::mission::control::sticky_figures(body);
+                let want_features = format!("{} of {} done", api["features"]["done"], api["features"]["total"]);
+                let want_assertions = format!("{} of {} passing", api["assertions"]["done"], api["assertions"]["total"]);
+                let want_budget = format!("${}", api["budget"]["spent"].as_str().unwrap());
+                if figures.get("features") == Some(&want_features)
+                    && figures.get("assertions") == Some(&want_assertions)
+                    && figures.get("budget").is_some_and(|b| b.starts_with(&want_budget))
+                {
+                    return api;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the sticky comment never matched the API: {stickies:#?}\n{api:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sticky_comment_follows_the_mission_and_shows_the_apis_figures() {
+    let m = MissionTest::start(Story::default()).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let api = m.expect_sticky_matches_api(issue).await;
+    assert_eq!(api["phase"], "plan in review", "{api:#}");
+    assert_eq!(api["features"]["total"], 3);
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"]).await;
+    m.milestone_passes_and_is_merged(issue, "M2", &["F3"]).await;
+    m.expect_issue_closed(issue).await;
+    let api = m.expect_sticky_matches_api(issue).await;
+    assert_eq!(api["phase"], "done");
+    assert_eq!(api["assertions"]["done"], 3, "{api:#}");
+    assert_eq!(api["features"]["done"], 3);
+    assert_eq!(api["milestone"]["done"], 2);
+    // Every job spent something, and the roles add up to the total.
+    let by_role = api["budget"]["by_role"].as_object().unwrap();
+    let sum: u64 = by_role.values().map(|u| u["cost_micros"].as_u64().unwrap()).sum();
+    assert_eq!(sum, api["budget"]["spent_micros"].as_u64().unwrap());
+    assert!(sum > 0);
+    assert_eq!(api["timeline"].as_array().unwrap().len(), m.dispatched_jobs().len());
+    // One comment, edited in place all along.
+    assert_eq!(m.stickies(issue).len(), 1);
+    let list: Value = m.t.http.get(format!("{}/api/missions", m.t.app_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_budget_pauses_before_overspending_and_resumes_once_raised() {
+    const SMALL: &str = "budget:\n  usd: 0.05\n  reserve: { orchestrator: 0.04, worker: 0.04, scrutiny: 0.04, user-testing: 0.04 }\n";
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |mut spec| {
+        for (path, content) in &mut spec.files {
+            if path == ".github/missions.yml" {
+                let text = String::from_utf8(content.clone()).unwrap();
+                *content = text.replace("budget:\n  usd: 5\n", SMALL).into_bytes();
+                assert!(String::from_utf8_lossy(content).contains("reserve"));
+            }
+        }
+        spec
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(body.contains("reserved for feature F1") && body.contains("Raise `budget`"), "{body}");
+    let api = m.api(issue).await;
+    assert!(api["budget"]["spent_micros"].as_u64().unwrap() <= 50_000, "{api:#}");
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
+    m.expect_sticky_matches_api(issue).await;
+
+    // alice raises the budget on the default branch and resumes.
+    let path = format!("/repos/{}/contents/.github/missions.yml", m.repo());
+    let file = m.t.act(&m.alice(), "GET", &path, None).await;
+    let text = {
+        use base64::Engine;
+        let raw = file.body["content"].as_str().unwrap().replace('\n', "");
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).unwrap()).unwrap()
+    };
+    let raised = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text.replace("usd: 0.05", "usd: 5"))
+    };
+    let put = m
+        .t
+        .act(
+            &m.alice(),
+            "PUT",
+            &path,
+            Some(json!({
+                "message": "Raise the mission budget",
+                "content": raised,
+                "sha": file.body["sha"],
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    m.t.expect_app_comment(issue, "Resumed by @alice").await;
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let api = m.api(issue).await;
+    assert_eq!(api["budget"]["limit"], "5.00");
+    m.t.stop().await;
+}

@@ -132,6 +132,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
             clock: clock.clone(),
             run_event_loop: true,
             missions: Some(MissionsOptions {
+                control_token: None,
                 app: github,
                 driver: DriverConfig {
                     reconcile_every: Duration::from_secs(5),
@@ -174,6 +175,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
         "alice opened issue #{issue}: {} ({api}/repos/{repo}/issues/{issue})",
         project::ISSUE_TITLE
     ));
+    printer.line(format!("mission control: {app_url}/missions/{repo}/{issue}"));
     alice
         .call(
             "POST",

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::outputs::{
     Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport, Validator,
+    Verdict,
 };
 use super::plan::{Plan, one_line};
 
@@ -30,6 +31,9 @@ pub struct Settings {
     pub max_validation_rounds: u32,
     /// The mission's budget in micro-dollars; `None`: unbounded.
     pub budget_micros: Option<u64>,
+    /// What must remain of the budget to start a job of each role.
+    #[serde(default)]
+    pub reserve: Reserves,
 }
 
 impl Default for Settings {
@@ -38,6 +42,32 @@ impl Default for Settings {
             max_attempts: 2,
             max_validation_rounds: 3,
             budget_micros: None,
+            reserve: Reserves::default(),
+        }
+    }
+}
+
+/// Micro-dollars that must remain of the budget before a job of a role starts:
+/// a job that starts with less could overspend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reserves {
+    #[serde(default)]
+    pub orchestrator: u64,
+    #[serde(default)]
+    pub worker: u64,
+    #[serde(default)]
+    pub scrutiny: u64,
+    #[serde(default)]
+    pub user_testing: u64,
+}
+
+impl Reserves {
+    pub fn for_role(&self, role: JobRole) -> u64 {
+        match role {
+            JobRole::Orchestrator => self.orchestrator,
+            JobRole::Worker => self.worker,
+            JobRole::Scrutiny => self.scrutiny,
+            JobRole::UserTesting => self.user_testing,
         }
     }
 }
@@ -208,6 +238,9 @@ pub struct Job {
     pub dispatched_at: i64,
     /// The workflow run, once a webhook or the reconciler named it.
     pub run_id: Option<u64>,
+    /// The run's page on GitHub, once known.
+    #[serde(default)]
+    pub run_url: Option<String>,
 }
 
 impl Job {
@@ -279,6 +312,9 @@ pub enum Effect {
         summary: String,
     },
     CloseIssue,
+    /// Post or edit in place the mission control comment on the issue, rendered
+    /// from the mission as it is when the effect runs.
+    UpdateSticky,
 }
 
 /// How a workflow run ended, as GitHub reports it (or the reconciler decided).
@@ -376,6 +412,9 @@ pub enum Event {
     },
     /// A run for the current job was seen (requested / in progress).
     JobStarted {
+        /// The run's page, when the webhook said.
+        #[serde(default)]
+        url: Option<String>,
         key: String,
         run_id: u64,
     },
@@ -404,6 +443,8 @@ pub enum Event {
         what: String,
         error: String,
     },
+    /// The mission control comment was posted (its id, to edit it in place).
+    StickyPosted { comment_id: u64 },
     /// The dispatch of job `key` failed for good: it never ran.
     DispatchFailed {
         key: String,
@@ -431,9 +472,39 @@ pub struct Validation {
 /// A record of a finished step, for the final report and mission control.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// When the job ended (unix seconds).
     pub at: i64,
     pub key: String,
     pub outcome: String,
+    #[serde(default)]
+    pub role: Option<JobRole>,
+    /// When it was dispatched.
+    #[serde(default)]
+    pub started_at: i64,
+    /// What it spent (zero when it committed no output).
+    #[serde(default)]
+    pub usage: JobUsage,
+    #[serde(default)]
+    pub run_url: Option<String>,
+}
+
+/// The latest verdict of one validator on one assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionVerdict {
+    pub passed: bool,
+    pub evidence: String,
+    pub milestone: String,
+    pub round: u32,
+    pub at: i64,
+}
+
+/// The newest handoff, for mission control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffNote {
+    pub feature: String,
+    pub summary: String,
+    pub needs_triage: bool,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +551,14 @@ pub struct Mission {
     /// Workflow runs already accounted for: a late duplicate is ignored.
     pub consumed_runs: BTreeSet<u64>,
     pub history: Vec<HistoryEntry>,
+    /// Assertion id → validator → its latest verdict.
+    #[serde(default)]
+    pub verdicts: BTreeMap<String, BTreeMap<Validator, AssertionVerdict>>,
+    #[serde(default)]
+    pub last_handoff: Option<HandoffNote>,
+    /// The mission control comment on the issue, once posted.
+    #[serde(default)]
+    pub sticky_comment: Option<u64>,
 }
 
 /// Branch names, all under `missions/<issue>/`.
@@ -545,6 +624,9 @@ impl Mission {
             usage: JobUsage::default(),
             consumed_runs: BTreeSet::new(),
             history: Vec::new(),
+            verdicts: BTreeMap::new(),
+            last_handoff: None,
+            sticky_comment: None,
             rounds_at_resume: 0,
         };
         let mut effects = vec![
@@ -625,14 +707,21 @@ impl Mission {
                 actor,
                 head_sha,
             } => self.on_merged(pr, &actor, &head_sha, now),
-            Event::JobStarted { key, run_id } => {
+            Event::JobStarted { key, run_id, url } => {
                 if let Some(job) = self.job.as_mut()
                     && job.key == key
-                    && job.run_id.is_none()
+                    && job.run_id.is_none_or(|r| r == run_id)
                     && !self.consumed_runs.contains(&run_id)
                 {
                     job.run_id = Some(run_id);
+                    if url.is_some() {
+                        job.run_url = url;
+                    }
                 }
+                Vec::new()
+            }
+            Event::StickyPosted { comment_id } => {
+                self.sticky_comment = Some(comment_id);
                 Vec::new()
             }
             Event::JobFinished {
@@ -1013,8 +1102,9 @@ impl Mission {
         if let Some(r) = run_id {
             self.consumed_runs.insert(r);
         }
-        if let Some(out) = &output {
-            self.usage.add(&out.usage);
+        let spent = output.as_ref().map(|o| o.usage).unwrap_or_default();
+        if output.is_some() {
+            self.usage.add(&spent);
         }
         let result = match (conclusion, output) {
             (RunConclusion::Success, Some(out)) if out.job == key => Ok(out.result),
@@ -1034,6 +1124,10 @@ impl Mission {
                     at: now,
                     key: job.key.clone(),
                     outcome: "done".into(),
+                    role: Some(job.role()),
+                    started_at: job.dispatched_at,
+                    usage: spent,
+                    run_url: job.run_url.clone(),
                 });
                 effects
             }
@@ -1042,6 +1136,10 @@ impl Mission {
                     at: now,
                     key: job.key.clone(),
                     outcome: format!("failed: {reason}"),
+                    role: Some(job.role()),
+                    started_at: job.dispatched_at,
+                    usage: spent,
+                    run_url: job.run_url.clone(),
                 });
                 self.job_failed(job.task, reason, now)
             }
@@ -1230,6 +1328,12 @@ impl Mission {
             .map(|(_, f)| f.title.clone())
             .unwrap_or_default();
         self.done_features.insert(id.clone());
+        self.last_handoff = Some(HandoffNote {
+            feature: id.clone(),
+            summary: handoff.summary.clone(),
+            needs_triage: handoff.needs_triage(),
+            at: now,
+        });
         let mut effects = vec![
             self.ensure_milestone_pr(),
             Effect::Comment {
@@ -1257,6 +1361,23 @@ impl Mission {
         let expected = plan.milestone_assertions(self.milestone);
         let passed = report.passed(&expected);
         self.validation.verdicts.insert(validator, passed);
+        let milestone = plan.milestones[self.milestone].id.clone();
+        for a in &expected {
+            let (ok, evidence) = match report.assertions.iter().find(|r| r.id == a.id) {
+                Some(r) => (r.status == Verdict::Pass, r.evidence.clone()),
+                None => (false, "not checked".to_owned()),
+            };
+            self.verdicts.entry(a.id.clone()).or_default().insert(
+                validator,
+                AssertionVerdict {
+                    passed: ok,
+                    evidence,
+                    milestone: milestone.clone(),
+                    round: self.validation.round,
+                    at: now,
+                },
+            );
+        }
         let mut effects = Vec::new();
         if let Some(&check_run_id) = self.validation.checks.get(&validator) {
             let failures = report.failures(&expected);
@@ -1439,19 +1560,31 @@ impl Mission {
 
     fn dispatch(&mut self, task: Task, now: i64) -> Vec<Effect> {
         debug_assert!(self.job.is_none());
-        if let Some(budget) = self.settings.budget_micros
-            && self.usage.cost_micros >= budget
-        {
-            let what = task.describe();
-            self.pending = Some(task);
-            return self.pause(
-                format!(
-                    "the budget is spent (${} of ${}) before {what}",
-                    dollars(self.usage.cost_micros),
-                    dollars(budget)
-                ),
-                "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume`.",
-            );
+        let reserve = self.settings.reserve.for_role(task.role());
+        if let Some(budget) = self.settings.budget_micros {
+            let remaining = budget.saturating_sub(self.usage.cost_micros);
+            if remaining == 0 || remaining < reserve {
+                let what = task.describe();
+                self.pending = Some(task);
+                let why = if remaining == 0 {
+                    format!(
+                        "the budget is spent (${} of ${}) before {what}",
+                        dollars(self.usage.cost_micros),
+                        dollars(budget)
+                    )
+                } else {
+                    format!(
+                        "${} of the ${} budget is left, less than the ${} reserved for {what}",
+                        dollars(remaining),
+                        dollars(budget),
+                        dollars(reserve)
+                    )
+                };
+                return self.pause(
+                    why,
+                    "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume`.",
+                );
+            }
         }
         let slug = task.slug();
         let tries = self.tries.entry(slug.clone()).or_insert(0);
@@ -1472,6 +1605,7 @@ impl Mission {
             output_branch,
             dispatched_at: now,
             run_id: None,
+            run_url: None,
         };
         self.job = Some(job.clone());
         vec![Effect::Dispatch { job }]

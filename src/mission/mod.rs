@@ -2,6 +2,7 @@
 //! validation contract (`plan.rs`), what jobs hand back (`outputs.rs`), and the
 //! state machine that enforces the lifecycle's rules (`machine.rs`).
 
+pub mod control;
 pub mod machine;
 pub mod outputs;
 pub mod plan;

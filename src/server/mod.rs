@@ -1,6 +1,7 @@
 //! `missions serve`: the axum receiver, the ingest writer and the event loop,
 //! started and stopped together.
 
+pub mod control;
 pub mod ingest;
 pub mod webhook;
 
@@ -38,16 +39,23 @@ pub struct AppState {
     /// Whether an event loop was started, and whether it is still running (a
     /// panic outside the handlers would end it; readiness must say so).
     pub event_loop: Option<Arc<AtomicBool>>,
+    /// Mission control (the JSON API and its page), when missions run.
+    pub control: Option<control::ControlState>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let control = state.control.clone();
+    let router = Router::new()
         .route("/webhook", post(webhook::receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         // Bodies over GitHub's own cap are refused with 413 before they are read whole.
         .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
-        .with_state(state)
+        .with_state(state);
+    match control {
+        Some(control) => router.merge(control::routes(control)),
+        None => router,
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -88,6 +96,8 @@ pub struct ServerOptions {
 pub struct MissionsOptions {
     pub app: Arc<GitHubApp>,
     pub driver: DriverConfig,
+    /// Mission control's bearer token; `None`: loopback only.
+    pub control_token: Option<SecretString>,
 }
 
 /// A running server minus the listening socket: tests drive `router()` directly,
@@ -131,8 +141,11 @@ impl Server {
             })
         });
         let mut mission_progress = None;
+        let mut control = None;
         let driver = match (options.missions, &progress) {
             (Some(missions), Some(inputs)) => {
+                let api_base = missions.app.base_url().to_owned();
+                let control_token = missions.control_token.clone();
                 let driver = MissionDriver::new(
                     store.clone(),
                     missions.app,
@@ -140,6 +153,13 @@ impl Server {
                     options.clock.clone(),
                 );
                 mission_progress = Some(driver.subscribe());
+                control = Some(control::ControlState {
+                    store: store.clone(),
+                    clock: options.clock.clone(),
+                    api_base,
+                    token: control_token,
+                    changes: driver.subscribe(),
+                });
                 let inputs = inputs.clone();
                 let stop = stop.child_token();
                 Some(tokio::spawn(driver.run(inputs, stop)))
@@ -152,6 +172,7 @@ impl Server {
             store,
             clock: options.clock,
             event_loop: options.run_event_loop.then_some(running),
+            control,
         };
         Ok(Server {
             state,
@@ -208,7 +229,8 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = self.router();
-        axum::serve(listener, app)
+        // The peer's address: mission control answers loopback only by default.
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
@@ -237,6 +259,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
             Some(MissionsOptions {
                 app: Arc::new(github),
                 driver: config.driver.clone(),
+                control_token: config.control_token.clone(),
             })
         }
         None => {

@@ -131,6 +131,7 @@ impl Scenario {
                 missions: options.missions.map(|driver| MissionsOptions {
                     app: github.clone(),
                     driver,
+                    control_token: None,
                 }),
             },
         )

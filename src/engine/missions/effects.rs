@@ -42,6 +42,8 @@ impl From<GitHubError> for EffectError {
 pub struct Dispatcher {
     /// File name under `.github/workflows/`.
     pub workflow_file: String,
+    /// The REST API's base URL: links in comments point at its web pages.
+    pub api_base: String,
 }
 
 /// What must be escaped in a query value or a path segment: everything but the
@@ -79,9 +81,14 @@ pub async fn perform(
     mission: Option<&Mission>,
     outbox_id: i64,
     effect: &Effect,
+    now: i64,
 ) -> Result<Option<Event>, EffectError> {
     let repo = &scope.repo;
     match effect {
+        Effect::UpdateSticky => {
+            let mission = mission.ok_or_else(no_mission)?;
+            update_sticky(client, dispatcher, mission, now).await
+        }
         Effect::Comment { target, body } => {
             let number = resolve(scope, mission, *target)?;
             let body = format!("{body}\n\n{}", effect_marker(outbox_id));
@@ -397,6 +404,66 @@ async fn ready_commit(
         )
         .await?;
     Ok(sha)
+}
+
+/// Edits the mission control comment in place; posts it (or finds the one an
+/// earlier try posted, by its marker) when the mission knows none.
+async fn update_sticky(
+    client: &InstallationClient,
+    dispatcher: &Dispatcher,
+    mission: &Mission,
+    now: i64,
+) -> Result<Option<Event>, EffectError> {
+    use crate::mission::control::{Links, STICKY_MARKER, sticky};
+    let repo = &mission.repo;
+    let links = Links::from_api(&dispatcher.api_base, repo);
+    let body = sticky(mission, now, &links);
+    let mut known = mission.sticky_comment;
+    if known.is_none() {
+        // An earlier try may have posted it and crashed before recording its id.
+        let comments = client
+            .request_json(
+                Method::GET,
+                &format!("/repos/{repo}/issues/{}/comments?per_page=100", mission.issue),
+                None,
+            )
+            .await?;
+        known = comments.as_array().and_then(|list| {
+            list.iter()
+                .filter(|c| c["user"]["type"] == "Bot")
+                .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(STICKY_MARKER)))
+                .and_then(|c| c["id"].as_u64())
+        });
+    }
+    if let Some(id) = known {
+        match client
+            .request_json(
+                Method::PATCH,
+                &format!("/repos/{repo}/issues/comments/{id}"),
+                Some(&json!({ "body": body })),
+            )
+            .await
+        {
+            Ok(_) => {
+                return Ok((mission.sticky_comment != Some(id))
+                    .then_some(Event::StickyPosted { comment_id: id }));
+            }
+            // Someone deleted it: post a new one.
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let posted = client
+        .request_json(
+            Method::POST,
+            &format!("/repos/{repo}/issues/{}/comments", mission.issue),
+            Some(&json!({ "body": body })),
+        )
+        .await?;
+    let id = posted["id"]
+        .as_u64()
+        .ok_or_else(|| EffectError::Permanent("comment answer without an id".into()))?;
+    Ok(Some(Event::StickyPosted { comment_id: id }))
 }
 
 /// Reads a file from a branch through the contents API; `None` when absent.

@@ -88,6 +88,9 @@ pub enum MissionInput {
         /// The run's name; the mission workflow's `run-name` ends with the job key.
         #[serde(default)]
         display_title: Option<String>,
+        /// The run's page.
+        #[serde(default)]
+        html_url: Option<String>,
     },
 }
 
@@ -167,6 +170,7 @@ impl MissionInput {
                     created_at: e.workflow_run.created_at.clone(),
                     workflow_path: e.workflow_run.path.clone(),
                     display_title: e.workflow_run.display_title.clone(),
+                    html_url: e.workflow_run.html_url.clone(),
                 })
             }
             _ => None,

@@ -110,6 +110,7 @@ impl MissionDriver {
     ) -> Self {
         let dispatcher = Dispatcher {
             workflow_file: config.workflow_file.clone(),
+            api_base: app.base_url().to_owned(),
         };
         MissionDriver {
             store,
@@ -310,6 +311,8 @@ impl MissionDriver {
                     return Ok(());
                 }
                 let id = db::insert(tx, installation_id, &mission, now).await?;
+                let mut effects = effects;
+                effects.push(machine::Effect::UpdateSticky);
                 let scope = EffectScope {
                     mission_id: Some(id),
                     installation_id,
@@ -354,7 +357,12 @@ impl MissionDriver {
     ) -> anyhow::Result<()> {
         let now = now_ms(&self.clock);
         let mut stored = db::get(tx, mission_id).await?;
-        let effects = stored.mission.apply(event, self.now());
+        // Mission control follows every change but the news of its own comment.
+        let refresh = !matches!(event, Event::StickyPosted { .. });
+        let mut effects = stored.mission.apply(event, self.now());
+        if refresh && !db::has_pending_sticky(tx, mission_id).await? {
+            effects.push(machine::Effect::UpdateSticky);
+        }
         db::save(tx, mission_id, &stored.mission, now).await?;
         let scope = EffectScope {
             mission_id: Some(mission_id),
@@ -578,6 +586,7 @@ impl MissionDriver {
                 created_at,
                 workflow_path,
                 display_title,
+                html_url,
             } => {
                 let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
                 else {
@@ -614,6 +623,7 @@ impl MissionDriver {
                 }
                 let event = match status {
                     RunStatus::Requested | RunStatus::InProgress => Event::JobStarted {
+                        url: html_url.clone(),
                         key: job.key.clone(),
                         run_id: *run_id,
                     },
@@ -697,6 +707,7 @@ impl MissionDriver {
                         mission.as_ref(),
                         pending.id,
                         &pending.effect,
+                        self.now(),
                     )
                     .await
                 }
@@ -850,6 +861,7 @@ fn effect_name(effect: &machine::Effect) -> String {
         StartValidation { .. } => "make the ready commit and its check runs",
         CompleteCheck { .. } => "complete a check run",
         CloseIssue => "close the issue",
+        UpdateSticky => "update the mission control comment",
     }
     .to_owned()
 }
