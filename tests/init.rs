@@ -1,6 +1,7 @@
 //! `missions init` on temporary git repositories: what it writes parses (and
-//! lints, when actionlint is at hand), and it never overwrites without
-//! `--force` nor writes half of its files.
+//! lints, when actionlint is at hand), it never writes the template's
+//! placeholder action, never overwrites without `--force`, never follows a
+//! symbolic link out of the repository, and never writes half of its files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,6 +10,13 @@ use missions::init::{ACTION_REF_LITERAL, WORKFLOW_PATH, WORKFLOW_TEMPLATE};
 use missions::repo_config::RepoConfig;
 
 const CONFIG_PATH: &str = ".github/missions.yml";
+/// A whole action reference pinned to a commit, as docs/install.md recommends.
+const REF: &str = "my-org/missions@0123456789abcdef0123456789abcdef01234567";
+
+/// The workflow `init --action-ref REF` writes.
+fn expected_workflow() -> String {
+    WORKFLOW_TEMPLATE.replace(ACTION_REF_LITERAL, REF)
+}
 
 /// A fresh `git init`ed directory.
 fn git_repo() -> tempfile::TempDir {
@@ -34,10 +42,17 @@ fn init_in(cwd: &Path, args: &[&str]) -> Output {
 }
 
 /// `missions init --repo REPO ARGS`.
-fn init(repo: &Path, args: &[&str]) -> Output {
+fn init_bare(repo: &Path, args: &[&str]) -> Output {
     let mut all = vec!["--repo", repo.to_str().unwrap()];
     all.extend_from_slice(args);
     init_in(Path::new(env!("CARGO_MANIFEST_DIR")), &all)
+}
+
+/// `missions init --repo REPO --action-ref REF ARGS`.
+fn init(repo: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--action-ref", REF];
+    all.extend_from_slice(args);
+    init_bare(repo, &all)
 }
 
 fn stderr(out: &Output) -> String {
@@ -61,7 +76,7 @@ fn config(repo: &Path) -> RepoConfig {
 fn init_writes_a_workflow_and_settings_that_parse() {
     let repo = git_repo();
     // From inside the repository, with no --repo: the current directory.
-    let out = init_in(repo.path(), &[]);
+    let out = init_in(repo.path(), &["--action-ref", REF]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     for expected in [
@@ -92,8 +107,10 @@ fn init_writes_a_workflow_and_settings_that_parse() {
     );
     assert_eq!(
         read(repo.path(), WORKFLOW_PATH),
-        WORKFLOW_TEMPLATE.as_bytes()
+        expected_workflow().as_bytes()
     );
+    // Pinned to a commit: no advice to pin.
+    assert!(!printed.contains("pin a full commit SHA"), "{printed}");
     actionlint(&repo.path().join(WORKFLOW_PATH));
 
     // No temporary files left beside them.
@@ -210,18 +227,56 @@ fn init_fills_in_the_test_command_of_cargo_and_python_projects() {
 }
 
 #[test]
-fn init_action_ref_rewrites_the_action_reference() {
+fn init_requires_a_whole_action_reference_and_never_writes_the_placeholder() {
     let repo = git_repo();
-    let out = init(repo.path(), &["--action-ref", "v9.8.7"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let workflow = String::from_utf8(read(repo.path(), WORKFLOW_PATH)).unwrap();
+    let root = repo.path();
     if WORKFLOW_TEMPLATE.contains(ACTION_REF_LITERAL) {
-        let (action, _) = ACTION_REF_LITERAL.split_once('@').unwrap();
-        assert!(workflow.contains(&format!("{action}@v9.8.7")), "{workflow}");
-        assert!(!workflow.contains(ACTION_REF_LITERAL), "{workflow}");
+        // None given: refused, saying what to pass and why, nothing written.
+        let out = init_bare(root, &[]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        for expected in [
+            "--action-ref OWNER/REPO@REF",
+            "placeholder",
+            "commit SHA",
+            "docs/install.md",
+        ] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+        assert!(!root.join(".github").exists());
+        // A bare ref names no repository; the placeholder's is refused.
+        for (bad, says) in [
+            ("v9.8.7", "OWNER/REPO@v9.8.7"),
+            ("missions-app/missions@v9.8.7", "placeholder repository"),
+        ] {
+            let out = init_bare(root, &["--action-ref", bad]);
+            assert!(!out.status.success(), "{bad}");
+            assert!(stderr(&out).contains(says), "{}", stderr(&out));
+            assert!(!root.join(".github").exists());
+        }
     } else {
-        // The template is still the placeholder without an action reference:
-        // nothing to rewrite, and init says so.
+        // The template names no placeholder: nothing to require.
+        let out = init_bare(root, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::remove_dir_all(root.join(".github")).unwrap();
+    }
+
+    // A tag: written, with advice to pin a commit instead.
+    let out = init_bare(root, &["--action-ref", "my-org/missions@v9.8.7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let workflow = String::from_utf8(read(root, WORKFLOW_PATH)).unwrap();
+    assert!(!workflow.contains(ACTION_REF_LITERAL), "{workflow}");
+    if WORKFLOW_TEMPLATE.contains(ACTION_REF_LITERAL) {
+        assert!(
+            workflow.contains("uses: my-org/missions@v9.8.7"),
+            "{workflow}"
+        );
+        assert!(
+            stdout(&out).contains("pin a full commit SHA"),
+            "{}",
+            stdout(&out)
+        );
+    } else {
         assert_eq!(workflow, WORKFLOW_TEMPLATE);
         assert!(stdout(&out).contains("changed nothing"), "{}", stdout(&out));
     }
@@ -229,10 +284,51 @@ fn init_action_ref_rewrites_the_action_reference() {
     // A reference that would break out of the YAML value is refused, before
     // anything is written.
     let repo = git_repo();
-    let out = init(repo.path(), &["--action-ref", "v1 # x"]);
+    let out = init_bare(repo.path(), &["--action-ref", "me/x@v1 # x"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--action-ref"), "{}", stderr(&out));
     assert!(!repo.path().join(".github").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn init_follows_no_symbolic_link_out_of_the_repository() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().unwrap();
+    for link in [".github", ".github/workflows", WORKFLOW_PATH] {
+        let repo = git_repo();
+        let root = repo.path();
+        let link_path = root.join(link);
+        std::fs::create_dir_all(link_path.parent().unwrap()).unwrap();
+        if link == WORKFLOW_PATH {
+            let to = outside.path().join("victim.yml");
+            std::fs::write(&to, "precious\n").unwrap();
+            symlink(&to, &link_path).unwrap();
+        } else {
+            symlink(outside.path(), &link_path).unwrap();
+        }
+        for args in [&[][..], &["--force"][..]] {
+            let out = init(root, args);
+            assert!(!out.status.success(), "{link} {args:?}");
+            let err = stderr(&out);
+            assert!(
+                err.contains("symbolic link") && err.contains(link),
+                "{link}: {err}"
+            );
+        }
+        assert!(!root.join(CONFIG_PATH).is_file(), "{link}");
+    }
+    // Nothing was written through the links.
+    let mut names: Vec<String> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["victim.yml"]);
+    assert_eq!(
+        std::fs::read(outside.path().join("victim.yml")).unwrap(),
+        b"precious\n"
+    );
 }
 
 /// actionlint on `workflow`, when it is installed (on PATH, or where `.ci/run`
