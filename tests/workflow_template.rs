@@ -1,13 +1,15 @@
 //! The mission workflow template (`templates/missions.yml`, which `missions init`
 //! writes as `.github/workflows/missions.yml`) and the composite action it uses
 //! (`action.yml`): their structure, checked against what the App dispatches and
-//! what the job harness accepts, and the action's `missions job` step run
-//! through the simulator's Actions runner with this build's binary.
+//! what the job harness accepts; the action's install steps run against fake
+//! releases in local directories; the action's `missions job` step run
+//! through the simulator's Actions runner with this build's binary; and the
+//! release workflow's tag filter and version check.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
@@ -199,6 +201,15 @@ fn run_scripts(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The text of a YAML file's comments, lines joined by single spaces.
+fn comment_text(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Every mapping key anywhere in a document.
 fn all_keys(value: &Value, out: &mut BTreeSet<String>) {
     match value {
@@ -301,6 +312,36 @@ fn the_template_asks_for_the_least_permissions_and_runs_a_mission_serially() {
 
     let timeout = job["timeout-minutes"].as_u64().expect("timeout-minutes");
     assert!((1..=MAX_TIMEOUT_MINUTES).contains(&timeout), "{timeout}");
+    // The App's job_timeout counts from the dispatch (queueing included).
+    let comments = comment_text(&read("templates/missions.yml"));
+    assert!(
+        comments.contains(
+            "keep it well below the App's `job_timeout` (6 h by default), which counts from the dispatch"
+        ),
+        "{comments}"
+    );
+    assert!(!comments.contains("at most 360"), "{comments}");
+
+    // No job-wide `env:`: an extra provider key goes on the action's step
+    // (the example says so), where the checkout never sees it.
+    assert!(job.get("env").is_none(), "no job-level env");
+    let text = read("templates/missions.yml");
+    let uses_at = text.find(ACTION_PLACEHOLDER).unwrap();
+    let example_at = text
+        .find("#   OPENROUTER_API_KEY: ${{ secrets.OPENROUTER_API_KEY }}")
+        .expect("the example of another provider's key");
+    assert!(example_at > uses_at, "the example is on the action's step");
+    let example_indent = text[..example_at].rsplit('\n').next().unwrap().len();
+    let uses_line = text[..uses_at].rsplit('\n').next().unwrap();
+    assert_eq!(
+        example_indent,
+        uses_line.len() - uses_line.trim_start().len(),
+        "the example's `env:` is a key of the action's step"
+    );
+    assert!(text[example_at..].starts_with(&format!(
+        "#   OPENROUTER_API_KEY: ${{{{ secrets.OPENROUTER_API_KEY }}}}\n{}with:",
+        " ".repeat(example_indent)
+    )));
 
     // Nothing a fork could trigger.
     let mut names = BTreeSet::new();
@@ -424,13 +465,6 @@ fn the_action_documents_its_inputs_and_keeps_credentials_in_one_step() {
         env["OPENAI_API_KEY"].as_str(),
         Some("${{ inputs.openai-api-key }}")
     );
-    // The binary is cached, keyed by what the first step chose.
-    assert!(
-        steps(&action["runs"]).iter().any(|s| s["uses"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("actions/cache@"))),
-        "the binary is cached"
-    );
 }
 
 #[test]
@@ -486,6 +520,707 @@ fn the_action_refuses_a_settings_path_it_cannot_honour() {
         stdout.contains("only .github/missions.yml is supported"),
         "{stdout}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The action's install steps, run as the runner would run them, against fake
+// releases in local directories (`MISSIONS_ACTION_TEST_RELEASES`).
+
+const RESOLVE_STEP: &str = "Choose the missions build";
+const INSTALL_STEP: &str = "Install missions";
+const RESTORE_STEP: &str = "Restore the missions release archive";
+const SAVE_STEP: &str = "Save the missions release archive";
+/// The crate's version, which the fake releases are tagged with.
+const TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+const REPOSITORY: &str = "missions-app/missions";
+
+fn action_step_named<'a>(action: &'a Value, name: &str) -> &'a Value {
+    steps(&action["runs"])
+        .iter()
+        .find(|s| s["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("action.yml has no step {name:?}"))
+}
+
+fn step_position(action: &Value, name: &str) -> usize {
+    steps(&action["runs"])
+        .iter()
+        .position(|s| s["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("action.yml has no step {name:?}"))
+}
+
+/// `RUNNER_ARCH` and the release target of this machine.
+fn runner_arch() -> (&'static str, &'static str) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("X64", "x86_64-unknown-linux-gnu"),
+        "aarch64" => ("ARM64", "aarch64-unknown-linux-gnu"),
+        other => panic!("no release target for {other}"),
+    }
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+fn sh(script: &str) {
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tarball holding `binary` as `missions`, as release.yml packs it.
+fn pack(binary: &Path, tarball: &Path) {
+    let staging = tarball.with_extension("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::os::unix::fs::symlink(binary, staging.join("missions")).unwrap();
+    // `-h`: the binary, not the link; `gzip -1`: a debug binary is large.
+    sh(&format!(
+        "tar -h -C '{}' -cf - missions | gzip -1 > '{}'",
+        staging.display(),
+        tarball.display()
+    ));
+    std::fs::remove_dir_all(&staging).unwrap();
+}
+
+/// What one step of the action did.
+struct StepRun {
+    success: bool,
+    /// stdout then stderr.
+    log: String,
+    outputs: BTreeMap<String, String>,
+}
+
+/// The fake releases, a fake `cargo`, and a checkout, shared by the cases.
+struct Install {
+    root: tempfile::TempDir,
+    target: &'static str,
+    arch: &'static str,
+    /// PATH with the fake `cargo` first.
+    path: String,
+}
+
+/// One job's settings for the install steps.
+#[derive(Clone, Copy)]
+struct JobSpec<'a> {
+    action_ref: &'a str,
+    repository: &'a str,
+    /// `MISSIONS_ACTION_TEST_RELEASES`.
+    releases: &'a Path,
+    /// What actions/cache/restore finds under the key: a saved archive dir.
+    cache: Option<&'a Path>,
+    /// Whether the fake `cargo` is on PATH.
+    cargo: bool,
+    /// Run as on Actions (`GITHUB_ACTIONS=true`).
+    on_actions: bool,
+}
+
+/// What the install steps of one job left.
+struct JobRun {
+    resolve: StepRun,
+    install: StepRun,
+    runner_temp: PathBuf,
+    /// The binary the run step would start.
+    bin: PathBuf,
+    /// The archive dir actions/cache/save would save, when the save step runs.
+    saved: Option<PathBuf>,
+}
+
+impl Install {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let (arch, target) = runner_arch();
+        let fake = root.path().join("fake-bin");
+        std::fs::create_dir_all(&fake).unwrap();
+        let cargo_log = root.path().join("cargo.log");
+        std::fs::write(
+            fake.join("cargo"),
+            format!(
+                "#!/bin/sh\n\
+                 {{ echo \"cwd=$(pwd)\"; echo \"RUSTUP_TOOLCHAIN=${{RUSTUP_TOOLCHAIN:-}}\"; echo \"args=$*\"; }} > '{}'\n\
+                 root=''\n\
+                 while [ $# -gt 0 ]; do [ \"$1\" = --root ] && root=\"$2\"; shift; done\n\
+                 mkdir -p \"$root/bin\"\n\
+                 printf '#!/bin/sh\\necho missions compiled from source\\n' > \"$root/bin/missions\"\n\
+                 chmod 0755 \"$root/bin/missions\"\n",
+                cargo_log.display()
+            ),
+        )
+        .unwrap();
+        sh(&format!("chmod 0755 '{}'", fake.join("cargo").display()));
+        // The checkout: an agent could have written a toolchain file there.
+        let workspace = root.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::write(
+            workspace.join("rust-toolchain.toml"),
+            "[toolchain]\npath = \"/nonexistent/evil-toolchain\"\n",
+        )
+        .unwrap();
+
+        // The releases: a good one (this build's binary), one whose checksum
+        // does not match, one without SHA256SUMS.
+        let asset = format!("missions-{target}.tar.gz");
+        let good = root.path().join("releases-good").join(TAG);
+        std::fs::create_dir_all(&good).unwrap();
+        pack(
+            Path::new(env!("CARGO_BIN_EXE_missions")),
+            &good.join(&asset),
+        );
+        let sum = sha256_file(&good.join(&asset));
+        std::fs::write(
+            good.join("SHA256SUMS"),
+            format!(
+                "{sum}  {asset}\n{}  missions-other.tar.gz\n",
+                "0".repeat(64)
+            ),
+        )
+        .unwrap();
+        let bad = root.path().join("releases-bad-sum").join(TAG);
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::hard_link(good.join(&asset), bad.join(&asset)).unwrap();
+        let wrong: String = sum
+            .chars()
+            .map(|c| if c == '0' { '1' } else { '0' })
+            .collect();
+        std::fs::write(bad.join("SHA256SUMS"), format!("{wrong}  {asset}\n")).unwrap();
+        let no_sums = root.path().join("releases-no-sums").join(TAG);
+        std::fs::create_dir_all(&no_sums).unwrap();
+        std::fs::hard_link(good.join(&asset), no_sums.join(&asset)).unwrap();
+
+        let path = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            fake.display()
+        );
+        Install {
+            root,
+            target,
+            arch,
+            path,
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn asset(&self) -> String {
+        format!("missions-{}.tar.gz", self.target)
+    }
+
+    fn cargo_log(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir("cargo.log")).ok()
+    }
+
+    /// Runs the action's step `name` with its `env:` resolved from `context`
+    /// (expression → value; an output of a step that did not set it is empty,
+    /// as on Actions).
+    fn run_step(
+        &self,
+        name: &str,
+        context: &BTreeMap<String, String>,
+        runner: &BTreeMap<&str, String>,
+    ) -> StepRun {
+        let action = action();
+        let step = action_step_named(&action, name);
+        assert_eq!(step["shell"].as_str(), Some("bash"));
+        let output_file =
+            runner["RUNNER_TEMP"].clone() + &format!("/output-{}", step["id"].as_str().unwrap());
+        std::fs::write(&output_file, "").unwrap();
+        let mut cmd = Command::new("bash");
+        // As the runner runs `shell: bash`.
+        cmd.args(["--noprofile", "--norc", "-e", "-o", "pipefail", "-c"])
+            .arg(str_of(&step["run"]))
+            .env_clear()
+            .envs(runner.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("GITHUB_OUTPUT", &output_file)
+            .current_dir(&runner["GITHUB_WORKSPACE"]);
+        for (key, value) in step["env"].as_mapping().expect("the step's env") {
+            let value = str_of(value);
+            let resolved = match input_reference(value) {
+                _ if !value.contains("${{") => value.to_owned(),
+                Some(input) => context
+                    .get(&format!("inputs.{input}"))
+                    .cloned()
+                    .or_else(|| {
+                        action["inputs"][input]["default"]
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default(),
+                None => {
+                    let expression = value
+                        .trim()
+                        .trim_start_matches("${{")
+                        .trim_end_matches("}}")
+                        .trim();
+                    match context.get(expression) {
+                        Some(v) => v.clone(),
+                        None if expression.starts_with("steps.") => String::new(),
+                        None => panic!("{name}: unsupported expression {value}"),
+                    }
+                }
+            };
+            cmd.env(str_of(key), resolved);
+        }
+        let out = cmd.output().unwrap();
+        let outputs = std::fs::read_to_string(&output_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        StepRun {
+            success: out.status.success(),
+            log: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            outputs,
+        }
+    }
+
+    /// The action's steps up to the run step, in a fresh job (its own
+    /// RUNNER_TEMP and tool cache), with actions/cache simulated: `spec.cache`
+    /// is what the restore step finds; the save step's `if:` decides `saved`.
+    fn job(&self, label: &str, spec: JobSpec) -> JobRun {
+        let job = self.dir(&format!("job-{label}"));
+        let runner_temp = job.join("temp");
+        let tool_cache = job.join("tool-cache");
+        let home = job.join("home");
+        for dir in [&runner_temp, &tool_cache, &home] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let mut runner = BTreeMap::from([
+            ("HOME", home.display().to_string()),
+            (
+                "PATH",
+                if spec.cargo {
+                    self.path.clone()
+                } else {
+                    self.path.split_once(':').unwrap().1.to_owned()
+                },
+            ),
+            ("RUNNER_OS", "Linux".to_owned()),
+            ("RUNNER_ARCH", self.arch.to_owned()),
+            ("RUNNER_TEMP", runner_temp.display().to_string()),
+            ("RUNNER_TOOL_CACHE", tool_cache.display().to_string()),
+            ("GITHUB_ACTION_PATH", ROOT.to_owned()),
+            (
+                "GITHUB_WORKSPACE",
+                self.dir("workspace").display().to_string(),
+            ),
+            // Nothing listens there: a download from "GitHub" fails at once.
+            ("GITHUB_SERVER_URL", "https://127.0.0.1:9".to_owned()),
+            (
+                "MISSIONS_ACTION_TEST_RELEASES",
+                spec.releases.display().to_string(),
+            ),
+        ]);
+        if spec.on_actions {
+            runner.insert("GITHUB_ACTIONS", "true".to_owned());
+        }
+        let mut context = BTreeMap::from([
+            ("github.action_ref".to_owned(), spec.action_ref.to_owned()),
+            (
+                "github.action_repository".to_owned(),
+                spec.repository.to_owned(),
+            ),
+        ]);
+        let resolve = self.run_step(RESOLVE_STEP, &context, &runner);
+        assert!(resolve.success, "{}", resolve.log);
+        for (k, v) in &resolve.outputs {
+            context.insert(format!("steps.resolve.outputs.{k}"), v.clone());
+        }
+        let tag = resolve.outputs["tag"].clone();
+        // actions/cache/restore (its `if:` is on the tag).
+        let action = action();
+        assert_eq!(
+            action_step_named(&action, RESTORE_STEP)["if"].as_str(),
+            Some("steps.resolve.outputs.tag != ''")
+        );
+        if let (false, Some(saved)) = (tag.is_empty(), spec.cache) {
+            let archive = PathBuf::from(&resolve.outputs["archive"]);
+            std::fs::create_dir_all(&archive).unwrap();
+            for entry in std::fs::read_dir(saved).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), archive.join(entry.file_name())).unwrap();
+            }
+            context.insert(
+                "steps.cache.outputs.cache-hit".to_owned(),
+                "true".to_owned(),
+            );
+        }
+        let install = self.run_step(INSTALL_STEP, &context, &runner);
+        // actions/cache/save, if its `if:` holds: a copy of the archive dir.
+        assert_eq!(
+            action_step_named(&action, SAVE_STEP)["if"].as_str(),
+            Some("steps.install.outputs.save == 'true'")
+        );
+        let saved = (install.outputs.get("save").map(String::as_str) == Some("true")).then(|| {
+            let store = job.join("saved");
+            std::fs::create_dir_all(&store).unwrap();
+            for entry in std::fs::read_dir(&resolve.outputs["archive"]).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), store.join(entry.file_name())).unwrap();
+            }
+            store
+        });
+        let bin = PathBuf::from(&resolve.outputs["bin"]).join("missions");
+        JobRun {
+            resolve,
+            install,
+            runner_temp,
+            bin,
+            saved,
+        }
+    }
+}
+
+impl JobRun {
+    fn runs(&self) -> String {
+        let out = Command::new(&self.bin).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{}", self.install.log);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// No temporary directory of the install step is left behind.
+    fn assert_clean(&self) {
+        let left: Vec<String> = std::fs::read_dir(&self.runner_temp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("missions-install"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn the_install_step_runs_only_a_verified_release_build_and_caches_only_that() {
+    let fx = Install::new();
+    let asset = fx.asset();
+    let good = fx.dir("releases-good");
+    let version_line = format!("missions {}", env!("CARGO_PKG_VERSION"));
+    let base = JobSpec {
+        action_ref: "v0",
+        repository: REPOSITORY,
+        releases: &good,
+        cache: None,
+        cargo: true,
+        on_actions: false,
+    };
+
+    // A good release, found through the moving tag v0: downloaded, verified,
+    // installed, and its archive (only) saved to the cache.
+    let first = fx.job("good", JobSpec { ..base });
+    assert!(first.install.success, "{}", first.install.log);
+    assert!(
+        first
+            .install
+            .log
+            .contains("verified against its SHA256SUMS"),
+        "{}",
+        first.install.log
+    );
+    assert!(first.runs().contains(&version_line));
+    assert_eq!(first.resolve.outputs["tag"], TAG);
+    let key = &first.resolve.outputs["key"];
+    assert!(key.contains(REPOSITORY) && key.contains(TAG), "{key}");
+    let saved = first
+        .saved
+        .as_deref()
+        .expect("a downloaded release is saved");
+    let files: Vec<_> = std::fs::read_dir(saved)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, [std::ffi::OsString::from(&asset)]);
+    assert_eq!(
+        sha256_file(&saved.join(&asset)),
+        sha256_file(&good.join(TAG).join(&asset))
+    );
+    assert!(fx.cargo_log().is_none(), "nothing compiled");
+    first.assert_clean();
+
+    // A fork at the same tag has a key of its own.
+    let fork = fx.job(
+        "fork",
+        JobSpec {
+            repository: "someone/missions",
+            ..base
+        },
+    );
+    assert_ne!(&fork.resolve.outputs["key"], key);
+    assert!(fork.resolve.outputs["key"].contains("someone/missions"));
+
+    // The next job restores it: verified again, not saved again.
+    let hit = fx.job(
+        "hit",
+        JobSpec {
+            cache: Some(saved),
+            ..base
+        },
+    );
+    assert!(hit.install.success, "{}", hit.install.log);
+    assert!(hit.install.log.contains("(cache)"), "{}", hit.install.log);
+    assert!(hit.runs().contains(&version_line));
+    assert!(hit.saved.is_none(), "a restored archive is not saved again");
+    hit.assert_clean();
+
+    // A poisoned cache entry: the restored archive is not the release's.
+    let poisoned = fx.dir("poisoned");
+    std::fs::create_dir_all(&poisoned).unwrap();
+    let impostor = fx.dir("impostor");
+    std::fs::write(&impostor, "#!/bin/sh\necho pwned\n").unwrap();
+    pack(&impostor, &poisoned.join(&asset));
+    let refused = fx.job(
+        "poisoned",
+        JobSpec {
+            cache: Some(&poisoned),
+            ..base
+        },
+    );
+    assert!(!refused.install.success);
+    assert!(
+        refused
+            .install
+            .log
+            .contains(&format!("the cached {asset} does not match SHA256SUMS")),
+        "{}",
+        refused.install.log
+    );
+    assert!(!refused.bin.exists(), "nothing installed");
+    refused.assert_clean();
+
+    // A download that does not match SHA256SUMS: an error, nothing installed,
+    // nothing cached, no compiling instead.
+    let bad = fx.dir("releases-bad-sum");
+    let mismatch = fx.job(
+        "bad-sum",
+        JobSpec {
+            action_ref: TAG,
+            releases: &bad,
+            ..base
+        },
+    );
+    assert!(!mismatch.install.success);
+    assert!(
+        mismatch.install.log.contains(&format!(
+            "::error title=missions::{asset} of release {TAG} does not match its SHA256SUMS; not running it"
+        )),
+        "{}",
+        mismatch.install.log
+    );
+    assert!(!mismatch.bin.exists(), "nothing installed");
+    assert!(mismatch.saved.is_none());
+    assert!(
+        !Path::new(&mismatch.resolve.outputs["archive"])
+            .join(&asset)
+            .exists(),
+        "nothing kept for the cache"
+    );
+    assert!(fx.cargo_log().is_none(), "no compiling after a mismatch");
+    mismatch.assert_clean();
+
+    // No SHA256SUMS: said so, and (as documented) compiled from the action's
+    // source, outside the checkout, with the stable toolchain; not cached.
+    let no_sums = fx.dir("releases-no-sums");
+    let compiled = fx.job(
+        "no-sums",
+        JobSpec {
+            releases: &no_sums,
+            ..base
+        },
+    );
+    assert!(compiled.install.success, "{}", compiled.install.log);
+    let log = &compiled.install.log;
+    assert!(
+        log.contains(&format!("release {TAG} has no SHA256SUMS"))
+            && log.contains("compiling")
+            && log.contains("as documented"),
+        "{log}"
+    );
+    assert!(!log.contains(&format!("has no {asset}")), "{log}");
+    assert!(compiled.runs().contains("compiled from source"));
+    assert!(compiled.saved.is_none(), "a compiled build is never cached");
+    let cargo = fx.cargo_log().expect("cargo ran");
+    assert!(cargo.contains(&format!("cwd={ROOT}\n")), "{cargo}");
+    assert!(!cargo.contains("workspace"), "not in the checkout: {cargo}");
+    assert!(cargo.contains("RUSTUP_TOOLCHAIN=stable\n"), "{cargo}");
+    assert!(
+        cargo.contains("install --locked") && cargo.contains(&format!("--path {ROOT}")),
+        "{cargo}"
+    );
+    compiled.assert_clean();
+    std::fs::remove_file(fx.dir("cargo.log")).unwrap();
+
+    // On Actions the test setting is ignored: the release comes from GitHub
+    // (unreachable here), so it is compiled, never read from the directory.
+    let on_actions = fx.job(
+        "on-actions",
+        JobSpec {
+            on_actions: true,
+            ..base
+        },
+    );
+    assert!(on_actions.install.success, "{}", on_actions.install.log);
+    assert!(!on_actions.install.log.contains("test setting"));
+    assert!(on_actions.runs().contains("compiled from source"));
+    std::fs::remove_file(fx.dir("cargo.log")).unwrap();
+
+    // No release build and no cargo: an error that says both.
+    let system_cargo = fx
+        .path
+        .split(':')
+        .skip(1)
+        .any(|dir| Path::new(dir).join("cargo").exists());
+    if !system_cargo {
+        let none = fx.job(
+            "no-cargo",
+            JobSpec {
+                releases: &no_sums,
+                cargo: false,
+                ..base
+            },
+        );
+        assert!(!none.install.success);
+        assert!(
+            none.install.log.contains("no cargo"),
+            "{}",
+            none.install.log
+        );
+        assert!(!none.bin.exists());
+        none.assert_clean();
+    }
+}
+
+#[test]
+fn the_action_downloads_over_https_only() {
+    let action = action();
+    let script = str_of(&action_step_named(&action, INSTALL_STEP)["run"]);
+    assert!(
+        script.contains("curl --proto '=https' --tlsv1.2 -fsSL"),
+        "{script}"
+    );
+    // Every curl is either that one or the test-only file:// one.
+    for line in script.lines().filter(|l| l.contains("curl ")) {
+        assert!(
+            line.contains("--proto '=https' --tlsv1.2") || line.contains("--proto '=file'"),
+            "{line}"
+        );
+    }
+    // The test setting is no input, and no step's `env:` sets it.
+    assert!(!keys(&action["inputs"]).iter().any(|i| i.contains("test")));
+    for step in steps(&action["runs"]) {
+        if let Some(env) = step.get("env") {
+            assert!(
+                !keys(env).contains("MISSIONS_ACTION_TEST_RELEASES"),
+                "{:?}",
+                step["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_action_caches_only_a_verified_release_archive_before_the_agent_runs() {
+    let action = action();
+    let uses = |name: &str| str_of(&action_step_named(&action, name)["uses"]).to_owned();
+    let restore = uses(RESTORE_STEP);
+    let save = uses(SAVE_STEP);
+    let (restore_path, restore_sha) = restore.split_once('@').unwrap();
+    let (save_path, save_sha) = save.split_once('@').unwrap();
+    assert_eq!(restore_path, "actions/cache/restore");
+    assert_eq!(save_path, "actions/cache/save");
+    assert_eq!(restore_sha, save_sha, "one commit of actions/cache");
+    assert!(
+        restore_sha.len() == 40 && restore_sha.chars().all(|c| c.is_ascii_hexdigit()),
+        "hash-pinned: {restore}"
+    );
+    // No step caches with a post step (actions/cache saves after the agent).
+    for step in steps(&action["runs"]) {
+        if let Some(uses) = step["uses"].as_str() {
+            assert!(!uses.starts_with("actions/cache@"), "{uses}");
+        }
+    }
+    // restore → install → save → run: saved before the agent runs.
+    let order =
+        [RESTORE_STEP, INSTALL_STEP, SAVE_STEP, RUN_STEP].map(|s| step_position(&action, s));
+    assert!(order.is_sorted(), "{order:?}");
+    for name in [RESTORE_STEP, SAVE_STEP] {
+        let with = &action_step_named(&action, name)["with"];
+        assert_eq!(
+            str_of(&with["path"]),
+            "${{ steps.resolve.outputs.archive }}"
+        );
+        assert_eq!(str_of(&with["key"]), "${{ steps.resolve.outputs.key }}");
+    }
+}
+
+#[test]
+fn releases_start_only_from_a_full_version_tag_equal_to_the_crates_version() {
+    let release = yaml(".github/workflows/release.yml");
+    let patterns: Vec<String> = triggers(&release)["push"]["tags"]
+        .as_sequence()
+        .expect("push: tags:")
+        .iter()
+        .map(|p| str_of(p).to_owned())
+        .collect();
+    // GitHub's filter patterns: `+` one or more of the previous character or
+    // class, `*` anything but `/`, `?` zero or one; `.` is literal.
+    let matches = |tag: &str| {
+        patterns.iter().any(|p| {
+            let mut re = String::from("^");
+            for c in p.chars() {
+                match c {
+                    '*' => re.push_str("[^/]*"),
+                    '.' => re.push_str("\\."),
+                    '+' | '?' | '[' | ']' | '-' => re.push(c),
+                    c if c.is_ascii_alphanumeric() => re.push(c),
+                    c => re.push_str(&regex::escape(&c.to_string())),
+                }
+            }
+            re.push('$');
+            regex::Regex::new(&re).unwrap().is_match(tag)
+        })
+    };
+    for tag in ["v0.1.0", "v12.3.45", "v1.0.0-rc.1"] {
+        assert!(matches(tag), "{tag} releases: {patterns:?}");
+    }
+    for tag in ["v0", "v1", "v0.1", "vx", "v1.x.0", "latest", "0.1.0"] {
+        assert!(!matches(tag), "{tag} must not release: {patterns:?}");
+    }
+
+    // The first job refuses a tag other than v + Cargo.toml's version.
+    let check = &release["jobs"]["check"];
+    let script = steps(check)
+        .iter()
+        .find_map(|s| s["run"].as_str())
+        .expect("the check job's script");
+    for (tag, ok) in [(TAG, true), ("v99.0.0", false), ("v0.1.0-rc.1x", false)] {
+        let out = Command::new("bash")
+            .args(["-eo", "pipefail", "-c", script])
+            .current_dir(ROOT)
+            .env("TAG", tag)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok, "{tag}: {out:?}");
+    }
+    assert_eq!(
+        release["jobs"]["build"]["needs"].as_str(),
+        Some("check"),
+        "the builds wait for the check"
+    );
+    // Every target, macOS included, is required.
+    let build = &release["jobs"]["build"];
+    assert!(build.get("continue-on-error").is_none());
+    assert!(release["jobs"]["publish"].get("if").is_none());
 }
 
 // ---------------------------------------------------------------------------
@@ -587,6 +1322,10 @@ fn settings(scripts: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_templates_job_runs_missions_job_with_the_dispatched_inputs() {
     let scripts = tempfile::tempdir().unwrap();
+    // The simulated repository's workflow is the template itself, and the
+    // command the runner runs for it is the template's action step (the
+    // action's run step with the template's `with:`).
+    assert_eq!(sample::WORKFLOW_YAML, read("templates/missions.yml"));
     let command = action_step_command();
     let spec = RepoSpec::new(sample::REPO)
         .file(
@@ -699,20 +1438,13 @@ async fn the_templates_job_runs_missions_job_with_the_dispatched_inputs() {
         .unwrap();
     let log = t.sim.run_log(&repo, run_id).unwrap_or_default();
     assert_eq!(conclusion, "success", "{log}");
-    // The inputs reached the step's environment, and this build ran.
-    for expected in [
-        "MISSIONS_ROLE=worker",
-        &format!("MISSIONS_MISSION={issue}"),
-        "MISSIONS_TASK=feature",
-        "MISSIONS_FEATURE=F1",
-        &format!("MISSIONS_JOB={key}"),
-        "MISSIONS_CONFIG_REF=main",
-        &format!("missions {}", env!("CARGO_PKG_VERSION")),
-    ] {
-        assert!(log.contains(expected), "{expected} in {log}");
-    }
+    // This build ran (the run step's `missions --version`).
+    let version = format!("missions {}", env!("CARGO_PKG_VERSION"));
+    assert!(log.contains(&version), "{version} in {log}");
 
-    // `missions job` got them: the job's output, under its key, by its role.
+    // `missions job` got the dispatched inputs, as the job's own output shows
+    // (not the argv this test built): the mission (where it wrote, on the
+    // dispatched branch), the job key, the role, the task and the feature.
     let envelope: Json = serde_json::from_str(
         &t.file(&format!(".missions/{issue}/jobs/{key}.json"), &branch)
             .await

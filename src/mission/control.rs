@@ -294,7 +294,7 @@ impl MissionView {
 
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 10;
-    let filled = if total == 0 { 0 } else { done * WIDTH / total };
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
     format!("{}{}", "█".repeat(filled), "░".repeat(WIDTH - filled))
 }
 
