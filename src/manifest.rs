@@ -1,15 +1,29 @@
 //! Registering the App on GitHub with GitHub's App manifest flow
 //! (`missions app-manifest`).
 //!
-//! 1. `GET /` serves a page whose form POSTs the manifest (name, webhook URL,
-//!    permissions, events) to `{github}/settings/apps/new?state=…` (or an
-//!    organization's `…/organizations/ORG/settings/apps/new`).
+//! 0. At startup the config file is checked: it parses as TOML (if present) and
+//!    its directory exists (made with mode 0700) and is writable, so that nothing
+//!    found only after GitHub created the App (and the one-time code is spent)
+//!    can stop the identity from being written.
+//! 1. The command prints a one-time URL, `PUBLIC_URL/?token=…`. Opening it sets
+//!    a cookie (HttpOnly, SameSite=Lax, Secure over https) carrying a random
+//!    nonce bound to the flow's `state`, and sends the browser on to `GET /`. Only
+//!    a browser with that cookie gets the page, whose form POSTs the manifest
+//!    (name, webhook URL, permissions, events) to `{github}/settings/apps/new?state=…`
+//!    (or an organization's `…/organizations/ORG/settings/apps/new`).
 //! 2. The person names the App on GitHub and creates it; GitHub redirects the
 //!    browser to `/redirect?code=…&state=…`.
-//! 3. The redirect handler checks `state` (CSRF), exchanges the one-time code
-//!    with `POST {api}/app-manifests/{code}/conversions` (no authentication) and
-//!    writes the App's id, private key and webhook secret into the server's
-//!    config file (mode 0600, the key in a file of its own beside it).
+//! 3. The redirect handler requires the cookie (so the redirect comes from the
+//!    browser that started the flow, not from someone replaying their own App's
+//!    code) and the `state` (CSRF), exchanges the one-time code with
+//!    `POST {api}/app-manifests/{code}/conversions` (no authentication) and writes
+//!    the App's id, private key and webhook secret into the server's config file
+//!    (mode 0600, the key in a file of its own beside it), replacing the previous
+//!    App's identity entirely.
+//!
+//! Every request must name this server in its `Host` header: the public URL's
+//! host, or `127.0.0.1:PORT` / `localhost:PORT` (anything else, e.g. a DNS
+//! rebinding page's own name, gets 421).
 //!
 //! The permissions and events asked for come from [`PERMISSIONS`] and [`EVENTS`],
 //! each with the reason the App needs it; `tests/app_manifest.rs` checks them
@@ -19,12 +33,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -63,8 +79,10 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
     (
         "issues",
         "write",
-        "comment on the mission's issue (POST /repos/{owner}/{repo}/issues/{issue_number}/comments) \
-         and close it with the final report (PATCH /repos/{owner}/{repo}/issues/{issue_number})",
+        "comment on the mission's issue (POST /repos/{owner}/{repo}/issues/{issue_number}/comments), \
+         keep its status comment up to date (GET the same to find it again, \
+         PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}) and close the issue with the \
+         final report (PATCH /repos/{owner}/{repo}/issues/{issue_number})",
     ),
     (
         "metadata",
@@ -121,6 +139,8 @@ pub const DEFAULT_GITHUB_URL: &str = "https://github.com";
 pub const WEBHOOK_PATH: &str = "/webhook";
 /// Where GitHub sends the browser back with the code, under the public URL.
 pub const REDIRECT_PATH: &str = "/redirect";
+/// The cookie that binds the flow to the browser that opened the one-time URL.
+pub const COOKIE_NAME: &str = "missions_app_manifest";
 
 /// The manifest GitHub registers the App from. `url` (the App's homepage, which
 /// GitHub requires) is the webhook URL's origin: the server's public address.
@@ -163,6 +183,9 @@ pub struct FlowOptions {
     pub org: Option<String>,
     /// The server's TOML config file to write the App's identity into.
     pub config_path: PathBuf,
+    /// The port this server listens on (on 127.0.0.1): besides the redirect
+    /// URL's host, requests may only name `127.0.0.1:PORT` or `localhost:PORT`.
+    pub port: u16,
 }
 
 impl FlowOptions {
@@ -181,6 +204,38 @@ impl FlowOptions {
     pub fn manifest(&self) -> Value {
         manifest(&self.webhook_url, &self.redirect_url, &self.name)
     }
+
+    /// The server's public base URL: the redirect URL without `/redirect`.
+    fn public_base(&self) -> &str {
+        let url = self.redirect_url.trim_end_matches('/');
+        url.strip_suffix(REDIRECT_PATH).unwrap_or(url)
+    }
+
+    /// Whether a request's `Host` (or HTTP/2 authority) names this server: the
+    /// redirect URL's host and port, or 127.0.0.1/localhost on [`Self::port`].
+    pub fn host_allowed(&self, host: &str) -> bool {
+        if host.is_empty()
+            || host.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || matches!(c, '@' | '/' | '\\' | '?' | '#')
+            })
+        {
+            return false;
+        }
+        let names = |scheme: &str, expected: &str, port: Option<u16>| {
+            reqwest::Url::parse(&format!("{scheme}://{host}/"))
+                .is_ok_and(|u| u.host_str() == Some(expected) && u.port_or_known_default() == port)
+        };
+        let public = reqwest::Url::parse(&self.redirect_url).ok();
+        if let Some(public) = &public
+            && let Some(expected) = public.host_str()
+            && names(public.scheme(), expected, public.port_or_known_default())
+        {
+            return true;
+        }
+        ["127.0.0.1", "localhost"]
+            .into_iter()
+            .any(|expected| names("http", expected, Some(self.port)))
+    }
 }
 
 /// What a successful redirect wrote (no secret in it).
@@ -194,6 +249,9 @@ pub struct Written {
     /// GitHub returned no webhook secret, so one was generated: the person must
     /// set it on the App's webhook.
     pub generated_secret: bool,
+    /// What of a previous App's identity the config held and no longer does
+    /// (see [`Identity::removed`]).
+    pub removed: Vec<String>,
 }
 
 impl Written {
@@ -203,10 +261,17 @@ impl Written {
     }
 }
 
-/// One run of the flow: the expected `state`, and what the redirect wrote.
+/// One run of the flow: the expected `state`, the browser's nonce, the one-time
+/// token, and what the redirect wrote.
 pub struct Flow {
     options: FlowOptions,
     state: String,
+    /// The value of the [`COOKIE_NAME`] cookie that the redirect must carry with
+    /// `state`: handed out once, to the browser that opens [`Flow::start_url`].
+    nonce: String,
+    /// In the printed one-time URL; `GET /?token=` takes it once.
+    token: String,
+    token_used: AtomicBool,
     http: reqwest::Client,
     /// Held during an exchange, so two redirects never write at once.
     result: tokio::sync::Mutex<Option<Written>>,
@@ -214,6 +279,8 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Checks the URLs and the config file ([`check_config`]): an error here
+    /// comes before anything is served.
     pub fn new(options: FlowOptions) -> anyhow::Result<Arc<Flow>> {
         for (what, url) in [
             ("--github-url", &options.github_url),
@@ -228,6 +295,14 @@ impl Flow {
                 "{what} {url:?} is not an http(s) URL"
             );
         }
+        anyhow::ensure!(
+            reqwest::Url::parse(&options.redirect_url)?
+                .host_str()
+                .is_some(),
+            "the redirect URL {:?} names no host",
+            options.redirect_url
+        );
+        check_config(&options.config_path)?;
         crate::llm::http::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -235,15 +310,12 @@ impl Flow {
             .user_agent("missions-app-manifest")
             .build()
             .context("cannot build an HTTP client")?;
-        let state = {
-            use rand::RngCore;
-            let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
-            hex::encode(bytes)
-        };
         Ok(Arc::new(Flow {
             options,
-            state,
+            state: random_hex(32),
+            nonce: random_hex(32),
+            token: random_hex(32),
+            token_used: AtomicBool::new(false),
             http,
             result: tokio::sync::Mutex::new(None),
             finished: tokio::sync::watch::Sender::new(None),
@@ -259,18 +331,51 @@ impl Flow {
         self.finished.subscribe()
     }
 
-    /// `GET /` (the page) and `GET /redirect` (GitHub's redirect).
+    /// The one-time URL the person opens to start: on the public URL's host, so
+    /// that the cookie it sets comes back with GitHub's redirect.
+    pub fn start_url(&self) -> String {
+        format!("{}/?token={}", self.options.public_base(), self.token)
+    }
+
+    /// `GET /` (the page, with the one-time token or the cookie) and
+    /// `GET /redirect` (GitHub's redirect), behind the `Host` check.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/", get(start_page))
             .route(REDIRECT_PATH, get(redirect))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                host_guard,
+            ))
             .with_state(self.clone())
     }
 
     fn state_matches(&self, given: &str) -> bool {
-        // Constant time in the length of the expected state.
-        let (a, b) = (self.state.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same(&self.state, given)
+    }
+
+    /// Whether the request carries this flow's cookie.
+    fn has_cookie(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(name, value)| name == COOKIE_NAME && same(&self.nonce, value))
+    }
+
+    /// The `Set-Cookie` value that binds the browser to this flow.
+    fn set_cookie(&self) -> String {
+        let secure = if self.options.redirect_url.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            self.nonce
+        )
     }
 
     /// Exchanges the code and writes the config; nothing is written on error.
@@ -280,14 +385,12 @@ impl Flow {
             Some(secret) => (secret, false),
             None => (random_hex(32), true),
         };
-        let api_url = Some(self.options.api_url.as_str())
-            .filter(|u| u.trim_end_matches('/') != crate::config::DEFAULT_GITHUB_API_URL);
-        let key_path = write_identity(
+        let identity = write_identity(
             &self.options.config_path,
             app.id,
             &app.pem,
             &secret,
-            api_url,
+            &self.options.api_url,
         )
         .map_err(|e| FlowError::Write(format!("{e:#}")))?;
         Ok(Written {
@@ -295,8 +398,9 @@ impl Flow {
             name: app.name,
             html_url: app.html_url,
             config_path: self.options.config_path.clone(),
-            key_path,
+            key_path: identity.key_path,
             generated_secret,
+            removed: identity.removed,
         })
     }
 
@@ -360,6 +464,8 @@ struct Conversion {
 enum FlowError {
     /// A redirect without a usable code.
     BadRequest(String),
+    /// No cookie from this flow's first page: not the browser that started it.
+    NotThisBrowser,
     /// A `state` other than the one this page sent: not our flow (CSRF).
     WrongState,
     /// The App was already registered and written by this run.
@@ -375,7 +481,7 @@ impl FlowError {
     fn status(&self) -> StatusCode {
         match self {
             FlowError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            FlowError::WrongState => StatusCode::FORBIDDEN,
+            FlowError::NotThisBrowser | FlowError::WrongState => StatusCode::FORBIDDEN,
             FlowError::AlreadyDone => StatusCode::CONFLICT,
             FlowError::GitHub { .. } => StatusCode::BAD_GATEWAY,
             FlowError::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -387,6 +493,12 @@ impl FlowError {
             FlowError::BadRequest(message) => {
                 format!("{message}. Start again from this server's first page.")
             }
+            FlowError::NotThisBrowser => "This browser did not start this registration: \
+                the redirect lacks the cookie that the URL printed by <code>missions \
+                app-manifest</code> sets. Nothing was written, and GitHub's code was not used: \
+                open this same address in the browser where you opened the printed URL (within \
+                the hour), or delete the App in GitHub's settings and run the command again."
+                .to_owned(),
             FlowError::WrongState => "The redirect's <code>state</code> is not the one this page \
                 sent to GitHub, so it did not come from this registration (or the server was \
                 restarted in between). Nothing was written. Start again from this server's \
@@ -422,7 +534,83 @@ struct RedirectQuery {
     state: Option<String>,
 }
 
-async fn start_page(State(flow): State<Arc<Flow>>) -> Html<String> {
+#[derive(Deserialize)]
+struct StartQuery {
+    token: Option<String>,
+}
+
+/// Refuses (421) a request whose `Host` names neither the public host nor
+/// 127.0.0.1/localhost on this port: a DNS rebinding page, or a proxy that
+/// forwards other names here. Every answer is marked not to be stored or framed.
+async fn host_guard(State(flow): State<Arc<Flow>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let mut response = if host
+        .as_deref()
+        .is_some_and(|h| flow.options.host_allowed(h))
+    {
+        next.run(request).await
+    } else {
+        tracing::warn!(host = ?host, "app manifest request for another host refused");
+        let page = html_page(
+            "Not this server",
+            "<h1>Not this server</h1><p>This request names another host than the one \
+             <code>missions app-manifest</code> serves. Nothing was done.</p>",
+        );
+        (StatusCode::MISDIRECTED_REQUEST, Html(page)).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// `GET /`: the page for the browser with the cookie; `GET /?token=` with the
+/// unused one-time token sets the cookie and sends the browser on to `./`
+/// (the token leaves the address bar); anything else is refused.
+async fn start_page(
+    State(flow): State<Arc<Flow>>,
+    Query(query): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if flow.has_cookie(&headers) {
+        return Html(registration_page(&flow)).into_response();
+    }
+    let refuse = |why: &str| {
+        let page = html_page(
+            "Open the URL the command printed",
+            &format!("<h1>Open the URL the command printed</h1><p>{why}</p>"),
+        );
+        (StatusCode::FORBIDDEN, Html(page)).into_response()
+    };
+    match query.token {
+        Some(token) if same(&flow.token, &token) => {
+            if flow.token_used.swap(true, Ordering::SeqCst) {
+                return refuse(
+                    "This one-time URL was already opened, in another browser. Run \
+                     <code>missions app-manifest</code> again for a new one.",
+                );
+            }
+            let mut response = (StatusCode::SEE_OTHER, "").into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::LOCATION, HeaderValue::from_static("./"));
+            if let Ok(cookie) = HeaderValue::from_str(&flow.set_cookie()) {
+                headers.insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        _ => refuse(
+            "This page is only for the browser that opened the one-time URL \
+             (<code>…/?token=…</code>) that <code>missions app-manifest</code> printed.",
+        ),
+    }
+}
+
+fn registration_page(flow: &Flow) -> String {
     let o = &flow.options;
     let manifest = serde_json::to_string(&o.manifest()).unwrap_or_default();
     let owner = match &o.org {
@@ -461,11 +649,18 @@ async fn start_page(State(flow): State<Arc<Flow>>) -> Html<String> {
         action = escape(&o.new_app_url(&flow.state)),
         manifest = escape(&manifest),
     );
-    Html(html_page("Register the missions GitHub App", &body))
+    html_page("Register the missions GitHub App", &body)
 }
 
-async fn redirect(State(flow): State<Arc<Flow>>, Query(query): Query<RedirectQuery>) -> Response {
+async fn redirect(
+    State(flow): State<Arc<Flow>>,
+    Query(query): Query<RedirectQuery>,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
+        if !flow.has_cookie(&headers) {
+            return Err(FlowError::NotThisBrowser);
+        }
         if !flow.state_matches(query.state.as_deref().unwrap_or("")) {
             return Err(FlowError::WrongState);
         }
@@ -521,12 +716,22 @@ fn success_page(w: &Written) -> String {
     } else {
         ""
     };
+    let removed_note = if w.removed.is_empty() {
+        String::new()
+    } else {
+        let items: String = w
+            .removed
+            .iter()
+            .map(|r| format!("<li>{}</li>", escape(r)))
+            .collect();
+        format!("<p>The previous App's identity was replaced entirely:</p><ul>{items}</ul>")
+    };
     let body = format!(
         "<h1>The App {name} is registered</h1>\
          <p>App id <b>{id}</b>: <a href=\"{html}\">{html}</a></p>\
          <p>Written: the App id, the path of its private key and the webhook secret into \
          <code>{config}</code>, the private key into <code>{key}</code> (both readable by \
-         you only).</p>{secret_note}\
+         you only).</p>{secret_note}{removed_note}\
          <h2>Next steps</h2><ol>\
          <li><a href=\"{install}\">Install the App</a> on the repositories that run missions.</li>\
          <li>Run the server with this config: <code>missions serve --config {config}</code>, \
@@ -581,40 +786,87 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// Constant-time (in the expected value's length) comparison of a secret.
+fn same(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The config file as a TOML table, `None` if it does not exist.
+fn read_config(config_path: &Path) -> anyhow::Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(config_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config_path.display())),
+    };
+    text.parse::<toml::Table>().map(Some).map_err(|e| {
+        // The message only: toml's full error quotes the line, which may hold a secret.
+        let line = e
+            .span()
+            .map(|s| format!("line {}: ", text[..s.start].lines().count().max(1)))
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{} is not valid TOML ({line}{})",
+            config_path.display(),
+            e.message()
+        )
+    })
+}
+
+/// The directory the config file (and the key beside it) goes into.
+fn config_dir(config_path: &Path) -> PathBuf {
+    match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What must hold before GitHub creates the App: the config file, if present,
+/// is readable TOML, and its directory exists (made with mode 0700 if missing)
+/// and takes new files (a file is created there and removed).
+pub fn check_config(config_path: &Path) -> anyhow::Result<()> {
+    read_config(config_path)?;
+    let dir = config_dir(config_path);
+    create_private_dir(&dir)?;
+    let probe = dir.join(format!(".missions-write-check.{}.tmp", random_hex(6)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&probe)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    std::fs::remove_file(&probe).with_context(|| format!("cannot remove {}", probe.display()))
+}
+
+/// What [`write_identity`] wrote.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub key_path: PathBuf,
+    /// What of a previous App's identity the config held and no longer does,
+    /// said for the person (names and non-secret values only).
+    pub removed: Vec<String>,
+}
+
 /// Writes the App's identity: the private key into `app-<id>.private-key.pem`
 /// beside the config file, and `app_id`, `private_key_path` (absolute) and
-/// `webhook_secret` (and `github_api_url` when given) into the config file,
-/// keeping its other keys (its comments are not kept). An inline `private_key`
-/// is removed, since it would win over the new key file. Both files are
-/// written atomically with mode 0600; the directory is made (0700) if missing.
-/// On error nothing is left behind but that directory. Returns the key's path.
+/// `webhook_secret` into the config file, keeping its other keys (its comments
+/// are not kept). The new App replaces a previous one entirely: an inline
+/// `private_key` (it would win over the key file) and `previous_webhook_secrets`
+/// (the previous App's, which must not sign deliveries for this one) are
+/// removed, and `github_api_url` becomes the API the App was registered through
+/// (removed for api.github.com). Both files are written atomically with mode
+/// 0600; the directory is made (0700) if missing. On error nothing is left
+/// behind but that directory.
 pub fn write_identity(
     config_path: &Path,
     app_id: u64,
     pem: &str,
     webhook_secret: &str,
-    github_api_url: Option<&str>,
-) -> anyhow::Result<PathBuf> {
-    let mut table = match std::fs::read_to_string(config_path) {
-        Ok(text) => text.parse::<toml::Table>().map_err(|e| {
-            // The message only: toml's full error quotes the line, which may hold a secret.
-            let line = e
-                .span()
-                .map(|s| format!("line {}: ", text[..s.start].lines().count().max(1)))
-                .unwrap_or_default();
-            anyhow::anyhow!(
-                "{} is not valid TOML ({line}{})",
-                config_path.display(),
-                e.message()
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", config_path.display())),
-    };
-    let dir = match config_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    github_api_url: &str,
+) -> anyhow::Result<Identity> {
+    let mut table = read_config(config_path)?.unwrap_or_default();
+    let dir = config_dir(config_path);
     create_private_dir(&dir)?;
     let dir =
         std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
@@ -624,6 +876,42 @@ pub fn write_identity(
         .context("the config directory's path is not UTF-8")?
         .to_owned();
 
+    let mut removed = Vec::new();
+    if table.remove("private_key").is_some() {
+        removed.push("private_key (an inline key of the previous App)".to_owned());
+    }
+    if let Some(old) = table.remove("previous_webhook_secrets") {
+        let n = old.as_array().map_or(1, Vec::len);
+        removed.push(format!(
+            "previous_webhook_secrets ({n} older webhook secret(s); the new App's secret \
+             replaces them all)"
+        ));
+    }
+    if let Some(old) = table.get("private_key_path").and_then(|v| v.as_str())
+        && Path::new(old) != key_path
+    {
+        removed.push(format!(
+            "private_key_path {old:?} (that key file is left in place: delete it with the \
+             previous App)"
+        ));
+    }
+    let api_url = github_api_url.trim_end_matches('/');
+    let api_value = (api_url != crate::config::DEFAULT_GITHUB_API_URL)
+        .then(|| toml::Value::String(api_url.to_owned()));
+    match (table.remove("github_api_url"), &api_value) {
+        (Some(old), _) if old.as_str().map(|o| o.trim_end_matches('/')) != Some(api_url) => {
+            removed.push(format!(
+                "github_api_url {} (this App was registered through {api_url})",
+                old.as_str()
+                    .map_or_else(|| old.to_string(), |o| format!("{o:?}"))
+            ));
+        }
+        _ => {}
+    }
+    if let Some(value) = api_value {
+        table.insert("github_api_url".into(), value);
+    }
+
     let app_id = i64::try_from(app_id).context("the App id does not fit in TOML")?;
     table.insert("app_id".into(), toml::Value::Integer(app_id));
     table.insert("private_key_path".into(), toml::Value::String(key_text));
@@ -631,10 +919,6 @@ pub fn write_identity(
         "webhook_secret".into(),
         toml::Value::String(webhook_secret.to_owned()),
     );
-    table.remove("private_key");
-    if let Some(url) = github_api_url {
-        table.insert("github_api_url".into(), toml::Value::String(url.to_owned()));
-    }
     let text = toml::to_string(&table).context("cannot serialise the config")?;
 
     write_private_file(&key_path, pem.as_bytes())?;
@@ -642,7 +926,7 @@ pub fn write_identity(
         let _ = std::fs::remove_file(&key_path);
         return Err(e);
     }
-    Ok(key_path)
+    Ok(Identity { key_path, removed })
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -740,12 +1024,13 @@ impl AppManifestArgs {
             api_url,
             org: self.org.clone(),
             config_path: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH)),
+            port: self.port,
         }
     }
 }
 
-/// Serves the flow until one redirect has written the App's identity (then
-/// prints what was written) or until Ctrl-C.
+/// Checks the config, then serves the flow until one redirect has written the
+/// App's identity (then prints what was written) or until Ctrl-C.
 pub async fn run(args: AppManifestArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     let options = args.options(config);
     let flow = Flow::new(options.clone())?;
@@ -763,10 +1048,19 @@ pub async fn run(args: AppManifestArgs, config: Option<PathBuf>) -> anyhow::Resu
         );
     }
     println!(
-        "Open http://{local}/ in a browser to register the App on GitHub \
-         (GitHub sends you back to {}). Ctrl-C stops.",
-        options.redirect_url
+        "Open this one-time URL in your browser to register the App on GitHub \
+         (it works once, and only that browser can finish; GitHub sends it back to {}):\n\n    {}\n",
+        options.redirect_url,
+        flow.start_url()
     );
+    if options.public_base() != format!("http://{local}") {
+        println!(
+            "Listening on http://{local}/ behind {}: open the URL through it, since GitHub \
+             sends the browser back there.",
+            options.public_base()
+        );
+    }
+    println!("Ctrl-C stops.");
     let mut finished = flow.finished();
     let done = async move {
         let _ = finished.wait_for(Option::is_some).await;
@@ -791,6 +1085,12 @@ pub async fn run(args: AppManifestArgs, config: Option<PathBuf>) -> anyhow::Resu
         written.config_path.display(),
         written.key_path.display()
     );
+    if !written.removed.is_empty() {
+        println!("Replaced the previous App's identity; removed from the config:");
+        for r in &written.removed {
+            println!("  - {r}");
+        }
+    }
     if written.generated_secret {
         println!(
             "GitHub returned no webhook secret: the one written to the config was generated; set it on the App's webhook."
@@ -897,6 +1197,107 @@ mod tests {
             ghes.new_app_url("s2"),
             "https://ghe.example/organizations/octo-org/settings/apps/new?state=s2"
         );
+    }
+
+    #[test]
+    fn only_the_public_host_and_the_local_port_are_served() {
+        let args = AppManifestArgs {
+            port: 4000,
+            public_url: Some("https://M.example/".into()),
+            webhook_url: None,
+            name: DEFAULT_NAME.into(),
+            org: None,
+            github_url: DEFAULT_GITHUB_URL.into(),
+            api_url: None,
+        };
+        let o = args.options(None);
+        assert_eq!(o.port, 4000);
+        assert_eq!(o.public_base(), "https://M.example");
+        for host in [
+            "m.example",
+            "M.EXAMPLE",
+            "m.example:443",
+            "127.0.0.1:4000",
+            "localhost:4000",
+        ] {
+            assert!(o.host_allowed(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "m.example:80",
+            "m.example.evil.example",
+            "127.0.0.1",
+            "127.0.0.1:4001",
+            "localhost",
+            "[::1]:4000",
+            "evil@127.0.0.1:4000",
+            "127.0.0.1:4000/x",
+            "m.example ",
+        ] {
+            assert!(!o.host_allowed(host), "{host:?}");
+        }
+        let local = AppManifestArgs {
+            public_url: None,
+            ..args
+        }
+        .options(None);
+        assert!(local.host_allowed("127.0.0.1:4000"));
+        assert!(!local.host_allowed("m.example"));
+        assert_eq!(local.public_base(), "http://127.0.0.1:4000");
+    }
+
+    #[test]
+    fn a_new_identity_replaces_the_previous_one_entirely() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("missions.toml");
+        std::fs::write(
+            &config,
+            "listen = \"127.0.0.1:1\"\nwebhook_secret = \"old\"\n\
+             previous_webhook_secrets = [\"older\", \"oldest\"]\n\
+             github_api_url = \"https://ghe.example/api/v3\"\napp_id = 7\n\
+             private_key = \"inline\"\nprivate_key_path = \"/old/app-7.private-key.pem\"\n",
+        )
+        .unwrap();
+        let identity = write_identity(
+            &config,
+            8,
+            "PEM",
+            "new",
+            crate::config::DEFAULT_GITHUB_API_URL,
+        )
+        .unwrap();
+        let table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+        assert_eq!(table["listen"].as_str(), Some("127.0.0.1:1"));
+        assert_eq!(table["webhook_secret"].as_str(), Some("new"));
+        assert_eq!(table["app_id"].as_integer(), Some(8));
+        for gone in ["previous_webhook_secrets", "github_api_url", "private_key"] {
+            assert!(!table.contains_key(gone), "{gone}");
+        }
+        let removed = identity.removed.join("\n");
+        for said in [
+            "previous_webhook_secrets (2",
+            "github_api_url \"https://ghe.example/api/v3\"",
+            "private_key (",
+            "/old/app-7.private-key.pem",
+        ] {
+            assert!(removed.contains(said), "{removed}");
+        }
+        for secret in ["\"older\"", "oldest", "\"inline\""] {
+            assert!(!removed.contains(secret), "{removed}");
+        }
+
+        // The same API again: kept, and nothing to say.
+        let again =
+            write_identity(&config, 8, "PEM", "new", "https://ghe.example/api/v3/").unwrap();
+        let table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+        assert_eq!(
+            table["github_api_url"].as_str(),
+            Some("https://ghe.example/api/v3")
+        );
+        assert!(again.removed.is_empty(), "{:?}", again.removed);
+        let third = write_identity(&config, 8, "PEM", "new", "https://ghe.example/api/v3").unwrap();
+        assert!(third.removed.is_empty(), "{:?}", third.removed);
     }
 
     #[test]

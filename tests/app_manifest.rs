@@ -139,6 +139,17 @@ const ROUTES: &[Route] = &[
         "/repos/{owner}/{repo}/issues/{issue_number}",
         &[("issues", "write")],
     ),
+    // The mission's status (sticky) comment: found again, then edited.
+    (
+        "GET",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        &[("issues", "read"), ("pull_requests", "read")],
+    ),
+    (
+        "PATCH",
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+        &[("issues", "write"), ("pull_requests", "write")],
+    ),
     (
         "GET",
         "/repos/{owner}/{repo}/collaborators/{username}/permission",
@@ -574,11 +585,26 @@ struct Setup {
     url: String,
     http: reqwest::Client,
     config: PathBuf,
+    /// The cookie `GET /?token=` set (`name=value`), sent by [`Setup::get`].
+    cookie: Mutex<Option<String>>,
     _dir: tempfile::TempDir,
 }
 
 const EXISTING: &str =
     "listen = \"127.0.0.1:3999\"\nwebhook_secret = \"old-secret\"\n\n[inbox]\nmax_attempts = 3\n";
+
+fn options(api_url: String, config_path: PathBuf, port: u16) -> FlowOptions {
+    FlowOptions {
+        name: "missions-test".into(),
+        webhook_url: "https://missions.example/webhook".into(),
+        redirect_url: "https://missions.example/redirect".into(),
+        github_url: "https://github.com".into(),
+        api_url,
+        org: None,
+        config_path,
+        port,
+    }
+}
 
 /// The fake GitHub and the flow's server; the config file holds `existing` if given.
 async fn setup(config_rel: &str, existing: Option<&str>) -> Setup {
@@ -596,17 +622,11 @@ async fn setup(config_rel: &str, existing: Option<&str>) -> Setup {
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
         std::fs::write(&config, text).unwrap();
     }
-    let flow = Flow::new(FlowOptions {
-        name: "missions-test".into(),
-        webhook_url: "https://missions.example/webhook".into(),
-        redirect_url: "https://missions.example/redirect".into(),
-        github_url: "https://github.com".into(),
-        api_url: api,
-        org: None,
-        config_path: config.clone(),
-    })
-    .unwrap();
-    let url = serve(flow.router()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let flow = Flow::new(options(api, config.clone(), local.port())).unwrap();
+    let router = flow.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -614,28 +634,78 @@ async fn setup(config_rel: &str, existing: Option<&str>) -> Setup {
     Setup {
         fake,
         flow,
-        url,
+        url: format!("http://{local}"),
         http,
         config,
+        cookie: Mutex::new(None),
         _dir: dir,
     }
 }
 
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
 impl Setup {
+    /// `GET path` with the cookie, if the flow was started.
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+        let cookie = self.cookie.lock().unwrap().clone();
+        let a = self.request(path, cookie.as_deref(), None).await;
+        (a.status, a.body)
     }
 
-    /// The start page's `state`, and its manifest (checked to be the table's).
+    async fn request(&self, path: &str, cookie: Option<&str>, host: Option<&str>) -> Answer {
+        let mut request = self.http.get(format!("{}{path}", self.url));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let r = request.send().await.unwrap();
+        Answer {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    /// `/?token=…` from the URL the command prints.
+    fn start_path(&self) -> String {
+        let url = self.flow.start_url();
+        let token = url
+            .strip_prefix("https://missions.example/?token=")
+            .unwrap_or_else(|| panic!("the one-time URL {url}"));
+        assert!(token.len() >= 32, "{url}");
+        format!("/?token={token}")
+    }
+
+    /// Opens the one-time URL: the cookie it sets (kept for [`Setup::get`]).
+    async fn start(&self) -> String {
+        let a = self.request(&self.start_path(), None, None).await;
+        assert_eq!(a.status, 303, "{}", a.body);
+        assert_eq!(a.headers["location"], "./");
+        let set = a.headers["set-cookie"].to_str().unwrap().to_owned();
+        let attributes: Vec<&str> = set.split(';').map(str::trim).collect();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
+            assert!(attributes.contains(&attribute), "{set}");
+        }
+        let cookie = attributes[0].to_owned();
+        assert!(
+            cookie.starts_with(&format!("{}=", manifest::COOKIE_NAME)),
+            "{set}"
+        );
+        *self.cookie.lock().unwrap() = Some(cookie.clone());
+        cookie
+    }
+
+    /// Starts the flow; the page's `state`, and its manifest (checked to be the table's).
     async fn state(&self) -> String {
+        self.start().await;
         let (status, page) = self.get("/").await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "{page}");
         let action_start = page.find("action=\"").unwrap() + "action=\"".len();
         let action = &page[action_start..action_start + page[action_start..].find('"').unwrap()];
         let state = action
@@ -770,6 +840,11 @@ async fn the_redirect_writes_the_app_identity_into_the_config() {
 #[tokio::test]
 async fn a_missing_config_directory_is_made_private() {
     let s = setup("fresh/config/missions.toml", None).await;
+    // At startup, before GitHub is involved.
+    assert!(s.config.parent().unwrap().is_dir());
+    #[cfg(unix)]
+    assert_eq!(mode(s.config.parent().unwrap()), 0o700);
+    assert!(s.files().is_empty(), "{:?}", s.files());
     let state = s.state().await;
     s.fake.answer(201, conversion_answer(Some(WEBHOOK_SECRET)));
     let (status, page) = s.get(&format!("/redirect?code=c0de&state={state}")).await;
@@ -847,11 +922,64 @@ async fn github_refusing_the_code_shows_an_error_and_writes_nothing() {
     assert_eq!(s.fake.calls().len(), 3);
 }
 
+const BROKEN: &str = "listen = \"127.0.0.1:1\"\nwebhook_secret = \"s3cr3t-in-a-broken-file\n";
+
 #[tokio::test]
-async fn an_unwritable_config_shows_an_error_and_leaves_no_key() {
-    let broken = "listen = \"127.0.0.1:1\"\nwebhook_secret = \"s3cr3t-in-a-broken-file\n";
-    let s = setup("config/missions.toml", Some(broken)).await;
+async fn startup_refuses_a_config_it_could_not_write_into() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unparsable TOML: refused before anything is served, without quoting it.
+    let config = dir.path().join("config/missions.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, BROKEN).unwrap();
+    let err = format!(
+        "{:#}",
+        Flow::new(options("https://api.github.com".into(), config.clone(), 1))
+            .err()
+            .expect("a broken config is refused")
+    );
+    assert!(err.contains("not valid TOML"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!err.contains("s3cr3t-in-a-broken-file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), BROKEN);
+    assert_eq!(
+        std::fs::read_dir(config.parent().unwrap()).unwrap().count(),
+        1
+    );
+
+    // A directory that cannot be made (a file is in the way).
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let err = format!(
+        "{:#}",
+        Flow::new(options(
+            "https://api.github.com".into(),
+            dir.path().join("file/missions.toml"),
+            1
+        ))
+        .err()
+        .expect("an unwritable place is refused")
+    );
+    assert!(err.contains("file/missions.toml"), "{err}");
+
+    // A config that is not a file.
+    let err = format!(
+        "{:#}",
+        Flow::new(options(
+            "https://api.github.com".into(),
+            config.parent().unwrap().to_owned(),
+            1
+        ))
+        .err()
+        .expect("a directory is refused")
+    );
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[tokio::test]
+async fn a_config_broken_after_startup_shows_an_error_and_leaves_no_key() {
+    let s = setup("config/missions.toml", Some(EXISTING)).await;
     let state = s.state().await;
+    let broken = BROKEN;
+    std::fs::write(&s.config, broken).unwrap();
     s.fake.answer(201, conversion_answer(Some(WEBHOOK_SECRET)));
     let (status, page) = s.get(&format!("/redirect?code=abc&state={state}")).await;
     assert_eq!(status, 500, "{page}");
@@ -882,4 +1010,147 @@ async fn a_missing_webhook_secret_is_generated_and_flagged() {
             .unwrap()
             .generated_secret
     );
+}
+
+#[tokio::test]
+async fn the_start_page_needs_the_one_time_token() {
+    let s = setup("config/missions.toml", Some(EXISTING)).await;
+    let no_state =
+        |page: &str| !page.contains("settings/apps/new") && !page.contains("name=\"manifest\"");
+    // No token, a wrong one, an empty one: no page, no state, no cookie.
+    let start = s.start_path();
+    let wrong = format!("{}0", &start[..start.len() - 1]);
+    let wrong = if wrong == start {
+        format!("{}1", &start[..start.len() - 1])
+    } else {
+        wrong
+    };
+    for path in ["/", "/?token=", wrong.as_str(), "/?state=x"] {
+        let a = s.request(path, None, None).await;
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+        assert!(no_state(&a.body), "{path}: {}", a.body);
+        assert!(!a.headers.contains_key("set-cookie"), "{path}");
+    }
+    // A made-up cookie is no cookie.
+    let forged = format!("{}={}", manifest::COOKIE_NAME, "0".repeat(64));
+    let a = s.request("/", Some(&forged), None).await;
+    assert_eq!(a.status, 403);
+    assert!(no_state(&a.body));
+
+    // The token works once: the browser that opened it gets the page (again and again).
+    let cookie = s.start().await;
+    let again = s.request(&start, None, None).await;
+    assert_eq!(again.status, 403, "{}", again.body);
+    assert!(again.body.contains("already opened"), "{}", again.body);
+    assert!(!again.headers.contains_key("set-cookie"));
+    for _ in 0..2 {
+        let a = s.request("/", Some(&cookie), None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(a.body.contains("settings/apps/new?state="));
+        assert_eq!(a.headers["cache-control"], "no-store");
+    }
+    // Among other cookies too.
+    let a = s
+        .request("/", Some(&format!("a=b; {cookie}; c=d")), None)
+        .await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn a_redirect_without_the_browser_cookie_is_refused_and_writes_nothing() {
+    let s = setup("config/missions.toml", Some(EXISTING)).await;
+    let state = s.state().await;
+    let cookie = s.cookie.lock().unwrap().clone().unwrap();
+    s.fake.answer(201, conversion_answer(Some(WEBHOOK_SECRET)));
+    let path = format!("/redirect?code=a1b2c3&state={state}");
+    // The right state from another browser (e.g. an attacker's own App's code).
+    let forged = format!("{}={}", manifest::COOKIE_NAME, "0".repeat(64));
+    for cookie in [None, Some(forged.as_str()), Some("missions_app_manifest=")] {
+        let a = s.request(&path, cookie, None).await;
+        assert_eq!(a.status, 403, "{cookie:?}: {}", a.body);
+        assert!(a.body.contains("Nothing was written"), "{}", a.body);
+        assert!(a.body.contains("did not start"), "{}", a.body);
+    }
+    assert!(s.fake.calls().is_empty(), "GitHub was asked");
+    assert_eq!(std::fs::read_to_string(&s.config).unwrap(), EXISTING);
+    assert_eq!(s.files(), BTreeSet::from([s.config.clone()]));
+    assert!(s.flow.finished().borrow().is_none());
+
+    // The browser that started it finishes it.
+    let a = s.request(&path, Some(&cookie), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(s.fake.calls().len(), 1);
+    let table: toml::Table = std::fs::read_to_string(&s.config).unwrap().parse().unwrap();
+    assert_eq!(table["app_id"].as_integer(), Some(APP_ID as i64));
+}
+
+#[tokio::test]
+async fn requests_naming_another_host_are_refused() {
+    let s = setup("config/missions.toml", Some(EXISTING)).await;
+    let port = s.flow.options().port;
+    let start = s.start_path();
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        "missions.example:8443".to_owned(),
+        format!("user@127.0.0.1:{port}"),
+    ] {
+        for path in ["/", start.as_str(), "/redirect?code=abc&state=x"] {
+            let a = s.request(path, None, Some(&host)).await;
+            assert_eq!(a.status, 421, "{host} {path}: {}", a.body);
+            assert!(!a.headers.contains_key("set-cookie"), "{host} {path}");
+        }
+    }
+    // The token was not spent by the refused requests; the public host and
+    // localhost are this server.
+    for host in [
+        "missions.example".to_owned(),
+        "missions.example:443".to_owned(),
+        format!("localhost:{port}"),
+    ] {
+        let a = s.request("/", None, Some(&host)).await;
+        assert_eq!(a.status, 403, "{host}: {}", a.body);
+    }
+    let a = s.request(&start, None, Some("missions.example")).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert!(s.fake.calls().is_empty());
+    assert_eq!(std::fs::read_to_string(&s.config).unwrap(), EXISTING);
+}
+
+#[tokio::test]
+async fn registering_again_replaces_the_previous_app_entirely() {
+    let previous = "webhook_secret = \"old-secret\"\nprevious_webhook_secrets = [\"older-secret\"]\n\
+                    github_api_url = \"https://ghe.example/api/v3\"\napp_id = 7\n\
+                    private_key_path = \"/somewhere/app-7.private-key.pem\"\n";
+    let s = setup("config/missions.toml", Some(previous)).await;
+    let state = s.state().await;
+    s.fake.answer(201, conversion_answer(Some(WEBHOOK_SECRET)));
+    let (status, page) = s.get(&format!("/redirect?code=abc&state={state}")).await;
+    assert_eq!(status, 200, "{page}");
+    let table: toml::Table = std::fs::read_to_string(&s.config).unwrap().parse().unwrap();
+    assert!(!table.contains_key("previous_webhook_secrets"));
+    assert_eq!(
+        table["github_api_url"].as_str(),
+        Some(s.flow.options().api_url.as_str())
+    );
+    let written = s.flow.finished().borrow().clone().unwrap();
+    let removed = written.removed.join("\n");
+    assert!(removed.contains("previous_webhook_secrets"), "{removed}");
+    assert!(removed.contains("https://ghe.example/api/v3"), "{removed}");
+    assert!(
+        removed.contains("/somewhere/app-7.private-key.pem"),
+        "{removed}"
+    );
+    assert!(page.contains("previous_webhook_secrets"), "{page}");
+    for secret in ["old-secret", "older-secret", WEBHOOK_SECRET] {
+        assert!(
+            !page.contains(secret) && !removed.contains(secret),
+            "{secret}"
+        );
+    }
+    // The server accepts only the new App's secret.
+    let config = missions::config::Config::load_with_env(Some(&s.config), &HashMap::new()).unwrap();
+    assert_eq!(config.webhook_secrets.len(), 1);
+    assert_eq!(config.app.unwrap().app_id, APP_ID);
 }
