@@ -64,6 +64,8 @@ pub fn routes(state: ControlState) -> Router {
         .route("/api/missions", get(list))
         .route("/api/missions/{owner}/{repo}/{issue}", get(one))
         .route("/api/missions/{owner}/{repo}/{issue}/events", get(events))
+        // The web page (`/`, `/missions/…`, `/assets/…`), behind the same access rule.
+        .merge(super::page::routes())
         .layer(middleware::from_fn_with_state(state.clone(), access))
         .with_state(state)
 }
