@@ -917,20 +917,34 @@ impl MissionTest {
         loop {
             let api = self.api(issue).await;
             let stickies = self.stickies(issue);
-            assert!(stickies.len() <= 1, "more than one sticky comment: {stickies:#?}");
+            assert!(
+                stickies.len() <= 1,
+                "more than one sticky comment: {stickies:#?}"
+            );
             if let Some(body) = stickies.first() {
                 let figures = missions::mission::control::sticky_figures(body);
-                let want_features = format!("{} of {} done", api["features"]["done"], api["features"]["total"]);
-                let want_assertions = format!("{} of {} passing", api["assertions"]["done"], api["assertions"]["total"]);
+                let want_features = format!(
+                    "{} of {} done",
+                    api["features"]["done"], api["features"]["total"]
+                );
+                let want_assertions = format!(
+                    "{} of {} passing",
+                    api["assertions"]["done"], api["assertions"]["total"]
+                );
                 let want_budget = format!("${}", api["budget"]["spent"].as_str().unwrap());
                 if figures.get("features") == Some(&want_features)
                     && figures.get("assertions") == Some(&want_assertions)
-                    && figures.get("budget").is_some_and(|b| b.starts_with(&want_budget))
+                    && figures
+                        .get("budget")
+                        .is_some_and(|b| b.starts_with(&want_budget))
                 {
                     return api;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "the sticky comment never matched the API: {stickies:#?}\n{api:#}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sticky comment never matched the API: {stickies:#?}\n{api:#}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -945,7 +959,8 @@ async fn one_sticky_comment_follows_the_mission_and_shows_the_apis_figures() {
     assert_eq!(api["phase"], "plan in review", "{api:#}");
     assert_eq!(api["features"]["total"], 3);
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
-    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"]).await;
+    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
+        .await;
     m.milestone_passes_and_is_merged(issue, "M2", &["F3"]).await;
     m.expect_issue_closed(issue).await;
     let api = m.expect_sticky_matches_api(issue).await;
@@ -955,13 +970,27 @@ async fn one_sticky_comment_follows_the_mission_and_shows_the_apis_figures() {
     assert_eq!(api["milestone"]["done"], 2);
     // Every job spent something, and the roles add up to the total.
     let by_role = api["budget"]["by_role"].as_object().unwrap();
-    let sum: u64 = by_role.values().map(|u| u["cost_micros"].as_u64().unwrap()).sum();
+    let sum: u64 = by_role
+        .values()
+        .map(|u| u["cost_micros"].as_u64().unwrap())
+        .sum();
     assert_eq!(sum, api["budget"]["spent_micros"].as_u64().unwrap());
     assert!(sum > 0);
-    assert_eq!(api["timeline"].as_array().unwrap().len(), m.dispatched_jobs().len());
+    assert_eq!(
+        api["timeline"].as_array().unwrap().len(),
+        m.dispatched_jobs().len()
+    );
     // One comment, edited in place all along.
     assert_eq!(m.stickies(issue).len(), 1);
-    let list: Value = m.t.http.get(format!("{}/api/missions", m.t.app_url)).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        m.t.http
+            .get(format!("{}/api/missions", m.t.app_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     m.t.stop().await;
 }
@@ -985,9 +1014,15 @@ async fn a_small_budget_pauses_before_overspending_and_resumes_once_raised() {
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
     let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
     let body = paused["body"].as_str().unwrap();
-    assert!(body.contains("reserved for feature F1") && body.contains("Raise `budget`"), "{body}");
+    assert!(
+        body.contains("reserved for feature F1") && body.contains("Raise `budget`"),
+        "{body}"
+    );
     let api = m.api(issue).await;
-    assert!(api["budget"]["spent_micros"].as_u64().unwrap() <= 50_000, "{api:#}");
+    assert!(
+        api["budget"]["spent_micros"].as_u64().unwrap() <= 50_000,
+        "{api:#}"
+    );
     assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
     m.expect_sticky_matches_api(issue).await;
 
@@ -997,15 +1032,19 @@ async fn a_small_budget_pauses_before_overspending_and_resumes_once_raised() {
     let text = {
         use base64::Engine;
         let raw = file.body["content"].as_str().unwrap().replace('\n', "");
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(raw).unwrap()).unwrap()
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap(),
+        )
+        .unwrap()
     };
     let raised = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(text.replace("usd: 0.05", "usd: 5"))
     };
-    let put = m
-        .t
-        .act(
+    let put =
+        m.t.act(
             &m.alice(),
             "PUT",
             &path,

@@ -1234,8 +1234,8 @@ fn settings_strategy() -> impl Strategy<Value = Settings> {
                 max_attempts,
                 max_validation_rounds,
                 budget_micros,
-        reserve: Default::default(),
-    },
+                reserve: Default::default(),
+            },
         )
 }
 
@@ -1509,7 +1509,14 @@ impl World {
                     self.fresh_run()
                 };
                 let key = current.map_or_else(|| "scope-1.1".to_owned(), |j| j.key);
-                (Some(Event::JobStarted { key, run_id, url: None }), None)
+                (
+                    Some(Event::JobStarted {
+                        key,
+                        run_id,
+                        url: None,
+                    }),
+                    None,
+                )
             }
             Op::Stale { pick } => {
                 if self.finished.is_empty() {

@@ -175,7 +175,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
         "alice opened issue #{issue}: {} ({api}/repos/{repo}/issues/{issue})",
         project::ISSUE_TITLE
     ));
-    printer.line(format!("mission control: {app_url}/missions/{repo}/{issue}"));
+    printer.line(format!(
+        "mission control: {app_url}/missions/{repo}/{issue}"
+    ));
     alice
         .call(
             "POST",
@@ -357,7 +359,10 @@ fn strip_marker(body: &str) -> String {
 fn first_line(body: &str) -> String {
     let mut lines = body
         .lines()
-        .map(|l| l.trim().trim_start_matches('#').trim())
+        .map(|l| l.trim())
+        // Hidden markers (the sticky comment's, the effects') are not news.
+        .filter(|l| !l.starts_with("<!--"))
+        .map(|l| l.trim_start_matches('#').trim())
         .filter(|l| !l.is_empty());
     let mut line = lines.next().unwrap_or("").to_owned();
     if line.ends_with(':')

@@ -228,7 +228,10 @@ impl MissionView {
                 by_role.entry(r.clone()).or_default().add(&h.usage);
             }
             total = total.saturating_add(h.usage.cost_micros);
-            let tokens = h.usage.input_tokens + h.usage.output_tokens + h.usage.cache_read_tokens + h.usage.cache_write_tokens;
+            let tokens = h.usage.input_tokens
+                + h.usage.output_tokens
+                + h.usage.cache_read_tokens
+                + h.usage.cache_write_tokens;
             usage.push(UsagePoint {
                 at: h.at,
                 role: role.clone(),
@@ -313,7 +316,10 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
         v.milestone.done,
         v.milestone.total
     ));
-    out.push_str(&format!("| features | {} of {} done |\n", v.features.done, v.features.total));
+    out.push_str(&format!(
+        "| features | {} of {} done |\n",
+        v.features.done, v.features.total
+    ));
     out.push_str(&format!(
         "| assertions | {} of {} passing |\n",
         v.assertions.done, v.assertions.total
@@ -322,7 +328,11 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
     out.push_str(&format!(
         "| budget | ${}{} · tokens {} in, {} out, {} cache read |\n",
         v.budget.spent,
-        v.budget.limit.as_ref().map(|l| format!(" of ${l}")).unwrap_or_default(),
+        v.budget
+            .limit
+            .as_ref()
+            .map(|l| format!(" of ${l}"))
+            .unwrap_or_default(),
         t.input_tokens,
         t.output_tokens,
         t.cache_read_tokens
@@ -343,7 +353,11 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
             "| last handoff | {}: {}{} |\n",
             h.feature,
             one_line(&h.summary),
-            if h.needs_triage { " (triage needed)" } else { "" }
+            if h.needs_triage {
+                " (triage needed)"
+            } else {
+                ""
+            }
         ));
     }
     let mut prs = Vec::new();
@@ -366,7 +380,12 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
 pub fn sticky_figures(body: &str) -> BTreeMap<String, String> {
     body.lines()
         .filter_map(|l| {
-            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').map(str::trim).collect();
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
             (cells.len() == 2 && !cells[0].is_empty() && cells[0] != "---")
                 .then(|| (cells[0].to_owned(), cells[1].to_owned()))
         })

@@ -444,7 +444,9 @@ pub enum Event {
         error: String,
     },
     /// The mission control comment was posted (its id, to edit it in place).
-    StickyPosted { comment_id: u64 },
+    StickyPosted {
+        comment_id: u64,
+    },
     /// The dispatch of job `key` failed for good: it never ran.
     DispatchFailed {
         key: String,

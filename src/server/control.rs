@@ -138,14 +138,28 @@ async fn list(State(state): State<ControlState>) -> Result<Json<Vec<MissionSumma
     ))
 }
 
-async fn view_of(state: &ControlState, owner: &str, repo: &str, issue: u64) -> Result<MissionView, ApiError> {
+async fn view_of(
+    state: &ControlState,
+    owner: &str,
+    repo: &str,
+    issue: u64,
+) -> Result<MissionView, ApiError> {
     let full = format!("{owner}/{repo}");
-    let mut conn = state.store.pool().acquire().await.map_err(anyhow::Error::from)?;
+    let mut conn = state
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(anyhow::Error::from)?;
     let stored = db::find(&mut conn, &full, issue)
         .await?
         .ok_or(ApiError::NotFound)?;
     let now = state.clock.now().unix_timestamp();
-    Ok(MissionView::of(&stored.mission, now, &Links::from_api(&state.api_base, &full)))
+    Ok(MissionView::of(
+        &stored.mission,
+        now,
+        &Links::from_api(&state.api_base, &full),
+    ))
 }
 
 async fn one(
@@ -168,7 +182,10 @@ async fn events(
             changes.borrow_and_update();
             if let Ok(view) = view_of(&state, &owner, &repo, issue).await
                 && let Ok(json) = serde_json::to_string(&view)
-                && tx.send(Ok(Event::default().event("mission").data(json))).await.is_err()
+                && tx
+                    .send(Ok(Event::default().event("mission").data(json)))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -207,7 +224,11 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "no such mission\n").into_response(),
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "mission control failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "mission control could not read the database\n").into_response()
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "mission control could not read the database\n",
+                )
+                    .into_response()
             }
         }
     }

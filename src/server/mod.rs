@@ -231,10 +231,13 @@ impl Server {
     ) -> anyhow::Result<()> {
         let app = self.router();
         // The peer's address: mission control answers loopback only by default.
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
         self.shutdown().await;
         Ok(())
     }

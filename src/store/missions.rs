@@ -120,7 +120,10 @@ pub async fn push_effects(
 
 /// Whether an update of the mission control comment is already waiting: it
 /// renders the mission as it is when it runs, so one is enough.
-pub async fn has_pending_sticky(conn: &mut SqliteConnection, mission_id: i64) -> anyhow::Result<bool> {
+pub async fn has_pending_sticky(
+    conn: &mut SqliteConnection,
+    mission_id: i64,
+) -> anyhow::Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM outbox WHERE mission_id = ? AND status = 'pending' \
          AND effect = '{\"effect\":\"update_sticky\"}' LIMIT 1",

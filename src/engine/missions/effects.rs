@@ -424,14 +424,21 @@ async fn update_sticky(
         let comments = client
             .request_json(
                 Method::GET,
-                &format!("/repos/{repo}/issues/{}/comments?per_page=100", mission.issue),
+                &format!(
+                    "/repos/{repo}/issues/{}/comments?per_page=100",
+                    mission.issue
+                ),
                 None,
             )
             .await?;
         known = comments.as_array().and_then(|list| {
             list.iter()
                 .filter(|c| c["user"]["type"] == "Bot")
-                .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(STICKY_MARKER)))
+                .find(|c| {
+                    c["body"]
+                        .as_str()
+                        .is_some_and(|b| b.starts_with(STICKY_MARKER))
+                })
                 .and_then(|c| c["id"].as_u64())
         });
     }
