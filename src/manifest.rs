@@ -763,20 +763,9 @@ fn html_page(title: &str, body: &str) -> String {
     )
 }
 
-/// Text for HTML content and attribute values.
+/// Text for HTML content and attribute values (the page module's escaper).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::server::page::esc(text)
 }
 
 fn random_hex(bytes: usize) -> String {
