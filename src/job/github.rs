@@ -191,12 +191,7 @@ impl Rest {
             login.replace(['/', '?', '#', '%'], "")
         );
         match self.get(&path).await {
-            Ok(v) => {
-                let role = v["role_name"].as_str().unwrap_or("");
-                let permission = v["permission"].as_str().unwrap_or("");
-                matches!(role, "admin" | "maintain" | "write")
-                    || matches!(permission, "admin" | "write")
-            }
+            Ok(v) => crate::github::grants_write(&v),
             Err(_) => false,
         }
     }

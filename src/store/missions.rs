@@ -218,17 +218,6 @@ pub async fn retry_effect_later(
     Ok(())
 }
 
-/// Counts of outbox rows by status, for tests and the CLI.
-pub async fn outbox_counts(pool: &SqlitePool) -> anyhow::Result<(i64, i64, i64)> {
-    let row = sqlx::query(
-        "SELECT COALESCE(SUM(status = 'pending'), 0) AS p, COALESCE(SUM(status = 'done'), 0) AS d, \
-         COALESCE(SUM(status = 'failed'), 0) AS f FROM outbox",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok((row.try_get("p")?, row.try_get("d")?, row.try_get("f")?))
-}
-
 pub async fn push_input(
     conn: &mut SqliteConnection,
     installation_id: i64,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::github::client::{GitHubApp, GitHubError, InstallationClient, Method};
-use crate::mission::machine::{self, Actor, Command, Event, Mission, RunConclusion, Settings};
+use crate::mission::machine::{self, Actor, Command, Event, Mission, RunConclusion};
 use crate::mission::outputs::JobOutput;
 use crate::repo_config::RepoConfig;
 use crate::store::Store;
@@ -255,7 +255,7 @@ impl MissionDriver {
                             "The App could not act on {} after {MAX_TRIES} tries (GitHub kept failing: {}). \
                              Please do it again once GitHub is reachable.",
                             input.describe(),
-                            machine_line(&format!("{e:#}"))
+                            crate::mission::plan::one_line(&format!("{e:#}"))
                         );
                         db::push_effects(
                             &mut tx,
@@ -866,11 +866,6 @@ fn effect_name(effect: &machine::Effect) -> String {
     .to_owned()
 }
 
-/// Error text on one line, for a comment.
-fn machine_line(text: &str) -> String {
-    crate::mission::plan::one_line(text)
-}
-
 /// The job's committed output, if it is on its output branch.
 async fn read_output(
     client: &InstallationClient,
@@ -911,12 +906,7 @@ async fn actor(
         )
         .await;
     let can_write = match answer {
-        Ok(v) => {
-            let role = v["role_name"].as_str().unwrap_or("");
-            let permission = v["permission"].as_str().unwrap_or("");
-            matches!(role, "admin" | "maintain" | "write")
-                || matches!(permission, "admin" | "write")
-        }
+        Ok(v) => crate::github::grants_write(&v),
         Err(e) if e.status() == Some(404) => false,
         Err(e) => return Err(e),
     };
@@ -939,9 +929,4 @@ async fn load_repo_config(
         None => Ok(RepoConfig::default()),
         Some(text) => RepoConfig::parse(&text).map_err(|e| e.to_string()),
     })
-}
-
-/// Settings used when nothing else is known.
-pub fn default_settings() -> Settings {
-    Settings::default()
 }
