@@ -1,0 +1,312 @@
+//! The mission tester: the whole App and the simulator with the demo
+//! repository, its jobs run by `missions job` with the scripted model, and the
+//! moves of the people (label, answer, review, merge) as REST calls.
+
+use std::time::Duration;
+
+use super::scenario::{DEADLINE, Scenario, ScenarioOptions};
+use missions::demo::{self, scripts::Story};
+use missions::engine::missions::DriverConfig;
+use missions::sim::FaultConfig;
+use missions::sim::sample;
+use serde_json::{Value, json};
+
+/// A scenario with the demo repository and the mission driver running.
+pub struct MissionTest {
+    pub t: Scenario,
+    _scripts: tempfile::TempDir,
+}
+
+/// What a person sees of a check run.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub head_sha: String,
+    pub conclusion: Option<String>,
+    pub title: String,
+    pub summary: String,
+}
+
+impl MissionTest {
+    pub async fn start(story: Story) -> MissionTest {
+        Self::start_with(story, FaultConfig::default()).await
+    }
+
+    pub async fn start_with(story: Story, faults: FaultConfig) -> MissionTest {
+        Self::start_full(story, faults, |spec| spec).await
+    }
+
+    /// With the demo repository as `edit` changes it.
+    pub async fn start_full(
+        story: Story,
+        faults: FaultConfig,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+    ) -> MissionTest {
+        let scripts = tempfile::tempdir().unwrap();
+        demo::scripts::write(scripts.path(), &story).unwrap();
+        let t = Scenario::start(ScenarioOptions {
+            faults,
+            workflows: vec![(
+                sample::WORKFLOW_FILE.to_owned(),
+                demo::job_command(std::path::Path::new(env!("CARGO_BIN_EXE_missions"))),
+            )],
+            missions: Some(DriverConfig {
+                reconcile_every: Duration::from_secs(2),
+                job_timeout: Duration::from_secs(120),
+                ..DriverConfig::default()
+            }),
+            repo: Some(edit(demo::repo_spec(scripts.path()))),
+            ..ScenarioOptions::default()
+        })
+        .await;
+        MissionTest {
+            t,
+            _scripts: scripts,
+        }
+    }
+
+    pub fn repo(&self) -> String {
+        self.t.world.repo.clone()
+    }
+
+    pub fn alice(&self) -> String {
+        self.t.world.maintainer.login.clone()
+    }
+
+    pub fn bob(&self) -> String {
+        self.t.world.reader.login.clone()
+    }
+
+    pub async fn open_labeled_issue(&self) -> u64 {
+        let issue = self
+            .t
+            .open_issue(
+                &self.alice(),
+                demo::project::ISSUE_TITLE,
+                demo::project::ISSUE_BODY,
+            )
+            .await;
+        assert_eq!(
+            self.t.label_issue(&self.alice(), issue, "mission").await,
+            200
+        );
+        issue
+    }
+
+    pub async fn comment(&self, login: &str, number: u64, body: &str) {
+        let answer = self
+            .t
+            .act(
+                login,
+                "POST",
+                &format!("/repos/{}/issues/{number}/comments", self.repo()),
+                Some(json!({ "body": body })),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+    }
+
+    pub async fn review(&self, login: &str, pr: u64, event: &str, body: &str) -> u16 {
+        self.t
+            .act(
+                login,
+                "POST",
+                &format!("/repos/{}/pulls/{pr}/reviews", self.repo()),
+                Some(json!({ "event": event, "body": body })),
+            )
+            .await
+            .status
+    }
+
+    pub async fn merge(&self, pr: u64) {
+        let answer = self
+            .t
+            .act(
+                &self.alice(),
+                "PUT",
+                &format!("/repos/{}/pulls/{pr}/merge", self.repo()),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "merge: {:?}", answer.body);
+    }
+
+    /// The PR whose head is `branch`, once it exists.
+    pub async fn expect_pr(&self, branch: &str) -> u64 {
+        let repo = self.repo();
+        let branch = branch.to_owned();
+        self.t
+            .sim
+            .wait_for(&format!("a pull request from {branch}"), DEADLINE, |s| {
+                s.read(|w| {
+                    w.repos[&repo]
+                        .issues
+                        .values()
+                        .find(|i| i.pull.as_ref().is_some_and(|p| p.head_ref == branch))
+                        .map(|i| i.number)
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    pub fn pr_head(&self, pr: u64) -> String {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            w.repos[&repo].issues[&pr]
+                .pull
+                .as_ref()
+                .unwrap()
+                .head_sha
+                .clone()
+        })
+    }
+
+    pub fn pr_state(&self, pr: u64) -> (String, bool) {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            let issue = &w.repos[&repo].issues[&pr];
+            (
+                format!("{:?}", issue.state).to_lowercase(),
+                issue.pull.as_ref().unwrap().merged_at.is_some(),
+            )
+        })
+    }
+
+    pub fn checks(&self) -> Vec<Check> {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            w.repos[&repo]
+                .check_runs
+                .values()
+                .map(|c| Check {
+                    name: c.name.clone(),
+                    head_sha: c.head_sha.clone(),
+                    conclusion: c.conclusion.clone(),
+                    title: c.output.title.clone().unwrap_or_default(),
+                    summary: c.output.summary.clone().unwrap_or_default(),
+                })
+                .collect()
+        })
+    }
+
+    /// Both validator check runs completed on the PR's current head.
+    pub async fn expect_checks_completed(&self, pr: u64) -> (Check, Check) {
+        let repo = self.repo();
+        self.t
+            .sim
+            .wait_for(
+                &format!("both check runs completed on #{pr}'s head"),
+                DEADLINE * 2,
+                |s| {
+                    s.read(|w| {
+                        let r = &w.repos[&repo];
+                        let head = &r.issues[&pr].pull.as_ref().unwrap().head_sha;
+                        let find = |name: &str| {
+                            r.check_runs
+                                .values()
+                                .find(|c| {
+                                    &c.head_sha == head && c.name == name && c.status == "completed"
+                                })
+                                .map(|c| Check {
+                                    name: c.name.clone(),
+                                    head_sha: c.head_sha.clone(),
+                                    conclusion: c.conclusion.clone(),
+                                    title: c.output.title.clone().unwrap_or_default(),
+                                    summary: c.output.summary.clone().unwrap_or_default(),
+                                })
+                        };
+                        Some((
+                            find("missions / scrutiny")?,
+                            find("missions / user-testing")?,
+                        ))
+                    })
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn expect_issue_closed(&self, issue: u64) {
+        let repo = self.repo();
+        self.t
+            .sim
+            .wait_for(&format!("#{issue} closed"), DEADLINE, |s| {
+                s.read(|w| {
+                    (format!("{:?}", w.repos[&repo].issues[&issue].state).to_lowercase()
+                        == "closed")
+                        .then_some(())
+                })
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The `job` input of every workflow run, in dispatch order.
+    pub fn dispatched_jobs(&self) -> Vec<String> {
+        let repo = self.repo();
+        self.t.sim.read(|w| {
+            let mut runs: Vec<_> = w.repos[&repo]
+                .runs
+                .values()
+                .map(|r| {
+                    (
+                        r.id,
+                        r.inputs
+                            .get("job")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
+                .collect();
+            runs.sort();
+            runs.into_iter().map(|(_, j)| j).collect()
+        })
+    }
+
+    pub fn app_comments(&self, number: u64) -> Vec<String> {
+        let repo = self.repo();
+        let bot = format!("{}[bot]", sample::APP_SLUG);
+        self.t.sim.read(|w| {
+            w.repos[&repo]
+                .comments
+                .values()
+                .filter(|c| c.issue_number == number && c.user == bot)
+                .map(|c| c.body.clone())
+                .collect()
+        })
+    }
+
+    /// Runs a milestone from its PR appearing to its merge; returns the PR.
+    pub async fn milestone_passes_and_is_merged(
+        &self,
+        issue: u64,
+        id: &str,
+        features: &[&str],
+    ) -> u64 {
+        let pr = self
+            .expect_pr(&format!("missions/{issue}/{}", id.to_lowercase()))
+            .await;
+        for f in features {
+            self.t
+                .expect_app_comment(pr, &format!("### Handoff: {f} "))
+                .await;
+        }
+        let (scrutiny, user_testing) = self.expect_checks_completed(pr).await;
+        assert_eq!(
+            scrutiny.conclusion.as_deref(),
+            Some("success"),
+            "{scrutiny:?}"
+        );
+        assert_eq!(
+            user_testing.conclusion.as_deref(),
+            Some("success"),
+            "{user_testing:?}"
+        );
+        assert!(scrutiny.summary.contains("✅ pass"), "{}", scrutiny.summary);
+        self.t.expect_app_comment(pr, "Ready to merge").await;
+        self.merge(pr).await;
+        pr
+    }
+}
