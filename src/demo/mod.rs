@@ -1,5 +1,6 @@
 //! `missions demo`: a whole mission on one machine, no account, no network.
 
+pub mod chaos;
 pub mod project;
 pub mod run;
 pub mod scripts;

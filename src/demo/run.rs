@@ -294,17 +294,17 @@ impl Maintainer {
 }
 
 /// What the maintainer reacts to.
-struct Snapshot {
-    questions_asked: bool,
-    plan_pr: Option<u64>,
-    ready_to_merge: Vec<u64>,
-    issue_closed: bool,
-    final_report: Option<String>,
-    paused: Option<String>,
+pub(super) struct Snapshot {
+    pub questions_asked: bool,
+    pub plan_pr: Option<u64>,
+    pub ready_to_merge: Vec<u64>,
+    pub issue_closed: bool,
+    pub final_report: Option<String>,
+    pub paused: Option<String>,
 }
 
 impl Snapshot {
-    fn take(sim: &Sim, repo: &str, issue: u64) -> Snapshot {
+    pub fn take(sim: &Sim, repo: &str, issue: u64) -> Snapshot {
         let bot = format!("{}[bot]", sample::APP_SLUG);
         sim.read(|w| {
             let r = &w.repos[repo];

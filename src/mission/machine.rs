@@ -561,6 +561,10 @@ pub struct Mission {
     /// The mission control comment on the issue, once posted.
     #[serde(default)]
     pub sticky_comment: Option<u64>,
+    /// When the orchestrator's latest questions were asked (unix seconds): an
+    /// answer is a comment made since.
+    #[serde(default)]
+    pub asked_at: Option<i64>,
 }
 
 /// Branch names, all under `missions/<issue>/`.
@@ -629,6 +633,7 @@ impl Mission {
             verdicts: BTreeMap::new(),
             last_handoff: None,
             sticky_comment: None,
+            asked_at: None,
             rounds_at_resume: 0,
         };
         let mut effects = vec![
@@ -1193,6 +1198,7 @@ impl Mission {
                 match output {
                     OrchestratorOutput::Questions { questions } if !questions.is_empty() => {
                         self.phase = Phase::AwaitingAnswers;
+                        self.asked_at = Some(now);
                         let list: String = questions
                             .iter()
                             .map(|q| format!("1. {}\n", one_line(q)))

@@ -141,13 +141,16 @@ pub struct PendingEffect {
     pub scope: EffectScope,
     pub effect: Effect,
     pub attempts: i64,
+    /// An earlier attempt began and its outcome was never recorded (the process
+    /// died mid-way): GitHub may have done it already.
+    pub interrupted: bool,
 }
 
 /// The next due effect of each mission (effects of one mission run in order; one
 /// waiting for a retry holds back those after it).
 pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<PendingEffect>> {
     let rows = sqlx::query(
-        "SELECT o.id, o.mission_id, o.installation_id, o.repo, o.issue, o.effect, o.attempts, o.next_attempt_at \
+        "SELECT o.id, o.mission_id, o.installation_id, o.repo, o.issue, o.effect, o.attempts, o.next_attempt_at, o.started_at \
          FROM outbox o WHERE o.status = 'pending' AND o.id = ( \
             SELECT MIN(p.id) FROM outbox p WHERE p.status = 'pending' \
             AND p.repo = o.repo AND p.issue = o.issue) \
@@ -172,6 +175,7 @@ pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<P
             },
             effect: serde_json::from_str(&effect)?,
             attempts: row.try_get("attempts")?,
+            interrupted: row.try_get::<Option<i64>, _>("started_at")?.is_some(),
         });
     }
     Ok(out)
@@ -186,6 +190,17 @@ pub async fn next_effect_retry(pool: &SqlitePool) -> anyhow::Result<Option<i64>>
     )
 }
 
+/// Records that an attempt at the effect begins; committed before any REST call,
+/// so that a crash mid-way is known on restart.
+pub async fn start_effect(conn: &mut SqliteConnection, id: i64, now_ms: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET started_at = ? WHERE id = ?")
+        .bind(now_ms)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn finish_effect(
     conn: &mut SqliteConnection,
     id: i64,
@@ -193,7 +208,7 @@ pub async fn finish_effect(
     error: Option<&str>,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, done_at = ? WHERE id = ?")
+    sqlx::query("UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, done_at = ?, started_at = NULL WHERE id = ?")
         .bind(if ok { "done" } else { "failed" })
         .bind(error)
         .bind(now_ms)
@@ -209,7 +224,7 @@ pub async fn retry_effect_later(
     error: &str,
     at_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?")
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, started_at = NULL WHERE id = ?")
         .bind(error)
         .bind(at_ms)
         .bind(id)

@@ -74,6 +74,17 @@ pub fn effect_marker(outbox_id: i64) -> String {
     format!("<!-- missions:effect:{outbox_id} -->")
 }
 
+/// What is known of earlier attempts at an effect: whether GitHub may already
+/// have done it. Effects that create something look for it first when so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempt {
+    /// An earlier attempt was made (it failed, or its outcome was lost).
+    pub tried_before: bool,
+    /// An earlier attempt began and the process died before recording how it
+    /// ended: its calls may all have succeeded.
+    pub interrupted: bool,
+}
+
 pub async fn perform(
     client: &InstallationClient,
     dispatcher: &Dispatcher,
@@ -81,6 +92,7 @@ pub async fn perform(
     mission: Option<&Mission>,
     outbox_id: i64,
     effect: &Effect,
+    attempt: Attempt,
     now: i64,
 ) -> Result<Option<Event>, EffectError> {
     let repo = &scope.repo;
@@ -91,7 +103,13 @@ pub async fn perform(
         }
         Effect::Comment { target, body } => {
             let number = resolve(scope, mission, *target)?;
-            let body = format!("{body}\n\n{}", effect_marker(outbox_id));
+            let marker = effect_marker(outbox_id);
+            if attempt.tried_before && comment_with(client, repo, number, &marker).await?.is_some()
+            {
+                // An earlier attempt posted it and its answer was lost.
+                return Ok(None);
+            }
+            let body = format!("{body}\n\n{marker}");
             client
                 .request_json(
                     Method::POST,
@@ -106,6 +124,16 @@ pub async fn perform(
             Ok(None)
         }
         Effect::Dispatch { job } => {
+            if attempt.interrupted {
+                // GitHub offers no way to look a dispatch up: a second one could run
+                // the step twice. Count it as made; if it was not, the job is found
+                // lost at the job timeout and its step runs again as a new try.
+                tracing::warn!(
+                    job = job.key,
+                    "a dispatch was interrupted by a restart; not repeating it"
+                );
+                return Ok(None);
+            }
             dispatch(client, dispatcher, repo, scope.issue, mission, job).await?;
             Ok(None)
         }
@@ -151,9 +179,17 @@ pub async fn perform(
             branch,
             message,
         } => {
-            let sha = ready_commit(client, repo, branch, message).await?;
+            let sha = ready_commit(client, repo, branch, message, attempt.tried_before).await?;
             let mut checks = BTreeMap::new();
             for validator in Validator::ALL {
+                if attempt.tried_before
+                    && let Some(id) =
+                        check_run_on(client, repo, &sha, validator.check_name()).await?
+                {
+                    // Made by an earlier attempt whose answer was lost.
+                    checks.insert(validator, id);
+                    continue;
+                }
                 let run = client
                     .request_json(
                         Method::POST,
@@ -371,6 +407,7 @@ async fn ready_commit(
     repo: &str,
     branch: &str,
     message: &str,
+    tried_before: bool,
 ) -> Result<String, EffectError> {
     let b = client
         .request_json(
@@ -385,6 +422,10 @@ async fn ready_commit(
     let tree = b["commit"]["commit"]["tree"]["sha"]
         .as_str()
         .ok_or_else(|| EffectError::Permanent("commit without a tree".into()))?;
+    // The message names the milestone and round: an earlier attempt made this one.
+    if tried_before && b["commit"]["commit"]["message"].as_str() == Some(message) {
+        return Ok(head.to_owned());
+    }
     let new = client
         .request_json(
             Method::POST,
@@ -404,6 +445,62 @@ async fn ready_commit(
         )
         .await?;
     Ok(sha)
+}
+
+/// The id of a comment on issue `number` whose body contains `needle`. Pages
+/// through every comment: it runs only when an earlier attempt may have posted.
+async fn comment_with(
+    client: &InstallationClient,
+    repo: &str,
+    number: u64,
+    needle: &str,
+) -> Result<Option<u64>, EffectError> {
+    for page in 1.. {
+        let comments = client
+            .request_json(
+                Method::GET,
+                &format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}"),
+                None,
+            )
+            .await?;
+        let list = comments.as_array().map(Vec::as_slice).unwrap_or_default();
+        if let Some(id) = list
+            .iter()
+            .filter(|c| c["user"]["type"] == "Bot")
+            .find(|c| c["body"].as_str().is_some_and(|b| b.contains(needle)))
+            .and_then(|c| c["id"].as_u64())
+        {
+            return Ok(Some(id));
+        }
+        if list.len() < 100 {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// The check run named `name` on commit `sha`, if one exists.
+async fn check_run_on(
+    client: &InstallationClient,
+    repo: &str,
+    sha: &str,
+    name: &str,
+) -> Result<Option<u64>, EffectError> {
+    let answer = client
+        .request_json(
+            Method::GET,
+            &format!(
+                "/repos/{repo}/commits/{sha}/check-runs?check_name={}",
+                query_value(name)
+            ),
+            None,
+        )
+        .await?;
+    Ok(answer["check_runs"].as_array().and_then(|runs| {
+        runs.iter()
+            .find(|r| r["name"].as_str() == Some(name))
+            .and_then(|r| r["id"].as_u64())
+    }))
 }
 
 /// Edits the mission control comment in place; posts it (or finds the one an

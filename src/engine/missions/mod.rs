@@ -698,6 +698,20 @@ impl MissionDriver {
                 }
                 None => None,
             };
+            // Recorded before any call: a crash from here on is known on restart.
+            let mut tx = self.store.begin_write().await?;
+            db::start_effect(&mut tx, pending.id, now).await?;
+            tx.commit().await?;
+            if pending.interrupted {
+                tracing::warn!(
+                    effect = pending.id,
+                    "an effect was interrupted by a restart; checking what GitHub already has"
+                );
+            }
+            let attempt = effects::Attempt {
+                tried_before: pending.attempts > 0 || pending.interrupted,
+                interrupted: pending.interrupted,
+            };
             let result = match self.client(pending.scope.installation_id as u64).await {
                 Ok(client) => {
                     effects::perform(
@@ -707,6 +721,7 @@ impl MissionDriver {
                         mission.as_ref(),
                         pending.id,
                         &pending.effect,
+                        attempt,
                         self.now(),
                     )
                     .await
@@ -769,9 +784,20 @@ impl MissionDriver {
         for stored in db::all(self.store.pool()).await? {
             // One mission GitHub cannot tell us about (a deleted run, an uninstalled
             // App) must not stop the others from being reconciled.
-            let event = match self.settle(&stored).await {
-                Ok(Some(event)) => event,
-                Ok(None) => continue,
+            let found = match self.settle(&stored).await {
+                Ok(Some(event)) => Some((event, "a job whose completion webhook did not arrive")),
+                Ok(None) => match self.people(&stored).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            repo = stored.mission.repo,
+                            issue = stored.mission.issue,
+                            "cannot check this mission's issue and pull requests now; will try again"
+                        );
+                        None
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -779,13 +805,16 @@ impl MissionDriver {
                         issue = stored.mission.issue,
                         "cannot reconcile this mission's job now; will try again"
                     );
-                    continue;
+                    None
                 }
+            };
+            let Some((event, what)) = found else {
+                continue;
             };
             tracing::info!(
                 repo = stored.mission.repo,
                 issue = stored.mission.issue,
-                "reconciliation settled a job whose completion webhook did not arrive"
+                "reconciliation found {what}"
             );
             let mut tx = self.store.begin_write().await?;
             self.apply_event(&mut tx, stored.id, event).await?;
@@ -793,6 +822,160 @@ impl MissionDriver {
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// What people did that the mission waits for and whose webhook never came
+    /// (GitHub lost it, or the App was down): an answer to the orchestrator's
+    /// questions, a review of the plan, the merge of the milestone PR. The state
+    /// machine ignores what it has already seen, so a late webhook changes nothing.
+    async fn people(
+        &self,
+        stored: &db::StoredMission,
+    ) -> anyhow::Result<Option<(Event, &'static str)>> {
+        let mission = &stored.mission;
+        let repo = &mission.repo;
+        let now = self.now();
+        // Webhooks get their chance first: a person's action older than this counts.
+        let settled = |at: Option<i64>| {
+            at.is_some_and(|t| now - t >= self.config.reconcile_every.as_secs() as i64)
+        };
+        match mission.phase {
+            machine::Phase::AwaitingAnswers => {
+                let Some(asked) = mission.asked_at else {
+                    return Ok(None);
+                };
+                let client = self.client(stored.installation_id as u64).await?;
+                let since = OffsetDateTime::from_unix_timestamp(asked)?
+                    .format(&time::format_description::well_known::Rfc3339)?;
+                for page in 1.. {
+                    let comments = client
+                        .request_json(
+                            Method::GET,
+                            &format!(
+                                "/repos/{repo}/issues/{}/comments?since={}&per_page=100&page={page}",
+                                mission.issue,
+                                effects::query_value(&since)
+                            ),
+                            None,
+                        )
+                        .await?;
+                    let list = comments.as_array().map(Vec::as_slice).unwrap_or_default();
+                    for comment in list {
+                        let sender = Sender {
+                            login: comment["user"]["login"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            is_bot: comment["user"]["type"] == "Bot",
+                        };
+                        let created = rfc3339(&comment["created_at"]);
+                        if sender.is_bot || created.is_none_or(|c| c < asked) || !settled(created) {
+                            continue;
+                        }
+                        let is_author = sender.login == mission.author;
+                        let actor = actor(&client, repo, &sender).await?;
+                        if is_author || actor.can_write {
+                            return Ok(Some((
+                                Event::Comment { actor, is_author },
+                                "an answer to the orchestrator's questions",
+                            )));
+                        }
+                    }
+                    if list.len() < 100 {
+                        break;
+                    }
+                }
+                Ok(None)
+            }
+            machine::Phase::PlanReview => {
+                let Some(pr) = mission.plan_pr else {
+                    return Ok(None);
+                };
+                let client = self.client(stored.installation_id as u64).await?;
+                let pull = client
+                    .request_json(Method::GET, &format!("/repos/{repo}/pulls/{pr}"), None)
+                    .await?;
+                let Some(head) = pull["head"]["sha"].as_str() else {
+                    return Ok(None);
+                };
+                let reviews = client
+                    .request_json(
+                        Method::GET,
+                        &format!("/repos/{repo}/pulls/{pr}/reviews?per_page=100"),
+                        None,
+                    )
+                    .await?;
+                // The newest decision on the current plan, by someone who may decide.
+                for review in reviews
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .rev()
+                {
+                    let state = match review["state"].as_str() {
+                        Some("APPROVED") => machine::ReviewState::Approved,
+                        Some("CHANGES_REQUESTED") => machine::ReviewState::ChangesRequested,
+                        _ => continue,
+                    };
+                    if review["commit_id"].as_str() != Some(head)
+                        || review["user"]["type"] == "Bot"
+                        || !settled(rfc3339(&review["submitted_at"]))
+                    {
+                        continue;
+                    }
+                    let sender = Sender {
+                        login: review["user"]["login"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        is_bot: false,
+                    };
+                    let actor = actor(&client, repo, &sender).await?;
+                    if actor.can_write {
+                        return Ok(Some((
+                            Event::Review { pr, actor, state },
+                            "a review of the plan",
+                        )));
+                    }
+                }
+                Ok(None)
+            }
+            machine::Phase::Building
+            | machine::Phase::Validating
+            | machine::Phase::AwaitingMerge => {
+                let Some(&pr) = mission.milestone_prs.get(&mission.milestone) else {
+                    return Ok(None);
+                };
+                if mission.merged_unvalidated {
+                    return Ok(None);
+                }
+                let client = self.client(stored.installation_id as u64).await?;
+                let pull = client
+                    .request_json(Method::GET, &format!("/repos/{repo}/pulls/{pr}"), None)
+                    .await?;
+                if pull["merged"] != true || !settled(rfc3339(&pull["merged_at"])) {
+                    return Ok(None);
+                }
+                let sender = Sender {
+                    login: pull["merged_by"]["login"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    is_bot: pull["merged_by"]["type"] == "Bot",
+                };
+                let actor = actor(&client, repo, &sender).await?;
+                Ok(Some((
+                    Event::PrMerged {
+                        pr,
+                        actor,
+                        head_sha: pull["head"]["sha"].as_str().unwrap_or_default().to_owned(),
+                    },
+                    "the merge of the milestone pull request",
+                )))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The completion of the mission's running job, if GitHub shows one.
@@ -847,6 +1030,14 @@ impl MissionDriver {
         }
         Ok(timed_out.then(lost))
     }
+}
+
+/// Unix seconds of a GitHub timestamp.
+fn rfc3339(value: &serde_json::Value) -> Option<i64> {
+    let text = value.as_str()?;
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 fn effect_name(effect: &machine::Effect) -> String {
