@@ -12,10 +12,16 @@ async fn the_demo_mission_survives_kills_lost_and_repeated_webhooks_and_api_faul
     let mut options = ChaosOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_missions")));
     options.runs = 3;
     options.seed = 100;
+    // To look into one run: its seed, and a directory to keep its files in.
+    if let Ok(seed) = std::env::var("MISSIONS_CHAOS_SEED") {
+        options.seed = seed.parse().expect("MISSIONS_CHAOS_SEED is a number");
+        options.runs = 1;
+    }
+    options.dir = std::env::var_os("MISSIONS_CHAOS_DIR").map(PathBuf::from);
     let report = chaos::run(&options).await.expect("the chaos runner runs");
     let table = report.table();
     println!("{table}");
-    assert_eq!(report.runs.len(), 3);
+    assert_eq!(report.runs.len(), options.runs);
     assert!(report.meets_target(), "{table}");
     // The faults really happened: a table of calm runs proves nothing.
     for run in &report.runs {

@@ -769,3 +769,63 @@ async fn a_small_budget_pauses_before_overspending_and_resumes_once_raised() {
     assert_eq!(api["budget"]["limit"], "5.00");
     m.t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answer_review_and_merge_webhooks_are_found_by_reconciliation() {
+    // GitHub loses every webhook of what people do after the label: the answer,
+    // the approval, the merges. The mission still completes, each step once.
+    let m = MissionTest::start_with(
+        Story {
+            ask_question: true,
+            ..Story::default()
+        },
+        FaultConfig {
+            drop_webhook_events: vec![
+                "issue_comment".into(),
+                "pull_request_review".into(),
+                "pull_request.closed".into(),
+            ],
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let issue = m.open_labeled_issue().await;
+    m.t.expect_app_comment(issue, "the orchestrator has questions")
+        .await;
+    m.comment(&m.alice(), issue, "Yes: compare words case-insensitively.")
+        .await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    m.t.expect_app_comment(plan_pr, "Approved by @alice").await;
+    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
+        .await;
+    m.milestone_passes_and_is_merged(issue, "M2", &["F3"]).await;
+    m.expect_issue_closed(issue).await;
+    m.t.expect_app_comment(issue, "Mission complete").await;
+
+    let lost = |event: &str| {
+        m.t.sim
+            .deliveries()
+            .iter()
+            .filter(|d| d.event == event && d.status.is_none())
+            .count()
+    };
+    assert!(
+        lost("issue_comment") > 0 && lost("pull_request_review") > 0 && lost("pull_request") > 0
+    );
+    assert_eq!(
+        m.dispatched_jobs(),
+        [
+            "scope-1.1",
+            "scope-2.1",
+            "feature-F1.1",
+            "feature-F2.1",
+            "M1-scrutiny-1.1",
+            "M1-user-testing-1.1",
+            "feature-F3.1",
+            "M2-scrutiny-1.1",
+            "M2-user-testing-1.1"
+        ]
+    );
+    m.t.stop().await;
+}

@@ -458,6 +458,14 @@ impl InstallationClient {
         self.installation_id
     }
 
+    /// This client, sending each request once: for a call that must not be in
+    /// flight longer than one exchange (the caller keeps its own retries).
+    pub fn single_attempt(&self) -> InstallationClient {
+        let mut client = self.clone();
+        client.retry.max_attempts = 1;
+        client
+    }
+
     /// When the token this client carries expires.
     pub fn token_expires_at(&self) -> OffsetDateTime {
         self.token_expires_at

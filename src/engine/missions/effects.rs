@@ -125,8 +125,9 @@ pub async fn perform(
         }
         Effect::Dispatch { job } => {
             if attempt.interrupted {
-                // GitHub offers no way to look a dispatch up: a second one could run
-                // the step twice. Count it as made; if it was not, the job is found
+                // The process died during the dispatch's one exchange, and GitHub
+                // offers no way to look a dispatch up: a second one could run the
+                // step twice. Count it as made; if it was not, the job is found
                 // lost at the job timeout and its step runs again as a new try.
                 tracing::warn!(
                     job = job.key,
@@ -333,7 +334,10 @@ async fn dispatch(
     job: &Job,
 ) -> Result<(), EffectError> {
     let config_ref = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
+    // One exchange per attempt (the outbox retries): a crash can then only
+    // leave a dispatch in doubt during that one exchange, not during waits.
     client
+        .single_attempt()
         .send_no_content(
             Method::POST,
             &format!(
