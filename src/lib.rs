@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
+/// The `cargo fuzz` targets' bodies (`fuzz/`, `docs/fuzzing.md`), also replayed by `cargo test`.
+pub mod fuzzing;
 pub mod github;
 pub mod init;
 pub mod job;

@@ -1,0 +1,3 @@
+#![no_main]
+// See `missions::fuzzing::webhook` for the input's shape and the properties checked.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| missions::fuzzing::webhook(data));
