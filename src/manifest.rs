@@ -96,6 +96,8 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
         "write",
         "open the plan and milestone pull requests (POST and GET /repos/{owner}/{repo}/pulls), \
          close a superseded plan pull request (PATCH /repos/{owner}/{repo}/pulls/{pull_number}), \
+         find a review or merge whose webhook never came (GET /repos/{owner}/{repo}/pulls/{pull_number} \
+         and its /reviews), \
          and comment on them (POST /repos/{owner}/{repo}/issues/{issue_number}/comments)",
     ),
 ];

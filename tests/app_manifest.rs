@@ -171,6 +171,16 @@ const ROUTES: &[Route] = &[
         &[("pull_requests", "write")],
     ),
     (
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}",
+        &[("pull_requests", "read")],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+        &[("pull_requests", "read")],
+    ),
+    (
         "POST",
         "/repos/{owner}/{repo}/check-runs",
         &[("checks", "write")],

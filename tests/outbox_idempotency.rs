@@ -100,9 +100,11 @@ async fn effects_interrupted_after_github_did_them_are_not_done_again() {
             &dispatcher,
             &scope,
             Some(&mission),
-            id,
             &effect,
-            Attempt::default(),
+            Attempt {
+                effect_id: id,
+                ..Attempt::default()
+            },
             now,
         )
         .await

@@ -1033,3 +1033,112 @@ async fn permissions_are_enforced_per_caller() {
     assert_eq!(by_app["app"]["id"], sample::APP_ID);
     t.stop().await;
 }
+
+/// A caller that hangs up mid-request (the App killed by SIGKILL) does not
+/// leave half a change behind: the ref moves and the PR's head moves with it,
+/// with its `synchronize`, as on GitHub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ref_update_whose_caller_hangs_up_is_applied_whole() {
+    use tokio::io::AsyncWriteExt as _;
+
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let main = main_sha(&t).await;
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": "refs/heads/topic", "sha": main})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let put = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/contents/topic.txt"),
+            Some(json!({
+                "message": "Topic",
+                "content": base64::engine::general_purpose::STANDARD.encode("topic\n"),
+                "branch": "topic",
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let head = put.body["commit"]["sha"].as_str().unwrap().to_owned();
+    let opened = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/pulls"),
+            Some(json!({"title": "Topic", "head": "topic", "base": "main"})),
+        )
+        .await;
+    assert_eq!(opened.status, 201, "{:?}", opened.body);
+    let number = opened.body["number"].as_u64().unwrap();
+    assert_eq!(opened.body["head"]["sha"], head.as_str());
+
+    // A commit on top, then the ref update sent raw and the socket closed
+    // before any answer, as a process killed right after sending leaves it.
+    let tree = put.body["commit"]["tree"]["sha"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let commit = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/commits"),
+            Some(json!({"message": "Ready", "tree": tree, "parents": [head]})),
+        )
+        .await;
+    assert_eq!(commit.status, 201, "{:?}", commit.body);
+    let ready = commit.body["sha"].as_str().unwrap().to_owned();
+    let url = reqwest::Url::parse(t.sim.url()).unwrap();
+    let body = json!({"sha": ready, "force": false}).to_string();
+    let request = format!(
+        "PATCH {repo_path}/git/refs/heads/topic HTTP/1.1\r\nhost: {}\r\n\
+         authorization: Bearer {}\r\naccept: application/vnd.github+json\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        url.authority(),
+        t.world.maintainer.token,
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect((
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap(),
+    ))
+    .await
+    .unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // Hang up as soon as the ref has moved: GitHub's follow-up (the PR's head,
+    // `push`, `synchronize`) is then still under way.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let at = t
+            .sim
+            .git()
+            .resolve_ref(&t.world.repo, "refs/heads/topic")
+            .await
+            .unwrap();
+        if at.as_deref() == Some(ready.as_str()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the ref never moved");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    drop(socket);
+
+    let sync = t
+        .expect_delivered("pull_request", Some("synchronize"), |p| {
+            p["number"] == number && p["after"] == ready.as_str()
+        })
+        .await;
+    assert_eq!(sync.payload["pull_request"]["head"]["sha"], ready.as_str());
+    let pull = t
+        .call("alice", "GET", &format!("{repo_path}/pulls/{number}"), None)
+        .await;
+    assert_eq!(pull.body["head"]["sha"], ready.as_str());
+    t.stop().await;
+}

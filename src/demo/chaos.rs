@@ -592,7 +592,7 @@ async fn judge(
             .duplicates
             .push(format!("#{number} has {n} mission control comments"));
     }
-    if completed && stickies.get(&issue).is_none() {
+    if completed && !stickies.contains_key(&issue) {
         outcome
             .losses
             .push(format!("#{issue} has no mission control comment"));

@@ -117,10 +117,10 @@ pub enum GitHubError {
     },
 
     /// A rate limit (403/429) whose wait does not fit in what is left of
-    /// [`ApiRetry::max_total_wait`].
+    /// [`ApiRetry::max_total_wait`], or that lasted past the last attempt.
     #[error(
-        "GitHub rate-limited {request} ({status}: {message}) and asked to wait {}, more than \
-         is left of the retry budget after waiting {}; try again later",
+        "GitHub rate-limited {request} ({status}: {message}) and asked to wait {}; gave up \
+         after waiting {} (the retry budget); try again after that wait",
         secs(*.retry_after),
         secs(*.waited)
     )]
@@ -696,7 +696,9 @@ async fn send_with_retry(
                         tokio::time::sleep(after).await;
                         waited += after;
                     }
-                    Decision::GiveUp(GiveUp::WaitTooLong { asked }) => {
+                    Decision::GiveUp(
+                        GiveUp::WaitTooLong { asked } | GiveUp::StillRateLimited { asked },
+                    ) => {
                         return Err(GitHubError::RateLimited {
                             request: request_name.to_owned(),
                             status: status.as_u16(),

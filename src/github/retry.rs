@@ -81,6 +81,9 @@ pub enum GiveUp {
     Exhausted,
     /// GitHub asked to wait `asked`, more than is left of `max_total_wait`.
     WaitTooLong { asked: Duration },
+    /// `max_attempts` made and GitHub still rate-limits, asking to wait
+    /// `asked`: whoever tries next must wait that long first.
+    StillRateLimited { asked: Duration },
 }
 
 /// What kind of wait a failure calls for.
@@ -88,8 +91,10 @@ pub enum GiveUp {
 enum Wait {
     /// Ours to choose: exponential backoff with jitter.
     Backoff,
-    /// Set by GitHub: at least this long.
+    /// Set by GitHub: at least this long (a 5xx naming a wait).
     Server(Duration),
+    /// A rate limit: at least this long, whoever retries.
+    RateLimit(Duration),
     Never,
 }
 
@@ -117,12 +122,17 @@ impl ApiRetry {
             return Decision::GiveUp(GiveUp::NotRetryable);
         }
         if attempt >= self.max_attempts.max(1) {
-            return Decision::GiveUp(GiveUp::Exhausted);
+            return Decision::GiveUp(match wait {
+                Wait::RateLimit(asked) => GiveUp::StillRateLimited { asked },
+                _ => GiveUp::Exhausted,
+            });
         }
         let left = self.max_total_wait.saturating_sub(waited);
         match wait {
-            Wait::Server(asked) if asked > left => Decision::GiveUp(GiveUp::WaitTooLong { asked }),
-            Wait::Server(asked) => Decision::Retry { after: asked },
+            Wait::Server(asked) | Wait::RateLimit(asked) if asked > left => {
+                Decision::GiveUp(GiveUp::WaitTooLong { asked })
+            }
+            Wait::Server(asked) | Wait::RateLimit(asked) => Decision::Retry { after: asked },
             _ => {
                 let after = self.backoff(attempt, jitter);
                 if after > left {
@@ -161,14 +171,14 @@ fn classify(
         || (status == StatusCode::FORBIDDEN && (retry_after.is_some() || exhausted || secondary));
     if rate_limited {
         if let Some(after) = retry_after {
-            return Wait::Server(after);
+            return Wait::RateLimit(after);
         }
         if exhausted && let Some(reset) = until_reset(headers, now) {
-            return Wait::Server(reset);
+            return Wait::RateLimit(reset);
         }
         // A minute, doubling while the limit persists.
         let exponent = attempt.saturating_sub(1).min(16);
-        return Wait::Server(SECONDARY_RATE_LIMIT_WAIT.saturating_mul(1 << exponent));
+        return Wait::RateLimit(SECONDARY_RATE_LIMIT_WAIT.saturating_mul(1 << exponent));
     }
     match status {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -314,6 +324,34 @@ mod tests {
             0.0,
         );
         assert_eq!(d, Decision::GiveUp(GiveUp::Exhausted));
+    }
+
+    #[test]
+    fn out_of_attempts_while_rate_limited_says_how_long_to_wait() {
+        // The next try, even a later one of the caller's own, must wait too.
+        assert_eq!(
+            decide(5, 403, &[("retry-after", "30")], ""),
+            Decision::GiveUp(GiveUp::StillRateLimited { asked: secs(30) })
+        );
+        let once = ApiRetry {
+            max_attempts: 1,
+            ..ApiRetry::default()
+        };
+        let headers = HeaderMap::new();
+        let failure = Failure::Status {
+            status: StatusCode::FORBIDDEN,
+            headers: &headers,
+            message: "You have exceeded a secondary rate limit",
+        };
+        assert_eq!(
+            once.decide(1, Duration::ZERO, failure, NOW, 0.0),
+            Decision::GiveUp(GiveUp::StillRateLimited { asked: secs(60) })
+        );
+        // A 5xx naming a wait is not a rate limit.
+        assert_eq!(
+            decide(5, 503, &[("retry-after", "7")], ""),
+            Decision::GiveUp(GiveUp::Exhausted)
+        );
     }
 
     #[test]

@@ -341,30 +341,33 @@ impl Git {
 
     /// Commits the checkout onto `parent` and pushes it to `branch`; returns
     /// the commit. Everything in the working tree is taken (and, forced past
-    /// `.gitignore`, `force_paths`), except under `pin.dir`, which holds
-    /// exactly what it holds in `parent` plus `pin.files`, whatever the agent
-    /// did to the working tree or the index there. The commit is built with
-    /// plumbing: no hook, no merge in progress, no commit the agent made
+    /// `.gitignore`, `force_paths`), except under each pin's `dir`, which holds
+    /// exactly what it holds in `parent` plus the pin's `files`, whatever the
+    /// agent did to the working tree or the index there. The commit is built
+    /// with plumbing: no hook, no merge in progress, no commit the agent made
     /// itself changes what it is or what it descends from.
     pub async fn commit_all_and_push(
         &self,
         branch: &str,
         parent: &str,
         force_paths: &[&str],
-        pin: Option<&Pin<'_>>,
+        pins: &[Pin<'_>],
         message: &str,
     ) -> anyhow::Result<String> {
-        match pin {
-            None => self.run(&["add", "-A"]).await?,
-            Some(pin) => {
-                let exclude = format!(":(exclude){}", pin.dir);
-                self.run(&["add", "-A", "--", ".", &exclude]).await?
-            }
-        };
+        let excludes: Vec<String> = pins
+            .iter()
+            .map(|pin| format!(":(exclude){}", pin.dir))
+            .collect();
+        let mut add = vec!["add", "-A"];
+        if !excludes.is_empty() {
+            add.extend(["--", "."]);
+            add.extend(excludes.iter().map(String::as_str));
+        }
+        self.run(&add).await?;
         for path in force_paths {
             self.run(&["add", "-f", "--", path]).await?;
         }
-        if let Some(pin) = pin {
+        for pin in pins {
             self.pin_index(parent, pin).await?;
         }
         let tree = self.run(&["write-tree"]).await?.text();

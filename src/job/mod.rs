@@ -13,8 +13,8 @@
 //!    onto `missions/<issue>/reports` only. Every job writes its envelope,
 //!    [`crate::mission::JobOutput`], to `.missions/<issue>/jobs/<key>.json`.
 //!    A worker's commit holds `.missions/` exactly as the job found it plus
-//!    its handoff and envelope: whatever the worker changed there is dropped,
-//!    and its handoff says so.
+//!    its handoff and envelope, and `.github/workflows/` as the job found it:
+//!    whatever the worker changed there is dropped, and its handoff says so.
 //!
 //! A run that ends without a valid result (a limit, a refusal, repeated
 //! invalid output) is a result (`JobResult::Incomplete`) and exits 0; only
@@ -186,10 +186,14 @@ impl JobArgs {
 
 /// Where the missions' shared state lives in a repository.
 const MISSIONS_DIR: &str = ".missions";
+/// Where a repository's workflows live. A job's token cannot push changes
+/// there (GitHub refuses them without the `workflows` permission), and a
+/// workflow a worker wrote would run, with the repository's secrets, on the
+/// App's ready commit: the harness keeps the directory as the job found it.
+const WORKFLOWS_DIR: &str = ".github/workflows";
 
-/// What the handoff (or the incomplete result) says about a worker's changes
-/// under `.missions/` that the harness dropped.
-fn discarded_note(paths: &[String]) -> String {
+/// `paths`, quoted, for a note (the first few).
+fn path_list(paths: &[String]) -> String {
     const SHOWN: usize = 10;
     let mut list: Vec<String> = paths
         .iter()
@@ -199,12 +203,27 @@ fn discarded_note(paths: &[String]) -> String {
     if paths.len() > SHOWN {
         list.push(format!("and {} more", paths.len() - SHOWN));
     }
+    format!("{} path(s): {}", paths.len(), list.join(", "))
+}
+
+/// What the handoff (or the incomplete result) says about a worker's changes
+/// under `.missions/` that the harness dropped.
+fn discarded_note(paths: &[String]) -> String {
     format!(
-        "The harness discarded this job's changes under {MISSIONS_DIR}/ ({} path(s): {}): only \
+        "The harness discarded this job's changes under {MISSIONS_DIR}/ ({}): only \
          the harness writes there, so the plan, skills, handoffs and job results are as they \
          were before the job. A change the feature needs there has to come from the orchestrator.",
-        paths.len(),
-        list.join(", ")
+        path_list(paths)
+    )
+}
+
+/// The same for changes under `.github/workflows/`.
+fn discarded_workflows_note(paths: &[String]) -> String {
+    format!(
+        "The harness discarded this job's changes under {WORKFLOWS_DIR}/ ({}): a mission's \
+         jobs never change workflows (they would run with the repository's secrets). A change \
+         the feature needs there has to be made by a person.",
+        path_list(paths)
     )
 }
 
@@ -388,13 +407,24 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     // Before git reads anything the agent wrote: .git as it was.
     git.restore(&snapshot)?;
     if args.role == JobRole::Worker {
-        // Only the harness writes under .missions/: what the worker changed
-        // there (the plan it is judged by, other jobs' envelopes) is dropped.
-        let discarded = git.changes_under(&start, MISSIONS_DIR).await?;
-        if !discarded.is_empty() {
-            let note = discarded_note(&discarded);
-            outcome.log.push(note.clone());
-            output::note_in_worker_result(&mut outcome.result, &mut outcome.files, issue, &note);
+        // Only the harness writes under .missions/, and nothing a job pushes
+        // changes workflows: what the worker changed there (the plan it is
+        // judged by, other jobs' envelopes, a workflow) is dropped.
+        for (dir, note) in [
+            (MISSIONS_DIR, discarded_note as fn(&[String]) -> String),
+            (WORKFLOWS_DIR, discarded_workflows_note),
+        ] {
+            let discarded = git.changes_under(&start, dir).await?;
+            if !discarded.is_empty() {
+                let note = note(&discarded);
+                outcome.log.push(note.clone());
+                output::note_in_worker_result(
+                    &mut outcome.result,
+                    &mut outcome.files,
+                    issue,
+                    &note,
+                );
+            }
         }
     }
     lines.extend(outcome.log.iter().cloned());
@@ -429,11 +459,17 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                 // handoff and envelope.
                 let mut files = outcome.files.clone();
                 files.push(envelope);
-                let pin = git::Pin {
-                    dir: MISSIONS_DIR,
-                    files: &files,
-                };
-                git.commit_all_and_push(&env.ref_name, &start, &[], Some(&pin), &message)
+                let pins = [
+                    git::Pin {
+                        dir: MISSIONS_DIR,
+                        files: &files,
+                    },
+                    git::Pin {
+                        dir: WORKFLOWS_DIR,
+                        files: &[],
+                    },
+                ];
+                git.commit_all_and_push(&env.ref_name, &start, &[], &pins, &message)
                     .await?
             } else {
                 for path in &outcome.removed {
@@ -443,7 +479,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                     output::write_in_checkout(&checkout, path, bytes)?;
                 }
                 let dir = context::MissionFiles::dir(issue);
-                git.commit_all_and_push(&env.ref_name, &start, &[&dir], None, &message)
+                git.commit_all_and_push(&env.ref_name, &start, &[&dir], &[], &message)
                     .await?
             };
             (env.ref_name.clone(), commit)

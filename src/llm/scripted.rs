@@ -36,8 +36,14 @@
 //! answer's model is the requested one, so prices apply as they would for
 //! that model. Asking for more turns than the script has is an
 //! [`LlmError::Script`] (the request is still recorded).
+//!
+//! Requests are recorded in memory ([`Scripted::requests`]) and, when
+//! [`RECORD_DIR_VAR`] names a directory as a script file is loaded (or with
+//! [`Scripted::recording_into`]), also appended to a file there as JSON Lines:
+//! tests read what a job's models were sent from outside its process.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -133,11 +139,17 @@ struct State {
     requests: Vec<ChatRequest>,
 }
 
+/// The environment variable naming a directory where every scripted
+/// provider loaded from a file records the requests it receives.
+pub const RECORD_DIR_VAR: &str = "MISSIONS_SCRIPTED_RECORD_DIR";
+
 /// Replays [`ScriptedTurn`]s in order; safe to share between tasks.
 #[derive(Debug)]
 pub struct Scripted {
     turns: Vec<ScriptedTurn>,
     state: Mutex<State>,
+    /// Each request is appended here as one JSON line.
+    record: Option<PathBuf>,
 }
 
 impl Scripted {
@@ -145,7 +157,43 @@ impl Scripted {
         Self {
             turns,
             state: Mutex::default(),
+            record: None,
         }
+    }
+
+    /// Also appends every request, as one JSON line, to a new file in `dir`
+    /// (created if missing).
+    pub fn recording_into(mut self, dir: impl AsRef<Path>) -> Self {
+        let name = format!(
+            "{}-{}.jsonl",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.record = Some(dir.as_ref().join(name));
+        self
+    }
+
+    fn record(&self, request: &ChatRequest) -> Result<(), LlmError> {
+        let Some(path) = &self.record else {
+            return Ok(());
+        };
+        let fail = |e: std::io::Error| {
+            LlmError::Script(format!(
+                "cannot record the request in {}: {e}",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let mut line = serde_json::to_vec(request).map_err(|e| LlmError::Script(format!("{e}")))?;
+        line.push(b'\n');
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&line))
+            .map_err(fail)
     }
 
     /// A JSON array of turns, or JSON Lines (see the module docs).
@@ -182,9 +230,13 @@ impl Scripted {
         let path = path.as_ref();
         let script = std::fs::read_to_string(path)
             .map_err(|e| LlmError::Script(format!("cannot read {}: {e}", path.display())))?;
-        Self::from_json(&script).map_err(|e| match e {
+        let scripted = Self::from_json(&script).map_err(|e| match e {
             LlmError::Script(m) => LlmError::Script(format!("{}: {m}", path.display())),
             other => other,
+        })?;
+        Ok(match std::env::var_os(RECORD_DIR_VAR) {
+            Some(dir) if !dir.is_empty() => scripted.recording_into(dir),
+            _ => scripted,
         })
     }
 
@@ -227,6 +279,7 @@ impl Provider for Scripted {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.record(request)?;
         let mut state = self.lock();
         state.requests.push(request.clone());
         let Some(turn) = self.turns.get(state.next_turn) else {

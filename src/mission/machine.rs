@@ -341,19 +341,68 @@ pub enum Command {
     Replan,
 }
 
+/// The columns of `line`'s leading whitespace, a tab reaching the next
+/// multiple of four (as CommonMark counts indentation).
+fn indent_columns(line: &str) -> usize {
+    let mut columns = 0;
+    for c in line.chars() {
+        match c {
+            ' ' => columns += 1,
+            '\t' => columns += 4 - columns % 4,
+            _ => break,
+        }
+    }
+    columns
+}
+
 impl Command {
-    /// The first line of `body` that starts with `/mission`, outside quotes and
-    /// code blocks: text quoted from someone else is never a command.
+    /// The first line of `body` that starts with `/mission`, outside quotes,
+    /// code blocks and HTML comments: only what GitHub shows as plain text
+    /// counts, and text quoted from someone else is never a command.
     /// `Err` carries the unknown word, so the author can be told.
     pub fn parse(body: &str) -> Option<Result<Command, String>> {
-        let mut in_fence = false;
+        // The open fence's character and length (CommonMark: it is closed only
+        // by a run of the same character at least as long, and nothing else).
+        let mut fence: Option<(char, usize)> = None;
+        let mut in_html_comment = false;
         for line in body.lines() {
+            let indent = indent_columns(line);
             let trimmed = line.trim_start();
-            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-                in_fence = !in_fence;
+            if let Some((ch, len)) = fence {
+                let run = trimmed.chars().take_while(|&c| c == ch).count();
+                if indent < 4 && run >= len && trimmed[run * ch.len_utf8()..].trim().is_empty() {
+                    fence = None;
+                }
                 continue;
             }
-            if in_fence || line.starts_with("    ") || trimmed.starts_with('>') {
+            if in_html_comment {
+                // What follows `-->` on its line does not start the line, so
+                // it cannot be a command: nothing more to read here.
+                in_html_comment = !line.contains("-->");
+                continue;
+            }
+            if indent >= 4 {
+                // An indented code block (or a paragraph's continuation, which
+                // cannot start with a command either).
+                continue;
+            }
+            if let Some(ch) = trimmed.chars().next().filter(|c| *c == '`' || *c == '~') {
+                let run = trimmed.chars().take_while(|&c| c == ch).count();
+                // A backtick fence's info string has no backtick (else it is
+                // inline code, like ```` ```x``` ````).
+                let info = &trimmed[run..];
+                if run >= 3 && !(ch == '`' && info.contains('`')) {
+                    fence = Some((ch, run));
+                    continue;
+                }
+            }
+            if let Some(rest) = trimmed.strip_prefix("<!--") {
+                if !rest.contains("-->") {
+                    in_html_comment = true;
+                }
+                continue;
+            }
+            if trimmed.starts_with('>') {
                 continue;
             }
             let mut words = trimmed.split_whitespace();

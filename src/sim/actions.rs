@@ -248,6 +248,7 @@ pub async fn dispatch(
                     steps: Vec::new(),
                 },
                 log: String::new(),
+                secrets_masked: 0,
             },
         );
         run_id
@@ -320,7 +321,7 @@ async fn execute(
         let expires = now
             + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6))
             + time::Duration::minutes(10);
-        world.tokens.insert(
+        world.issue_token(
             token.clone(),
             Token {
                 subject: TokenSubject::Job {
@@ -377,6 +378,7 @@ async fn execute(
             conclusion: Conclusion::Failure,
             exit_code: None,
             log,
+            secrets_masked: 0,
             started_at: now,
             completed_at,
             steps,
@@ -413,8 +415,19 @@ async fn execute(
                 actor: actor_login.clone(),
                 event_payload,
                 command: substitute_inputs(&command, &inputs),
-                extra_env: sim.config.job_env.clone(),
-                masked_values: Vec::new(),
+                extra_env: sim
+                    .config
+                    .job_env
+                    .iter()
+                    .chain(&sim.config.job_secrets)
+                    .cloned()
+                    .collect(),
+                masked_values: sim
+                    .config
+                    .job_secrets
+                    .iter()
+                    .map(|(_, v)| v.clone())
+                    .collect(),
                 timeout,
                 work_root: sim.config.data_dir.join("jobs"),
                 keep_workspace: sim.config.keep_job_workspaces,
@@ -440,6 +453,7 @@ async fn execute(
         run.conclusion = Some(conclusion.clone());
         run.updated_at = done;
         run.log = outcome.log;
+        run.secrets_masked = outcome.secrets_masked;
         run.job.status = RunStatus::Completed;
         run.job.conclusion = Some(conclusion);
         run.job.completed_at = Some(done);

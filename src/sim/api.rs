@@ -465,6 +465,23 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .fallback(gitapi::git_http_or_404)
         .with_state(sim)
+        .layer(middleware::from_fn(run_to_completion))
+}
+
+/// Runs each request to its end even when the client hangs up. GitHub does not
+/// undo half of a ref update (its PR head moves, `push` is sent) because the
+/// caller's process died; without this, hyper drops the handler at its next
+/// await and the simulator keeps a half-applied change (seen in the chaos
+/// runner: a branch moved by a killed App, its PR's head left behind).
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the simulator's handler failed: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// Records every REST exchange (for the conformance tests), injects faults,
@@ -600,7 +617,7 @@ async fn create_installation_token(
     }
     let token = format!("ghs_sim{}", uuid::Uuid::new_v4().simple());
     let expires_at = sim.clock.now() + super::INSTALLATION_TOKEN_TTL;
-    world.tokens.insert(
+    world.issue_token(
         token.clone(),
         Token {
             subject: TokenSubject::Installation {

@@ -60,8 +60,11 @@ pub struct SimConfig {
     /// Workflow file name (`missions.yml`) → the argv a job runs. `${{ inputs.X }}`
     /// in an argument is replaced by the dispatch input X (as in a `run:` step).
     pub workflow_commands: HashMap<String, Vec<String>>,
-    /// Extra environment for every job (a real workflow maps secrets into `env:`).
+    /// Extra environment for every job.
     pub job_env: Vec<(String, String)>,
+    /// Secrets in every job's environment (a workflow maps `secrets.*` into
+    /// `env:`), masked in its log as GitHub masks them.
+    pub job_secrets: Vec<(String, String)>,
     pub job_timeout: Duration,
     pub max_concurrent_jobs: usize,
     pub keep_job_workspaces: bool,
@@ -77,6 +80,7 @@ impl SimConfig {
             faults: FaultConfig::default(),
             workflow_commands: HashMap::new(),
             job_env: Vec::new(),
+            job_secrets: Vec::new(),
             job_timeout: Duration::from_secs(6 * 60 * 60),
             max_concurrent_jobs: 2,
             keep_job_workspaces: false,
@@ -233,7 +237,7 @@ impl Sim {
         let mut world = self.world();
         world.ensure_account(login, AccountKind::User);
         let token = format!("ghp_sim{}", uuid::Uuid::new_v4().simple());
-        world.tokens.insert(
+        world.issue_token(
             token.clone(),
             Token {
                 subject: TokenSubject::User(login.to_owned()),
@@ -378,6 +382,12 @@ impl Sim {
     /// Reads the world (do not hold it across an await).
     pub fn read<T>(&self, f: impl FnOnce(&World) -> T) -> T {
         f(&self.world())
+    }
+
+    /// Every bearer token issued so far: users', installations', jobs' (also
+    /// those since revoked), for tests that look for leaked secrets.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.read(|w| w.issued_tokens().to_vec())
     }
 
     /// The log of a workflow run's job (masked, as GitHub shows it).

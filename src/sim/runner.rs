@@ -167,6 +167,9 @@ pub struct JobOutcome {
     pub exit_code: Option<i32>,
     /// Masked and capped at `max_log_bytes` (plus the truncation note).
     pub log: String,
+    /// How many secret values the job's own output held (masked in `log`);
+    /// the runner's own lines are not counted. For tests that look for leaks.
+    pub secrets_masked: usize,
     pub started_at: OffsetDateTime,
     pub completed_at: OffsetDateTime,
     /// Always the four [`STEP_NAMES`], in order.
@@ -276,6 +279,7 @@ pub async fn run_job(spec: JobSpec, cancel: CancellationToken) -> JobOutcome {
         conclusion,
         exit_code,
         log: ctx.log.finish(),
+        secrets_masked: ctx.log.output_masked(),
         started_at,
         completed_at: OffsetDateTime::now_utc(),
         steps,
@@ -853,16 +857,23 @@ impl Masker {
     }
 
     fn mask(&self, input: &[u8]) -> Vec<u8> {
+        self.mask_counting(input).0
+    }
+
+    /// As [`Masker::mask`], with how many secrets were masked.
+    fn mask_counting(&self, input: &[u8]) -> (Vec<u8>, usize) {
         if self.secrets.is_empty() {
-            return input.to_vec();
+            return (input.to_vec(), 0);
         }
         let mut out = Vec::with_capacity(input.len());
+        let mut masked = 0;
         let mut i = 0;
         while i < input.len() {
             match self.secrets.iter().find(|s| input[i..].starts_with(s)) {
                 Some(s) => {
                     out.extend_from_slice(b"***");
                     i += s.len();
+                    masked += 1;
                 }
                 None => {
                     out.push(input[i]);
@@ -870,7 +881,7 @@ impl Masker {
                 }
             }
         }
-        out
+        (out, masked)
     }
 }
 
@@ -879,6 +890,8 @@ impl Masker {
 struct Log {
     buf: Arc<Mutex<LogBuf>>,
     masker: Arc<Masker>,
+    /// Secrets masked in the job's output (not in the runner's own lines).
+    output_masked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct LogBuf {
@@ -896,7 +909,21 @@ impl Log {
                 dropped: 0,
             })),
             masker: Arc::new(masker),
+            output_masked: Arc::default(),
         }
+    }
+
+    /// Masks the job's output, counting the secrets it held.
+    fn mask_output(&self, bytes: &[u8]) -> Vec<u8> {
+        let (masked, n) = self.masker.mask_counting(bytes);
+        self.output_masked
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        masked
+    }
+
+    fn output_masked(&self) -> usize {
+        self.output_masked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A runner-written line.
@@ -974,13 +1001,13 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, log: Log) {
         pending.extend_from_slice(&chunk[..n]);
         if let Some(last_newline) = pending.iter().rposition(|&b| b == b'\n') {
             let rest = pending.split_off(last_newline + 1);
-            log.push_masked(&log.masker.mask(&pending));
+            log.push_masked(&log.mask_output(&pending));
             pending = rest;
         }
         if pending.len() >= MAX_PENDING {
             // Mask first, then keep back a tail that could be the start of a secret
             // continuing in the next read; everything before it is final.
-            let masked = log.masker.mask(&pending);
+            let masked = log.mask_output(&pending);
             let keep = log.masker.max_len().saturating_sub(1);
             let cut = utf8_cut(&masked, masked.len().saturating_sub(keep));
             log.push_masked(&masked[..cut]);
@@ -989,7 +1016,7 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, log: Log) {
     }
     if !pending.is_empty() {
         pending.push(b'\n');
-        log.push_masked(&log.masker.mask(&pending));
+        log.push_masked(&log.mask_output(&pending));
     }
 }
 

@@ -2,7 +2,7 @@
 //! an organization with one repository that has the App installed, a
 //! maintainer and a reader, and a dispatchable workflow.
 
-use super::state::Permission;
+use super::state::{AccountKind, Permission};
 use super::{RepoSpec, Sim};
 
 pub const ORG: &str = "octo-org";
@@ -77,4 +77,15 @@ pub async fn seed_with(
         maintainer,
         reader,
     })
+}
+
+/// A bot account (`login` should end in `[bot]`, as another App's or a CI
+/// service's does) with a token for the REST API and `permission` on `repo`:
+/// its acts reach webhooks with `"type": "Bot"`.
+pub fn add_bot(sim: &Sim, repo: &str, login: &str, permission: Permission) -> String {
+    sim.world().ensure_account(login, AccountKind::Bot);
+    // The account exists now, so it stays a bot.
+    let token = sim.add_user(login);
+    sim.set_permission(repo, login, permission);
+    token
 }

@@ -275,6 +275,8 @@ pub struct WorkflowRun {
     pub job: Job,
     /// The job's combined output, masked; kept for tests and `missions sim`.
     pub log: String,
+    /// How many secret values the job's own output held (masked in `log`).
+    pub secrets_masked: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +342,9 @@ pub struct World {
     pub app: Option<App>,
     pub accounts: BTreeMap<String, Account>,
     pub tokens: HashMap<String, Token>,
+    /// Every token ever put in `tokens`, in order, including those since
+    /// revoked (a job's ends with its run): what tests look for in leaks.
+    issued_tokens: Vec<String>,
     pub installations: BTreeMap<u64, Installation>,
     pub repos: BTreeMap<String, Repo>,
     pub rate_limit_used: u64,
@@ -352,6 +357,7 @@ impl Default for World {
             app: None,
             accounts: BTreeMap::new(),
             tokens: HashMap::new(),
+            issued_tokens: Vec::new(),
             installations: BTreeMap::new(),
             repos: BTreeMap::new(),
             rate_limit_used: 0,
@@ -363,6 +369,17 @@ impl World {
     pub fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Makes `value` a bearer token for `token`'s subject.
+    pub fn issue_token(&mut self, value: String, token: Token) {
+        self.issued_tokens.push(value.clone());
+        self.tokens.insert(value, token);
+    }
+
+    /// Every token issued so far (users', installations', jobs'), revoked ones included.
+    pub fn issued_tokens(&self) -> &[String] {
+        &self.issued_tokens
     }
 
     /// The account, created on first use (a user or an organization).

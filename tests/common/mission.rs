@@ -69,6 +69,12 @@ impl MissionTest {
         self.t.world.repo.clone()
     }
 
+    /// Where the scripted model's scripts are (`<agent>.json`); a test may
+    /// replace one before its job runs.
+    pub fn scripts_dir(&self) -> &std::path::Path {
+        self._scripts.path()
+    }
+
     pub fn alice(&self) -> String {
         self.t.world.maintainer.login.clone()
     }

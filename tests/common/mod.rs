@@ -19,6 +19,7 @@ use missions::server::{Server, ServerOptions};
 use missions::store::Store;
 use secrecy::SecretString;
 
+pub mod canary;
 pub mod mission;
 pub mod openapi;
 pub mod scenario;

@@ -3,6 +3,10 @@
 //! A test speaks as users through the simulator's REST API with their own
 //! tokens, and asserts what a user would see there. Waiting is event-driven
 //! (the simulator's change feed) with a deadline, never a bare sleep.
+//!
+//! Every scenario ends with the canary scan ([`super::canary`]): when the test
+//! calls [`Scenario::stop`], or when it drops the scenario without panicking.
+//! A secret found anywhere a leak could reach fails the test.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::SECRET;
+use super::canary::{self, Leak};
 
 /// How long a scenario waits for one expected thing.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -77,6 +82,10 @@ pub struct Scenario {
     pub mission_progress: Option<tokio::sync::watch::Receiver<u64>>,
     stop: tokio_util::sync::CancellationToken,
     server_task: Option<tokio::task::JoinHandle<()>>,
+    /// The canary scan this scenario ends with.
+    scan: canary::Scan,
+    /// Set once the scan ran.
+    scanned: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -89,6 +98,8 @@ pub struct Answer {
 
 impl Scenario {
     pub async fn start(options: ScenarioOptions) -> Scenario {
+        canary::capture_logs();
+        let log_from = canary::log_len();
         let dir = tempfile::tempdir().unwrap();
         let clock: SharedClock = clock::system();
         let (private_pem, public_pem) = app_key();
@@ -96,7 +107,21 @@ impl Scenario {
         let mut config = SimConfig::new(dir.path().join("sim"));
         config.faults = options.faults;
         config.job_timeout = Duration::from_secs(60);
+        let harness_workflows = options
+            .workflows
+            .iter()
+            .filter(|(_, argv)| canary::runs_missions(argv))
+            .map(|(file, _)| file.clone())
+            .collect();
         config.workflow_commands.extend(options.workflows);
+        // Canary model keys, as a workflow maps its secrets into the job's
+        // `env:`; and where the jobs' scripted models record their requests.
+        config.job_secrets = canary::model_keys().to_vec();
+        let requests_dir = dir.path().join("model-requests");
+        config.job_env.push((
+            canary::RECORD_DIR_VAR.to_owned(),
+            requests_dir.display().to_string(),
+        ));
         let sim = Sim::start(config, clock.clone()).await.unwrap();
 
         // The App: server on a temporary database, bound to a real port.
@@ -114,12 +139,8 @@ impl Scenario {
                 ..ApiRetry::default()
             }),
         );
-        let store = Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("missions.db").display()
-        ))
-        .await
-        .unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("missions.db").display());
+        let store = Store::open(&db_url).await.unwrap();
         let server = Server::start(
             store.clone(),
             ServerOptions {
@@ -153,6 +174,15 @@ impl Scenario {
             None => sample::seed(&sim, public_pem).await.unwrap(),
         };
         missions::llm::http::install_crypto_provider();
+        let scan = canary::Scan {
+            sim: sim.clone(),
+            db_url,
+            requests_dir,
+            log_from,
+            harness_workflows,
+            webhook_secret: SECRET.to_owned(),
+            private_key_pem: private_pem.clone(),
+        };
         Scenario {
             sim,
             world,
@@ -164,16 +194,29 @@ impl Scenario {
             mission_progress,
             stop,
             server_task: Some(server_task),
+            scan,
+            scanned: false,
             _dir: dir,
         }
     }
 
+    /// Stops the App and the simulator, then fails the test if a secret
+    /// canary is anywhere a leak could reach (see [`canary`]).
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.server_task.take() {
             task.await.unwrap();
         }
         self.sim.shutdown();
+        self.scan.settle().await;
+        let leaks = self.leaks().await;
+        self.scanned = true;
+        assert!(leaks.is_empty(), "{}", canary::report(&leaks));
+    }
+
+    /// Every place a secret canary is found right now.
+    pub async fn leaks(&self) -> Vec<Leak> {
+        self.scan.leaks(Some(self.store.pool())).await
     }
 
     fn token_of(&self, login: &str) -> &str {
@@ -403,5 +446,30 @@ impl Scenario {
                 })
                 .unwrap();
         }
+    }
+}
+
+/// A scenario the test dropped without `stop()` is scanned here, unless the
+/// test is failing already.
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if self.scanned || std::thread::panicking() {
+            return;
+        }
+        self.scanned = true;
+        self.stop.cancel();
+        self.sim.shutdown();
+        // On a thread of its own: this may be inside the test's runtime.
+        let scan = self.scan.clone();
+        let leaks = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(scan.leaks(None))
+        })
+        .join()
+        .expect("the canary scan");
+        assert!(leaks.is_empty(), "{}", canary::report(&leaks));
     }
 }

@@ -15,9 +15,16 @@ use crate::store::missions::EffectScope;
 /// Why an effect did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum EffectError {
-    /// Worth another try later (GitHub unreachable, 5xx, rate limited).
+    /// Worth another try later (GitHub unreachable, 5xx).
     #[error("{0}")]
     Transient(String),
+    /// Worth another try, not before `retry_after`: GitHub asks for the wait,
+    /// and trying earlier risks the App being banned.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// GitHub refused it; trying again will not help.
     #[error("{0}")]
     Permanent(String),
@@ -26,9 +33,11 @@ pub enum EffectError {
 impl From<GitHubError> for EffectError {
     fn from(e: GitHubError) -> Self {
         match &e {
-            GitHubError::Transport { .. } | GitHubError::RateLimited { .. } => {
-                EffectError::Transient(e.to_string())
-            }
+            GitHubError::RateLimited { retry_after, .. } => EffectError::RateLimited {
+                message: e.to_string(),
+                retry_after: *retry_after,
+            },
+            GitHubError::Transport { .. } => EffectError::Transient(e.to_string()),
             GitHubError::Api { status, .. } if *status >= 500 => {
                 EffectError::Transient(e.to_string())
             }
@@ -74,10 +83,13 @@ pub fn effect_marker(outbox_id: i64) -> String {
     format!("<!-- missions:effect:{outbox_id} -->")
 }
 
-/// What is known of earlier attempts at an effect: whether GitHub may already
-/// have done it. Effects that create something look for it first when so.
+/// One attempt at an outbox effect, and what is known of earlier ones:
+/// whether GitHub may already have done it. Effects that create something
+/// look for it first when so.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Attempt {
+    /// The effect's outbox id (its comment's hidden marker).
+    pub effect_id: i64,
     /// An earlier attempt was made (it failed, or its outcome was lost).
     pub tried_before: bool,
     /// An earlier attempt began and the process died before recording how it
@@ -90,7 +102,6 @@ pub async fn perform(
     dispatcher: &Dispatcher,
     scope: &EffectScope,
     mission: Option<&Mission>,
-    outbox_id: i64,
     effect: &Effect,
     attempt: Attempt,
     now: i64,
@@ -103,7 +114,7 @@ pub async fn perform(
         }
         Effect::Comment { target, body } => {
             let number = resolve(scope, mission, *target)?;
-            let marker = effect_marker(outbox_id);
+            let marker = effect_marker(attempt.effect_id);
             if attempt.tried_before && comment_with(client, repo, number, &marker).await?.is_some()
             {
                 // An earlier attempt posted it and its answer was lost.

@@ -709,6 +709,7 @@ impl MissionDriver {
                 );
             }
             let attempt = effects::Attempt {
+                effect_id: pending.id,
                 tried_before: pending.attempts > 0 || pending.interrupted,
                 interrupted: pending.interrupted,
             };
@@ -719,7 +720,6 @@ impl MissionDriver {
                         &self.dispatcher,
                         &pending.scope,
                         mission.as_ref(),
-                        pending.id,
                         &pending.effect,
                         attempt,
                         self.now(),
@@ -736,17 +736,22 @@ impl MissionDriver {
                         self.apply_event(&mut tx, id, event).await?;
                     }
                 }
-                Err(EffectError::Transient(e)) if pending.attempts + 1 < MAX_TRIES => {
-                    tracing::warn!(error = %e, effect = pending.id, "effect will be retried");
-                    db::retry_effect_later(
-                        &mut tx,
-                        pending.id,
-                        &e,
-                        now + backoff_ms(pending.attempts),
-                    )
-                    .await?;
+                Err(error @ (EffectError::Transient(_) | EffectError::RateLimited { .. }))
+                    if pending.attempts + 1 < MAX_TRIES =>
+                {
+                    // Never sooner than GitHub asked.
+                    let wait = match &error {
+                        EffectError::RateLimited { retry_after, .. } => {
+                            backoff_ms(pending.attempts).max(retry_after.as_millis() as i64)
+                        }
+                        _ => backoff_ms(pending.attempts),
+                    };
+                    let e = error.to_string();
+                    tracing::warn!(error = %e, effect = pending.id, wait_ms = wait, "effect will be retried");
+                    db::retry_effect_later(&mut tx, pending.id, &e, now + wait).await?;
                 }
-                Err(EffectError::Transient(e) | EffectError::Permanent(e)) => {
+                Err(error) => {
+                    let e = error.to_string();
                     tracing::error!(error = %e, effect = pending.id, "effect failed");
                     db::finish_effect(&mut tx, pending.id, false, Some(&e), now).await?;
                     if let Some(id) = pending.scope.mission_id {
