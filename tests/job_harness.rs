@@ -440,6 +440,25 @@ async fn a_worker_job_commits_its_work_and_the_harness_command_log() {
     assert!(commit.contains("Mission-Feature: F1"), "{commit}");
     // main is untouched.
     assert_eq!(h.t.file("hello.txt", "main").await, None);
+
+    // The same job dispatched again (GitHub acted on a dispatch it answered
+    // 5xx, and the App sent it again): it finds its result and does nothing.
+    // The script has no turns left, so a model call would fail the run.
+    let transcripts = h.transcripts().len();
+    let again = h
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
+        .await;
+    assert_eq!(again.conclusion, "success", "{}", again.log);
+    assert!(
+        again.log.contains("feature-F1.1 already finished"),
+        "{}",
+        again.log
+    );
+    assert_eq!(h.head(&branch).await.as_deref(), Some(head.as_str()));
+    assert_eq!(h.transcripts().len(), transcripts);
     h.stop().await;
 }
 

@@ -1,6 +1,8 @@
 //! `missions job`: one turn of one role inside an Actions job (or the
 //! simulator's runner), on a checkout of the job's branch.
 //!
+//! 0. If this job's result is already on its output branch (a repeated
+//!    dispatch), do nothing.
 //! 1. Read the repository's settings (`.github/missions.yml`) and prompt
 //!    overrides from the **default branch**, never from the job's own branch.
 //! 2. Gather the mission's state from the checkout and the issue from GitHub
@@ -236,6 +238,47 @@ pub struct JobSummary {
     pub lines: Vec<String>,
 }
 
+/// The summary of this job's earlier run when its result is already on its
+/// output branch: a repeated dispatch of the same job (GitHub may act on a
+/// dispatch it answered with a 5xx, and the App then sends it again) does
+/// nothing, so no step runs twice and nothing is pushed twice. The App reads
+/// the result from the same place.
+async fn already_done(
+    git: &git::Git,
+    env: &env::JobEnv,
+    args: &JobArgs,
+) -> anyhow::Result<Option<JobSummary>> {
+    let branch = match args.role {
+        JobRole::Orchestrator | JobRole::Worker => env.ref_name.clone(),
+        JobRole::Scrutiny | JobRole::UserTesting => reports_branch(args.mission),
+    };
+    let path = output::envelope_path(args.mission, &args.job);
+    let Some(head) = git.fetch(&branch).await? else {
+        return Ok(None);
+    };
+    let Some(bytes) = git.show(&head, &path).await? else {
+        return Ok(None);
+    };
+    let Ok(output) = serde_json::from_slice::<JobOutput>(&bytes) else {
+        // Not a result the App could read either: run the job.
+        return Ok(None);
+    };
+    if output.job != args.job {
+        return Ok(None);
+    }
+    let lines = vec![format!(
+        "missions job: {} already finished: its result is {path} on {branch} ({}); this run \
+         repeats its dispatch and does nothing",
+        args.job,
+        &head[..head.len().min(12)]
+    )];
+    Ok(Some(JobSummary {
+        output,
+        pushed: (branch, head),
+        lines,
+    }))
+}
+
 /// The milestone a branch `missions/<n>/<m>` is for, by the plan's ids
 /// (case-insensitive): its index and id.
 pub fn milestone_of_branch(
@@ -310,6 +353,9 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     // the commit the job's own commit goes onto.
     let snapshot = git.snapshot()?;
     let start = git.head().await.context("the checkout has no commit")?;
+    if let Some(done) = already_done(&git, &env, &args).await? {
+        return Ok(done);
+    }
     let rest = github::Rest::new(&env)?;
 
     let config_ref = match &args.config_ref {
