@@ -246,16 +246,41 @@ impl Plan {
 }
 
 /// Text for one table cell or list item: newlines and pipes would break markdown.
+/// A pipe becomes `\|`; backslashes right before it are made an even run, so
+/// that none of them escapes the escape (GitHub splits a row at `\\|`).
 pub fn one_line(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(joined.len());
+    let mut backslashes = 0usize;
+    for c in joined.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '|' => {
+                if backslashes % 2 == 1 {
+                    out.push('\\');
+                }
+                out.push_str("\\|");
+                backslashes = 0;
+                continue;
+            }
+            _ => backslashes = 0,
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_escapes_pipes_whatever_precedes_them() {
+        assert_eq!(one_line("a |\n b"), "a \\| b");
+        assert_eq!(one_line("a\\|b"), "a\\\\\\|b");
+        assert_eq!(one_line("a\\\\|b"), "a\\\\\\|b");
+        assert_eq!(one_line("a\\b|"), "a\\b\\|");
+    }
 
     pub fn sample_plan() -> Plan {
         let a = |id: &str| Assertion {
