@@ -120,3 +120,27 @@ fn request_bodies_are_checked_against_the_operation() {
     completed["conclusion"] = json!("success");
     api.check_request("POST", path, &completed).unwrap();
 }
+
+/// GitHub's own no-reply addresses for bots carry `[bot]`, which `format:
+/// email` rejects; the checker lets exactly those through, nothing else.
+#[test]
+fn bot_noreply_addresses_pass_as_github_returns_them_and_nothing_else_does() {
+    let api = OpenApi::get();
+    let schema = json!({"type": "string", "format": "email"});
+    for ok in [
+        "41898282+github-actions[bot]@users.noreply.github.com",
+        "missions[bot]@users.noreply.github.com",
+        "alice@example.com",
+    ] {
+        assert!(api.check(&schema, &json!(ok)).is_ok(), "{ok}");
+    }
+    for bad in [
+        "missions[bot]@example.com",
+        "x+missions[bot]@users.noreply.github.com",
+        "[bot]@users.noreply.github.com",
+        "a b[bot]@users.noreply.github.com",
+        "not an address",
+    ] {
+        assert!(api.check(&schema, &json!(bad)).is_err(), "{bad}");
+    }
+}
