@@ -351,7 +351,7 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
     if let Some(h) = &v.last_handoff {
         out.push_str(&format!(
             "| last handoff | {}: {}{} |\n",
-            h.feature,
+            one_line(&h.feature),
             one_line(&h.summary),
             if h.needs_triage {
                 " (triage needed)"

@@ -272,7 +272,7 @@ impl ValidationReport {
                 };
                 out.push_str(&format!(
                     "| {} | {} | {} |\n",
-                    r.feature,
+                    one_line(&r.feature),
                     verdict,
                     one_line(&r.findings.join("; "))
                 ));
