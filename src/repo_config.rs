@@ -16,6 +16,7 @@
 //!   url: http://127.0.0.1:8080/healthz
 //!   ready_timeout_secs: 30
 //! prompts_dir: .github/missions/prompts   # per-role prompt overrides (<role>.md)
+//! protected_paths: [ci/, Makefile]        # kept as found in workers' commits (besides .github/)
 //! ```
 //!
 //! Everything is optional, and an absent file means the defaults. Unknown keys
@@ -51,6 +52,34 @@ pub struct RepoConfig {
     pub app: AppConfig,
     /// Relative to the repository root, without a trailing `/`.
     pub prompts_dir: String,
+    /// Directories or files (from the root, no trailing `/`) that workers'
+    /// commits keep as the job found them, besides `.missions/`, `.github/`
+    /// and `prompts_dir`: what the repository's CI runs with its secrets.
+    pub protected_paths: Vec<String>,
+}
+
+/// What a worker's commit always keeps as the job found it: the mission's
+/// state (only the harness writes there) and `.github/` (workflows, actions,
+/// these settings, prompt overrides, CI scripts: what runs with the
+/// repository's secrets, or steers the agents).
+pub const ALWAYS_PROTECTED: [&str; 2] = [".missions", ".github"];
+
+impl RepoConfig {
+    /// Every path a worker's commit keeps as found: [`ALWAYS_PROTECTED`],
+    /// `prompts_dir` and `protected_paths`, without any that lies inside
+    /// another.
+    pub fn pinned_paths(&self) -> Vec<String> {
+        let mut all: Vec<String> = ALWAYS_PROTECTED.iter().map(|p| p.to_string()).collect();
+        all.push(self.prompts_dir.clone());
+        all.extend(self.protected_paths.iter().cloned());
+        all.sort();
+        all.dedup();
+        let inside = |p: &String, q: &String| p != q && p.starts_with(&format!("{q}/"));
+        all.iter()
+            .filter(|p| !all.iter().any(|q| inside(p, q)))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Shell commands scrutiny runs (each with `bash -c`, in the checkout, with the
@@ -110,8 +139,19 @@ impl Default for RepoConfig {
             commands: Commands::default(),
             app: AppConfig::default(),
             prompts_dir: DEFAULT_PROMPTS_DIR.to_owned(),
+            protected_paths: Vec::new(),
         }
     }
+}
+
+/// A path relative to the repository root: not empty, not absolute, no `.`
+/// or `..` parts.
+fn plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != ".." && part != ".")
 }
 
 /// What is wrong with `.github/missions.yml`.
@@ -166,6 +206,8 @@ struct RawFile {
     app: Option<RawApp>,
     #[serde(default)]
     prompts_dir: Option<String>,
+    #[serde(default)]
+    protected_paths: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -387,18 +429,25 @@ impl RepoConfig {
         }
         if let Some(dir) = raw.prompts_dir {
             let dir = dir.trim().trim_end_matches('/').to_owned();
-            let plain = !dir.is_empty()
-                && !dir.starts_with('/')
-                && dir
-                    .split('/')
-                    .all(|part| !part.is_empty() && part != ".." && part != ".");
-            if !plain {
+            if !plain_relative(&dir) {
                 return Err(invalid(
                     "prompts_dir",
                     "write a directory relative to the repository root, without `..`, e.g. .github/missions/prompts",
                 ));
             }
             cfg.prompts_dir = dir;
+        }
+        if let Some(paths) = raw.protected_paths {
+            for (i, path) in paths.into_iter().enumerate() {
+                let path = path.trim().trim_end_matches('/').to_owned();
+                if !plain_relative(&path) {
+                    return Err(invalid(
+                        &format!("protected_paths[{i}]"),
+                        "write a directory or file relative to the repository root, without `..`, e.g. ci/ or Makefile",
+                    ));
+                }
+                cfg.protected_paths.push(path);
+            }
         }
         Ok(cfg)
     }
@@ -465,7 +514,8 @@ mod tests {
              models:\n  default: { provider: scripted, model: demo, script: s.json }\n\
              commands:\n  test: [cargo test, ./check.sh]\n  lint: cargo clippy\n\
              app:\n  start: ./serve\n  url: http://127.0.0.1:8080/\n  ready_timeout_secs: 9\n\
-             prompts_dir: ci/prompts/\n",
+             prompts_dir: ci/prompts/\n\
+             protected_paths: [ci/, Makefile, .github/scripts]\n",
         )
         .unwrap();
         assert_eq!(cfg.label, "build-it");
@@ -493,6 +543,16 @@ mod tests {
         assert_eq!(cfg.app.url.as_deref(), Some("http://127.0.0.1:8080/"));
         assert_eq!(cfg.app.ready_timeout_secs, 9);
         assert_eq!(cfg.prompts_dir, "ci/prompts");
+        assert_eq!(cfg.protected_paths, ["ci", "Makefile", ".github/scripts"]);
+        // Inside another pinned path: pinned once, by the outer one.
+        assert_eq!(
+            cfg.pinned_paths(),
+            [".github", ".missions", "Makefile", "ci"]
+        );
+        assert_eq!(
+            RepoConfig::default().pinned_paths(),
+            [".github", ".missions"]
+        );
         assert_eq!(
             cfg.models.default.as_ref().unwrap().model.as_deref(),
             Some("demo")
@@ -535,6 +595,8 @@ mod tests {
             ("app: { start: ' ' }\n", "app.start"),
             ("prompts_dir: ../elsewhere\n", "prompts_dir"),
             ("prompts_dir: /etc\n", "prompts_dir"),
+            ("protected_paths: [ci, ../x]\n", "protected_paths[1]"),
+            ("protected_paths: ci\n", "protected_paths"),
             ("label: ''\n", "label"),
         ] {
             let err = RepoConfig::parse(yaml).unwrap_err().to_string();

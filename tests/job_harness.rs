@@ -1007,8 +1007,10 @@ async fn the_agent_cannot_read_the_token_or_run_code_at_commit() {
         &[(&format!(".missions/{issue}/plan.json"), plan().to_string())],
     )
     .await;
-    let snoop = "tr '\\0' '\\n' < /proc/$PPID/environ > leak-parent.txt; \
-                 tr '\\0' ' ' < /proc/$PPID/cmdline > leak-cmdline.txt; \
+    // (In a PID namespace the parent is not even visible: the files then
+    // hold the error, and still no token.)
+    let snoop = "cat /proc/$PPID/environ 2>&1 | tr '\\0' '\\n' > leak-parent.txt; \
+                 cat /proc/$PPID/cmdline 2>&1 | tr '\\0' ' ' > leak-cmdline.txt; \
                  env > leak-env.txt; \
                  git config --list > leak-git.txt 2>&1; \
                  cat .git/config >> leak-git.txt; true";

@@ -151,6 +151,47 @@ fn section<'a>(log: &'a str, start: &str, end: &str) -> &'a str {
     &log[from..to]
 }
 
+/// alice branches `branch` off main, commits `path` there through the contents
+/// API and opens a pull request into main; the PR number and the commit answer
+/// (whose head the PR shows).
+async fn alice_opens_pull(t: &Scenario, branch: &str, path: &str, content: &str) -> (u64, Value) {
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let sha = main_sha(t).await;
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": format!("refs/heads/{branch}"), "sha": sha})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let put = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/contents/{path}"),
+            Some(json!({
+                "message": format!("Add {path}"),
+                "content": base64::engine::general_purpose::STANDARD.encode(content),
+                "branch": branch,
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let pr = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/pulls"),
+            Some(json!({"title": path, "head": branch, "base": "main"})),
+        )
+        .await;
+    assert_eq!(pr.status, 201, "{:?}", pr.body);
+    assert_eq!(pr.body["head"]["sha"], put.body["commit"]["sha"]);
+    (pr.body["number"].as_u64().unwrap(), put.body)
+}
+
 fn basic_auth(token: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
     format!("http.extraHeader=Authorization: basic {b64}")
@@ -913,39 +954,7 @@ async fn permissions_are_enforced_per_caller() {
     assert_eq!(dispatch.status, 403, "{:?}", dispatch.body);
 
     // alice opens a PR (a branch and a commit through REST); bob may review it.
-    let sha = main_sha(&t).await;
-    let created = t
-        .call(
-            "alice",
-            "POST",
-            &format!("{repo_path}/git/refs"),
-            Some(json!({"ref": "refs/heads/docs", "sha": sha})),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let put = t
-        .call(
-            "alice",
-            "PUT",
-            &format!("{repo_path}/contents/docs/guide.md"),
-            Some(json!({
-                "message": "Add a guide",
-                "content": base64::engine::general_purpose::STANDARD.encode("# Guide\n"),
-                "branch": "docs",
-            })),
-        )
-        .await;
-    assert_eq!(put.status, 201, "{:?}", put.body);
-    let pr = t
-        .call(
-            "alice",
-            "POST",
-            &format!("{repo_path}/pulls"),
-            Some(json!({"title": "Docs", "head": "docs", "base": "main"})),
-        )
-        .await;
-    assert_eq!(pr.status, 201, "{:?}", pr.body);
-    let number = pr.body["number"].as_u64().unwrap();
+    let (number, _) = alice_opens_pull(&t, "docs", "docs/guide.md", "# Guide\n").await;
     // bob (read) cannot open one.
     let bob_pr = t
         .call(
@@ -1043,48 +1052,12 @@ async fn a_ref_update_whose_caller_hangs_up_is_applied_whole() {
 
     let t = start(FaultConfig::default(), Vec::new()).await;
     let repo_path = format!("/repos/{}", t.world.repo);
-    let main = main_sha(&t).await;
-    let created = t
-        .call(
-            "alice",
-            "POST",
-            &format!("{repo_path}/git/refs"),
-            Some(json!({"ref": "refs/heads/topic", "sha": main})),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let put = t
-        .call(
-            "alice",
-            "PUT",
-            &format!("{repo_path}/contents/topic.txt"),
-            Some(json!({
-                "message": "Topic",
-                "content": base64::engine::general_purpose::STANDARD.encode("topic\n"),
-                "branch": "topic",
-            })),
-        )
-        .await;
-    assert_eq!(put.status, 201, "{:?}", put.body);
-    let head = put.body["commit"]["sha"].as_str().unwrap().to_owned();
-    let opened = t
-        .call(
-            "alice",
-            "POST",
-            &format!("{repo_path}/pulls"),
-            Some(json!({"title": "Topic", "head": "topic", "base": "main"})),
-        )
-        .await;
-    assert_eq!(opened.status, 201, "{:?}", opened.body);
-    let number = opened.body["number"].as_u64().unwrap();
-    assert_eq!(opened.body["head"]["sha"], head.as_str());
+    let (number, put) = alice_opens_pull(&t, "topic", "topic.txt", "topic\n").await;
+    let head = put["commit"]["sha"].as_str().unwrap().to_owned();
 
     // A commit on top, then the ref update sent raw and the socket closed
     // before any answer, as a process killed right after sending leaves it.
-    let tree = put.body["commit"]["tree"]["sha"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tree = put["commit"]["tree"]["sha"].as_str().unwrap().to_owned();
     let commit = t
         .call(
             "alice",

@@ -239,6 +239,9 @@ pub struct BashConfig {
     /// Variables set explicitly (applied after `pass_env`; may override PATH).
     /// The same credential filter applies.
     pub set_env: Vec<(String, String)>,
+    /// An argv prefix every command's shell runs under, e.g. `unshare --pid
+    /// --fork …` so that nothing a command starts outlives it (empty: none).
+    pub wrapper: Vec<String>,
 }
 
 impl BashConfig {
@@ -266,6 +269,7 @@ impl Default for BashConfig {
             output_limit: 30_000,
             pass_env: Vec::new(),
             set_env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -446,6 +450,7 @@ impl Workspace {
         }
         let started = Instant::now();
         let run = run_command(
+            &self.bash.wrapper,
             self.shell,
             &input.command,
             &self.root,
@@ -569,9 +574,10 @@ fn tool_env(bash: &BashConfig, home: &Path) -> Vec<(String, String)> {
     env
 }
 
-/// Runs `shell -c command` in its own process group; returns (exit code,
+/// Runs `[wrapper…] shell -c command` in its own process group; returns (exit code,
 /// timed out, signal, output for the model).
 async fn run_command(
+    wrapper: &[String],
     shell: &str,
     command: &str,
     root: &Path,
@@ -582,7 +588,14 @@ async fn run_command(
     // One pipe for both streams, so the model sees them interleaved as written.
     let (mut reader, writer) = io::pipe()?;
     let writer_err = writer.try_clone()?;
-    let mut cmd = tokio::process::Command::new(shell);
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args).arg(shell);
+            cmd
+        }
+        None => tokio::process::Command::new(shell),
+    };
     cmd.arg("-c")
         .arg(command)
         .current_dir(root)

@@ -1,21 +1,30 @@
 //! The harness's git: fetching the default branch's settings, committing and
 //! pushing. The model never does these; by the time they run, whatever the
-//! agent wrote into `.git/` (hooks, config, a `commondir`) has been undone.
+//! agent wrote into `.git/` (hooks, config, a `commondir`, replace refs,
+//! grafts, alternates) has been undone.
 //!
-//! Every git command runs with a clean environment (PATH and a private HOME;
-//! no system or global config), hooks and fsmonitor off, and, when it talks to
-//! the server, the token as an `http.extraHeader` passed through
-//! `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/`GIT_CONFIG_VALUE_0`: never in argv
-//! (visible in `/proc/*/cmdline`) and never written to `.git/config`.
+//! Every git command is the system's `git` by absolute path (resolved before
+//! any agent runs, see [`super::sandbox`]), with a clean environment (a fixed
+//! system PATH and a private HOME; no system or global config), hooks and
+//! fsmonitor off, replace objects and grafts ignored. When it talks to the
+//! server, the token reaches it through a credential helper that reads an
+//! inherited pipe: never in argv (visible in `/proc/*/cmdline`), never in the
+//! environment (`/proc/*/environ`), never in `.git/config`.
+//!
+//! What the harness pins (`.missions/`, `.github/`, …) is compared with and
+//! rebuilt from a listing of the start commit taken before the agent ran, not
+//! from the object store, which the agent could have rewritten.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 
 use super::env::JobEnv;
+
+/// The descriptor a git process with credentials reads them from.
+const CREDENTIAL_FD: i32 = 3;
 
 /// Who the harness commits as.
 pub const BOT_NAME: &str = "missions[bot]";
@@ -36,16 +45,35 @@ impl Output {
 }
 
 pub struct Git {
+    /// The system's git, by absolute path.
+    bin: PathBuf,
     checkout: PathBuf,
     git_dir: PathBuf,
     env: JobEnv,
     home: super::env::TempDir,
 }
 
+/// The entries of a commit under some paths, as `git ls-tree -r -z
+/// --full-tree` prints them, read before any agent ran.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// `(mode, object id, path)`.
+    entries: Vec<(String, String, String)>,
+}
+
+impl Listing {
+    fn under<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a (String, String, String)> {
+        let prefix = format!("{path}/");
+        self.entries
+            .iter()
+            .filter(move |(_, _, p)| p == path || p.starts_with(&prefix))
+    }
+}
+
 /// A directory of the commit the harness decides alone (see
 /// [`Git::commit_all_and_push`]).
 pub struct Pin<'a> {
-    /// From the repository's root, without a trailing slash.
+    /// A directory or file from the repository's root, without a trailing slash.
     pub dir: &'a str,
     /// Files (path from the root, under `dir`) on top of the parent's.
     pub files: &'a [(String, Vec<u8>)],
@@ -57,6 +85,13 @@ pub struct GitDirSnapshot {
     config: Vec<u8>,
     had_commondir: bool,
     had_worktree_config: bool,
+    /// `.git/shallow` (a depth-1 checkout has one): which commits git treats
+    /// as having no parents.
+    shallow: Option<Vec<u8>>,
+    /// `.git/info/grafts`: rewritten parents.
+    grafts: Option<Vec<u8>>,
+    /// `.git/objects/info/alternates`: other object stores git reads from.
+    alternates: Option<Vec<u8>>,
 }
 
 impl Git {
@@ -71,8 +106,10 @@ impl Git {
                 checkout.display()
             );
         }
+        let bin = super::sandbox::trusted_binary("git")?;
         let home = super::env::TempDir::new("missions-job-git-")?;
         Ok(Git {
+            bin,
             checkout,
             git_dir,
             env: env.clone(),
@@ -84,18 +121,19 @@ impl Git {
         &self.checkout
     }
 
-    fn command(&self, args: &[&str], auth: bool) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("git");
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-            )
+            .env("PATH", super::sandbox::TRUSTED_PATH)
             .env("HOME", self.home.path())
             .env("LANG", "C")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_TERMINAL_PROMPT", "0")
+            // An agent's `git replace` or `info/grafts` must not change what
+            // the harness reads, pins or pushes (restore() removes them too).
+            .env("GIT_NO_REPLACE_OBJECTS", "1")
+            .env("GIT_GRAFT_FILE", self.home.path().join("no-grafts"))
             .env("GIT_DIR", &self.git_dir)
             .env("GIT_WORK_TREE", &self.checkout)
             .env("GIT_AUTHOR_NAME", BOT_NAME)
@@ -113,22 +151,50 @@ impl Git {
                 "-c",
                 "commit.gpgSign=false",
             ])
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if auth {
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("x-access-token:{}", self.env.token));
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}"),
-                );
-        }
         cmd
+    }
+
+    /// Gives `cmd` the token: a credential helper (a shell function, run by
+    /// the system's `/bin/sh`) that prints what it reads from descriptor
+    /// [`CREDENTIAL_FD`], a pipe holding the credential that only this git
+    /// process and its children inherit. The returned reader must live until
+    /// the command is spawned.
+    fn with_credential(
+        &self,
+        cmd: &mut tokio::process::Command,
+    ) -> anyhow::Result<std::io::PipeReader> {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd;
+        let (reader, mut writer) = std::io::pipe().context("cannot create a pipe")?;
+        // Far below a pipe's buffer, so the write never waits for a reader.
+        writer.write_all(
+            format!("username=x-access-token\npassword={}\n", self.env.token).as_bytes(),
+        )?;
+        drop(writer);
+        cmd.arg("-c").arg(format!(
+            "credential.helper=!f() {{ test \"$1\" = get && cat <&{CREDENTIAL_FD}; }}; f"
+        ));
+        let fd = reader.as_raw_fd();
+        // SAFETY: between fork and exec only async-signal-safe calls (dup2,
+        // fcntl) on descriptors this process owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == CREDENTIAL_FD {
+                    // dup2 onto itself would keep close-on-exec set.
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, CREDENTIAL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(reader)
     }
 
     async fn output(
@@ -138,14 +204,24 @@ impl Git {
         stdin: Option<&[u8]>,
         extra_env: &[(&str, &Path)],
     ) -> anyhow::Result<Output> {
-        let mut cmd = self.command(args, auth);
+        let mut cmd = self.command();
+        let credential = if auth {
+            Some(self.with_credential(&mut cmd)?)
+        } else {
+            None
+        };
+        cmd.args(args);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
         }
-        let mut child = cmd.spawn().context("cannot run git")?;
+        let spawned = cmd.spawn();
+        // Only the child holds the credential's pipe now.
+        drop(credential);
+        drop(cmd);
+        let mut child = spawned.context("cannot run git")?;
         if let Some(bytes) = stdin {
             let mut pipe = child.stdin.take().expect("piped");
             pipe.write_all(bytes).await?;
@@ -245,18 +321,32 @@ impl Git {
 
     /// `.git` before the agent runs, to undo what it may write there.
     pub fn snapshot(&self) -> anyhow::Result<GitDirSnapshot> {
+        let read = |path: &str| -> anyhow::Result<Option<Vec<u8>>> {
+            match std::fs::read(self.git_dir.join(path)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("cannot read .git/{path}")),
+            }
+        };
         Ok(GitDirSnapshot {
             config: std::fs::read(self.git_dir.join("config"))
                 .context("cannot read .git/config")?,
             had_commondir: self.git_dir.join("commondir").exists(),
             had_worktree_config: self.git_dir.join("config.worktree").exists(),
+            shallow: read("shallow")?,
+            grafts: read("info/grafts")?,
+            alternates: read("objects/info/alternates")?,
         })
     }
 
     /// Undoes what an agent could have planted in `.git/` to run code when the
-    /// harness commits: config (aliases, fsmonitor, filters, hooksPath,
-    /// includes), hooks, and a `commondir` pointing at another repository.
-    pub fn restore(&self, snapshot: &GitDirSnapshot) -> anyhow::Result<()> {
+    /// harness commits, or to change what it reads: config (aliases,
+    /// fsmonitor, filters, hooksPath, includes), hooks, a `commondir` pointing
+    /// at another repository, replace refs, grafts, a changed shallow list,
+    /// alternates. Returns what it refused for the job's report (replace
+    /// refs, grafts, shallow and alternates changes); config and hooks are
+    /// undone silently, as before.
+    pub async fn restore(&self, snapshot: &GitDirSnapshot) -> anyhow::Result<Vec<String>> {
         if !std::fs::symlink_metadata(&self.git_dir).is_ok_and(|m| m.is_dir()) {
             bail!("the agent replaced .git in the checkout; refusing to commit");
         }
@@ -274,7 +364,86 @@ impl Git {
         }
         // A lock left behind would stop the harness's commit.
         remove_any(&self.git_dir.join("index.lock"))?;
-        Ok(())
+
+        let mut refused = Vec::new();
+        for (path, before, what) in [
+            ("shallow", &snapshot.shallow, "the shallow list"),
+            ("info/grafts", &snapshot.grafts, "grafts (info/grafts)"),
+            (
+                "objects/info/alternates",
+                &snapshot.alternates,
+                "alternate object stores",
+            ),
+        ] {
+            let file = self.git_dir.join(path);
+            let now = match std::fs::symlink_metadata(&file) {
+                Ok(m) if m.is_file() => Some(std::fs::read(&file)?),
+                Ok(_) => Some(Vec::new()),
+                Err(_) => None,
+            };
+            if now.as_ref() != before.as_ref() {
+                remove_any(&file)?;
+                if let Some(bytes) = before {
+                    std::fs::write(&file, bytes)
+                        .with_context(|| format!("cannot restore .git/{path}"))?;
+                }
+                refused.push(format!("changed {what}"));
+            }
+        }
+        // Replace refs, loose or packed: ignored by every harness git
+        // (GIT_NO_REPLACE_OBJECTS), and deleted so nothing later reads them.
+        let listed = self
+            .output(
+                &["for-each-ref", "--format=%(refname)", "refs/replace/"],
+                false,
+                None,
+                &[],
+            )
+            .await?;
+        let replaced: Vec<String> = if listed.ok {
+            listed.text().lines().map(str::to_owned).collect()
+        } else {
+            Vec::new()
+        };
+        for name in &replaced {
+            self.run(&["update-ref", "--no-deref", "-d", name]).await?;
+        }
+        remove_any(&self.git_dir.join("refs/replace"))?;
+        if !replaced.is_empty() {
+            refused.push(format!(
+                "{} replace ref(s) (git replace: {})",
+                replaced.len(),
+                replaced
+                    .iter()
+                    .take(5)
+                    .map(|r| r.trim_start_matches("refs/replace/"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(refused)
+    }
+
+    /// The entries of commit `rev` under `paths` (directories or files), to
+    /// pin and compare against after the agent ran.
+    pub async fn listing(&self, rev: &str, paths: &[&str]) -> anyhow::Result<Listing> {
+        let mut args = vec!["ls-tree", "-r", "-z", "--full-tree", rev, "--"];
+        args.extend(paths.iter().copied());
+        let out = self.run(&args).await?;
+        let mut entries = Vec::new();
+        for line in out.stdout.split(|b| *b == 0).filter(|l| !l.is_empty()) {
+            let line = String::from_utf8_lossy(line);
+            let (meta, path) = line
+                .split_once('\t')
+                .with_context(|| format!("unexpected ls-tree line {line:?}"))?;
+            let mut parts = meta.split(' ');
+            let (Some(mode), Some(_kind), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                bail!("unexpected ls-tree line {line:?}");
+            };
+            entries.push((mode.to_owned(), id.to_owned(), path.to_owned()));
+        }
+        Ok(Listing { entries })
     }
 
     /// The commit `HEAD` points at.
@@ -285,51 +454,63 @@ impl Git {
             .text())
     }
 
-    /// Paths under `dir` (no trailing slash) that differ from commit `base` in
-    /// the working tree (ignored files included) or in the index: what an
-    /// agent changed there, committed by itself or not. A working tree git
-    /// cannot read there counts as `dir` itself changed.
-    pub async fn changes_under(&self, base: &str, dir: &str) -> anyhow::Result<Vec<String>> {
-        let names = |out: Output| -> Vec<String> {
+    /// Paths under `dir` (no trailing slash; a file works too) that differ
+    /// from `base` (the start commit's listing) in the working tree (ignored
+    /// files included) or in the index: what an agent changed there,
+    /// committed by itself or not. A working tree git cannot read there
+    /// counts as `dir` itself changed.
+    pub async fn changes_under(&self, base: &Listing, dir: &str) -> anyhow::Result<Vec<String>> {
+        let before: std::collections::BTreeSet<(String, String, String)> =
+            base.under(dir).cloned().collect();
+        let staged_entries = |out: Output| -> std::collections::BTreeSet<(String, String, String)> {
             out.stdout
                 .split(|b| *b == 0)
-                .filter(|p| !p.is_empty())
-                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .filter(|l| !l.is_empty())
+                .filter_map(|l| {
+                    // `<mode> <object> <stage>\t<path>`
+                    let line = String::from_utf8_lossy(l).into_owned();
+                    let (meta, path) = line.split_once('\t')?;
+                    let mut parts = meta.split(' ');
+                    Some((
+                        parts.next()?.to_owned(),
+                        parts.next()?.to_owned(),
+                        path.to_owned(),
+                    ))
+                })
                 .collect()
         };
-        let diff = [
-            "diff",
-            "--cached",
-            "--name-only",
-            "-z",
-            "--no-renames",
-            base,
-            "--",
-            dir,
-        ];
-        // The index as the agent left it (`git add`, `update-index`, …).
+        let list = ["ls-files", "--stage", "-z", "--", dir];
         let mut changed = Vec::new();
-        let staged = self.output(&diff, false, None, &[]).await?;
+        let differs =
+            |changed: &mut Vec<String>,
+             after: std::collections::BTreeSet<(String, String, String)>| {
+                for (_, _, path) in before.symmetric_difference(&after) {
+                    changed.push(path.clone());
+                }
+            };
+        // The index as the agent left it (`git add`, `update-index`, …).
+        let staged = self.output(&list, false, None, &[]).await?;
         if staged.ok {
-            changed.extend(names(staged));
+            differs(&mut changed, staged_entries(staged));
         } else {
             changed.push(dir.to_owned());
         }
         // The working tree, read into a fresh index (no flags the agent set
-        // on entries, ignored files too).
+        // on entries, ignored files too) holding the start's entries.
         let in_tree = std::fs::symlink_metadata(self.checkout.join(dir)).is_ok();
-        let in_base = !self.list_files(base, dir).await?.is_empty();
-        if in_tree || in_base {
+        if in_tree || !before.is_empty() {
             let tmp = super::env::TempDir::new("missions-job-index-")?;
             let index = tmp.path().join("index");
             let env: [(&str, &Path); 1] = [("GIT_INDEX_FILE", &index)];
-            self.run_with(&["read-tree", base], false, None, &env)
+            self.run_with(&["read-tree", "--empty"], false, None, &env)
                 .await?;
+            self.index_entries(before.iter(), &env).await?;
             let added = self
                 .output(&["add", "-A", "-f", "--", dir], false, None, &env)
                 .await?;
             if added.ok {
-                changed.extend(names(self.run_with(&diff, false, None, &env).await?));
+                let after = staged_entries(self.run_with(&list, false, None, &env).await?);
+                differs(&mut changed, after);
             } else {
                 changed.push(dir.to_owned());
             }
@@ -337,6 +518,31 @@ impl Git {
         changed.sort();
         changed.dedup();
         Ok(changed)
+    }
+
+    /// Adds `(mode, object, path)` entries to the index `env` names.
+    async fn index_entries<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a (String, String, String)>,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<()> {
+        let mut info = Vec::new();
+        for (mode, id, path) in entries {
+            let kind = if mode == "160000" { "commit" } else { "blob" };
+            info.extend_from_slice(format!("{mode} {kind} {id}\t{path}").as_bytes());
+            info.push(0);
+        }
+        if info.is_empty() {
+            return Ok(());
+        }
+        self.run_with(
+            &["update-index", "-z", "--index-info"],
+            false,
+            Some(&info),
+            env,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Commits the checkout onto `parent` and pushes it to `branch`; returns
@@ -350,6 +556,7 @@ impl Git {
         &self,
         branch: &str,
         parent: &str,
+        base: &Listing,
         force_paths: &[&str],
         pins: &[Pin<'_>],
         message: &str,
@@ -368,7 +575,7 @@ impl Git {
             self.run(&["add", "-f", "--", path]).await?;
         }
         for pin in pins {
-            self.pin_index(parent, pin).await?;
+            self.pin_index(base, pin).await?;
         }
         let tree = self.run(&["write-tree"]).await?.text();
         let commit = self
@@ -379,8 +586,9 @@ impl Git {
         Ok(commit)
     }
 
-    /// The index under `pin.dir`: `base`'s entries, then `pin.files`.
-    async fn pin_index(&self, base: &str, pin: &Pin<'_>) -> anyhow::Result<()> {
+    /// The index under `pin.dir`: `base`'s entries (the start commit's,
+    /// listed before the agent ran), then `pin.files`.
+    async fn pin_index(&self, base: &Listing, pin: &Pin<'_>) -> anyhow::Result<()> {
         let dir = pin.dir.trim_end_matches('/');
         self.run(&[
             "rm",
@@ -393,10 +601,7 @@ impl Git {
             dir,
         ])
         .await?;
-        let mut info = self
-            .run(&["ls-tree", "-r", "-z", "--full-tree", base, "--", dir])
-            .await?
-            .stdout;
+        let mut entries: Vec<(String, String, String)> = base.under(dir).cloned().collect();
         for (path, content) in pin.files {
             if !path.starts_with(&format!("{dir}/")) {
                 bail!("{path} is not under {dir}");
@@ -405,17 +610,10 @@ impl Git {
                 .run_with(&["hash-object", "-w", "--stdin"], false, Some(content), &[])
                 .await?
                 .text();
-            info.extend_from_slice(format!("100644 blob {blob}\t{path}").as_bytes());
-            info.push(0);
+            entries.retain(|(_, _, p)| p != path);
+            entries.push(("100644".to_owned(), blob, path.clone()));
         }
-        self.run_with(
-            &["update-index", "-z", "--index-info"],
-            false,
-            Some(&info),
-            &[],
-        )
-        .await?;
-        Ok(())
+        self.index_entries(entries.iter(), &[]).await
     }
 
     async fn push(&self, commit: &str, branch: &str) -> anyhow::Result<()> {

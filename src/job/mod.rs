@@ -15,8 +15,9 @@
 //!    onto `missions/<issue>/reports` only. Every job writes its envelope,
 //!    [`crate::mission::JobOutput`], to `.missions/<issue>/jobs/<key>.json`.
 //!    A worker's commit holds `.missions/` exactly as the job found it plus
-//!    its handoff and envelope, and `.github/workflows/` as the job found it:
-//!    whatever the worker changed there is dropped, and its handoff says so.
+//!    its handoff and envelope, and `.github/` (and the configured
+//!    `protected_paths`) as the job found it: whatever the worker changed
+//!    there is dropped, and its handoff says so.
 //!
 //! A run that ends without a valid result (a limit, a refusal, repeated
 //! invalid output) is a result (`JobResult::Incomplete`) and exits 0; only
@@ -30,6 +31,7 @@ mod github;
 mod output;
 pub mod prompts;
 mod roles;
+mod sandbox;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -188,12 +190,6 @@ impl JobArgs {
 
 /// Where the missions' shared state lives in a repository.
 const MISSIONS_DIR: &str = ".missions";
-/// Where a repository's workflows live. A job's token cannot push changes
-/// there (GitHub refuses them without the `workflows` permission), and a
-/// workflow a worker wrote would run, with the repository's secrets, on the
-/// App's ready commit: the harness keeps the directory as the job found it.
-const WORKFLOWS_DIR: &str = ".github/workflows";
-
 /// `paths`, quoted, for a note (the first few).
 fn path_list(paths: &[String]) -> String {
     const SHOWN: usize = 10;
@@ -219,13 +215,27 @@ fn discarded_note(paths: &[String]) -> String {
     )
 }
 
-/// The same for changes under `.github/workflows/`.
-fn discarded_workflows_note(paths: &[String]) -> String {
+/// The same for changes under another protected path (`.github/`, the prompt
+/// overrides, `protected_paths`).
+fn discarded_protected_note(dir: &str, paths: &[String]) -> String {
     format!(
-        "The harness discarded this job's changes under {WORKFLOWS_DIR}/ ({}): a mission's \
-         jobs never change workflows (they would run with the repository's secrets). A change \
-         the feature needs there has to be made by a person.",
+        "The harness discarded this job's changes under {dir} ({}): a mission's jobs never \
+         change what the repository's CI, workflows or settings run or read (`.github/` and the \
+         paths in `protected_paths`), since the App's ready commit runs them with the \
+         repository's secrets before anyone has looked. A change the feature needs there has \
+         to be made by a person.",
         path_list(paths)
+    )
+}
+
+/// What the handoff (or the incomplete result) says about what the harness
+/// refused in `.git/` (replace refs, grafts, …).
+fn refused_git_note(refused: &[String]) -> String {
+    format!(
+        "The harness refused and removed what this job changed in git's own data: {}. The \
+         commit is built from the files of the working tree on the commit the job started \
+         from, as git stores them, never through replacements.",
+        refused.join("; ")
     )
 }
 
@@ -347,7 +357,10 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     args.validate()?;
     let env = env::JobEnv::from_process()?;
     let issue = args.mission;
+    // The system's git, found before any agent runs (never the job's PATH,
+    // which agents can write), and how agent commands are contained.
     let git = git::Git::new(&env.workspace, &env)?;
+    let containment = sandbox::Containment::detect();
     let checkout = git.checkout().to_path_buf();
     // Before any agent runs: what .git looks like, to undo its changes, and
     // the commit the job's own commit goes onto.
@@ -371,6 +384,11 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     let model = config
         .models
         .resolve(config_role(args.role), &ModelConfig::default())?;
+    // What a worker's commit keeps as found, listed now: after the agent ran,
+    // the object store is no longer to be trusted.
+    let pinned = config.pinned_paths();
+    let pinned_refs: Vec<&str> = pinned.iter().map(String::as_str).collect();
+    let base = git.listing(&start, &pinned_refs).await?;
 
     let files = context::MissionFiles::read(&checkout, issue)?;
     let milestone = files
@@ -430,6 +448,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         model.model,
         model.provider
     )];
+    lines.push(format!("missions job: {}", containment.describe()));
     let ctx = roles::Ctx {
         args: args.clone(),
         env: env.clone(),
@@ -441,6 +460,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         thread,
         milestone,
         git,
+        containment: containment.clone(),
     };
     let outcome = match args.role {
         JobRole::Orchestrator => roles::orchestrator(&ctx).await?,
@@ -450,27 +470,39 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     };
     let mut outcome = outcome;
     let git = &ctx.git;
-    // Before git reads anything the agent wrote: .git as it was.
-    git.restore(&snapshot)?;
+    // Nothing of the agent's may run while the harness uses git and its
+    // token; then .git as it was, before git reads anything the agent wrote.
+    tokio::task::spawn_blocking({
+        let containment = containment.clone();
+        move || containment.sweep()
+    })
+    .await
+    .ok();
+    let refused = git.restore(&snapshot).await?;
+    let mut notes = Vec::new();
+    if !refused.is_empty() {
+        notes.push(refused_git_note(&refused));
+    }
     if args.role == JobRole::Worker {
         // Only the harness writes under .missions/, and nothing a job pushes
-        // changes workflows: what the worker changed there (the plan it is
-        // judged by, other jobs' envelopes, a workflow) is dropped.
-        for (dir, note) in [
-            (MISSIONS_DIR, discarded_note as fn(&[String]) -> String),
-            (WORKFLOWS_DIR, discarded_workflows_note),
-        ] {
-            let discarded = git.changes_under(&start, dir).await?;
+        // changes what CI and the App run or read: what the worker changed
+        // there (the plan it is judged by, other jobs' envelopes, a
+        // workflow, settings, a CI script) is dropped.
+        for dir in &pinned {
+            let discarded = git.changes_under(&base, dir).await?;
             if !discarded.is_empty() {
-                let note = note(&discarded);
-                outcome.log.push(note.clone());
-                output::note_in_worker_result(
-                    &mut outcome.result,
-                    &mut outcome.files,
-                    issue,
-                    &note,
-                );
+                notes.push(if dir == MISSIONS_DIR {
+                    discarded_note(&discarded)
+                } else {
+                    discarded_protected_note(dir, &discarded)
+                });
             }
+        }
+    }
+    for note in notes {
+        outcome.log.push(note.clone());
+        if args.role == JobRole::Worker {
+            output::note_in_worker_result(&mut outcome.result, &mut outcome.files, issue, &note);
         }
     }
     lines.extend(outcome.log.iter().cloned());
@@ -505,17 +537,14 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                 // handoff and envelope.
                 let mut files = outcome.files.clone();
                 files.push(envelope);
-                let pins = [
-                    git::Pin {
-                        dir: MISSIONS_DIR,
-                        files: &files,
-                    },
-                    git::Pin {
-                        dir: WORKFLOWS_DIR,
-                        files: &[],
-                    },
-                ];
-                git.commit_all_and_push(&env.ref_name, &start, &[], &pins, &message)
+                let pins: Vec<git::Pin> = pinned
+                    .iter()
+                    .map(|dir| git::Pin {
+                        dir,
+                        files: if dir == MISSIONS_DIR { &files } else { &[] },
+                    })
+                    .collect();
+                git.commit_all_and_push(&env.ref_name, &start, &base, &[], &pins, &message)
                     .await?
             } else {
                 for path in &outcome.removed {
@@ -525,7 +554,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                     output::write_in_checkout(&checkout, path, bytes)?;
                 }
                 let dir = context::MissionFiles::dir(issue);
-                git.commit_all_and_push(&env.ref_name, &start, &[&dir], &[], &message)
+                git.commit_all_and_push(&env.ref_name, &start, &base, &[&dir], &[], &message)
                     .await?
             };
             (env.ref_name.clone(), commit)

@@ -17,6 +17,7 @@ use super::env::{self, AGENT_MARKER_VAR};
 use super::git::Git;
 use super::output;
 use super::prompts::{self, SchemaKind};
+use super::sandbox::Containment;
 use super::{JobArgs, TaskKind};
 use crate::agent::{
     AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limits, Tool,
@@ -51,6 +52,8 @@ pub struct Ctx {
     /// The milestone of the job's branch: index in the plan and id.
     pub milestone: Option<(usize, String)>,
     pub git: Git,
+    /// How agent commands are kept from outliving their run.
+    pub containment: Containment,
 }
 
 /// What a role produced.
@@ -108,8 +111,9 @@ fn limits(turns: u32, minutes: u64) -> Limits {
 /// The bash settings of every agent and harness command: toolchain locations
 /// passed through, and the marker that lets [`env::kill_marked`] find what
 /// they leave running.
-fn bash_config(marker: &str) -> BashConfig {
+fn bash_config(marker: &str, containment: &Containment) -> BashConfig {
     BashConfig {
+        wrapper: containment.wrapper(),
         pass_env: BashConfig::TOOLCHAIN_VARS
             .iter()
             .map(|s| s.to_string())
@@ -117,6 +121,19 @@ fn bash_config(marker: &str) -> BashConfig {
         set_env: vec![(AGENT_MARKER_VAR.to_owned(), marker.to_owned())],
         ..BashConfig::default()
     }
+}
+
+/// Ends whatever an agent's (or the app's) commands left running, before the
+/// harness fetches or pushes anything: the marked processes, and under
+/// [`Containment::UserSweep`] every later process of the user.
+async fn end_leftovers(marker: String, containment: &Containment) {
+    let containment = containment.clone();
+    tokio::task::spawn_blocking(move || {
+        env::kill_marked(&marker);
+        containment.sweep();
+    })
+    .await
+    .ok();
 }
 
 fn new_marker() -> String {
@@ -214,16 +231,14 @@ impl Ctx {
         config.tools = run.tools;
         config.limits = run.limits;
         config.max_tokens = model.max_tokens;
-        config.bash = bash_config(&marker);
+        config.bash = bash_config(&marker, &self.containment);
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
         let system_text = config.system.clone();
         let agent = run_agent(provider.as_ref(), config, &self.checkout).await;
         // Whatever the agent's commands left running ends here, before the
         // harness fetches or pushes anything with its token.
-        tokio::task::spawn_blocking(move || env::kill_marked(&marker))
-            .await
-            .ok();
+        end_leftovers(marker, &self.containment).await;
 
         let usage = agent.usage;
         let cost = model.prices().cost(&usage);
@@ -780,7 +795,7 @@ async fn run_scrutiny_commands(ctx: &Ctx) -> anyhow::Result<Vec<RanCommand>> {
         default_timeout: COMMAND_TIMEOUT,
         max_timeout: COMMAND_TIMEOUT,
         output_limit: 20_000,
-        ..bash_config(&marker)
+        ..bash_config(&marker, &ctx.containment)
     };
     let workspace = Workspace::new(&ctx.checkout, bash).context("cannot use the checkout")?;
     let mut ran = Vec::new();
@@ -802,9 +817,7 @@ async fn run_scrutiny_commands(ctx: &Ctx) -> anyhow::Result<Vec<RanCommand>> {
             output: out.content,
         });
     }
-    tokio::task::spawn_blocking(move || env::kill_marked(&marker))
-        .await
-        .ok();
+    end_leftovers(marker, &ctx.containment).await;
     Ok(ran)
 }
 
@@ -903,7 +916,11 @@ pub async fn scrutiny(
         ));
     }
     // The commands ran the repository's code, which may have written into .git.
-    ctx.git.restore(snapshot)?;
+    for refused in ctx.git.restore(snapshot).await? {
+        outcome.log.push(format!(
+            "the harness removed what the commands did to git: {refused}"
+        ));
+    }
 
     let mut common = ctx.header(
         "scrutiny reviewer",
@@ -1074,6 +1091,7 @@ struct App {
     pgid: Option<i32>,
     log: PathBuf,
     marker: String,
+    containment: Containment,
     _dir: super::env::TempDir,
     _workspace: Workspace,
 }
@@ -1081,12 +1099,22 @@ struct App {
 impl App {
     async fn start(ctx: &Ctx, command: &str) -> anyhow::Result<App> {
         let marker = new_marker();
-        let workspace = Workspace::new(&ctx.checkout, bash_config(&marker))
+        let workspace = Workspace::new(&ctx.checkout, bash_config(&marker, &ctx.containment))
             .context("cannot use the checkout")?;
         let dir = super::env::TempDir::new("missions-app-")?;
         let log = dir.path().join("app.log");
         let file = std::fs::File::create(&log)?;
-        let child = tokio::process::Command::new("bash")
+        // In its own PID namespace too: the app is code a worker wrote.
+        let wrapper = ctx.containment.wrapper();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args).arg("bash");
+                cmd
+            }
+            None => tokio::process::Command::new("bash"),
+        };
+        let child = cmd
             .arg("-c")
             .arg(command)
             .current_dir(&ctx.checkout)
@@ -1105,6 +1133,7 @@ impl App {
             pgid,
             log,
             marker,
+            containment: ctx.containment.clone(),
             _dir: dir,
             _workspace: workspace,
         })
@@ -1169,10 +1198,7 @@ impl App {
         }
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        let marker = self.marker.clone();
-        tokio::task::spawn_blocking(move || env::kill_marked(&marker))
-            .await
-            .ok();
+        end_leftovers(self.marker.clone(), &self.containment).await;
     }
 }
 
