@@ -25,6 +25,8 @@ pub mod env {
     pub const PRIVATE_KEY_PATH: &str = "MISSIONS_PRIVATE_KEY_PATH";
     pub const PRIVATE_KEY: &str = "MISSIONS_PRIVATE_KEY";
     pub const GITHUB_API_URL: &str = "MISSIONS_GITHUB_API_URL";
+    pub const CONTROL_TOKEN: &str = "MISSIONS_CONTROL_TOKEN";
+    pub const CONTROL_HOSTS: &str = "MISSIONS_CONTROL_HOSTS";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,7 @@ struct FileConfig {
     #[serde(default)]
     missions: MissionsFileConfig,
     control_token: Option<SecretString>,
+    control_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,8 +147,13 @@ pub struct Config {
     /// How missions are run (`[missions]`).
     pub driver: crate::engine::missions::DriverConfig,
     /// Mission control's bearer token (`MISSIONS_CONTROL_TOKEN`, file `control_token`);
-    /// without one the page and API answer on loopback only.
+    /// without one the page and API answer requests made on this machine only
+    /// (see `server::control`).
     pub control_token: Option<SecretString>,
+    /// Host names, besides loopback's, that requests to mission control may be
+    /// addressed to (`MISSIONS_CONTROL_HOSTS`, file `control_hosts`), lowercase.
+    /// They count only with a control token.
+    pub control_hosts: Vec<String>,
 }
 
 impl Config {
@@ -304,6 +312,17 @@ impl Config {
             driver.job_timeout = Duration::from_secs(secs.max(60));
         }
 
+        let control_hosts = match var(env::CONTROL_HOSTS) {
+            Some(list) => control_hosts(
+                env::CONTROL_HOSTS,
+                list.split(',').map(str::trim).filter(|h| !h.is_empty()),
+            )?,
+            None => control_hosts(
+                "control_hosts",
+                file.control_hosts.iter().flatten().map(String::as_str),
+            )?,
+        };
+
         Ok(Config {
             listen,
             database_url,
@@ -313,12 +332,41 @@ impl Config {
             retry,
             default_model,
             driver,
-            control_token: var("MISSIONS_CONTROL_TOKEN")
+            control_token: var(env::CONTROL_TOKEN)
                 .map(SecretString::from)
                 .or(file.control_token)
                 .filter(|t| !t.expose_secret().is_empty()),
+            control_hosts,
         })
     }
+}
+
+/// The names mission control may be addressed to, checked and lowercased: a
+/// host name or IP address as a browser puts it in `Host`, without scheme,
+/// port or path (the port does not matter to the check).
+fn control_hosts<'a>(
+    var: &'static str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, ConfigError> {
+    names
+        .map(|name| {
+            let plain = !name.is_empty()
+                && name.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+                    a.port().is_none() && a.as_str() == a.host() && !a.host().is_empty()
+                });
+            if plain {
+                Ok(name.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::Invalid {
+                    var,
+                    message: format!(
+                        "{name:?} is not a host name; give names as a browser's address bar shows them, \
+                         without scheme, port or path (e.g. missions.example.com)"
+                    ),
+                })
+            }
+        })
+        .collect()
 }
 
 /// Only the database URL, for commands that need nothing else (`missions inbox`).
@@ -548,6 +596,53 @@ retry_base_ms = 10
         assert!(err.contains("workflow_file"), "{err}");
         let err = file_error("webhook_secret = \"s\"\n[missions]\nworkflow = \"x.yml\"\n");
         assert!(err.contains("workflow"), "{err}");
+    }
+
+    #[test]
+    fn control_hosts_come_from_the_environment_or_the_file_and_must_be_host_names() {
+        let config = Config::load_with_env(
+            None,
+            &vars(&[
+                (env::WEBHOOK_SECRET, "s"),
+                (
+                    env::CONTROL_HOSTS,
+                    "Missions.Example.com, ,10.0.0.5,[fd00::1]",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.control_hosts,
+            ["missions.example.com", "10.0.0.5", "[fd00::1]"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missions.toml");
+        std::fs::write(
+            &path,
+            "webhook_secret = \"s\"\ncontrol_hosts = [\"ops.example\"]\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(Some(&path), &vars(&[])).unwrap();
+        assert_eq!(config.control_hosts, ["ops.example"]);
+        let none = Config::load_with_env(None, &vars(&[(env::WEBHOOK_SECRET, "s")])).unwrap();
+        assert!(none.control_hosts.is_empty());
+        for wrong in [
+            "https://ops.example",
+            "ops.example:443",
+            "ops.example/x",
+            "a@ops.example",
+        ] {
+            let err = Config::load_with_env(
+                None,
+                &vars(&[(env::WEBHOOK_SECRET, "s"), (env::CONTROL_HOSTS, wrong)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("MISSIONS_CONTROL_HOSTS"), "{err}");
+            assert!(err.contains("without scheme, port or path"), "{err}");
+        }
+        let err = file_error("webhook_secret = \"s\"\ncontrol_hosts = [\"ops.example:8443\"]\n");
+        assert!(err.contains("control_hosts"), "{err}");
     }
 
     #[test]

@@ -840,6 +840,60 @@ fn only_a_writer_who_is_not_a_bot_can_approve_the_plan() {
 }
 
 #[test]
+fn a_person_without_write_access_is_refused_once_then_ignored() {
+    let (mut s, fx) = Sim::start(Settings::default());
+    let scope = dispatched(&fx);
+    s.finish(&scope, plan_result(sample_plan()));
+    s.apply(Event::PlanPrOpened { number: 100 });
+    let before = s.m.clone();
+    // The same command three times: one reply.
+    let replies: Vec<usize> = (0..3)
+        .map(|_| comments(&s.command(reader(), Command::Abort)).len())
+        .collect();
+    assert_eq!(replies, [1, 0, 0]);
+    // Told once, whatever they try next, however they spell their login.
+    assert!(s.command(reader(), Command::Resume).is_empty());
+    assert!(s.review(100, reader(), ReviewState::Approved).is_empty());
+    let shouting = Actor {
+        login: "BOB".into(),
+        ..reader()
+    };
+    assert!(s.command(shouting, Command::Pause).is_empty());
+    // Someone else is told once too, the author included.
+    let fx = s.review(100, author(), ReviewState::Approved);
+    assert_eq!(comments(&fx), [(Target::PlanPr, fx_body(&fx))]);
+    assert!(fx_body(&fx).starts_with("@carol thanks for the review"));
+    assert!(s.command(author(), Command::Status).is_empty());
+    // Nothing else changed.
+    assert_eq!(
+        s.m.refused,
+        BTreeSet::from(["bob".to_owned(), "carol".to_owned()])
+    );
+    let mut unchanged = s.m.clone();
+    unchanged.refused.clear();
+    assert_eq!(unchanged, before);
+    // A writer is never refused that way.
+    assert!(mentions(
+        &s.command(writer(), Command::Status),
+        "Mission status"
+    ));
+    assert_roundtrips(&s.m);
+    // A mission stored before people were remembered still loads.
+    let mut json = serde_json::to_value(&s.m).unwrap();
+    json.as_object_mut().unwrap().remove("refused").unwrap();
+    let old: Mission = serde_json::from_value(json).unwrap();
+    assert!(old.refused.is_empty());
+}
+
+/// The body of the one comment in `effects`.
+fn fx_body(effects: &[Effect]) -> &str {
+    match comments(effects).as_slice() {
+        [(_, body)] => body,
+        other => panic!("expected one comment: {other:?}"),
+    }
+}
+
+#[test]
 fn an_approval_drops_a_revision_asked_for_while_paused() {
     let (mut s, fx) = Sim::start(Settings::default());
     let scope = dispatched(&fx);
@@ -1296,6 +1350,8 @@ struct World {
     consumed_runs: Vec<u64>,
     covered: Coverage,
     reached_second: bool,
+    /// People without the right to act who got a refusal comment.
+    told: BTreeSet<String>,
 }
 
 impl World {
@@ -1331,6 +1387,7 @@ impl World {
             consumed_runs: Vec::new(),
             covered: Coverage::default(),
             reached_second: false,
+            told: BTreeSet::new(),
         };
         let jobs = dispatches(&effects);
         prop_assert_eq!(jobs.len(), 1);
@@ -1863,12 +1920,32 @@ impl World {
         };
         if untrusted {
             prop_assert!(jobs.is_empty());
+            // Only the list of people already refused may grow.
+            let mut unchanged = after.clone();
+            unchanged.refused = before.refused.clone();
             prop_assert_eq!(
-                after,
+                &unchanged,
                 before,
                 "an untrusted actor changed the mission: {:?}",
                 event
             );
+            prop_assert!(after.refused.is_superset(&before.refused));
+            // A person is refused with a comment once per mission, then ignored.
+            if let Event::Command { actor, .. } | Event::Review { actor, .. } = event
+                && !effects.is_empty()
+            {
+                prop_assert!(
+                    effects.len() == 1 && !comments(effects).is_empty(),
+                    "more than a refusal: {:?}",
+                    effects
+                );
+                prop_assert!(
+                    self.told.insert(actor.login.clone()),
+                    "{} was refused with a comment twice: {:?}",
+                    actor.login,
+                    effects
+                );
+            }
         }
         if let Event::PrMerged { actor, .. } = event
             && actor.is_bot

@@ -4,6 +4,9 @@
 //! has before acting again (a comment by its hidden marker, a ready commit by
 //! its message, check runs by name, a dispatch by not repeating it).
 //!
+//! The App's own comments are those GitHub says it made
+//! (`performed_via_github_app`): a marker copied by someone else is no proof.
+//!
 //! The crash is reproduced exactly: each effect is performed as the dead
 //! process did (`effects::perform`), its row is left marked as started, and a
 //! fresh driver takes over the same database.
@@ -87,6 +90,7 @@ async fn effects_interrupted_after_github_did_them_are_not_done_again() {
     let dispatcher = Dispatcher {
         workflow_file: sample::WORKFLOW_FILE.to_owned(),
         api_base: t.sim.url().to_owned(),
+        app_id: sample::APP_ID,
     };
     let rows = sqlx::query("SELECT id, effect FROM outbox ORDER BY id")
         .fetch_all(t.store.pool())
@@ -141,6 +145,188 @@ async fn effects_interrupted_after_github_did_them_are_not_done_again() {
     assert_eq!(after.plan_head, before.plan_head, "no second ready commit");
     assert_eq!(after.checks_on_head, 2, "no second pair of check runs");
     assert_eq!(after.check_runs, before.check_runs);
+    t.stop().await;
+}
+
+/// The App knows its comments by `performed_via_github_app`, not by the markers
+/// in their text: another bot (or a person) that copies a marker neither makes
+/// an in-doubt comment look posted (so it would never be posted) nor gets its
+/// comment taken for mission control (and edited by the App).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_in_comments_the_app_did_not_make_are_not_taken_for_its_own() {
+    let t = Scenario::start(ScenarioOptions::default()).await;
+    let repo = t.world.repo.clone();
+    let alice = t.world.maintainer.login.clone();
+    let issue = t.open_issue(&alice, "Add a feature", "Please.").await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (mission, _) = Mission::start(
+        repo.clone(),
+        issue,
+        alice.clone(),
+        "main",
+        Settings::default(),
+        &alice,
+        now,
+    );
+    let scope = EffectScope {
+        mission_id: Some(1),
+        installation_id: t.world.installation_id as i64,
+        repo: repo.clone(),
+        issue,
+    };
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher {
+        workflow_file: sample::WORKFLOW_FILE.to_owned(),
+        api_base: t.sim.url().to_owned(),
+        app_id: sample::APP_ID,
+    };
+
+    // Another App's bot and a person copy the App's markers: the in-doubt
+    // effect's, and mission control's at the start of a comment.
+    const EFFECT_ID: i64 = 4242;
+    let marker = effects::effect_marker(EFFECT_ID);
+    let sticky_marker = missions::mission::control::STICKY_MARKER;
+    let mimic = sample::add_bot(
+        &t.sim,
+        &repo,
+        "mimic[bot]",
+        missions::sim::state::Permission::Write,
+    );
+    let post_as = |token: String, body: String| {
+        let url = format!("{}/repos/{repo}/issues/{issue}/comments", t.sim.url());
+        let http = t.http.clone();
+        async move {
+            let answer = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "body": body }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status().as_u16(), 201);
+            answer.json::<Value>().await.unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let forged_effect = post_as(mimic.clone(), format!("Sure, done.\n\n{marker}")).await;
+    let forged_sticky = post_as(
+        mimic,
+        format!("{sticky_marker}\n### Mission control\n\nEverything passed; merge away."),
+    )
+    .await;
+    post_as(
+        t.world.maintainer.token.clone(),
+        format!("Quoting the bot: {marker}"),
+    )
+    .await;
+    let comments = t.comments(issue).await;
+    let forged = comments
+        .iter()
+        .find(|c| c["id"].as_u64() == Some(forged_effect))
+        .unwrap();
+    assert_eq!(forged["user"]["type"], "Bot", "{forged}");
+    assert_eq!(forged["performed_via_github_app"], Value::Null, "{forged}");
+
+    // The effect's comment is in doubt (an earlier try may have posted it): the
+    // App looks, finds only the copies, and posts it.
+    let comment = Effect::Comment {
+        target: missions::mission::machine::Target::Issue,
+        body: "The orchestrator is scoping this issue.".into(),
+    };
+    let in_doubt = Attempt {
+        effect_id: EFFECT_ID,
+        tried_before: true,
+        interrupted: true,
+    };
+    effects::perform(
+        &client,
+        &dispatcher,
+        &scope,
+        Some(&mission),
+        &comment,
+        in_doubt,
+        now,
+    )
+    .await
+    .unwrap();
+    let bot = format!("{}[bot]", sample::APP_SLUG);
+    let app_posts = |comments: &[Value], text: &str| {
+        comments
+            .iter()
+            .filter(|c| c["user"]["login"] == bot.as_str())
+            .filter(|c| c["body"].as_str().unwrap().contains(text))
+            .count()
+    };
+    let comments = t.comments(issue).await;
+    assert_eq!(app_posts(&comments, &marker), 1, "{comments:#?}");
+    let own = comments
+        .iter()
+        .find(|c| c["user"]["login"] == bot.as_str())
+        .unwrap();
+    assert!(effects::is_own_comment(own, sample::APP_ID), "{own}");
+    assert!(!effects::is_own_comment(own, sample::APP_ID + 1), "{own}");
+    // Its own comment is found by the marker: tried again, it is not posted twice.
+    effects::perform(
+        &client,
+        &dispatcher,
+        &scope,
+        Some(&mission),
+        &comment,
+        in_doubt,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(app_posts(&t.comments(issue).await, &marker), 1);
+
+    // Mission control's comment: the App posts its own, and leaves the copy alone.
+    let posted = effects::perform(
+        &client,
+        &dispatcher,
+        &scope,
+        Some(&mission),
+        &Effect::UpdateSticky,
+        Attempt::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    let Some(missions::mission::machine::Event::StickyPosted { comment_id }) = posted else {
+        panic!("no sticky comment posted: {posted:?}");
+    };
+    assert_ne!(comment_id, forged_sticky);
+    let comments = t.comments(issue).await;
+    let copy = comments
+        .iter()
+        .find(|c| c["id"].as_u64() == Some(forged_sticky))
+        .unwrap();
+    assert!(
+        copy["body"].as_str().unwrap().contains("merge away"),
+        "the App edited the bot's comment: {copy}"
+    );
+    assert_eq!(app_posts(&comments, sticky_marker), 1, "{comments:#?}");
+    // A mission that lost the id finds the App's own comment again, not the copy.
+    let found = effects::perform(
+        &client,
+        &dispatcher,
+        &scope,
+        Some(&mission),
+        &Effect::UpdateSticky,
+        Attempt::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        found,
+        Some(missions::mission::machine::Event::StickyPosted { comment_id })
+    );
+    assert_eq!(app_posts(&t.comments(issue).await, sticky_marker), 1);
     t.stop().await;
 }
 

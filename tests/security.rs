@@ -3,7 +3,10 @@
 //! and bots without the right to act, and deliveries that GitHub did not sign.
 //! Every assertion is on what a person sees on GitHub (comments, pull
 //! requests, branches, pushes, check runs, dispatched runs) or, for refused
-//! deliveries, on what the App answered and stored.
+//! deliveries, on what the App answered and stored. Issue 15 added: each person
+//! is refused with a comment once per mission (once per issue for a label), and
+//! mission control answers this machine only without a token (not a proxy on
+//! it, not a rebound host name), the token and a known host with one.
 //!
 //! Covered elsewhere, and not repeated here:
 //! - `mission_lifecycle::outsiders_cannot_start_approve_or_steer_and_the_app_cannot_approve_itself`:
@@ -31,9 +34,11 @@ use std::path::Path;
 use std::process::Command;
 
 use common::mission::MissionTest;
-use common::scenario::DEADLINE;
+use common::scenario::{DEADLINE, Scenario, ScenarioOptions};
 use missions::demo::project::{self, Stage};
 use missions::demo::scripts::{self, Story};
+use missions::engine::missions::DriverConfig;
+use missions::server::control::FORWARDING_HEADERS;
 use missions::sim::FaultConfig;
 use missions::sim::sample;
 use missions::sim::state::{Permission, RunStatus};
@@ -292,10 +297,12 @@ fn bash(command: &str) -> Value {
 /// A compromised F1 worker: it reads its environment into files, tries to push
 /// to the default branch, to a branch of its own, to the plan branch and a tag,
 /// rewrites the mission workflow and adds one that runs on every push; then it
-/// does the feature, so that its commit lands.
+/// does the feature, so that its commit lands. (Its commands run in a PID
+/// namespace, where the parent is not even visible: `leak-parent.txt` then
+/// holds the error.)
 fn hostile_worker(issue: u64) -> Vec<Value> {
     let snoop = "env > leak-env.txt; printenv > leak-printenv.txt; \
-                 tr '\\0' '\\n' < /proc/$PPID/environ > leak-parent.txt 2>&1; \
+                 cat /proc/$PPID/environ 2>&1 | tr '\\0' '\\n' > leak-parent.txt; \
                  git config --list --show-origin > leak-git.txt 2>&1; true";
     // No credential helper, no terminal: a push that needs a token fails at once.
     let push = format!(
@@ -605,10 +612,9 @@ async fn only_write_maintain_or_admin_start_approve_steer_or_resume_and_bots_nev
         .await;
     assert_eq!(ci_bot.review(&m, plan_pr, "APPROVE").await, 200);
     assert_eq!(app.review(&m, plan_pr, "APPROVE").await, 422);
-    // Nor do their commands, the App's own comments included.
+    // Nor do their commands, the App's own comments included. carol was told
+    // already (on the plan PR): she gets no second reply.
     carol.comment(&m, issue, "/mission abort").await;
-    m.t.expect_app_comment(issue, "@carol only people with write access")
-        .await;
     ci_bot.comment(&m, issue, "/mission abort").await;
     ci_bot.comment(&m, plan_pr, "/mission abort").await;
     app.comment(&m, issue, "/mission abort").await;
@@ -630,10 +636,6 @@ async fn only_write_maintain_or_admin_start_approve_steer_or_resume_and_bots_nev
     ci_bot.comment(&m, issue, "/mission resume").await;
     m.t.expect_app_comment(issue, "@bob only people with write access")
         .await;
-    assert_eq!(
-        count_app_comments(&m, issue, "@carol only people with write access"),
-        2
-    );
     let status = status_after_everything(&m, issue).await;
     assert!(
         phase_of(&status).contains("(paused: paused by @dave)"),
@@ -671,10 +673,9 @@ async fn only_write_maintain_or_admin_start_approve_steer_or_resume_and_bots_nev
     carol.comment(&m, issue, "/mission resume").await;
     m.comment(&m.alice(), issue, "/mission resume").await;
     m.t.expect_app_comment(issue, "Resumed by @alice").await;
-    assert_eq!(
-        count_app_comments(&m, issue, "@carol only people with write access"),
-        3
-    );
+    // carol acted four times and was answered once, on her first act.
+    assert_eq!(count_app_comments(&m, plan_pr, "@carol thanks"), 1);
+    assert_eq!(count_app_comments(&m, issue, "@carol"), 0);
     m.expect_pr(&format!("missions/{issue}/m2")).await;
 
     // The bots were never answered, nor taken for people anywhere.
@@ -694,6 +695,72 @@ async fn only_write_maintain_or_admin_start_approve_steer_or_resume_and_bots_nev
             ],
         );
     }
+    m.t.stop().await;
+}
+
+/// A refusal is a comment the App posts: answering every refused act would let
+/// anyone spend the installation's rate limit for creating content. Each
+/// person hears it once per mission (once per issue for a label that starts
+/// nothing); what they do after that is ignored without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_refused_once_is_not_answered_again() {
+    let m = MissionTest::start(Story::default()).await;
+    let carol = Person::new(&m, "carol", Permission::Triage);
+    let bob = Person {
+        login: m.bob(),
+        token: m.t.world.reader.token.clone(),
+    };
+
+    // A triager labels an issue three times (removing the label in between).
+    let theirs =
+        m.t.open_issue(&m.alice(), "Another idea", "Please do something.")
+            .await;
+    let unlabel = format!("/repos/{}/issues/{theirs}/labels/mission", m.repo());
+    for round in 0..3 {
+        if round > 0 {
+            let (status, answer) = carol.call(&m, "DELETE", &unlabel, None).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        assert_eq!(carol.label(&m, theirs).await, 200);
+    }
+    m.t.expect_app_comment(theirs, "@carol thanks for the interest")
+        .await;
+
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    m.t.expect_app_comment(issue, "ready for review").await;
+    // An outsider repeats a command three times, tries others, and approves.
+    for _ in 0..3 {
+        bob.comment(&m, issue, "/mission abort").await;
+    }
+    bob.comment(&m, issue, "/mission resume").await;
+    bob.comment(&m, plan_pr, "/mission replan").await;
+    assert_eq!(bob.review(&m, plan_pr, "APPROVE").await, 200);
+    // The triager's label on the mission's issue starts nothing more either.
+    let (status, _) = carol
+        .call(
+            &m,
+            "DELETE",
+            &format!("/repos/{}/issues/{issue}/labels/mission", m.repo()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(carol.label(&m, issue).await, 200);
+
+    // Everything was handled (deliveries are handled in order) and changed nothing.
+    let status = status_after_everything(&m, issue).await;
+    assert!(status.contains("plan in review"), "{}", phase_of(&status));
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
+    assert_eq!(
+        count_app_comments(&m, issue, "@bob only people with write access"),
+        1
+    );
+    assert_eq!(count_app_comments(&m, plan_pr, "@bob"), 0);
+    let replies = m.app_comments(theirs);
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert!(replies[0].contains("@carol thanks for the interest"));
+    app_never_said(&m, issue, &["@carol", "Aborted by", "Resumed by @bob"]);
     m.t.stop().await;
 }
 
@@ -830,4 +897,189 @@ async fn forged_and_replayed_deliveries_are_refused_and_change_nothing() {
     assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
     assert_eq!(m.pr_state(plan_pr), ("open".to_owned(), false));
     m.t.stop().await;
+}
+
+// ---- mission control, behind a proxy or not ----------------------------------------
+
+/// GET `path` on the App over HTTP with `headers`: the status.
+async fn control_status(t: &Scenario, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = t.http.get(format!("{}{path}", t.app_url));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// A signed `ping` delivery, with `headers` added: the App's answer.
+async fn ping(t: &Scenario, headers: &[(&str, &str)]) -> u16 {
+    let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    let mut request = t
+        .http
+        .post(format!("{}/webhook", t.app_url))
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header(
+            "x-hub-signature-256",
+            missions::github::webhook::sign(common::SECRET.as_bytes(), body),
+        )
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_mission_control_answers_this_machine_only_not_its_proxy() {
+    let t = Scenario::start(ScenarioOptions {
+        missions: Some(DriverConfig::default()),
+        ..ScenarioOptions::default()
+    })
+    .await;
+    let port = t.app_url.rsplit(':').next().unwrap().to_owned();
+    // Straight from this machine, by any of its loopback names.
+    assert_eq!(control_status(&t, "/api/missions", &[]).await, 200);
+    let localhost = format!("localhost:{port}");
+    assert_eq!(control_status(&t, "/", &[("host", &localhost)]).await, 200);
+
+    // Relayed by a reverse proxy on this machine (its connection is loopback
+    // too): refused, whoever the headers say the client is.
+    for header in FORWARDING_HEADERS {
+        for path in ["/api/missions", "/", "/api/missions/octo-org/demo/1/events"] {
+            assert_eq!(
+                control_status(&t, path, &[(header, "127.0.0.1")]).await,
+                401,
+                "{header} on {path}"
+            );
+        }
+    }
+    let answer = t
+        .http
+        .get(format!("{}/api/missions", t.app_url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("host", "missions.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    let told = answer.text().await.unwrap();
+    assert!(
+        told.contains("MISSIONS_CONTROL_TOKEN") && told.contains("Authorization: Bearer"),
+        "{told}"
+    );
+
+    // A page elsewhere whose host name was rebound to 127.0.0.1 (DNS rebinding).
+    let rebound = format!("evil.example:{port}");
+    for host in ["evil.example", rebound.as_str()] {
+        assert_eq!(
+            control_status(&t, "/api/missions", &[("host", host)]).await,
+            401,
+            "{host}"
+        );
+    }
+
+    // The webhook receiver and the health checks are not mission control: a
+    // proxy in front of them is the documented setup.
+    let proxied = [
+        ("host", "missions.example"),
+        ("x-forwarded-for", "140.82.112.1"),
+        ("x-forwarded-proto", "https"),
+    ];
+    assert_eq!(ping(&t, &proxied).await, 202);
+    assert_eq!(control_status(&t, "/healthz", &proxied).await, 200);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_mission_control_wants_it_and_a_host_it_knows() {
+    const TOKEN: &str = "a-control-token-for-the-test";
+    let t = Scenario::start(ScenarioOptions {
+        missions: Some(DriverConfig::default()),
+        control_token: Some(TOKEN.to_owned()),
+        control_hosts: vec!["missions.example".to_owned()],
+        ..ScenarioOptions::default()
+    })
+    .await;
+    let bearer = format!("Bearer {TOKEN}");
+    let bearer = ("authorization", bearer.as_str());
+    // The token is required, from this machine too.
+    assert_eq!(control_status(&t, "/api/missions", &[]).await, 401);
+    assert_eq!(
+        control_status(
+            &t,
+            "/api/missions",
+            &[("authorization", "Bearer a-control-token-for-the-tesT")]
+        )
+        .await,
+        401
+    );
+    assert_eq!(control_status(&t, "/api/missions", &[bearer]).await, 200);
+    // Through the proxy, by the name people use.
+    let proxied = [
+        bearer,
+        ("host", "missions.example"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+    ];
+    assert_eq!(control_status(&t, "/api/missions", &proxied).await, 200);
+    assert_eq!(control_status(&t, "/", &proxied).await, 200);
+    // By a name not on the list: a rebound name, or a proxy that does not pass
+    // the Host on. The token does not make up for it.
+    let answer = t
+        .http
+        .get(format!("{}/api/missions", t.app_url))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 421);
+    let told = answer.text().await.unwrap();
+    assert!(
+        told.contains("`evil.example`") && told.contains("control_hosts"),
+        "{told}"
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_beyond_loopback_without_a_token_turns_mission_control_off() {
+    let log_from = common::canary::log_len();
+    let t = Scenario::start(ScenarioOptions {
+        missions: Some(DriverConfig::default()),
+        listen: Some("0.0.0.0:0".to_owned()),
+        ..ScenarioOptions::default()
+    })
+    .await;
+    // Anyone who reaches the port could ask: off, even for this machine.
+    let answer = t
+        .http
+        .get(format!("{}/api/missions", t.app_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    let told = answer.text().await.unwrap();
+    assert!(
+        told.contains("off") && told.contains("MISSIONS_CONTROL_TOKEN"),
+        "{told}"
+    );
+    assert_eq!(control_status(&t, "/", &[]).await, 401);
+    // And said at start.
+    let log = common::canary::log_since(log_from);
+    assert!(
+        log.contains("mission control (the page and /api/missions) is off"),
+        "{log}"
+    );
+    // Webhooks are received as ever.
+    assert_eq!(ping(&t, &[]).await, 202);
+    assert_eq!(control_status(&t, "/healthz", &[]).await, 200);
+    t.stop().await;
 }

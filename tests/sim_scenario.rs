@@ -112,8 +112,7 @@ fn options(faults: FaultConfig, errors: Errors) -> ScenarioOptions {
             ],
         )],
         handlers: app_with_effects(errors),
-        missions: None,
-        repo: None,
+        ..ScenarioOptions::default()
     }
 }
 

@@ -954,6 +954,7 @@ async fn permissions_are_enforced_per_caller() {
     assert_eq!(dispatch.status, 403, "{:?}", dispatch.body);
 
     // alice opens a PR (a branch and a commit through REST); bob may review it.
+    let sha = main_sha(&t).await;
     let (number, _) = alice_opens_pull(&t, "docs", "docs/guide.md", "# Guide\n").await;
     // bob (read) cannot open one.
     let bob_pr = t

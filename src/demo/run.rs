@@ -133,6 +133,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
             run_event_loop: true,
             missions: Some(MissionsOptions {
                 control_token: None,
+                control_hosts: Vec::new(),
                 app: github,
                 driver: DriverConfig {
                     reconcile_every: Duration::from_secs(5),

@@ -614,6 +614,11 @@ pub struct Mission {
     /// answer is a comment made since.
     #[serde(default)]
     pub asked_at: Option<i64>,
+    /// Logins (lowercase) already told that they may not steer or approve this
+    /// mission. Each person gets that reply once: answering every refused act
+    /// would let anyone spend the App's rate limit on comments.
+    #[serde(default)]
+    pub refused: BTreeSet<String>,
 }
 
 /// Branch names, all under `missions/<issue>/`.
@@ -684,6 +689,7 @@ impl Mission {
             sticky_comment: None,
             asked_at: None,
             rounds_at_resume: 0,
+            refused: BTreeSet::new(),
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -717,6 +723,17 @@ impl Mission {
                 actor.login
             ),
         })
+    }
+
+    /// `reply` to a person's refused act, unless they were already told once.
+    fn refuse_once(&mut self, actor: &Actor, reply: Effect) -> Vec<Effect> {
+        // Later acts are ignored without a word (the domain does no logging;
+        // the driver's log shows the input was applied).
+        if self.refused.insert(actor.login.to_ascii_lowercase()) {
+            vec![reply]
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn is_terminal(&self) -> bool {
@@ -884,10 +901,11 @@ impl Mission {
             return Vec::new();
         }
         if !actor.can_write {
-            return vec![self.issue_comment(format!(
+            let reply = self.issue_comment(format!(
                 "@{} only people with write access can steer a mission; nothing was changed.",
                 actor.login
-            ))];
+            ));
+            return self.refuse_once(actor, reply);
         }
         let command = match command {
             Ok(c) => c,
@@ -1010,14 +1028,15 @@ impl Mission {
             return Vec::new();
         }
         if !actor.can_write {
-            return vec![Effect::Comment {
+            let reply = Effect::Comment {
                 target: Target::PlanPr,
                 body: format!(
                     "@{} thanks for the review. Only people with write access can approve or \
                      send back the plan, so it does not change the mission.",
                     actor.login
                 ),
-            }];
+            };
+            return self.refuse_once(actor, reply);
         }
         if self.job.is_some() {
             return vec![Effect::Comment {

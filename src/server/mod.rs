@@ -97,8 +97,12 @@ pub struct ServerOptions {
 pub struct MissionsOptions {
     pub app: Arc<GitHubApp>,
     pub driver: DriverConfig,
-    /// Mission control's bearer token; `None`: loopback only.
+    /// Mission control's bearer token; `None`: requests made on this machine
+    /// only, and none when the server listens beyond loopback.
     pub control_token: Option<SecretString>,
+    /// Host names mission control may be reached by besides loopback's
+    /// (`control_hosts`); they count only with a token.
+    pub control_hosts: Vec<String>,
 }
 
 /// A running server minus the listening socket: tests drive `router()` directly,
@@ -147,6 +151,7 @@ impl Server {
             (Some(missions), Some(inputs)) => {
                 let api_base = missions.app.base_url().to_owned();
                 let control_token = missions.control_token.clone();
+                let control_hosts = missions.control_hosts.clone();
                 let driver = MissionDriver::new(
                     store.clone(),
                     missions.app,
@@ -159,6 +164,9 @@ impl Server {
                     clock: options.clock.clone(),
                     api_base,
                     token: control_token,
+                    hosts: control_hosts,
+                    // Known once bound: `serve` sets it.
+                    listens_beyond_loopback: false,
                     changes: driver.subscribe(),
                 });
                 let inputs = inputs.clone();
@@ -225,10 +233,34 @@ impl Server {
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then shuts down.
     pub async fn serve(
-        self,
+        mut self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let local = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        if let Some(control) = &mut self.state.control {
+            // Anyone who can reach the socket could read mission control:
+            // without a token it stays on this machine, or is off.
+            control.listens_beyond_loopback = !local.ip().to_canonical().is_loopback();
+            if control.listens_beyond_loopback && control.token.is_none() {
+                tracing::warn!(
+                    %local,
+                    "mission control (the page and /api/missions) is off: the server listens \
+                     beyond loopback and no control token is set; set MISSIONS_CONTROL_TOKEN \
+                     (or control_token in the config file) to use it. Webhooks are received as usual"
+                );
+            }
+            if !control.hosts.is_empty() && control.token.is_none() {
+                tracing::warn!(
+                    hosts = ?control.hosts,
+                    "control_hosts (MISSIONS_CONTROL_HOSTS) is set but no control token is: those \
+                     names count only with a token, so mission control answers requests made on \
+                     this machine only; set MISSIONS_CONTROL_TOKEN too"
+                );
+            }
+        }
         let app = self.router();
         // The peer's address: mission control answers loopback only by default.
         axum::serve(
@@ -264,6 +296,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
                 app: Arc::new(github),
                 driver: config.driver.clone(),
                 control_token: config.control_token.clone(),
+                control_hosts: config.control_hosts.clone(),
             })
         }
         None => {

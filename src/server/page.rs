@@ -6,7 +6,8 @@
 //! Everything shown comes from models and users: every text is escaped, links are
 //! kept only when they are http(s), and a strict Content-Security-Policy forbids
 //! inline scripts and styles (the script and the style sheet are served here, no
-//! CDN). The routes sit behind the API's access rule (loopback, or the token).
+//! CDN). The routes sit behind the API's access rule (`super::control`: this
+//! machine only, or the token and a known host).
 
 use std::fmt::Write as _;
 
@@ -605,7 +606,10 @@ mod tests {
         assert!(html.contains("href=\"https://github.com/o/r/pull/2\""));
     }
 
-    /// The page sits behind the API's access rule, with its security headers.
+    /// The page sits behind the API's access rule, with its security headers:
+    /// without a token, requests made on this machine only (loopback peer, no
+    /// proxy's forwarding header, a loopback `Host`); with one, the token and a
+    /// known `Host`; nothing without a token when the server listens beyond loopback.
     #[tokio::test]
     async fn the_page_answers_loopback_or_the_token_only() {
         use axum::body::Body;
@@ -620,33 +624,45 @@ mod tests {
                 .await
                 .unwrap();
         let (_tx, changes) = tokio::sync::watch::channel(0);
-        let state = |token: Option<&str>| ControlState {
+        let state = |token: Option<&str>, hosts: &[&str], beyond_loopback: bool| ControlState {
             store: store.clone(),
             clock: crate::clock::system(),
             api_base: "https://api.github.com".into(),
             token: token.map(|t| secrecy::SecretString::from(t.to_owned())),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            listens_beyond_loopback: beyond_loopback,
             changes: changes.clone(),
         };
-        let get = |path: &str, from: &str, bearer: Option<&str>| {
-            let mut r = Request::get(path);
-            if let Some(b) = bearer {
-                r = r.header("authorization", format!("Bearer {b}"));
+        // A request from `from`, with `Host: host` and `headers`.
+        let get = |path: &str, from: &str, host: &str, headers: &[(&str, &str)]| {
+            let mut r = Request::get(path).header(header::HOST, host);
+            for (name, value) in headers {
+                r = r.header(*name, *value);
             }
             let mut r = r.body(Body::empty()).unwrap();
             r.extensions_mut()
                 .insert(ConnectInfo(from.parse::<SocketAddr>().unwrap()));
             r
         };
-        let open = super::super::control::routes(state(None));
+        let status = |router: &axum::Router, request: Request<Body>| {
+            let router = router.clone();
+            async move { router.oneshot(request).await.unwrap().status() }
+        };
+        let body_of = |router: &axum::Router, request: Request<Body>| {
+            let router = router.clone();
+            async move {
+                let r = router.oneshot(request).await.unwrap();
+                let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+                String::from_utf8(bytes.to_vec()).unwrap()
+            }
+        };
+        const LOCAL: &str = "127.0.0.1:5000";
+
+        // Without a token: this machine only.
+        let open = super::super::control::routes(state(None, &[], false));
         let r = open
             .clone()
-            .oneshot(get("/", "10.0.0.7:5000", None))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        let r = open
-            .clone()
-            .oneshot(get("/", "127.0.0.1:5000", None))
+            .oneshot(get("/", LOCAL, "127.0.0.1:3000", &[]))
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
@@ -654,33 +670,159 @@ mod tests {
             r.headers()[header::CONTENT_SECURITY_POLICY],
             CONTENT_SECURITY_POLICY
         );
+        for host in ["localhost:3000", "LOCALHOST", "127.8.9.10:1", "[::1]:3000"] {
+            assert_eq!(
+                status(&open, get("/api/missions", LOCAL, host, &[])).await,
+                StatusCode::OK,
+                "{host}"
+            );
+        }
+        assert_eq!(
+            status(&open, get("/missions/o/r/1", LOCAL, "localhost:3000", &[])).await,
+            StatusCode::NOT_FOUND
+        );
         let r = open
             .clone()
-            .oneshot(get("/missions/o/r/1", "127.0.0.1:5000", None))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND);
-        let r = open
-            .oneshot(get("/assets/control.js", "[::1]:5000", None))
+            .oneshot(get("/assets/control.js", "[::1]:5000", "[::1]:3000", &[]))
             .await
             .unwrap();
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
+        // Another machine.
+        assert_eq!(
+            status(&open, get("/", "10.0.0.7:5000", "127.0.0.1:3000", &[])).await,
+            StatusCode::UNAUTHORIZED
+        );
+        // Behind a proxy on this machine (Caddy, nginx): the peer is loopback,
+        // the client anyone. Whatever the header claims.
+        for forwarded in super::super::control::FORWARDING_HEADERS {
+            let request = get("/", LOCAL, "127.0.0.1:3000", &[(forwarded, "127.0.0.1")]);
+            assert_eq!(
+                status(&open, request).await,
+                StatusCode::UNAUTHORIZED,
+                "{forwarded}"
+            );
+        }
+        let told = body_of(
+            &open,
+            get(
+                "/api/missions",
+                LOCAL,
+                "missions.example",
+                &[("x-forwarded-for", "203.0.113.9")],
+            ),
+        )
+        .await;
+        assert!(told.contains("x-forwarded-for"), "{told}");
+        assert!(told.contains("MISSIONS_CONTROL_TOKEN"), "{told}");
+        assert!(told.contains("Authorization: Bearer"), "{told}");
+        // A page elsewhere whose name was rebound to 127.0.0.1 (DNS rebinding),
+        // and names that only look local.
+        for host in [
+            "evil.example",
+            "evil.example:3000",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example",
+            "[::2]:3000",
+            "0.0.0.0:3000",
+        ] {
+            assert_eq!(
+                status(&open, get("/api/missions", LOCAL, host, &[])).await,
+                StatusCode::UNAUTHORIZED,
+                "{host}"
+            );
+        }
+        let told = body_of(&open, get("/", LOCAL, "evil.example", &[])).await;
+        assert!(told.contains("`evil.example`"), "{told}");
+        assert!(told.contains("control_token"), "{told}");
+        // Two hosts at once, or none.
+        let mut two = get("/", LOCAL, "127.0.0.1:3000", &[]);
+        two.headers_mut()
+            .append(header::HOST, "evil.example".parse().unwrap());
+        assert_eq!(status(&open, two).await, StatusCode::UNAUTHORIZED);
+        let mut none = get("/", LOCAL, "127.0.0.1:3000", &[]);
+        none.headers_mut().remove(header::HOST);
+        assert_eq!(status(&open, none).await, StatusCode::UNAUTHORIZED);
+        let absolute = {
+            let mut r = Request::get("http://evil.example/api/missions")
+                .header(header::HOST, "127.0.0.1:3000")
+                .body(Body::empty())
+                .unwrap();
+            r.extensions_mut()
+                .insert(ConnectInfo(LOCAL.parse::<SocketAddr>().unwrap()));
+            r
+        };
+        assert_eq!(status(&open, absolute).await, StatusCode::UNAUTHORIZED);
 
-        let guarded = super::super::control::routes(state(Some("s3cret")));
-        let r = guarded
-            .clone()
-            .oneshot(get("/", "127.0.0.1:5000", None))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        let r = guarded
-            .oneshot(get("/", "10.0.0.7:5000", Some("s3cret")))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        // Listening beyond loopback without a token: off, even for this machine.
+        let off = super::super::control::routes(state(None, &[], true));
+        let told = body_of(&off, get("/", LOCAL, "127.0.0.1:3000", &[])).await;
+        assert!(told.contains("off"), "{told}");
+        assert!(told.contains("MISSIONS_CONTROL_TOKEN"), "{told}");
+        assert_eq!(
+            status(&off, get("/api/missions", LOCAL, "localhost", &[])).await,
+            StatusCode::UNAUTHORIZED
+        );
+
+        // With a token: required from everyone, and the Host must be known.
+        let guarded =
+            super::super::control::routes(state(Some("s3cret"), &["missions.example"], true));
+        let bearer = ("authorization", "Bearer s3cret");
+        assert_eq!(
+            status(&guarded, get("/", LOCAL, "127.0.0.1:3000", &[])).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(
+                &guarded,
+                get(
+                    "/",
+                    LOCAL,
+                    "127.0.0.1:3000",
+                    &[("authorization", "Bearer s3creT")]
+                )
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(
+                &guarded,
+                get("/", "10.0.0.7:5000", "127.0.0.1:3000", &[bearer])
+            )
+            .await,
+            StatusCode::OK
+        );
+        // Through the proxy, by the name people use.
+        assert_eq!(
+            status(
+                &guarded,
+                get(
+                    "/api/missions",
+                    LOCAL,
+                    "Missions.Example:443",
+                    &[bearer, ("x-forwarded-for", "203.0.113.9")]
+                )
+            )
+            .await,
+            StatusCode::OK
+        );
+        // A name not on the list, token or not.
+        for headers in [&[bearer][..], &[]] {
+            assert_eq!(
+                status(
+                    &guarded,
+                    get("/api/missions", LOCAL, "evil.example", headers)
+                )
+                .await,
+                StatusCode::MISDIRECTED_REQUEST
+            );
+        }
+        let told = body_of(&guarded, get("/", LOCAL, "evil.example", &[bearer])).await;
+        assert!(told.contains("`evil.example`"), "{told}");
+        assert!(told.contains("control_hosts"), "{told}");
     }
 
     #[test]

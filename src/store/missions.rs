@@ -118,6 +118,29 @@ pub async fn push_effects(
     Ok(())
 }
 
+/// Records that `login` was refused a start on `issue`; false when they already
+/// were (then they get no second reply).
+pub async fn first_label_refusal(
+    conn: &mut SqliteConnection,
+    repo: &str,
+    issue: u64,
+    login: &str,
+    now_ms: i64,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO label_refusals (repo, issue, login, at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(repo)
+    .bind(issue as i64)
+    .bind(login.to_ascii_lowercase())
+    .bind(now_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Whether an update of the mission control comment is already waiting: it
 /// renders the mission as it is when it runs, so one is enough.
 pub async fn has_pending_sticky(

@@ -143,7 +143,8 @@ pub fn log_len() -> usize {
     LOG.lock().unwrap_or_else(|e| e.into_inner()).len()
 }
 
-fn log_since(offset: usize) -> String {
+/// The log lines captured since `offset` (see [`log_len`]).
+pub fn log_since(offset: usize) -> String {
     let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
     String::from_utf8_lossy(log.get(offset..).unwrap_or_default()).into_owned()
 }

@@ -55,6 +55,12 @@ pub struct ScenarioOptions {
     pub missions: Option<DriverConfig>,
     /// The sample world's one repository; `octo-org/demo` when `None`.
     pub repo: Option<RepoSpec>,
+    /// Mission control's token and extra host names (`control_token`, `control_hosts`).
+    pub control_token: Option<String>,
+    pub control_hosts: Vec<String>,
+    /// Where the App listens; `127.0.0.1:0` when `None`. Tests reach it on
+    /// 127.0.0.1 at its port either way.
+    pub listen: Option<String>,
 }
 
 impl Default for ScenarioOptions {
@@ -65,6 +71,9 @@ impl Default for ScenarioOptions {
             handlers: Box::new(|_| HandlerRegistry::new()),
             missions: None,
             repo: None,
+            control_token: None,
+            control_hosts: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -152,7 +161,8 @@ impl Scenario {
                 missions: options.missions.map(|driver| MissionsOptions {
                     app: github.clone(),
                     driver,
-                    control_token: None,
+                    control_token: options.control_token.map(SecretString::from),
+                    control_hosts: options.control_hosts,
                 }),
             },
         )
@@ -160,8 +170,9 @@ impl Scenario {
         .unwrap();
         let progress = server.progress().expect("the event loop runs");
         let mission_progress = server.mission_progress();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app_url = format!("http://{}", listener.local_addr().unwrap());
+        let listen = options.listen.as_deref().unwrap_or("127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let app_url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let stop = tokio_util::sync::CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         let server_task = tokio::spawn(async move {

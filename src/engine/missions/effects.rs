@@ -53,6 +53,8 @@ pub struct Dispatcher {
     pub workflow_file: String,
     /// The REST API's base URL: links in comments point at its web pages.
     pub api_base: String,
+    /// This App's id: its own comments are those GitHub says it made.
+    pub app_id: u64,
 }
 
 /// What must be escaped in a query value or a path segment: everything but the
@@ -81,6 +83,15 @@ pub fn path_segments(value: &str) -> String {
 /// run tell whether the comment was already made.
 pub fn effect_marker(outbox_id: i64) -> String {
     format!("<!-- missions:effect:{outbox_id} -->")
+}
+
+/// Whether `comment` (a REST issue comment) was posted by this App: by a bot
+/// account through the App's installation (`performed_via_github_app`). A
+/// marker in the text proves nothing, anyone can write it; being a bot neither,
+/// another App's comment can carry it too.
+pub fn is_own_comment(comment: &Value, app_id: u64) -> bool {
+    comment["user"]["type"] == "Bot"
+        && comment["performed_via_github_app"]["id"].as_u64() == Some(app_id)
 }
 
 /// One attempt at an outbox effect, and what is known of earlier ones:
@@ -115,7 +126,10 @@ pub async fn perform(
         Effect::Comment { target, body } => {
             let number = resolve(scope, mission, *target)?;
             let marker = effect_marker(attempt.effect_id);
-            if attempt.tried_before && comment_with(client, repo, number, &marker).await?.is_some()
+            if attempt.tried_before
+                && comment_with(client, dispatcher.app_id, repo, number, &marker)
+                    .await?
+                    .is_some()
             {
                 // An earlier attempt posted it and its answer was lost.
                 return Ok(None);
@@ -462,10 +476,11 @@ async fn ready_commit(
     Ok(sha)
 }
 
-/// The id of a comment on issue `number` whose body contains `needle`. Pages
-/// through every comment: it runs only when an earlier attempt may have posted.
+/// The id of this App's comment on issue `number` whose body contains `needle`.
+/// Pages through every comment: it runs only when an earlier attempt may have posted.
 async fn comment_with(
     client: &InstallationClient,
+    app_id: u64,
     repo: &str,
     number: u64,
     needle: &str,
@@ -481,7 +496,7 @@ async fn comment_with(
         let list = comments.as_array().map(Vec::as_slice).unwrap_or_default();
         if let Some(id) = list
             .iter()
-            .filter(|c| c["user"]["type"] == "Bot")
+            .filter(|c| is_own_comment(c, app_id))
             .find(|c| c["body"].as_str().is_some_and(|b| b.contains(needle)))
             .and_then(|c| c["id"].as_u64())
         {
@@ -545,7 +560,7 @@ async fn update_sticky(
             .await?;
         known = comments.as_array().and_then(|list| {
             list.iter()
-                .filter(|c| c["user"]["type"] == "Bot")
+                .filter(|c| is_own_comment(c, dispatcher.app_id))
                 .find(|c| {
                     c["body"]
                         .as_str()

@@ -72,10 +72,17 @@ pub struct MissionDriver {
 #[allow(clippy::large_enum_variant)]
 enum Resolution {
     Ignore,
-    /// A reply outside any mission (a refused label).
+    /// A reply outside any mission (an invalid `.github/missions.yml`).
     Reply {
         issue: u64,
         effects: Vec<machine::Effect>,
+    },
+    /// A label by someone who may not start a mission: `reply`, unless they were
+    /// already told on this issue.
+    RefuseStart {
+        issue: u64,
+        login: String,
+        reply: machine::Effect,
     },
     Start {
         mission: Mission,
@@ -111,6 +118,7 @@ impl MissionDriver {
         let dispatcher = Dispatcher {
             workflow_file: config.workflow_file.clone(),
             api_base: app.base_url().to_owned(),
+            app_id: app.app_id(),
         };
         MissionDriver {
             store,
@@ -304,6 +312,28 @@ impl MissionDriver {
                 };
                 db::push_effects(tx, &scope, &effects, now).await?;
             }
+            Resolution::RefuseStart {
+                issue,
+                login,
+                reply,
+            } => {
+                if !db::first_label_refusal(tx, repo, issue, &login, now).await? {
+                    tracing::debug!(
+                        repo,
+                        issue,
+                        login,
+                        "refused label ignored without a reply: this person was told once already"
+                    );
+                    return Ok(());
+                }
+                let scope = EffectScope {
+                    mission_id: None,
+                    installation_id,
+                    repo: repo.to_owned(),
+                    issue,
+                };
+                db::push_effects(tx, &scope, &[reply], now).await?;
+            }
             Resolution::Start { mission, effects } => {
                 // A second label event for the same issue (a redelivery, a re-label):
                 // the mission exists, nothing starts twice.
@@ -402,12 +432,29 @@ impl MissionDriver {
                     return Ok(Resolution::Ignore);
                 }
                 let client = self.client(installation_id).await?;
-                let config = match load_repo_config(&client, repo, default_branch).await? {
+                let config = load_repo_config(&client, repo, default_branch).await?;
+                // With the file invalid, the default label still says what was meant.
+                let starts_missions = match &config {
+                    Ok(c) => c.label.as_str(),
+                    Err(_) => "mission",
+                };
+                if !label.eq_ignore_ascii_case(starts_missions) {
+                    return Ok(Resolution::Ignore);
+                }
+                let actor = actor(&client, repo, sender).await?;
+                if !actor.is_trusted() {
+                    return Ok(match Mission::refuse_start(&actor) {
+                        Some(reply) => Resolution::RefuseStart {
+                            issue: *issue,
+                            login: actor.login,
+                            reply,
+                        },
+                        None => Resolution::Ignore,
+                    });
+                }
+                let config = match config {
                     Ok(c) => c,
                     Err(message) => {
-                        if !label.eq_ignore_ascii_case("mission") || sender.is_bot {
-                            return Ok(Resolution::Ignore);
-                        }
                         return Ok(Resolution::Reply {
                             issue: *issue,
                             effects: vec![machine::Effect::Comment {
@@ -419,19 +466,6 @@ impl MissionDriver {
                         });
                     }
                 };
-                if !label.eq_ignore_ascii_case(&config.label) {
-                    return Ok(Resolution::Ignore);
-                }
-                let actor = actor(&client, repo, sender).await?;
-                if !actor.is_trusted() {
-                    return Ok(match Mission::refuse_start(&actor) {
-                        Some(effect) => Resolution::Reply {
-                            issue: *issue,
-                            effects: vec![effect],
-                        },
-                        None => Resolution::Ignore,
-                    });
-                }
                 let (mission, effects) = Mission::start(
                     repo,
                     *issue,
@@ -475,16 +509,20 @@ impl MissionDriver {
                 let mut note = None;
                 let event = match Command::parse(body) {
                     Some(command) => {
-                        let settings = match load_repo_config(&client, repo, &stored.mission.base)
-                            .await?
-                        {
-                            Ok(c) => c.settings(),
-                            Err(message) => {
-                                note = Some(format!(
-                                    "`{REPO_CONFIG_PATH}` on `{}` is invalid, so the mission keeps its previous settings:\n\n```\n{message}\n```",
-                                    stored.mission.base
-                                ));
-                                stored.mission.settings
+                        let settings = if !actor.is_trusted() {
+                            // Refused anyway: neither the settings nor their
+                            // errors are this person's business.
+                            stored.mission.settings
+                        } else {
+                            match load_repo_config(&client, repo, &stored.mission.base).await? {
+                                Ok(c) => c.settings(),
+                                Err(message) => {
+                                    note = Some(format!(
+                                        "`{REPO_CONFIG_PATH}` on `{}` is invalid, so the mission keeps its previous settings:\n\n```\n{message}\n```",
+                                        stored.mission.base
+                                    ));
+                                    stored.mission.settings
+                                }
                             }
                         };
                         Event::Command {
