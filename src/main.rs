@@ -47,6 +47,9 @@ enum Command {
     Sim(SimArgs),
     /// One turn of one role inside a GitHub Actions job (what the mission workflow runs).
     Job(JobCliArgs),
+    /// Check an agent job's result and push it, in a job of its own with the write
+    /// token and no agent code (the mission workflow's second job).
+    Publish(PublishCliArgs),
     /// Register the GitHub App with GitHub's manifest flow and write its id, private
     /// key and webhook secret into the config file (--config, default config/missions.toml).
     AppManifest(missions::manifest::AppManifestArgs),
@@ -77,6 +80,32 @@ struct JobCliArgs {
     /// For debugging: write each agent run's conversation into this directory.
     #[arg(long, value_name = "DIR")]
     transcript_dir: Option<PathBuf>,
+    /// Leave the result in this directory for `missions publish` instead of
+    /// pushing it (the agent's job has a read-only token).
+    #[arg(long, value_name = "DIR")]
+    result_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PublishCliArgs {
+    /// The role of the job whose result this is.
+    #[arg(long, value_parser = missions::job::parse_role)]
+    role: missions::mission::JobRole,
+    /// The mission's issue number.
+    #[arg(long)]
+    mission: u64,
+    /// The job key the server dispatched (e.g. feature-F2.1).
+    #[arg(long)]
+    job: String,
+    /// The feature of a feature or triage task ("" for none).
+    #[arg(long, default_value = "")]
+    feature: String,
+    /// The repository's default branch, where settings are read (default: ask the API).
+    #[arg(long, default_value = "")]
+    config_ref: String,
+    /// Where the agent's job left its result (downloaded artifact).
+    #[arg(long, value_name = "DIR")]
+    result_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -138,7 +167,7 @@ enum StatusArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Job(_)) {
+    if matches!(cli.command, Command::Job(_) | Command::Publish(_)) {
         // Before any thread exists: re-executes without credentials in the
         // environment, so the agent's commands cannot read them back.
         if let Err(e) = missions::job::protect_secrets() {
@@ -186,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .map(|_| ()),
         Command::Job(args) => run_job(args).await,
+        Command::Publish(args) => run_publish(args).await,
         Command::AppManifest(args) => missions::manifest::run(args, cli.config).await,
         Command::Init(args) => missions::init::main(args),
         Command::Inbox { command } => {
@@ -209,9 +239,27 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
         feature: non_empty(args.feature),
         config_ref: non_empty(args.config_ref),
         transcript_dir: args.transcript_dir,
+        result_dir: args.result_dir,
     };
     let summary = missions::job::run(args).await?;
     for line in &summary.lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn run_publish(args: PublishCliArgs) -> anyhow::Result<()> {
+    let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
+    let lines = missions::job::publish(missions::job::PublishArgs {
+        role: args.role,
+        mission: args.mission,
+        job: args.job,
+        feature: non_empty(args.feature),
+        config_ref: non_empty(args.config_ref),
+        result_dir: args.result_dir,
+    })
+    .await?;
+    for line in &lines {
         println!("{line}");
     }
     Ok(())

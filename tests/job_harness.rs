@@ -104,8 +104,11 @@ impl Harness {
     ) -> Harness {
         let scripts = tempfile::tempdir().unwrap();
         let transcripts = tempfile::tempdir().unwrap();
-        let mut argv =
-            missions::demo::job_command(std::path::Path::new(env!("CARGO_BIN_EXE_missions")));
+        // The mission workflow's two jobs: the agent's (read-only token; it
+        // leaves its result) and the publish job's (it checks and pushes).
+        let mut jobs =
+            missions::demo::workflow_jobs(std::path::Path::new(env!("CARGO_BIN_EXE_missions")));
+        let mut argv = std::mem::take(&mut jobs[0].command);
         argv.push("--transcript-dir".into());
         argv.push(transcripts.path().display().to_string());
         if !job_env.is_empty() {
@@ -148,8 +151,9 @@ impl Harness {
         for (path, content) in files {
             spec = spec.file(path, content.as_bytes().to_vec());
         }
+        jobs[0].command = argv;
         let t = Scenario::start(ScenarioOptions {
-            workflows: vec![(sample::WORKFLOW_FILE.to_owned(), argv)],
+            workflow_jobs: vec![(sample::WORKFLOW_FILE.to_owned(), jobs)],
             repo: Some(spec),
             ..ScenarioOptions::default()
         })

@@ -675,6 +675,7 @@ async fn the_job_token_works_for_its_repository_only_while_the_run_lasts() {
                         == TokenSubject::Job {
                             repository: sample::REPO.into(),
                             run_id,
+                            write: true,
                         })
                     .then(|| token.clone())
                 })

@@ -24,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::run::Snapshot;
 use super::scripts::{self, Story};
-use super::{job_command, project, repo_spec};
+use super::{project, repo_spec, workflow_jobs};
 use crate::clock;
 use crate::mission::control::STICKY_MARKER;
 use crate::mission::outputs::{JobOutput, JobResult, ValidationReport, Validator};
@@ -313,8 +313,8 @@ async fn one_run(
 
     let mut config = SimConfig::new(dir.join("sim"));
     config
-        .workflow_commands
-        .insert(sample::WORKFLOW_FILE.into(), job_command(&options.binary));
+        .workflow_jobs
+        .insert(sample::WORKFLOW_FILE.into(), workflow_jobs(&options.binary));
     config.job_timeout = Duration::from_secs(120);
     config.faults = FaultConfig {
         api_error_rate: options.api_fault_rate / 2.0,

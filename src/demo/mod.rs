@@ -41,3 +41,41 @@ pub fn job_command(missions_binary: &Path) -> Vec<String> {
     }
     argv
 }
+
+/// Where the agent's job leaves its result for the publish job, in the
+/// simulator (on GitHub: an artifact uploaded by one job, downloaded by the
+/// next).
+const RESULT_DIR: &str = "${{ sim.artifacts }}/missions-result";
+
+/// The mission workflow as the simulator runs it, job for job as in
+/// `templates/missions.yml`: `agent` (read-only token) runs the agent and
+/// leaves its result; `publish` (contents write, no agent code) checks and
+/// pushes it.
+pub fn workflow_jobs(missions_binary: &Path) -> Vec<crate::sim::SimJob> {
+    let mut agent = job_command(missions_binary);
+    agent.extend(["--result-dir".into(), RESULT_DIR.into()]);
+    let mut publish = vec![missions_binary.display().to_string(), "publish".into()];
+    for (flag, input) in [
+        ("--role", "role"),
+        ("--mission", "mission"),
+        ("--feature", "feature"),
+        ("--job", "job"),
+        ("--config-ref", "config_ref"),
+    ] {
+        publish.push(flag.into());
+        publish.push(format!("${{{{ inputs.{input} }}}}"));
+    }
+    publish.extend(["--result-dir".into(), RESULT_DIR.into()]);
+    vec![
+        crate::sim::SimJob {
+            name: "agent".into(),
+            command: agent,
+            contents_write: false,
+        },
+        crate::sim::SimJob {
+            name: "publish".into(),
+            command: publish,
+            contents_write: true,
+        },
+    ]
+}

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::scripts::{self, Story};
-use super::{job_command, project, repo_spec};
+use super::{project, repo_spec, workflow_jobs};
 use crate::clock;
 use crate::config::RetryPolicy;
 use crate::engine::HandlerRegistry;
@@ -108,8 +108,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<String> {
     let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF)?;
     let mut config = SimConfig::new(dir.join("sim"));
     config
-        .workflow_commands
-        .insert(sample::WORKFLOW_FILE.into(), job_command(&exe));
+        .workflow_jobs
+        .insert(sample::WORKFLOW_FILE.into(), workflow_jobs(&exe));
     config.job_timeout = Duration::from_secs(120);
     let sim = Sim::start(config, clock.clone()).await?;
     let world = sample::seed_with(&sim, &public_pem, repo_spec(&script_dir)).await?;

@@ -26,6 +26,9 @@ use super::env::JobEnv;
 /// The descriptor a git process with credentials reads them from.
 const CREDENTIAL_FD: i32 = 3;
 
+/// The ref a job's commit travels under in its result bundle.
+pub const RESULT_REF: &str = "refs/missions-harness/result";
+
 /// Who the harness commits as.
 pub const BOT_NAME: &str = "missions[bot]";
 pub const BOT_EMAIL: &str = "missions[bot]@users.noreply.github.com";
@@ -71,7 +74,7 @@ impl Listing {
 }
 
 /// A directory of the commit the harness decides alone (see
-/// [`Git::commit_all_and_push`]).
+/// [`Git::commit_all`]).
 pub struct Pin<'a> {
     /// A directory or file from the repository's root, without a trailing slash.
     pub dir: &'a str,
@@ -545,16 +548,16 @@ impl Git {
         Ok(())
     }
 
-    /// Commits the checkout onto `parent` and pushes it to `branch`; returns
-    /// the commit. Everything in the working tree is taken (and, forced past
-    /// `.gitignore`, `force_paths`), except under each pin's `dir`, which holds
-    /// exactly what it holds in `parent` plus the pin's `files`, whatever the
+    /// Commits the checkout onto `parent`; returns the commit (pushed by
+    /// the caller, or left for the publish job). Everything in the working
+    /// tree is taken (and, forced past `.gitignore`, `force_paths`), except
+    /// under each pin's `dir`, which holds exactly what it holds in `base`
+    /// (the start commit's listing) plus the pin's `files`, whatever the
     /// agent did to the working tree or the index there. The commit is built
     /// with plumbing: no hook, no merge in progress, no commit the agent made
     /// itself changes what it is or what it descends from.
-    pub async fn commit_all_and_push(
+    pub async fn commit_all(
         &self,
-        branch: &str,
         parent: &str,
         base: &Listing,
         force_paths: &[&str],
@@ -582,8 +585,50 @@ impl Git {
             .run(&["commit-tree", &tree, "-p", parent, "-m", message])
             .await?
             .text();
-        self.push(&commit, branch).await?;
         Ok(commit)
+    }
+
+    /// Writes `commit` (on `parent`) into a bundle at `path`, under
+    /// [`RESULT_REF`]: what the publish job pushes.
+    pub async fn bundle(&self, commit: &str, parent: &str, path: &Path) -> anyhow::Result<()> {
+        self.run(&["update-ref", "--no-deref", RESULT_REF, commit])
+            .await?;
+        let path = path.display().to_string();
+        let exclude = format!("^{parent}");
+        self.run(&["bundle", "create", "--quiet", &path, RESULT_REF, &exclude])
+            .await?;
+        Ok(())
+    }
+
+    /// Fetches only the head commit of `branch` into a private ref (what the
+    /// publish job compares against); its id, or `None` when the branch does
+    /// not exist.
+    pub async fn fetch_head_only(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        if self.remote_head(branch).await?.is_none() {
+            return Ok(None);
+        }
+        let url = self.env.clone_url();
+        let local = format!("refs/missions-harness/{branch}");
+        let spec = format!("+refs/heads/{branch}:{local}");
+        self.run_with(
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--depth=1",
+                &url,
+                &spec,
+            ],
+            true,
+            None,
+            &[],
+        )
+        .await
+        .with_context(|| format!("cannot fetch {branch}"))?;
+        Ok(Some(
+            self.run(&["rev-parse", "--verify", &local]).await?.text(),
+        ))
     }
 
     /// The index under `pin.dir`: `base`'s entries (the start commit's,
@@ -616,7 +661,7 @@ impl Git {
         self.index_entries(entries.iter(), &[]).await
     }
 
-    async fn push(&self, commit: &str, branch: &str) -> anyhow::Result<()> {
+    pub async fn push(&self, commit: &str, branch: &str) -> anyhow::Result<()> {
         let url = self.env.clone_url();
         let spec = format!("{commit}:refs/heads/{branch}");
         let out = self

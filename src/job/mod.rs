@@ -30,6 +30,7 @@ mod git;
 mod github;
 mod output;
 pub mod prompts;
+mod result;
 mod roles;
 mod sandbox;
 
@@ -40,6 +41,7 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 
 pub use env::protect_secrets;
+pub use result::{PublishArgs, publish};
 
 use crate::llm::config::{self, ModelConfig, REPO_CONFIG_PATH};
 use crate::mission::machine::reports_branch;
@@ -144,6 +146,9 @@ pub struct JobArgs {
     pub config_ref: Option<String>,
     /// For debugging and tests: write each agent run's conversation here.
     pub transcript_dir: Option<PathBuf>,
+    /// Leave the result here for `missions publish` instead of pushing it
+    /// (the agent's job has a read-only token; see [`result`]).
+    pub result_dir: Option<PathBuf>,
 }
 
 impl JobArgs {
@@ -243,7 +248,8 @@ fn refused_git_note(refused: &[String]) -> String {
 #[derive(Debug, Clone)]
 pub struct JobSummary {
     pub output: JobOutput,
-    /// The branch the output was pushed to, and the commit.
+    /// The branch the output was pushed to (or is for), and the commit
+    /// (empty for a validator's result left for the publish job).
     pub pushed: (String, String),
     pub lines: Vec<String>,
 }
@@ -367,6 +373,15 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     let snapshot = git.snapshot()?;
     let start = git.head().await.context("the checkout has no commit")?;
     if let Some(done) = already_done(&git, &env, &args).await? {
+        if let Some(dir) = &args.result_dir {
+            result::write_manifest(
+                dir,
+                &result::ResultArtifact::Done {
+                    job: args.job.clone(),
+                    branch: done.pushed.0.clone(),
+                },
+            )?;
+        }
         return Ok(done);
     }
     let rest = github::Rest::new(&env)?;
@@ -544,8 +559,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                         files: if dir == MISSIONS_DIR { &files } else { &[] },
                     })
                     .collect();
-                git.commit_all_and_push(&env.ref_name, &start, &base, &[], &pins, &message)
-                    .await?
+                git.commit_all(&start, &base, &[], &pins, &message).await?
             } else {
                 for path in &outcome.removed {
                     output::remove_in_checkout(&checkout, path)?;
@@ -554,9 +568,29 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                     output::write_in_checkout(&checkout, path, bytes)?;
                 }
                 let dir = context::MissionFiles::dir(issue);
-                git.commit_all_and_push(&env.ref_name, &start, &base, &[&dir], &[], &message)
+                git.commit_all(&start, &base, &[&dir], &[], &message)
                     .await?
             };
+            match &args.result_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("cannot create the result directory {}", dir.display())
+                    })?;
+                    git.bundle(&commit, &start, &dir.join(result::BUNDLE))
+                        .await
+                        .context("cannot write the result's bundle")?;
+                    result::write_manifest(
+                        dir,
+                        &result::ResultArtifact::Commit {
+                            job: args.job.clone(),
+                            branch: env.ref_name.clone(),
+                            parent: start.clone(),
+                            commit: commit.clone(),
+                        },
+                    )?;
+                }
+                None => git.push(&commit, &env.ref_name).await?,
+            }
             (env.ref_name.clone(), commit)
         }
         JobRole::Scrutiny | JobRole::UserTesting => {
@@ -572,9 +606,27 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                     .map_or(env.ref_name.as_str(), |(_, m)| m.as_str()),
                 args.job
             );
-            let commit = git
-                .commit_files_to_branch(&branch, &files, &message)
-                .await?;
+            let commit = match &args.result_dir {
+                Some(dir) => {
+                    result::write_manifest(
+                        dir,
+                        &result::ResultArtifact::Files {
+                            job: args.job.clone(),
+                            branch: branch.clone(),
+                            message,
+                            files: files
+                                .iter()
+                                .map(|(path, bytes)| result::ArtifactFile::new(path, bytes))
+                                .collect(),
+                        },
+                    )?;
+                    String::new()
+                }
+                None => {
+                    git.commit_files_to_branch(&branch, &files, &message)
+                        .await?
+                }
+            };
             (branch, commit)
         }
     };
@@ -585,11 +637,18 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         job_output.usage.cache_read_tokens,
         crate::llm::pricing::dollars(job_output.usage.cost_micros)
     ));
-    lines.push(format!(
-        "pushed {} to {}",
-        &pushed.1[..pushed.1.len().min(12)],
-        pushed.0
-    ));
+    lines.push(match &args.result_dir {
+        Some(dir) => format!(
+            "result for {} left in {} for the publish job",
+            pushed.0,
+            dir.display()
+        ),
+        None => format!(
+            "pushed {} to {}",
+            &pushed.1[..pushed.1.len().min(12)],
+            pushed.0
+        ),
+    });
     Ok(JobSummary {
         output: job_output,
         pushed,
@@ -610,6 +669,7 @@ mod tests {
             feature: feature.map(str::to_owned),
             config_ref: Some("main".into()),
             transcript_dir: None,
+            result_dir: None,
         }
     }
 

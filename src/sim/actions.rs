@@ -177,7 +177,7 @@ pub async fn dispatch(
         ));
     }
     let file_name = path.rsplit('/').next().unwrap_or(&path).to_owned();
-    let command = sim.config.workflow_commands.get(&file_name).cloned();
+    let jobs = workflow_jobs(&sim.config, &file_name);
     let run_name = run_name(&String::from_utf8_lossy(&file), &inputs);
 
     let now = sim.clock.now();
@@ -259,14 +259,7 @@ pub async fn dispatch(
     sim.bump();
 
     let fault = sim.faults.job();
-    tokio::spawn(execute(
-        sim.clone(),
-        name.clone(),
-        run_id,
-        command,
-        fault,
-        commit,
-    ));
+    tokio::spawn(execute(sim.clone(), name.clone(), run_id, jobs, fault, commit));
 
     if body.get("return_run_details").and_then(Value::as_bool) == Some(true) {
         let r = format!("{}/repos/{name}/actions/runs/{run_id}", sim.urls.api);
@@ -282,12 +275,69 @@ pub async fn dispatch(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The jobs a dispatch of `file_name` runs: its configured jobs, else its one
+/// command as a job with contents write (empty: nothing configured).
+fn workflow_jobs(config: &super::SimConfig, file_name: &str) -> Vec<super::SimJob> {
+    if let Some(jobs) = config.workflow_jobs.get(file_name) {
+        return jobs.clone();
+    }
+    config
+        .workflow_commands
+        .get(file_name)
+        .map(|command| {
+            vec![super::SimJob {
+                name: "run".into(),
+                command: command.clone(),
+                contents_write: true,
+            }]
+        })
+        .unwrap_or_default()
+}
+
+/// Where `${{ sim.artifacts }}` points: shared by the jobs of one run.
+const ARTIFACTS_PATTERN: &str = "${{ sim.artifacts }}";
+
+/// The outcomes of a run's jobs as the run's one job record: the steps of
+/// each (prefixed with the job's name when there are several), the logs one
+/// after another, the conclusion of the last that ran.
+fn combine(names: &[String], mut outcomes: Vec<runner::JobOutcome>) -> runner::JobOutcome {
+    if outcomes.len() == 1 {
+        return outcomes.pop().expect("one");
+    }
+    let last = outcomes.last().expect("at least one job ran").clone();
+    let mut log = String::new();
+    let mut steps = Vec::new();
+    let mut secrets_masked = 0;
+    for (name, outcome) in names.iter().zip(&outcomes) {
+        log.push_str(&format!("##[group]job {name}\n"));
+        log.push_str(&outcome.log);
+        log.push_str("##[endgroup]\n");
+        secrets_masked += outcome.secrets_masked;
+        for step in &outcome.steps {
+            steps.push(runner::StepOutcome {
+                name: format!("{name}: {}", step.name),
+                number: steps.len() as u32 + 1,
+                ..step.clone()
+            });
+        }
+    }
+    runner::JobOutcome {
+        conclusion: last.conclusion,
+        exit_code: last.exit_code,
+        log,
+        secrets_masked,
+        started_at: outcomes[0].started_at,
+        completed_at: last.completed_at,
+        steps,
+    }
+}
+
 /// Runs one queued run to completion (or to its timeout), updating state and sending webhooks.
 async fn execute(
     sim: Sim,
     name: String,
     run_id: u64,
-    command: Option<Vec<String>>,
+    jobs: Vec<super::SimJob>,
     fault: JobFault,
     commit: Option<SimpleCommit>,
 ) {
@@ -295,8 +345,7 @@ async fn execute(
         return;
     };
     let now = sim.clock.now();
-    let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
-    let (spec_parts, inputs) = {
+    let (spec_parts, inputs, expires) = {
         let mut world = sim.world();
         let Some(run) = world
             .repos
@@ -321,17 +370,7 @@ async fn execute(
         let expires = now
             + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6))
             + time::Duration::minutes(10);
-        world.issue_token(
-            token.clone(),
-            Token {
-                subject: TokenSubject::Job {
-                    repository: name.clone(),
-                    run_id,
-                },
-                expires_at: Some(expires),
-            },
-        );
-        (parts, inputs)
+        (parts, inputs, expires)
     };
     let (run_number, branch, sha, actor_login, workflow_id) = spec_parts;
     emit_job(&sim, &name, run_id, "in_progress");
@@ -384,27 +423,55 @@ async fn execute(
             steps,
         }
     };
-    let outcome = match (command, fault) {
-        (None, _) => failed(format!(
+    let outcome = if jobs.is_empty() {
+        failed(format!(
             "##[error]The simulator has no command configured for {workflow_path}; \
              set it with SimConfig::workflow_commands (or `missions sim --workflow-command`).\n"
-        )),
-        (Some(_), JobFault::Fail) => failed(
+        ))
+    } else if fault == JobFault::Fail {
+        failed(
             "##[error]The runner has received a shutdown signal (simulated runner failure).\n"
                 .into(),
-        ),
-        (Some(command), fault) => {
+        )
+    } else {
+        let artifacts = sim
+            .config
+            .data_dir
+            .join("artifacts")
+            .join(run_id.to_string());
+        let _ = std::fs::create_dir_all(&artifacts);
+        let mut outcomes = Vec::new();
+        let mut names = Vec::new();
+        for job in &jobs {
+            // Each job its own token, with its own permissions, revoked when
+            // it ends.
+            let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
+            sim.world().issue_token(
+                token.clone(),
+                Token {
+                    subject: TokenSubject::Job {
+                        repository: name.clone(),
+                        run_id,
+                        write: job.contents_write,
+                    },
+                    expires_at: Some(expires),
+                },
+            );
             let timeout = if fault == JobFault::TimeOut {
                 Duration::from_millis(1)
             } else {
                 sim.config.job_timeout
             };
+            let command: Vec<String> = substitute_inputs(&job.command, &inputs)
+                .into_iter()
+                .map(|arg| arg.replace(ARTIFACTS_PATTERN, &artifacts.display().to_string()))
+                .collect();
             let spec = JobSpec {
                 run_id,
                 run_number,
                 attempt: 1,
-                job_name: "run".into(),
-                workflow_name,
+                job_name: job.name.clone(),
+                workflow_name: workflow_name.clone(),
                 repository: name.clone(),
                 git_ref: format!("refs/heads/{branch}"),
                 sha: sha.clone(),
@@ -413,8 +480,8 @@ async fn execute(
                 api_url: sim.urls.api.clone(),
                 server_url: sim.urls.web.clone(),
                 actor: actor_login.clone(),
-                event_payload,
-                command: substitute_inputs(&command, &inputs),
+                event_payload: event_payload.clone(),
+                command,
                 extra_env: sim
                     .config
                     .job_env
@@ -433,14 +500,23 @@ async fn execute(
                 keep_workspace: sim.config.keep_job_workspaces,
                 max_log_bytes: sim.config.max_log_bytes,
             };
-            runner::run_job(spec, sim.shutdown.child_token()).await
+            let outcome = runner::run_job(spec, sim.shutdown.child_token()).await;
+            sim.world().tokens.remove(&token);
+            let succeeded = outcome.conclusion == Conclusion::Success;
+            outcomes.push(outcome);
+            names.push(job.name.clone());
+            // A later job `needs:` this one.
+            if !succeeded {
+                break;
+            }
         }
+        let _ = std::fs::remove_dir_all(&artifacts);
+        combine(&names, outcomes)
     };
 
     let done = sim.clock.now();
     {
         let mut world = sim.world();
-        world.tokens.remove(&token);
         let Some(run) = world
             .repos
             .get_mut(&name)

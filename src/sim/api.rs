@@ -113,6 +113,7 @@ pub enum Caller {
     Job {
         repository: String,
         run_id: u64,
+        write: bool,
     },
 }
 
@@ -169,9 +170,14 @@ pub fn caller_from_credential(sim: &SimInner, credential: &str) -> Result<Caller
             id: *id,
             repositories: repositories.clone(),
         },
-        TokenSubject::Job { repository, run_id } => Caller::Job {
+        TokenSubject::Job {
+            repository,
+            run_id,
+            write,
+        } => Caller::Job {
             repository: repository.clone(),
             run_id: *run_id,
+            write: *write,
         },
     })
 }
@@ -278,13 +284,19 @@ pub fn actor(world: &World, caller: &Caller, full_name: &str) -> Result<Actor, A
                 installation: true,
             })
         }
-        Caller::Job { repository, .. } => {
+        Caller::Job {
+            repository, write, ..
+        } => {
             if repository != full_name {
                 return Err(ApiError::not_found());
             }
             Ok(Actor {
                 login: "github-actions[bot]".into(),
-                permission: Permission::Write,
+                permission: if *write {
+                    Permission::Write
+                } else {
+                    Permission::Read
+                },
                 installation: false,
             })
         }

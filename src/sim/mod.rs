@@ -60,6 +60,13 @@ pub struct SimConfig {
     /// Workflow file name (`missions.yml`) → the argv a job runs. `${{ inputs.X }}`
     /// in an argument is replaced by the dispatch input X (as in a `run:` step).
     pub workflow_commands: HashMap<String, Vec<String>>,
+    /// Workflows of several jobs, run one after another in one run (each
+    /// only if the one before succeeded, as `needs:` does), each with a fresh
+    /// checkout and its own `GITHUB_TOKEN`; takes precedence over
+    /// `workflow_commands` for the same file. `${{ sim.artifacts }}` in an
+    /// argument is a directory the run's jobs share (what upload-artifact and
+    /// download-artifact carry between jobs on GitHub).
+    pub workflow_jobs: HashMap<String, Vec<SimJob>>,
     /// Extra environment for every job.
     pub job_env: Vec<(String, String)>,
     /// Secrets in every job's environment (a workflow maps `secrets.*` into
@@ -71,6 +78,18 @@ pub struct SimConfig {
     pub max_log_bytes: usize,
 }
 
+/// One job of a workflow the simulator runs (see [`SimConfig::workflow_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimJob {
+    /// The job's id in the workflow (`GITHUB_JOB`), e.g. `agent`.
+    pub name: String,
+    /// The argv it runs in its checkout; `${{ inputs.X }}` and
+    /// `${{ sim.artifacts }}` are replaced inside single arguments.
+    pub command: Vec<String>,
+    /// Whether its token may push (`permissions: contents: write`).
+    pub contents_write: bool,
+}
+
 impl SimConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -79,6 +98,7 @@ impl SimConfig {
             webhook: WebhookTarget::default(),
             faults: FaultConfig::default(),
             workflow_commands: HashMap::new(),
+            workflow_jobs: HashMap::new(),
             job_env: Vec::new(),
             job_secrets: Vec::new(),
             job_timeout: Duration::from_secs(6 * 60 * 60),

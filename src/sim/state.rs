@@ -110,8 +110,14 @@ pub enum TokenSubject {
     User(String),
     /// An installation access token from `POST /app/installations/{id}/access_tokens`.
     Installation { id: u64, repositories: Vec<String> },
-    /// The `GITHUB_TOKEN` of one workflow run: one repository, until the run ends.
-    Job { repository: String, run_id: u64 },
+    /// The `GITHUB_TOKEN` of one job of a workflow run: one repository, until
+    /// the job ends; `write`: the job's `permissions:` grant contents write
+    /// (else everything is read-only).
+    Job {
+        repository: String,
+        run_id: u64,
+        write: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -46,9 +46,9 @@ impl MissionTest {
         demo::scripts::write(scripts.path(), &story).unwrap();
         let t = Scenario::start(ScenarioOptions {
             faults,
-            workflows: vec![(
+            workflow_jobs: vec![(
                 sample::WORKFLOW_FILE.to_owned(),
-                demo::job_command(std::path::Path::new(env!("CARGO_BIN_EXE_missions"))),
+                demo::workflow_jobs(std::path::Path::new(env!("CARGO_BIN_EXE_missions"))),
             )],
             missions: Some(DriverConfig {
                 reconcile_every: Duration::from_secs(2),

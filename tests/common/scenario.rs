@@ -49,6 +49,9 @@ pub struct ScenarioOptions {
     pub faults: FaultConfig,
     /// Workflow file → the argv its jobs run (`${{ inputs.X }}` substituted per argument).
     pub workflows: Vec<(String, Vec<String>)>,
+    /// Workflow file → its jobs, run one after another (takes precedence over
+    /// `workflows`): the mission workflow as the template splits it.
+    pub workflow_jobs: Vec<(String, Vec<missions::sim::SimJob>)>,
     /// The App's handlers, given the App's GitHub client.
     pub handlers: Box<dyn FnOnce(Arc<GitHubApp>) -> HandlerRegistry + Send>,
     /// Runs missions (the mission handler and driver) with this configuration.
@@ -68,6 +71,7 @@ impl Default for ScenarioOptions {
         Self {
             faults: FaultConfig::default(),
             workflows: Vec::new(),
+            workflow_jobs: Vec::new(),
             handlers: Box::new(|_| HandlerRegistry::new()),
             missions: None,
             repo: None,
@@ -121,8 +125,16 @@ impl Scenario {
             .iter()
             .filter(|(_, argv)| canary::runs_missions(argv))
             .map(|(file, _)| file.clone())
+            .chain(
+                options
+                    .workflow_jobs
+                    .iter()
+                    .filter(|(_, jobs)| jobs.iter().any(|j| canary::runs_missions(&j.command)))
+                    .map(|(file, _)| file.clone()),
+            )
             .collect();
         config.workflow_commands.extend(options.workflows);
+        config.workflow_jobs.extend(options.workflow_jobs);
         // Canary model keys, as a workflow maps its secrets into the job's
         // `env:`; and where the jobs' scripted models record their requests.
         config.job_secrets = canary::model_keys().to_vec();

@@ -1,0 +1,446 @@
+//! A job's result as data, and the job that pushes it ("safe outputs").
+//!
+//! The mission workflow runs the agent in a job whose `GITHUB_TOKEN` can only
+//! read. There `missions job --result-dir DIR` leaves what it would have pushed
+//! in DIR: `result.json` ([`ResultArtifact`]) and, for a commit, `work.bundle`
+//! (that one commit on the commit the job started from). The workflow uploads
+//! DIR as an artifact. A second job, with contents write, no agent code, no
+//! model key and no checkout of the agent's work, runs `missions publish`: it
+//! treats the artifact as untrusted data, fetches the branch afresh from
+//! GitHub, checks the result (one commit on the branch's current head, only
+//! this job's own files under `.missions/`, nothing changed under `.github/`
+//! or the repository's protected paths, its envelope present and readable,
+//! sizes bounded), and pushes it. Whatever the agent did to the first job's
+//! runner, git or files, the token that can write never shares a job with it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::env::{JobEnv, TempDir};
+use super::git::{Git, RESULT_REF};
+use super::output;
+use crate::mission::machine::reports_branch;
+use crate::mission::{JobOutput, JobRole};
+
+/// The artifact's description.
+pub const MANIFEST: &str = "result.json";
+/// The artifact's commit, for workers and the orchestrator.
+pub const BUNDLE: &str = "work.bundle";
+/// Above these the result is refused (a feature's commit is code, not data).
+const MAX_BUNDLE_BYTES: u64 = 200 << 20;
+const MAX_MANIFEST_BYTES: u64 = 32 << 20;
+const MAX_FILE_BYTES: usize = 8 << 20;
+
+/// What a job leaves for the publish job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResultArtifact {
+    /// One commit with `parent` as its only parent, for `branch`, in
+    /// [`BUNDLE`] under [`RESULT_REF`].
+    Commit {
+        job: String,
+        branch: String,
+        parent: String,
+        commit: String,
+    },
+    /// Files to commit on top of `branch` (a validator's report and envelope,
+    /// for the reports branch, which other jobs also write).
+    Files {
+        job: String,
+        branch: String,
+        message: String,
+        files: Vec<ArtifactFile>,
+    },
+    /// The job's result was already on `branch` (a repeated dispatch).
+    Done { job: String, branch: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactFile {
+    pub path: String,
+    pub content_base64: String,
+}
+
+impl ArtifactFile {
+    pub fn new(path: &str, content: &[u8]) -> ArtifactFile {
+        ArtifactFile {
+            path: path.to_owned(),
+            content_base64: base64::engine::general_purpose::STANDARD.encode(content),
+        }
+    }
+}
+
+/// Writes `artifact` into `dir` (created; it must not hold an earlier result).
+pub fn write_manifest(dir: &Path, artifact: &ResultArtifact) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the result directory {}", dir.display()))?;
+    let path = dir.join(MANIFEST);
+    if path.exists() {
+        bail!(
+            "{} already holds a result; give each job an empty result directory",
+            dir.display()
+        );
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(artifact)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What `missions publish` is told by the workflow (the same dispatch inputs
+/// as the agent's job).
+#[derive(Debug, Clone)]
+pub struct PublishArgs {
+    pub role: JobRole,
+    pub mission: u64,
+    pub job: String,
+    pub feature: Option<String>,
+    pub config_ref: Option<String>,
+    pub result_dir: PathBuf,
+}
+
+/// Checks the agent job's result against GitHub's state and pushes it; the
+/// lines for the job's log. `Err` says why nothing was pushed.
+pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
+    let env = JobEnv::from_process()?;
+    let issue = args.mission;
+    let manifest_path = args.result_dir.join(MANIFEST);
+    let size = std::fs::metadata(&manifest_path)
+        .with_context(|| {
+            format!(
+                "the agent job left no result ({} is missing): it failed before writing one",
+                manifest_path.display()
+            )
+        })?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        bail!("{MANIFEST} is {size} bytes, over the {MAX_MANIFEST_BYTES} allowed; refused");
+    }
+    let artifact: ResultArtifact = serde_json::from_slice(&std::fs::read(&manifest_path)?)
+        .with_context(|| format!("{MANIFEST} is not a result this version writes"))?;
+    let (job, branch) = match &artifact {
+        ResultArtifact::Commit { job, branch, .. }
+        | ResultArtifact::Files { job, branch, .. }
+        | ResultArtifact::Done { job, branch } => (job, branch),
+    };
+    if *job != args.job {
+        bail!(
+            "the result is for job {job:?}, not {:?}; refused",
+            args.job
+        );
+    }
+    let expected_branch = match args.role {
+        JobRole::Orchestrator | JobRole::Worker => env.ref_name.clone(),
+        JobRole::Scrutiny | JobRole::UserTesting => reports_branch(issue),
+    };
+    if *branch != expected_branch {
+        bail!(
+            "the result is for branch {branch:?}, but a {} job of this run publishes to \
+             {expected_branch:?}; refused",
+            args.role.as_str()
+        );
+    }
+
+    // A fresh repository: nothing of the agent's job is in it.
+    let dir = TempDir::new("missions-publish-")?;
+    std::fs::create_dir(dir.path().join("repo"))?;
+    let repo = dir.path().join("repo");
+    let init = std::process::Command::new(super::sandbox::trusted_binary("git")?)
+        .args(["init", "--quiet"])
+        .arg(&repo)
+        .env_clear()
+        .env("PATH", super::sandbox::TRUSTED_PATH)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .context("cannot run git init")?;
+    if !init.success() {
+        bail!("git init failed in {}", repo.display());
+    }
+    let git = Git::new(&repo, &env)?;
+    let envelope_path = output::envelope_path(issue, &args.job);
+
+    let (commit, lines) = match artifact {
+        ResultArtifact::Done { .. } => {
+            let head = git
+                .fetch_head_only(&expected_branch)
+                .await?
+                .with_context(|| format!("{expected_branch} does not exist"))?;
+            read_envelope(&git, &head, &envelope_path, &args.job)
+                .await
+                .with_context(|| {
+                    format!(
+                        "the agent job says its result is already on {expected_branch}, but it is not"
+                    )
+                })?;
+            let line = format!(
+                "missions publish: {} was already on {expected_branch} ({}); nothing to push",
+                args.job,
+                short(&head)
+            );
+            return Ok(vec![line]);
+        }
+        ResultArtifact::Commit { parent, commit, .. } => {
+            let pinned = pinned_paths(&git, &args, &env).await?;
+            verify_commit(&git, &args, &expected_branch, &pinned, &parent, &commit).await?;
+            git.push(&commit, &expected_branch)
+                .await
+                .with_context(|| format!("cannot push the job's commit to {expected_branch}"))?;
+            (commit, Vec::new())
+        }
+        ResultArtifact::Files { message, files, .. } => {
+            if !matches!(args.role, JobRole::Scrutiny | JobRole::UserTesting) {
+                bail!(
+                    "a {} job's result is a commit, not files; refused",
+                    args.role.as_str()
+                );
+            }
+            let files = verify_report_files(issue, &args.job, &files)?;
+            let commit = git
+                .commit_files_to_branch(&expected_branch, &files, &message)
+                .await?;
+            (commit, Vec::new())
+        }
+    };
+    let mut lines = lines;
+    lines.push(format!(
+        "missions publish: checked {}'s result and pushed {} to {expected_branch}",
+        args.job,
+        short(&commit)
+    ));
+    Ok(lines)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+async fn read_envelope(git: &Git, rev: &str, path: &str, job: &str) -> anyhow::Result<JobOutput> {
+    let bytes = git
+        .show(rev, path)
+        .await?
+        .with_context(|| format!("{path} is missing"))?;
+    let output: JobOutput =
+        serde_json::from_slice(&bytes).with_context(|| format!("{path} is not a job output"))?;
+    if output.job != job {
+        bail!("{path} is the output of job {:?}, not {job:?}", output.job);
+    }
+    Ok(output)
+}
+
+/// The repository's pinned paths, from its settings on the default branch.
+async fn pinned_paths(git: &Git, args: &PublishArgs, env: &JobEnv) -> anyhow::Result<Vec<String>> {
+    let config_ref = match &args.config_ref {
+        Some(r) if !r.trim().is_empty() => r.trim().to_owned(),
+        _ => super::github::Rest::new(env)?
+            .default_branch()
+            .await
+            .context("cannot find the default branch")?,
+    };
+    let (config, _prompts) = super::read_settings(git, &config_ref)
+        .await
+        .context("cannot read the repository's settings")?;
+    Ok(config.pinned_paths())
+}
+
+/// The agent job's commit may be pushed: one commit on the branch's current
+/// head, carried whole by the bundle, changing only what this role's job may
+/// change.
+async fn verify_commit(
+    git: &Git,
+    args: &PublishArgs,
+    branch: &str,
+    pinned: &[String],
+    parent: &str,
+    commit: &str,
+) -> anyhow::Result<()> {
+    let issue = args.mission;
+    let is_id = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_id(parent) || !is_id(commit) {
+        bail!("the result names commits that are not commit ids; refused");
+    }
+    let head = git
+        .fetch_head_only(branch)
+        .await?
+        .with_context(|| format!("the branch {branch} no longer exists; nothing pushed"))?;
+    if head != parent {
+        bail!(
+            "{branch} moved since the agent job started (it is at {}, the job started from {}); \
+             nothing pushed",
+            short(&head),
+            short(parent)
+        );
+    }
+    let bundle = args.result_dir.join(BUNDLE);
+    let size = std::fs::metadata(&bundle)
+        .with_context(|| format!("the result has no {BUNDLE}"))?
+        .len();
+    if size > MAX_BUNDLE_BYTES {
+        bail!("{BUNDLE} is {size} bytes, over the {MAX_BUNDLE_BYTES} allowed; refused");
+    }
+    let bundle_path = bundle.display().to_string();
+    let heads = git.run(&["bundle", "list-heads", &bundle_path]).await?.text();
+    let expected = format!("{commit} {RESULT_REF}");
+    if heads.lines().map(str::trim).collect::<Vec<_>>() != [expected.as_str()] {
+        bail!("{BUNDLE} must hold exactly {RESULT_REF} at {commit}; it holds {heads:?}; refused");
+    }
+    let spec = format!("{RESULT_REF}:refs/missions-publish/result");
+    git.run(&[
+        "-c",
+        "fetch.fsckObjects=true",
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        "--no-write-fetch-head",
+        &bundle_path,
+        &spec,
+    ])
+    .await
+    .context("the bundle does not apply on the branch's head; refused")?;
+    let parents = git
+        .run(&["rev-list", "--parents", "-n", "1", commit])
+        .await?
+        .text();
+    if parents != format!("{commit} {parent}") {
+        bail!("the job's commit must have the branch's head as its only parent; refused");
+    }
+    let changed = git
+        .run(&[
+            "diff-tree",
+            "-r",
+            "--no-renames",
+            "--name-only",
+            "-z",
+            parent,
+            commit,
+        ])
+        .await?;
+    let changed: Vec<String> = changed
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let mission_dir = format!(".missions/{issue}/");
+    let envelope = output::envelope_path(issue, &args.job);
+    let handoff = args
+        .feature
+        .as_deref()
+        .map(|f| output::handoff_path(issue, f));
+    let refused: Vec<&String> = changed
+        .iter()
+        .filter(|path| match args.role {
+            // The orchestrator writes the mission's files and nothing else.
+            JobRole::Orchestrator => !path.starts_with(&mission_dir),
+            // A worker: anything but the pinned paths, plus its own handoff
+            // and envelope.
+            _ => {
+                let own = **path == envelope || handoff.as_deref() == Some(path.as_str());
+                let inside = |p: &String| *path == p || path.starts_with(&format!("{p}/"));
+                !own && pinned.iter().any(inside)
+            }
+        })
+        .collect();
+    if !refused.is_empty() {
+        let list: Vec<String> = refused.iter().take(10).map(|p| format!("{p:?}")).collect();
+        bail!(
+            "the result changes paths a {} job may not change ({}{}); refused, nothing pushed. \
+             The harness in the agent job drops such changes, so this result was altered after it",
+            args.role.as_str(),
+            list.join(", "),
+            if refused.len() > 10 { ", …" } else { "" }
+        );
+    }
+    read_envelope(git, commit, &envelope, &args.job)
+        .await
+        .context("the job's commit has no readable envelope; refused")?;
+    Ok(())
+}
+
+/// A validator's files: its envelope and reports under `.missions/<n>/reports/`.
+fn verify_report_files(
+    issue: u64,
+    job: &str,
+    files: &[ArtifactFile],
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let envelope = output::envelope_path(issue, job);
+    let reports = format!(".missions/{issue}/reports/");
+    let mut out = Vec::new();
+    for file in files {
+        let path = &file.path;
+        let report = path
+            .strip_prefix(&reports)
+            .is_some_and(|name| !name.is_empty() && !name.contains('/') && name.ends_with(".json"));
+        if *path != envelope && !report {
+            bail!("a validator's result may hold only its envelope and reports, not {path:?}; refused");
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&file.content_base64)
+            .with_context(|| format!("{path} is not base64"))?;
+        if bytes.len() > MAX_FILE_BYTES {
+            bail!("{path} is {} bytes, over the {MAX_FILE_BYTES} allowed; refused", bytes.len());
+        }
+        out.push((path.clone(), bytes));
+    }
+    let Some((_, bytes)) = out.iter().find(|(p, _)| *p == envelope) else {
+        bail!("the result has no envelope {envelope}; refused");
+    };
+    let output: JobOutput = serde_json::from_slice(bytes)
+        .with_context(|| format!("{envelope} is not a job output; refused"))?;
+    if output.job != job {
+        bail!("{envelope} is the output of job {:?}, not {job:?}; refused", output.job);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_round_trips_and_rejects_unknown_fields() {
+        let artifact = ResultArtifact::Files {
+            job: "M1-scrutiny-1.1".into(),
+            branch: "missions/7/reports".into(),
+            message: "m".into(),
+            files: vec![ArtifactFile::new(".missions/7/reports/M1-scrutiny.json", b"{}")],
+        };
+        let text = serde_json::to_string(&artifact).unwrap();
+        assert_eq!(serde_json::from_str::<ResultArtifact>(&text).unwrap(), artifact);
+        let extra = text.replacen("{", "{\"push_to\":\"main\",", 1);
+        assert!(serde_json::from_str::<ResultArtifact>(&extra).is_err());
+    }
+
+    #[test]
+    fn a_validator_result_holds_only_its_envelope_and_reports() {
+        let envelope = output::envelope(&JobOutput {
+            job: "M1-scrutiny-1.1".into(),
+            result: crate::mission::JobResult::Incomplete { reason: "r".into() },
+            usage: Default::default(),
+        });
+        let good = |path: &str| ArtifactFile::new(path, b"{}");
+        let env_file = ArtifactFile::new(
+            ".missions/7/jobs/M1-scrutiny-1.1.json",
+            &envelope,
+        );
+        for bad in [
+            ".missions/7/plan.json",
+            ".missions/7/reports/../plan.json",
+            ".github/workflows/x.yml",
+            ".missions/7/reports/sub/x.json",
+            ".missions/8/reports/M1-scrutiny.json",
+        ] {
+            let err = verify_report_files(7, "M1-scrutiny-1.1", &[env_file.clone(), good(bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("refused"), "{bad}: {err}");
+        }
+        // Without the envelope: refused too.
+        assert!(
+            verify_report_files(7, "M1-scrutiny-1.1", &[good(".missions/7/reports/M1-scrutiny.json")])
+                .is_err()
+        );
+    }
+}
