@@ -147,25 +147,45 @@ fn choice_options(input: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The template's one job.
-fn the_job(workflow: &Value) -> &Value {
+/// The template's job `name` (it has exactly `agent` and `publish`).
+fn job_named<'a>(workflow: &'a Value, name: &str) -> &'a Value {
     let jobs = workflow["jobs"].as_mapping().expect("jobs");
-    assert_eq!(jobs.len(), 1, "the template has one job");
-    jobs.values().next().unwrap()
+    let names: BTreeSet<String> = jobs.keys().map(|k| str_of(k).to_owned()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["agent".to_owned(), "publish".to_owned()]),
+        "the template runs the agent and publishes its result in two jobs"
+    );
+    &workflow["jobs"][name]
+}
+
+/// The job that runs the agent (read-only token).
+fn the_job(workflow: &Value) -> &Value {
+    job_named(workflow, "agent")
+}
+
+/// The job that checks and pushes the agent's result (write token).
+fn publish_job(workflow: &Value) -> &Value {
+    job_named(workflow, "publish")
 }
 
 fn steps(job_or_runs: &Value) -> &Vec<Value> {
     job_or_runs["steps"].as_sequence().expect("steps")
 }
 
-/// The step of the template that uses the missions action.
-fn action_step(workflow: &Value) -> &Value {
-    let uses: Vec<&Value> = steps(the_job(workflow))
+/// The step of `job` that uses the missions action.
+fn missions_step(job: &Value) -> &Value {
+    let uses: Vec<&Value> = steps(job)
         .iter()
         .filter(|s| s["uses"].as_str() == Some(ACTION_PLACEHOLDER))
         .collect();
-    assert_eq!(uses.len(), 1, "one step uses {ACTION_PLACEHOLDER}");
+    assert_eq!(uses.len(), 1, "one step of the job uses {ACTION_PLACEHOLDER}");
     uses[0]
+}
+
+/// The agent job's step that uses the missions action.
+fn action_step(workflow: &Value) -> &Value {
+    missions_step(the_job(workflow))
 }
 
 fn run_step(action: &Value) -> &Value {
@@ -289,18 +309,60 @@ fn the_template_asks_for_the_least_permissions_and_runs_a_mission_serially() {
     assert!(top.is_empty(), "no workflow-wide permissions: {top:?}");
 
     let job = the_job(&workflow);
-    let permissions: BTreeMap<String, String> = job["permissions"]
-        .as_mapping()
-        .expect("job permissions")
-        .iter()
-        .map(|(k, v)| (str_of(k).to_owned(), str_of(v).to_owned()))
-        .collect();
+    let permissions_of = |job: &Value| -> BTreeMap<String, String> {
+        job["permissions"]
+            .as_mapping()
+            .expect("job permissions")
+            .iter()
+            .map(|(k, v)| (str_of(k).to_owned(), str_of(v).to_owned()))
+            .collect()
+    };
+    // The agent's job can only read: the write token never shares a job
+    // with agent code.
     let least = BTreeMap::from([
-        ("contents".to_owned(), "write".to_owned()),
+        ("contents".to_owned(), "read".to_owned()),
         ("issues".to_owned(), "read".to_owned()),
         ("pull-requests".to_owned(), "read".to_owned()),
     ]);
-    assert_eq!(permissions, least);
+    assert_eq!(permissions_of(job), least);
+    // The publish job writes, after the agent's job, with no model key, no
+    // checkout and nothing but the artifact and the missions action.
+    let publish = publish_job(&workflow);
+    assert_eq!(
+        permissions_of(publish),
+        BTreeMap::from([("contents".to_owned(), "write".to_owned())])
+    );
+    assert_eq!(publish["needs"].as_str(), Some("agent"));
+    let publish_text = yaml_serde::to_string(publish).unwrap();
+    assert!(!publish_text.contains("secrets."), "{publish_text}");
+    assert!(!publish_text.contains("actions/checkout"), "{publish_text}");
+    let publish_steps = steps(publish);
+    assert_eq!(publish_steps.len(), 2, "{publish_steps:?}");
+    assert!(
+        str_of(&publish_steps[0]["uses"]).starts_with("actions/download-artifact@"),
+        "{:?}",
+        publish_steps[0]
+    );
+    assert_eq!(
+        publish_steps[1]["uses"].as_str(),
+        Some(ACTION_PLACEHOLDER)
+    );
+    assert_eq!(publish_steps[1]["with"]["mode"].as_str(), Some("publish"));
+    // The artifact travels from the agent's job's last step to the publish
+    // job's first, under one name and path.
+    let upload = steps(job).last().unwrap();
+    assert!(
+        str_of(&upload["uses"]).starts_with("actions/upload-artifact@"),
+        "{upload:?}"
+    );
+    for key in ["name", "path"] {
+        assert_eq!(upload["with"][key], publish_steps[0]["with"][key], "{key}");
+    }
+    assert_eq!(
+        str_of(&upload["with"]["path"]),
+        "${{ runner.temp }}/missions-result"
+    );
+    assert_eq!(action_step(&workflow)["with"]["mode"].as_str(), Some("agent"));
 
     // One job per mission at a time, never cancelled by the next.
     let concurrency = &workflow["concurrency"];
@@ -366,12 +428,12 @@ fn the_template_asks_for_the_least_permissions_and_runs_a_mission_serially() {
         .position(|s| s["uses"].as_str() == Some(ACTION_PLACEHOLDER))
         .expect("the action step");
     assert!(position > 0, "the action runs after the checkout");
-    // `missions init` replaces the placeholder: it appears exactly once.
+    // `missions init` replaces the placeholder: once per job.
     assert_eq!(
         read("templates/missions.yml")
             .matches(ACTION_PLACEHOLDER)
             .count(),
-        1
+        2
     );
 }
 
@@ -403,6 +465,25 @@ fn the_template_passes_every_dispatch_input_to_the_action() {
     ] {
         assert_eq!(str_of(&with[input]), format!("${{{{ secrets.{secret} }}}}"));
     }
+    // The publish job names the same job (the inputs `missions publish`
+    // reads), and no key.
+    let with = &missions_step(publish_job(&workflow))["with"];
+    for name in keys(with) {
+        assert!(
+            action_inputs.contains(&name),
+            "the action has no input {name}"
+        );
+    }
+    for input in dispatched_inputs() {
+        let action_input = input.replace('_', "-");
+        assert_eq!(
+            input_reference(str_of(&with[action_input.as_str()])),
+            Some(input.as_str()),
+            "publish: {action_input}"
+        );
+    }
+    assert!(with.get("anthropic-api-key").is_none());
+    assert!(with.get("openai-api-key").is_none());
 }
 
 #[test]
@@ -436,6 +517,8 @@ fn the_action_documents_its_inputs_and_keeps_credentials_in_one_step() {
         Some("${{ github.token }}")
     );
     assert_eq!(default("version").as_deref(), Some(""));
+    // Older workflows (one job) keep working, with a warning.
+    assert_eq!(default("mode").as_deref(), Some("job"));
 
     // The token and the keys are in the environment of the step that runs
     // `missions job`, and of no other step.
@@ -1284,17 +1367,21 @@ fn resolve_workflow_value(value: &str, dispatched: &BTreeSet<String>) -> Option<
     panic!("unsupported expression in the template: {value}");
 }
 
-/// The argv the simulator runs for `missions.yml`: the action's run step, as
-/// `bash -c SCRIPT` under `env` with the step's resolved environment.
-fn action_step_command() -> Vec<String> {
-    let workflow = template();
+/// The argv the simulator runs for one job of `missions.yml`: the action's
+/// run step with that job's `with:`, as `bash -c SCRIPT` under `env` with the
+/// step's resolved environment; the result directory is the run's artifacts
+/// (what upload-artifact and download-artifact carry between the jobs).
+fn action_step_command(job: &Value) -> Vec<String> {
     let action = action();
-    let with = &action_step(&workflow)["with"];
+    let with = &missions_step(job)["with"];
     let step = run_step(&action);
     let binary = Path::new(env!("CARGO_BIN_EXE_missions"));
     let bin_dir = binary.parent().unwrap();
     let dispatched = dispatched_inputs();
-    let mut argv = vec!["env".to_owned()];
+    let mut argv = vec![
+        "env".to_owned(),
+        "MISSIONS_RESULT_DIR=${{ sim.artifacts }}/missions-result".to_owned(),
+    ];
     for (name, value) in step["env"].as_mapping().expect("the run step's env") {
         let name = str_of(name);
         if let Some(value) = resolve_action_env(str_of(value), &action, with, bin_dir, &dispatched)
@@ -1308,6 +1395,23 @@ fn action_step_command() -> Vec<String> {
         str_of(&step["run"]).to_owned(),
     ]);
     argv
+}
+
+/// The template's two jobs as the simulator runs them.
+fn template_jobs() -> Vec<missions::sim::SimJob> {
+    let workflow = template();
+    ["agent", "publish"]
+        .into_iter()
+        .map(|name| {
+            let job = job_named(&workflow, name);
+            let write = job["permissions"]["contents"].as_str() == Some("write");
+            missions::sim::SimJob {
+                name: name.to_owned(),
+                command: action_step_command(job),
+                contents_write: write,
+            }
+        })
+        .collect()
 }
 
 fn settings(scripts: &Path) -> String {
@@ -1325,7 +1429,7 @@ async fn the_templates_job_runs_missions_job_with_the_dispatched_inputs() {
     // command the runner runs for it is the template's action step (the
     // action's run step with the template's `with:`).
     assert_eq!(sample::WORKFLOW_YAML, read("templates/missions.yml"));
-    let command = action_step_command();
+    let jobs = template_jobs();
     let spec = RepoSpec::new(sample::REPO)
         .file(
             ".github/workflows/missions.yml",
@@ -1337,7 +1441,7 @@ async fn the_templates_job_runs_missions_job_with_the_dispatched_inputs() {
             settings(scripts.path()).into_bytes(),
         );
     let t = Scenario::start(ScenarioOptions {
-        workflows: vec![(sample::WORKFLOW_FILE.to_owned(), command)],
+        workflow_jobs: vec![(sample::WORKFLOW_FILE.to_owned(), jobs)],
         repo: Some(spec),
         ..ScenarioOptions::default()
     })
@@ -1437,9 +1541,15 @@ async fn the_templates_job_runs_missions_job_with_the_dispatched_inputs() {
         .unwrap();
     let log = t.sim.run_log(&repo, run_id).unwrap_or_default();
     assert_eq!(conclusion, "success", "{log}");
-    // This build ran (the run step's `missions --version`).
+    // This build ran (the run step's `missions --version`), in both jobs:
+    // the agent's left its result, the publish job checked and pushed it.
     let version = format!("missions {}", env!("CARGO_PKG_VERSION"));
-    assert!(log.contains(&version), "{version} in {log}");
+    assert_eq!(log.matches(&version).count(), 2, "{version} twice in {log}");
+    assert!(log.contains("left in"), "{log}");
+    assert!(
+        log.contains(&format!("missions publish: checked {key}'s result and pushed")),
+        "{log}"
+    );
 
     // `missions job` got the dispatched inputs, as the job's own output shows
     // (not the argv this test built): the mission (where it wrote, on the
