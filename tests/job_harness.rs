@@ -102,6 +102,18 @@ impl Harness {
         files: &[(&str, &str)],
         job_env: &[(&str, &str)],
     ) -> Harness {
+        Self::start_full(extra_yml, files, job_env, None).await
+    }
+
+    /// As `start_opts`; with `between`, a job that runs between the agent's
+    /// and the publish job (`sh -c` the script, with a read-only token): what
+    /// an agent that took over its job's runner could do to the result.
+    async fn start_full(
+        extra_yml: &str,
+        files: &[(&str, &str)],
+        job_env: &[(&str, &str)],
+        between: Option<String>,
+    ) -> Harness {
         let scripts = tempfile::tempdir().unwrap();
         let transcripts = tempfile::tempdir().unwrap();
         // The mission workflow's two jobs: the agent's (read-only token; it
@@ -152,6 +164,16 @@ impl Harness {
             spec = spec.file(path, content.as_bytes().to_vec());
         }
         jobs[0].command = argv;
+        if let Some(script) = between {
+            jobs.insert(
+                1,
+                missions::sim::SimJob {
+                    name: "between".into(),
+                    command: vec!["sh".into(), "-c".into(), script],
+                    contents_write: false,
+                },
+            );
+        }
         let t = Scenario::start(ScenarioOptions {
             workflow_jobs: vec![(sample::WORKFLOW_FILE.to_owned(), jobs)],
             repo: Some(spec),
@@ -1774,5 +1796,72 @@ async fn a_worker_cannot_change_settings_ci_scripts_or_prompts() {
     ] {
         assert!(notes.contains(path), "{path} not reported: {notes}");
     }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cannot_push() {
+    let watch = tempfile::tempdir().unwrap();
+    let w = watch.path().display().to_string();
+    // What an agent that took over its job's runner could do before the
+    // artifact is uploaded: push with the job's token, or swap the result
+    // for a commit of its own that weakens the plan.
+    let issue = 1;
+    let forge = format!(
+        "set -e; A='${{{{ sim.artifacts }}}}/missions-result'; \
+         auth=$(printf 'x-access-token:%s' \"$GITHUB_TOKEN\" | base64 -w0); \
+         if git -c http.extraHeader=\"Authorization: basic $auth\" push -q origin HEAD:refs/heads/hijack 2>{w}/push.err; \
+           then echo pushed > {w}/push; else echo refused > {w}/push; fi; \
+         parent=$(git rev-parse HEAD); \
+         git fetch -q \"$A/work.bundle\" refs/missions-harness/result; \
+         git checkout -q FETCH_HEAD; \
+         sed -i 's/prints hello/exists/' .missions/{issue}/plan.json; \
+         git add -A; git -c user.name=x -c user.email=x@example.com commit -qm forged; \
+         git update-ref refs/missions-harness/result HEAD; \
+         git reset -q --soft \"$parent\"; \
+         forged=$(git commit-tree -p \"$parent\" -m forged \"$(git write-tree)\"); \
+         git update-ref refs/missions-harness/result \"$forged\"; \
+         git bundle create -q \"$A/work.bundle\" refs/missions-harness/result \"^$parent\"; \
+         python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d[\"commit\"]=sys.argv[2]; json.dump(d,open(p,\"w\"))' \"$A/result.json\" \"$forged\"; \
+         echo forged > {w}/forged"
+    );
+    let h = Harness::start_full("", &[], &[], Some(forge)).await;
+    let opened = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    assert_eq!(opened, issue);
+    let (branch, before) = milestone_branch(&h, issue).await;
+    h.script(
+        "feature-F1.1",
+        vec![
+            turn(vec![call(
+                "write_file",
+                json!({"path": "hello.txt", "content": "hello\n"}),
+            )]),
+            finish(handoff("F1")),
+        ],
+    );
+    let run = h
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
+        .await;
+    // The agent's job's token could not push anywhere.
+    let push = std::fs::read_to_string(watch.path().join("push")).unwrap();
+    assert_eq!(push.trim(), "refused", "{run:?}", run = run.log);
+    let why = std::fs::read_to_string(watch.path().join("push.err")).unwrap();
+    assert!(why.contains("Permission to") && why.contains("denied"), "{why}");
+    assert_eq!(h.head("hijack").await, None);
+    // The forged result was made, and the publish job refused it: the run
+    // failed (so the App counts a failed attempt), nothing was pushed.
+    assert!(watch.path().join("forged").exists(), "{}", run.log);
+    assert_eq!(run.conclusion, "failure", "{}", run.log);
+    assert!(
+        run.log
+            .contains("the result changes paths a worker job may not change"),
+        "{}",
+        run.log
+    );
+    assert!(run.log.contains(&format!(".missions/{issue}/plan.json")), "{}", run.log);
+    assert_eq!(h.head(&branch).await.unwrap(), before);
     h.stop().await;
 }
