@@ -250,6 +250,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
     let sender = match input {
         MissionInput::Labeled { sender, .. }
         | MissionInput::Comment { sender, .. }
+        | MissionInput::Edited { sender, .. }
         | MissionInput::Review { sender, .. }
         | MissionInput::Merged { sender, .. } => Some(sender),
         MissionInput::Run { .. } => None,
@@ -260,6 +261,13 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
     match input {
         MissionInput::Labeled { .. } | MissionInput::Comment { .. } => {
             assert!(input.may_concern_a_mission());
+        }
+        MissionInput::Edited { .. } => {
+            assert!(input.may_concern_a_mission());
+            // Only an issue's edits: a pull request's are not the mission's text.
+            if let WebhookEvent::Issues(e) = ev {
+                assert!(!e.issue.is_pull_request());
+            }
         }
         MissionInput::Review { head_branch, .. }
         | MissionInput::Merged { head_branch, .. }

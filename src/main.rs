@@ -84,6 +84,10 @@ struct JobCliArgs {
     /// pushing it (the agent's job has a read-only token).
     #[arg(long, value_name = "DIR")]
     result_dir: Option<PathBuf>,
+    /// The hash of the issue's title and description the App took in ("": read
+    /// the issue as it is).
+    #[arg(long, default_value = "")]
+    issue_sha256: String,
 }
 
 #[derive(clap::Args)]
@@ -240,6 +244,7 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
         config_ref: non_empty(args.config_ref),
         transcript_dir: args.transcript_dir,
         result_dir: args.result_dir,
+        issue_sha256: non_empty(args.issue_sha256),
     };
     let summary = missions::job::run(args).await?;
     for line in &summary.lines {

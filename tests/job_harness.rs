@@ -1765,7 +1765,9 @@ async fn a_worker_cannot_change_settings_ci_scripts_or_prompts() {
         Some(settings)
     );
     assert_eq!(
-        h.t.file(".github/scripts/test.sh", &branch).await.as_deref(),
+        h.t.file(".github/scripts/test.sh", &branch)
+            .await
+            .as_deref(),
         Some("#!/bin/sh\ncargo test\n")
     );
     assert_eq!(
@@ -1849,7 +1851,10 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
     let push = std::fs::read_to_string(watch.path().join("push")).unwrap();
     assert_eq!(push.trim(), "refused", "{run:?}", run = run.log);
     let why = std::fs::read_to_string(watch.path().join("push.err")).unwrap();
-    assert!(why.contains("Permission to") && why.contains("denied"), "{why}");
+    assert!(
+        why.contains("Permission to") && why.contains("denied"),
+        "{why}"
+    );
     assert_eq!(h.head("hijack").await, None);
     // The forged result was made, and the publish job refused it: the run
     // failed (so the App counts a failed attempt), nothing was pushed.
@@ -1861,7 +1866,11 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
         "{}",
         run.log
     );
-    assert!(run.log.contains(&format!(".missions/{issue}/plan.json")), "{}", run.log);
+    assert!(
+        run.log.contains(&format!(".missions/{issue}/plan.json")),
+        "{}",
+        run.log
+    );
     assert_eq!(h.head(&branch).await.unwrap(), before);
     h.stop().await;
 }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use missions::mission::outputs::{AssertionResult, DiscoveredIssue, Verdict};
 use missions::mission::{
-    Actor, Assertion, CheckConclusion, Command, Effect, Event, Feature, Handoff, Job, JobOutput,
-    JobResult, JobUsage, Milestone, Mission, OrchestratorOutput, Phase, Plan, ReviewState,
-    RunConclusion, Settings, Target, Task, ValidationReport, Validator,
+    Actor, Assertion, CheckConclusion, Command, Effect, Event, Feature, Handoff, IssueSnapshot,
+    Job, JobOutput, JobResult, JobUsage, Milestone, Mission, OrchestratorOutput, Phase, Plan,
+    ReviewState, RunConclusion, Settings, Target, Task, ValidationReport, Validator,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -291,6 +291,7 @@ impl Sim {
             "main",
             settings,
             "alice",
+            Some(IssueSnapshot::of("Widgets", Some("Make widgets."), None)),
             T0,
         );
         assert_roundtrips(&m);
@@ -885,6 +886,64 @@ fn a_person_without_write_access_is_refused_once_then_ignored() {
     assert!(old.refused.is_empty());
 }
 
+#[test]
+fn an_edit_of_the_issue_waits_for_a_writer_unless_a_writer_made_it() {
+    let (mut s, fx) = Sim::start(Settings::default());
+    let scope = dispatched(&fx);
+    s.finish(&scope, plan_result(sample_plan()));
+    let original = s.m.issue_text.clone().expect("the text at the label");
+    let edit = |body: &str| IssueSnapshot::of("Widgets", Some(body), Some("later".into()));
+    // An outsider's edit: the jobs keep the text; the issue says so once.
+    let fx = s.apply(Event::IssueEdited {
+        actor: reader(),
+        snapshot: edit("steer"),
+    });
+    assert!(fx_body(&fx).starts_with("@bob edited this issue's title or description"));
+    assert_eq!(s.m.issue_text.as_ref(), Some(&original));
+    let fx = s.apply(Event::IssueEdited {
+        actor: reader(),
+        snapshot: edit("steer harder"),
+    });
+    assert!(fx.is_empty(), "told once per waiting edit: {fx:?}");
+    assert_eq!(
+        s.m.issue_edit.as_ref().unwrap().snapshot,
+        edit("steer harder")
+    );
+    // A writer's resume takes the newest edit in, and says so.
+    let fx = s.command(writer(), Command::Resume);
+    assert!(
+        mentions(&fx, "The edit of the issue by @bob is taken in"),
+        "{fx:?}"
+    );
+    assert_eq!(s.m.issue_text, Some(edit("steer harder")));
+    assert_eq!(s.m.issue_edit, None);
+    // A writer's own edit is taken in at once, without a word.
+    assert!(
+        s.apply(Event::IssueEdited {
+            actor: writer(),
+            snapshot: edit("clarified"),
+        })
+        .is_empty()
+    );
+    assert_eq!(s.m.issue_text, Some(edit("clarified")));
+    // Editing back to the text the jobs have drops a waiting edit.
+    s.apply(Event::IssueEdited {
+        actor: reader(),
+        snapshot: edit("again"),
+    });
+    s.apply(Event::IssueEdited {
+        actor: reader(),
+        snapshot: edit("clarified"),
+    });
+    assert_eq!(s.m.issue_edit, None);
+    // The hash covers the title too.
+    assert_ne!(
+        IssueSnapshot::hash("A", Some("b")),
+        IssueSnapshot::hash("A\nb", None)
+    );
+    assert_roundtrips(&s.m);
+}
+
 /// The body of the one comment in `effects`.
 fn fx_body(effects: &[Effect]) -> &str {
     match comments(effects).as_slice() {
@@ -1363,6 +1422,7 @@ impl World {
             "main",
             settings,
             "alice",
+            Some(IssueSnapshot::of("Widgets", Some("Make widgets."), None)),
             T0,
         );
         let mut w = World {

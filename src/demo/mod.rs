@@ -35,6 +35,7 @@ pub fn job_command(missions_binary: &Path) -> Vec<String> {
         ("--feature", "feature"),
         ("--job", "job"),
         ("--config-ref", "config_ref"),
+        ("--issue-sha256", "issue_sha256"),
     ] {
         argv.push(flag.into());
         argv.push(format!("${{{{ inputs.{input} }}}}"));

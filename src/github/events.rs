@@ -294,6 +294,9 @@ pub struct Issue {
     /// Present only when the issue is a pull request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<IssuePullRequest>,
+    /// When GitHub last changed the issue (ISO 8601).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
 impl Issue {

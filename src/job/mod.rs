@@ -28,6 +28,7 @@ mod context;
 mod env;
 mod git;
 mod github;
+mod issue_text;
 mod output;
 pub mod prompts;
 mod result;
@@ -149,6 +150,9 @@ pub struct JobArgs {
     /// Leave the result here for `missions publish` instead of pushing it
     /// (the agent's job has a read-only token; see [`result`]).
     pub result_dir: Option<PathBuf>,
+    /// The hash of the issue's text the App took in (see [`issue_text`]);
+    /// `None`: read the issue as it is.
+    pub issue_sha256: Option<String>,
 }
 
 impl JobArgs {
@@ -183,6 +187,11 @@ impl JobArgs {
                 bail!("the {} task needs --feature", self.task)
             }
             _ => {}
+        }
+        if let Some(h) = &self.issue_sha256
+            && !(h.is_empty() || (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())))
+        {
+            bail!("--issue-sha256 {h:?} is not a SHA-256 in hex");
         }
         if let Some(r) = &self.config_ref
             && (r.starts_with('-') || r.contains("..") || r.contains(':'))
@@ -410,10 +419,16 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         .plan
         .as_ref()
         .and_then(|p| milestone_of_branch(&env.ref_name, issue, p));
-    let issue_data = rest
+    let mut issue_data = rest
         .issue(issue)
         .await
         .with_context(|| format!("cannot read issue #{issue}"))?;
+    // The text the App took in, not an edit it has not (see issue_text).
+    let issue_copy =
+        match issue_text::choose(&checkout, args.issue_sha256.as_deref(), &mut issue_data)? {
+            issue_text::Taken::LiveMatching { file } => Some(file),
+            issue_text::Taken::Live | issue_text::Taken::Copy => None,
+        };
     // Only the orchestrator reads the thread (and only trusted people's part).
     let orchestrating = args.role == JobRole::Orchestrator;
     let comments = if orchestrating {
@@ -552,6 +567,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                 // handoff and envelope.
                 let mut files = outcome.files.clone();
                 files.push(envelope);
+                files.extend(issue_copy.clone());
                 let pins: Vec<git::Pin> = pinned
                     .iter()
                     .map(|dir| git::Pin {
@@ -564,7 +580,12 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
                 for path in &outcome.removed {
                     output::remove_in_checkout(&checkout, path)?;
                 }
-                for (path, bytes) in outcome.files.iter().chain(std::iter::once(&envelope)) {
+                for (path, bytes) in outcome
+                    .files
+                    .iter()
+                    .chain(std::iter::once(&envelope))
+                    .chain(issue_copy.iter())
+                {
                     output::write_in_checkout(&checkout, path, bytes)?;
                 }
                 let dir = context::MissionFiles::dir(issue);
@@ -670,6 +691,7 @@ mod tests {
             config_ref: Some("main".into()),
             transcript_dir: None,
             result_dir: None,
+            issue_sha256: None,
         }
     }
 

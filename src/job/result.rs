@@ -126,10 +126,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
         | ResultArtifact::Done { job, branch } => (job, branch),
     };
     if *job != args.job {
-        bail!(
-            "the result is for job {job:?}, not {:?}; refused",
-            args.job
-        );
+        bail!("the result is for job {job:?}, not {:?}; refused", args.job);
     }
     let expected_branch = match args.role {
         JobRole::Orchestrator | JobRole::Worker => env.ref_name.clone(),
@@ -281,7 +278,10 @@ async fn verify_commit(
         bail!("{BUNDLE} is {size} bytes, over the {MAX_BUNDLE_BYTES} allowed; refused");
     }
     let bundle_path = bundle.display().to_string();
-    let heads = git.run(&["bundle", "list-heads", &bundle_path]).await?.text();
+    let heads = git
+        .run(&["bundle", "list-heads", &bundle_path])
+        .await?
+        .text();
     let expected = format!("{commit} {RESULT_REF}");
     if heads.lines().map(str::trim).collect::<Vec<_>>() != [expected.as_str()] {
         bail!("{BUNDLE} must hold exactly {RESULT_REF} at {commit}; it holds {heads:?}; refused");
@@ -337,7 +337,9 @@ async fn verify_commit(
             // A worker: anything but the pinned paths, plus its own handoff
             // and envelope.
             _ => {
-                let own = **path == envelope || handoff.as_deref() == Some(path.as_str());
+                let own = **path == envelope
+                    || handoff.as_deref() == Some(path.as_str())
+                    || **path == super::issue_text::snapshot_path(issue);
                 let inside = |p: &String| *path == p || path.starts_with(&format!("{p}/"));
                 !own && pinned.iter().any(inside)
             }
@@ -374,13 +376,18 @@ fn verify_report_files(
             .strip_prefix(&reports)
             .is_some_and(|name| !name.is_empty() && !name.contains('/') && name.ends_with(".json"));
         if *path != envelope && !report {
-            bail!("a validator's result may hold only its envelope and reports, not {path:?}; refused");
+            bail!(
+                "a validator's result may hold only its envelope and reports, not {path:?}; refused"
+            );
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&file.content_base64)
             .with_context(|| format!("{path} is not base64"))?;
         if bytes.len() > MAX_FILE_BYTES {
-            bail!("{path} is {} bytes, over the {MAX_FILE_BYTES} allowed; refused", bytes.len());
+            bail!(
+                "{path} is {} bytes, over the {MAX_FILE_BYTES} allowed; refused",
+                bytes.len()
+            );
         }
         out.push((path.clone(), bytes));
     }
@@ -390,7 +397,10 @@ fn verify_report_files(
     let output: JobOutput = serde_json::from_slice(bytes)
         .with_context(|| format!("{envelope} is not a job output; refused"))?;
     if output.job != job {
-        bail!("{envelope} is the output of job {:?}, not {job:?}; refused", output.job);
+        bail!(
+            "{envelope} is the output of job {:?}, not {job:?}; refused",
+            output.job
+        );
     }
     Ok(out)
 }
@@ -405,10 +415,16 @@ mod tests {
             job: "M1-scrutiny-1.1".into(),
             branch: "missions/7/reports".into(),
             message: "m".into(),
-            files: vec![ArtifactFile::new(".missions/7/reports/M1-scrutiny.json", b"{}")],
+            files: vec![ArtifactFile::new(
+                ".missions/7/reports/M1-scrutiny.json",
+                b"{}",
+            )],
         };
         let text = serde_json::to_string(&artifact).unwrap();
-        assert_eq!(serde_json::from_str::<ResultArtifact>(&text).unwrap(), artifact);
+        assert_eq!(
+            serde_json::from_str::<ResultArtifact>(&text).unwrap(),
+            artifact
+        );
         let extra = text.replacen("{", "{\"push_to\":\"main\",", 1);
         assert!(serde_json::from_str::<ResultArtifact>(&extra).is_err());
     }
@@ -421,10 +437,7 @@ mod tests {
             usage: Default::default(),
         });
         let good = |path: &str| ArtifactFile::new(path, b"{}");
-        let env_file = ArtifactFile::new(
-            ".missions/7/jobs/M1-scrutiny-1.1.json",
-            &envelope,
-        );
+        let env_file = ArtifactFile::new(".missions/7/jobs/M1-scrutiny-1.1.json", &envelope);
         for bad in [
             ".missions/7/plan.json",
             ".missions/7/reports/../plan.json",
@@ -439,8 +452,12 @@ mod tests {
         }
         // Without the envelope: refused too.
         assert!(
-            verify_report_files(7, "M1-scrutiny-1.1", &[good(".missions/7/reports/M1-scrutiny.json")])
-                .is_err()
+            verify_report_files(
+                7,
+                "M1-scrutiny-1.1",
+                &[good(".missions/7/reports/M1-scrutiny.json")]
+            )
+            .is_err()
         );
     }
 }

@@ -459,6 +459,11 @@ pub enum Event {
         actor: Actor,
         head_sha: String,
     },
+    /// The issue's title or body was edited (the snapshot of the new text).
+    IssueEdited {
+        actor: Actor,
+        snapshot: IssueSnapshot,
+    },
     /// A run for the current job was seen (requested / in progress).
     JobStarted {
         /// The run's page, when the webhook said.
@@ -619,6 +624,57 @@ pub struct Mission {
     /// would let anyone spend the App's rate limit on comments.
     #[serde(default)]
     pub refused: BTreeSet<String>,
+    /// The issue's title and body as the mission's jobs take them: from when
+    /// it was labeled, an edit by someone with write access, or a
+    /// `/mission resume` after an edit. `None` for missions started before
+    /// snapshots (their jobs read the issue as it is).
+    #[serde(default)]
+    pub issue_text: Option<IssueSnapshot>,
+    /// An edit by someone without write access that the jobs do not take
+    /// until a person with write access resumes the mission.
+    #[serde(default)]
+    pub issue_edit: Option<PendingEdit>,
+}
+
+/// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueSnapshot {
+    pub sha256: String,
+    /// When GitHub last changed the issue, as it said then (ISO 8601).
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+impl IssueSnapshot {
+    pub fn of(title: &str, body: Option<&str>, updated_at: Option<String>) -> IssueSnapshot {
+        IssueSnapshot {
+            sha256: IssueSnapshot::hash(title, body),
+            updated_at,
+        }
+    }
+
+    /// The hex SHA-256 of the title, a newline, and the body (empty when the
+    /// issue has none): what the App sends jobs, and what they compare with.
+    pub fn hash(title: &str, body: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(title.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body.unwrap_or("").as_bytes());
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// An edit of the issue not taken in yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEdit {
+    pub snapshot: IssueSnapshot,
+    /// Who edited it.
+    pub by: String,
 }
 
 /// Branch names, all under `missions/<issue>/`.
@@ -653,6 +709,7 @@ impl Mission {
         base: impl Into<String>,
         settings: Settings,
         labeled_by: &str,
+        issue_text: Option<IssueSnapshot>,
         now: i64,
     ) -> (Mission, Vec<Effect>) {
         let base = base.into();
@@ -690,6 +747,8 @@ impl Mission {
             asked_at: None,
             rounds_at_resume: 0,
             refused: BTreeSet::new(),
+            issue_text,
+            issue_edit: None,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -736,6 +795,47 @@ impl Mission {
         }
     }
 
+    /// An edit of the issue: taken in at once from a person with write access
+    /// (they could steer the mission anyway); from anyone else it waits for a
+    /// person with write access to `/mission resume`, and the issue says so
+    /// once per waiting edit. Jobs keep the text of [`Mission::issue_text`].
+    fn on_issue_edited(&mut self, actor: &Actor, snapshot: IssueSnapshot) -> Vec<Effect> {
+        if self
+            .issue_text
+            .as_ref()
+            .is_some_and(|s| s.sha256 == snapshot.sha256)
+        {
+            // Back to the text the jobs have.
+            self.issue_edit = None;
+            return Vec::new();
+        }
+        if actor.is_trusted() {
+            self.issue_text = Some(snapshot);
+            self.issue_edit = None;
+            return Vec::new();
+        }
+        let first = self.issue_edit.is_none();
+        self.issue_edit = Some(PendingEdit {
+            snapshot,
+            by: actor.login.clone(),
+        });
+        if !first {
+            return Vec::new();
+        }
+        vec![self.issue_comment(format!(
+            "@{} edited this issue's title or description after the mission started. The \
+             mission's jobs keep the text they had{}: an edit by someone without write access \
+             is not taken in until a person with write access has read it and comments \
+             `/mission resume`.",
+            actor.login,
+            self.issue_text
+                .as_ref()
+                .and_then(|s| s.updated_at.as_deref())
+                .map(|at| format!(" (as of {at})"))
+                .unwrap_or_default()
+        ))]
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self.phase, Phase::Done | Phase::Aborted)
     }
@@ -775,6 +875,7 @@ impl Mission {
                 settings,
             } => self.on_command(&actor, command, settings, now),
             Event::Review { pr, actor, state } => self.on_review(pr, &actor, state, now),
+            Event::IssueEdited { actor, snapshot } => self.on_issue_edited(&actor, snapshot),
             Event::PrMerged {
                 pr,
                 actor,
@@ -945,6 +1046,18 @@ impl Mission {
                             .into(),
                     )];
                 }
+                // A waiting edit of the issue is taken in by whoever resumes.
+                let edit_note = match self.issue_edit.take() {
+                    Some(edit) => {
+                        self.issue_text = Some(edit.snapshot);
+                        format!(
+                            " The edit of the issue by @{} is taken in: jobs from now on read \
+                             the issue as it is.",
+                            edit.by
+                        )
+                    }
+                    None => String::new(),
+                };
                 let was = self.paused.take();
                 // Failures count since the last resume, for every step: a replan
                 // may have replaced the pending step that hit the bound.
@@ -958,7 +1071,7 @@ impl Mission {
                     self.unvalidated_merges
                         .push(format!("{id} (accepted by @{})", actor.login));
                     effects.push(self.issue_comment(format!(
-                        "Resumed by @{}: the merge of {} is accepted as it is.",
+                        "Resumed by @{}: the merge of {} is accepted as it is.{edit_note}",
                         actor.login,
                         self.current_milestone_id().unwrap_or("the milestone")
                     )));
@@ -966,8 +1079,13 @@ impl Mission {
                     return effects;
                 }
                 effects.push(self.issue_comment(match was {
-                    Some(reason) => format!("Resumed by @{} (was: {reason}).", actor.login),
-                    None => format!("@{} the mission was not paused; continuing.", actor.login),
+                    Some(reason) => {
+                        format!("Resumed by @{} (was: {reason}).{edit_note}", actor.login)
+                    }
+                    None => format!(
+                        "@{} the mission was not paused; continuing.{edit_note}",
+                        actor.login
+                    ),
                 }));
                 effects.extend(self.advance(now));
                 effects

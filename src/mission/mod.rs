@@ -8,8 +8,8 @@ pub mod outputs;
 pub mod plan;
 
 pub use machine::{
-    Actor, CheckConclusion, Command, Effect, Event, Job, JobRole, Mission, Phase, ReviewState,
-    RunConclusion, Settings, Target, Task,
+    Actor, CheckConclusion, Command, Effect, Event, IssueSnapshot, Job, JobRole, Mission,
+    PendingEdit, Phase, ReviewState, RunConclusion, Settings, Target, Task,
 };
 pub use outputs::{
     CommandRun, Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport,

@@ -57,9 +57,36 @@ pub fn substitute_inputs(args: &[String], inputs: &serde_json::Map<String, Value
                     out = out.replace(&pattern, &text);
                 }
             }
-            out
+            // An input the dispatch did not send is '' in an expression, as
+            // on GitHub (the template's optional inputs default to '').
+            without_unsent_inputs(&out)
         })
         .collect()
+}
+
+/// `arg` with every remaining `${{ inputs.NAME }}` replaced by nothing.
+fn without_unsent_inputs(arg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = arg;
+    while let Some(start) = rest.find("${{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let inner = rest[start + 3..start + len].trim();
+        let is_input = inner.strip_prefix("inputs.").is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+        out.push_str(&rest[..start]);
+        if !is_input {
+            out.push_str(&rest[start..start + len + 2]);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 async fn head_commit(sim: &SimInner, name: &str, sha: &str) -> Option<SimpleCommit> {
@@ -259,7 +286,14 @@ pub async fn dispatch(
     sim.bump();
 
     let fault = sim.faults.job();
-    tokio::spawn(execute(sim.clone(), name.clone(), run_id, jobs, fault, commit));
+    tokio::spawn(execute(
+        sim.clone(),
+        name.clone(),
+        run_id,
+        jobs,
+        fault,
+        commit,
+    ));
 
     if body.get("return_run_details").and_then(Value::as_bool) == Some(true) {
         let r = format!("{}/repos/{name}/actions/runs/{run_id}", sim.urls.api);
@@ -608,6 +642,20 @@ mod tests {
     }
 
     #[test]
+    fn an_input_not_sent_is_empty_and_other_expressions_stay() {
+        let inputs = serde_json::Map::new();
+        let args = vec![
+            "--issue-sha256=${{ inputs.issue_sha256 }}".to_owned(),
+            "${{ sim.artifacts }}/x".to_owned(),
+            "a${{inputs.b}}c${{ inputs.d-e }}".to_owned(),
+        ];
+        assert_eq!(
+            substitute_inputs(&args, &inputs),
+            ["--issue-sha256=", "${{ sim.artifacts }}/x", "ac"]
+        );
+    }
+
+    #[test]
     fn inputs_are_substituted_per_argument() {
         let mut inputs = serde_json::Map::new();
         inputs.insert("role".into(), json!("worker"));
@@ -621,13 +669,7 @@ mod tests {
         ];
         assert_eq!(
             substitute_inputs(&args, &inputs),
-            [
-                "missions",
-                "job",
-                "--role=worker",
-                "7",
-                "${{ inputs.other }}"
-            ]
+            ["missions", "job", "--role=worker", "7", ""]
         );
     }
 }

@@ -251,6 +251,20 @@ impl Scenario {
     }
 
     /// A REST call as `login`, without retries: a user sees the raw answer.
+    /// Every request the jobs' scripted models were sent so far, one JSON
+    /// document a line.
+    pub fn model_requests(&self) -> String {
+        let Ok(entries) = std::fs::read_dir(&self.scan.requests_dir) else {
+            return String::new();
+        };
+        let mut files: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect()
+    }
+
     pub async fn call(&self, login: &str, method: &str, path: &str, body: Option<Value>) -> Answer {
         let url = format!("{}{path}", self.sim.url());
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

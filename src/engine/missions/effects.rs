@@ -359,6 +359,12 @@ async fn dispatch(
     job: &Job,
 ) -> Result<(), EffectError> {
     let config_ref = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
+    // The issue's text the job must take (empty: the mission has none, and
+    // the job reads the issue as it is).
+    let issue_sha256 = mission
+        .and_then(|m| m.issue_text.as_ref())
+        .map(|s| s.sha256.clone())
+        .unwrap_or_default();
     // One exchange per attempt (the outbox retries): a crash can then only
     // leave a dispatch in doubt during that one exchange, not during waits.
     client
@@ -378,6 +384,7 @@ async fn dispatch(
                     "feature": job.task.feature().unwrap_or(""),
                     "job": job.key,
                     "config_ref": config_ref,
+                    "issue_sha256": issue_sha256,
                 },
             })),
         )

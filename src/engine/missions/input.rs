@@ -46,6 +46,21 @@ pub enum MissionInput {
         label: String,
         sender: Sender,
         default_branch: String,
+        /// The issue's text when it was labeled: the mission's jobs take it.
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        body: Option<String>,
+        #[serde(default)]
+        updated_at: Option<String>,
+    },
+    /// The issue's title or description was edited.
+    Edited {
+        issue: u64,
+        title: String,
+        body: Option<String>,
+        updated_at: Option<String>,
+        sender: Sender,
     },
     Comment {
         /// The issue, or the pull request when `on_pull_request`.
@@ -108,6 +123,20 @@ impl MissionInput {
                     label: e.label.as_ref()?.name.clone(),
                     sender: (&e.sender).into(),
                     default_branch: e.repository.default_branch.clone(),
+                    title: Some(e.issue.title.clone()),
+                    body: e.issue.body.clone(),
+                    updated_at: e.issue.updated_at.clone(),
+                })
+            }
+            WebhookEvent::Issues(e)
+                if e.action == IssuesAction::Edited && !e.issue.is_pull_request() =>
+            {
+                Some(MissionInput::Edited {
+                    issue: e.issue.number,
+                    title: e.issue.title.clone(),
+                    body: e.issue.body.clone(),
+                    updated_at: e.issue.updated_at.clone(),
+                    sender: (&e.sender).into(),
                 })
             }
             WebhookEvent::IssueComment(e) if e.action == IssueCommentAction::Created => {
@@ -180,9 +209,9 @@ impl MissionInput {
     /// The issue of the mission it concerns, as far as the input itself tells.
     pub fn issue(&self) -> Option<u64> {
         match self {
-            MissionInput::Labeled { issue, .. } | MissionInput::Comment { issue, .. } => {
-                Some(*issue)
-            }
+            MissionInput::Labeled { issue, .. }
+            | MissionInput::Comment { issue, .. }
+            | MissionInput::Edited { issue, .. } => Some(*issue),
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
@@ -196,6 +225,9 @@ impl MissionInput {
         match self {
             MissionInput::Labeled { sender, .. } => format!("@{}'s label", sender.login),
             MissionInput::Comment { sender, .. } => format!("@{}'s comment", sender.login),
+            MissionInput::Edited { sender, .. } => {
+                format!("@{}'s edit of the issue", sender.login)
+            }
             MissionInput::Review { pr, sender, .. } => {
                 format!("@{}'s review of #{pr}", sender.login)
             }
@@ -210,7 +242,9 @@ impl MissionInput {
     /// driver is not woken for every comment in a busy repository.
     pub fn may_concern_a_mission(&self) -> bool {
         match self {
-            MissionInput::Labeled { .. } | MissionInput::Comment { .. } => true,
+            MissionInput::Labeled { .. }
+            | MissionInput::Comment { .. }
+            | MissionInput::Edited { .. } => true,
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::github::client::{GitHubApp, GitHubError, InstallationClient, Method};
-use crate::mission::machine::{self, Actor, Command, Event, Mission, RunConclusion};
+use crate::mission::machine::{self, Actor, Command, Event, IssueSnapshot, Mission, RunConclusion};
 use crate::mission::outputs::JobOutput;
 use crate::repo_config::RepoConfig;
 use crate::store::Store;
@@ -427,6 +427,9 @@ impl MissionDriver {
                 label,
                 sender,
                 default_branch,
+                title,
+                body,
+                updated_at,
             } => {
                 if db::find(&mut conn, repo, *issue).await?.is_some() {
                     return Ok(Resolution::Ignore);
@@ -473,9 +476,32 @@ impl MissionDriver {
                     default_branch.clone(),
                     config.settings(),
                     &actor.login,
+                    title
+                        .as_deref()
+                        .map(|t| IssueSnapshot::of(t, body.as_deref(), updated_at.clone())),
                     self.now(),
                 );
                 Ok(Resolution::Start { mission, effects })
+            }
+            MissionInput::Edited {
+                issue,
+                title,
+                body,
+                updated_at,
+                sender,
+            } => {
+                let Some(stored) = db::find(&mut conn, repo, *issue).await? else {
+                    return Ok(Resolution::Ignore);
+                };
+                let client = self.client(installation_id).await?;
+                let actor = actor(&client, repo, sender).await?;
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::IssueEdited {
+                        actor,
+                        snapshot: IssueSnapshot::of(title, body.as_deref(), updated_at.clone()),
+                    },
+                })
             }
             MissionInput::Comment {
                 issue,
