@@ -298,25 +298,28 @@ impl Trust {
         if !login.ends_with("[bot]") {
             return false;
         }
-        match &self.app_bot {
-            Some(bot) => login.eq_ignore_ascii_case(bot),
-            None => item
-                .body
-                .as_deref()
-                .is_some_and(|b| b.contains(EFFECT_MARKER_PREFIX)),
-        }
+        // Only the App that dispatched this run: when a person dispatched it
+        // the App is unknown, and no bot counts (a marker in a comment's text
+        // is something any bot can copy).
+        self.app_bot
+            .as_deref()
+            .is_some_and(|bot| login.eq_ignore_ascii_case(bot))
     }
 
     /// Who [`Trust::trusts`], as the prompt says it.
     pub fn who_steers(&self) -> String {
-        let app = match &self.app_bot {
-            Some(bot) => format!("this App ({bot})"),
-            None => "this App".to_owned(),
-        };
-        format!(
-            "the issue's author ({}), people with write access to the repository, and {app}",
-            sanitize(&self.issue_author)
-        )
+        match &self.app_bot {
+            Some(bot) => format!(
+                "the issue's author ({}), people with write access to the repository, and this \
+                 App ({bot})",
+                sanitize(&self.issue_author)
+            ),
+            None => format!(
+                "the issue's author ({}) and people with write access to the repository (a \
+                 person started this run, so no bot's comment is shown)",
+                sanitize(&self.issue_author)
+            ),
+        }
     }
 }
 
@@ -560,9 +563,10 @@ mod tests {
         // The issue's author, whatever GitHub calls them; logins ignore case.
         assert!(trust.trusts(&comment(Some("Carol"), "NONE", "x")));
         assert!(!trust.trusts(&comment(None, "NONE", "x")));
-        // Without the App's login: a bot's comment carrying the App's marker.
-        assert!(trust.trusts(&comment(Some("missions[bot]"), "NONE", &marked)));
-        assert!(trust.trusts(&comment(Some("other[bot]"), "NONE", &marked)));
+        // Without the App's login (a person dispatched the run): no bot,
+        // whatever marker its comment copies.
+        assert!(!trust.trusts(&comment(Some("missions[bot]"), "NONE", &marked)));
+        assert!(!trust.trusts(&comment(Some("other[bot]"), "NONE", &marked)));
         assert!(!trust.trusts(&comment(Some("missions[bot]"), "NONE", "x")));
         assert!(!trust.trusts(&comment(Some("mallory"), "NONE", &marked)));
         // With it: that bot only, marker or not.

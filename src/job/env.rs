@@ -217,9 +217,20 @@ impl JobEnv {
 /// its own environment escapes this sweep (as it escapes GitHub's runner).
 pub fn kill_marked(marker: &str) {
     let needle = format!("{AGENT_MARKER_VAR}={marker}\0").into_bytes();
+    kill_matching(|pid| {
+        std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+            environ
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
+    });
+}
+
+/// SIGKILLs every process (but this one) for which `matches(pid)` holds, in
+/// a few sweeps: a process may fork while the previous one is killed, or be
+/// in the middle of an exec (its `/proc` entries unreadable) during one sweep.
+pub(super) fn kill_matching(mut matches: impl FnMut(u32) -> bool) {
     let me = std::process::id();
-    // A few sweeps: a process may fork while the previous one is killed, or be
-    // in the middle of an exec (its environment unreadable) during one sweep.
     for sweep in 0..5 {
         let mut found = false;
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -233,16 +244,7 @@ pub fn kill_marked(marker: &str) {
             else {
                 continue;
             };
-            if pid == me {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if environ
-                .windows(needle.len())
-                .any(|w| w == needle.as_slice())
-            {
+            if pid != me && matches(pid) {
                 found = true;
                 // SAFETY: kill takes plain integers.
                 unsafe {

@@ -273,19 +273,24 @@ impl Git {
     /// Fetches `branch` into a private ref; its head, or `None` when the
     /// branch does not exist on the server.
     pub async fn fetch(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        let shallow = self
+            .run(&["rev-parse", "--is-shallow-repository"])
+            .await
+            .map(|o| o.text() == "true")
+            .unwrap_or(false);
+        self.fetch_into(branch, shallow).await
+    }
+
+    /// [`Git::fetch`], of the head commit only when `depth_one`.
+    async fn fetch_into(&self, branch: &str, depth_one: bool) -> anyhow::Result<Option<String>> {
         if self.remote_head(branch).await?.is_none() {
             return Ok(None);
         }
         let url = self.env.clone_url();
         let local = format!("refs/missions-harness/{branch}");
         let spec = format!("+refs/heads/{branch}:{local}");
-        let shallow = self
-            .run(&["rev-parse", "--is-shallow-repository"])
-            .await
-            .map(|o| o.text() == "true")
-            .unwrap_or(false);
         let mut args = vec!["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"];
-        if shallow {
+        if depth_one {
             args.push("--depth=1");
         }
         args.extend([url.as_str(), spec.as_str()]);
@@ -604,31 +609,7 @@ impl Git {
     /// publish job compares against); its id, or `None` when the branch does
     /// not exist.
     pub async fn fetch_head_only(&self, branch: &str) -> anyhow::Result<Option<String>> {
-        if self.remote_head(branch).await?.is_none() {
-            return Ok(None);
-        }
-        let url = self.env.clone_url();
-        let local = format!("refs/missions-harness/{branch}");
-        let spec = format!("+refs/heads/{branch}:{local}");
-        self.run_with(
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--depth=1",
-                &url,
-                &spec,
-            ],
-            true,
-            None,
-            &[],
-        )
-        .await
-        .with_context(|| format!("cannot fetch {branch}"))?;
-        Ok(Some(
-            self.run(&["rev-parse", "--verify", &local]).await?.text(),
-        ))
+        self.fetch_into(branch, true).await
     }
 
     /// The index under `pin.dir`: `base`'s entries (the start commit's,

@@ -196,8 +196,7 @@ fn proc_stat(pid: u32) -> Option<(u64, u32, u32)> {
 }
 
 /// Kills every process of this user that started after this one and is not
-/// one of its ancestors (nor this process). Repeated a few times: a process
-/// may fork while its parent is killed.
+/// one of its ancestors.
 fn kill_later_processes_of_user() {
     let me = std::process::id();
     let Some((my_start, _, my_uid)) = proc_stat(me) else {
@@ -211,38 +210,10 @@ fn kill_later_processes_of_user() {
         }
         pid = ppid;
     }
-    for sweep in 0..5 {
-        let mut found = false;
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == me || ancestors.contains(&pid) {
-                continue;
-            }
-            let Some((start, _, uid)) = proc_stat(pid) else {
-                continue;
-            };
-            if uid == my_uid && start >= my_start {
-                found = true;
-                // SAFETY: kill takes plain integers.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                }
-            }
-        }
-        if !found && sweep > 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    super::env::kill_matching(|pid| {
+        !ancestors.contains(&pid)
+            && proc_stat(pid).is_some_and(|(start, _, uid)| uid == my_uid && start >= my_start)
+    });
 }
 
 #[cfg(test)]
