@@ -263,10 +263,6 @@ fn author(user: Option<&super::github::User>, association: Option<&str>) -> Stri
     who
 }
 
-/// The start of the hidden marker the App puts in every comment it posts
-/// (`engine::missions::effects::effect_marker`).
-pub const EFFECT_MARKER_PREFIX: &str = "<!-- missions:effect:";
-
 /// Who may steer the orchestrator through a comment or review.
 #[derive(Debug, Clone)]
 pub struct Trust {
@@ -542,14 +538,11 @@ mod tests {
     }
 
     #[test]
-    fn the_marker_is_the_apps() {
-        let marker = crate::engine::missions::effects::effect_marker(42);
-        assert!(marker.starts_with(EFFECT_MARKER_PREFIX), "{marker}");
-    }
-
-    #[test]
     fn only_trusted_people_and_the_app_steer() {
-        let marked = format!("Questions.\n{EFFECT_MARKER_PREFIX}3 -->");
+        let marked = format!(
+            "Questions.\n{}",
+            crate::engine::missions::effects::effect_marker(3)
+        );
         let trust = Trust {
             issue_author: "carol".into(),
             writers: ["dave".to_owned()].into(),
