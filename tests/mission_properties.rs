@@ -291,9 +291,13 @@ impl Sim {
             "main",
             settings,
             "alice",
-            Some(IssueSnapshot::of("Widgets", Some("Make widgets."), None)),
             T0,
         );
+        let m = m.with_issue_text(Some(IssueSnapshot::of(
+            "Widgets",
+            Some("Make widgets."),
+            None,
+        )));
         assert_roundtrips(&m);
         (
             Sim {
@@ -1422,9 +1426,13 @@ impl World {
             "main",
             settings,
             "alice",
-            Some(IssueSnapshot::of("Widgets", Some("Make widgets."), None)),
             T0,
         );
+        let m = m.with_issue_text(Some(IssueSnapshot::of(
+            "Widgets",
+            Some("Make widgets."),
+            None,
+        )));
         let mut w = World {
             m,
             max_attempts: settings.max_attempts,

@@ -47,7 +47,6 @@ async fn effects_interrupted_after_github_did_them_are_not_done_again() {
         "main",
         Settings::default(),
         &alice,
-        None,
         now,
     );
     start_effects.push(Effect::StartValidation {
@@ -167,7 +166,6 @@ async fn markers_in_comments_the_app_did_not_make_are_not_taken_for_its_own() {
         "main",
         Settings::default(),
         &alice,
-        None,
         now,
     );
     let scope = EffectScope {

@@ -54,6 +54,9 @@ pub struct Git {
     git_dir: PathBuf,
     env: JobEnv,
     home: super::env::TempDir,
+    /// Fetch head commits only, whatever the repository is (the publish
+    /// job's empty repository needs no history).
+    heads_only: bool,
 }
 
 /// The entries of a commit under some paths, as `git ls-tree -r -z
@@ -117,7 +120,14 @@ impl Git {
             git_dir,
             env: env.clone(),
             home,
+            heads_only: false,
         })
+    }
+
+    /// From now on every fetch takes the head commit only.
+    pub fn fetch_heads_only(mut self) -> Git {
+        self.heads_only = true;
+        self
     }
 
     pub fn checkout(&self) -> &Path {
@@ -273,6 +283,9 @@ impl Git {
     /// Fetches `branch` into a private ref; its head, or `None` when the
     /// branch does not exist on the server.
     pub async fn fetch(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        if self.heads_only {
+            return self.fetch_into(branch, true).await;
+        }
         let shallow = self
             .run(&["rev-parse", "--is-shallow-repository"])
             .await

@@ -156,7 +156,8 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
     if !init.success() {
         bail!("git init failed in {}", repo.display());
     }
-    let git = Git::new(&repo, &env)?;
+    // Only the heads it checks against and builds on: no branch's history.
+    let git = Git::new(&repo, &env)?.fetch_heads_only();
     let envelope_path = output::envelope_path(issue, &args.job);
 
     let (commit, lines) = match artifact {

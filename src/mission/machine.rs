@@ -709,7 +709,6 @@ impl Mission {
         base: impl Into<String>,
         settings: Settings,
         labeled_by: &str,
-        issue_text: Option<IssueSnapshot>,
         now: i64,
     ) -> (Mission, Vec<Effect>) {
         let base = base.into();
@@ -747,7 +746,7 @@ impl Mission {
             asked_at: None,
             rounds_at_resume: 0,
             refused: BTreeSet::new(),
-            issue_text,
+            issue_text: None,
             issue_edit: None,
         };
         let mut effects = vec![
@@ -793,6 +792,13 @@ impl Mission {
         } else {
             Vec::new()
         }
+    }
+
+    /// The mission with the issue's text as it was labeled (see
+    /// [`Mission::issue_text`]).
+    pub fn with_issue_text(mut self, issue_text: Option<IssueSnapshot>) -> Mission {
+        self.issue_text = issue_text;
+        self
     }
 
     /// An edit of the issue: taken in at once from a person with write access

@@ -476,10 +476,13 @@ impl MissionDriver {
                     default_branch.clone(),
                     config.settings(),
                     &actor.login,
+                    self.now(),
+                );
+                // The text the mission's jobs take (see Mission::issue_text).
+                let mission = mission.with_issue_text(
                     title
                         .as_deref()
                         .map(|t| IssueSnapshot::of(t, body.as_deref(), updated_at.clone())),
-                    self.now(),
                 );
                 Ok(Resolution::Start { mission, effects })
             }
