@@ -1796,7 +1796,8 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
     let w = watch.path().display().to_string();
     // What an agent that took over its job's runner could do before the
     // artifact is uploaded: push with the job's token, or swap the result
-    // for a commit of its own that weakens the plan.
+    // for a commit of its own that weakens the plan (made as the harness
+    // makes its commits: same identity, same message).
     let issue = 1;
     let forge = format!(
         "set -e; A='${{{{ sim.artifacts }}}}/missions-result'; \
@@ -1810,7 +1811,11 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
          git add -A; git -c user.name=x -c user.email=x@example.com commit -qm forged; \
          git update-ref refs/missions-harness/result HEAD; \
          git reset -q --soft \"$parent\"; \
-         forged=$(git commit-tree -p \"$parent\" -m forged \"$(git write-tree)\"); \
+         git show -s --format=%B FETCH_HEAD > ../msg; \
+         export GIT_AUTHOR_NAME='missions[bot]' GIT_COMMITTER_NAME='missions[bot]' \
+           GIT_AUTHOR_EMAIL='missions[bot]@users.noreply.github.com' \
+           GIT_COMMITTER_EMAIL='missions[bot]@users.noreply.github.com'; \
+         forged=$(git commit-tree -p \"$parent\" -F ../msg \"$(git write-tree)\"); \
          git update-ref refs/missions-harness/result \"$forged\"; \
          git bundle create -q \"$A/work.bundle\" refs/missions-harness/result \"^$parent\"; \
          python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d[\"commit\"]=sys.argv[2]; json.dump(d,open(p,\"w\"))' \"$A/result.json\" \"$forged\"; \

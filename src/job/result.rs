@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::env::{JobEnv, TempDir};
-use super::git::{Git, RESULT_REF};
+use super::git::{BOT_EMAIL, BOT_NAME, Git, RESULT_REF};
 use super::output;
 use crate::mission::machine::reports_branch;
 use crate::mission::{JobOutput, JobRole};
@@ -195,7 +195,8 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
                     args.role.as_str()
                 );
             }
-            let files = verify_report_files(issue, &args.job, &files)?;
+            check_message(&message, &args)?;
+            let files = verify_report_files(issue, args.role, &args.job, &files)?;
             let commit = git
                 .commit_files_to_branch(&expected_branch, &files, &message)
                 .await?;
@@ -307,6 +308,23 @@ async fn verify_commit(
     if parents != format!("{commit} {parent}") {
         bail!("the job's commit must have the branch's head as its only parent; refused");
     }
+    // The harness's commit: its identity, and only this job's Mission-* lines
+    // (scrutiny finds a feature's commits by them).
+    let made = git
+        .run(&["show", "-s", "--format=%an%n%ae%n%cn%n%ce", commit])
+        .await?
+        .text();
+    let bot = format!("{BOT_NAME}\n{BOT_EMAIL}");
+    if made != format!("{bot}\n{bot}") {
+        bail!(
+            "the job's commit is not the harness's ({BOT_NAME} as author and committer); refused"
+        );
+    }
+    let message = git
+        .run(&["show", "-s", "--format=%B", commit])
+        .await?
+        .text();
+    check_message(&message, args)?;
     let changed = git
         .run(&[
             "diff-tree",
@@ -333,8 +351,14 @@ async fn verify_commit(
     let refused: Vec<&String> = changed
         .iter()
         .filter(|path| match args.role {
-            // The orchestrator writes the mission's files and nothing else.
-            JobRole::Orchestrator => !path.starts_with(&mission_dir),
+            // The orchestrator writes the mission's plan, skills and its own
+            // envelope: never another job's result, a handoff or a report.
+            JobRole::Orchestrator => {
+                let others = ["jobs/", "handoffs/", "reports/"]
+                    .iter()
+                    .any(|d| path.starts_with(&format!("{mission_dir}{d}")));
+                !path.starts_with(&mission_dir) || (others && **path != envelope)
+            }
             // A worker: anything but the pinned paths, plus its own handoff
             // and envelope.
             _ => {
@@ -362,20 +386,53 @@ async fn verify_commit(
     Ok(())
 }
 
-/// A validator's files: its envelope and reports under `.missions/<n>/reports/`.
+/// A commit message as the harness writes it: short, and its `Mission-*`
+/// lines (which later jobs read) naming this job and its feature only.
+fn check_message(message: &str, args: &PublishArgs) -> anyhow::Result<()> {
+    const MAX_MESSAGE_BYTES: usize = 4096;
+    if message.len() > MAX_MESSAGE_BYTES {
+        bail!("the job's commit message is over {MAX_MESSAGE_BYTES} bytes; refused");
+    }
+    let job_line = format!("Mission-Job: {}", args.job);
+    let feature_line = args
+        .feature
+        .as_deref()
+        .filter(|_| args.role == JobRole::Worker)
+        .map(|f| format!("Mission-Feature: {f}"));
+    let mut named_job = false;
+    for line in message.lines().map(str::trim) {
+        if !line.starts_with("Mission-") {
+            continue;
+        }
+        if line == job_line {
+            named_job = true;
+        } else if feature_line.as_deref() != Some(line) {
+            bail!("the job's commit message says {line:?}, which is not this job's; refused");
+        }
+    }
+    if !named_job {
+        bail!("the job's commit message does not name the job ({job_line}); refused");
+    }
+    Ok(())
+}
+
+/// A validator's files: its envelope and its own report,
+/// `.missions/<n>/reports/<milestone>-<role>.json`.
 fn verify_report_files(
     issue: u64,
+    role: JobRole,
     job: &str,
     files: &[ArtifactFile],
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let envelope = output::envelope_path(issue, job);
     let reports = format!(".missions/{issue}/reports/");
+    let own_report = format!("-{}.json", role.as_str());
     let mut out = Vec::new();
     for file in files {
         let path = &file.path;
-        let report = path
-            .strip_prefix(&reports)
-            .is_some_and(|name| !name.is_empty() && !name.contains('/') && name.ends_with(".json"));
+        let report = path.strip_prefix(&reports).is_some_and(|name| {
+            name.len() > own_report.len() && !name.contains('/') && name.ends_with(&own_report)
+        });
         if *path != envelope && !report {
             bail!(
                 "a validator's result may hold only its envelope and reports, not {path:?}; refused"
@@ -430,6 +487,36 @@ mod tests {
         assert!(serde_json::from_str::<ResultArtifact>(&extra).is_err());
     }
 
+    fn args(role: JobRole, feature: Option<&str>) -> PublishArgs {
+        PublishArgs {
+            role,
+            mission: 7,
+            job: "feature-F1.1".into(),
+            feature: feature.map(str::to_owned),
+            config_ref: None,
+            result_dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_commit_message_names_this_job_and_its_feature_only() {
+        let worker = args(JobRole::Worker, Some("F1"));
+        let good = "missions #7: feature-F1.1 (worker feature)\n\nMission-Job: feature-F1.1\nMission-Feature: F1\n";
+        check_message(good, &worker).unwrap();
+        for bad in [
+            "missions #7: forged\n",
+            "x\n\nMission-Job: feature-F2.1\n",
+            "x\n\nMission-Job: feature-F1.1\nMission-Feature: F2\n",
+            "x\n\nMission-Job: feature-F1.1\nMission-Approved: yes\n",
+        ] {
+            assert!(check_message(bad, &worker).is_err(), "{bad:?}");
+        }
+        // Only a worker's commit names a feature.
+        let orchestrator = args(JobRole::Orchestrator, Some("F1"));
+        assert!(check_message(good, &orchestrator).is_err());
+        assert!(check_message(&"x".repeat(5000), &worker).is_err());
+    }
+
     #[test]
     fn a_validator_result_holds_only_its_envelope_and_reports() {
         let envelope = output::envelope(&JobOutput {
@@ -439,14 +526,26 @@ mod tests {
         });
         let good = |path: &str| ArtifactFile::new(path, b"{}");
         let env_file = ArtifactFile::new(".missions/7/jobs/M1-scrutiny-1.1.json", &envelope);
+        let scrutiny = |files: &[ArtifactFile]| {
+            verify_report_files(7, JobRole::Scrutiny, "M1-scrutiny-1.1", files)
+        };
+        assert!(
+            scrutiny(&[
+                env_file.clone(),
+                good(".missions/7/reports/M1-scrutiny.json")
+            ])
+            .is_ok()
+        );
         for bad in [
             ".missions/7/plan.json",
             ".missions/7/reports/../plan.json",
             ".github/workflows/x.yml",
             ".missions/7/reports/sub/x.json",
             ".missions/8/reports/M1-scrutiny.json",
+            // The other validator's report.
+            ".missions/7/reports/M1-user-testing.json",
         ] {
-            let err = verify_report_files(7, "M1-scrutiny-1.1", &[env_file.clone(), good(bad)])
+            let err = scrutiny(&[env_file.clone(), good(bad)])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("refused"), "{bad}: {err}");
@@ -455,6 +554,7 @@ mod tests {
         assert!(
             verify_report_files(
                 7,
+                JobRole::Scrutiny,
                 "M1-scrutiny-1.1",
                 &[good(".missions/7/reports/M1-scrutiny.json")]
             )
