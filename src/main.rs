@@ -57,17 +57,15 @@ enum Command {
     Init(missions::init::InitArgs),
 }
 
+/// The dispatch inputs that name a job, for `missions job` and `missions publish`.
 #[derive(clap::Args)]
-struct JobCliArgs {
+struct JobInputs {
     /// orchestrator, worker, scrutiny or user-testing.
     #[arg(long, value_parser = missions::job::parse_role)]
     role: missions::mission::JobRole,
     /// The mission's issue number.
     #[arg(long)]
     mission: u64,
-    /// scope, revise, feature, triage, follow-up, replan or validate.
-    #[arg(long)]
-    task: missions::job::TaskKind,
     /// The job key the server dispatched (e.g. feature-F2.1).
     #[arg(long)]
     job: String,
@@ -77,6 +75,15 @@ struct JobCliArgs {
     /// The repository's default branch, where settings are read (default: ask the API).
     #[arg(long, default_value = "")]
     config_ref: String,
+}
+
+#[derive(clap::Args)]
+struct JobCliArgs {
+    #[command(flatten)]
+    inputs: JobInputs,
+    /// scope, revise, feature, triage, follow-up, replan or validate.
+    #[arg(long)]
+    task: missions::job::TaskKind,
     /// For debugging: write each agent run's conversation into this directory.
     #[arg(long, value_name = "DIR")]
     transcript_dir: Option<PathBuf>,
@@ -92,21 +99,8 @@ struct JobCliArgs {
 
 #[derive(clap::Args)]
 struct PublishCliArgs {
-    /// The role of the job whose result this is.
-    #[arg(long, value_parser = missions::job::parse_role)]
-    role: missions::mission::JobRole,
-    /// The mission's issue number.
-    #[arg(long)]
-    mission: u64,
-    /// The job key the server dispatched (e.g. feature-F2.1).
-    #[arg(long)]
-    job: String,
-    /// The feature of a feature or triage task ("" for none).
-    #[arg(long, default_value = "")]
-    feature: String,
-    /// The repository's default branch, where settings are read (default: ask the API).
-    #[arg(long, default_value = "")]
-    config_ref: String,
+    #[command(flatten)]
+    inputs: JobInputs,
     /// Where the agent's job left its result (downloaded artifact).
     #[arg(long, value_name = "DIR")]
     result_dir: PathBuf,
@@ -236,12 +230,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
     let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
     let args = missions::job::JobArgs {
-        role: args.role,
-        mission: args.mission,
+        role: args.inputs.role,
+        mission: args.inputs.mission,
         task: args.task,
-        job: args.job,
-        feature: non_empty(args.feature),
-        config_ref: non_empty(args.config_ref),
+        job: args.inputs.job,
+        feature: non_empty(args.inputs.feature),
+        config_ref: non_empty(args.inputs.config_ref),
         transcript_dir: args.transcript_dir,
         result_dir: args.result_dir,
         issue_sha256: non_empty(args.issue_sha256),
@@ -256,11 +250,11 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
 async fn run_publish(args: PublishCliArgs) -> anyhow::Result<()> {
     let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
     let lines = missions::job::publish(missions::job::PublishArgs {
-        role: args.role,
-        mission: args.mission,
-        job: args.job,
-        feature: non_empty(args.feature),
-        config_ref: non_empty(args.config_ref),
+        role: args.inputs.role,
+        mission: args.inputs.mission,
+        job: args.inputs.job,
+        feature: non_empty(args.inputs.feature),
+        config_ref: non_empty(args.inputs.config_ref),
         result_dir: args.result_dir,
     })
     .await?;

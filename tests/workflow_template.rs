@@ -450,48 +450,38 @@ fn the_template_asks_for_the_least_permissions_and_runs_a_mission_serially() {
 #[test]
 fn the_template_passes_every_dispatch_input_to_the_action() {
     let workflow = template();
-    let action = action();
-    let with = &action_step(&workflow)["with"];
-    let action_inputs = keys(&action["inputs"]);
-    for name in keys(with) {
-        assert!(
-            action_inputs.contains(&name),
-            "the action has no input {name}"
-        );
-    }
-    for input in dispatched_inputs() {
-        let action_input = input.replace('_', "-");
-        let value = str_of(&with[action_input.as_str()]);
-        assert_eq!(
-            input_reference(value),
-            Some(input.as_str()),
-            "{action_input}: {value}"
-        );
-    }
-    // The provider keys come from secrets, nowhere else.
+    let action_inputs = keys(&action()["inputs"]);
+    // Both jobs' missions steps take only the action's inputs, and every
+    // dispatch input as itself (the publish job names the same job).
+    let checked_with = |job: &str| -> &Value {
+        let with = &missions_step(job_named(&workflow, job))["with"];
+        for name in keys(with) {
+            assert!(
+                action_inputs.contains(&name),
+                "{job}: the action has no input {name}"
+            );
+        }
+        for input in dispatched_inputs() {
+            let action_input = input.replace('_', "-");
+            let value = str_of(&with[action_input.as_str()]);
+            assert_eq!(
+                input_reference(value),
+                Some(input.as_str()),
+                "{job}: {action_input}: {value}"
+            );
+        }
+        with
+    };
+    // The provider keys come from secrets, nowhere else, and only to the
+    // agent's job.
+    let with = checked_with("agent");
     for (input, secret) in [
         ("anthropic-api-key", "ANTHROPIC_API_KEY"),
         ("openai-api-key", "OPENAI_API_KEY"),
     ] {
         assert_eq!(str_of(&with[input]), format!("${{{{ secrets.{secret} }}}}"));
     }
-    // The publish job names the same job (the inputs `missions publish`
-    // reads), and no key.
-    let with = &missions_step(publish_job(&workflow))["with"];
-    for name in keys(with) {
-        assert!(
-            action_inputs.contains(&name),
-            "the action has no input {name}"
-        );
-    }
-    for input in dispatched_inputs() {
-        let action_input = input.replace('_', "-");
-        assert_eq!(
-            input_reference(str_of(&with[action_input.as_str()])),
-            Some(input.as_str()),
-            "publish: {action_input}"
-        );
-    }
+    let with = checked_with("publish");
     assert!(with.get("anthropic-api-key").is_none());
     assert!(with.get("openai-api-key").is_none());
 }
