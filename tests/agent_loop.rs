@@ -20,12 +20,17 @@ use serde_json::{Value, json};
 
 /// Replays responses in order and keeps every request it was sent.
 struct Script {
-    responses: Mutex<VecDeque<ChatResponse>>,
+    responses: Mutex<VecDeque<Result<ChatResponse, LlmError>>>,
     requests: Mutex<Vec<ChatRequest>>,
 }
 
 impl Script {
     fn new(responses: Vec<ChatResponse>) -> Self {
+        Self::answering(responses.into_iter().map(Ok).collect())
+    }
+
+    /// Answers, errors included, in order.
+    fn answering(responses: Vec<Result<ChatResponse, LlmError>>) -> Self {
         Script {
             responses: Mutex::new(responses.into()),
             requests: Mutex::new(Vec::new()),
@@ -49,7 +54,7 @@ impl Provider for Script {
             .lock()
             .unwrap()
             .pop_front()
-            .ok_or_else(|| LlmError::Script("out of responses".into()))
+            .unwrap_or_else(|| Err(LlmError::Script("out of responses".into())))
     }
 }
 
@@ -661,7 +666,11 @@ async fn the_turn_limit_ends_a_run_that_never_finishes() {
 #[tokio::test]
 async fn the_token_limit_counts_every_token() {
     let dir = checkout();
-    let script = Script::new(vec![text(1, "hm"), text(2, "hm"), text(3, "hm")]);
+    let script = Script::new(
+        (1..=3)
+            .map(|n| call(n, &format!("b{n}"), "bash", json!({"command": "true"})))
+            .collect(),
+    );
     let mut config = config();
     // usage(1) is 116 tokens, usage(2) 232.
     config.limits.max_total_tokens = 300;
@@ -868,4 +877,343 @@ async fn a_scripted_worker_from_a_script_file_fixes_a_test_and_hands_off() {
     }
     // Usage is estimated by the scripted provider, and summed by the loop.
     assert!(outcome.usage.input_tokens > 0 && outcome.usage.output_tokens > 0);
+}
+
+// ---------------------------------------------------------------- real models
+//
+// What real models do that scripted ones did not: several calls at once,
+// malformed or unknown calls, prose instead of a call, the same failing call
+// again and again, and conversations longer than their window.
+
+fn good_finish(n: u64) -> ChatResponse {
+    call(
+        n,
+        &format!("f{n}"),
+        "finish",
+        json!({"summary": "done", "tests_pass": true}),
+    )
+}
+
+#[tokio::test]
+async fn several_calls_in_one_answer_run_in_order_and_are_answered_in_order() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        calls(
+            1,
+            &[
+                (
+                    "w",
+                    "write_file",
+                    json!({"path": "notes.txt", "content": "one\n"}),
+                ),
+                ("r", "read_file", json!({"path": "notes.txt"})),
+                (
+                    "b",
+                    "bash",
+                    json!({"command": "cat notes.txt; echo two >> notes.txt"}),
+                ),
+                ("l", "list_files", json!({"path": "."})),
+            ],
+        ),
+        good_finish(2),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    let answered = results(script.requests()[1].messages.last().unwrap());
+    let ids: Vec<&str> = answered.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["w", "r", "b", "l"]);
+    // Each call saw the effect of the one before it.
+    assert!(answered[1].1.contains("one"), "{}", answered[1].1);
+    assert!(answered[2].1.ends_with("one\n"), "{}", answered[2].1);
+    assert!(answered[3].1.contains("notes.txt"), "{}", answered[3].1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    assert_eq!(outcome.rejected_calls, 0);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_calls_get_errors_the_model_can_act_on() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        calls(
+            1,
+            &[
+                // Arguments that were not JSON (the OpenAI adapter keeps them as a string).
+                ("m", "read_file", json!("{\"path\": \"READ")),
+                // A misspelt field.
+                ("s", "read_file", json!({"paht": "README.md"})),
+                ("u", "open_browser", json!({"url": "http://x"})),
+                ("ok", "read_file", json!({"path": "README.md"})),
+            ],
+        ),
+        good_finish(2),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(outcome.rejected_calls, 3);
+    let r = results(script.requests()[1].messages.last().unwrap());
+    assert!(r[0].2 && r[0].1.contains("not a JSON object"), "{}", r[0].1);
+    assert!(
+        r[0].1.contains("{\\\"path\\\": \\\"READ"),
+        "the model sees what it sent: {}",
+        r[0].1
+    );
+    assert!(
+        r[1].2 && r[1].1.contains("do not match its schema"),
+        "{}",
+        r[1].1
+    );
+    assert!(
+        r[1].1.contains("\"path\" is a required property"),
+        "{}",
+        r[1].1
+    );
+    assert!(
+        r[2].2 && r[2].1.contains("no tool `open_browser`"),
+        "{}",
+        r[2].1
+    );
+    assert!(r[2].1.contains("available: "), "{}", r[2].1);
+    assert_eq!(
+        (r[3].1.contains("# demo"), r[3].2),
+        (true, false),
+        "{}",
+        r[3].1
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_a_call_is_nudged_once_then_ends_the_run() {
+    let dir = checkout();
+    // Prose, a call, prose: each prose answer is nudged (the call in between
+    // resets the count), and the run finishes.
+    let script = Script::new(vec![
+        text(1, "I will look around."),
+        call(2, "l", "list_files", json!({"path": "."})),
+        text(3, "Looks fine."),
+        good_finish(4),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    let requests = script.requests();
+    assert_eq!(
+        requests[1].messages.last().unwrap(),
+        &Message::user_text(NUDGE)
+    );
+    assert_eq!(
+        requests[3].messages.last().unwrap(),
+        &Message::user_text(NUDGE)
+    );
+
+    // Two prose answers in a row: incomplete, with what the model said.
+    let script = Script::new(vec![
+        text(1, "Let me think."),
+        text(2, "The feature is done, I believe."),
+        good_finish(3),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert_eq!(
+        outcome.result,
+        AgentResult::NoToolCall("The feature is done, I believe.".into())
+    );
+    assert_eq!(outcome.turns, 2);
+    assert_eq!(outcome.result.kind(), "no_tool_call");
+}
+
+#[tokio::test]
+async fn the_same_failing_call_again_and_again_is_stopped_with_a_note() {
+    let dir = checkout();
+    let failing = || json!({"command": "echo 'no such module: foo' >&2; exit 3"});
+    let script = Script::new(
+        (1..=10)
+            .map(|n| call(n, &format!("b{n}"), "bash", failing()))
+            .collect(),
+    );
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    let AgentResult::Repeating {
+        call: repeated,
+        times,
+        error,
+    } = &outcome.result
+    else {
+        panic!("{:?}", outcome.result);
+    };
+    assert_eq!(*times, 3);
+    assert!(
+        repeated.starts_with("bash {\"command\":\"echo 'no such module: foo'"),
+        "{repeated}"
+    );
+    assert!(error.contains("no such module: foo"), "{error}");
+    assert_eq!(outcome.turns, 3, "stopped at the third identical failure");
+    let second = results(script.requests()[2].messages.last().unwrap());
+    assert!(
+        second[0]
+            .1
+            .contains("failed the same way 2 times in a row; once more ends the run"),
+        "the model is warned before: {}",
+        second[0].1
+    );
+
+    // Changing the checkout in between makes running the command again fair.
+    let script = Script::new(vec![
+        call(1, "b1", "bash", failing()),
+        call(2, "b2", "bash", failing()),
+        call(
+            3,
+            "w",
+            "write_file",
+            json!({"path": "foo.py", "content": "x = 1\n"}),
+        ),
+        call(4, "b3", "bash", failing()),
+        call(5, "b4", "bash", failing()),
+        good_finish(6),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+}
+
+/// A 9,000-byte file to read again and again.
+fn big_checkout() -> tempfile::TempDir {
+    let dir = checkout();
+    let text: String = (0..300)
+        .map(|i| format!("line {i:04} of a long file\n"))
+        .collect();
+    std::fs::write(dir.path().join("big.txt"), text).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_prefix_byte_identical_and_the_conversation_under_the_window() {
+    let dir = big_checkout();
+    let mut answers: Vec<ChatResponse> = (1..=30)
+        .map(|n| call(n, &format!("r{n}"), "read_file", json!({"path": "big.txt"})))
+        .collect();
+    answers.push(good_finish(31));
+    let script = Script::new(answers);
+    let mut config = config();
+    config.context_window = 16_000;
+    config.max_tokens = 1_000;
+    let budget = missions::agent::prompt_budget(config.context_window, config.max_tokens);
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    assert!(
+        outcome.compactions >= 2,
+        "{} compactions",
+        outcome.compactions
+    );
+
+    let requests = script.requests();
+    assert_eq!(requests.len(), 31);
+    let first = &requests[0];
+    for (i, r) in requests.iter().enumerate() {
+        // The stable prefix, byte for byte: the prompt cache keeps serving it.
+        assert_eq!(
+            serde_json::to_string(&(&r.system, &r.tools, &r.messages[0])).unwrap(),
+            serde_json::to_string(&(&first.system, &first.tools, &first.messages[0])).unwrap(),
+            "request {i}"
+        );
+        let tokens = missions::agent::request_tokens(r);
+        assert!(tokens <= budget, "request {i}: {tokens} > {budget}");
+        // Every tool result still follows its call.
+        for (m, next) in r.messages.iter().zip(r.messages.iter().skip(1)) {
+            let called: Vec<&str> = m.tool_uses().map(|(id, _, _)| id).collect();
+            if !called.is_empty() {
+                let answered: Vec<String> =
+                    results(next).into_iter().map(|(id, _, _)| id).collect();
+                assert_eq!(called, answered, "request {i}");
+            }
+        }
+    }
+    // Without compaction the last request would have been far over the window.
+    let uncompacted: usize = 30 * 9_000;
+    assert!(uncompacted as u64 / 3 > 4 * budget);
+    let last = requests.last().unwrap();
+    assert!(
+        last.messages[1]
+            .text()
+            .starts_with(missions::agent::SUMMARY_HEADER)
+    );
+    assert!(
+        last.messages[1]
+            .text()
+            .contains("read_file {\"path\":\"big.txt\"} → ok")
+    );
+}
+
+#[tokio::test]
+async fn a_context_too_long_error_compacts_harder_and_tries_again() {
+    let dir = big_checkout();
+    let mut answers: Vec<Result<ChatResponse, LlmError>> = (1..=4)
+        .map(|n| {
+            Ok(call(
+                n,
+                &format!("r{n}"),
+                "read_file",
+                json!({"path": "big.txt"}),
+            ))
+        })
+        .collect();
+    // The provider counts differently from the estimate.
+    answers.push(Err(LlmError::ContextTooLong {
+        provider: "test".into(),
+        message: "prompt is too long".into(),
+    }));
+    answers.push(Ok(good_finish(5)));
+    let script = Script::answering(answers);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(outcome.compactions, 1);
+    let requests = script.requests();
+    assert_eq!(requests.len(), 6);
+    let (refused, retried) = (&requests[4], &requests[5]);
+    assert!(
+        missions::agent::request_tokens(retried) < missions::agent::request_tokens(refused) / 2
+    );
+    assert_eq!(retried.messages[0], refused.messages[0]);
+
+    // A second refusal in the same turn ends the run with the provider's error.
+    let answers = vec![
+        Ok(call(1, "r1", "read_file", json!({"path": "big.txt"}))),
+        Ok(call(2, "r2", "read_file", json!({"path": "big.txt"}))),
+        Err(LlmError::ContextTooLong {
+            provider: "test".into(),
+            message: "too long".into(),
+        }),
+        Err(LlmError::ContextTooLong {
+            provider: "test".into(),
+            message: "still too long".into(),
+        }),
+    ];
+    let outcome = run_agent(&Script::answering(answers), config(), dir.path()).await;
+    assert!(
+        matches!(&outcome.result, AgentResult::ProviderError(e) if e.contains("still too long")),
+        "{:?}",
+        outcome.result
+    );
 }

@@ -170,6 +170,7 @@ fn clean_handoff(id: &str) -> Handoff {
         issues: vec![],
         followed_procedures: true,
         procedures_note: None,
+        compactions: 0,
     }
 }
 

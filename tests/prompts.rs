@@ -386,8 +386,15 @@ fn a_handoff_with_an_unresolved_issue_passes_and_needs_triage() {
         {"command": "cargo run -- serve", "exit_code": null}
     ]);
     assert_valid(SchemaKind::Handoff, &with_commands);
+    with_commands["compactions"] = json!(2);
     let handoff: Handoff = serde_json::from_value(with_commands).unwrap();
     assert_eq!(handoff.commands[1].exit_code, None);
+    assert!(
+        handoff
+            .to_markdown("Authenticated endpoint")
+            .contains("compacted 2 times to fit its model's context window"),
+        "reviewers see that the worker's early context was cut"
+    );
     assert_valid(
         SchemaKind::Handoff,
         &serde_json::to_value(&handoff).unwrap(),

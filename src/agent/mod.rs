@@ -3,11 +3,13 @@
 //! and a `finish` tool whose input is the role's result, checked against the
 //! role's JSON Schema.
 
+mod compact;
 mod run;
 mod tools;
 
+pub use compact::{SUMMARY_FOLLOW_UP, SUMMARY_HEADER, prompt_budget, request_tokens};
 pub use run::{
-    AgentConfig, AgentOutcome, AgentResult, FINISH_TOOL, FinishCheck, FinishSpec, Limit, Limits,
-    NUDGE, Violation, run_agent,
+    AgentConfig, AgentOutcome, AgentResult, DEFAULT_CONTEXT_WINDOW, FINISH_TOOL, FinishCheck,
+    FinishSpec, Limit, Limits, NUDGE, Violation, run_agent,
 };
 pub use tools::{BashConfig, CommandRecord, Tool, ToolOutput, ToolSet, Workspace, looks_secret};

@@ -3,7 +3,19 @@
 //!
 //! The conversation only grows (earlier messages are never rewritten), so each
 //! request's prefix is the previous request and the provider's prompt cache
-//! serves it; `system` and the tool list are fixed for the run.
+//! serves it; `system` and the tool list are fixed for the run. The exception
+//! is compaction (see [`super::compact`]): near the model's context window,
+//! older turns are cut down, and only the first message and what precedes it
+//! stay as they were.
+//!
+//! Real models misbehave in a few known ways, and each has a rule here:
+//! several calls in one answer run in order; a call to an unknown tool, with
+//! arguments that are not a JSON object, or with arguments that break the
+//! tool's schema is answered with an error that says what to send instead;
+//! an answer without a tool call is nudged once, and a second one in a row
+//! ends the run as incomplete; the same call failing the same way
+//! [`AgentConfig::max_repeated_failures`] times in a row ends the run with a
+//! note saying which call.
 
 use std::fmt;
 use std::path::Path;
@@ -14,14 +26,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::compact::{self, clip};
 use super::tools::{BashConfig, CommandRecord, Tool, ToolSet, Workspace};
-use crate::llm::{ChatRequest, ContentBlock, Message, Provider, Role, StopReason, ToolDef, Usage};
+use crate::llm::{
+    ChatRequest, ContentBlock, LlmError, Message, Provider, Role, StopReason, ToolDef, Usage,
+};
 
 /// The name of the tool that ends a run.
 pub const FINISH_TOOL: &str = "finish";
 
 /// What the model is told when it answers without calling a tool.
-pub const NUDGE: &str = "Call `finish` when you are done, or use a tool.";
+pub const NUDGE: &str = "Call `finish` when you are done, or use a tool. Another answer without a tool call ends the run without a result.";
+
+/// The context window assumed when a role's model does not say.
+pub const DEFAULT_CONTEXT_WINDOW: u32 = 200_000;
 
 /// A rule a `finish` value must meet beyond its schema (e.g. a plan's coverage):
 /// every way the value breaks it, empty when it holds. Called only on values
@@ -177,6 +195,12 @@ pub struct AgentConfig {
     /// How many invalid `finish` calls are answered with their errors; one
     /// more ends the run with [`AgentResult::InvalidFinish`].
     pub max_invalid_finish: u32,
+    /// The model's context window, in tokens: the conversation is compacted
+    /// before a request would come near it.
+    pub context_window: u32,
+    /// The same call failing the same way this many times in a row ends the
+    /// run with [`AgentResult::Repeating`].
+    pub max_repeated_failures: u32,
 }
 
 impl AgentConfig {
@@ -197,6 +221,8 @@ impl AgentConfig {
             max_tokens: 8192,
             bash: BashConfig::default(),
             max_invalid_finish: 3,
+            context_window: DEFAULT_CONTEXT_WINDOW,
+            max_repeated_failures: 3,
         }
     }
 }
@@ -234,6 +260,16 @@ pub enum AgentResult {
     ProviderError(String),
     /// The model declined to continue (stop reason `refusal`); its text.
     Refused(String),
+    /// The model answered without a tool call again after it was nudged; its text.
+    NoToolCall(String),
+    /// The same call failed the same way too many times in a row.
+    Repeating {
+        /// The call, as `tool {arguments}`, shortened.
+        call: String,
+        times: u32,
+        /// The start of what it answered each time.
+        error: String,
+    },
     /// The run could not start: the checkout is missing, or no temporary HOME.
     SetupError(String),
 }
@@ -247,6 +283,8 @@ impl AgentResult {
             AgentResult::InvalidFinish(_) => "invalid_finish",
             AgentResult::ProviderError(_) => "provider_error",
             AgentResult::Refused(_) => "refused",
+            AgentResult::NoToolCall(_) => "no_tool_call",
+            AgentResult::Repeating { .. } => "repeating",
             AgentResult::SetupError(_) => "setup_error",
         }
     }
@@ -262,7 +300,13 @@ pub struct AgentOutcome {
     pub turns: u32,
     /// Every bash command, in order.
     pub commands: Vec<CommandRecord>,
-    /// The whole conversation, starting with the initial user message.
+    /// Calls answered with an error without running: unknown tools,
+    /// malformed arguments, invalid `finish` values.
+    pub rejected_calls: u32,
+    /// How many times the conversation was compacted to fit the window.
+    pub compactions: u32,
+    /// The conversation as last sent (compacted, if it was), starting with
+    /// the initial user message.
     pub transcript: Vec<Message>,
 }
 
@@ -283,6 +327,8 @@ pub async fn run_agent(
         usage: Usage::default(),
         turns: 0,
         commands: Vec::new(),
+        rejected_calls: 0,
+        compactions: 0,
         transcript: vec![Message::user_text(&config.initial_message)],
     };
     let workspace = match Workspace::new(checkout, config.bash.clone()) {
@@ -294,15 +340,21 @@ pub async fn run_agent(
         }
     };
     let mut tools = config.tools.defs(&config.bash);
+    let schemas = ToolSchemas::new(&tools);
     tools.push(config.finish.def());
+    let fixed_chars = compact::fixed_chars(&config.system, &tools);
+    let estimate = |messages: &[Message]| compact::estimate(fixed_chars, messages);
+    let budget = compact::prompt_budget(config.context_window, config.max_tokens);
     let started = Instant::now();
     let deadline = started + config.limits.max_wall_time;
     let wall_limit = Limit::WallTime {
         max_secs: config.limits.max_wall_time.as_secs(),
     };
     let mut invalid_finishes = 0u32;
+    let mut nudged = false;
+    let mut failures = RepeatedFailures::new(config.max_repeated_failures);
 
-    outcome.result = loop {
+    outcome.result = 'run: loop {
         if outcome.turns >= config.limits.max_turns {
             break AgentResult::LimitReached(Limit::Turns {
                 max: config.limits.max_turns,
@@ -311,17 +363,48 @@ pub async fn run_agent(
         if Instant::now() >= deadline {
             break AgentResult::LimitReached(wall_limit);
         }
-        let request = ChatRequest {
+        if compact::should_compact(estimate(&outcome.transcript), budget)
+            && compact::compact(
+                &mut outcome.transcript,
+                compact::target(budget, false),
+                estimate,
+            )
+        {
+            outcome.compactions += 1;
+            tracing::info!(
+                turn = outcome.turns,
+                tokens = estimate(&outcome.transcript),
+                "conversation compacted to fit the context window"
+            );
+        }
+        let mut request = ChatRequest {
             model: config.model.clone(),
             system: config.system.clone(),
             tools: tools.clone(),
             messages: outcome.transcript.clone(),
             max_tokens: config.max_tokens,
         };
-        let response = match tokio::time::timeout_at(deadline, provider.chat(&request)).await {
-            Err(_) => break AgentResult::LimitReached(wall_limit),
-            Ok(Err(e)) => break AgentResult::ProviderError(e.to_string()),
-            Ok(Ok(r)) => r,
+        let mut retried = false;
+        let response = loop {
+            match tokio::time::timeout_at(deadline, provider.chat(&request)).await {
+                Err(_) => break 'run AgentResult::LimitReached(wall_limit),
+                // The window is smaller than configured, or the estimate was
+                // low: compact to half of what was refused, once per turn.
+                Ok(Err(LlmError::ContextTooLong { .. }))
+                    if !retried
+                        && compact::compact(
+                            &mut outcome.transcript,
+                            compact::target(budget, true).min(estimate(&request.messages) / 2),
+                            estimate,
+                        ) =>
+                {
+                    retried = true;
+                    outcome.compactions += 1;
+                    request.messages = outcome.transcript.clone();
+                }
+                Ok(Err(e)) => break 'run AgentResult::ProviderError(e.to_string()),
+                Ok(Ok(r)) => break r,
+            }
         };
         outcome.turns += 1;
         outcome.usage.add(&response.usage);
@@ -340,15 +423,18 @@ pub async fn run_agent(
         outcome.transcript.push(message);
 
         if calls.is_empty() {
+            let text = outcome
+                .transcript
+                .last()
+                .map(Message::text)
+                .unwrap_or_default();
             if response.stop_reason == StopReason::Refusal {
-                break AgentResult::Refused(
-                    outcome
-                        .transcript
-                        .last()
-                        .map(Message::text)
-                        .unwrap_or_default(),
-                );
+                break AgentResult::Refused(text);
             }
+            if nudged {
+                break AgentResult::NoToolCall(text);
+            }
+            nudged = true;
             let nudge = if response.stop_reason == StopReason::MaxTokens {
                 format!("Your answer was cut off at the output limit. {NUDGE}")
             } else {
@@ -356,39 +442,70 @@ pub async fn run_agent(
             };
             outcome.transcript.push(Message::user_text(nudge));
         } else {
+            nudged = false;
             let mut results = Vec::with_capacity(calls.len());
             let mut ended = None;
             for (id, name, input) in calls {
-                let (content, is_error) = if name == FINISH_TOOL {
+                let (mut content, is_error, failed) = if name == FINISH_TOOL {
                     let Some((what, violations)) = config.finish.rejection(&input) else {
                         ended = Some(AgentResult::Finished(input));
                         break;
                     };
+                    outcome.rejected_calls += 1;
                     invalid_finishes += 1;
                     if invalid_finishes > config.max_invalid_finish {
                         ended = Some(AgentResult::InvalidFinish(violations));
                         break;
                     }
-                    (
-                        finish_errors(
-                            what,
-                            &violations,
-                            config.max_invalid_finish + 1 - invalid_finishes,
-                        ),
-                        true,
-                    )
+                    let text = finish_errors(
+                        what,
+                        &violations,
+                        config.max_invalid_finish + 1 - invalid_finishes,
+                    );
+                    (text, true, false)
                 } else {
                     match Tool::from_name(&name).filter(|t| config.tools.contains(*t)) {
-                        Some(tool) => {
-                            let out = workspace
-                                .execute(tool, &input, Some(deadline.into_std()))
-                                .await;
-                            outcome.commands.extend(out.command);
-                            (out.content, out.is_error)
+                        None => {
+                            outcome.rejected_calls += 1;
+                            (unknown_tool(&name, &config.tools), true, true)
                         }
-                        None => (unknown_tool(&name, &config.tools), true),
+                        Some(tool) => match schemas.rejection(&name, &input) {
+                            Some(why) => {
+                                outcome.rejected_calls += 1;
+                                (why, true, true)
+                            }
+                            None => {
+                                let out = workspace
+                                    .execute(tool, &input, Some(deadline.into_std()))
+                                    .await;
+                                let failed = out.is_error
+                                    || out.command.as_ref().is_some_and(|c| c.exit_code != Some(0));
+                                if !failed && matches!(tool, Tool::WriteFile | Tool::EditFile) {
+                                    // The checkout changed: a command may now behave differently.
+                                    failures.forget_commands();
+                                }
+                                outcome.commands.extend(out.command);
+                                (out.content, out.is_error, failed)
+                            }
+                        },
                     }
                 };
+                if name != FINISH_TOOL {
+                    match failures.record(&name, &input, failed, &content) {
+                        Repeat::No => {}
+                        Repeat::Warn(times) => content.push_str(&format!(
+                            "\n[the harness: this exact call has now failed the same way {times} times in a row; once more ends the run. Try something different.]"
+                        )),
+                        Repeat::Stop(times) => {
+                            ended = Some(AgentResult::Repeating {
+                                call: clip(&format!("{name} {input}"), 200),
+                                times,
+                                error: clip(&content, 300),
+                            });
+                            break;
+                        }
+                    }
+                }
                 results.push(ContentBlock::ToolResult {
                     tool_use_id: id,
                     content,
@@ -415,11 +532,110 @@ pub async fn run_agent(
     tracing::info!(
         turns = outcome.turns,
         commands = outcome.commands.len(),
+        rejected_calls = outcome.rejected_calls,
+        compactions = outcome.compactions,
         result = outcome.result.kind(),
         secs = started.elapsed().as_secs(),
         "agent run ended"
     );
     outcome
+}
+
+/// The tools' input schemas, compiled once, so that a call whose arguments
+/// break them is answered with what is wrong instead of being run.
+struct ToolSchemas(std::collections::HashMap<String, jsonschema::Validator>);
+
+impl ToolSchemas {
+    fn new(tools: &[ToolDef]) -> Self {
+        ToolSchemas(
+            tools
+                .iter()
+                .filter_map(|t| {
+                    let v = jsonschema::draft202012::options()
+                        .build(&t.input_schema)
+                        .ok()?;
+                    Some((t.name.clone(), v))
+                })
+                .collect(),
+        )
+    }
+
+    fn rejection(&self, name: &str, input: &Value) -> Option<String> {
+        if !input.is_object() {
+            return Some(format!(
+                "the arguments of `{name}` are not a JSON object, so the call was not run; you sent: {}\nSend the arguments as one JSON object that matches the tool's schema.",
+                clip(&input.to_string(), 300)
+            ));
+        }
+        let validator = self.0.get(name)?;
+        let errors: Vec<String> = validator
+            .iter_errors(input)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                format!("- {}: {e}", if path.is_empty() { "(root)" } else { &path })
+            })
+            .collect();
+        (!errors.is_empty()).then(|| {
+            format!(
+                "the arguments of `{name}` do not match its schema, so the call was not run:\n{}\nFix them and call it again.",
+                errors.join("\n")
+            )
+        })
+    }
+}
+
+enum Repeat {
+    No,
+    /// One more identical failure ends the run.
+    Warn(u32),
+    Stop(u32),
+}
+
+/// Counts identical calls that fail the same way in a row.
+struct RepeatedFailures {
+    max: u32,
+    /// `tool arguments` → (what it answered, times in a row).
+    seen: std::collections::HashMap<String, (String, u32)>,
+}
+
+impl RepeatedFailures {
+    fn new(max: u32) -> Self {
+        RepeatedFailures {
+            max: max.max(1),
+            seen: Default::default(),
+        }
+    }
+
+    fn record(&mut self, name: &str, input: &Value, failed: bool, content: &str) -> Repeat {
+        let key = format!("{name} {input}");
+        if !failed {
+            self.seen.remove(&key);
+            return Repeat::No;
+        }
+        // A command's first line carries its duration, which differs each time.
+        let answer = if name == Tool::Bash.name() {
+            content.split_once('\n').map_or("", |(_, rest)| rest)
+        } else {
+            content
+        };
+        let entry = self.seen.entry(key).or_insert_with(|| (String::new(), 0));
+        if entry.0 == answer {
+            entry.1 += 1;
+        } else {
+            *entry = (answer.to_owned(), 1);
+        }
+        match entry.1 {
+            n if n >= self.max => Repeat::Stop(n),
+            n if n + 1 == self.max && n > 1 => Repeat::Warn(n),
+            _ => Repeat::No,
+        }
+    }
+
+    /// After the checkout changed, failed commands may be worth running again.
+    fn forget_commands(&mut self) {
+        let bash = format!("{} ", Tool::Bash.name());
+        self.seen.retain(|k, _| !k.starts_with(&bash));
+    }
 }
 
 fn finish_errors(what: &str, violations: &[Violation], attempts_left: u32) -> String {

@@ -66,6 +66,8 @@ pub struct RoleOutcome {
     pub removed: Vec<String>,
     /// Lines for the run log.
     pub log: Vec<String>,
+    /// Compactions of the agents' conversations (see [`crate::agent::AgentOutcome`]).
+    pub compactions: u32,
 }
 
 impl RoleOutcome {
@@ -78,6 +80,7 @@ impl RoleOutcome {
             files: Vec::new(),
             removed: Vec::new(),
             log: Vec::new(),
+            compactions: 0,
         }
     }
 }
@@ -231,6 +234,7 @@ impl Ctx {
         config.tools = run.tools;
         config.limits = run.limits;
         config.max_tokens = model.max_tokens;
+        config.context_window = crate::agent::DEFAULT_CONTEXT_WINDOW; // TODO-CW model.context_window()
         config.bash = bash_config(&marker, &self.containment);
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
@@ -250,13 +254,18 @@ impl Ctx {
             cost_micros: cost,
         });
         commands.extend(agent.commands.iter().cloned());
+        outcome.compactions += agent.compactions;
+        // One line per agent run, in a stable shape: `benches/real_model.rs` reads it.
         outcome.log.push(format!(
-            "agent {}: {} after {} model call(s), {} command(s), {} tokens in, {} out, {}",
+            "agent {}: {} after {} model call(s), {} command(s), {} tool call(s) rejected, {} compaction(s), {} tokens in ({} cached), {} out, {}",
             run.name,
             agent.result.kind(),
             agent.turns,
             agent.commands.len(),
+            agent.rejected_calls,
+            agent.compactions,
             usage.total_input(),
+            usage.cache_read_tokens,
             usage.output_tokens,
             crate::llm::pricing::dollars(cost),
         ));
@@ -291,6 +300,15 @@ impl Ctx {
                 "{}: the model refused: {}",
                 run.name,
                 truncate(text.trim(), 500)
+            )),
+            AgentResult::NoToolCall(text) => Ended::Incomplete(format!(
+                "{}: the model answered without calling a tool, twice in a row (it must call `finish` to end): {}",
+                run.name,
+                truncate(text.trim(), 500)
+            )),
+            AgentResult::Repeating { call, times, error } => Ended::Incomplete(format!(
+                "{}: stopped after the same call failed the same way {times} times in a row: `{call}` → {error}",
+                run.name,
             )),
             AgentResult::ProviderError(e) => {
                 bail!(
@@ -679,6 +697,7 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                     exit_code: c.exit_code,
                 })
                 .collect();
+            handoff.compactions = outcome.compactions;
             outcome.files = vec![(
                 output::handoff_path(issue, &id),
                 output::json_bytes(&handoff),

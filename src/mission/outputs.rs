@@ -52,6 +52,15 @@ pub struct Handoff {
     pub followed_procedures: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub procedures_note: Option<String>,
+    /// How many times the harness compacted the worker's conversation to fit
+    /// its model's context window (filled by the harness): earlier turns were
+    /// cut down, so the worker may have lost detail it read early on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compactions: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Handoff {
@@ -88,6 +97,13 @@ impl Handoff {
         if !open.is_empty() {
             out.push_str("\n**Unresolved issues** (the orchestrator triages these before the next feature)\n\n");
             out.push_str(&list(&open));
+        }
+        if self.compactions > 0 {
+            out.push_str(&format!(
+                "\n*The worker's conversation was compacted {} time{} to fit its model's context window (older turns cut down): check details it read early on.*\n",
+                self.compactions,
+                if self.compactions == 1 { "" } else { "s" }
+            ));
         }
         out.push_str("\n<details><summary>Details</summary>\n\n");
         out.push_str("| command | exit code |\n|---|---|\n");
