@@ -301,6 +301,7 @@ async fn sends_the_documented_request() {
             },
             {"role": "tool", "tool_call_id": "call_c", "content": ""}
         ],
+        "tool_choice": "required",
         "tools": [{
             "type": "function",
             "function": {

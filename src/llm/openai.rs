@@ -16,7 +16,10 @@
 //!   where `arguments` is the input serialized as a JSON string;
 //! - tools become `{type: "function", function: {name, description,
 //!   parameters}}` (the `tools` field is left out when there are none: the API
-//!   rejects an empty array).
+//!   rejects an empty array), with `tool_choice: "required"`: every answer
+//!   of the agent loop must call a tool (`finish` included), and OpenAI, vLLM,
+//!   the llama.cpp server and `scripts/local-model` then constrain the answer
+//!   to a call instead of letting a small model write one as prose.
 //!
 //! Tool-call arguments that are not valid JSON are kept as a JSON *string*
 //! input holding the raw text: a string is never valid input for a tool
@@ -186,6 +189,10 @@ impl OpenAi {
                 })
                 .collect();
             body.insert("tools".into(), Value::Array(tools));
+            // The agent loop wants a tool call in every answer (it ends runs
+            // that answer twice in prose); small open-weight models otherwise
+            // write the call as text in a code block.
+            body.insert("tool_choice".into(), json!("required"));
         }
         Value::Object(body)
     }
