@@ -1217,3 +1217,36 @@ async fn a_context_too_long_error_compacts_harder_and_tries_again() {
         outcome.result
     );
 }
+
+#[tokio::test]
+async fn a_finish_beside_other_calls_is_not_taken_before_their_results_are_seen() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        // What a small model does: look, and "finish" in the same breath with
+        // values it could not know yet.
+        calls(
+            1,
+            &[
+                ("l", "list_files", json!({"path": "."})),
+                (
+                    "f1",
+                    "finish",
+                    json!({"summary": "invented", "tests_pass": true}),
+                ),
+            ],
+        ),
+        good_finish(2),
+    ]);
+    let outcome = run_agent(&script, config(), dir.path()).await;
+    assert_eq!(
+        outcome.result,
+        AgentResult::Finished(json!({"summary": "done", "tests_pass": true}))
+    );
+    assert_eq!(outcome.rejected_calls, 1);
+    let r = results(script.requests()[1].messages.last().unwrap());
+    assert_eq!((r[0].0.as_str(), r[0].2), ("l", false));
+    assert_eq!(
+        (r[1].0.as_str(), r[1].1.as_str(), r[1].2),
+        ("f1", missions::agent::FINISH_NOT_ALONE, true)
+    );
+}

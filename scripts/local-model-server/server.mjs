@@ -398,11 +398,20 @@ function buildFunctions(tools) {
 // Qwen's chat format, with three additions:
 // - each function is documented with its original parameters schema;
 // - Qwen2.5-Coder often writes a call as bare JSON ({"name": ...}) without
-//   the <tool_call> tag: a reply starting like that, or with <tool_call>,
-//   enters node-llama-cpp's function calling mode, so the name and the
-//   arguments are grammar-constrained either way;
+//   the <tool_call> tag: with MISSIONS_LOCAL_MODEL_PREFIX_TRIGGERS=1 a
+//   reply starting like that, or with <tool_call>, enters node-llama-cpp's
+//   function calling mode, so the name and the arguments are
+//   grammar-constrained either way (opt-in, tool_choice "auto" only);
 // - with `forceFunctionCall` (tool_choice "required" or a named function)
-//   the reply must start with a function call.
+//   the reply must start with a function call. This uses node-llama-cpp's
+//   "initially engaged" function mode (as FunctionaryChatWrapper does) with
+//   no disengage triggers: LlamaChat goes straight to generating the function
+//   name under a grammar, with the call prefix (`<tool_call>\n{"name": "`)
+//   appended by LlamaChat itself after the rendered prompt (see
+//   getContextWindowFunctionCallsTokens). The prompt is rendered exactly as
+//   without forcing and evaluated once, so the KV cache of a shared prefix is
+//   kept (prefix triggers + noPrefixTrigger evaluated it twice and lost it).
+//   After the first call the model may add more calls (parallelism) or end.
 const CALL_PREFIX_TRIGGERS = [
     LlamaText(new SpecialTokensText("<tool_call>")),
     LlamaText('{"name": "'),
@@ -431,14 +440,20 @@ class MissionsQwenChatWrapper extends QwenChatWrapper {
         const state = super.generateContextState(options);
         const functions = options.availableFunctions;
         if (functions == null || Object.keys(functions).length === 0) return state;
-        if (!this.useCallPrefixTriggers && !this.forceFunctionCall) return state;
+        if (this.forceFunctionCall) {
+            return {
+                ...state,
+                functionCall: { initiallyEngaged: true, disengageInitiallyEngaged: [] },
+                detectFunctionCalls: true
+            };
+        }
+        if (!this.useCallPrefixTriggers) return state;
         return {
             ...state,
             prefixTriggers: [
                 ...(state.prefixTriggers ?? []),
                 { type: "functionCall", triggers: CALL_PREFIX_TRIGGERS, replaceTrigger: true }
             ],
-            ...(this.forceFunctionCall ? { noPrefixTrigger: { type: "functionCall", inject: LlamaText([]) } } : {}),
             detectFunctionCalls: true
         };
     }
@@ -598,7 +613,11 @@ function parseRequest(body) {
         temperature: optionalNumber(body, "temperature", { min: 0, max: 2 }) ?? 0,
         topP: optionalNumber(body, "top_p", { min: 0, max: 1 }),
         seed: optionalNumber(body, "seed", { integer: true }),
-        parallelToolCalls: body.parallel_tool_calls !== false,
+        // One call per reply unless the client asks for more: after its first
+        // call, this small model tends to invent further ones (a `finish` with
+        // made-up values) before it has seen any result. (OpenAI's default is
+        // true; a client that wants parallel calls sends it.)
+        parallelToolCalls: body.parallel_tool_calls === true,
         stop
     };
 }
@@ -634,14 +653,23 @@ const contextSize = context.contextSize;
 log(`loaded ${args.model} in ${((performance.now() - loadStart) / 1000).toFixed(1)}s; ` +
     `context ${contextSize} tokens, threads ${threads ?? "auto"}, chat wrapper ${chatWrapper.wrapperName}`);
 
-function promptTokensFor(history, functions) {
+// The tokens LlamaChat evaluates before generating: the rendered history and,
+// when a function call is forced, the call prefix it appends (tokenized
+// separately, as LlamaChat does).
+function promptTokensFor(history, functions, forced) {
     const chatHistory = history.at(-1)?.type === "model" ? history : [...history, { type: "model", response: [] }];
     const { contextText } = chatWrapper.generateContextState({
         chatHistory,
         availableFunctions: functions,
         documentFunctionParams: true
     });
-    return contextText.tokenize(model.tokenizer);
+    const tokens = contextText.tokenize(model.tokenizer);
+    if (!forced) return tokens;
+    const callPrefix = LlamaText([
+        chatWrapper.settings.functions.parallelism?.call?.sectionPrefix ?? "",
+        chatWrapper.settings.functions.call.prefix
+    ]);
+    return [...tokens, ...callPrefix.tokenize(model.tokenizer, "trimLeadingSpace")];
 }
 
 async function complete(request, signal) {
@@ -650,13 +678,13 @@ async function complete(request, signal) {
     const { functions, shapes, dropped } = useTools ? buildFunctions(request.tools) : { functions: undefined, shapes: new Map(), dropped: new Set() };
     if (dropped.size > 0) log(`schema keywords not enforced by the grammar: ${[...dropped].sort().join(", ")}`);
 
-    const promptTokens = promptTokensFor(request.history, functions);
+    const forced = useTools && request.toolChoice === "required";
+    chatWrapper.forceFunctionCall = forced;
+    const promptTokens = promptTokensFor(request.history, functions, forced);
     const reserve = Math.min(request.maxTokens ?? DEFAULT_REPLY_RESERVE, DEFAULT_REPLY_RESERVE) + SLACK;
     if (promptTokens.length + reserve > contextSize) throw contextLengthError(contextSize, promptTokens.length + reserve);
     const maxTokens = Math.min(request.maxTokens ?? DEFAULT_MAX_TOKENS, contextSize - promptTokens.length - SLACK);
     const cachedTokens = Math.min(sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
-
-    chatWrapper.forceFunctionCall = useTools && request.toolChoice === "required";
 
     // Small models tend to repeat a parallel call over and over: stop at the
     // first exact repeat (name and arguments) and after MAX_PARALLEL_CALLS.

@@ -9,7 +9,8 @@
 //! stay as they were.
 //!
 //! Real models misbehave in a few known ways, and each has a rule here:
-//! several calls in one answer run in order; a call to an unknown tool, with
+//! several calls in one answer run in order (a `finish` among them is not
+//! taken: it was written before the results were seen); a call to an unknown tool, with
 //! arguments that are not a JSON object, or with arguments that break the
 //! tool's schema is answered with an error that says what to send instead;
 //! an answer without a tool call is nudged once, and a second one in a row
@@ -37,6 +38,9 @@ pub const FINISH_TOOL: &str = "finish";
 
 /// What the model is told when it answers without calling a tool.
 pub const NUDGE: &str = "Call `finish` when you are done, or use a tool. Another answer without a tool call ends the run without a result.";
+
+/// The answer to a `finish` that came with other calls in one answer.
+pub const FINISH_NOT_ALONE: &str = "finish was not taken: it came in the same answer as other calls, before you saw their results. Call finish on its own, in a later answer.";
 
 /// The context window assumed when a role's model does not say.
 pub const DEFAULT_CONTEXT_WINDOW: u32 = 200_000;
@@ -313,8 +317,8 @@ pub struct AgentOutcome {
 /// Runs one role to its end. Never panics on model or tool failures: they end
 /// up in the outcome (or, for tools, in front of the model).
 ///
-/// Tool calls in one answer run in order; a valid `finish` ends the run at
-/// once (calls after it in the same answer are not run). The token limit is
+/// Tool calls in one answer run in order; a valid `finish` alone in its
+/// answer ends the run. The token limit is
 /// checked after each answer's tools ran, so a finishing answer always counts.
 /// A bash command's timeout is cut to the time left in the run.
 pub async fn run_agent(
@@ -445,8 +449,15 @@ pub async fn run_agent(
             nudged = false;
             let mut results = Vec::with_capacity(calls.len());
             let mut ended = None;
+            // A `finish` beside other calls was written before their results
+            // were seen (small models invent the values): it is not taken.
+            let finish_beside_others = calls.len() > 1;
             for (id, name, input) in calls {
-                let (mut content, is_error, failed) = if name == FINISH_TOOL {
+                let (mut content, is_error, failed) = if name == FINISH_TOOL && finish_beside_others
+                {
+                    outcome.rejected_calls += 1;
+                    (FINISH_NOT_ALONE.to_owned(), true, false)
+                } else if name == FINISH_TOOL {
                     let Some((what, violations)) = config.finish.rejection(&input) else {
                         ended = Some(AgentResult::Finished(input));
                         break;

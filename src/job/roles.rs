@@ -234,7 +234,7 @@ impl Ctx {
         config.tools = run.tools;
         config.limits = run.limits;
         config.max_tokens = model.max_tokens;
-        config.context_window = crate::agent::DEFAULT_CONTEXT_WINDOW; // TODO-CW model.context_window()
+        config.context_window = model.context_window();
         config.bash = bash_config(&marker, &self.containment);
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
