@@ -26,15 +26,7 @@ struct Cli {
 enum Command {
     /// Run a whole mission on this machine: the App, a GitHub simulator and a
     /// scripted model, with no account and no network. Start here.
-    Demo {
-        /// Leave the simulator and the App running at the end, to look around.
-        #[arg(long)]
-        keep: bool,
-        /// Keep the demo's files (simulator repositories, database, scripts) here
-        /// instead of a temporary directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    Demo(DemoArgs),
     /// Run the App: webhook receiver, durable inbox, event loop.
     Serve,
     /// Look into the inbox of stored webhook deliveries.
@@ -55,6 +47,36 @@ enum Command {
     AppManifest(missions::manifest::AppManifestArgs),
     /// Add the mission workflow and a commented .github/missions.yml to a repository.
     Init(missions::init::InitArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Leave the simulator and the App running at the end, to look around.
+    #[arg(long)]
+    keep: bool,
+    /// Keep the demo's files (simulator repositories, database, scripts) here
+    /// instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The model: PROVIDER:MODEL for every role (anthropic:claude-sonnet-4-5,
+    /// openai:gpt-4.1, openai-compatible:MODEL@http://HOST:PORT/v1), `scripted`
+    /// (the default), or `local` (the open-weight model of scripts/local-model);
+    /// ROLE=SPEC for one role (orchestrator, worker, scrutiny, user-testing).
+    /// Repeatable. Keys come from ANTHROPIC_API_KEY / OPENAI_API_KEY.
+    #[arg(long = "model", value_name = "SPEC")]
+    models: Vec<String>,
+    /// Work on this repository's HEAD commit (committed files only; the
+    /// checkout is not changed) instead of the sample project. Needs --issue-file.
+    #[arg(long, value_name = "PATH")]
+    repo: Option<PathBuf>,
+    /// The issue to work on: the first line is its title (a leading `# ` is
+    /// dropped), the rest its body.
+    #[arg(long, value_name = "FILE")]
+    issue_file: Option<PathBuf>,
+    /// Give up after this many minutes (default: 5 with the scripted model, 60
+    /// with any other).
+    #[arg(long, value_name = "MINUTES")]
+    timeout: Option<f64>,
 }
 
 /// The dispatch inputs that name a job, for `missions job` and `missions publish`.
@@ -174,7 +196,7 @@ fn main() -> ExitCode {
         }
     }
     // The demo prints its own story; the App's log would drown it.
-    init_tracing(if matches!(cli.command, Command::Demo { .. }) {
+    init_tracing(if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
@@ -205,13 +227,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             missions::server::run(config, missions::clock::system()).await
         }
         Command::Sim(args) => run_sim(args).await,
-        Command::Demo { keep, dir } => missions::demo::run::run(missions::demo::run::DemoOptions {
-            keep,
-            dir,
-            ..Default::default()
-        })
-        .await
-        .map(|_| ()),
+        Command::Demo(args) => {
+            let timeout = match args.timeout {
+                Some(m) if m.is_finite() && m > 0.0 && m <= 7.0 * 24.0 * 60.0 => {
+                    Some(std::time::Duration::from_secs_f64(m * 60.0))
+                }
+                Some(m) => anyhow::bail!(
+                    "--timeout {m}: give the minutes the mission may take, more than 0 (e.g. --timeout 90)"
+                ),
+                None => None,
+            };
+            missions::demo::run::run(missions::demo::run::DemoOptions {
+                keep: args.keep,
+                dir: args.dir,
+                timeout,
+                models: args.models,
+                repo: args.repo,
+                issue_file: args.issue_file,
+                missions_binary: None,
+            })
+            .await?
+            .into_result()
+            .map(|_| ())
+        }
         Command::Job(args) => run_job(args).await,
         Command::Publish(args) => run_publish(args).await,
         Command::AppManifest(args) => missions::manifest::run(args, cli.config).await,

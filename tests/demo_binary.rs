@@ -9,7 +9,8 @@ use std::process::Command;
 fn normalize(line: &str) -> String {
     let re_time = regex::Regex::new(r"^\[\s*[0-9.]+s\] ").unwrap();
     let re_sha = regex::Regex::new(r"\b[0-9a-f]{7,40}\b").unwrap();
-    let re_num = regex::Regex::new(r"[0-9]+").unwrap();
+    // Counts are grouped by thousands (`12,345`), or not.
+    let re_num = regex::Regex::new(r"[0-9]+(?:,[0-9]{3})*").unwrap();
     let line = re_time.replace(line.trim_end(), "[T] ");
     let line = re_sha.replace_all(&line, "SHA");
     re_num.replace_all(&line, "N").into_owned()

@@ -95,6 +95,7 @@ fn role_section_overrides_default_which_overrides_the_server() {
                 cache_write: 0.0
             }),
             script: None,
+            context_window: None,
         }
     );
     assert_eq!(scrutiny.key_env(), "OPENROUTER_API_KEY");

@@ -638,6 +638,60 @@ async fn a_job_sees_githubs_environment_and_its_event() {
     t.stop().await;
 }
 
+/// Which of a job's model keys and extra variables it got: `name=set|unset`.
+const KEYS_SCRIPT: &str = r#"for v in ANTHROPIC_API_KEY OPENAI_API_KEY MISSIONS_SCRIPTED_RECORD_DIR; do
+  if [ -n "$(printenv "$v")" ]; then echo "$GITHUB_JOB $v=set"; else echo "$GITHUB_JOB $v=unset"; fi
+done
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_jobs_that_cannot_push_and_the_env_every_job() {
+    let jobs = vec![
+        missions::sim::SimJob {
+            name: "agent".into(),
+            command: sh(KEYS_SCRIPT),
+            contents_write: false,
+        },
+        missions::sim::SimJob {
+            name: "publish".into(),
+            command: sh(KEYS_SCRIPT),
+            contents_write: true,
+        },
+    ];
+    let t = Scenario::start(ScenarioOptions {
+        workflow_jobs: vec![(sample::WORKFLOW_FILE.to_owned(), jobs)],
+        ..ScenarioOptions::default()
+    })
+    .await;
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    let run = run_completed(&t, run_id).await;
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert_eq!(
+        run.payload["workflow_run"]["conclusion"], "success",
+        "{log}"
+    );
+    for line in [
+        "agent ANTHROPIC_API_KEY=set",
+        "agent OPENAI_API_KEY=set",
+        "agent MISSIONS_SCRIPTED_RECORD_DIR=set",
+        // The job that pushes gets no model key, as in the mission workflow.
+        "publish ANTHROPIC_API_KEY=unset",
+        "publish OPENAI_API_KEY=unset",
+        "publish MISSIONS_SCRIPTED_RECORD_DIR=set",
+    ] {
+        assert!(log.contains(line), "{line:?} not in\n{log}");
+    }
+    t.stop().await;
+
+    // A one-command workflow is one job that runs and pushes: it gets them.
+    let t = start(FaultConfig::default(), workflow(KEYS_SCRIPT)).await;
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    run_completed(&t, run_id).await;
+    let log = t.sim.run_log(&t.world.repo, run_id).unwrap();
+    assert!(log.contains("run ANTHROPIC_API_KEY=set"), "{log}");
+    t.stop().await;
+}
+
 // ---- 4. tokens and git permissions ---------------------------------------------
 
 /// Holds the job until the branch `release-job` exists, asking with its own token.

@@ -1,6 +1,10 @@
-//! `missions demo`: a whole mission on one machine, no account, no network.
+//! `missions demo`: a whole mission on one machine, no account, no network
+//! (with the scripted model; `--model` runs it on real ones, `--repo` on a
+//! repository of your own).
 
 pub mod chaos;
+pub mod local;
+pub mod own_repo;
 pub mod project;
 pub mod run;
 pub mod scripts;

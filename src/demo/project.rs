@@ -165,6 +165,33 @@ pub fn missions_yml(script_dir: &str, budget_usd: f64) -> String {
     )
 }
 
+/// `.github/missions.yml` for the demo with other models than the scripted
+/// one: `models` is the `models:` section as YAML
+/// ([`crate::llm::config::ModelsConfig::to_yaml`]); `test_command` is what
+/// scrutiny runs (the sample project's tests), if any.
+pub fn missions_yml_with_models(
+    models: &str,
+    budget_usd: f64,
+    test_command: Option<&str>,
+) -> String {
+    let mut out = format!(
+        "# The demo's mission settings. See docs/configuration.md.\n\
+         label: mission\n\
+         budget:\n  usd: {budget_usd}\n"
+    );
+    out.push_str(models);
+    if !models.ends_with('\n') {
+        out.push('\n');
+    }
+    if let Some(test) = test_command {
+        out.push_str(&format!("commands:\n  test: [{test:?}]\n"));
+    }
+    out
+}
+
+/// The sample project's test command.
+pub const TEST_COMMAND: &str = "python3 -m unittest -q";
+
 /// The repository's files at the start: path → content.
 pub fn files(script_dir: &str, workflow_yaml: &str) -> Vec<(String, String)> {
     vec![

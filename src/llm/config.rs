@@ -16,6 +16,7 @@
 //!     base_url: https://openrouter.ai/api/v1     # optional, OpenAI-compatible servers
 //!     api_key_env: OPENROUTER_API_KEY            # optional, which env var holds the key
 //!     prices: { input: 2.0, output: 8.0, cache_read: 0.5, cache_write: 0 }
+//!     context_window: 1047576                    # optional, tokens the model reads at most
 //! ```
 //!
 //! Role sections are `orchestrator`, `worker`, `scrutiny` and `user-testing`
@@ -26,9 +27,19 @@
 //!
 //! - `base_url`, `api_key_env` and `script` belong to a provider: a section
 //!   that changes the provider does not inherit them from below;
-//! - `prices` belong to a model: a section that changes the model does not
-//!   inherit them from below (the new model gets its built-in price, or needs
-//!   its own `prices:`).
+//! - `prices` and `context_window` belong to a model: a section that
+//!   changes the model does not inherit them from below (the new model gets
+//!   its built-in price and context window, or needs its own).
+//!
+//! A model's context window ([`ModelConfig::context_window`]) is its
+//! `context_window:`, else the built-in figure for its name
+//! ([`default_context_window`]: `claude-*` 200 000 tokens, `gpt-4.1*`
+//! 1 047 576, `gpt-4o*` 128 000, `o3`/`o4-mini` 200 000, `qwen2.5-coder*`
+//! 32 768), else 32 768.
+//!
+//! Where requests go: `base_url`, else the SDKs' variable
+//! `ANTHROPIC_BASE_URL` or `OPENAI_BASE_URL` in the job's environment, else
+//! the provider's public API ([`ModelConfig::request_base_url`]).
 //!
 //! Every model must have a price, explicit (`prices:`, USD per million
 //! tokens) or built in ([`pricing::default_prices`]): a model that costs
@@ -39,7 +50,12 @@
 //! App and is not read here; unknown keys inside `models:` are errors that
 //! name the key and its line, so that a typo does not silently fall back to a
 //! default.
+//!
+//! [`ModelSpecs`] reads `missions demo --model` values (`anthropic:MODEL`,
+//! `openai:MODEL`, `openai-compatible:MODEL@URL`, `scripted`, `local`, each
+//! for every role or as `ROLE=…` for one) into these types.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -64,6 +80,10 @@ pub const MAX_MAX_TOKENS: u32 = 128_000;
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 /// How errors name the server's defaults (the layer under the repository's file).
 pub const SERVER_DEFAULTS: &str = "the server's default model settings";
+/// The context window of a model the built-in table does not know, in tokens.
+pub const DEFAULT_CONTEXT_WINDOW: u32 = 32_768;
+/// The largest `context_window` accepted, in tokens.
+pub const MAX_CONTEXT_WINDOW: u32 = 100_000_000;
 
 /// The agent roles, each of which can run on its own model. (Not to be
 /// confused with [`super::Role`], the author of a message.)
@@ -139,6 +159,16 @@ impl ProviderKind {
             ProviderKind::Scripted => "scripted",
         }
     }
+
+    /// The variable the provider's own SDKs read a base URL from
+    /// (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`); none for `scripted`.
+    pub fn base_url_env(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("ANTHROPIC_BASE_URL"),
+            ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
+            ProviderKind::Scripted => None,
+        }
+    }
 }
 
 impl fmt::Display for ProviderKind {
@@ -171,6 +201,10 @@ pub struct ModelConfig {
     /// the working directory: the repository's checkout in a job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<PathBuf>,
+    /// The most tokens the model reads in one request; the built-in figure
+    /// for the model when `None` (see [`ModelConfig::context_window`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
 }
 
 fn default_max_tokens() -> u32 {
@@ -195,7 +229,16 @@ impl ModelConfig {
             api_key_env: None,
             prices: None,
             script: None,
+            context_window: None,
         }
+    }
+
+    /// The most tokens the model reads in one request: `context_window`,
+    /// else the built-in figure for the model's name
+    /// ([`default_context_window`]).
+    pub fn context_window(&self) -> u32 {
+        self.context_window
+            .unwrap_or_else(|| default_context_window(&self.model))
     }
 
     /// What the model costs: the explicit prices, else the built-in ones for
@@ -224,7 +267,9 @@ impl ModelConfig {
         }
     }
 
-    /// The API root requests go to (empty for `scripted`).
+    /// The API root requests go to as configured, ignoring the environment
+    /// (empty for `scripted`); [`request_base_url`](Self::request_base_url)
+    /// is where they really go.
     pub fn effective_base_url(&self) -> &str {
         match (&self.base_url, self.provider) {
             (Some(url), _) => url,
@@ -232,6 +277,31 @@ impl ModelConfig {
             (None, ProviderKind::OpenAi) => openai::DEFAULT_BASE_URL,
             (None, ProviderKind::Scripted) => "",
         }
+    }
+
+    /// The API root requests go to: `base_url`; else the provider's
+    /// [`base_url_env`](ProviderKind::base_url_env) variable, read through
+    /// `env`, when set and not empty; else the provider's public API (empty
+    /// for `scripted`). A variable that holds no http(s) URL is an error
+    /// naming it.
+    pub fn request_base_url(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, ConfigError> {
+        if let Some(url) = &self.base_url {
+            return Ok(url.clone());
+        }
+        if let Some(var) = self.provider.base_url_env()
+            && let Some(url) = env(var).map(|u| u.trim().to_owned())
+            && !url.is_empty()
+        {
+            check_base_url(&url).map_err(|message| ConfigError::InvalidEnv {
+                var: var.to_owned(),
+                message,
+            })?;
+            return Ok(url);
+        }
+        Ok(self.effective_base_url().to_owned())
     }
 
     /// Checks a resolved config on its own: the checks [`ModelsConfig::resolve`]
@@ -246,49 +316,108 @@ impl ModelConfig {
 /// One section of `models:` (`default:` or a role's) as written: every field
 /// optional, unknown fields rejected. Values are checked as they are read, so
 /// their errors carry a line number.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+///
+/// It serializes back to the same YAML (unset fields left out), which is how
+/// `missions demo` writes the models it was given.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
     expecting = "a mapping of model settings (provider, model, max_tokens, …)"
 )]
 pub struct ModelSection {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderKind>,
-    #[serde(default, deserialize_with = "de_model")]
+    #[serde(
+        default,
+        deserialize_with = "de_model",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub model: Option<String>,
-    #[serde(default, deserialize_with = "de_max_tokens")]
+    #[serde(
+        default,
+        deserialize_with = "de_max_tokens",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_tokens: Option<u32>,
-    #[serde(default, deserialize_with = "de_base_url")]
+    #[serde(
+        default,
+        deserialize_with = "de_base_url",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_url: Option<String>,
-    #[serde(default, deserialize_with = "de_key_env")]
+    #[serde(
+        default,
+        deserialize_with = "de_key_env",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_key_env: Option<String>,
-    #[serde(default, deserialize_with = "de_prices")]
+    #[serde(
+        default,
+        deserialize_with = "de_prices",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prices: Option<Prices>,
-    #[serde(default, deserialize_with = "de_script")]
+    #[serde(
+        default,
+        deserialize_with = "de_script",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub script: Option<PathBuf>,
+    /// Tokens; model-bound, like `prices`.
+    #[serde(
+        default,
+        deserialize_with = "de_context_window",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub context_window: Option<u32>,
 }
 
 /// The `models:` section of `.github/missions.yml`. Everything is optional:
 /// a repository without the section runs every role on the server's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
     expecting = "a mapping from `default` or a role to its model settings"
 )]
 pub struct ModelsConfig {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<ModelSection>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orchestrator: Option<ModelSection>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<ModelSection>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrutiny: Option<ModelSection>,
-    #[serde(default, rename = "user-testing", alias = "user_testing")]
+    #[serde(
+        default,
+        rename = "user-testing",
+        alias = "user_testing",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_testing: Option<ModelSection>,
 }
 
 impl ModelsConfig {
+    /// The `models:` section as YAML (`models:` and its mapping), as
+    /// [`parse_repo_config`] reads it back.
+    pub fn to_yaml(&self) -> String {
+        #[derive(Serialize)]
+        struct File<'a> {
+            models: &'a ModelsConfig,
+        }
+        yaml_serde::to_string(&File { models: self }).expect("model settings serialize")
+    }
+
+    /// The role's own section, mutable, created empty when missing.
+    pub fn section_mut(&mut self, role: Role) -> &mut ModelSection {
+        match role {
+            Role::Orchestrator => self.orchestrator.get_or_insert_default(),
+            Role::Worker => self.worker.get_or_insert_default(),
+            Role::Scrutiny => self.scrutiny.get_or_insert_default(),
+            Role::UserTesting => self.user_testing.get_or_insert_default(),
+        }
+    }
+
     /// The role's own section, if the file has one.
     pub fn section(&self, role: Role) -> Option<&ModelSection> {
         match role {
@@ -372,6 +501,7 @@ struct Sources {
     api_key_env: String,
     prices: String,
     script: String,
+    context_window: String,
 }
 
 impl Sources {
@@ -384,6 +514,7 @@ impl Sources {
             api_key_env: at.to_owned(),
             prices: at.to_owned(),
             script: at.to_owned(),
+            context_window: at.to_owned(),
         }
     }
 }
@@ -422,6 +553,10 @@ fn apply(cfg: &mut ModelConfig, sources: &mut Sources, section: &ModelSection, a
         cfg.prices = section.prices;
         sources.prices = at.to_owned();
     }
+    if section.context_window.is_some() || !same_model {
+        cfg.context_window = section.context_window;
+        sources.context_window = at.to_owned();
+    }
 }
 
 fn validate_resolved(cfg: &ModelConfig, from: &Sources) -> Result<(), ConfigError> {
@@ -439,6 +574,9 @@ fn validate_resolved(cfg: &ModelConfig, from: &Sources) -> Result<(), ConfigErro
     }
     if let Some(prices) = &cfg.prices {
         check_prices(prices).map_err(|m| invalid(&from.prices, "prices", m))?;
+    }
+    if let Some(n) = cfg.context_window {
+        check_context_window(n).map_err(|m| invalid(&from.context_window, "context_window", m))?;
     }
     match cfg.provider {
         ProviderKind::Scripted => {
@@ -499,6 +637,16 @@ fn check_max_tokens(n: u32) -> Result<(), String> {
     if n == 0 || n > MAX_MAX_TOKENS {
         Err(format!(
             "{n} is out of range; use a number from 1 to {MAX_MAX_TOKENS}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_context_window(n: u32) -> Result<(), String> {
+    if !(1024..=MAX_CONTEXT_WINDOW).contains(&n) {
+        Err(format!(
+            "{n} is out of range; write the model's context window in tokens, from 1024 to {MAX_CONTEXT_WINDOW}, e.g. 200000"
         ))
     } else {
         Ok(())
@@ -573,6 +721,20 @@ fn de_max_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Erro
         u32::try_from(*n)
             .map_err(|_| format!("{n} is out of range; use a number from 1 to {MAX_MAX_TOKENS}"))
             .and_then(check_max_tokens)
+    })?;
+    Ok(n.map(|n| n as u32))
+}
+
+fn de_context_window<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    // Read as i64 so that a negative or huge number gets the range message.
+    let n = checked(d, |n: &i64| {
+        u32::try_from(*n)
+            .map_err(|_| {
+                format!(
+                    "{n} is out of range; write the model's context window in tokens, from 1024 to {MAX_CONTEXT_WINDOW}"
+                )
+            })
+            .and_then(check_context_window)
     })?;
     Ok(n.map(|n| n as u32))
 }
@@ -673,9 +835,11 @@ fn yaml_message(full: &str, key: &str, position: Option<(usize, usize)>) -> Stri
 
 /// Builds the role's provider. The API key is read from the variable
 /// [`ModelConfig::key_env`] names, through `env` (e.g. [`process_env`]); an
-/// empty value counts as missing. An `openai` model at a non-default
-/// `base_url` may go without a key (local servers need none) unless
-/// `api_key_env` is set explicitly.
+/// empty value counts as missing. Requests go to
+/// [`ModelConfig::request_base_url`]: `base_url`, else `ANTHROPIC_BASE_URL` /
+/// `OPENAI_BASE_URL` from `env`, else the public API. An `openai` model at a
+/// non-default base URL may go without a key (local servers need none)
+/// unless `api_key_env` is set explicitly.
 pub fn build_provider(
     cfg: &ModelConfig,
     env: &dyn Fn(&str) -> Option<String>,
@@ -692,13 +856,15 @@ pub fn build_provider(
     };
     match cfg.provider {
         ProviderKind::Anthropic => {
+            let base_url = cfg.request_base_url(env)?;
             let key = key().ok_or_else(missing)?;
             Ok(Box::new(
-                Anthropic::new(key, cfg.base_url.as_deref()).with_key_env(key_env),
+                Anthropic::new(key, Some(&base_url)).with_key_env(key_env),
             ))
         }
         ProviderKind::OpenAi => {
-            let base_url = cfg.effective_base_url();
+            let base_url = cfg.request_base_url(env)?;
+            let base_url = base_url.as_str();
             let local = cfg.api_key_env.is_none()
                 && base_url.trim_end_matches('/') != openai::DEFAULT_BASE_URL;
             let key = match key() {
@@ -731,6 +897,257 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The built-in context window of a model, in tokens, by prefix of its name:
+/// `claude-*` 200 000; `gpt-4.1*` 1 047 576; `gpt-4o*` 128 000; `o3*`,
+/// `o4-mini*` 200 000; `qwen2.5-coder*` 32 768; anything else
+/// [`DEFAULT_CONTEXT_WINDOW`].
+pub fn default_context_window(model: &str) -> u32 {
+    const TABLE: &[(&str, u32)] = &[
+        ("claude-", 200_000),
+        ("gpt-4.1", 1_047_576),
+        ("gpt-4o", 128_000),
+        ("o4-mini", 200_000),
+        ("o3", 200_000),
+        ("qwen2.5-coder", 32_768),
+    ];
+    TABLE
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map_or(DEFAULT_CONTEXT_WINDOW, |(_, n)| *n)
+}
+
+/// Whether an API root is on this machine: its host is `localhost`, a
+/// loopback address (`127.0.0.0/8`) or `[::1]`.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One `--model` value's model, for every role or for one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// The demo's scripted model (its script is the demo's to name).
+    Scripted,
+    /// The open-weight model `scripts/local-model` serves on this machine
+    /// (its address is known once the server runs).
+    Local,
+    /// A model behind an API: `provider` and `model` set, and `base_url`
+    /// for `openai-compatible:` (or any provider's `@URL`).
+    Api(ModelSection),
+}
+
+impl ModelSpec {
+    /// The spec as written (`anthropic:claude-sonnet-4-5`, `local`, …).
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSpec::Scripted => "scripted".into(),
+            ModelSpec::Local => "local".into(),
+            ModelSpec::Api(section) => {
+                let provider = section.provider.map_or("?", ProviderKind::as_str);
+                let model = section.model.as_deref().unwrap_or("?");
+                match &section.base_url {
+                    Some(url) => format!("{provider}:{model}@{url}"),
+                    None => format!("{provider}:{model}"),
+                }
+            }
+        }
+    }
+}
+
+/// What a `--model` value may look like, for errors.
+pub const MODEL_SPEC_FORMS: &str = "expected PROVIDER:MODEL (anthropic:claude-sonnet-4-5, openai:gpt-4.1, openai-compatible:MODEL@http://HOST:PORT/v1), scripted or local, for every role, or ROLE=… for one role (orchestrator, worker, scrutiny, user-testing), e.g. --model anthropic:claude-sonnet-4-5 --model scrutiny=openai:gpt-4.1";
+
+/// A `--model` value that cannot be read. Carries the value (a model name,
+/// never a key: keys come from the environment only).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--model {spec:?}: {message}; {MODEL_SPEC_FORMS}")]
+pub struct ModelSpecError {
+    pub spec: String,
+    pub message: String,
+}
+
+/// A parsed `--model` value: a role (`None`: every role) and its model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatSpec {
+    pub role: Option<Role>,
+    pub model: ModelSpec,
+}
+
+impl FromStr for SeatSpec {
+    type Err = ModelSpecError;
+
+    /// `[ROLE=]SPEC`, SPEC one of `scripted`, `local`, `anthropic:MODEL`,
+    /// `openai:MODEL`, `openai-compatible:MODEL@URL` (and `@URL` after any
+    /// provider's model).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = |message: String| ModelSpecError {
+            spec: text.to_owned(),
+            message,
+        };
+        let text_trimmed = text.trim();
+        // `ROLE=` comes before any `:` or `@` (a URL may hold `=`).
+        let (role, spec) = match text_trimmed.split_once('=') {
+            Some((head, rest)) if !head.contains([':', '@']) => {
+                let role = head.trim().parse::<Role>().map_err(err)?;
+                (Some(role), rest.trim())
+            }
+            _ => (None, text_trimmed),
+        };
+        let model = match spec {
+            "" => return Err(err("no model given".into())),
+            "scripted" => ModelSpec::Scripted,
+            "local" => ModelSpec::Local,
+            _ => {
+                let Some((provider, rest)) = spec.split_once(':') else {
+                    return Err(err(format!("{spec:?} names no provider")));
+                };
+                let (kind, needs_url) = match provider.trim() {
+                    "anthropic" => (ProviderKind::Anthropic, false),
+                    "openai" => (ProviderKind::OpenAi, false),
+                    "openai-compatible" => (ProviderKind::OpenAi, true),
+                    "scripted" => {
+                        return Err(err(
+                            "the scripted model takes no model name: write `scripted`".into(),
+                        ));
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "unknown provider {other:?} (anthropic, openai or openai-compatible)"
+                        )));
+                    }
+                };
+                let (model, base_url) = match rest.split_once('@') {
+                    Some((model, url)) => (model.trim(), Some(url.trim().to_owned())),
+                    None => (rest.trim(), None),
+                };
+                check_model(model).map_err(|m| {
+                    err(m.replace("e.g. claude-sonnet-4-5", "e.g. anthropic:claude-sonnet-4-5"))
+                })?;
+                match &base_url {
+                    Some(url) => check_base_url(url).map_err(err)?,
+                    None if needs_url => {
+                        return Err(err(format!(
+                            "openai-compatible needs the server's API root after `@`: openai-compatible:{model}@http://127.0.0.1:8080/v1"
+                        )));
+                    }
+                    None => {}
+                }
+                ModelSpec::Api(ModelSection {
+                    provider: Some(kind),
+                    model: Some(model.to_owned()),
+                    base_url,
+                    ..ModelSection::default()
+                })
+            }
+        };
+        Ok(SeatSpec { role, model })
+    }
+}
+
+/// Every `--model` value of one command: a model for every role (the
+/// scripted one when none is given) and per-role overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpecs {
+    pub default: ModelSpec,
+    pub roles: BTreeMap<Role, ModelSpec>,
+}
+
+impl Default for ModelSpecs {
+    /// The scripted model in every seat.
+    fn default() -> Self {
+        ModelSpecs {
+            default: ModelSpec::Scripted,
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+impl ModelSpecs {
+    /// Reads `--model` values in order. Each role may be named once, and
+    /// one value may go without a role.
+    pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Self, ModelSpecError> {
+        let mut out = ModelSpecs::default();
+        let mut default_from: Option<String> = None;
+        for text in specs {
+            let text = text.as_ref();
+            let seat: SeatSpec = text.parse()?;
+            match seat.role {
+                None => {
+                    if let Some(first) = &default_from {
+                        return Err(ModelSpecError {
+                            spec: text.to_owned(),
+                            message: format!(
+                                "a model for every role was already given ({first}); give one, and ROLE=… for the roles that differ"
+                            ),
+                        });
+                    }
+                    default_from = Some(text.to_owned());
+                    out.default = seat.model;
+                }
+                Some(role) => {
+                    if out.roles.insert(role, seat.model).is_some() {
+                        return Err(ModelSpecError {
+                            spec: text.to_owned(),
+                            message: format!("the {role} was given a model twice"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The model of `role`.
+    pub fn for_role(&self, role: Role) -> &ModelSpec {
+        self.roles.get(&role).unwrap_or(&self.default)
+    }
+
+    /// Whether some role runs on `spec`.
+    pub fn uses(&self, pred: impl Fn(&ModelSpec) -> bool) -> bool {
+        Role::ALL.iter().any(|&r| pred(self.for_role(r)))
+    }
+
+    /// Whether every role runs on the scripted model.
+    pub fn all_scripted(&self) -> bool {
+        Role::ALL
+            .iter()
+            .all(|&r| *self.for_role(r) == ModelSpec::Scripted)
+    }
+
+    /// The `models:` section. One model for every role is `default:`;
+    /// otherwise each role gets a whole section of its own and there is no
+    /// `default:` (a role section over a `default:` of the same provider
+    /// would inherit its `base_url`). `section` turns each spec into its
+    /// settings (the caller knows the scripted model's script, the local
+    /// server's address, prices).
+    pub fn to_models_config(&self, section: impl Fn(&ModelSpec) -> ModelSection) -> ModelsConfig {
+        let mut config = ModelsConfig::default();
+        if self.roles.values().all(|spec| *spec == self.default) {
+            config.default = Some(section(&self.default));
+        } else {
+            for role in Role::ALL {
+                *config.section_mut(role) = section(self.for_role(role));
+            }
+        }
+        config
+    }
+}
+
 /// What is wrong with a model configuration, and what to do about it. No
 /// variant carries an API key.
 #[derive(Debug, thiserror::Error)]
@@ -759,6 +1176,10 @@ pub enum ConfigError {
         at = in_file(key)
     )]
     MissingPrices { key: String, model: String },
+    /// An environment variable read as a setting (`ANTHROPIC_BASE_URL`,
+    /// `OPENAI_BASE_URL`) holds a value that cannot work.
+    #[error("the environment variable {var}: {message}")]
+    InvalidEnv { var: String, message: String },
     /// The API key's environment variable is unset or empty.
     #[error(
         "no API key for the {provider} model: the environment variable {var} is not set; add the key as a repository secret and map it into the job's env (`env: {var}: ${{{{ secrets.{var} }}}}`), or set `api_key_env:` in {REPO_CONFIG_PATH} to the variable that holds it"
@@ -827,6 +1248,334 @@ mod tests {
         assert!(check_base_url("ftp://x").is_err());
         assert!(check_base_url("https://").is_err());
         assert!(check_base_url("openrouter.ai").is_err());
+    }
+
+    fn api(provider: ProviderKind, model: &str, base_url: Option<&str>) -> ModelSpec {
+        ModelSpec::Api(ModelSection {
+            provider: Some(provider),
+            model: Some(model.into()),
+            base_url: base_url.map(str::to_owned),
+            ..ModelSection::default()
+        })
+    }
+
+    #[test]
+    fn model_specs_name_a_provider_and_a_model_for_every_role_or_one() {
+        let seat: SeatSpec = "anthropic:claude-sonnet-4-5".parse().unwrap();
+        assert_eq!(seat.role, None);
+        assert_eq!(
+            seat.model,
+            api(ProviderKind::Anthropic, "claude-sonnet-4-5", None)
+        );
+        let seat: SeatSpec = "scrutiny=openai:gpt-4.1".parse().unwrap();
+        assert_eq!(seat.role, Some(Role::Scrutiny));
+        assert_eq!(seat.model, api(ProviderKind::OpenAi, "gpt-4.1", None));
+        let seat: SeatSpec = "openai-compatible:qwen2.5-coder@http://127.0.0.1:8080/v1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            seat.model,
+            api(
+                ProviderKind::OpenAi,
+                "qwen2.5-coder",
+                Some("http://127.0.0.1:8080/v1")
+            )
+        );
+        assert_eq!(
+            seat.model.describe(),
+            "openai:qwen2.5-coder@http://127.0.0.1:8080/v1"
+        );
+        // A model name with a colon (Ollama's tags) keeps it.
+        let seat: SeatSpec =
+            "user-testing=openai-compatible:qwen2.5-coder:32b@http://localhost:11434/v1?x=1"
+                .parse()
+                .unwrap();
+        assert_eq!(seat.role, Some(Role::UserTesting));
+        assert_eq!(
+            seat.model,
+            api(
+                ProviderKind::OpenAi,
+                "qwen2.5-coder:32b",
+                Some("http://localhost:11434/v1?x=1")
+            )
+        );
+        assert_eq!(
+            "scripted".parse::<SeatSpec>().unwrap().model,
+            ModelSpec::Scripted
+        );
+        let seat: SeatSpec = "worker=local".parse().unwrap();
+        assert_eq!(
+            (seat.role, seat.model),
+            (Some(Role::Worker), ModelSpec::Local)
+        );
+        assert_eq!(
+            "user_testing=local".parse::<SeatSpec>().unwrap().role,
+            Some(Role::UserTesting)
+        );
+    }
+
+    #[test]
+    fn bad_model_specs_say_which_form_is_expected() {
+        for (spec, says) in [
+            ("", "no model given"),
+            ("claude-sonnet-4-5", "names no provider"),
+            ("gemini:pro", "unknown provider \"gemini\""),
+            ("anthropic:", "the model name is empty"),
+            (
+                "openai-compatible:qwen",
+                "needs the server's API root after `@`",
+            ),
+            (
+                "openai-compatible:qwen@localhost:8080",
+                "not an http(s) URL",
+            ),
+            ("tester=local", "unknown role \"tester\""),
+            ("worker=", "no model given"),
+            ("scripted:x", "takes no model name"),
+        ] {
+            let err = spec.parse::<SeatSpec>().unwrap_err().to_string();
+            assert!(err.contains(says), "{spec:?}: {err}");
+            assert!(err.contains("expected PROVIDER:MODEL"), "{err}");
+            assert!(err.contains("ROLE="), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_set_of_model_specs_has_one_model_per_role() {
+        let specs = ModelSpecs::parse::<&str>(&[]).unwrap();
+        assert!(specs.all_scripted());
+        let specs = ModelSpecs::parse(&[
+            "anthropic:claude-sonnet-4-5",
+            "scrutiny=openai:gpt-4.1",
+            "worker=local",
+        ])
+        .unwrap();
+        assert!(!specs.all_scripted());
+        assert!(specs.uses(|m| *m == ModelSpec::Local));
+        assert_eq!(
+            *specs.for_role(Role::Orchestrator),
+            api(ProviderKind::Anthropic, "claude-sonnet-4-5", None)
+        );
+        assert_eq!(
+            *specs.for_role(Role::Scrutiny),
+            api(ProviderKind::OpenAi, "gpt-4.1", None)
+        );
+        assert_eq!(*specs.for_role(Role::Worker), ModelSpec::Local);
+        // Roles only: the others stay scripted.
+        let specs = ModelSpecs::parse(&["worker=anthropic:claude-haiku-4-5"]).unwrap();
+        assert_eq!(*specs.for_role(Role::Scrutiny), ModelSpec::Scripted);
+
+        let err = ModelSpecs::parse(&["anthropic:claude-sonnet-4-5", "openai:gpt-4.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already given"), "{err}");
+        let err = ModelSpecs::parse(&["worker=local", "worker=scripted"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the worker was given a model twice"), "{err}");
+    }
+
+    #[test]
+    fn model_specs_become_a_models_section_that_reads_back() {
+        let section = |spec: &ModelSpec| match spec {
+            ModelSpec::Api(s) => s.clone(),
+            ModelSpec::Local => ModelSection {
+                provider: Some(ProviderKind::OpenAi),
+                model: Some("qwen2.5-coder-1.5b-instruct".into()),
+                base_url: Some("http://127.0.0.1:9000/v1".into()),
+                prices: Some(Prices {
+                    input: 0.0,
+                    output: 0.0,
+                    cache_read: 0.0,
+                    cache_write: 0.0,
+                }),
+                context_window: Some(16384),
+                ..ModelSection::default()
+            },
+            ModelSpec::Scripted => ModelSection {
+                provider: Some(ProviderKind::Scripted),
+                model: Some("scripted-demo".into()),
+                script: Some("/tmp/s/{agent}.json".into()),
+                ..ModelSection::default()
+            },
+        };
+        // One model: `default:` only.
+        let one = ModelSpecs::parse(&["anthropic:claude-sonnet-4-5"])
+            .unwrap()
+            .to_models_config(section);
+        assert!(one.default.is_some() && one.worker.is_none());
+        let yaml = one.to_yaml();
+        assert!(yaml.starts_with("models:\n  default:\n"), "{yaml}");
+        assert_eq!(parse_repo_config(&yaml).unwrap(), one);
+
+        // Several: a whole section per role, no `default:` to inherit from.
+        let mixed = ModelSpecs::parse(&[
+            "openai-compatible:qwen@http://127.0.0.1:8080/v1",
+            "scrutiny=openai:gpt-4.1",
+            "worker=local",
+            "user-testing=scripted",
+        ])
+        .unwrap()
+        .to_models_config(section);
+        assert!(mixed.default.is_none());
+        let yaml = mixed.to_yaml();
+        assert!(yaml.contains("user-testing:"), "{yaml}");
+        let back = parse_repo_config(&yaml).unwrap();
+        assert_eq!(back, mixed);
+        let defaults = ModelConfig::default();
+        let scrutiny = back.resolve(Role::Scrutiny, &defaults);
+        // gpt-4.1 goes to OpenAI, not the orchestrator's local server.
+        let scrutiny = scrutiny.unwrap();
+        assert_eq!(scrutiny.base_url, None);
+        assert_eq!(scrutiny.model, "gpt-4.1");
+        let worker = back.resolve(Role::Worker, &defaults).unwrap();
+        assert_eq!(worker.context_window(), 16384);
+        assert_eq!(worker.prices().input, 0.0);
+        let tester = back.resolve(Role::UserTesting, &defaults).unwrap();
+        assert_eq!(tester.provider, ProviderKind::Scripted);
+        // An unpriced model elsewhere than this machine still needs prices.
+        let err = back.resolve(Role::Orchestrator, &defaults).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingPrices { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn context_windows_come_from_the_config_or_the_models_name() {
+        let window = |model: &str| ModelConfig::new(ProviderKind::OpenAi, model).context_window();
+        assert_eq!(window("claude-sonnet-4-5"), 200_000);
+        assert_eq!(window("claude-3-5-haiku-latest"), 200_000);
+        assert_eq!(window("gpt-4.1-mini"), 1_047_576);
+        assert_eq!(window("gpt-4o-2024-08-06"), 128_000);
+        assert_eq!(window("o3"), 200_000);
+        assert_eq!(window("o4-mini"), 200_000);
+        assert_eq!(window("qwen2.5-coder-1.5b-instruct"), 32_768);
+        assert_eq!(window("my-llama"), DEFAULT_CONTEXT_WINDOW);
+        let set = ModelConfig {
+            context_window: Some(16_384),
+            ..ModelConfig::new(ProviderKind::OpenAi, "gpt-4.1")
+        };
+        assert_eq!(set.context_window(), 16_384);
+
+        // Model-bound: a section that changes the model does not inherit it.
+        let yaml = "models:\n  default:\n    model: claude-sonnet-4-5\n    context_window: 100000\n  worker:\n    model: claude-haiku-4-5\n  scrutiny:\n    max_tokens: 4000\n";
+        let models = parse_repo_config(yaml).unwrap();
+        let defaults = ModelConfig::default();
+        let orchestrator = models.resolve(Role::Orchestrator, &defaults).unwrap();
+        assert_eq!(orchestrator.context_window(), 100_000);
+        let worker = models.resolve(Role::Worker, &defaults).unwrap();
+        assert_eq!(worker.context_window, None);
+        assert_eq!(worker.context_window(), 200_000);
+        let scrutiny = models.resolve(Role::Scrutiny, &defaults).unwrap();
+        assert_eq!(scrutiny.context_window(), 100_000);
+
+        for bad in ["0", "-5", "100", "1000000000000"] {
+            let yaml = format!("models:\n  default:\n    context_window: {bad}\n");
+            let err = parse_repo_config(&yaml).unwrap_err().to_string();
+            assert!(
+                err.contains("models.default.context_window") && err.contains("out of range"),
+                "{err}"
+            );
+        }
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn base_urls_come_from_the_sdk_variables_when_the_config_sets_none() {
+        let claude = ModelConfig::new(ProviderKind::Anthropic, "claude-sonnet-4-5");
+        let gpt = ModelConfig::new(ProviderKind::OpenAi, "gpt-4.1");
+        let none = env_of(&[]);
+        assert_eq!(
+            claude.request_base_url(&none).unwrap(),
+            anthropic::DEFAULT_BASE_URL
+        );
+        assert_eq!(
+            gpt.request_base_url(&none).unwrap(),
+            openai::DEFAULT_BASE_URL
+        );
+        let set = env_of(&[
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/"),
+            ("OPENAI_BASE_URL", "https://proxy.example/v1"),
+        ]);
+        assert_eq!(
+            claude.request_base_url(&set).unwrap(),
+            "http://127.0.0.1:9/"
+        );
+        assert_eq!(
+            gpt.request_base_url(&set).unwrap(),
+            "https://proxy.example/v1"
+        );
+        // The configured one wins; an empty variable is unset.
+        let configured = ModelConfig {
+            base_url: Some("https://openrouter.ai/api/v1".into()),
+            ..gpt.clone()
+        };
+        assert_eq!(
+            configured.request_base_url(&set).unwrap(),
+            "https://openrouter.ai/api/v1"
+        );
+        let empty = env_of(&[("ANTHROPIC_BASE_URL", " ")]);
+        assert_eq!(
+            claude.request_base_url(&empty).unwrap(),
+            anthropic::DEFAULT_BASE_URL
+        );
+
+        // An invalid one is an error naming the variable.
+        let bad = env_of(&[
+            ("ANTHROPIC_BASE_URL", "api.anthropic.com"),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ]);
+        let err = build_provider(&claude, &bad).err().expect("invalid URL");
+        assert!(matches!(err, ConfigError::InvalidEnv { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("ANTHROPIC_BASE_URL"), "{text}");
+        assert!(!text.contains("sk-ant-test"), "{text}");
+
+        // OpenAI at another base URL (from the variable) needs no key, unless
+        // `api_key_env` names one; at OpenAI's own, it does.
+        let local = env_of(&[("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1")]);
+        assert!(build_provider(&gpt, &local).is_ok());
+        let named = ModelConfig {
+            api_key_env: Some("LOCAL_KEY".into()),
+            ..gpt.clone()
+        };
+        let err = build_provider(&named, &local).err().expect("missing key");
+        assert!(matches!(err, ConfigError::MissingKey { .. }), "{err:?}");
+        let err = build_provider(&gpt, &none).err().expect("missing key");
+        assert!(err.to_string().contains("OPENAI_API_KEY"), "{err}");
+        // Anthropic always needs its key.
+        let err = build_provider(&claude, &set).err().expect("missing key");
+        assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn loopback_urls_are_this_machine() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost/v1",
+            "https://LOCALHOST:1",
+            "http://[::1]:8080/v1",
+            "http://127.1.2.3/",
+            "http://user@127.0.0.1:1/v1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.1:8080/v1",
+            "http://localhost.example.com/v1",
+            "http://127.0.0.1.nip.io/",
+            "localhost:8080",
+            "http://[::2]/",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
     }
 
     #[test]

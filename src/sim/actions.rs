@@ -476,7 +476,23 @@ async fn execute(
         let _ = std::fs::create_dir_all(&artifacts);
         let mut outcomes = Vec::new();
         let mut names = Vec::new();
+        // A workflow of `workflow_commands` is one job that both runs and
+        // pushes (the older one-job layout): it gets the secrets. In a
+        // workflow of several jobs only those that cannot push do, as the
+        // mission workflow maps model keys into its `agent` job and none into
+        // `publish`.
+        let one_command_workflow = !sim.config.workflow_jobs.contains_key(
+            workflow_path
+                .rsplit('/')
+                .next()
+                .unwrap_or(workflow_path.as_str()),
+        );
         for job in &jobs {
+            let secrets: &[(String, String)] = if one_command_workflow || !job.contents_write {
+                &sim.config.job_secrets
+            } else {
+                &[]
+            };
             // Each job its own token, with its own permissions, revoked when
             // it ends.
             let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
@@ -516,13 +532,8 @@ async fn execute(
                 actor: actor_login.clone(),
                 event_payload: event_payload.clone(),
                 command,
-                extra_env: sim
-                    .config
-                    .job_env
-                    .iter()
-                    .chain(&sim.config.job_secrets)
-                    .cloned()
-                    .collect(),
+                extra_env: sim.config.job_env.iter().chain(secrets).cloned().collect(),
+                // Every job's log masks them, whether it got them or not.
                 masked_values: sim
                     .config
                     .job_secrets

@@ -69,8 +69,11 @@ pub struct SimConfig {
     pub workflow_jobs: HashMap<String, Vec<SimJob>>,
     /// Extra environment for every job.
     pub job_env: Vec<(String, String)>,
-    /// Secrets in every job's environment (a workflow maps `secrets.*` into
-    /// `env:`), masked in its log as GitHub masks them.
+    /// Secrets (a workflow maps `secrets.*` into `env:`), masked in every
+    /// job's log as GitHub masks them. They reach the jobs of
+    /// `workflow_jobs` whose `contents_write` is false (the mission
+    /// workflow's `agent` job, not `publish`), and the one job of a
+    /// `workflow_commands` workflow.
     pub job_secrets: Vec<(String, String)>,
     pub job_timeout: Duration,
     pub max_concurrent_jobs: usize,
