@@ -149,6 +149,57 @@ function nonNegInt(value) {
     return Number.isInteger(value) && value >= 0 ? value : undefined;
 }
 
+// An object schema that tells its variants apart with if/then/else on one
+// property's const (tool input schemas may not use a top-level oneOf, so the
+// orchestrator's result does this) becomes one object schema per variant,
+// which the grammar can enforce: the property fixed to the variant's value,
+// the properties the branch forbids (`false`) left out, the branch's
+// `required` added, and every remaining property required (the grammar would
+// make an optional one nullable, and a null the schema refuses). Returns null
+// for any other schema.
+function discriminatedVariants(input) {
+    if (!isObject(input) || !isObject(input.if) || !isObject(input.properties)) return null;
+    const ifProps = isObject(input.if.properties) ? Object.entries(input.if.properties) : [];
+    if (ifProps.length !== 1 || !isObject(ifProps[0][1]) || !("const" in ifProps[0][1])) return null;
+    const [key, { const: value }] = ifProps[0];
+    const { if: _if, then: thenBranch, else: elseBranch, ...base } = input;
+    const variant = (branch, keyValues) => {
+        const properties = { ...base.properties };
+        const required = new Set([...(base.required ?? []), ...(isObject(branch) && Array.isArray(branch.required) ? branch.required : [])]);
+        if (isObject(branch) && isObject(branch.properties)) {
+            for (const [name, schema] of Object.entries(branch.properties)) {
+                if (schema === false) delete properties[name];
+                else if (isObject(schema) && name in properties) properties[name] = { ...properties[name], ...schema };
+            }
+        }
+        properties[key] = keyValues.length === 1 ? { const: keyValues[0] } : { enum: keyValues };
+        for (const name of Object.keys(properties)) required.add(name);
+        const { description: _d, ...rest } = base;
+        return { ...rest, properties, required: [...required] };
+    };
+    const allValues = Array.isArray(base.properties[key]?.enum) ? base.properties[key].enum : null;
+    const out = [variant(thenBranch, [value])];
+    if (isObject(elseBranch) && isObject(elseBranch.if)) {
+        const rest = allValues?.filter((v) => v !== value);
+        const narrowed = {
+            ...base,
+            properties: { ...base.properties, [key]: rest != null ? { enum: rest } : base.properties[key] },
+            if: elseBranch.if,
+            then: elseBranch.then,
+            else: elseBranch.else
+        };
+        const more = discriminatedVariants(narrowed);
+        if (more == null) return null;
+        out.push(...more);
+    } else if (isObject(elseBranch) && allValues != null) {
+        const rest = allValues.filter((v) => v !== value);
+        if (rest.length > 0) out.push(variant(elseBranch, rest));
+    } else if (elseBranch !== undefined) {
+        return null;
+    }
+    return out;
+}
+
 class SchemaConverter {
     constructor() {
         this.defs = {};
@@ -182,6 +233,8 @@ class SchemaConverter {
                 }
             }
         }
+        const variants = discriminatedVariants(input);
+        if (variants != null) return this.convert({ oneOf: variants, description }, depth + 1);
         for (const key of Object.keys(input)) {
             if (!KNOWN_KEYWORDS.has(key)) this.dropped.add(key);
         }

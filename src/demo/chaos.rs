@@ -439,7 +439,7 @@ async fn one_run(
                     .await?;
                 labeled_at = Instant::now();
             }
-            if !answered && state.questions_asked {
+            if !answered && state.questions_asked > 0 {
                 answered = true;
                 alice
                     .call(

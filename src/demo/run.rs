@@ -694,7 +694,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         .await?;
     printer.line(format!("alice added the label `mission` to #{issue}"));
 
-    let mut answered = false;
+    // Rounds of questions answered: a real model may ask again after the
+    // first answer; every round gets one (the first the sample's own answer).
+    let mut answered = 0;
     let mut approved = false;
     let mut merged: BTreeSet<u64> = BTreeSet::new();
     let mut phase = "scoping".to_owned();
@@ -712,8 +714,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
                 report: state.final_report.unwrap_or_default(),
             };
         }
-        if !answered && state.questions_asked {
-            answered = true;
+        if answered < state.questions_asked {
+            let answer = if answered == 0 {
+                answer
+            } else {
+                own_repo::NO_PREFERENCE
+            };
+            answered = state.questions_asked;
             alice
                 .call(
                     "POST",
@@ -913,7 +920,8 @@ impl Maintainer {
 
 /// What the maintainer reacts to.
 pub(super) struct Snapshot {
-    pub questions_asked: bool,
+    /// How many times the orchestrator has asked questions on the issue.
+    pub questions_asked: usize,
     pub plan_pr: Option<u64>,
     pub ready_to_merge: Vec<u64>,
     pub issue_closed: bool,
@@ -956,7 +964,12 @@ impl Snapshot {
                 .map(|i| i.number)
                 .collect();
             Snapshot {
-                questions_asked: on_issue("the orchestrator has questions").is_some(),
+                questions_asked: app_comments
+                    .iter()
+                    .filter(|c| {
+                        c.issue_number == issue && c.body.contains("the orchestrator has questions")
+                    })
+                    .count(),
                 plan_pr,
                 ready_to_merge,
                 issue_closed: r.issues[&issue].state == crate::sim::state::IssueState::Closed,
@@ -1028,7 +1041,7 @@ fn spend_line(budget_row: &str) -> Option<String> {
 }
 
 /// `12345` → `12,345`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
