@@ -233,15 +233,17 @@ impl ValidationReport {
         for c in self.commands.iter().filter(|c| !c.passed()) {
             out.push(format!(
                 "`{}` exited {}",
-                c.command,
+                one_line(&c.command),
                 c.exit_code.map_or("(killed)".to_owned(), |c| c.to_string())
             ));
         }
+        // Every failure is one line (they become list items in comments);
+        // model-given text may hold newlines anywhere.
         for r in self.reviews.iter().filter(|r| r.verdict == Verdict::Fail) {
             out.push(format!(
                 "review of {} failed: {}",
-                r.feature,
-                r.findings.join("; ")
+                one_line(&r.feature),
+                one_line(&r.findings.join("; "))
             ));
         }
         out
