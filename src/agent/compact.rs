@@ -7,7 +7,9 @@
 //! which holds the mission state) is never touched, so the provider's prompt
 //! cache still serves it after a compaction. The summary is made by the
 //! harness, not by a model call: it is free, deterministic, and a small model
-//! cannot get it wrong — one line per earlier call with its outcome, and the
+//! cannot get it wrong — one line per earlier call with its outcome (ok or
+//! error, and the size: never the text of a file or command, which is
+//! untrusted and would otherwise stand in the model's own voice), and the
 //! start of what the model wrote.
 //!
 //! Sizes are estimated at [`CHARS_PER_TOKEN`] characters a token (on the low
@@ -203,11 +205,12 @@ fn summarise(messages: &[Message], target: u64) -> String {
                     lines.push(format!("- I wrote: {}", clip(text, 160)));
                 }
                 ContentBlock::ToolUse { id, name, input } => {
+                    // Only the outcome and the size: the summary speaks in
+                    // the model's own voice, where text from files and
+                    // commands (untrusted) must not be quoted.
                     let outcome = match results.get(id) {
-                        Some((content, true)) => format!("error: {}", clip(content, 120)),
-                        Some((content, false)) => {
-                            format!("ok: {}", clip(content, 120))
-                        }
+                        Some((content, true)) => format!("error ({} bytes)", content.len()),
+                        Some((content, false)) => format!("ok ({} bytes)", content.len()),
                         None => "no result".to_owned(),
                     };
                     lines.push(format!(
@@ -333,7 +336,7 @@ mod tests {
         assert_eq!(messages[2], Message::user_text(SUMMARY_FOLLOW_UP));
         assert_eq!(messages[3].role, Role::Assistant);
         let summary = messages[1].text();
-        assert!(summary.contains("read_file {\"path\":\"f37.txt\"} → ok: short output"));
+        assert!(summary.contains("read_file {\"path\":\"f37.txt\"} → ok (12 bytes)"));
 
         // A second compaction keeps the newest lines of the first summary.
         for i in 40..80 {
