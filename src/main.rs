@@ -47,6 +47,20 @@ enum Command {
     AppManifest(missions::manifest::AppManifestArgs),
     /// Add the mission workflow and a commented .github/missions.yml to a repository.
     Init(missions::init::InitArgs),
+    /// Install third-party agent engines (Claude Code, Codex) at their pinned
+    /// versions into the cache (MISSIONS_ENGINES_DIR, else ~/.cache/missions/engines).
+    Engines {
+        /// Which: claude-code, codex (default: both).
+        names: Vec<String>,
+    },
+    /// The stdio MCP server a third-party agent starts to call `finish` (the job
+    /// harness passes it to the agent; not for people to run).
+    #[command(hide = true)]
+    McpFinish {
+        /// The job's finish endpoint.
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -195,6 +209,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Stdout is the MCP stream there: nothing else may write to it.
+    if let Command::McpFinish { url } = &cli.command {
+        return match tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(missions::agent::mcp::serve_stdio(url)))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The demo prints its own story; the App's log would drown it.
     init_tracing(if matches!(cli.command, Command::Demo(_)) {
         "warn"
@@ -254,6 +281,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => run_publish(args).await,
         Command::AppManifest(args) => missions::manifest::run(args, cli.config).await,
         Command::Init(args) => missions::init::main(args),
+        Command::Engines { names } => install_engines(&names).await,
+        Command::McpFinish { .. } => unreachable!("served before the runtime starts"),
         Command::Inbox { command } => {
             let vars: HashMap<String, String> = std::env::vars().collect();
             let url = config::load_database_url(cli.config.as_deref(), &vars)?;
@@ -263,6 +292,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+async fn install_engines(names: &[String]) -> anyhow::Result<()> {
+    use missions::agent::engine::{self, PRESETS};
+    let chosen: Vec<&engine::Preset> = if names.is_empty() {
+        PRESETS.to_vec()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                PRESETS.iter().copied().find(|p| p.name == n).ok_or_else(|| {
+                    anyhow::anyhow!("unknown engine `{n}`; the presets are claude-code and codex")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let dir = engine::engines_dir(&|k| std::env::var(k).ok());
+    for preset in chosen {
+        let installed = preset.ensure_installed(&dir).await?;
+        println!("{}: {} in {}", preset.name, preset.versions, installed.display());
+    }
+    Ok(())
 }
 
 async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use missions::llm::config::{
+    Engine,
     ConfigError, DEFAULT_MAX_TOKENS, ModelConfig, ModelsConfig, ProviderKind, Role, build_provider,
     parse_repo_config,
 };
@@ -96,6 +97,7 @@ fn role_section_overrides_default_which_overrides_the_server() {
             }),
             script: None,
             context_window: None,
+            engine: Engine::Builtin,
         }
     );
     assert_eq!(scrutiny.key_env(), "OPENROUTER_API_KEY");

@@ -4,6 +4,9 @@
 //! role's JSON Schema.
 
 mod compact;
+pub mod engine;
+pub mod mcp;
+pub mod proxy;
 mod run;
 mod tools;
 

@@ -177,6 +177,81 @@ impl fmt::Display for ProviderKind {
     }
 }
 
+/// The agent in a seat: the built-in tool loop, or a third-party agent
+/// driven through the Agent Client Protocol. Written `builtin` (the
+/// default), `claude-code`, `codex`, or `acp:COMMAND` for any ACP agent
+/// (the command is split on whitespace and run from the runner's PATH).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Engine {
+    #[default]
+    Builtin,
+    /// Claude Code through Zed's `claude-agent-acp` adapter (Anthropic API).
+    ClaudeCode,
+    /// Codex through Zed's `codex-acp` (OpenAI Responses API).
+    Codex,
+    /// Any agent that speaks ACP over stdio; it is given the proxy as both
+    /// `ANTHROPIC_BASE_URL` and `OPENAI_BASE_URL`.
+    Acp(String),
+}
+
+impl Engine {
+    pub fn is_builtin(&self) -> bool {
+        *self == Engine::Builtin
+    }
+
+    /// The API the engine's agent calls, for those that call exactly one.
+    pub fn provider(&self) -> Option<ProviderKind> {
+        match self {
+            Engine::ClaudeCode => Some(ProviderKind::Anthropic),
+            Engine::Codex => Some(ProviderKind::OpenAi),
+            Engine::Builtin | Engine::Acp(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Engine::Builtin => f.write_str("builtin"),
+            Engine::ClaudeCode => f.write_str("claude-code"),
+            Engine::Codex => f.write_str("codex"),
+            Engine::Acp(command) => write!(f, "acp:{command}"),
+        }
+    }
+}
+
+impl FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "builtin" => Ok(Engine::Builtin),
+            "claude-code" => Ok(Engine::ClaudeCode),
+            "codex" => Ok(Engine::Codex),
+            other => match other.strip_prefix("acp:").map(str::trim) {
+                Some(command) if !command.is_empty() => Ok(Engine::Acp(command.to_owned())),
+                Some(_) => Err("`acp:` needs the agent's command after it, e.g. `acp:my-agent --acp`".into()),
+                None => Err(format!(
+                    "unknown engine `{other}`; use builtin, claude-code, codex or acp:COMMAND"
+                )),
+            },
+        }
+    }
+}
+
+impl Serialize for Engine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Engine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
 /// One role's model, fully resolved. Holds no secret: the key is read from
 /// the environment variable [`ModelConfig::key_env`] names, by
 /// [`build_provider`].
@@ -205,6 +280,10 @@ pub struct ModelConfig {
     /// for the model when `None` (see [`ModelConfig::context_window`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
+    /// Which agent runs in the seat: the built-in tool loop, or a
+    /// third-party agent through ACP (see [`Engine`]).
+    #[serde(default, skip_serializing_if = "Engine::is_builtin")]
+    pub engine: Engine,
 }
 
 fn default_max_tokens() -> u32 {
@@ -230,6 +309,7 @@ impl ModelConfig {
             prices: None,
             script: None,
             context_window: None,
+            engine: Engine::Builtin,
         }
     }
 
@@ -370,6 +450,10 @@ pub struct ModelSection {
         skip_serializing_if = "Option::is_none"
     )]
     pub context_window: Option<u32>,
+    /// Seat-bound: inherited whatever the provider; checked against the
+    /// resolved provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
 }
 
 /// The `models:` section of `.github/missions.yml`. Everything is optional:
@@ -502,6 +586,7 @@ struct Sources {
     prices: String,
     script: String,
     context_window: String,
+    engine: String,
 }
 
 impl Sources {
@@ -515,6 +600,7 @@ impl Sources {
             prices: at.to_owned(),
             script: at.to_owned(),
             context_window: at.to_owned(),
+            engine: at.to_owned(),
         }
     }
 }
@@ -534,6 +620,10 @@ fn apply(cfg: &mut ModelConfig, sources: &mut Sources, section: &ModelSection, a
     if let Some(max_tokens) = section.max_tokens {
         cfg.max_tokens = max_tokens;
         sources.max_tokens = at.to_owned();
+    }
+    if let Some(engine) = &section.engine {
+        cfg.engine = engine.clone();
+        sources.engine = at.to_owned();
     }
     // Provider-bound fields: kept from below only for the same provider.
     if section.base_url.is_some() || !same_provider {
@@ -577,6 +667,21 @@ fn validate_resolved(cfg: &ModelConfig, from: &Sources) -> Result<(), ConfigErro
     }
     if let Some(n) = cfg.context_window {
         check_context_window(n).map_err(|m| invalid(&from.context_window, "context_window", m))?;
+    }
+    if let Some(needs) = cfg.engine.provider()
+        && cfg.provider != needs
+        && cfg.provider != ProviderKind::Scripted
+    {
+        return Err(invalid(
+            &from.engine,
+            "engine",
+            format!(
+                "the {} engine speaks the {} API, and this role's provider is {}; set `provider: {needs}` (or `scripted`), or another engine",
+                cfg.engine,
+                needs,
+                cfg.provider
+            ),
+        ));
     }
     match cfg.provider {
         ProviderKind::Scripted => {
