@@ -1862,3 +1862,69 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
     assert_eq!(h.head(&branch).await.unwrap(), before);
     h.stop().await;
 }
+
+// ------------------------------------------------------------------ engines
+
+/// The engines' install cache of this machine (`missions engines` fills it;
+/// `.ci/run` does so before the tests), passed to jobs, whose HOME is private.
+fn engines_env() -> (&'static str, String) {
+    let dir = missions::agent::engine::engines_dir(&|k| std::env::var(k).ok());
+    ("MISSIONS_ENGINES_DIR", dir.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
+    let (var, dir) = engines_env();
+    let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    // Claude Code's own tools, and `finish` as Claude Code names MCP tools.
+    h.script(
+        "feature-F1",
+        vec![
+            turn(vec![call(
+                "Write",
+                json!({"file_path": "{{cwd}}/hello.txt", "content": "hello\n"}),
+            )]),
+            turn(vec![call("Bash", json!({"command": "grep -q hello hello.txt", "description": "check"}))]),
+            turn(vec![call("Bash", json!({"command": "cat nope.txt", "description": "check"}))]),
+            turn(vec![call("mcp__missions__finish", handoff("F1"))]),
+            json!({"text": "Done."}),
+        ],
+    );
+
+    let run = h
+        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(run.log.contains("[engine claude-code"), "{}", run.log);
+    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    let handoff = h
+        .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
+        .await;
+    // The commands the agent ran, from its tool calls, with their exit codes.
+    let commands: Vec<(String, i64)> = handoff["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["command"].as_str().unwrap().to_owned(), c["exit_code"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            ("grep -q hello hello.txt".to_owned(), 0),
+            ("cat nope.txt".to_owned(), 1)
+        ],
+        "{handoff}\n{:?}",
+        h.transcripts()
+    );
+    // What the proxy counted is the job's spend.
+    let envelope = h
+        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .await;
+    assert!(envelope["usage"]["input_tokens"].as_u64().unwrap() > 0, "{envelope}");
+    assert!(envelope["usage"]["cost_micros"].as_u64().unwrap() > 0, "{envelope}");
+    h.stop().await;
+}

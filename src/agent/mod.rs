@@ -3,6 +3,7 @@
 //! and a `finish` tool whose input is the role's result, checked against the
 //! role's JSON Schema.
 
+pub mod acp;
 mod compact;
 pub mod engine;
 pub mod mcp;

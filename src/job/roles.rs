@@ -23,7 +23,13 @@ use crate::agent::{
     AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limits, Tool,
     ToolSet, Violation, Workspace, run_agent,
 };
+use crate::agent::acp::{AcpCommand, AcpEnded, AcpRun, McpStdio, PermissionPolicy, run_acp};
+use crate::agent::engine as engine_presets;
+use crate::agent::mcp::FinishEndpoint;
+use crate::agent::proxy::{KeyHeader, ModelProxy, ProxyConfig};
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
+use crate::llm::serve::ScriptServer;
+use secrecy::SecretString;
 use crate::mission::outputs::{AssertionResult, FeatureReview, Verdict};
 use crate::mission::{
     CommandRun, Handoff, JobResult, JobRole, JobUsage, OrchestratorOutput, Plan, ValidationReport,
@@ -139,6 +145,33 @@ async fn end_leftovers(marker: String, containment: &Containment) {
     .ok();
 }
 
+/// Reminders an engine's agent gets when it ends its turn without `finish`.
+const ENGINE_REPROMPTS: u32 = 2;
+
+fn acp_prompt_len(system: &str, message: &str) -> usize {
+    system.len() + message.len()
+}
+
+/// Appends what the served scripted model was sent to the file the scripted
+/// provider records into ([`crate::llm::scripted::RECORD_DIR_VAR`]), for
+/// tests that read it from outside the job.
+fn record_served(server: &ScriptServer) {
+    let Some(dir) = std::env::var_os(crate::llm::scripted::RECORD_DIR_VAR).filter(|d| !d.is_empty())
+    else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("served-{}-{}.jsonl", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let mut text = String::new();
+    for request in server.requests() {
+        let line = json!({"path": request.path, "key": request.key, "turn": request.turn, "body": request.body});
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let _ = std::fs::write(path, text);
+}
+
 fn new_marker() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -217,6 +250,9 @@ impl Ctx {
         outcome: &mut RoleOutcome,
         commands: &mut Vec<CommandRecord>,
     ) -> anyhow::Result<Ended> {
+        if !self.model.engine.is_builtin() {
+            return self.run_engine(run, names, outcome, commands).await;
+        }
         let mut model = self.model.clone();
         if model.provider == ProviderKind::Scripted
             && let Some(script) = &model.script
@@ -319,6 +355,269 @@ impl Ctx {
             }
             AgentResult::SetupError(e) => bail!("{}: {e}", run.name),
         })
+    }
+
+    /// Runs one agent on a third-party engine through ACP: its model calls go
+    /// through a [`ModelProxy`] that holds the key and meters the spend, its
+    /// result comes through `finish` on the MCP server the harness gives it,
+    /// checked like the built-in loop's. `Err` only for what is not the
+    /// agent's doing: the engine cannot be installed, the key is missing.
+    async fn run_engine(
+        &self,
+        run: AgentRun,
+        names: &[String],
+        outcome: &mut RoleOutcome,
+        commands: &mut Vec<CommandRecord>,
+    ) -> anyhow::Result<Ended> {
+        let model = &self.model;
+        let engine = &model.engine;
+        let system = prompts::system_prompt(run.role, self.prompts_dir.as_deref())
+            .context("cannot read the role's prompt")?;
+        let finish = FinishSpec::new(prompts::finish_schema(run.schema), run.description)
+            .map_err(anyhow::Error::msg)?
+            .with_check(run.check);
+
+        // Where the model calls really go, and with which key. A scripted
+        // model is served here, behind the proxy like a real API.
+        let mut script_server = None;
+        let (upstream, real_key, key_header) = if model.provider == ProviderKind::Scripted {
+            let template = model.script.as_ref().context("the scripted provider needs `script:`")?;
+            let path = script_for(template, names, &self.checkout);
+            let turns = crate::llm::scripted::read_script(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = format!("scripted-{}", uuid::Uuid::new_v4().simple());
+            let server = ScriptServer::start(turns).await?.expect_key(key.clone());
+            let mut url = server.url();
+            if engine.provider() == Some(ProviderKind::OpenAi) {
+                url.push_str("/v1");
+            }
+            let header = match engine.provider() {
+                Some(ProviderKind::OpenAi) => KeyHeader::Bearer,
+                _ => KeyHeader::XApiKey,
+            };
+            script_server = Some(server);
+            (url, Some(SecretString::from(key)), header)
+        } else {
+            let url = model
+                .request_base_url(&env::secret)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = env::secret(model.key_env()).map(SecretString::from);
+            if key.is_none() && !crate::llm::config::is_loopback_url(&url) {
+                bail!(
+                    "{}: the {} engine's model needs the key in {}; add it to the repository's Actions secrets",
+                    run.name,
+                    engine,
+                    model.key_env()
+                );
+            }
+            let header = match model.provider {
+                ProviderKind::OpenAi => KeyHeader::Bearer,
+                _ => KeyHeader::XApiKey,
+            };
+            (url, key, header)
+        };
+        let proxy = ModelProxy::start(ProxyConfig {
+            upstream,
+            key_header,
+            real_key,
+            prices: model.prices(),
+            max_cost: self
+                .config
+                .budget_usd
+                .map(|usd| (usd * 1_000_000.0).round() as crate::llm::pricing::Micros),
+            max_total_tokens: run.limits.max_total_tokens,
+        })
+        .await
+        .context("cannot start the model proxy")?;
+        let endpoint = FinishEndpoint::start(finish)
+            .await
+            .context("cannot start the finish endpoint")?;
+
+        // The agent's process: its own HOME, the toolchain's variables, the
+        // proxy as its API, never a key.
+        let marker = new_marker();
+        let workspace = Workspace::new(&self.checkout, bash_config(&marker, &self.containment))
+            .context("cannot prepare the agent's HOME")?;
+        let install_dir = match engine_presets::preset(engine) {
+            Some(preset) => {
+                let dir = engine_presets::engines_dir(&|k| std::env::var(k).ok());
+                preset.ensure_installed(&dir).await.with_context(|| {
+                    format!("cannot install the {engine} engine (run `missions engines {engine}` on the runner first)")
+                })?
+            }
+            None => PathBuf::new(),
+        };
+        let read_only = !run.tools.contains(Tool::Bash);
+        let launch = engine_presets::launch(
+            engine,
+            &install_dir,
+            &engine_presets::LaunchSpec {
+                proxy_url: &proxy.base_url(),
+                token: proxy.token(),
+                model: &model.model,
+                home: workspace.home(),
+                read_only,
+            },
+        )?;
+        let mut agent_env: Vec<(String, String)> = workspace
+            .command_env()
+            .iter()
+            .filter(|(k, _)| !launch.env.iter().any(|(l, _)| l == k))
+            .cloned()
+            .collect();
+        agent_env.extend(launch.env.iter().cloned());
+        // Under a PID namespace, when the job has one: nothing the agent
+        // starts outlives it.
+        let wrapper = self.containment.wrapper();
+        let (program, args) = if wrapper.is_empty() {
+            (launch.program.clone(), launch.args.clone())
+        } else {
+            let mut args: Vec<String> = wrapper[1..].to_vec();
+            args.push(launch.program.to_string_lossy().into_owned());
+            args.extend(launch.args.iter().cloned());
+            (PathBuf::from(&wrapper[0]), args)
+        };
+        let missions_binary =
+            std::env::current_exe().context("cannot find this program to serve `finish`")?;
+        let prompt = format!(
+            "{system}\n\n# How you work here\n\nYou run as the `{engine}` engine. Your tools are your own; \
+             `finish` is the `finish` tool of the `missions` MCP server. Call it once, with your \
+             whole result as its input, when you are done; if it answers with errors, fix them and \
+             call it again. Nothing else ends your work.\n\n{message}",
+            message = run.message
+        );
+        let acp_run = AcpRun {
+            command: AcpCommand {
+                program,
+                args,
+                env: agent_env,
+            },
+            cwd: self.checkout.clone(),
+            mcp_servers: vec![McpStdio {
+                name: "missions".into(),
+                command: missions_binary,
+                args: vec!["mcp-finish".into(), "--url".into(), endpoint.url()],
+                env: Vec::new(),
+            }],
+            prompt,
+            policy: PermissionPolicy {
+                read_only,
+                protected: vec![".missions/".into(), ".github/workflows/".into()],
+            },
+            max_prompts: 1 + ENGINE_REPROMPTS,
+            wall_time: run.limits.max_wall_time,
+            reprompt: format!(
+                "You ended your turn without a result. Call the `finish` tool of the `missions` MCP \
+                 server now, with your whole result as its input (it is checked against the schema; \
+                 errors come back to you). After {ENGINE_REPROMPTS} such reminders the job ends \
+                 without a result."
+            ),
+            meta: None,
+        };
+        // The run stops when a result is taken, and when the proxy refused a
+        // call for the budget: no later call can pass.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut accepted_signal = endpoint.signal();
+        let proxy_ref = &proxy;
+        let watcher = async {
+            loop {
+                tokio::select! {
+                    changed = accepted_signal.changed() => {
+                        if changed.is_err() || *accepted_signal.borrow() {
+                            let _ = stop_tx.send(true);
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if proxy_ref.spend().refused > 0 {
+                            let _ = stop_tx.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let endpoint_ref = &endpoint;
+        let acp = tokio::select! {
+            acp = run_acp(acp_run, || endpoint_ref.accepted().is_some(), stop_rx) => acp,
+            _ = async { watcher.await; std::future::pending::<()>().await } => unreachable!(),
+        };
+        end_leftovers(marker, &self.containment).await;
+
+        let spend = proxy.spend();
+        let usage = spend.usage;
+        outcome.usage.add(&JobUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
+            cost_micros: spend.cost_micros,
+        });
+        commands.extend(acp.commands.iter().cloned());
+        let (rejected, violations) = endpoint.rejected();
+        outcome.log.push(format!(
+            "agent {}: {} after {} model call(s), {} command(s), {} tool call(s) rejected, {} compaction(s), {} tokens in ({} cached), {} out, {} [engine {engine}{}, {} prompt(s), {} permission(s) refused]",
+            run.name,
+            if endpoint.accepted().is_some() { "finished" } else { acp.ended.kind() },
+            spend.calls,
+            acp.commands.len(),
+            rejected,
+            0,
+            usage.total_input(),
+            usage.cache_read_tokens,
+            usage.output_tokens,
+            crate::llm::pricing::dollars(spend.cost_micros),
+            acp.agent_info.as_deref().map(|i| format!(": {i}")).unwrap_or_default(),
+            acp.prompts,
+            acp.refused_permissions,
+        ));
+        if let Some(dir) = &self.args.transcript_dir {
+            let record = json!({
+                "agent": run.name,
+                "engine": engine.to_string(),
+                "model": model.model,
+                "prompt_chars": acp_prompt_len(&system, &run.message),
+                "result": acp.ended.kind(),
+                "transcript": acp.transcript,
+            });
+            let _ = std::fs::create_dir_all(dir);
+            std::fs::write(
+                dir.join(format!("{}.json", run.name)),
+                output::json_bytes(&record),
+            )
+            .with_context(|| format!("cannot write the transcript into {}", dir.display()))?;
+        }
+        if let Some(server) = &script_server {
+            record_served(server);
+        }
+        if let Some(value) = endpoint.accepted() {
+            return Ok(Ended::Finished(value));
+        }
+        if let Some(reason) = spend.refusal {
+            return Ok(Ended::Incomplete(format!("{}: {reason}", run.name)));
+        }
+        Ok(Ended::Incomplete(match acp.ended {
+            AcpEnded::Finished | AcpEnded::NoFinish { .. } => {
+                let mut reason = format!(
+                    "{}: the agent ended {} turn(s) without a valid `finish`",
+                    run.name, acp.prompts
+                );
+                if !violations.is_empty() {
+                    reason.push_str(&format!(
+                        "; its last result was invalid: {}",
+                        truncate(&violations.join("; "), 2_000)
+                    ));
+                }
+                reason
+            }
+            AcpEnded::TimedOut { secs } => {
+                format!("{}: time limit reached ({secs} s)", run.name)
+            }
+            AcpEnded::AgentFailed(e) => format!(
+                "{}: the {engine} agent failed: {}",
+                run.name,
+                truncate(&self.env.mask(&e), 2_000)
+            ),
+        }))
     }
 
     /// The agent-run names a job's script is looked up by.

@@ -9,6 +9,7 @@ pub mod http;
 pub mod openai;
 pub mod pricing;
 pub mod scripted;
+pub mod serve;
 mod types;
 
 pub use types::*;

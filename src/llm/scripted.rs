@@ -240,6 +240,11 @@ impl Scripted {
         })
     }
 
+    /// The script's turns, in order.
+    pub fn turns(&self) -> &[ScriptedTurn] {
+        &self.turns
+    }
+
     /// Every request received so far, in order (including one that found the
     /// script exhausted).
     pub fn requests(&self) -> Vec<ChatRequest> {
@@ -264,6 +269,20 @@ impl Scripted {
         // The state stays consistent even if a holder panicked.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The turns of a script file (see the module docs for the format), for
+/// [`super::serve::ScriptServer`].
+pub fn read_script(path: impl AsRef<Path>) -> Result<Vec<ScriptedTurn>, LlmError> {
+    let path = path.as_ref();
+    let script = std::fs::read_to_string(path)
+        .map_err(|e| LlmError::Script(format!("cannot read {}: {e}", path.display())))?;
+    Scripted::from_json(&script)
+        .map(|scripted| scripted.turns)
+        .map_err(|e| match e {
+            LlmError::Script(m) => LlmError::Script(format!("{}: {m}", path.display())),
+            other => other,
+        })
 }
 
 /// Tokens as bytes / 4, rounded up: roughly right for English and JSON.
