@@ -1928,3 +1928,109 @@ async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
     assert!(envelope["usage"]["cost_micros"].as_u64().unwrap() > 0, "{envelope}");
     h.stop().await;
 }
+
+/// A key that must never be seen by the agent: only on the forwarded side.
+const CANARY_KEY: &str = "sk-ant-api03-canary-5f0c1e2d3b4a59687766554433221100";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_agent_never_holds_the_model_key() {
+    use missions::llm::scripted::ScriptedTurn;
+    use missions::llm::serve::ScriptServer;
+    // The "provider": a scripted Anthropic API that answers only the real key.
+    // Every command below searches for the key by a pattern that does not
+    // contain it, so a hit would put the key in what the model is sent.
+    let pattern = "sk-ant-api03-canar[y]";
+    let turns: Vec<ScriptedTurn> = serde_json::from_value(json!([
+        turn(vec![call("Bash", json!({"command": "env", "description": "env"}))]),
+        turn(vec![call("Bash", json!({"command": "tr '\\0' '\\n' < /proc/self/environ", "description": "own"}))]),
+        turn(vec![call("Bash", json!({"command": "tr '\\0' '\\n' < /proc/$PPID/environ; ps -o ppid= -p $PPID", "description": "parent"}))]),
+        turn(vec![call("Bash", json!({"command": format!("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c '{pattern}'; echo searched"), "description": "every process"}))]),
+        turn(vec![call("Bash", json!({"command": format!("grep -rl '{pattern}' \"$HOME\" . ; echo searched"), "description": "files"}))]),
+        turn(vec![call("mcp__missions__finish", handoff("F1"))]),
+        {"text": "Done."}
+    ]))
+    .unwrap();
+    let server = ScriptServer::start(turns).await.unwrap().expect_key(CANARY_KEY);
+    let (var, dir) = engines_env();
+    let yml = format!(
+        "  worker:\n    engine: claude-code\n    provider: anthropic\n    model: claude-sonnet-4-5\n    base_url: {}\n",
+        server.url()
+    );
+    let h = Harness::start_opts(&yml, &[], &[(var, &dir), ("ANTHROPIC_API_KEY", CANARY_KEY)]).await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+
+    let run = h
+        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(!run.log.contains(CANARY_KEY));
+    let requests = server.requests();
+    // Every scripted turn up to `finish` was asked for: the commands ran and
+    // their output went back to the model. (The closing text is not: the
+    // harness stops the agent once its result is taken.)
+    assert!(server.remaining() <= 1, "{} requests", requests.len());
+    for request in &requests {
+        // The proxy put the real key on every forwarded call…
+        assert_eq!(request.key.as_deref(), Some(CANARY_KEY), "{}", request.path);
+        // …and nothing the agent saw or sent holds it: not its environment,
+        // its parent's, any process's, its HOME or the checkout.
+        let body = request.body.to_string();
+        assert!(!body.contains(CANARY_KEY), "the key reached the agent: {body}");
+    }
+    let outputs: String = requests.iter().map(|r| r.body.to_string()).collect();
+    assert!(outputs.contains("ANTHROPIC_API_KEY=missions-proxy-"), "the agent's env was not sent back");
+    assert!(outputs.contains("searched"));
+    let envelope = h
+        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .await;
+    assert_eq!(envelope["result"]["role"], "worker", "{envelope}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
+    let (var, dir) = engines_env();
+    // A mission budget of one cent; each scripted answer reports a million
+    // input tokens (three dollars on Sonnet's price).
+    let h = Harness::start_opts(
+        "  worker:\n    engine: claude-code\nbudget: { usd: 0.01 }\n",
+        &[],
+        &[(var, &dir)],
+    )
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let expensive = json!({"input_tokens": 1_000_000, "output_tokens": 10});
+    h.script(
+        "feature-F1",
+        vec![
+            json!({"tool_calls": [call("Bash", json!({"command": "true", "description": "x"}))], "usage": expensive}),
+            json!({"tool_calls": [call("mcp__missions__finish", handoff("F1"))], "usage": expensive}),
+            json!({"text": "Done.", "usage": expensive}),
+        ],
+    );
+    let run = h
+        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    let envelope = h
+        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .await;
+    assert_eq!(envelope["result"]["role"], "incomplete", "{envelope}");
+    let reason = envelope["result"]["reason"].as_str().unwrap();
+    assert!(reason.contains("model budget is spent"), "{reason}");
+    // The spend recorded is what the proxy counted: the one answer it let
+    // through (a million input tokens, ten out, at $3 and $15 per million).
+    assert_eq!(envelope["usage"]["input_tokens"], 1_000_000, "{envelope}");
+    assert_eq!(envelope["usage"]["cost_micros"], 3_000_150, "{envelope}");
+    assert_eq!(
+        h.t.file(&format!(".missions/{issue}/handoffs/F1.json"), &branch).await,
+        None
+    );
+    h.stop().await;
+}

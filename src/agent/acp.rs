@@ -587,10 +587,11 @@ impl Tracker {
                 {
                     call.exit_code = Some(code);
                     call.done = true;
-                    call.duration_ms = call
-                        .started
-                        .map(|s| s.elapsed().as_millis() as u64)
-                        .unwrap_or(0);
+                    call.duration_ms = reported_duration_ms(update).unwrap_or_else(|| {
+                        call.started
+                            .map(|s| s.elapsed().as_millis() as u64)
+                            .unwrap_or(0)
+                    });
                 }
             }
         }
@@ -927,6 +928,14 @@ fn final_exit_code(update: &Value) -> Option<i32> {
     Some(code)
 }
 
+/// `rawOutput.duration` as Codex reports it (`{"secs": …, "nanos": …}`).
+fn reported_duration_ms(update: &Value) -> Option<u64> {
+    let duration = update.pointer("/rawOutput/duration")?;
+    let secs = duration.get("secs")?.as_u64()?;
+    let nanos = duration.get("nanos").and_then(Value::as_u64).unwrap_or(0);
+    Some(secs * 1000 + nanos / 1_000_000)
+}
+
 /// N from the first "Exit code N" in `text`.
 fn parse_exit_code(text: &str) -> Option<i32> {
     let at = text.find("Exit code ")?;
@@ -1194,6 +1203,37 @@ mod tests {
         assert_eq!(t.refused.len(), 1);
     }
 
+    /// The updates codex-acp 0.16.0 sent for `exec_command` {"cmd": "ls -la; exit 3"}
+    /// (outputs shortened), and for an MCP tool call.
+    #[test]
+    fn codex_commands() {
+        let mut t = Tracker::default();
+        t.update(update(json!({"sessionUpdate": "tool_call", "toolCallId": "call_0001", "title": "ls -la; exit 3", "kind": "execute", "status": "in_progress", "rawInput": {"call_id": "call_0001", "process_id": "16858", "turn_id": "01a24d78-cd70-7ec2-86ac-237007b93cbf", "started_at_ms": 1796596092713u64, "command": ["/bin/bash", "-lc", "ls -la; exit 3"], "cwd": "/tmp/acp-work/ws", "parsed_cmd": [{"type": "unknown", "cmd": "ls -la; exit 3"}], "source": "unified_exec_startup"}})));
+        t.update(update(json!({"sessionUpdate": "tool_call_update", "toolCallId": "call_0001", "status": "failed", "rawOutput": {"call_id": "call_0001", "process_id": "16858", "completed_at_ms": 1796596092713u64, "command": ["/bin/bash", "-lc", "ls -la; exit 3"], "cwd": "/tmp/acp-work/ws", "stdout": "total 16\n", "stderr": "", "aggregated_output": "total 16\n", "exit_code": 3, "duration": {"secs": 1, "nanos": 250_000_000}, "formatted_output": "total 16\n", "status": "failed"}})));
+        t.update(update(json!({"sessionUpdate": "tool_call", "toolCallId": "call_0003", "title": "Tool: missions/finish", "status": "in_progress", "rawInput": {"server": "missions", "tool": "finish", "arguments": {"summary": "done"}}})));
+        t.update(update(json!({"sessionUpdate": "tool_call_update", "toolCallId": "call_0003", "status": "completed", "content": [{"type": "content", "content": {"type": "text", "text": "accepted"}}], "rawOutput": {"content": [{"type": "text", "text": "accepted"}]}})));
+        assert_eq!(
+            t.commands(false),
+            vec![CommandRecord {
+                command: "/bin/bash -lc 'ls -la; exit 3'".into(),
+                exit_code: Some(3),
+                duration_ms: 1250,
+                timed_out: false,
+            }]
+        );
+        assert_eq!(t.calls.len(), 2);
+    }
+
+    #[test]
+    fn unfinished_commands_time_out_with_the_run() {
+        let mut t = Tracker::default();
+        for u in &claude_failed_bash()[..2] {
+            t.update(u.clone());
+        }
+        let commands = t.commands(true);
+        assert_eq!((commands[0].exit_code, commands[0].timed_out), (None, true));
+    }
+
     #[test]
     fn argv_commands_stay_readable() {
         assert_eq!(
@@ -1248,84 +1288,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod live_probe {
-    //! TEMPORARY: runs the real adapter against /tmp/acp-work's fake API.
-    use super::*;
-
-    #[tokio::test]
-    #[ignore]
-    async fn live() {
-        let case = std::env::var("ACP_CASE").unwrap_or_default();
-        let port = std::env::var("ACP_PORT").unwrap_or_default();
-        let codex = std::env::var("ACP_CODEX").is_ok();
-        let mut env: Vec<(String, String)> = vec![
-            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-            ("HOME".into(), "/tmp/acp-work/home".into()),
-        ];
-        let (program, args) = if codex {
-            env.push(("OPENAI_API_KEY".into(), "sk-fake".into()));
-            env.push(("CODEX_HOME".into(), "/tmp/acp-work/home/.codex".into()));
-            (
-                PathBuf::from("/tmp/acp-probe/node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp"),
-                std::env::var("ACP_ARGS").unwrap_or_default().split('\x1f').filter(|s| !s.is_empty()).map(String::from).collect(),
-            )
-        } else {
-            for (k, v) in [
-                ("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}")),
-                ("ANTHROPIC_API_KEY", "sk-fake".into()),
-                ("ANTHROPIC_MODEL", "claude-sonnet-4-5".into()),
-                ("DISABLE_TELEMETRY", "1".into()),
-                ("DISABLE_AUTOUPDATER", "1".into()),
-                ("DISABLE_ERROR_REPORTING", "1".into()),
-                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
-                ("ENABLE_TOOL_SEARCH", "false".into()),
-                ("CLAUDE_CODE_EXECUTABLE", "/tmp/acp-probe/node_modules/@anthropic-ai/claude-code-linux-x64/claude".into()),
-            ] {
-                env.push((k.into(), v));
-            }
-            (
-                PathBuf::from("/usr/bin/node"),
-                vec!["/tmp/acp-probe/node_modules/@zed-industries/claude-agent-acp/dist/index.js".into()],
-            )
-        };
-        let program = if case == "dead" { PathBuf::from("/bin/sh") } else { program };
-        let args = if case == "dead" { vec!["-c".into(), "echo boom >&2; exit 7".into()] } else { args };
-        let run = AcpRun {
-            command: AcpCommand { program, args, env },
-            cwd: PathBuf::from("/tmp/acp-work/ws"),
-            mcp_servers: vec![McpStdio {
-                name: "missions".into(),
-                command: "/usr/bin/python3".into(),
-                args: vec!["/tmp/acp-work/mcp.py".into()],
-                env: vec![],
-            }],
-            prompt: "Do the task.".into(),
-            policy: PermissionPolicy { read_only: case == "ro", protected: vec![".missions/".into()] },
-            max_prompts: 2,
-            wall_time: Duration::from_secs(std::env::var("ACP_WALL").ok().and_then(|s| s.parse().ok()).unwrap_or(60)),
-            reprompt: "You did not call finish. Continue.".into(),
-            meta: None,
-        };
-        let (tx, rx) = watch::channel(false);
-        let fire = std::env::var("ACP_FIRE").ok().and_then(|s| s.parse::<u64>().ok());
-        if let Some(secs) = fire {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-                let _ = tx.send(true);
-            });
-        } else {
-            std::mem::forget(tx);
-        }
-        let fired = move || fire.is_some() && false;
-        let start = std::time::Instant::now();
-        let out = run_acp(run, fired, rx).await;
-        eprintln!("ELAPSED {:?}", start.elapsed());
-        eprintln!("ENDED {:?}", out.ended);
-        eprintln!("prompts={} tool_calls={} refused={} agent={:?}", out.prompts, out.tool_calls, out.refused_permissions, out.agent_info);
-        for c in &out.commands {
-            eprintln!("CMD {c:?}");
-        }
-        std::fs::write("/tmp/acp-work/transcript.json", serde_json::to_string_pretty(&out.transcript).unwrap()).unwrap();
-    }
-}
