@@ -2034,3 +2034,76 @@ async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
+    let (var, dir) = engines_env();
+    let record = tempfile::tempdir().unwrap();
+    let record_dir = record.path().display().to_string();
+    let h = Harness::start_opts(
+        "  worker:\n    engine: codex\n    model: gpt-4.1\n",
+        &[],
+        &[(var, &dir), ("MISSIONS_SCRIPTED_RECORD_DIR", &record_dir)],
+    )
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    h.script(
+        "feature-F1",
+        vec![
+            turn(vec![call("exec_command", json!({"cmd": "printf 'hello\\n' > hello.txt"}))]),
+            turn(vec![call("exec_command", json!({"cmd": "cat nope.txt"}))]),
+            turn(vec![call("mcp__missions__finish", handoff("F1"))]),
+            json!({"text": "Done."}),
+        ],
+    );
+    let run = h
+        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(run.log.contains("[engine codex: codex-acp 0.16.0"), "{}", run.log);
+    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    // What the scripted model was sent: Codex offered our `finish` in the
+    // MCP server's namespace, and every call arrived with the key the proxy
+    // put on it, never the token the agent holds.
+    let served: Vec<Value> = std::fs::read_dir(record.path())
+        .unwrap()
+        .flatten()
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>()
+        })
+        .collect();
+    assert!(served.len() >= 3, "{served:?}");
+    let finish_offered = served[0]["body"]["tools"].as_array().unwrap().iter().any(|t| {
+        t["type"] == "namespace"
+            && t["name"] == "mcp__missions"
+            && t["tools"].as_array().unwrap().iter().any(|t| t["name"] == "finish")
+    });
+    assert!(finish_offered, "{}", served[0]["body"]["tools"]);
+    for request in &served {
+        let key = request["key"].as_str().unwrap();
+        assert!(key.starts_with("scripted-"), "{key}");
+    }
+    let handoff = h
+        .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
+        .await;
+    let commands: Vec<(String, i64)> = handoff["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["command"].as_str().unwrap().to_owned(), c["exit_code"].as_i64().unwrap_or(-1)))
+        .collect();
+    // Codex runs commands as `bash -lc`; the failing one keeps its code.
+    assert_eq!(
+        commands,
+        vec![
+            ("/bin/bash -lc 'printf '\\''hello\\n'\\'' > hello.txt'".to_owned(), 0),
+            ("/bin/bash -lc 'cat nope.txt'".to_owned(), 1)
+        ],
+        "{handoff}"
+    );
+    h.stop().await;
+}

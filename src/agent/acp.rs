@@ -97,8 +97,12 @@ pub enum AcpEnded {
     /// `finished` reported true, or the finish signal fired.
     Finished,
     /// Every prompt ended without a finish.
-    NoFinish { prompts: u32 },
-    TimedOut { secs: u64 },
+    NoFinish {
+        prompts: u32,
+    },
+    TimedOut {
+        secs: u64,
+    },
     /// The process exited, the protocol broke, or initialize or session/new
     /// was refused; what happened, then the tail of the agent's stderr.
     AgentFailed(String),
@@ -254,17 +258,15 @@ impl Session {
         });
 
         // Newline-delimited JSON-RPC over the pipes.
-        let incoming = futures::stream::unfold(
-            Some(BufReader::new(stdout).lines()),
-            |lines| async move {
+        let incoming =
+            futures::stream::unfold(Some(BufReader::new(stdout).lines()), |lines| async move {
                 let mut lines = lines?;
                 match lines.next_line().await {
                     Ok(Some(line)) => Some((Ok(line), Some(lines))),
                     Ok(None) => None,
                     Err(e) => Some((Err(e), None)),
                 }
-            },
-        );
+            });
         let outgoing = futures::sink::unfold(stdin, |mut stdin, line: String| async move {
             stdin.write_all(line.as_bytes()).await?;
             stdin.write_all(b"\n").await?;
@@ -602,10 +604,12 @@ impl Tracker {
         if !self.calls.contains_key(id) {
             self.order.push(id.to_string());
         }
-        self.calls.entry(id.to_string()).or_insert_with(|| CallState {
-            started: Some(Instant::now()),
-            ..CallState::default()
-        })
+        self.calls
+            .entry(id.to_string())
+            .or_insert_with(|| CallState {
+                started: Some(Instant::now()),
+                ..CallState::default()
+            })
     }
 
     /// The answer to a session/request_permission, as its JSON result.
@@ -623,20 +627,38 @@ impl Tracker {
             .unwrap_or_default();
         let (outcome, refused) = match &decision {
             Decision::Allow => (
-                pick_option(&options, &[PermissionOptionKind::AllowOnce, PermissionOptionKind::AllowAlways]),
+                pick_option(
+                    &options,
+                    &[
+                        PermissionOptionKind::AllowOnce,
+                        PermissionOptionKind::AllowAlways,
+                    ],
+                ),
                 false,
             ),
             Decision::Refuse(reason) => {
-                tracing::info!(tool_call = id.unwrap_or("?"), reason, "ACP permission refused");
+                tracing::info!(
+                    tool_call = id.unwrap_or("?"),
+                    reason,
+                    "ACP permission refused"
+                );
                 (
-                    pick_option(&options, &[PermissionOptionKind::RejectOnce, PermissionOptionKind::RejectAlways]),
+                    pick_option(
+                        &options,
+                        &[
+                            PermissionOptionKind::RejectOnce,
+                            PermissionOptionKind::RejectAlways,
+                        ],
+                    ),
                     true,
                 )
             }
         };
         if refused {
             self.refusals += 1;
-            let key = id.map(str::to_string).unwrap_or_else(|| format!("#{}", self.refused.len()));
+            let key = id
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("#{}", self.refused.len()));
             self.refused.insert(key);
         }
         serde_json::to_value(RequestPermissionResponse::new(outcome))
@@ -651,7 +673,13 @@ impl Tracker {
             .filter(|id| !self.refused.contains(*id))
             .filter_map(|id| {
                 let call = &self.calls[id];
-                if call.kind.as_deref() != Some("execute") {
+                // Codex reports a shell command that only reads (`cat`,
+                // `rg`, `ls`) as kind read/search, still with its argv.
+                let argv = call
+                    .raw_input
+                    .as_ref()
+                    .is_some_and(|i| i.get("command").is_some_and(Value::is_array));
+                if call.kind.as_deref() != Some("execute") && !argv {
                     return None;
                 }
                 let command = call.raw_input.as_ref().and_then(command_text)?;
@@ -661,7 +689,9 @@ impl Tracker {
                     duration_ms: if call.done {
                         call.duration_ms
                     } else {
-                        call.started.map(|s| s.elapsed().as_millis() as u64).unwrap_or(0)
+                        call.started
+                            .map(|s| s.elapsed().as_millis() as u64)
+                            .unwrap_or(0)
                     },
                     timed_out: timed_out && !call.done,
                 })
@@ -805,7 +835,10 @@ fn relative_to(cwd: &Path, path: &Path) -> Option<PathBuf> {
     if resolved != joined {
         return None;
     }
-    joined.strip_prefix(&cwd_lexical).ok().map(Path::to_path_buf)
+    joined
+        .strip_prefix(&cwd_lexical)
+        .ok()
+        .map(Path::to_path_buf)
 }
 
 /// Removes `.` and resolves `..` without touching the file system; `None`
@@ -836,7 +869,10 @@ fn resolve_existing(path: &Path) -> PathBuf {
             out.extend(rest.iter().rev());
             return out;
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();
@@ -904,7 +940,13 @@ fn final_exit_code(update: &Value) -> Option<i32> {
         match raw {
             Some(Value::String(s)) => texts.push(s),
             Some(raw) => {
-                for k in ["output", "formatted_output", "aggregated_output", "stdout", "stderr"] {
+                for k in [
+                    "output",
+                    "formatted_output",
+                    "aggregated_output",
+                    "stdout",
+                    "stderr",
+                ] {
                     if let Some(s) = raw.get(k).and_then(Value::as_str) {
                         texts.push(s);
                     }
@@ -1031,7 +1073,11 @@ mod tests {
     #[test]
     fn writes_inside_the_checkout_are_allowed_once() {
         let mut t = Tracker::default();
-        let r = answer(&mut t, &policy(false), &write_request(&format!("{CWD}/src/a.rs")));
+        let r = answer(
+            &mut t,
+            &policy(false),
+            &write_request(&format!("{CWD}/src/a.rs")),
+        );
         assert_eq!(r, selected("allow"));
         let r = answer(&mut t, &policy(false), &write_request("src/./b.rs"));
         assert_eq!(r, selected("allow"));
@@ -1054,11 +1100,23 @@ mod tests {
             assert_eq!(r, selected("reject"), "{path}");
         }
         assert_eq!(t.refusals, 7);
-        assert_eq!(t.refused.len(), 1, "one tool call id, refused several times");
+        assert_eq!(
+            t.refused.len(),
+            1,
+            "one tool call id, refused several times"
+        );
         // Similar names are not under the prefix.
-        let r = answer(&mut t, &policy(false), &write_request(&format!("{CWD}/.missionsX/a")));
+        let r = answer(
+            &mut t,
+            &policy(false),
+            &write_request(&format!("{CWD}/.missionsX/a")),
+        );
         assert_eq!(r, selected("allow"));
-        let r = answer(&mut t, &policy(false), &write_request(&format!("{CWD}/.github/ci.yml")));
+        let r = answer(
+            &mut t,
+            &policy(false),
+            &write_request(&format!("{CWD}/.github/ci.yml")),
+        );
         assert_eq!(r, selected("allow"));
     }
 
@@ -1118,7 +1176,10 @@ mod tests {
         read["toolCall"]["kind"] = json!("read");
         assert_eq!(answer(&mut t, &ro, &read), selected("allow"));
         // A worker may run commands.
-        assert_eq!(answer(&mut t, &policy(false), &bash_request()), selected("allow"));
+        assert_eq!(
+            answer(&mut t, &policy(false), &bash_request()),
+            selected("allow")
+        );
     }
 
     #[test]
@@ -1129,16 +1190,37 @@ mod tests {
         ]);
         let options = only_always.as_array().unwrap();
         assert_eq!(
-            serde_json::to_value(pick_option(options, &[PermissionOptionKind::AllowOnce, PermissionOptionKind::AllowAlways])).unwrap(),
+            serde_json::to_value(pick_option(
+                options,
+                &[
+                    PermissionOptionKind::AllowOnce,
+                    PermissionOptionKind::AllowAlways
+                ]
+            ))
+            .unwrap(),
             json!({"outcome": "selected", "optionId": "a"})
         );
         assert_eq!(
-            serde_json::to_value(pick_option(options, &[PermissionOptionKind::RejectOnce, PermissionOptionKind::RejectAlways])).unwrap(),
+            serde_json::to_value(pick_option(
+                options,
+                &[
+                    PermissionOptionKind::RejectOnce,
+                    PermissionOptionKind::RejectAlways
+                ]
+            ))
+            .unwrap(),
             json!({"outcome": "selected", "optionId": "r"})
         );
         let allow_only = json!([{"kind": "allow_once", "optionId": "a"}]);
         assert_eq!(
-            serde_json::to_value(pick_option(allow_only.as_array().unwrap(), &[PermissionOptionKind::RejectOnce, PermissionOptionKind::RejectAlways])).unwrap(),
+            serde_json::to_value(pick_option(
+                allow_only.as_array().unwrap(),
+                &[
+                    PermissionOptionKind::RejectOnce,
+                    PermissionOptionKind::RejectAlways
+                ]
+            ))
+            .unwrap(),
             json!({"outcome": "cancelled"})
         );
     }
@@ -1150,9 +1232,15 @@ mod tests {
     /// The updates claude-agent-acp 0.23.1 sent for `ls -la && exit 3`.
     fn claude_failed_bash() -> Vec<Value> {
         vec![
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Terminal", "kind": "execute", "content": []})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call_update", "rawInput": {"command": "ls -la && exit 3", "description": "List files"}, "title": "ls -la && exit 3", "kind": "execute", "content": [{"type": "content", "content": {"type": "text", "text": "List files"}}]})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call_update", "status": "failed", "rawOutput": "Exit code 3\ntotal 16\ndrwxr-xr-x 3 root root 4096 Dec  6 22:15 .\n-rw-r--r-- 1 root root    2 Dec  6 22:15 a.txt", "content": [{"type": "content", "content": {"type": "text", "text": "```\nExit code 3\ntotal 16\ndrwxr-xr-x 3 root root 4096 Dec  6 22:15 .\n-rw-r--r-- 1 root root    2 Dec  6 22:15 a.txt\n```"}}]})),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Terminal", "kind": "execute", "content": []}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call_update", "rawInput": {"command": "ls -la && exit 3", "description": "List files"}, "title": "ls -la && exit 3", "kind": "execute", "content": [{"type": "content", "content": {"type": "text", "text": "List files"}}]}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0001", "sessionUpdate": "tool_call_update", "status": "failed", "rawOutput": "Exit code 3\ntotal 16\ndrwxr-xr-x 3 root root 4096 Dec  6 22:15 .\n-rw-r--r-- 1 root root    2 Dec  6 22:15 a.txt", "content": [{"type": "content", "content": {"type": "text", "text": "```\nExit code 3\ntotal 16\ndrwxr-xr-x 3 root root 4096 Dec  6 22:15 .\n-rw-r--r-- 1 root root    2 Dec  6 22:15 a.txt\n```"}}]}),
+            ),
         ]
     }
 
@@ -1160,20 +1248,37 @@ mod tests {
     /// permission was asked) and a `Read`.
     fn claude_ok_bash_and_read() -> Vec<Value> {
         vec![
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Terminal", "kind": "execute", "content": []})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update", "rawInput": {"command": "echo hi; sleep 1", "description": "Say hi"}, "title": "echo hi; sleep 1", "kind": "execute", "content": [{"type": "content", "content": {"type": "text", "text": "Say hi"}}]})),
-            update(json!({"_meta": {"claudeCode": {"toolResponse": {"stdout": "hi", "stderr": "", "interrupted": false, "isImage": false, "noOutputExpected": false}, "toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update"})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update", "status": "completed", "rawOutput": "hi", "content": [{"type": "content", "content": {"type": "text", "text": "```console\nhi\n```"}}]})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Read"}}, "toolCallId": "toolu_0012", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Read File", "kind": "read", "locations": [], "content": []})),
-            update(json!({"_meta": {"claudeCode": {"toolName": "Read"}}, "toolCallId": "toolu_0012", "sessionUpdate": "tool_call_update", "status": "completed", "rawOutput": "1\ta\n2\t", "content": [{"type": "content", "content": {"type": "text", "text": "```\n1\ta\n2\t\n```"}}]})),
-            update(json!({"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "All done."}})),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Terminal", "kind": "execute", "content": []}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update", "rawInput": {"command": "echo hi; sleep 1", "description": "Say hi"}, "title": "echo hi; sleep 1", "kind": "execute", "content": [{"type": "content", "content": {"type": "text", "text": "Say hi"}}]}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolResponse": {"stdout": "hi", "stderr": "", "interrupted": false, "isImage": false, "noOutputExpected": false}, "toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update"}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Bash"}}, "toolCallId": "toolu_0011", "sessionUpdate": "tool_call_update", "status": "completed", "rawOutput": "hi", "content": [{"type": "content", "content": {"type": "text", "text": "```console\nhi\n```"}}]}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Read"}}, "toolCallId": "toolu_0012", "sessionUpdate": "tool_call", "rawInput": {}, "status": "pending", "title": "Read File", "kind": "read", "locations": [], "content": []}),
+            ),
+            update(
+                json!({"_meta": {"claudeCode": {"toolName": "Read"}}, "toolCallId": "toolu_0012", "sessionUpdate": "tool_call_update", "status": "completed", "rawOutput": "1\ta\n2\t", "content": [{"type": "content", "content": {"type": "text", "text": "```\n1\ta\n2\t\n```"}}]}),
+            ),
+            update(
+                json!({"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "All done."}}),
+            ),
         ]
     }
 
     #[test]
     fn commands_come_from_execute_tool_calls_in_order() {
         let mut t = Tracker::default();
-        for u in claude_failed_bash().into_iter().chain(claude_ok_bash_and_read()) {
+        for u in claude_failed_bash()
+            .into_iter()
+            .chain(claude_ok_bash_and_read())
+        {
             t.update(u);
         }
         assert_eq!(t.transcript.len(), 10);
@@ -1237,7 +1342,8 @@ mod tests {
     #[test]
     fn argv_commands_stay_readable() {
         assert_eq!(
-            command_text(&json!({"command": ["bash", "-lc", "cargo test"], "cwd": "/w"})).as_deref(),
+            command_text(&json!({"command": ["bash", "-lc", "cargo test"], "cwd": "/w"}))
+                .as_deref(),
             Some("bash -lc 'cargo test'")
         );
         assert_eq!(
@@ -1252,19 +1358,40 @@ mod tests {
     #[test]
     fn exit_codes_from_fields_text_or_status() {
         let u = |status: &str, raw: Value| json!({"status": status, "rawOutput": raw});
-        assert_eq!(final_exit_code(&u("completed", json!({"exit_code": 2}))), Some(2));
-        assert_eq!(final_exit_code(&u("failed", json!({"exitCode": 127}))), Some(127));
-        assert_eq!(final_exit_code(&u("completed", json!({"code": -1}))), Some(-1));
-        assert_eq!(final_exit_code(&u("failed", json!("Exit code 42\nboom"))), Some(42));
+        assert_eq!(
+            final_exit_code(&u("completed", json!({"exit_code": 2}))),
+            Some(2)
+        );
+        assert_eq!(
+            final_exit_code(&u("failed", json!({"exitCode": 127}))),
+            Some(127)
+        );
+        assert_eq!(
+            final_exit_code(&u("completed", json!({"code": -1}))),
+            Some(-1)
+        );
+        assert_eq!(
+            final_exit_code(&u("failed", json!("Exit code 42\nboom"))),
+            Some(42)
+        );
         assert_eq!(
             final_exit_code(&u("failed", json!({"formatted_output": "x\nExit code 9"}))),
             Some(9)
         );
         assert_eq!(final_exit_code(&u("completed", json!("fine"))), Some(0));
-        assert_eq!(final_exit_code(&u("failed", json!("Command timed out"))), Some(1));
+        assert_eq!(
+            final_exit_code(&u("failed", json!("Command timed out"))),
+            Some(1)
+        );
         assert_eq!(final_exit_code(&json!({"status": "failed"})), Some(1));
-        assert_eq!(final_exit_code(&u("in_progress", json!({"exit_code": 2}))), None);
-        assert_eq!(final_exit_code(&json!({"rawOutput": {"exit_code": 2}})), None);
+        assert_eq!(
+            final_exit_code(&u("in_progress", json!({"exit_code": 2}))),
+            None
+        );
+        assert_eq!(
+            final_exit_code(&json!({"rawOutput": {"exit_code": 2}})),
+            None
+        );
         assert_eq!(parse_exit_code("Exit code x"), None);
     }
 
@@ -1287,4 +1414,3 @@ mod tests {
         );
     }
 }
-

@@ -229,13 +229,21 @@ pub fn launch(engine: &Engine, dir: &Path, spec: &LaunchSpec) -> anyhow::Result<
             let program = modules
                 .join(format!("@zed-industries/codex-acp-{}", npm_platform()?))
                 .join("bin/codex-acp");
-            set(&mut env, "CODEX_HOME", &format!("{home}/.codex"));
+            // Codex refuses a CODEX_HOME that does not exist.
+            let codex_home = spec.home.join(".codex");
+            std::fs::create_dir_all(&codex_home)
+                .with_context(|| format!("cannot create {}", codex_home.display()))?;
+            set(&mut env, "CODEX_HOME", &codex_home.to_string_lossy());
             set(&mut env, "OPENAI_API_KEY", spec.token);
             let toml = |s: &str| format!("{s:?}");
+            // Codex's own sandboxes need bubblewrap. A writer runs without
+            // one, as the built-in loop's bash does: the job's containment
+            // and its restore-before-commit are the backstop. A reviewer
+            // keeps Codex's read-only sandbox (bubblewrap on the runner).
             let sandbox = if spec.read_only {
                 "read-only"
             } else {
-                "workspace-write"
+                "danger-full-access"
             };
             let args = [
                 format!("model={}", toml(spec.model)),
@@ -294,7 +302,7 @@ mod tests {
             proxy_url: "http://127.0.0.1:9/v1",
             token: "missions-proxy-abc",
             model: "gpt-5-codex",
-            home: Path::new("/tmp/h"),
+            home: &std::env::temp_dir().join(format!("missions-launch-{}", std::process::id())),
             read_only: true,
         };
         let codex = launch(&Engine::Codex, Path::new("/e"), &spec).unwrap();

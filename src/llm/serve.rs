@@ -341,6 +341,55 @@ struct Answer {
     id: String,
     /// Ids for the Responses API's output items: the message, then each call.
     item_ids: Vec<String>,
+    /// The request's namespace tools (Codex offers each MCP server's tools
+    /// as `{"type": "namespace", "name": "mcp__SERVER", "tools": […]}`).
+    namespaces: Vec<(String, Vec<String>)>,
+}
+
+impl Answer {
+    /// A Responses API call's `name` and `namespace`: a script's
+    /// `mcp__SERVER__TOOL` is `TOOL` in the namespace `mcp__SERVER` when the
+    /// request offers that namespace with that tool.
+    fn responses_name<'a>(&'a self, name: &'a str) -> (&'a str, Option<&'a str>) {
+        for (namespace, tools) in &self.namespaces {
+            if let Some(tool) = name
+                .strip_prefix(namespace.as_str())
+                .and_then(|rest| rest.strip_prefix("__"))
+                && tools.iter().any(|t| t == tool)
+            {
+                return (tool, Some(namespace));
+            }
+        }
+        (name, None)
+    }
+}
+
+/// The namespace tools a request offers, with their tools' names.
+fn namespaces(body: &Value) -> Vec<(String, Vec<String>)> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace"))
+        .filter_map(|t| {
+            let name = t.get("name")?.as_str()?.to_owned();
+            let tools = t
+                .get("tools")?
+                .as_array()?
+                .iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            Some((name, tools))
+        })
+        .collect()
+}
+
+/// Adds `namespace` to a function-call item when it has one.
+fn with_namespace(mut item: Value, namespace: Option<&str>) -> Value {
+    if let Some(namespace) = namespace {
+        item["namespace"] = json!(namespace);
+    }
+    item
 }
 
 fn serve(shared: &Shared, api: Api, uri: &Uri, headers: &HeaderMap, raw: &[u8]) -> Response {
@@ -476,6 +525,7 @@ fn serve(shared: &Shared, api: Api, uri: &Uri, headers: &HeaderMap, raw: &[u8]) 
         model,
         id,
         item_ids,
+        namespaces: namespaces(&body),
     };
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     match (api, stream) {
@@ -766,14 +816,18 @@ fn response_output(answer: &Answer) -> Vec<Value> {
         }));
     }
     for (call_id, name, input) in &answer.calls {
-        output.push(json!({
-            "type": "function_call",
-            "id": ids.next(),
-            "call_id": call_id,
-            "name": name,
-            "arguments": arguments(input),
-            "status": "completed",
-        }));
+        let (name, namespace) = answer.responses_name(name);
+        output.push(with_namespace(
+            json!({
+                "type": "function_call",
+                "id": ids.next(),
+                "call_id": call_id,
+                "name": name,
+                "arguments": arguments(input),
+                "status": "completed",
+            }),
+            namespace,
+        ));
     }
     output
 }
@@ -885,17 +939,18 @@ fn responses_events(answer: &Answer) -> Vec<Event> {
         let item = &done_items[output_index];
         let item_id = &item["id"];
         let json = arguments(input);
+        let (name, namespace) = answer.responses_name(name);
         push(json!({
             "type": "response.output_item.added",
             "output_index": output_index,
-            "item": {
+            "item": with_namespace(json!({
                 "type": "function_call",
                 "id": item_id,
                 "call_id": call_id,
                 "name": name,
                 "arguments": "",
                 "status": "in_progress",
-            },
+            }), namespace),
         }));
         for piece in pieces(&json) {
             push(json!({
