@@ -79,6 +79,11 @@ struct DemoArgs {
     /// Repeatable. Keys come from ANTHROPIC_API_KEY / OPENAI_API_KEY.
     #[arg(long = "model", value_name = "SPEC")]
     models: Vec<String>,
+    /// The agent in a seat: ENGINE for every role or ROLE=ENGINE for one
+    /// (claude-code, codex, builtin, acp:COMMAND); e.g. --engine worker=claude-code.
+    /// Presets are installed at their pinned versions on first use.
+    #[arg(long = "engine", value_name = "[ROLE=]ENGINE")]
+    engines: Vec<String>,
     /// Work on this repository's HEAD commit (committed files only; the
     /// checkout is not changed) instead of the sample project. Needs --issue-file.
     #[arg(long, value_name = "PATH")]
@@ -269,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dir: args.dir,
                 timeout,
                 models: args.models,
+                engines: args.engines,
                 repo: args.repo,
                 issue_file: args.issue_file,
                 missions_binary: None,

@@ -2,7 +2,7 @@
 //! default; `--model` for others) on this machine; plays the maintainer and
 //! prints what happens on "GitHub" as it happens.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::engine::missions::DriverConfig;
 use crate::github::auth::AppCredentials;
 use crate::github::client::GitHubApp;
 use crate::llm::config::{
+    Engine,
     ConfigError, ModelConfig, ModelSection, ModelSpec, ModelSpecs, ProviderKind, Role,
     build_provider, is_loopback_url,
 };
@@ -45,6 +46,8 @@ pub struct DemoOptions {
     pub timeout: Option<Duration>,
     /// `--model` values (see [`ModelSpecs`]); none: the scripted model.
     pub models: Vec<String>,
+    /// `--engine` values: `ENGINE` for every role or `ROLE=ENGINE`.
+    pub engines: Vec<String>,
     /// A repository on disk whose HEAD commit the mission works on, instead
     /// of the sample project.
     pub repo: Option<PathBuf>,
@@ -309,6 +312,7 @@ fn local_section(url: &str, context: u32) -> ModelSection {
 /// set.
 fn settle_models(
     specs: &ModelSpecs,
+    engines: &BTreeMap<Role, Engine>,
     script_dir: &Path,
     local: Option<(&str, u32)>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -356,7 +360,10 @@ fn settle_models(
             }
         }
     };
-    let models = specs.to_models_config(section);
+    let mut models = specs.to_models_config(section);
+    for (role, engine) in engines {
+        models.section_mut(*role).engine = Some(engine.clone());
+    }
     let free = free.into_inner();
     let mut secrets: Vec<(String, String)> = Vec::new();
     for role in Role::ALL {
@@ -368,6 +375,9 @@ fn settle_models(
                     "--model {}: model {model:?} has no built-in price, and the demo counts a model at $0 only when it runs on this machine (a base URL on 127.0.0.1, localhost or [::1]); use a model with a built-in price (docs/configuration.md lists them)",
                     spec.describe()
                 ),
+                ConfigError::Invalid { key, message } if key.ends_with(".engine") => {
+                    anyhow::anyhow!("--engine {role}={}: {message}", engines.get(&role).map(|e| e.to_string()).unwrap_or_default())
+                }
                 other => anyhow::anyhow!("--model {}: {other}", spec.describe()),
             })?;
         if cfg.provider == ProviderKind::Scripted || *spec == ModelSpec::Local {
@@ -413,6 +423,35 @@ fn settle_models(
     })
 }
 
+/// `--engine` values: `ENGINE` (every role) or `ROLE=ENGINE`; later ones win.
+fn parse_engines(values: &[String]) -> anyhow::Result<BTreeMap<Role, Engine>> {
+    let mut engines = BTreeMap::new();
+    for value in values {
+        let (roles, engine) = match value.split_once('=') {
+            Some((role, engine)) if !role.contains(':') => {
+                let role: Role = serde_json::from_value(json!(role.trim())).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--engine {value}: unknown role `{role}`; use orchestrator, worker, scrutiny or user-testing"
+                    )
+                })?;
+                (vec![role], engine)
+            }
+            _ => (Role::ALL.to_vec(), value.as_str()),
+        };
+        let engine: Engine = engine
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--engine {value}: {e}"))?;
+        for role in roles {
+            if engine.is_builtin() {
+                engines.remove(&role);
+            } else {
+                engines.insert(role, engine.clone());
+            }
+        }
+    }
+    Ok(engines)
+}
+
 /// Runs the demo mission to its end: done, paused, or out of time (all three
 /// are a summary; `Err` is for what kept the demo from running).
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
@@ -445,7 +484,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let env = crate::llm::config::process_env;
     // The directory only matters for the scripted model's path, not its checks.
-    settle_models(&specs, Path::new("/"), None, &env)?;
+    let engines = parse_engines(&options.engines)?;
+    settle_models(&specs, &engines, Path::new("/"), None, &env)?;
     let timeout = options.timeout.unwrap_or(if specs.all_scripted() {
         SCRIPTED_TIMEOUT
     } else {
@@ -476,13 +516,36 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         }
     };
     let script_dir = dir.join("scripts");
-    scripts::write(
+    scripts::write_for(
         &script_dir,
         &Story {
             ask_question: true,
             ..Story::default()
         },
+        &engines,
     )?;
+    // Engines are installed before anything starts (a job would install one
+    // on first use too, but inside its time limit), into the cache the jobs
+    // are pointed at.
+    let engines_dir = crate::agent::engine::engines_dir(&env);
+    let mut distinct: Vec<&Engine> = Vec::new();
+    for engine in engines.values() {
+        if !distinct.contains(&engine) {
+            distinct.push(engine);
+        }
+    }
+    for engine in distinct {
+        if let Some(preset) = crate::agent::engine::preset(engine) {
+            let started = Instant::now();
+            let installed = preset.ensure_installed(&engines_dir).await?;
+            printer.line(format!(
+                "engine {engine}: {} ({}, ready in {:.1}s)",
+                preset.versions,
+                installed.display(),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
     let exe = match &options.missions_binary {
         Some(p) => p.clone(),
         None => {
@@ -524,6 +587,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     };
     let models = settle_models(
         &specs,
+        &engines,
         &script_dir,
         local_server.as_ref().map(|s| (s.url.as_str(), s.context)),
         &env,
@@ -533,7 +597,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     let (spec, repo_blurb) = match &copy {
         None => {
             let mut spec = repo_spec(&script_dir);
-            if !specs.all_scripted() {
+            if !specs.all_scripted() || !engines.is_empty() {
                 let yml = project::missions_yml_with_models(
                     &models.yaml,
                     BUDGET_USD,
@@ -604,6 +668,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     config.job_timeout = job_timeout;
     config.job_secrets = models.secrets.clone();
     config.job_env = models.env.clone();
+    if !engines.is_empty() {
+        config.job_env.push((
+            crate::agent::engine::ENGINES_DIR_VAR.to_owned(),
+            engines_dir.display().to_string(),
+        ));
+    }
     let sim = Sim::start(config, clock.clone()).await?;
     let world = sample::seed_with(&sim, &public_pem, spec).await?;
     let repo = world.repo.clone();
@@ -1310,6 +1380,7 @@ agent M1-scrutiny-1-review-F1: limit_reached after 3 model call(s), 4 command(s)
         ]);
         let models = settle_models(
             &specs,
+            &BTreeMap::new(),
             Path::new("/s"),
             Some(("http://127.0.0.1:7777/v1", 16384)),
             &env,
@@ -1353,7 +1424,7 @@ agent M1-scrutiny-1-review-F1: limit_reached after 3 model call(s), 4 command(s)
         );
 
         // All scripted: the scripted section, no keys passed on.
-        let models = settle_models(&ModelSpecs::default(), Path::new("/s"), None, &env).unwrap();
+        let models = settle_models(&ModelSpecs::default(), &BTreeMap::new(), Path::new("/s"), None, &env).unwrap();
         assert!(models.secrets.is_empty() && models.described.is_none());
         assert!(
             models.yaml.contains("provider: scripted"),

@@ -3,9 +3,12 @@
 //! edits and run the real tests, so a broken edit really fails validation.
 //! [`Story`] switches the variations the scenario tests need.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
+
+use crate::llm::config::{Engine, Role};
 
 use super::project::{self, Stage};
 
@@ -376,10 +379,103 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
     out
 }
 
-/// Writes every script of `story` into `dir` as `<name>.json`.
+/// The role an agent-run name belongs to (`feature-F1` a worker,
+/// `M1-scrutiny-1-review-F1` a reviewer, …).
+pub fn role_of(name: &str) -> Role {
+    if name.starts_with("feature-") {
+        Role::Worker
+    } else if name.contains("-scrutiny-") {
+        Role::Scrutiny
+    } else if name.contains("-user-testing-") {
+        Role::UserTesting
+    } else {
+        Role::Orchestrator
+    }
+}
+
+/// The same work in a third-party engine's own tools, for the scripted model
+/// served to it: Claude Code's `Read`/`Write`/`Bash`, Codex's `exec_command`,
+/// and `finish` as each names the `missions` MCP server's tool. The built-in
+/// engine's turns are returned as they are.
+pub fn for_engine(turns: Vec<Value>, engine: &Engine) -> Vec<Value> {
+    if engine.is_builtin() {
+        return turns;
+    }
+    let mut out = Vec::new();
+    for turn in turns {
+        let calls = turn["tool_calls"].as_array().cloned().unwrap_or_default();
+        let mut translated = Vec::new();
+        let mut reads_first = Vec::new();
+        for c in &calls {
+            let input = &c["input"];
+            let text = |k: &str| input[k].as_str().unwrap_or_default().to_owned();
+            match (engine, c["name"].as_str().unwrap_or_default()) {
+                (_, "finish") => translated.push(call("mcp__missions__finish", input.clone())),
+                (Engine::ClaudeCode, "read_file") => translated.push(call(
+                    "Read",
+                    json!({"file_path": format!("{{{{cwd}}}}/{}", text("path"))}),
+                )),
+                (Engine::ClaudeCode, "write_file") => {
+                    let file_path = format!("{{{{cwd}}}}/{}", text("path"));
+                    // Claude Code writes over a file only after reading it.
+                    reads_first.push(call("Read", json!({"file_path": file_path})));
+                    translated.push(call(
+                        "Write",
+                        json!({"file_path": file_path, "content": text("content")}),
+                    ));
+                }
+                (Engine::ClaudeCode, "bash") => translated.push(call(
+                    "Bash",
+                    json!({"command": text("command"), "description": "Run a command"}),
+                )),
+                (_, "read_file") => {
+                    translated.push(call("exec_command", json!({"cmd": format!("cat {}", text("path"))})))
+                }
+                (_, "write_file") => translated.push(call(
+                    "exec_command",
+                    json!({"cmd": format!(
+                        "cat > {} <<'MISSIONS_EOF'\n{}MISSIONS_EOF",
+                        text("path"),
+                        text("content")
+                    )}),
+                )),
+                (_, "bash") => {
+                    translated.push(call("exec_command", json!({"cmd": text("command")})))
+                }
+                (_, other) => translated.push(call(other, input.clone())),
+            }
+        }
+        if !reads_first.is_empty() {
+            out.push(turn_calls(reads_first));
+        }
+        let finishing = translated
+            .iter()
+            .any(|c| c["name"] == "mcp__missions__finish");
+        let mut turn = turn.clone();
+        turn["tool_calls"] = Value::Array(translated);
+        out.push(turn);
+        if finishing {
+            // The agent answers the accepted finish with a last word (if the
+            // harness has not stopped it already).
+            out.push(json!({"text": "Done."}));
+        }
+    }
+    out
+}
+
+/// Writes every script of `story` into `dir` as `<name>.json`, each in the
+/// tools of its role's engine (`engines`: the roles not on the built-in one).
 pub fn write(dir: &Path, story: &Story) -> std::io::Result<()> {
+    write_for(dir, story, &BTreeMap::new())
+}
+
+pub fn write_for(dir: &Path, story: &Story, engines: &BTreeMap<Role, Engine>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, turns) in scripts(story) {
+        let turns = match engines.get(&role_of(&name)) {
+            Some(engine) => for_engine(turns, engine),
+            None => turns,
+        };
         let text = serde_json::to_string_pretty(&turns).expect("scripts are JSON");
         std::fs::write(dir.join(format!("{name}.json")), text)?;
     }
