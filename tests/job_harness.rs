@@ -2107,3 +2107,41 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_code_worker_cannot_write_workflows_or_the_mission_files() {
+    let (var, dir) = engines_env();
+    let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    h.script(
+        "feature-F1",
+        vec![
+            // Refused when Claude Code asks for permission: a workflow runs
+            // with the repository's secrets.
+            turn(vec![call(
+                "Write",
+                json!({"file_path": "{{cwd}}/.github/workflows/evil.yml", "content": "on: push\n"}),
+            )]),
+            // A shell write asks nothing: the harness restores the mission's
+            // files before it commits.
+            turn(vec![call(
+                "Bash",
+                json!({"command": format!("echo '{{}}' > {plan_path} && printf 'hello\\n' > hello.txt"), "description": "x"}),
+            )]),
+            turn(vec![call("mcp__missions__finish", handoff("F1"))]),
+            json!({"text": "Done."}),
+        ],
+    );
+    let run = h
+        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .await;
+    assert!(run.log.contains("1 permission(s) refused"), "{}", run.log);
+    assert_eq!(h.t.file(".github/workflows/evil.yml", &branch).await, None);
+    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    let kept = h.json_file(&plan_path, &branch).await;
+    assert_eq!(kept, plan(), "the plan was rewritten by the agent");
+    h.stop().await;
+}
