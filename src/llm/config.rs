@@ -209,6 +209,44 @@ impl Engine {
     }
 }
 
+/// Whose models a seat runs on, for reviewer independence: a validator on
+/// the same family as the workers shares their blind spots.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModelFamily {
+    Anthropic,
+    OpenAi,
+    /// Any other model, by name (an open-weight model, a local server's).
+    Other(String),
+}
+
+impl ModelConfig {
+    /// The family of the seat: an engine that calls one vendor's API is that
+    /// vendor's (Claude Code is Anthropic's, Codex OpenAI's); otherwise the
+    /// model's name decides (`claude-*`; `gpt-*`, `o1`/`o3`/`o4-*`, `codex-*`),
+    /// whatever API serves it.
+    pub fn family(&self) -> ModelFamily {
+        match self.engine.provider() {
+            Some(ProviderKind::Anthropic) => return ModelFamily::Anthropic,
+            Some(ProviderKind::OpenAi) => return ModelFamily::OpenAi,
+            _ => {}
+        }
+        let model = self.model.to_ascii_lowercase();
+        let name = model.rsplit('/').next().unwrap_or(&model);
+        if name.starts_with("claude") {
+            ModelFamily::Anthropic
+        } else if name.starts_with("gpt")
+            || name.starts_with("codex")
+            || ["o1", "o3", "o4"]
+                .iter()
+                .any(|p| name == *p || name.starts_with(&format!("{p}-")))
+        {
+            ModelFamily::OpenAi
+        } else {
+            ModelFamily::Other(name.to_owned())
+        }
+    }
+}
+
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
