@@ -77,16 +77,41 @@ async fn mission(engine: &'static str) -> Column {
 
 fn table(columns: &[Column]) -> String {
     let dollars = |micros: u64| format!("${:.2}", micros as f64 / 1e6);
-    let rows: Vec<(&str, Box<dyn Fn(&Column) -> String>)> = vec![
-        ("mission", Box::new(|c: &Column| c.ended.replace('|', "\\|"))),
+    type Cell = Box<dyn Fn(&Column) -> String>;
+    let rows: Vec<(&str, Cell)> = vec![
+        (
+            "mission",
+            Box::new(|c: &Column| c.ended.replace('|', "\\|")),
+        ),
         ("jobs", Box::new(|c: &Column| c.jobs.to_string())),
-        ("worker model turns", Box::new(|c: &Column| thousands(c.worker.model_calls))),
-        ("worker commands", Box::new(|c: &Column| thousands(c.worker.commands))),
-        ("worker tokens in", Box::new(|c: &Column| thousands(c.worker.tokens_in))),
-        ("worker tokens out", Box::new(|c: &Column| thousands(c.worker.tokens_out))),
-        ("mission tokens in", Box::new(|c: &Column| thousands(c.all.tokens_in))),
-        ("mission cost (scripted, at Sonnet's prices)", Box::new(move |c: &Column| dollars(c.all.cost_micros))),
-        ("wall time", Box::new(|c: &Column| format!("{:.1} s", c.wall.as_secs_f64()))),
+        (
+            "worker model turns",
+            Box::new(|c: &Column| thousands(c.worker.model_calls)),
+        ),
+        (
+            "worker commands",
+            Box::new(|c: &Column| thousands(c.worker.commands)),
+        ),
+        (
+            "worker tokens in",
+            Box::new(|c: &Column| thousands(c.worker.tokens_in)),
+        ),
+        (
+            "worker tokens out",
+            Box::new(|c: &Column| thousands(c.worker.tokens_out)),
+        ),
+        (
+            "mission tokens in",
+            Box::new(|c: &Column| thousands(c.all.tokens_in)),
+        ),
+        (
+            "mission cost (scripted, at Sonnet's prices)",
+            Box::new(move |c: &Column| dollars(c.all.cost_micros)),
+        ),
+        (
+            "wall time",
+            Box::new(|c: &Column| format!("{:.1} s", c.wall.as_secs_f64())),
+        ),
     ];
     let mut out = String::from("| engines: the demo mission, worker on |");
     for c in columns {

@@ -308,16 +308,27 @@ async fn install_engines(names: &[String]) -> anyhow::Result<()> {
         names
             .iter()
             .map(|n| {
-                PRESETS.iter().copied().find(|p| p.name == n).ok_or_else(|| {
-                    anyhow::anyhow!("unknown engine `{n}`; the presets are claude-code and codex")
-                })
+                PRESETS
+                    .iter()
+                    .copied()
+                    .find(|p| p.name == n)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown engine `{n}`; the presets are claude-code and codex"
+                        )
+                    })
             })
             .collect::<anyhow::Result<_>>()?
     };
     let dir = engine::engines_dir(&|k| std::env::var(k).ok());
     for preset in chosen {
         let installed = preset.ensure_installed(&dir).await?;
-        println!("{}: {} in {}", preset.name, preset.versions, installed.display());
+        println!(
+            "{}: {} in {}",
+            preset.name,
+            preset.versions,
+            installed.display()
+        );
     }
     Ok(())
 }

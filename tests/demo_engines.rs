@@ -58,7 +58,10 @@ fn unsafe_is_root() -> bool {
 
 /// The story a maintainer sees, and the work on the merged default branch.
 fn assert_mission_done_by(engine: &str, versions: &str, dir: &Path, stdout: &str) {
-    assert!(stdout.contains(&format!("engine {engine}: {versions}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("engine {engine}: {versions}")),
+        "{stdout}"
+    );
     assert!(stdout.contains("## Mission complete"), "{stdout}");
     assert!(stdout.contains("issue #1 closed"), "{stdout}");
     // Mission control's figures: the workers' tokens and cost are counted
@@ -73,13 +76,22 @@ fn assert_mission_done_by(engine: &str, versions: &str, dir: &Path, stdout: &str
 
     let repo = dir.join("check");
     let bare = dir.join("sim/git/octo-org/textstats.git");
-    git(&["clone", "-q", bare.to_str().unwrap(), repo.to_str().unwrap()]);
+    git(&[
+        "clone",
+        "-q",
+        bare.to_str().unwrap(),
+        repo.to_str().unwrap(),
+    ]);
     let tests = Command::new("python3")
         .args(["-m", "unittest", "-q"])
         .current_dir(&repo)
         .output()
         .unwrap();
-    assert!(tests.status.success(), "{}", String::from_utf8_lossy(&tests.stderr));
+    assert!(
+        tests.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tests.stderr)
+    );
     let program = std::fs::read_to_string(repo.join("textstats.py")).unwrap();
     assert!(program.contains("def top_words"), "{program}");
 
@@ -91,7 +103,10 @@ fn assert_mission_done_by(engine: &str, versions: &str, dir: &Path, stdout: &str
         let commands = handoff["commands"].as_array().unwrap();
         assert!(
             commands.iter().any(|c| {
-                c["command"].as_str().unwrap().contains("python3 -m unittest -q")
+                c["command"]
+                    .as_str()
+                    .unwrap()
+                    .contains("python3 -m unittest -q")
                     && c["exit_code"] == 0
             }),
             "{feature}: {handoff}"
@@ -115,5 +130,10 @@ fn the_demo_mission_completes_offline_with_claude_code_as_the_worker() {
 fn the_demo_mission_completes_offline_with_codex_as_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let stdout = offline_demo("codex", dir.path());
-    assert_mission_done_by("codex", "@zed-industries/codex-acp@0.16.0", dir.path(), &stdout);
+    assert_mission_done_by(
+        "codex",
+        "@zed-industries/codex-acp@0.16.0",
+        dir.path(),
+        &stdout,
+    );
 }

@@ -1888,19 +1888,31 @@ async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
                 "Write",
                 json!({"file_path": "{{cwd}}/hello.txt", "content": "hello\n"}),
             )]),
-            turn(vec![call("Bash", json!({"command": "grep -q hello hello.txt", "description": "check"}))]),
-            turn(vec![call("Bash", json!({"command": "cat nope.txt", "description": "check"}))]),
+            turn(vec![call(
+                "Bash",
+                json!({"command": "grep -q hello hello.txt", "description": "check"}),
+            )]),
+            turn(vec![call(
+                "Bash",
+                json!({"command": "cat nope.txt", "description": "check"}),
+            )]),
             turn(vec![call("mcp__missions__finish", handoff("F1"))]),
             json!({"text": "Done."}),
         ],
     );
 
     let run = h
-        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
         .await;
     assert_eq!(run.conclusion, "success", "{}", run.log);
     assert!(run.log.contains("[engine claude-code"), "{}", run.log);
-    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    assert_eq!(
+        h.t.file("hello.txt", &branch).await.as_deref(),
+        Some("hello\n")
+    );
     let handoff = h
         .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
         .await;
@@ -1909,7 +1921,12 @@ async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["command"].as_str().unwrap().to_owned(), c["exit_code"].as_i64().unwrap_or(-1)))
+        .map(|c| {
+            (
+                c["command"].as_str().unwrap().to_owned(),
+                c["exit_code"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect();
     assert_eq!(
         commands,
@@ -1922,10 +1939,19 @@ async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
     );
     // What the proxy counted is the job's spend.
     let envelope = h
-        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .json_file(
+            &format!(".missions/{issue}/jobs/feature-F1.1.json"),
+            &branch,
+        )
         .await;
-    assert!(envelope["usage"]["input_tokens"].as_u64().unwrap() > 0, "{envelope}");
-    assert!(envelope["usage"]["cost_micros"].as_u64().unwrap() > 0, "{envelope}");
+    assert!(
+        envelope["usage"]["input_tokens"].as_u64().unwrap() > 0,
+        "{envelope}"
+    );
+    assert!(
+        envelope["usage"]["cost_micros"].as_u64().unwrap() > 0,
+        "{envelope}"
+    );
     h.stop().await;
 }
 
@@ -1950,7 +1976,10 @@ async fn a_third_party_agent_never_holds_the_model_key() {
         {"text": "Done."}
     ]))
     .unwrap();
-    let server = ScriptServer::start(turns).await.unwrap().expect_key(CANARY_KEY);
+    let server = ScriptServer::start(turns)
+        .await
+        .unwrap()
+        .expect_key(CANARY_KEY);
     let (var, dir) = engines_env();
     let yml = format!(
         "  worker:\n    engine: claude-code\n    provider: anthropic\n    model: claude-sonnet-4-5\n    base_url: {}\n",
@@ -1963,7 +1992,10 @@ async fn a_third_party_agent_never_holds_the_model_key() {
     h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
 
     let run = h
-        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
         .await;
     assert_eq!(run.conclusion, "success", "{}", run.log);
     assert!(!run.log.contains(CANARY_KEY));
@@ -1978,13 +2010,22 @@ async fn a_third_party_agent_never_holds_the_model_key() {
         // …and nothing the agent saw or sent holds it: not its environment,
         // its parent's, any process's, its HOME or the checkout.
         let body = request.body.to_string();
-        assert!(!body.contains(CANARY_KEY), "the key reached the agent: {body}");
+        assert!(
+            !body.contains(CANARY_KEY),
+            "the key reached the agent: {body}"
+        );
     }
     let outputs: String = requests.iter().map(|r| r.body.to_string()).collect();
-    assert!(outputs.contains("ANTHROPIC_API_KEY=missions-proxy-"), "the agent's env was not sent back");
+    assert!(
+        outputs.contains("ANTHROPIC_API_KEY=missions-proxy-"),
+        "the agent's env was not sent back"
+    );
     assert!(outputs.contains("searched"));
     let envelope = h
-        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .json_file(
+            &format!(".missions/{issue}/jobs/feature-F1.1.json"),
+            &branch,
+        )
         .await;
     assert_eq!(envelope["result"]["role"], "worker", "{envelope}");
     h.stop().await;
@@ -2015,11 +2056,17 @@ async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
         ],
     );
     let run = h
-        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
         .await;
     assert_eq!(run.conclusion, "success", "{}", run.log);
     let envelope = h
-        .json_file(&format!(".missions/{issue}/jobs/feature-F1.1.json"), &branch)
+        .json_file(
+            &format!(".missions/{issue}/jobs/feature-F1.1.json"),
+            &branch,
+        )
         .await;
     assert_eq!(envelope["result"]["role"], "incomplete", "{envelope}");
     let reason = envelope["result"]["reason"].as_str().unwrap();
@@ -2029,7 +2076,8 @@ async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
     assert_eq!(envelope["usage"]["input_tokens"], 1_000_000, "{envelope}");
     assert_eq!(envelope["usage"]["cost_micros"], 3_000_150, "{envelope}");
     assert_eq!(
-        h.t.file(&format!(".missions/{issue}/handoffs/F1.json"), &branch).await,
+        h.t.file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
+            .await,
         None
     );
     h.stop().await;
@@ -2053,18 +2101,31 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
     h.script(
         "feature-F1",
         vec![
-            turn(vec![call("exec_command", json!({"cmd": "printf 'hello\\n' > hello.txt"}))]),
+            turn(vec![call(
+                "exec_command",
+                json!({"cmd": "printf 'hello\\n' > hello.txt"}),
+            )]),
             turn(vec![call("exec_command", json!({"cmd": "cat nope.txt"}))]),
             turn(vec![call("mcp__missions__finish", handoff("F1"))]),
             json!({"text": "Done."}),
         ],
     );
     let run = h
-        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
         .await;
     assert_eq!(run.conclusion, "success", "{}", run.log);
-    assert!(run.log.contains("[engine codex: codex-acp 0.16.0"), "{}", run.log);
-    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    assert!(
+        run.log.contains("[engine codex: codex-acp 0.16.0"),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        h.t.file("hello.txt", &branch).await.as_deref(),
+        Some("hello\n")
+    );
     // What the scripted model was sent: Codex offered our `finish` in the
     // MCP server's namespace, and every call arrived with the key the proxy
     // put on it, never the token the agent holds.
@@ -2073,15 +2134,25 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
         .flatten()
         .flat_map(|e| {
             let text = std::fs::read_to_string(e.path()).unwrap();
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<Value>>()
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
         })
         .collect();
     assert!(served.len() >= 3, "{served:?}");
-    let finish_offered = served[0]["body"]["tools"].as_array().unwrap().iter().any(|t| {
-        t["type"] == "namespace"
-            && t["name"] == "mcp__missions"
-            && t["tools"].as_array().unwrap().iter().any(|t| t["name"] == "finish")
-    });
+    let finish_offered = served[0]["body"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| {
+            t["type"] == "namespace"
+                && t["name"] == "mcp__missions"
+                && t["tools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["name"] == "finish")
+        });
     assert!(finish_offered, "{}", served[0]["body"]["tools"]);
     for request in &served {
         let key = request["key"].as_str().unwrap();
@@ -2094,13 +2165,21 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["command"].as_str().unwrap().to_owned(), c["exit_code"].as_i64().unwrap_or(-1)))
+        .map(|c| {
+            (
+                c["command"].as_str().unwrap().to_owned(),
+                c["exit_code"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect();
     // Codex runs commands as `bash -lc`; the failing one keeps its code.
     assert_eq!(
         commands,
         vec![
-            ("/bin/bash -lc 'printf '\\''hello\\n'\\'' > hello.txt'".to_owned(), 0),
+            (
+                "/bin/bash -lc 'printf '\\''hello\\n'\\'' > hello.txt'".to_owned(),
+                0
+            ),
             ("/bin/bash -lc 'cat nope.txt'".to_owned(), 1)
         ],
         "{handoff}"
@@ -2136,11 +2215,17 @@ async fn a_claude_code_worker_cannot_write_workflows_or_the_mission_files() {
         ],
     );
     let run = h
-        .run_job(&branch, inputs("worker", issue, "feature", "F1", "feature-F1.1"))
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
         .await;
     assert!(run.log.contains("1 permission(s) refused"), "{}", run.log);
     assert_eq!(h.t.file(".github/workflows/evil.yml", &branch).await, None);
-    assert_eq!(h.t.file("hello.txt", &branch).await.as_deref(), Some("hello\n"));
+    assert_eq!(
+        h.t.file("hello.txt", &branch).await.as_deref(),
+        Some("hello\n")
+    );
     let kept = h.json_file(&plan_path, &branch).await;
     assert_eq!(kept, plan(), "the plan was rewritten by the agent");
     h.stop().await;

@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use missions::llm::config::{
-    Engine, ModelFamily,
-    ConfigError, DEFAULT_MAX_TOKENS, ModelConfig, ModelsConfig, ProviderKind, Role, build_provider,
-    parse_repo_config,
+    ConfigError, DEFAULT_MAX_TOKENS, Engine, ModelConfig, ModelFamily, ModelsConfig, ProviderKind,
+    Role, build_provider, parse_repo_config,
 };
 use missions::llm::pricing::{Prices, default_prices};
 use missions::llm::{ChatRequest, Message};
@@ -512,17 +511,28 @@ fn yaml_syntax_errors_give_a_line() {
 fn engines_read_and_know_their_family() {
     let yaml = "models:\n  default:\n    provider: anthropic\n    model: claude-sonnet-4-5\n  worker:\n    engine: claude-code\n  scrutiny:\n    provider: openai\n    model: gpt-4.1\n    engine: codex\n  user-testing:\n    provider: openai\n    model: qwen2.5-coder-1.5b-instruct\n    base_url: http://127.0.0.1:8080/v1\n    prices: { input: 0, output: 0, cache_read: 0, cache_write: 0 }\n";
     let models = parse_repo_config(yaml).unwrap();
-    let worker = models.resolve(Role::Worker, &ModelConfig::default()).unwrap();
-    let scrutiny = models.resolve(Role::Scrutiny, &ModelConfig::default()).unwrap();
-    let tester = models.resolve(Role::UserTesting, &ModelConfig::default()).unwrap();
-    let orchestrator = models.resolve(Role::Orchestrator, &ModelConfig::default()).unwrap();
+    let worker = models
+        .resolve(Role::Worker, &ModelConfig::default())
+        .unwrap();
+    let scrutiny = models
+        .resolve(Role::Scrutiny, &ModelConfig::default())
+        .unwrap();
+    let tester = models
+        .resolve(Role::UserTesting, &ModelConfig::default())
+        .unwrap();
+    let orchestrator = models
+        .resolve(Role::Orchestrator, &ModelConfig::default())
+        .unwrap();
     assert_eq!(worker.engine, Engine::ClaudeCode);
     assert_eq!(scrutiny.engine, Engine::Codex);
     assert_eq!(orchestrator.engine, Engine::Builtin);
     // Claude Code is Anthropic's whatever model name it is given; Codex OpenAI's.
     assert_eq!(worker.family(), ModelFamily::Anthropic);
     assert_eq!(scrutiny.family(), ModelFamily::OpenAi);
-    assert_eq!(tester.family(), ModelFamily::Other("qwen2.5-coder-1.5b-instruct".into()));
+    assert_eq!(
+        tester.family(),
+        ModelFamily::Other("qwen2.5-coder-1.5b-instruct".into())
+    );
     let mut scripted_codex = ModelConfig::new(ProviderKind::Scripted, "scripted-demo");
     scripted_codex.engine = Engine::Codex;
     assert_eq!(scripted_codex.family(), ModelFamily::OpenAi);
@@ -530,7 +540,8 @@ fn engines_read_and_know_their_family() {
 
 #[test]
 fn an_engine_on_the_wrong_api_or_misspelt_is_refused_with_what_to_do() {
-    let wrong = "models:\n  worker:\n    provider: openai\n    model: gpt-4.1\n    engine: claude-code\n";
+    let wrong =
+        "models:\n  worker:\n    provider: openai\n    model: gpt-4.1\n    engine: claude-code\n";
     let err = parse_repo_config(wrong)
         .unwrap()
         .resolve(Role::Worker, &ModelConfig::default())
@@ -543,6 +554,9 @@ fn an_engine_on_the_wrong_api_or_misspelt_is_refused_with_what_to_do() {
     assert!(err.contains("unknown engine `claude`"), "{err}");
     assert!(err.contains("claude-code, codex or acp:COMMAND"), "{err}");
     let acp = "models:\n  worker:\n    engine: \"acp:my-agent --acp\"\n";
-    let cfg = parse_repo_config(acp).unwrap().resolve(Role::Worker, &ModelConfig::default()).unwrap();
+    let cfg = parse_repo_config(acp)
+        .unwrap()
+        .resolve(Role::Worker, &ModelConfig::default())
+        .unwrap();
     assert_eq!(cfg.engine, Engine::Acp("my-agent --acp".into()));
 }

@@ -98,7 +98,13 @@ impl Preset {
         std::fs::write(scratch.join("package.json"), self.package_json)?;
         std::fs::write(scratch.join("package-lock.json"), self.lockfile)?;
         let output = tokio::process::Command::new("npm")
-            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+            .args([
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
             .current_dir(&scratch)
             .env("npm_config_update_notifier", "false")
             .kill_on_drop(true)
@@ -133,7 +139,8 @@ impl Preset {
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
-                return Err(e).with_context(|| format!("cannot move the install to {}", dir.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot move the install to {}", dir.display()));
             }
         }
         Ok(dir)
@@ -200,7 +207,11 @@ pub fn launch(engine: &Engine, dir: &Path, spec: &LaunchSpec) -> anyhow::Result<
             for (k, v) in CLAUDE_CODE_ENV {
                 set(&mut env, k, v);
             }
-            set(&mut env, "CLAUDE_CODE_EXECUTABLE", &executable.to_string_lossy());
+            set(
+                &mut env,
+                "CLAUDE_CODE_EXECUTABLE",
+                &executable.to_string_lossy(),
+            );
             set(&mut env, "ANTHROPIC_BASE_URL", spec.proxy_url);
             set(&mut env, "ANTHROPIC_API_KEY", spec.token);
             set(&mut env, "ANTHROPIC_MODEL", spec.model);
@@ -258,7 +269,10 @@ pub fn launch(engine: &Engine, dir: &Path, spec: &LaunchSpec) -> anyhow::Result<
             ];
             Ok(Launch {
                 program,
-                args: args.into_iter().flat_map(|a| ["-c".to_owned(), a]).collect(),
+                args: args
+                    .into_iter()
+                    .flat_map(|a| ["-c".to_owned(), a])
+                    .collect(),
                 env,
             })
         }
@@ -292,8 +306,16 @@ mod tests {
     fn installs_are_named_by_their_lockfile() {
         assert!(CLAUDE_CODE.install_name().starts_with("claude-code-"));
         assert_ne!(CLAUDE_CODE.install_name(), CODEX.install_name());
-        assert!(CLAUDE_CODE.lockfile.contains("\"@zed-industries/claude-agent-acp\": \"0.23.1\""));
-        assert!(CODEX.lockfile.contains("\"@zed-industries/codex-acp\": \"0.16.0\""));
+        assert!(
+            CLAUDE_CODE
+                .lockfile
+                .contains("\"@zed-industries/claude-agent-acp\": \"0.23.1\"")
+        );
+        assert!(
+            CODEX
+                .lockfile
+                .contains("\"@zed-industries/codex-acp\": \"0.16.0\"")
+        );
     }
 
     #[test]
@@ -306,12 +328,24 @@ mod tests {
             read_only: true,
         };
         let codex = launch(&Engine::Codex, Path::new("/e"), &spec).unwrap();
-        assert!(codex.args.contains(&"sandbox_mode=\"read-only\"".to_owned()));
-        assert!(codex
-            .args
-            .contains(&"model_providers.missions.base_url=\"http://127.0.0.1:9/v1\"".to_owned()));
+        assert!(
+            codex
+                .args
+                .contains(&"sandbox_mode=\"read-only\"".to_owned())
+        );
+        assert!(
+            codex.args.contains(
+                &"model_providers.missions.base_url=\"http://127.0.0.1:9/v1\"".to_owned()
+            )
+        );
         let claude = launch(&Engine::ClaudeCode, Path::new("/e"), &spec).unwrap();
-        let get = |k: &str| claude.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            claude
+                .env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("ANTHROPIC_API_KEY"), Some("missions-proxy-abc"));
         assert_eq!(get("ENABLE_TOOL_SEARCH"), Some("false"));
         assert_eq!(get("DISABLE_TELEMETRY"), Some("1"));
@@ -320,7 +354,10 @@ mod tests {
     #[test]
     fn the_cache_is_outside_any_checkout() {
         let env = |k: &str| (k == "HOME").then(|| "/home/u".to_owned());
-        assert_eq!(engines_dir(&env), PathBuf::from("/home/u/.cache/missions/engines"));
+        assert_eq!(
+            engines_dir(&env),
+            PathBuf::from("/home/u/.cache/missions/engines")
+        );
         let env = |k: &str| (k == ENGINES_DIR_VAR).then(|| "/c".to_owned());
         assert_eq!(engines_dir(&env), PathBuf::from("/c"));
     }

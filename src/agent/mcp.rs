@@ -13,10 +13,10 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::Json;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -88,7 +88,12 @@ impl FinishEndpoint {
 
     /// The accepted result, once there is one.
     pub fn accepted(&self) -> Option<Value> {
-        self.shared.state.lock().expect("finish state").accepted.clone()
+        self.shared
+            .state
+            .lock()
+            .expect("finish state")
+            .accepted
+            .clone()
     }
 
     /// Calls answered with violations so far, and the last ones' text.
@@ -155,7 +160,13 @@ pub async fn serve_stdio(url: &str) -> anyhow::Result<()> {
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(120))
         .build()?;
-    let tool: Value = client.get(url).send().await?.error_for_status()?.json().await?;
+    let tool: Value = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
     while let Some(line) = lines.next_line().await? {
@@ -191,7 +202,10 @@ pub async fn serve_stdio(url: &str) -> anyhow::Result<()> {
             "tools/call" => {
                 let name = params.get("name").and_then(Value::as_str).unwrap_or("");
                 if name != FINISH_TOOL {
-                    Err((-32602, format!("unknown tool `{name}`; this server has `finish` only")))
+                    Err((
+                        -32602,
+                        format!("unknown tool `{name}`; this server has `finish` only"),
+                    ))
                 } else {
                     let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
                     match client.post(url).json(&arguments).send().await {
@@ -204,7 +218,9 @@ pub async fn serve_stdio(url: &str) -> anyhow::Result<()> {
                                     "isError": !accepted,
                                 }))
                             }
-                            Err(e) => Err((-32603, format!("the job's answer was unreadable: {e}"))),
+                            Err(e) => {
+                                Err((-32603, format!("the job's answer was unreadable: {e}")))
+                            }
                         },
                         Err(e) => Err((
                             -32603,

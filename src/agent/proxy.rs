@@ -125,9 +125,7 @@ impl ModelProxy {
             client,
             spend: Mutex::new(ProxySpend::default()),
         });
-        let app = Router::new()
-            .fallback(forward)
-            .with_state(shared.clone());
+        let app = Router::new().fallback(forward).with_state(shared.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -146,7 +144,11 @@ impl ModelProxy {
     /// The base URL to give the agent: the proxy's origin with the upstream's
     /// path (`http://127.0.0.1:PORT/v1` for `https://api.openai.com/v1`).
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.addr, upstream_path(&self.shared.config.upstream))
+        format!(
+            "http://{}{}",
+            self.addr,
+            upstream_path(&self.shared.config.upstream)
+        )
     }
 
     /// The per-job token the agent uses as its key.
@@ -192,8 +194,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 /// Equal without an early exit on the first difference.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -203,10 +204,17 @@ fn same(a: &str, b: &str) -> bool {
 fn api_error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response {
     let body = match api {
         Api::Messages => json!({"type": "error", "error": {"type": kind, "message": message}}),
-        Api::Gemini => json!({"error": {"code": status.as_u16(), "message": message, "status": kind}}),
+        Api::Gemini => {
+            json!({"error": {"code": status.as_u16(), "message": message, "status": kind}})
+        }
         _ => json!({"error": {"message": message, "type": kind, "code": kind, "param": null}}),
     };
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Request headers passed on: the API's own, not the agent's credentials or
@@ -259,7 +267,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         spend.refusal.get_or_insert_with(|| reason.clone());
         drop(spend);
         // 400, not 429: agents retry 429s, and no wait makes more budget.
-        return api_error(api, StatusCode::BAD_REQUEST, "invalid_request_error", &reason);
+        return api_error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &reason,
+        );
     }
 
     let (parts, body) = request.into_parts();
@@ -274,7 +287,11 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             );
         }
     };
-    let url = format!("{}{}", upstream_origin(&shared.config.upstream), path_and_query);
+    let url = format!(
+        "{}{}",
+        upstream_origin(&shared.config.upstream),
+        path_and_query
+    );
     let mut out = shared.client.request(parts.method.clone(), &url).body(body);
     for (name, value) in parts.headers.iter() {
         if forwarded_request_header(name) {
@@ -523,11 +540,20 @@ mod tests {
 
     #[test]
     fn upstream_urls_split_into_origin_and_path() {
-        assert_eq!(upstream_origin("https://api.openai.com/v1"), "https://api.openai.com");
+        assert_eq!(
+            upstream_origin("https://api.openai.com/v1"),
+            "https://api.openai.com"
+        );
         assert_eq!(upstream_path("https://api.openai.com/v1/"), "/v1");
-        assert_eq!(upstream_origin("https://api.anthropic.com"), "https://api.anthropic.com");
+        assert_eq!(
+            upstream_origin("https://api.anthropic.com"),
+            "https://api.anthropic.com"
+        );
         assert_eq!(upstream_path("https://api.anthropic.com"), "");
-        assert_eq!(upstream_origin("http://127.0.0.1:8080/"), "http://127.0.0.1:8080");
+        assert_eq!(
+            upstream_origin("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080"
+        );
     }
 
     #[test]
@@ -557,12 +583,22 @@ mod tests {
             "input_tokens": 1000, "input_tokens_details": {"cached_tokens": 800},
             "output_tokens": 50, "total_tokens": 1050}}});
         read_event_usage(Api::Responses, &done, &mut u);
-        assert_eq!((u.usage.input_tokens, u.usage.cache_read_tokens), (200, 800));
+        assert_eq!(
+            (u.usage.input_tokens, u.usage.cache_read_tokens),
+            (200, 800)
+        );
         let mut c = UsageSoFar::default();
         let chunk = json!({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4,
             "prompt_tokens_details": {"cached_tokens": 10}}});
         read_event_usage(Api::Chat, &chunk, &mut c);
-        assert_eq!((c.usage.input_tokens, c.usage.cache_read_tokens, c.usage.output_tokens), (20, 10, 4));
+        assert_eq!(
+            (
+                c.usage.input_tokens,
+                c.usage.cache_read_tokens,
+                c.usage.output_tokens
+            ),
+            (20, 10, 4)
+        );
     }
 
     #[test]

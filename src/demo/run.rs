@@ -23,8 +23,7 @@ use crate::engine::missions::DriverConfig;
 use crate::github::auth::AppCredentials;
 use crate::github::client::GitHubApp;
 use crate::llm::config::{
-    Engine,
-    ConfigError, ModelConfig, ModelSection, ModelSpec, ModelSpecs, ProviderKind, Role,
+    ConfigError, Engine, ModelConfig, ModelSection, ModelSpec, ModelSpecs, ProviderKind, Role,
     build_provider, is_loopback_url,
 };
 use crate::llm::pricing::{self, Prices};
@@ -1424,7 +1423,14 @@ agent M1-scrutiny-1-review-F1: limit_reached after 3 model call(s), 4 command(s)
         );
 
         // All scripted: the scripted section, no keys passed on.
-        let models = settle_models(&ModelSpecs::default(), &BTreeMap::new(), Path::new("/s"), None, &env).unwrap();
+        let models = settle_models(
+            &ModelSpecs::default(),
+            &BTreeMap::new(),
+            Path::new("/s"),
+            None,
+            &env,
+        )
+        .unwrap();
         assert!(models.secrets.is_empty() && models.described.is_none());
         assert!(
             models.yaml.contains("provider: scripted"),

@@ -428,9 +428,10 @@ pub fn for_engine(turns: Vec<Value>, engine: &Engine) -> Vec<Value> {
                     "Bash",
                     json!({"command": text("command"), "description": "Run a command"}),
                 )),
-                (_, "read_file") => {
-                    translated.push(call("exec_command", json!({"cmd": format!("cat {}", text("path"))})))
-                }
+                (_, "read_file") => translated.push(call(
+                    "exec_command",
+                    json!({"cmd": format!("cat {}", text("path"))}),
+                )),
                 (_, "write_file") => translated.push(call(
                     "exec_command",
                     json!({"cmd": format!(
@@ -469,7 +470,11 @@ pub fn write(dir: &Path, story: &Story) -> std::io::Result<()> {
     write_for(dir, story, &BTreeMap::new())
 }
 
-pub fn write_for(dir: &Path, story: &Story, engines: &BTreeMap<Role, Engine>) -> std::io::Result<()> {
+pub fn write_for(
+    dir: &Path,
+    story: &Story,
+    engines: &BTreeMap<Role, Engine>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, turns) in scripts(story) {
         let turns = match engines.get(&role_of(&name)) {

@@ -19,23 +19,23 @@ use super::output;
 use super::prompts::{self, SchemaKind};
 use super::sandbox::Containment;
 use super::{JobArgs, TaskKind};
-use crate::agent::{
-    AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limits, Tool,
-    ToolSet, Violation, Workspace, run_agent,
-};
 use crate::agent::acp::{AcpCommand, AcpEnded, AcpRun, McpStdio, PermissionPolicy, run_acp};
 use crate::agent::engine as engine_presets;
 use crate::agent::mcp::FinishEndpoint;
 use crate::agent::proxy::{KeyHeader, ModelProxy, ProxyConfig};
+use crate::agent::{
+    AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limits, Tool,
+    ToolSet, Violation, Workspace, run_agent,
+};
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
 use crate::llm::serve::ScriptServer;
-use secrecy::SecretString;
 use crate::mission::outputs::{AssertionResult, FeatureReview, Verdict};
 use crate::mission::{
     CommandRun, Handoff, JobResult, JobRole, JobUsage, OrchestratorOutput, Plan, ValidationReport,
     Validator,
 };
 use crate::repo_config::RepoConfig;
+use secrecy::SecretString;
 
 /// How long one scrutiny command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -156,13 +156,18 @@ fn acp_prompt_len(system: &str, message: &str) -> usize {
 /// provider records into ([`crate::llm::scripted::RECORD_DIR_VAR`]), for
 /// tests that read it from outside the job.
 fn record_served(server: &ScriptServer) {
-    let Some(dir) = std::env::var_os(crate::llm::scripted::RECORD_DIR_VAR).filter(|d| !d.is_empty())
+    let Some(dir) =
+        std::env::var_os(crate::llm::scripted::RECORD_DIR_VAR).filter(|d| !d.is_empty())
     else {
         return;
     };
     let dir = PathBuf::from(dir);
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("served-{}-{}.jsonl", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let path = dir.join(format!(
+        "served-{}-{}.jsonl",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut text = String::new();
     for request in server.requests() {
         let line = json!({"path": request.path, "key": request.key, "turn": request.turn, "body": request.body});
@@ -381,9 +386,13 @@ impl Ctx {
         // model is served here, behind the proxy like a real API.
         let mut script_server = None;
         let (upstream, real_key, key_header) = if model.provider == ProviderKind::Scripted {
-            let template = model.script.as_ref().context("the scripted provider needs `script:`")?;
+            let template = model
+                .script
+                .as_ref()
+                .context("the scripted provider needs `script:`")?;
             let path = script_for(template, names, &self.checkout);
-            let turns = crate::llm::scripted::read_script(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let turns =
+                crate::llm::scripted::read_script(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
             let key = format!("scripted-{}", uuid::Uuid::new_v4().simple());
             let server = ScriptServer::start(turns).await?.expect_key(key.clone());
             let mut url = server.url();

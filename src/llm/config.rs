@@ -268,7 +268,9 @@ impl FromStr for Engine {
             "codex" => Ok(Engine::Codex),
             other => match other.strip_prefix("acp:").map(str::trim) {
                 Some(command) if !command.is_empty() => Ok(Engine::Acp(command.to_owned())),
-                Some(_) => Err("`acp:` needs the agent's command after it, e.g. `acp:my-agent --acp`".into()),
+                Some(_) => Err(
+                    "`acp:` needs the agent's command after it, e.g. `acp:my-agent --acp`".into(),
+                ),
                 None => Err(format!(
                     "unknown engine `{other}`; use builtin, claude-code, codex or acp:COMMAND"
                 )),
@@ -715,9 +717,7 @@ fn validate_resolved(cfg: &ModelConfig, from: &Sources) -> Result<(), ConfigErro
             "engine",
             format!(
                 "the {} engine speaks the {} API, and this role's provider is {}; set `provider: {needs}` (or `scripted`), or another engine",
-                cfg.engine,
-                needs,
-                cfg.provider
+                cfg.engine, needs, cfg.provider
             ),
         ));
     }
