@@ -1867,6 +1867,30 @@ async fn a_result_altered_after_the_agents_harness_is_refused_and_its_token_cann
 
 /// The engines' install cache of this machine (`missions engines` fills it;
 /// `.ci/run` does so before the tests), passed to jobs, whose HOME is private.
+/// An issue, and its milestone branch with the plan on it: (issue, branch, plan path).
+async fn greet_milestone(h: &Harness) -> (u64, String, String) {
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan_path = format!(".missions/{issue}/plan.json");
+    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    (issue, branch, plan_path)
+}
+
+/// A handoff's command log as (command, exit code; -1 for none).
+fn commands_of(handoff: &Value) -> Vec<(String, i64)> {
+    handoff["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["command"].as_str().unwrap().to_owned(),
+                c["exit_code"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
 fn engines_env() -> (&'static str, String) {
     let dir = missions::agent::engine::engines_dir(&|k| std::env::var(k).ok());
     ("MISSIONS_ENGINES_DIR", dir.display().to_string())
@@ -1876,10 +1900,7 @@ fn engines_env() -> (&'static str, String) {
 async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
     let (var, dir) = engines_env();
     let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
-    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
-    let branch = format!("missions/{issue}/m1");
-    let plan_path = format!(".missions/{issue}/plan.json");
-    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
     // Claude Code's own tools, and `finish` as Claude Code names MCP tools.
     h.script(
         "feature-F1",
@@ -1917,17 +1938,7 @@ async fn a_claude_code_worker_edits_runs_tests_and_finishes_through_mcp() {
         .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
         .await;
     // The commands the agent ran, from its tool calls, with their exit codes.
-    let commands: Vec<(String, i64)> = handoff["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["command"].as_str().unwrap().to_owned(),
-                c["exit_code"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
+    let commands = commands_of(&handoff);
     assert_eq!(
         commands,
         vec![
@@ -1986,10 +1997,7 @@ async fn a_third_party_agent_never_holds_the_model_key() {
         server.url()
     );
     let h = Harness::start_opts(&yml, &[], &[(var, &dir), ("ANTHROPIC_API_KEY", CANARY_KEY)]).await;
-    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
-    let branch = format!("missions/{issue}/m1");
-    let plan_path = format!(".missions/{issue}/plan.json");
-    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
 
     let run = h
         .run_job(
@@ -2042,10 +2050,7 @@ async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
         &[(var, &dir)],
     )
     .await;
-    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
-    let branch = format!("missions/{issue}/m1");
-    let plan_path = format!(".missions/{issue}/plan.json");
-    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
     let expensive = json!({"input_tokens": 1_000_000, "output_tokens": 10});
     h.script(
         "feature-F1",
@@ -2094,10 +2099,7 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
         &[(var, &dir), ("MISSIONS_SCRIPTED_RECORD_DIR", &record_dir)],
     )
     .await;
-    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
-    let branch = format!("missions/{issue}/m1");
-    let plan_path = format!(".missions/{issue}/plan.json");
-    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
     h.script(
         "feature-F1",
         vec![
@@ -2161,17 +2163,7 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
     let handoff = h
         .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
         .await;
-    let commands: Vec<(String, i64)> = handoff["commands"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["command"].as_str().unwrap().to_owned(),
-                c["exit_code"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
+    let commands = commands_of(&handoff);
     // Codex runs commands as `bash -lc`; the failing one keeps its code.
     assert_eq!(
         commands,
@@ -2191,10 +2183,7 @@ async fn a_codex_worker_edits_runs_commands_and_finishes_through_mcp() {
 async fn a_claude_code_worker_cannot_write_workflows_or_the_mission_files() {
     let (var, dir) = engines_env();
     let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
-    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
-    let branch = format!("missions/{issue}/m1");
-    let plan_path = format!(".missions/{issue}/plan.json");
-    h.branch(&branch, &[(&plan_path, plan().to_string())]).await;
+    let (issue, branch, plan_path) = greet_milestone(&h).await;
     h.script(
         "feature-F1",
         vec![

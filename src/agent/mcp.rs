@@ -10,7 +10,6 @@
 //! per-job random path; it is no credential (it can only hand the job a
 //! result, which the agent may do anyway).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -47,15 +46,12 @@ struct Shared {
 
 /// The job side of `finish`: a loopback HTTP endpoint that checks results.
 pub struct FinishEndpoint {
-    addr: SocketAddr,
+    server: super::loopback::Loopback,
     shared: Arc<Shared>,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl FinishEndpoint {
     pub async fn start(spec: FinishSpec) -> std::io::Result<FinishEndpoint> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let (signal, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             spec,
@@ -66,24 +62,18 @@ impl FinishEndpoint {
         let app = Router::new()
             .route("/finish/{key}", get(describe).post(call))
             .with_state(shared.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Ok(FinishEndpoint {
-            addr,
+            server: super::loopback::serve(app).await?,
             shared,
-            _stop: stop,
         })
     }
 
     /// The URL `missions mcp-finish --url` is given.
     pub fn url(&self) -> String {
-        format!("http://{}/finish/{}", self.addr, self.shared.secret_path)
+        format!(
+            "http://{}/finish/{}",
+            self.server.addr, self.shared.secret_path
+        )
     }
 
     /// The accepted result, once there is one.

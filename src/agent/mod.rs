@@ -6,6 +6,7 @@
 pub mod acp;
 mod compact;
 pub mod engine;
+mod loopback;
 pub mod mcp;
 pub mod proxy;
 mod run;

@@ -10,7 +10,6 @@
 //! reads `/proc/self/environ` finds the token, which is worth nothing outside
 //! this job's loopback.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -74,9 +73,8 @@ struct Shared {
 
 /// A running proxy; it stops when dropped.
 pub struct ModelProxy {
-    addr: SocketAddr,
+    server: super::loopback::Loopback,
     shared: Arc<Shared>,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Which API a request is for, by its path: each reports usage its own way.
@@ -107,8 +105,6 @@ impl ModelProxy {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub async fn start(config: ProxyConfig) -> std::io::Result<ModelProxy> {
         crate::llm::http::install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let token = format!(
             "missions-proxy-{}",
             uuid::Uuid::new_v4().simple().to_string() + &uuid::Uuid::new_v4().simple().to_string()
@@ -126,18 +122,9 @@ impl ModelProxy {
             spend: Mutex::new(ProxySpend::default()),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Ok(ModelProxy {
-            addr,
+            server: super::loopback::serve(app).await?,
             shared,
-            _stop: stop,
         })
     }
 
@@ -146,7 +133,7 @@ impl ModelProxy {
     pub fn base_url(&self) -> String {
         format!(
             "http://{}{}",
-            self.addr,
+            self.server.addr,
             upstream_path(&self.shared.config.upstream)
         )
     }

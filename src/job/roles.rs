@@ -148,10 +148,6 @@ async fn end_leftovers(marker: String, containment: &Containment) {
 /// Reminders an engine's agent gets when it ends its turn without `finish`.
 const ENGINE_REPROMPTS: u32 = 2;
 
-fn acp_prompt_len(system: &str, message: &str) -> usize {
-    system.len() + message.len()
-}
-
 /// Appends what the served scripted model was sent to the file the scripted
 /// provider records into ([`crate::llm::scripted::RECORD_DIR_VAR`]), for
 /// tests that read it from outside the job.
@@ -310,22 +306,17 @@ impl Ctx {
             usage.output_tokens,
             crate::llm::pricing::dollars(cost),
         ));
-        if let Some(dir) = &self.args.transcript_dir {
-            let record = json!({
+        self.write_transcript(
+            &run.name,
+            json!({
                 "agent": run.name,
                 "model": model.model,
                 "system": system_text,
                 "tools": tool_names,
                 "result": agent.result.kind(),
                 "transcript": agent.transcript,
-            });
-            let _ = std::fs::create_dir_all(dir);
-            std::fs::write(
-                dir.join(format!("{}.json", run.name)),
-                output::json_bytes(&record),
-            )
-            .with_context(|| format!("cannot write the transcript into {}", dir.display()))?;
-        }
+            }),
+        )?;
         Ok(match agent.result {
             AgentResult::Finished(value) => Ended::Finished(value),
             AgentResult::LimitReached(limit) => Ended::Incomplete(format!("{}: {limit}", run.name)),
@@ -579,22 +570,17 @@ impl Ctx {
             acp.prompts,
             acp.refused_permissions,
         ));
-        if let Some(dir) = &self.args.transcript_dir {
-            let record = json!({
+        self.write_transcript(
+            &run.name,
+            json!({
                 "agent": run.name,
                 "engine": engine.to_string(),
                 "model": model.model,
-                "prompt_chars": acp_prompt_len(&system, &run.message),
+                "prompt_chars": system.len() + run.message.len(),
                 "result": acp.ended.kind(),
                 "transcript": acp.transcript,
-            });
-            let _ = std::fs::create_dir_all(dir);
-            std::fs::write(
-                dir.join(format!("{}.json", run.name)),
-                output::json_bytes(&record),
-            )
-            .with_context(|| format!("cannot write the transcript into {}", dir.display()))?;
-        }
+            }),
+        )?;
         if let Some(server) = &script_server {
             record_served(server);
         }
@@ -627,6 +613,19 @@ impl Ctx {
                 truncate(&self.env.mask(&e), 2_000)
             ),
         }))
+    }
+
+    /// An agent run's conversation, into `--transcript-dir` when given.
+    fn write_transcript(&self, name: &str, record: Value) -> anyhow::Result<()> {
+        let Some(dir) = &self.args.transcript_dir else {
+            return Ok(());
+        };
+        let _ = std::fs::create_dir_all(dir);
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            output::json_bytes(&record),
+        )
+        .with_context(|| format!("cannot write the transcript into {}", dir.display()))
     }
 
     /// The agent-run names a job's script is looked up by.
