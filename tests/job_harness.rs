@@ -2219,3 +2219,72 @@ async fn a_claude_code_worker_cannot_write_workflows_or_the_mission_files() {
     assert_eq!(kept, plan(), "the plan was rewritten by the agent");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engines_invalid_finish_goes_back_to_it_with_the_errors() {
+    let (var, dir) = engines_env();
+    let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
+    h.script(
+        "feature-F1",
+        vec![
+            // The wrong feature: the worker's check refuses it.
+            turn(vec![call("mcp__missions__finish", handoff("F2"))]),
+            turn(vec![call("mcp__missions__finish", handoff("F1"))]),
+            json!({"text": "Done."}),
+        ],
+    );
+    let run = h
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(run.log.contains("1 tool call(s) rejected"), "{}", run.log);
+    let handoff = h
+        .json_file(&format!(".missions/{issue}/handoffs/F1.json"), &branch)
+        .await;
+    assert_eq!(handoff["feature"], "F1");
+    // What the agent was told: the violation, in the MCP tool's error.
+    let transcript = h.transcript("feature-F1.1").to_string();
+    assert!(transcript.contains("Not accepted"), "{transcript}");
+    assert!(transcript.contains("not F2"), "{transcript}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_never_calls_finish_is_reminded_then_ends_incomplete() {
+    let (var, dir) = engines_env();
+    let h = Harness::start_opts("  worker:\n    engine: claude-code\n", &[], &[(var, &dir)]).await;
+    let (issue, branch, _) = greet_milestone(&h).await;
+    h.script(
+        "feature-F1",
+        vec![
+            json!({"text": "I think it is done."}),
+            json!({"text": "Really, it is done."}),
+            json!({"text": "Done, as I said."}),
+        ],
+    );
+    let run = h
+        .run_job(
+            &branch,
+            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(run.log.contains("3 prompt(s)"), "{}", run.log);
+    let envelope = h
+        .json_file(
+            &format!(".missions/{issue}/jobs/feature-F1.1.json"),
+            &branch,
+        )
+        .await;
+    assert_eq!(envelope["result"]["role"], "incomplete", "{envelope}");
+    let reason = envelope["result"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ended 3 turn(s) without a valid `finish`"),
+        "{reason}"
+    );
+    h.stop().await;
+}
