@@ -101,6 +101,19 @@ fn api_of(path: &str) -> Api {
     }
 }
 
+/// Whether a request may pass with the real key: model calls (metered),
+/// Anthropic's free token count, and the model list. Nothing else: the key
+/// could also reach a provider's files, batches or fine-tuning, which read
+/// the organisation's data or spend outside the job's meter.
+fn allowed(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    match *method {
+        Method::POST => api_of(path) != Api::Other || path.ends_with("/messages/count_tokens"),
+        Method::GET => path.ends_with("/models") || path.contains("/models/"),
+        _ => false,
+    }
+}
+
 impl ModelProxy {
     /// Binds 127.0.0.1 on a free port and serves until dropped.
     pub async fn start(config: ProxyConfig) -> std::io::Result<ModelProxy> {
@@ -246,6 +259,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "missions model proxy: this request does not carry the job's token",
+        );
+    }
+    if !allowed(request.method(), request.uri().path()) {
+        return api_error(
+            api,
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "missions model proxy: only model calls pass through this proxy (messages, responses, chat completions, generateContent, the model list)",
         );
     }
     if let Some(reason) = over_budget(&shared) {
@@ -524,6 +545,31 @@ fn read_event_usage(api: Api, event: &Value, so_far: &mut UsageSoFar) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_model_calls_pass_with_the_key() {
+        use axum::http::Method;
+        for path in [
+            "/v1/messages",
+            "/v1/messages/count_tokens",
+            "/v1/responses",
+            "/v1/chat/completions",
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+        ] {
+            assert!(allowed(&Method::POST, path), "{path}");
+        }
+        assert!(allowed(&Method::GET, "/v1/models"));
+        for (method, path) in [
+            (Method::GET, "/v1/files"),
+            (Method::POST, "/v1/files"),
+            (Method::POST, "/v1/messages/batches"),
+            (Method::POST, "/v1/fine_tuning/jobs"),
+            (Method::DELETE, "/v1/models/ft-x"),
+            (Method::GET, "/v1/messages"),
+        ] {
+            assert!(!allowed(&method, path), "{method} {path}");
+        }
+    }
 
     #[test]
     fn upstream_urls_split_into_origin_and_path() {

@@ -77,6 +77,17 @@ pub struct RoleOutcome {
 }
 
 impl RoleOutcome {
+    /// Adds one agent run's tokens and what they cost.
+    fn add_usage(&mut self, usage: &crate::llm::Usage, cost_micros: u64) {
+        self.usage.add(&JobUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
+            cost_micros,
+        });
+    }
+
     fn new() -> Self {
         RoleOutcome {
             result: JobResult::Incomplete {
@@ -283,13 +294,7 @@ impl Ctx {
 
         let usage = agent.usage;
         let cost = model.prices().cost(&usage);
-        outcome.usage.add(&JobUsage {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cache_read_tokens: usage.cache_read_tokens,
-            cache_write_tokens: usage.cache_write_tokens,
-            cost_micros: cost,
-        });
+        outcome.add_usage(&usage, cost);
         commands.extend(agent.commands.iter().cloned());
         outcome.compactions += agent.compactions;
         // One line per agent run, in a stable shape: `benches/real_model.rs` reads it.
@@ -545,13 +550,7 @@ impl Ctx {
 
         let spend = proxy.spend();
         let usage = spend.usage;
-        outcome.usage.add(&JobUsage {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cache_read_tokens: usage.cache_read_tokens,
-            cache_write_tokens: usage.cache_write_tokens,
-            cost_micros: spend.cost_micros,
-        });
+        outcome.add_usage(&usage, spend.cost_micros);
         commands.extend(acp.commands.iter().cloned());
         let (rejected, violations) = endpoint.rejected();
         outcome.log.push(format!(
