@@ -505,14 +505,21 @@ fn happy_path_walks_two_milestones_to_done() {
         Effect::StartValidation { index: 0, round: 1, branch, .. } if branch == "missions/7/m1"
     )));
     assert_eq!(s.m.phase, Phase::Validating);
-    // A result for another round is ignored.
+    // A result for another round does not move the mission, and its check
+    // runs, which nothing will report on, are cancelled.
     let fx = s.apply(Event::ValidationStarted {
         index: 0,
         round: 2,
         sha: "old".into(),
         checks: checks(800),
     });
-    assert!(fx.is_empty());
+    assert_eq!(fx.len(), 2, "{fx:?}");
+    assert!(fx.iter().all(|e| matches!(
+        e,
+        Effect::CompleteCheck { conclusion: CheckConclusion::Cancelled, check_run_id, .. }
+            if *check_run_id == 800 || *check_run_id == 801
+    )));
+    assert_eq!(s.m.validation.sha, None);
     let fx = s.apply(Event::ValidationStarted {
         index: 0,
         round: 1,
@@ -1379,6 +1386,10 @@ struct Coverage {
     failure_pause: usize,
     budget_pause: usize,
     accepted_unvalidated: usize,
+    /// Check runs completed without a report, and fresh ones opened for a retry.
+    checks_cancelled: usize,
+    checks_timed_out: usize,
+    checks_reopened: usize,
 }
 
 /// The server, its GitHub and its workers around one mission, with a model of
@@ -1416,6 +1427,8 @@ struct World {
     reached_second: bool,
     /// People without the right to act who got a refusal comment.
     told: BTreeSet<String>,
+    /// Check runs on GitHub: their conclusion once completed.
+    check_runs: BTreeMap<u64, Option<CheckConclusion>>,
 }
 
 impl World {
@@ -1457,6 +1470,7 @@ impl World {
             covered: Coverage::default(),
             reached_second: false,
             told: BTreeSet::new(),
+            check_runs: BTreeMap::new(),
         };
         let jobs = dispatches(&effects);
         prop_assert_eq!(jobs.len(), 1);
@@ -1831,12 +1845,43 @@ impl World {
                     let sha = format!("ready{}", self.next_sha);
                     self.round_sha.insert((*index, *round), sha.clone());
                     self.next_check += 2;
+                    let checks = checks(self.next_check);
+                    for id in checks.values() {
+                        self.check_runs.insert(*id, None);
+                    }
                     self.outbox.push_back(Event::ValidationStarted {
                         index: *index,
                         round: *round,
                         sha,
-                        checks: checks(self.next_check),
+                        checks,
                     });
+                }
+                Effect::OpenCheck {
+                    index,
+                    round,
+                    validator,
+                    ..
+                } => {
+                    self.next_check += 2;
+                    self.check_runs.insert(self.next_check, None);
+                    self.outbox.push_back(Event::CheckOpened {
+                        index: *index,
+                        round: *round,
+                        validator: *validator,
+                        check_run_id: self.next_check,
+                    });
+                }
+                Effect::CompleteCheck {
+                    check_run_id,
+                    conclusion,
+                    ..
+                } => {
+                    // Completed once, and only a check run that exists.
+                    assert_eq!(
+                        self.check_runs.insert(*check_run_id, Some(*conclusion)),
+                        Some(None),
+                        "check run {check_run_id} completed twice or never opened"
+                    );
                 }
                 _ => {}
             }
@@ -1855,6 +1900,44 @@ impl World {
         self.observe(&before, &event, &effects, passes);
         self.check(&before, &event, &effects)?;
         self.perform(&effects);
+        self.check_runs_end()?;
+        Ok(())
+    }
+
+    /// No check run stays open unless a validator job of its round runs, or
+    /// the mission has not heard of it yet (its effect's result is on the way).
+    fn check_runs_end(&self) -> Result<(), TestCaseError> {
+        let m = &self.m;
+        let open = m.validation.open_checks();
+        if !open.is_empty() {
+            let running = matches!(&m.job, Some(Job { task: Task::Validate { round, .. }, .. })
+                if *round == m.validation.round);
+            prop_assert!(
+                running && m.phase == Phase::Validating,
+                "check runs {:?} open with no validator job running ({:?}, job {:?})",
+                open,
+                m.phase,
+                m.job.as_ref().map(|j| &j.key)
+            );
+        }
+        let on_the_way: BTreeSet<u64> = self
+            .outbox
+            .iter()
+            .flat_map(|e| match e {
+                Event::ValidationStarted { checks, .. } => checks.values().copied().collect(),
+                Event::CheckOpened { check_run_id, .. } => vec![*check_run_id],
+                _ => Vec::new(),
+            })
+            .collect();
+        for (id, conclusion) in &self.check_runs {
+            if conclusion.is_none() {
+                prop_assert!(
+                    on_the_way.contains(id) || open.iter().any(|(_, o)| o == id),
+                    "check run {} is open on GitHub, and the mission does not follow it",
+                    id
+                );
+            }
+        }
         Ok(())
     }
 
@@ -2041,11 +2124,28 @@ impl World {
             prop_assert_eq!(after, before);
         }
 
-        // An ended mission stays ended and only answers status.
+        // An ended mission stays ended and only answers status (and
+        // completes check runs that were opened as it ended).
         if before.is_terminal() {
-            prop_assert_eq!(after, before);
-            let only_status =
-                effects.len() <= 1 && effects.iter().all(|e| matches!(e, Effect::Comment { .. }));
+            let mut unchanged = after.clone();
+            unchanged.checks_seen = before.checks_seen.clone();
+            prop_assert_eq!(&unchanged, before);
+            let cancels = effects
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Effect::CompleteCheck {
+                            conclusion: CheckConclusion::Cancelled,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let only_status = effects.len() - cancels <= 1
+                && effects
+                    .iter()
+                    .all(|e| matches!(e, Effect::Comment { .. } | Effect::CompleteCheck { .. }));
             prop_assert!(only_status, "an ended mission did something: {:?}", effects);
         }
         if after.phase == Phase::Done {
@@ -2146,6 +2246,20 @@ impl World {
             _ => {}
         }
         // Coverage.
+        for effect in effects {
+            match effect {
+                Effect::CompleteCheck {
+                    conclusion: CheckConclusion::Cancelled,
+                    ..
+                } => self.covered.checks_cancelled += 1,
+                Effect::CompleteCheck {
+                    conclusion: CheckConclusion::TimedOut,
+                    ..
+                } => self.covered.checks_timed_out += 1,
+                Effect::OpenCheck { .. } => self.covered.checks_reopened += 1,
+                _ => {}
+            }
+        }
         for job in dispatches(effects) {
             match job.task {
                 Task::Triage { .. } => self.covered.triage += 1,
@@ -2158,7 +2272,9 @@ impl World {
             let reason = after.paused.as_deref().unwrap_or("");
             if reason.contains("budget") {
                 self.covered.budget_pause += 1;
-            } else if reason.contains("failed") && reason.contains("times") {
+            } else if reason.contains("failed")
+                && (reason.contains("times") || reason.contains("once"))
+            {
                 self.covered.failure_pause += 1;
             }
         }
@@ -2215,6 +2331,9 @@ fn random_walks_cover_the_lifecycle() {
         total.failure_pause += c.failure_pause;
         total.budget_pause += c.budget_pause;
         total.accepted_unvalidated += c.accepted_unvalidated;
+        total.checks_cancelled += c.checks_cancelled;
+        total.checks_timed_out += c.checks_timed_out;
+        total.checks_reopened += c.checks_reopened;
     }
     eprintln!("{total:?}");
     assert!(total.awaiting_merge > 0, "{total:?}");
@@ -2226,6 +2345,9 @@ fn random_walks_cover_the_lifecycle() {
     assert!(total.failure_pause > 0, "{total:?}");
     assert!(total.budget_pause > 0, "{total:?}");
     assert!(total.accepted_unvalidated > 0, "{total:?}");
+    assert!(total.checks_cancelled > 0, "{total:?}");
+    assert!(total.checks_timed_out > 0, "{total:?}");
+    assert!(total.checks_reopened > 0, "{total:?}");
 }
 
 #[test]

@@ -263,6 +263,25 @@ pub enum Target {
 pub enum CheckConclusion {
     Success,
     Failure,
+    /// The validator's job ran past its time limit, or was never seen to end.
+    TimedOut,
+    /// The mission was paused, aborted or replanned while the check was open.
+    Cancelled,
+    /// A person must change something before the validator can run.
+    ActionRequired,
+}
+
+impl CheckConclusion {
+    /// The check run's `conclusion` as GitHub's REST API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckConclusion::Success => "success",
+            CheckConclusion::Failure => "failure",
+            CheckConclusion::TimedOut => "timed_out",
+            CheckConclusion::Cancelled => "cancelled",
+            CheckConclusion::ActionRequired => "action_required",
+        }
+    }
 }
 
 /// What the server must do, in order.
@@ -304,6 +323,15 @@ pub enum Effect {
         round: u32,
         branch: String,
         message: String,
+    },
+    /// Open a fresh check run for `validator` on the round's ready commit (its
+    /// earlier one was completed without a report: a retry, or a resume);
+    /// result: [`Event::CheckOpened`].
+    OpenCheck {
+        index: usize,
+        round: u32,
+        validator: Validator,
+        sha: String,
     },
     CompleteCheck {
         check_run_id: u64,
@@ -492,6 +520,13 @@ pub enum Event {
         sha: String,
         checks: BTreeMap<Validator, u64>,
     },
+    /// A check run asked for with [`Effect::OpenCheck`] is open.
+    CheckOpened {
+        index: usize,
+        round: u32,
+        validator: Validator,
+        check_run_id: u64,
+    },
     /// An effect failed for good (after the client's retries).
     EffectFailed {
         what: String,
@@ -523,6 +558,25 @@ pub struct Validation {
     pub checks: BTreeMap<Validator, u64>,
     /// Whether each validator passed, once it reported.
     pub verdicts: BTreeMap<Validator, bool>,
+    /// Validators whose check run was completed without a report (timed out,
+    /// failed, cancelled): a new one is opened before their next job.
+    #[serde(default)]
+    pub closed: BTreeSet<Validator>,
+    /// A validator whose fresh check run was asked for and not seen yet.
+    #[serde(default)]
+    pub opening: Option<Validator>,
+}
+
+impl Validation {
+    /// Check runs in progress on GitHub: opened, and neither reported on nor
+    /// completed since.
+    pub fn open_checks(&self) -> Vec<(Validator, u64)> {
+        self.checks
+            .iter()
+            .filter(|(v, _)| !self.verdicts.contains_key(v) && !self.closed.contains(v))
+            .map(|(v, id)| (*v, *id))
+            .collect()
+    }
 }
 
 /// A record of a finished step, for the final report and mission control.
@@ -634,6 +688,13 @@ pub struct Mission {
     /// until a person with write access resumes the mission.
     #[serde(default)]
     pub issue_edit: Option<PendingEdit>,
+    /// Who aborted the mission, for the check runs it leaves.
+    #[serde(default)]
+    pub aborted_by: Option<String>,
+    /// Every check run the mission opened: a result that names one again (a
+    /// late duplicate) must not complete it a second time.
+    #[serde(default)]
+    pub checks_seen: BTreeSet<u64>,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -748,6 +809,8 @@ impl Mission {
             refused: BTreeSet::new(),
             issue_text: None,
             issue_edit: None,
+            aborted_by: None,
+            checks_seen: BTreeSet::new(),
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -859,6 +922,9 @@ impl Mission {
     }
 
     /// Applies one event; returns what the server must do, in order.
+    ///
+    /// Whatever the event, no check run stays open unless a validator job of
+    /// its round is running: the rest are completed here, with the reason.
     pub fn apply(&mut self, event: Event, now: i64) -> Vec<Effect> {
         if self.is_terminal() {
             // Only a status request gets an answer once a mission has ended.
@@ -871,8 +937,16 @@ impl Mission {
             {
                 return vec![self.status_comment()];
             }
-            return Vec::new();
+            // Check runs opened by an effect that was under way when the
+            // mission ended: nothing will ever report on them.
+            return self.cancel_unexpected_checks(&event);
         }
+        let mut effects = self.apply_open(event, now);
+        effects.extend(self.close_unattended_checks());
+        effects
+    }
+
+    fn apply_open(&mut self, event: Event, now: i64) -> Vec<Effect> {
         match event {
             Event::Comment { actor, is_author } => self.on_comment(&actor, is_author, now),
             Event::Command {
@@ -928,10 +1002,45 @@ impl Mission {
                     || round != self.validation.round
                     || self.phase != Phase::Validating
                 {
-                    return Vec::new();
+                    let event = Event::ValidationStarted {
+                        index,
+                        round,
+                        sha,
+                        checks,
+                    };
+                    return self.cancel_unexpected_checks(&event);
                 }
                 self.validation.sha = Some(sha);
+                self.checks_seen.extend(checks.values().copied());
                 self.validation.checks = checks;
+                self.advance(now)
+            }
+            Event::CheckOpened {
+                index,
+                round,
+                validator,
+                check_run_id,
+            } => {
+                let expected = index == self.milestone
+                    && round == self.validation.round
+                    && self.phase == Phase::Validating
+                    && self.validation.closed.contains(&validator)
+                    && !self.validation.verdicts.contains_key(&validator);
+                if self.validation.opening == Some(validator) {
+                    self.validation.opening = None;
+                }
+                if !expected {
+                    let event = Event::CheckOpened {
+                        index,
+                        round,
+                        validator,
+                        check_run_id,
+                    };
+                    return self.cancel_unexpected_checks(&event);
+                }
+                self.checks_seen.insert(check_run_id);
+                self.validation.checks.insert(validator, check_run_id);
+                self.validation.closed.remove(&validator);
                 self.advance(now)
             }
             Event::DispatchFailed { key, error } => {
@@ -975,11 +1084,108 @@ impl Mission {
                     "Check the App's permissions (contents and checks: write) and branch protection, then comment `/mission resume`.",
                 )
             }
-            Event::EffectFailed { what, error } => self.pause(
+            Event::EffectFailed { what, error } => {
+                // A check run being opened may be what failed: the resume asks again.
+                self.validation.opening = None;
+                self.pause(
                 format!("GitHub refused to {what}: {}", one_line(&error)),
                 "Fix the cause (permissions, branch protection), then comment `/mission resume`.",
-            ),
+                )
+            }
         }
+    }
+
+    /// Completes the check runs an event names that the mission does not
+    /// follow (a round that was superseded, a mission that ended meanwhile).
+    fn cancel_unexpected_checks(&mut self, event: &Event) -> Vec<Effect> {
+        let ids: Vec<u64> = match event {
+            Event::ValidationStarted { checks, .. } => checks.values().copied().collect(),
+            Event::CheckOpened { check_run_id, .. } => vec![*check_run_id],
+            _ => return Vec::new(),
+        };
+        let (title, summary) = self.why_checks_stop();
+        ids.into_iter()
+            .filter(|id| self.checks_seen.insert(*id))
+            .map(|check_run_id| Effect::CompleteCheck {
+                check_run_id,
+                conclusion: CheckConclusion::Cancelled,
+                title: title.clone(),
+                summary: summary.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether a validator job of the current round is running: only then may
+    /// the round's check runs stay open.
+    fn validator_running(&self) -> bool {
+        self.phase == Phase::Validating
+            && matches!(&self.job, Some(Job { task: Task::Validate { round, .. }, .. })
+                if *round == self.validation.round)
+    }
+
+    /// The rule every event ends with: a check run is open only while a
+    /// validator job of its round runs. The others are cancelled with why.
+    fn close_unattended_checks(&mut self) -> Vec<Effect> {
+        if self.validator_running() {
+            return Vec::new();
+        }
+        let open = self.validation.open_checks();
+        if open.is_empty() {
+            return Vec::new();
+        }
+        let (title, summary) = self.why_checks_stop();
+        open.into_iter()
+            .map(|(validator, check_run_id)| {
+                self.validation.closed.insert(validator);
+                Effect::CompleteCheck {
+                    check_run_id,
+                    conclusion: CheckConclusion::Cancelled,
+                    title: title.clone(),
+                    summary: summary.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// A check run's title and summary when it ends without a report.
+    fn why_checks_stop(&self) -> (String, String) {
+        let issue = self.issue;
+        if self.phase == Phase::Aborted || self.phase == Phase::Done {
+            let by = self
+                .aborted_by
+                .as_deref()
+                .map_or(String::new(), |login| format!(" by @{login}"));
+            return (
+                "Mission ended".into(),
+                format!(
+                    "The mission of #{issue} was aborted{by}: nothing will validate this commit."
+                ),
+            );
+        }
+        if let Some(reason) = &self.paused {
+            return (
+                "Mission paused".into(),
+                format!(
+                    "The mission of #{issue} is paused: {}.\n\nNothing is validated until a person \
+                     with write access comments `/mission resume` on #{issue}; the validator then \
+                     runs again and reports on a new check run.",
+                    one_line(reason)
+                ),
+            );
+        }
+        let what = self
+            .job
+            .as_ref()
+            .map(|j| j.task.describe())
+            .or_else(|| self.pending.as_ref().map(Task::describe))
+            .unwrap_or_else(|| "other work".into());
+        (
+            "Superseded".into(),
+            format!(
+                "This round of validation was stopped: {what} runs first. The milestone gets a new \
+                 ready commit and new check runs after it."
+            ),
+        )
     }
 
     fn on_comment(&mut self, actor: &Actor, is_author: bool, now: i64) -> Vec<Effect> {
@@ -1099,6 +1305,7 @@ impl Mission {
             Command::Abort => {
                 self.phase = Phase::Aborted;
                 self.pending = None;
+                self.aborted_by = Some(actor.login.clone());
                 vec![self.issue_comment(format!(
                     "Aborted by @{}. Branches and PRs are left as they are; a running job's \
                      result will be ignored.",
@@ -1340,9 +1547,86 @@ impl Mission {
                     usage: spent,
                     run_url: job.run_url.clone(),
                 });
-                self.job_failed(job.task, reason, now)
+                // The failed validator's check run ends now, saying why; a
+                // retry reports on a new one.
+                let closed = self.close_failed_check(&job.task, conclusion);
+                let mut effects = self.job_failed(job.task.clone(), reason.clone(), now);
+                if let Some((check_run_id, conclusion)) = closed {
+                    let (title, summary) = self.failed_check_text(&job, conclusion, &reason);
+                    effects.insert(
+                        0,
+                        Effect::CompleteCheck {
+                            check_run_id,
+                            conclusion,
+                            title,
+                            summary,
+                        },
+                    );
+                }
+                effects
             }
         }
+    }
+
+    /// Marks the check run of a failed validator job closed; returns its id and
+    /// conclusion when it was open.
+    fn close_failed_check(
+        &mut self,
+        task: &Task,
+        run: RunConclusion,
+    ) -> Option<(u64, CheckConclusion)> {
+        let Task::Validate {
+            validator, round, ..
+        } = task
+        else {
+            return None;
+        };
+        if *round != self.validation.round {
+            return None;
+        }
+        let (_, id) = self
+            .validation
+            .open_checks()
+            .into_iter()
+            .find(|(v, _)| v == validator)?;
+        self.validation.closed.insert(*validator);
+        let conclusion = match run {
+            RunConclusion::TimedOut | RunConclusion::Lost => CheckConclusion::TimedOut,
+            _ => CheckConclusion::Failure,
+        };
+        Some((id, conclusion))
+    }
+
+    fn failed_check_text(
+        &self,
+        job: &Job,
+        conclusion: CheckConclusion,
+        reason: &str,
+    ) -> (String, String) {
+        let who = job.task.role().as_str();
+        let title = if conclusion == CheckConclusion::TimedOut {
+            format!("The {who} job timed out")
+        } else {
+            format!("The {who} job ended without a report")
+        };
+        let next = if let Some(paused) = &self.paused {
+            format!(
+                "The mission is paused: {}. A person with write access can look at the run's \
+                 log, fix the cause and comment `/mission resume` on #{} to run it again.",
+                one_line(paused),
+                self.issue
+            )
+        } else {
+            "A new try runs on this commit and reports on a new check run.".to_owned()
+        };
+        let run = job
+            .run_url
+            .as_deref()
+            .map_or(String::new(), |url| format!(" ([its run]({url}))"));
+        (
+            title,
+            format!("Job `{}`{run}: {}.\n\n{next}", job.key, one_line(reason)),
+        )
     }
 
     /// A feature, validator or follow-up of a milestone before the current one:
@@ -1375,7 +1659,14 @@ impl Mission {
         self.pending = Some(task);
         if failures >= self.settings.max_attempts {
             return self.pause(
-                format!("{what} failed {failures} times (last: {reason})"),
+                format!(
+                    "{what} failed {} (last: {reason})",
+                    if failures == 1 {
+                        "once".to_owned()
+                    } else {
+                        format!("{failures} times")
+                    }
+                ),
                 "Look at the last run's log, fix the cause, then comment `/mission resume` to try again.",
             );
         }
@@ -1785,6 +2076,30 @@ impl Mission {
                     "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume`.",
                 );
             }
+        }
+        if let Task::Validate {
+            validator, round, ..
+        } = &task
+            && self.validation.closed.contains(validator)
+        {
+            // Its check run ended without a report: a fresh one first, so the
+            // job's report has an open check run to complete.
+            let (validator, round) = (*validator, *round);
+            let Some(sha) = self.validation.sha.clone() else {
+                return Vec::new();
+            };
+            let asked = self.validation.opening == Some(validator);
+            self.pending = Some(task);
+            if asked {
+                return Vec::new();
+            }
+            self.validation.opening = Some(validator);
+            return vec![Effect::OpenCheck {
+                index: self.milestone,
+                round,
+                validator,
+                sha,
+            }];
         }
         let slug = task.slug();
         let tries = self.tries.entry(slug.clone()).or_insert(0);

@@ -42,6 +42,16 @@ impl MissionTest {
         faults: FaultConfig,
         edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
     ) -> MissionTest {
+        Self::start_timed(story, faults, edit, None).await
+    }
+
+    /// As [`MissionTest::start_full`], with the runner's limit on one job.
+    pub async fn start_timed(
+        story: Story,
+        faults: FaultConfig,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+        job_timeout: Option<Duration>,
+    ) -> MissionTest {
         let scripts = tempfile::tempdir().unwrap();
         demo::scripts::write(scripts.path(), &story).unwrap();
         let t = Scenario::start(ScenarioOptions {
@@ -56,6 +66,7 @@ impl MissionTest {
                 ..DriverConfig::default()
             }),
             repo: Some(edit(demo::repo_spec(scripts.path()))),
+            job_timeout,
             ..ScenarioOptions::default()
         })
         .await;

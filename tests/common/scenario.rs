@@ -64,6 +64,8 @@ pub struct ScenarioOptions {
     /// Where the App listens; `127.0.0.1:0` when `None`. Tests reach it on
     /// 127.0.0.1 at its port either way.
     pub listen: Option<String>,
+    /// The runner's limit on one job (`timeout-minutes`); 60 s when `None`.
+    pub job_timeout: Option<Duration>,
 }
 
 impl Default for ScenarioOptions {
@@ -78,6 +80,7 @@ impl Default for ScenarioOptions {
             control_token: None,
             control_hosts: Vec::new(),
             listen: None,
+            job_timeout: None,
         }
     }
 }
@@ -119,7 +122,7 @@ impl Scenario {
 
         let mut config = SimConfig::new(dir.path().join("sim"));
         config.faults = options.faults;
-        config.job_timeout = Duration::from_secs(60);
+        config.job_timeout = options.job_timeout.unwrap_or(Duration::from_secs(60));
         let harness_workflows = options
             .workflows
             .iter()

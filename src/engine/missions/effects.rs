@@ -8,7 +8,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::github::client::{GitHubError, InstallationClient, Method};
-use crate::mission::machine::{CheckConclusion, Effect, Event, Job, Mission, Target};
+use crate::mission::machine::{Effect, Event, Job, Mission, Target};
 use crate::mission::outputs::Validator;
 use crate::store::missions::EffectScope;
 
@@ -208,32 +208,7 @@ pub async fn perform(
             let sha = ready_commit(client, repo, branch, message, attempt.tried_before).await?;
             let mut checks = BTreeMap::new();
             for validator in Validator::ALL {
-                if attempt.tried_before
-                    && let Some(id) =
-                        check_run_on(client, repo, &sha, validator.check_name()).await?
-                {
-                    // Made by an earlier attempt whose answer was lost.
-                    checks.insert(validator, id);
-                    continue;
-                }
-                let run = client
-                    .request_json(
-                        Method::POST,
-                        &format!("/repos/{repo}/check-runs"),
-                        Some(&json!({
-                            "name": validator.check_name(),
-                            "head_sha": sha,
-                            "status": "in_progress",
-                            "output": {
-                                "title": "Validating",
-                                "summary": format!("The {} validator is running on this commit.", validator.as_str()),
-                            },
-                        })),
-                    )
-                    .await?;
-                let id = run["id"].as_u64().ok_or_else(|| {
-                    EffectError::Permanent("check run answer without an id".into())
-                })?;
+                let id = open_check(client, repo, &sha, validator, attempt.tried_before).await?;
                 checks.insert(validator, id);
             }
             Ok(Some(Event::ValidationStarted {
@@ -243,16 +218,27 @@ pub async fn perform(
                 checks,
             }))
         }
+        Effect::OpenCheck {
+            index,
+            round,
+            validator,
+            sha,
+        } => {
+            let id = open_check(client, repo, sha, *validator, attempt.tried_before).await?;
+            Ok(Some(Event::CheckOpened {
+                index: *index,
+                round: *round,
+                validator: *validator,
+                check_run_id: id,
+            }))
+        }
         Effect::CompleteCheck {
             check_run_id,
             conclusion,
             title,
             summary,
         } => {
-            let conclusion = match conclusion {
-                CheckConclusion::Success => "success",
-                CheckConclusion::Failure => "failure",
-            };
+            let conclusion = conclusion.as_str();
             client
                 .request_json(
                     Method::PATCH,
@@ -516,7 +502,42 @@ async fn comment_with(
     Ok(None)
 }
 
-/// The check run named `name` on commit `sha`, if one exists.
+/// Opens `validator`'s check run on `sha`, in progress. After an attempt
+/// whose answer was lost, the one it made (still in progress) is taken.
+async fn open_check(
+    client: &InstallationClient,
+    repo: &str,
+    sha: &str,
+    validator: Validator,
+    tried_before: bool,
+) -> Result<u64, EffectError> {
+    if tried_before
+        && let Some(id) = check_run_on(client, repo, sha, validator.check_name()).await?
+    {
+        return Ok(id);
+    }
+    let run = client
+        .request_json(
+            Method::POST,
+            &format!("/repos/{repo}/check-runs"),
+            Some(&json!({
+                "name": validator.check_name(),
+                "head_sha": sha,
+                "status": "in_progress",
+                "output": {
+                    "title": "Validating",
+                    "summary": format!("The {} validator is running on this commit.", validator.as_str()),
+                },
+            })),
+        )
+        .await?;
+    run["id"]
+        .as_u64()
+        .ok_or_else(|| EffectError::Permanent("check run answer without an id".into()))
+}
+
+/// The check run named `name` on commit `sha` that is still in progress, if
+/// one exists (a completed one is a try that already ended).
 async fn check_run_on(
     client: &InstallationClient,
     repo: &str,
@@ -535,7 +556,7 @@ async fn check_run_on(
         .await?;
     Ok(answer["check_runs"].as_array().and_then(|runs| {
         runs.iter()
-            .find(|r| r["name"].as_str() == Some(name))
+            .find(|r| r["name"].as_str() == Some(name) && r["status"].as_str() != Some("completed"))
             .and_then(|r| r["id"].as_u64())
     }))
 }

@@ -1122,6 +1122,7 @@ fn effect_name(effect: &machine::Effect) -> String {
         ClosePr { .. } => "close a pull request",
         EnsureMilestonePr { .. } => "open the milestone pull request",
         StartValidation { .. } => "make the ready commit and its check runs",
+        OpenCheck { .. } => "open a check run",
         CompleteCheck { .. } => "complete a check run",
         CloseIssue => "close the issue",
         UpdateSticky => "update the mission control comment",

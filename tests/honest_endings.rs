@@ -1,0 +1,296 @@
+//! Honest endings: every check run the App opens ends with a conclusion a
+//! person can act on, whatever stopped its validator: a job past its time
+//! limit, a pause, an abort. Each story drives the whole App through the
+//! simulator and reads what a maintainer would see on the pull request and
+//! the issue.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::mission::{Check, MissionTest};
+use common::scenario::DEADLINE;
+use missions::demo::scripts::Story;
+use missions::sim::{FaultConfig, RepoSpec};
+
+const DEMO_COMMANDS: &str = "commands:\n  test: [\"python3 -m unittest -q\"]\n";
+
+/// The demo repository with `.github/missions.yml` edited by `change`.
+fn with_settings(spec: RepoSpec, change: impl Fn(&str) -> String) -> RepoSpec {
+    let mut spec = spec;
+    for (path, content) in &mut spec.files {
+        if path == ".github/missions.yml" {
+            let text = String::from_utf8(content.clone()).unwrap();
+            let changed = change(&text);
+            assert_ne!(changed, text, "the settings did not change");
+            *content = changed.into_bytes();
+        }
+    }
+    spec
+}
+
+/// A shell command that waits until `marker` exists.
+fn wait_for_file(marker: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.2; done", marker.display())
+}
+
+/// The newest check run named `name` on the PR's head whose conclusion
+/// `accept` takes.
+async fn expect_check(
+    m: &MissionTest,
+    pr: u64,
+    name: &str,
+    accept: impl Fn(&str) -> bool,
+) -> Check {
+    m.t.sim
+        .wait_for(&format!("{name} on #{pr}'s head"), DEADLINE * 2, |_| {
+            let head = m.pr_head(pr);
+            m.checks()
+                .into_iter()
+                .rev()
+                .find(|c| c.head_sha == head && c.name == name)
+                .filter(|c| c.conclusion.as_deref().is_some_and(&accept))
+        })
+        .await
+        .unwrap()
+}
+
+/// Every check run the App opened, and whether any is still in progress.
+fn open_checks(m: &MissionTest) -> Vec<Check> {
+    m.checks()
+        .into_iter()
+        .filter(|c| c.conclusion.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrutiny_job_killed_by_its_timeout_ends_its_check_run_as_timed_out_and_says_how_to_retry()
+ {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("scrutiny-may-finish");
+    // Scrutiny's second command hangs until the marker exists; the runner
+    // kills the job at its 25 s limit first. One attempt per step.
+    let hang = format!("test -e {} || sleep 300", marker.display());
+    let m = MissionTest::start_timed(
+        Story::default(),
+        FaultConfig::default(),
+        |spec| {
+            with_settings(spec, |text| {
+                text.replace(
+                    DEMO_COMMANDS,
+                    &format!(
+                        "max_attempts: 1\ncommands:\n  test: [\"python3 -m unittest -q\", \"{hang}\"]\n"
+                    ),
+                )
+            })
+        },
+        Some(Duration::from_secs(25)),
+    )
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+
+    // On the pull request: scrutiny timed out, with the job and what to do.
+    let scrutiny = expect_check(&m, pr, "missions / scrutiny", |c| c != "success").await;
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("timed_out"),
+        "{scrutiny:?}"
+    );
+    assert_eq!(scrutiny.title, "The scrutiny job timed out");
+    assert!(
+        scrutiny.summary.contains("`M1-scrutiny-1.1`")
+            && scrutiny.summary.contains("timed out")
+            && scrutiny.summary.contains("`/mission resume`"),
+        "{}",
+        scrutiny.summary
+    );
+    // User testing never ran on this commit: cancelled, saying why.
+    let user_testing = expect_check(&m, pr, "missions / user-testing", |_| true).await;
+    assert_eq!(user_testing.conclusion.as_deref(), Some("cancelled"));
+    assert_eq!(user_testing.title, "Mission paused");
+    assert!(
+        user_testing.summary.contains("timed out")
+            && user_testing.summary.contains("`/mission resume`"),
+        "{}",
+        user_testing.summary
+    );
+    // On the issue: what happened and how to go on.
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains("scrutiny of M1 failed once")
+            && body.contains("timed out")
+            && body.contains("/mission resume"),
+        "{body}"
+    );
+    assert!(open_checks(&m).is_empty(), "{:?}", open_checks(&m));
+
+    // The maintainer fixes the cause and resumes: scrutiny runs again on a
+    // new check run of the same commit, and the milestone passes.
+    std::fs::write(&marker, b"").unwrap();
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    let scrutiny = expect_check(&m, pr, "missions / scrutiny", |c| c == "success").await;
+    assert!(scrutiny.summary.contains("✅ pass"), "{}", scrutiny.summary);
+    expect_check(&m, pr, "missions / user-testing", |c| c == "success").await;
+    m.t.expect_app_comment(pr, "Ready to merge").await;
+    let names: Vec<String> = m
+        .checks()
+        .iter()
+        .map(|c| c.conclusion.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        ["timed_out", "cancelled", "success", "success"],
+        "one check run per try, each ended"
+    );
+    assert_eq!(
+        m.dispatched_jobs()
+            .iter()
+            .filter(|j| j.starts_with("M1-scrutiny"))
+            .collect::<Vec<_>>(),
+        ["M1-scrutiny-1.1", "M1-scrutiny-1.2"]
+    );
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_during_validation_cancels_the_check_run_nothing_will_run_for_until_resume() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("scrutiny-may-finish");
+    let hold = wait_for_file(&marker);
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
+        with_settings(spec, |text| {
+            text.replace(
+                DEMO_COMMANDS,
+                &format!("commands:\n  test: [\"python3 -m unittest -q\", \"{hold}\"]\n"),
+            )
+        })
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.sim
+        .wait_for("scrutiny's job running", DEADLINE * 2, |_| {
+            m.dispatched_jobs()
+                .contains(&"M1-scrutiny-1.1".to_owned())
+                .then_some(())
+        })
+        .await
+        .unwrap();
+
+    // alice pauses while scrutiny runs: the running job finishes, nothing new
+    // starts, so user testing's check run is cancelled once scrutiny ends.
+    m.comment(&m.alice(), issue, "/mission pause").await;
+    m.t.expect_app_comment(issue, "Paused by @alice").await;
+    std::fs::write(&marker, b"").unwrap();
+    let scrutiny = expect_check(&m, pr, "missions / scrutiny", |_| true).await;
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("success"),
+        "{scrutiny:?}"
+    );
+    let user_testing = expect_check(&m, pr, "missions / user-testing", |_| true).await;
+    assert_eq!(user_testing.conclusion.as_deref(), Some("cancelled"));
+    assert_eq!(user_testing.title, "Mission paused");
+    assert!(
+        user_testing.summary.contains("paused by @alice")
+            && user_testing.summary.contains("`/mission resume`"),
+        "{}",
+        user_testing.summary
+    );
+    assert!(open_checks(&m).is_empty(), "{:?}", open_checks(&m));
+    assert!(
+        !m.dispatched_jobs()
+            .iter()
+            .any(|j| j.contains("user-testing")),
+        "{:?}",
+        m.dispatched_jobs()
+    );
+
+    // The resume runs user testing on a new check run; the milestone is ready.
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    expect_check(&m, pr, "missions / user-testing", |c| c == "success").await;
+    m.t.expect_app_comment(pr, "Ready to merge").await;
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_during_user_testing_cancels_its_check_run_at_once() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("app-may-start");
+    // The application user testing starts comes up only once the marker
+    // exists, which holds the user tester in its first step.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = format!(
+        "{}; exec python3 -m http.server {port} --bind 127.0.0.1",
+        wait_for_file(&marker)
+    );
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
+        with_settings(spec, |text| {
+            format!(
+                "{text}app:\n  start: \"{start}\"\n  url: http://127.0.0.1:{port}/\n  ready_timeout_secs: 120\n"
+            )
+        })
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    let scrutiny = expect_check(&m, pr, "missions / scrutiny", |_| true).await;
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("success"),
+        "{scrutiny:?}"
+    );
+    m.t.sim
+        .wait_for("user testing's job running", DEADLINE * 2, |_| {
+            m.dispatched_jobs()
+                .contains(&"M1-user-testing-1.1".to_owned())
+                .then_some(())
+        })
+        .await
+        .unwrap();
+
+    m.comment(&m.alice(), issue, "/mission abort").await;
+    m.t.expect_app_comment(issue, "Aborted by @alice").await;
+    let user_testing = expect_check(&m, pr, "missions / user-testing", |_| true).await;
+    assert_eq!(user_testing.conclusion.as_deref(), Some("cancelled"));
+    assert_eq!(user_testing.title, "Mission ended");
+    assert!(
+        user_testing.summary.contains("aborted by @alice"),
+        "{}",
+        user_testing.summary
+    );
+    assert!(open_checks(&m).is_empty(), "{:?}", open_checks(&m));
+
+    // The job still ends; its report changes nothing on the pull request.
+    std::fs::write(&marker, b"").unwrap();
+    let repo = m.repo();
+    m.t.sim
+        .wait_for("the user-testing run to complete", DEADLINE * 2, |s| {
+            s.read(|w| {
+                w.repos[&repo]
+                    .runs
+                    .values()
+                    .all(|r| r.conclusion.is_some())
+                    .then_some(())
+            })
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let user_testing = expect_check(&m, pr, "missions / user-testing", |_| true).await;
+    assert_eq!(user_testing.conclusion.as_deref(), Some("cancelled"));
+    assert_eq!(m.checks().len(), 2);
+    m.t.stop().await;
+}
