@@ -346,16 +346,42 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
         result_dir: args.result_dir,
         issue_sha256: non_empty(args.issue_sha256),
     };
-    let summary = missions::job::run(args).await?;
+    let role = args.role;
+    let summary = match missions::job::run(args).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            println!(
+                "{}",
+                missions::job::annotation(
+                    &format!("missions {} job failed", role.as_str()),
+                    &format!("{e:#}")
+                )
+            );
+            return Err(e);
+        }
+    };
     for line in &summary.lines {
         println!("{line}");
+    }
+    // An agent that stopped early left a result (the publish job pushes it
+    // and the App reads it), but the run must not look green.
+    if let missions::mission::JobResult::Incomplete { reason } = &summary.output.result {
+        println!(
+            "{}",
+            missions::job::annotation(&format!("missions {} incomplete", role.as_str()), reason)
+        );
+        anyhow::bail!(
+            "the {} agent ended incomplete: {reason} (its result is left for the publish job)",
+            role.as_str()
+        );
     }
     Ok(())
 }
 
 async fn run_publish(args: PublishCliArgs) -> anyhow::Result<()> {
     let non_empty = |s: String| Some(s).filter(|s| !s.trim().is_empty());
-    let lines = missions::job::publish(missions::job::PublishArgs {
+    let role = args.inputs.role;
+    let published = missions::job::publish(missions::job::PublishArgs {
         role: args.inputs.role,
         mission: args.inputs.mission,
         job: args.inputs.job,
@@ -363,7 +389,16 @@ async fn run_publish(args: PublishCliArgs) -> anyhow::Result<()> {
         config_ref: non_empty(args.inputs.config_ref),
         result_dir: args.result_dir,
     })
-    .await?;
+    .await;
+    let lines = published.inspect_err(|e| {
+        println!(
+            "{}",
+            missions::job::annotation(
+                &format!("missions publish ({}) failed", role.as_str()),
+                &format!("{e:#}")
+            )
+        );
+    })?;
     for line in &lines {
         println!("{line}");
     }

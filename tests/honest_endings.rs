@@ -294,3 +294,73 @@ async fn an_abort_during_user_testing_cancels_its_check_run_at_once() {
     assert_eq!(m.checks().len(), 2);
     m.t.stop().await;
 }
+
+/// The log and conclusion of the run of job `key`.
+fn run_of(m: &MissionTest, key: &str) -> Option<(Option<String>, String)> {
+    let repo = m.repo();
+    m.t.sim.read(|w| {
+        w.repos[&repo]
+            .runs
+            .values()
+            .find(|r| r.inputs.get("job").and_then(|j| j.as_str()) == Some(key))
+            .map(|r| (r.conclusion.clone(), r.log.clone()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_past_its_turn_limit_fails_its_run_with_an_annotation_and_the_step_is_retried() {
+    let m = MissionTest::start(Story::default()).await;
+    // F1's first try only ever reads a file: 201 model calls, past the
+    // worker's 200 (each reports a small usage, so the budget holds).
+    let reads: Vec<serde_json::Value> = (0..201)
+        .map(|_| {
+            serde_json::json!({
+                "tool_calls": [{"name": "read_file", "input": {"path": "textstats.py"}}],
+                "usage": {"input_tokens": 100, "output_tokens": 10},
+            })
+        })
+        .collect();
+    std::fs::write(
+        m.scripts_dir().join("feature-F1.1.json"),
+        serde_json::to_vec(&reads).unwrap(),
+    )
+    .unwrap();
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+
+    let (conclusion, log) =
+        m.t.sim
+            .wait_for("F1's first run to end", DEADLINE * 4, |_| {
+                run_of(&m, "feature-F1.1").filter(|(c, _)| c.is_some())
+            })
+            .await
+            .unwrap();
+    assert_eq!(conclusion.as_deref(), Some("failure"), "{log}");
+    // The second try does the work; the milestone goes on as usual.
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    assert!(
+        log.contains("::error title=missions worker incomplete::") && log.contains("200"),
+        "{log}"
+    );
+    let (conclusion, _) = run_of(&m, "feature-F1.2").expect("F1's second run");
+    assert_eq!(conclusion.as_deref(), Some("success"));
+
+    // Mission control shows the failed try with its reason and its cost.
+    let api = m.api(issue).await;
+    let timeline = api["timeline"].as_array().expect("a timeline");
+    let first = timeline
+        .iter()
+        .find(|j| j["key"] == "feature-F1.1")
+        .unwrap_or_else(|| panic!("{api:#}"));
+    assert!(
+        first["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("the agent stopped"),
+        "{first:#}"
+    );
+    assert!(first["cost_micros"].as_u64().unwrap() > 0, "{first:#}");
+    m.t.stop().await;
+}

@@ -171,6 +171,7 @@ impl Harness {
                     name: "between".into(),
                     command: vec!["sh".into(), "-c".into(), script],
                     contents_write: false,
+                    always: false,
                 },
             );
         }

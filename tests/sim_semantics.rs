@@ -651,11 +651,13 @@ async fn secrets_reach_the_jobs_that_cannot_push_and_the_env_every_job() {
             name: "agent".into(),
             command: sh(KEYS_SCRIPT),
             contents_write: false,
+            always: false,
         },
         missions::sim::SimJob {
             name: "publish".into(),
             command: sh(KEYS_SCRIPT),
             contents_write: true,
+            always: false,
         },
     ];
     let t = Scenario::start(ScenarioOptions {

@@ -1409,6 +1409,7 @@ fn template_jobs() -> Vec<missions::sim::SimJob> {
                 name: name.to_owned(),
                 command: action_step_command(job),
                 contents_write: write,
+                always: job["if"].as_str().is_some_and(|c| c.contains("always()")),
             }
         })
         .collect()

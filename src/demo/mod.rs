@@ -76,11 +76,15 @@ pub fn workflow_jobs(missions_binary: &Path) -> Vec<crate::sim::SimJob> {
             name: "agent".into(),
             command: agent,
             contents_write: false,
+            always: false,
         },
         crate::sim::SimJob {
             name: "publish".into(),
             command: publish,
             contents_write: true,
+            // As the template's `if: always()`: what the agent left (a result
+            // of an incomplete run, its usage) is published whatever it exited with.
+            always: true,
         },
     ]
 }

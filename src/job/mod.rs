@@ -20,9 +20,12 @@
 //!    there is dropped, and its handoff says so.
 //!
 //! A run that ends without a valid result (a limit, a refusal, repeated
-//! invalid output) is a result (`JobResult::Incomplete`) and exits 0; only
-//! infrastructure failures (settings unreadable, provider or network errors,
-//! a rejected push) are errors, and then nothing is pushed.
+//! invalid output) is a result (`JobResult::Incomplete`): it is written like
+//! any other, then `missions job` prints an `::error::` annotation with the
+//! reason and exits 1, so the Actions run is red while the publish job
+//! (`if: always()`) still pushes what the App reads. Infrastructure failures
+//! (settings unreadable, provider or network errors, a rejected push) are
+//! errors, and then nothing is pushed.
 
 mod context;
 mod env;
@@ -49,6 +52,28 @@ use crate::mission::machine::reports_branch;
 use crate::mission::plan::valid_id;
 use crate::mission::{JobOutput, JobResult, JobRole};
 use crate::repo_config::RepoConfig;
+
+/// A GitHub Actions error annotation (`::error title=…::…`): one line in
+/// the log, shown on the run's summary page. Newlines and `%` are escaped as
+/// the workflow-command syntax asks.
+pub fn annotation(title: &str, message: &str) -> String {
+    fn escape(s: &str, property: bool) -> String {
+        let s = s
+            .replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A");
+        if property {
+            s.replace(':', "%3A").replace(',', "%2C")
+        } else {
+            s
+        }
+    }
+    format!(
+        "::error title={}::{}",
+        escape(title, true),
+        escape(message, false)
+    )
+}
 
 /// The `task` input of a job: what kind of step it performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

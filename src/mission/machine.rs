@@ -1517,6 +1517,15 @@ impl Mission {
             (RunConclusion::Success, _) => {
                 Err("the job succeeded but committed no result".to_owned())
             }
+            // An agent that stopped early fails its run and says why.
+            (
+                _,
+                Some(JobOutput {
+                    job,
+                    result: JobResult::Incomplete { reason },
+                    ..
+                }),
+            ) if job == key => Err(format!("the agent stopped: {reason}")),
             (c, _) => Err(format!("the job's run ended: {}", conclusion_word(c))),
         };
         let outcome = match result {

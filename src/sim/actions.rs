@@ -320,6 +320,7 @@ fn workflow_jobs(config: &super::SimConfig, file_name: &str) -> Vec<super::SimJo
         .get(file_name)
         .map(|command| {
             vec![super::SimJob {
+                always: false,
                 name: "run".into(),
                 command: command.clone(),
                 contents_write: true,
@@ -355,9 +356,15 @@ fn combine(names: &[String], mut outcomes: Vec<runner::JobOutcome>) -> runner::J
             });
         }
     }
+    // The run ends as its first job that did not succeed (a later job that
+    // runs `always()` does not turn a failed run green).
+    let first_failed = outcomes
+        .iter()
+        .find(|o| o.conclusion != Conclusion::Success)
+        .unwrap_or(&last);
     runner::JobOutcome {
-        conclusion: last.conclusion,
-        exit_code: last.exit_code,
+        conclusion: first_failed.conclusion,
+        exit_code: first_failed.exit_code,
         log,
         secrets_masked,
         started_at: outcomes[0].started_at,
@@ -487,7 +494,12 @@ async fn execute(
                 .next()
                 .unwrap_or(workflow_path.as_str()),
         );
+        let mut failed_before = false;
         for job in &jobs {
+            // A later job `needs:` the earlier ones, unless it runs `always()`.
+            if failed_before && !job.always {
+                continue;
+            }
             let secrets: &[(String, String)] = if one_command_workflow || !job.contents_write {
                 &sim.config.job_secrets
             } else {
@@ -547,13 +559,9 @@ async fn execute(
             };
             let outcome = runner::run_job(spec, sim.shutdown.child_token()).await;
             sim.world().tokens.remove(&token);
-            let succeeded = outcome.conclusion == Conclusion::Success;
+            failed_before |= outcome.conclusion != Conclusion::Success;
             outcomes.push(outcome);
             names.push(job.name.clone());
-            // A later job `needs:` this one.
-            if !succeeded {
-                break;
-            }
         }
         let _ = std::fs::remove_dir_all(&artifacts);
         combine(&names, outcomes)

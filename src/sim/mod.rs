@@ -91,6 +91,8 @@ pub struct SimJob {
     pub command: Vec<String>,
     /// Whether its token may push (`permissions: contents: write`).
     pub contents_write: bool,
+    /// `if: always()`: it runs even when an earlier job failed or timed out.
+    pub always: bool,
 }
 
 impl SimConfig {

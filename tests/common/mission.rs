@@ -326,4 +326,58 @@ impl MissionTest {
         self.merge(pr).await;
         pr
     }
+
+    /// The mission as the JSON API shows it.
+    pub async fn api(&self, issue: u64) -> Value {
+        let url = format!("{}/api/missions/{}/{issue}", self.t.app_url, self.repo());
+        let response = self.t.http.get(url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The App's mission control comments on the issue.
+    pub fn stickies(&self, issue: u64) -> Vec<String> {
+        self.app_comments(issue)
+            .into_iter()
+            .filter(|b| b.starts_with(missions::mission::control::STICKY_MARKER))
+            .collect()
+    }
+
+    /// Waits until the sticky comment shows the API's figures; returns them.
+    pub async fn expect_sticky_matches_api(&self, issue: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let api = self.api(issue).await;
+            let stickies = self.stickies(issue);
+            assert!(
+                stickies.len() <= 1,
+                "more than one sticky comment: {stickies:#?}"
+            );
+            if let Some(body) = stickies.first() {
+                let figures = missions::mission::control::sticky_figures(body);
+                let want_features = format!(
+                    "{} of {} done",
+                    api["features"]["done"], api["features"]["total"]
+                );
+                let want_assertions = format!(
+                    "{} of {} passing",
+                    api["assertions"]["done"], api["assertions"]["total"]
+                );
+                let want_budget = format!("${}", api["budget"]["spent"].as_str().unwrap());
+                if figures.get("features") == Some(&want_features)
+                    && figures.get("assertions") == Some(&want_assertions)
+                    && figures
+                        .get("budget")
+                        .is_some_and(|b| b.starts_with(&want_budget))
+                {
+                    return api;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sticky comment never matched the API: {stickies:#?}\n{api:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -740,10 +740,11 @@ impl MissionDriver {
             Some("timed_out") => RunConclusion::TimedOut,
             _ => RunConclusion::Failure,
         };
-        let output = if conclusion == RunConclusion::Success {
-            read_output(client, mission, job).await?
-        } else {
-            None
+        // Also after a failed run: an agent that stopped early fails its run
+        // and still leaves its result (its reason and what it spent).
+        let output = match conclusion {
+            RunConclusion::Cancelled => None,
+            _ => read_output(client, mission, job).await?,
         };
         Ok(Event::JobFinished {
             key: job.key.clone(),
