@@ -136,6 +136,10 @@ struct JobCliArgs {
     /// the issue as it is).
     #[arg(long, default_value = "")]
     issue_sha256: String,
+    /// What this job may spend, in US dollars: the mission's remaining budget
+    /// less the other roles' reserves ("": the repository's whole budget).
+    #[arg(long, default_value = "")]
+    spend_limit_usd: String,
 }
 
 #[derive(clap::Args)]
@@ -345,6 +349,7 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
         transcript_dir: args.transcript_dir,
         result_dir: args.result_dir,
         issue_sha256: non_empty(args.issue_sha256),
+        spend_limit_micros: missions::job::parse_usd(&args.spend_limit_usd)?,
     };
     let role = args.role;
     let summary = match missions::job::run(args).await {

@@ -364,3 +364,59 @@ async fn a_worker_past_its_turn_limit_fails_its_run_with_an_annotation_and_the_s
     assert!(first["cost_micros"].as_u64().unwrap() > 0, "{first:#}");
     m.t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_would_spend_three_dollars_of_a_one_dollar_budget_stops_inside_its_job() {
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
+        with_settings(spec, |text| {
+            text.replace("budget:\n  usd: 5\n", "budget:\n  usd: 1\n")
+        })
+    })
+    .await;
+    // F1's worker would make ten calls of 100,000 input tokens each: $0.30
+    // apiece at the demo's prices, $3 in all.
+    let expensive: Vec<serde_json::Value> = (0..10)
+        .map(|_| {
+            serde_json::json!({
+                "tool_calls": [{"name": "read_file", "input": {"path": "textstats.py"}}],
+                "usage": {"input_tokens": 100000, "output_tokens": 0},
+            })
+        })
+        .collect();
+    std::fs::write(
+        m.scripts_dir().join("feature-F1.json"),
+        serde_json::to_vec(&expensive).unwrap(),
+    )
+    .unwrap();
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+
+    // The issue says the budget stopped it, and how to go on.
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains("the budget is spent: feature F1 stopped before a model call that could pass its spending limit")
+            && body.contains("of $1.00 spent")
+            && body.contains("Raise `budget`"),
+        "{body}"
+    );
+    // It stopped inside the job, under the budget, after two calls.
+    let (conclusion, log) = run_of(&m, "feature-F1.1").expect("F1's run");
+    assert_eq!(conclusion.as_deref(), Some("failure"), "{log}");
+    assert!(
+        log.contains("::error title=missions worker incomplete::")
+            && log.contains("spending limit reached"),
+        "{log}"
+    );
+    assert!(
+        log.contains(": limit_reached after 2 model call(s)"),
+        "{log}"
+    );
+    let api = m.expect_sticky_matches_api(issue).await;
+    let spent = api["budget"]["spent_micros"].as_u64().unwrap();
+    assert!(spent <= 1_000_000 && spent >= 600_000, "{api:#}");
+    // No second try: another would stop the same way.
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1", "feature-F1.1"]);
+    m.t.stop().await;
+}

@@ -17,6 +17,9 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 // ---- fixtures -----------------------------------------------------------------
 
 const T0: i64 = 1_700_000_000;
+/// The most one model call costs in the random walks: what a job may pass
+/// its spending limit by (its last call), and so the mission its budget.
+const ONE_CALL: u64 = 10_000;
 const ISSUE: u64 = 7;
 
 /// A maintainer.
@@ -336,6 +339,7 @@ impl Sim {
                     cost_micros,
                     ..JobUsage::default()
                 },
+                budget_stop: false,
             }),
         })
     }
@@ -1214,6 +1218,7 @@ fn pause_abort_and_stale_results() {
             job: f2.key.clone(),
             result: worker(clean_handoff("F2")),
             usage: JobUsage::default(),
+            budget_stop: false,
         }),
     });
     assert!(fx.is_empty());
@@ -1568,19 +1573,37 @@ impl World {
                 };
                 let (result, passes) = self.valid_output(&job, *variant);
                 let run_id = job.run_id.unwrap_or_else(|| self.fresh_run());
+                // A job keeps to its spending limit: one that would pass it
+                // stops before the call that could (it fails its run and says
+                // why in its output).
+                let over = job
+                    .spend_limit_micros
+                    .filter(|limit| u64::from(*cost) > *limit);
+                let (result, passes, cost, conclusion) = match over {
+                    Some(limit) => (
+                        JobResult::Incomplete {
+                            reason: "spending limit reached".into(),
+                        },
+                        None,
+                        limit.saturating_sub(ONE_CALL / 2),
+                        RunConclusion::Failure,
+                    ),
+                    None => (result, passes, u64::from(*cost), RunConclusion::Success),
+                };
                 let event = Event::JobFinished {
                     key: job.key.clone(),
                     run_id: Some(run_id),
-                    conclusion: RunConclusion::Success,
+                    conclusion,
                     output: Some(JobOutput {
                         job: job.key.clone(),
                         result,
                         usage: JobUsage {
                             input_tokens: 5000,
                             output_tokens: 500,
-                            cost_micros: u64::from(*cost),
+                            cost_micros: cost,
                             ..JobUsage::default()
                         },
+                        budget_stop: over.is_some(),
                     }),
                 };
                 (Some(event), passes)
@@ -1597,6 +1620,7 @@ impl World {
                         cost_micros: 10_000,
                         ..JobUsage::default()
                     },
+                    budget_stop: false,
                 };
                 let (run_id, conclusion, output) = match how % 8 {
                     0 => (Some(run_id), RunConclusion::Failure, None),
@@ -1672,6 +1696,7 @@ impl World {
                         job: key,
                         result: worker(clean_handoff("F1")),
                         usage: JobUsage::default(),
+                        budget_stop: false,
                     }),
                 };
                 (Some(event), None)
@@ -1693,6 +1718,7 @@ impl World {
                         job: key,
                         result: questions(&["again?"]),
                         usage: JobUsage::default(),
+                        budget_stop: false,
                     }),
                 };
                 (Some(event), None)
@@ -2029,6 +2055,30 @@ impl World {
                 Some(&job.key),
                 "a job appeared without a dispatch"
             );
+        }
+
+        // Spending only grows, and never passes the budget by more than one
+        // model call.
+        prop_assert!(after.usage.cost_micros >= before.usage.cost_micros);
+        if let Some(budget) = after.settings.budget_micros {
+            prop_assert!(
+                after.usage.cost_micros <= budget + ONE_CALL,
+                "spent {} of a budget of {}",
+                after.usage.cost_micros,
+                budget
+            );
+        }
+        // A job stopped by its spending limit pauses the mission (another
+        // try would stop the same way).
+        if finished_current
+            && !before.is_terminal()
+            && let Event::JobFinished {
+                output: Some(out), ..
+            } = event
+            && out.budget_stop
+        {
+            prop_assert!(after.paused.is_some(), "a budget stop did not pause");
+            prop_assert!(jobs.is_empty());
         }
 
         // Attempts are bounded; hitting the bound pauses.
@@ -2457,5 +2507,27 @@ fn an_early_merge_is_not_accepted_while_its_job_runs_and_the_report_says_so() {
     assert!(
         s.m.final_report()
             .contains("Merged without passing validation: M1")
+    );
+}
+
+#[test]
+fn a_jobs_spending_limit_leaves_the_other_roles_their_reserve() {
+    use missions::mission::JobRole;
+    use missions::mission::machine::{Reserves, spend_limit};
+    let reserve = Reserves {
+        orchestrator: 100_000,
+        worker: 200_000,
+        scrutiny: 300_000,
+        user_testing: 0,
+    };
+    // What remains less the largest reserve of the others.
+    assert_eq!(spend_limit(1_000_000, &reserve, JobRole::Worker), 700_000);
+    assert_eq!(spend_limit(1_000_000, &reserve, JobRole::Scrutiny), 800_000);
+    // Too little for that: the job's own reserve, never more than remains.
+    assert_eq!(spend_limit(250_000, &reserve, JobRole::Worker), 200_000);
+    assert_eq!(spend_limit(150_000, &reserve, JobRole::Worker), 150_000);
+    assert_eq!(
+        spend_limit(1_000_000, &Reserves::default(), JobRole::Worker),
+        1_000_000
     );
 }

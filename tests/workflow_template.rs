@@ -71,22 +71,31 @@ fn triggers(workflow: &Value) -> &Value {
     on.expect("the workflow has `on:`")
 }
 
-/// The input names of the App's `workflow_dispatch` (the `"inputs": {…}` object
-/// in `effects.rs`'s `dispatch`): the one place the App spells them.
+/// The input names of the App's `workflow_dispatch` (the `inputs` object in
+/// `effects.rs`'s `dispatch`, and the ones it adds to it): the one place the
+/// App spells them.
 fn dispatched_inputs() -> BTreeSet<String> {
     let source = read("src/engine/missions/effects.rs");
     let start = source
         .find("async fn dispatch(")
         .expect("effects.rs has `dispatch`");
     let body = &source[start..];
-    let inputs = &body[body.find("\"inputs\": {").expect("dispatch sends inputs")..];
+    let body = &body[..body.find("\n}\n").expect("dispatch ends")];
+    let inputs = &body[body
+        .find("let mut inputs = json!({")
+        .expect("dispatch sends inputs")..];
     let inputs = &inputs[..inputs.find('}').unwrap()];
-    let names: BTreeSet<String> = regex::Regex::new(r#""([a-z_0-9]+)":"#)
+    let mut names: BTreeSet<String> = regex::Regex::new(r#""([a-z_0-9]+)":"#)
         .unwrap()
         .captures_iter(inputs)
         .map(|c| c[1].to_owned())
-        .filter(|name| name != "inputs")
         .collect();
+    names.extend(
+        regex::Regex::new(r#"inputs\["([a-z_0-9]+)"\]"#)
+            .unwrap()
+            .captures_iter(body)
+            .map(|c| c[1].to_owned()),
+    );
     assert!(names.len() >= 5, "{names:?}");
     names
 }
@@ -296,11 +305,13 @@ fn the_template_takes_exactly_the_inputs_the_app_dispatches() {
         let required = input["required"].as_bool() == Some(true);
         assert_eq!(
             required,
-            name != "feature" && name != "issue_sha256",
+            !["feature", "issue_sha256", "spend_limit_usd"].contains(&name),
             "{name}: required"
         );
     }
     assert_eq!(inputs["feature"]["default"].as_str(), Some(""));
+    // Missions without a budget send no limit.
+    assert_eq!(inputs["spend_limit_usd"]["default"].as_str(), Some(""));
     // Missions started before the App kept the issue's text send none.
     assert_eq!(inputs["issue_sha256"]["default"].as_str(), Some(""));
 
@@ -452,7 +463,8 @@ fn the_template_passes_every_dispatch_input_to_the_action() {
     let workflow = template();
     let action_inputs = keys(&action()["inputs"]);
     // Both jobs' missions steps take only the action's inputs, and every
-    // dispatch input as itself (the publish job names the same job).
+    // dispatch input as itself (the publish job names the same job; it
+    // spends nothing, so it takes no spending limit).
     let checked_with = |job: &str| -> &Value {
         let with = &missions_step(job_named(&workflow, job))["with"];
         for name in keys(with) {
@@ -462,6 +474,10 @@ fn the_template_passes_every_dispatch_input_to_the_action() {
             );
         }
         for input in dispatched_inputs() {
+            if job == "publish" && input == "spend_limit_usd" {
+                assert!(with.get("spend-limit-usd").is_none());
+                continue;
+            }
             let action_input = input.replace('_', "-");
             let value = str_of(&with[action_input.as_str()]);
             assert_eq!(

@@ -15,6 +15,6 @@ mod tools;
 pub use compact::{SUMMARY_FOLLOW_UP, SUMMARY_HEADER, prompt_budget, request_tokens};
 pub use run::{
     AgentConfig, AgentOutcome, AgentResult, DEFAULT_CONTEXT_WINDOW, FINISH_NOT_ALONE, FINISH_TOOL,
-    FinishCheck, FinishSpec, Limit, Limits, NUDGE, Violation, run_agent,
+    FinishCheck, FinishSpec, Limit, Limits, NUDGE, SpendCap, Violation, run_agent,
 };
 pub use tools::{BashConfig, CommandRecord, Tool, ToolOutput, ToolSet, Workspace, looks_secret};

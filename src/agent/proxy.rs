@@ -62,6 +62,8 @@ pub struct ProxySpend {
     pub unauthorized: u32,
     /// Why calls were refused, once one was.
     pub refusal: Option<String>,
+    /// The first refusal was for money (not for tokens).
+    pub refused_for_budget: bool,
 }
 
 struct Shared {
@@ -269,10 +271,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             "missions model proxy: only model calls pass through this proxy (messages, responses, chat completions, generateContent, the model list)",
         );
     }
-    if let Some(reason) = over_budget(&shared) {
+    if let Some((reason, for_money)) = over_budget(&shared) {
         let mut spend = shared.spend.lock().expect("proxy spend");
         spend.refused += 1;
-        spend.refusal.get_or_insert_with(|| reason.clone());
+        if spend.refusal.is_none() {
+            spend.refusal = Some(reason.clone());
+            spend.refused_for_budget = for_money;
+        }
         drop(spend);
         // 400, not 429: agents retry 429s, and no wait makes more budget.
         return api_error(
@@ -372,23 +377,30 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     response
 }
 
-/// Why the next call is refused, if the job's budget is spent.
-fn over_budget(shared: &Shared) -> Option<String> {
+/// Why the next call is refused, if the job's budget is spent, and whether
+/// for money (else for tokens).
+fn over_budget(shared: &Shared) -> Option<(String, bool)> {
     let spend = shared.spend.lock().expect("proxy spend");
     let tokens = spend.usage.total_input() + spend.usage.output_tokens;
     if let Some(max) = shared.config.max_cost
         && spend.cost_micros >= max
     {
-        return Some(format!(
-            "missions model proxy: this job's model budget is spent ({} of {}); no more model calls are allowed in this job",
-            crate::llm::pricing::dollars(spend.cost_micros),
-            crate::llm::pricing::dollars(max),
+        return Some((
+            format!(
+                "missions model proxy: this job's model budget is spent ({} of {}); no more model calls are allowed in this job",
+                crate::llm::pricing::dollars(spend.cost_micros),
+                crate::llm::pricing::dollars(max),
+            ),
+            true,
         ));
     }
     if tokens >= shared.config.max_total_tokens {
-        return Some(format!(
-            "missions model proxy: this job's token limit is reached ({tokens} of {} tokens); no more model calls are allowed in this job",
-            shared.config.max_total_tokens
+        return Some((
+            format!(
+                "missions model proxy: this job's token limit is reached ({tokens} of {} tokens); no more model calls are allowed in this job",
+                shared.config.max_total_tokens
+            ),
+            false,
         ));
     }
     None

@@ -205,6 +205,18 @@ pub struct AgentConfig {
     /// The same call failing the same way this many times in a row ends the
     /// run with [`AgentResult::Repeating`].
     pub max_repeated_failures: u32,
+    /// What the run may spend; `None`: no money limit.
+    pub spend_cap: Option<SpendCap>,
+}
+
+/// The money a run may spend: the job's limit, less what its earlier runs
+/// spent, at the model's prices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendCap {
+    pub limit_micros: u64,
+    /// Spent by the job's earlier agent runs.
+    pub spent_before_micros: u64,
+    pub prices: crate::llm::pricing::Prices,
 }
 
 impl AgentConfig {
@@ -227,6 +239,7 @@ impl AgentConfig {
             max_invalid_finish: 3,
             context_window: DEFAULT_CONTEXT_WINDOW,
             max_repeated_failures: 3,
+            spend_cap: None,
         }
     }
 }
@@ -235,9 +248,21 @@ impl AgentConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "limit")]
 pub enum Limit {
-    Turns { max: u32 },
-    Tokens { max: u64, used: u64 },
-    WallTime { max_secs: u64 },
+    Turns {
+        max: u32,
+    },
+    Tokens {
+        max: u64,
+        used: u64,
+    },
+    WallTime {
+        max_secs: u64,
+    },
+    /// The next model call could pass the job's spending limit.
+    Budget {
+        limit_micros: u64,
+        spent_micros: u64,
+    },
 }
 
 impl fmt::Display for Limit {
@@ -248,6 +273,15 @@ impl fmt::Display for Limit {
                 write!(f, "token limit reached ({used} of {max} tokens)")
             }
             Limit::WallTime { max_secs } => write!(f, "time limit reached ({max_secs} s)"),
+            Limit::Budget {
+                limit_micros,
+                spent_micros,
+            } => write!(
+                f,
+                "spending limit reached: {} of the job's {} spent, and the next model call could pass it",
+                crate::llm::pricing::dollars(*spent_micros),
+                crate::llm::pricing::dollars(*limit_micros)
+            ),
         }
     }
 }
@@ -357,6 +391,8 @@ pub async fn run_agent(
     let mut invalid_finishes = 0u32;
     let mut nudged = false;
     let mut failures = RepeatedFailures::new(config.max_repeated_failures);
+    // The last call's input tokens, cached or not, as the provider counted them.
+    let mut last_input = 0u64;
 
     outcome.result = 'run: loop {
         if outcome.turns >= config.limits.max_turns {
@@ -380,6 +416,25 @@ pub async fn run_agent(
                 tokens = estimate(&outcome.transcript),
                 "conversation compacted to fit the context window"
             );
+        }
+        if let Some(cap) = &config.spend_cap {
+            // The next call at its worst: the conversation as it is now (or
+            // as large as the last call's input, if that was larger) and a
+            // full answer.
+            let spent_micros = cap
+                .spent_before_micros
+                .saturating_add(cap.prices.cost(&outcome.usage));
+            let next = Usage {
+                input_tokens: estimate(&outcome.transcript).max(last_input),
+                output_tokens: u64::from(config.max_tokens),
+                ..Usage::default()
+            };
+            if spent_micros.saturating_add(cap.prices.cost(&next)) > cap.limit_micros {
+                break AgentResult::LimitReached(Limit::Budget {
+                    limit_micros: cap.limit_micros,
+                    spent_micros,
+                });
+            }
         }
         let mut request = ChatRequest {
             model: config.model.clone(),
@@ -412,6 +467,7 @@ pub async fn run_agent(
         };
         outcome.turns += 1;
         outcome.usage.add(&response.usage);
+        last_input = response.usage.total_input();
         let mut message = response.message();
         if message.content.is_empty() {
             // Providers reject empty assistant messages in later requests.

@@ -40,6 +40,7 @@ pub fn job_command(missions_binary: &Path) -> Vec<String> {
         ("--job", "job"),
         ("--config-ref", "config_ref"),
         ("--issue-sha256", "issue_sha256"),
+        ("--spend-limit-usd", "spend_limit_usd"),
     ] {
         argv.push(flag.into());
         argv.push(format!("${{{{ inputs.{input} }}}}"));

@@ -75,6 +75,20 @@ pub fn annotation(title: &str, message: &str) -> String {
     )
 }
 
+/// An amount of US dollars as micro-dollars ("" → `None`).
+pub fn parse_usd(text: &str) -> anyhow::Result<Option<u64>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(usd) if usd.is_finite() && (0.0..=1e9).contains(&usd) => {
+            Ok(Some((usd * 1_000_000.0).round() as u64))
+        }
+        _ => bail!("--spend-limit-usd {text:?} is not an amount of US dollars (e.g. 1.25)"),
+    }
+}
+
 /// The `task` input of a job: what kind of step it performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -178,6 +192,9 @@ pub struct JobArgs {
     /// The hash of the issue's text the App took in (see [`issue_text`]);
     /// `None`: read the issue as it is.
     pub issue_sha256: Option<String>,
+    /// What the job may spend, in micro-dollars (the App's `spend_limit_usd`
+    /// input); `None`: the repository's whole `budget`, if it sets one.
+    pub spend_limit_micros: Option<u64>,
 }
 
 impl JobArgs {
@@ -568,6 +585,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         job: args.job.clone(),
         result: outcome.result,
         usage: outcome.usage,
+        budget_stop: outcome.budget_stop,
     };
     let envelope = (
         output::envelope_path(issue, &args.job),
@@ -717,6 +735,7 @@ mod tests {
             transcript_dir: None,
             result_dir: None,
             issue_sha256: None,
+            spend_limit_micros: None,
         }
     }
 

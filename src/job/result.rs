@@ -523,6 +523,7 @@ mod tests {
             job: "M1-scrutiny-1.1".into(),
             result: crate::mission::JobResult::Incomplete { reason: "r".into() },
             usage: Default::default(),
+            budget_stop: false,
         });
         let good = |path: &str| ArtifactFile::new(path, b"{}");
         let env_file = ArtifactFile::new(".missions/7/jobs/M1-scrutiny-1.1.json", &envelope);

@@ -24,8 +24,8 @@ use crate::agent::engine as engine_presets;
 use crate::agent::mcp::FinishEndpoint;
 use crate::agent::proxy::{KeyHeader, ModelProxy, ProxyConfig};
 use crate::agent::{
-    AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limits, Tool,
-    ToolSet, Violation, Workspace, run_agent,
+    AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limit, Limits,
+    SpendCap, Tool, ToolSet, Violation, Workspace, run_agent,
 };
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
 use crate::llm::serve::ScriptServer;
@@ -74,6 +74,9 @@ pub struct RoleOutcome {
     pub log: Vec<String>,
     /// Compactions of the agents' conversations (see [`crate::agent::AgentOutcome`]).
     pub compactions: u32,
+    /// An agent stopped before a model call that could pass the job's
+    /// spending limit.
+    pub budget_stop: bool,
 }
 
 impl RoleOutcome {
@@ -98,6 +101,7 @@ impl RoleOutcome {
             removed: Vec::new(),
             log: Vec::new(),
             compactions: 0,
+            budget_stop: false,
         }
     }
 }
@@ -228,6 +232,17 @@ pub fn slug_of(key: &str) -> &str {
 }
 
 impl Ctx {
+    /// What this job may spend in all, in micro-dollars: the App's limit for
+    /// it, else (a job dispatched by an older App, or by hand) the
+    /// repository's whole budget.
+    fn spend_limit(&self) -> Option<u64> {
+        self.args.spend_limit_micros.or_else(|| {
+            self.config
+                .budget_usd
+                .map(|usd| (usd * 1_000_000.0).round() as u64)
+        })
+    }
+
     fn issue(&self) -> u64 {
         self.args.mission
     }
@@ -284,6 +299,11 @@ impl Ctx {
         config.max_tokens = model.max_tokens;
         config.context_window = model.context_window();
         config.bash = bash_config(&marker, &self.containment);
+        config.spend_cap = self.spend_limit().map(|limit_micros| SpendCap {
+            limit_micros,
+            spent_before_micros: outcome.usage.cost_micros,
+            prices: model.prices(),
+        });
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
         let system_text = config.system.clone();
@@ -324,7 +344,10 @@ impl Ctx {
         )?;
         Ok(match agent.result {
             AgentResult::Finished(value) => Ended::Finished(value),
-            AgentResult::LimitReached(limit) => Ended::Incomplete(format!("{}: {limit}", run.name)),
+            AgentResult::LimitReached(limit) => {
+                outcome.budget_stop |= matches!(limit, Limit::Budget { .. });
+                Ended::Incomplete(format!("{}: {limit}", run.name))
+            }
             AgentResult::InvalidFinish(violations) => {
                 let list: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
                 Ended::Incomplete(format!(
@@ -426,9 +449,8 @@ impl Ctx {
             real_key,
             prices: model.prices(),
             max_cost: self
-                .config
-                .budget_usd
-                .map(|usd| (usd * 1_000_000.0).round() as crate::llm::pricing::Micros),
+                .spend_limit()
+                .map(|limit| limit.saturating_sub(outcome.usage.cost_micros)),
             max_total_tokens: run.limits.max_total_tokens,
         })
         .await
@@ -587,6 +609,7 @@ impl Ctx {
             return Ok(Ended::Finished(value));
         }
         if let Some(reason) = spend.refusal {
+            outcome.budget_stop |= spend.refused_for_budget;
             return Ok(Ended::Incomplete(format!("{}: {reason}", run.name)));
         }
         Ok(Ended::Incomplete(match acp.ended {

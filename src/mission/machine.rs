@@ -241,6 +241,10 @@ pub struct Job {
     /// The run's page on GitHub, once known.
     #[serde(default)]
     pub run_url: Option<String>,
+    /// What the job may spend (micro-dollars): the mission's remaining budget
+    /// less what the other roles keep in reserve; `None`: no budget.
+    #[serde(default)]
+    pub spend_limit_micros: Option<u64>,
 }
 
 impl Job {
@@ -1050,12 +1054,19 @@ impl Mission {
                 // It never ran: put the step back, so that a resume runs it.
                 self.job = None;
                 self.pending = Some(job.task);
+                let how = if error.contains("Unexpected inputs") {
+                    "The mission workflow is older than the App (it lacks an input the App sends, \
+                     such as `spend_limit_usd`): run `missions init --force` and commit \
+                     `.github/workflows/missions.yml` to the default branch, then comment `/mission resume`."
+                } else {
+                    "Check that the mission workflow exists on the branch and that the App may run Actions, then comment `/mission resume`."
+                };
                 self.pause(
                     format!(
                         "GitHub refused to dispatch job `{key}`: {}",
                         one_line(&error)
                     ),
-                    "Check that the mission workflow exists on the branch and that the App may run Actions, then comment `/mission resume`.",
+                    how,
                 )
             }
             Event::ValidationStartFailed {
@@ -1509,6 +1520,9 @@ impl Mission {
             self.consumed_runs.insert(r);
         }
         let spent = output.as_ref().map(|o| o.usage).unwrap_or_default();
+        let budget_stop = output
+            .as_ref()
+            .is_some_and(|o| o.job == key && o.budget_stop);
         if output.is_some() {
             self.usage.add(&spent);
         }
@@ -1559,7 +1573,23 @@ impl Mission {
                 // The failed validator's check run ends now, saying why; a
                 // retry reports on a new one.
                 let closed = self.close_failed_check(&job.task, conclusion);
-                let mut effects = self.job_failed(job.task.clone(), reason.clone(), now);
+                let mut effects = if budget_stop {
+                    // Another try would stop the same way: the budget decides.
+                    self.pending = Some(job.task.clone());
+                    self.pause(
+                        format!(
+                            "the budget is spent: {} stopped before a model call that could pass its \
+                             spending limit of ${} (${} of ${} spent)",
+                            job.task.describe(),
+                            dollars(job.spend_limit_micros.unwrap_or(0)),
+                            dollars(self.usage.cost_micros),
+                            dollars(self.settings.budget_micros.unwrap_or(0))
+                        ),
+                        "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume` to run it again.",
+                    )
+                } else {
+                    self.job_failed(job.task.clone(), reason.clone(), now)
+                };
                 if let Some((check_run_id, conclusion)) = closed {
                     let (title, summary) = self.failed_check_text(&job, conclusion, &reason);
                     effects.insert(
@@ -2122,6 +2152,13 @@ impl Mission {
             Task::Validate { .. } => reports_branch(self.issue),
             _ => branch.clone(),
         };
+        let spend_limit_micros = self.settings.budget_micros.map(|budget| {
+            spend_limit(
+                budget.saturating_sub(self.usage.cost_micros),
+                &self.settings.reserve,
+                task.role(),
+            )
+        });
         let job = Job {
             key,
             task,
@@ -2130,6 +2167,7 @@ impl Mission {
             dispatched_at: now,
             run_id: None,
             run_url: None,
+            spend_limit_micros,
         };
         self.job = Some(job.clone());
         vec![Effect::Dispatch { job }]
@@ -2216,6 +2254,27 @@ impl Mission {
     }
 }
 
+/// A job's spending limit: what is left of the budget less the largest
+/// reserve of the other roles, so that whatever runs next can still start;
+/// when that leaves less than the job's own reserve, its reserve (never more
+/// than what is left).
+pub fn spend_limit(remaining: u64, reserve: &Reserves, role: JobRole) -> u64 {
+    let others = [
+        JobRole::Orchestrator,
+        JobRole::Worker,
+        JobRole::Scrutiny,
+        JobRole::UserTesting,
+    ]
+    .into_iter()
+    .filter(|r| *r != role)
+    .map(|r| reserve.for_role(r))
+    .max()
+    .unwrap_or(0);
+    remaining
+        .saturating_sub(others)
+        .max(reserve.for_role(role).min(remaining))
+}
+
 fn plan_summary(plan: &Plan) -> String {
     let features: usize = plan.milestones.iter().map(|m| m.features.len()).sum();
     format!(
@@ -2247,6 +2306,11 @@ pub fn phase_word(phase: Phase) -> &'static str {
         Phase::Done => "done",
         Phase::Aborted => "aborted",
     }
+}
+
+/// Micro-dollars as exact dollars (`1.250000`): what a job is told it may spend.
+pub fn usd_decimal(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
 }
 
 /// Micro-dollars as dollars with two decimals.

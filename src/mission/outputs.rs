@@ -372,4 +372,8 @@ pub struct JobOutput {
     pub job: String,
     pub result: JobResult,
     pub usage: JobUsage,
+    /// The job stopped before a model call that could have passed its
+    /// spending limit: another try would stop the same way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_stop: bool,
 }

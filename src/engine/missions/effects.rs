@@ -351,6 +351,20 @@ async fn dispatch(
         .and_then(|m| m.issue_text.as_ref())
         .map(|s| s.sha256.clone())
         .unwrap_or_default();
+    let mut inputs = json!({
+        "role": job.role().as_str(),
+        "mission": issue.to_string(),
+        "task": job.task.kind(),
+        "feature": job.task.feature().unwrap_or(""),
+        "job": job.key,
+        "config_ref": config_ref,
+        "issue_sha256": issue_sha256,
+    });
+    // Only with a budget: a workflow written before this input still runs
+    // missions without one (GitHub refuses inputs a workflow does not declare).
+    if let Some(limit) = job.spend_limit_micros {
+        inputs["spend_limit_usd"] = json!(crate::mission::machine::usd_decimal(limit));
+    }
     // One exchange per attempt (the outbox retries): a crash can then only
     // leave a dispatch in doubt during that one exchange, not during waits.
     client
@@ -363,15 +377,7 @@ async fn dispatch(
             ),
             Some(&json!({
                 "ref": job.branch,
-                "inputs": {
-                    "role": job.role().as_str(),
-                    "mission": issue.to_string(),
-                    "task": job.task.kind(),
-                    "feature": job.task.feature().unwrap_or(""),
-                    "job": job.key,
-                    "config_ref": config_ref,
-                    "issue_sha256": issue_sha256,
-                },
+                "inputs": inputs,
             })),
         )
         .await?;
