@@ -420,3 +420,60 @@ async fn a_worker_that_would_spend_three_dollars_of_a_one_dollar_budget_stops_in
     assert_eq!(m.dispatched_jobs(), ["scope-1.1", "feature-F1.1"]);
     m.t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_dies_after_three_model_calls_still_counts_them() {
+    let m = MissionTest::start_timed(
+        Story::default(),
+        FaultConfig::default(),
+        |spec| spec,
+        Some(Duration::from_secs(20)),
+    )
+    .await;
+    // F1's first try: three answers of 10,000 input tokens ($0.03 each at
+    // the demo's prices), the third a command that outlives the job's limit.
+    let call = |tool: serde_json::Value| serde_json::json!({"tool_calls": [tool], "usage": {"input_tokens": 10000, "output_tokens": 0}});
+    let script = vec![
+        call(serde_json::json!({"name": "read_file", "input": {"path": "textstats.py"}})),
+        call(serde_json::json!({"name": "read_file", "input": {"path": "README.md"}})),
+        call(serde_json::json!({"name": "bash", "input": {"command": "sleep 300"}})),
+    ];
+    std::fs::write(
+        m.scripts_dir().join("feature-F1.1.json"),
+        serde_json::to_vec(&script).unwrap(),
+    )
+    .unwrap();
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+
+    // The runner kills the job; its usage ledger still reaches the App.
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let (conclusion, log) = run_of(&m, "feature-F1.1").expect("F1's first run");
+    assert_eq!(conclusion.as_deref(), Some("timed_out"), "{log}");
+    assert!(
+        log.contains("its usage (3 model call(s), 30000 tokens in, 0 out, $0.09) is recorded on missions/1/reports"),
+        "{log}"
+    );
+    let api = m.expect_sticky_matches_api(issue).await;
+    let timeline = api["timeline"].as_array().unwrap();
+    let died = timeline
+        .iter()
+        .find(|j| j["key"] == "feature-F1.1")
+        .unwrap_or_else(|| panic!("{api:#}"));
+    assert_eq!(died["cost_micros"], 90_000, "{died:#}");
+    assert_eq!(died["estimated"], false, "{died:#}");
+    assert!(
+        died["outcome"].as_str().unwrap().contains("timed out"),
+        "{died:#}"
+    );
+    // The mission's spend is the sum of its jobs', the dead one included.
+    let sum: u64 = timeline
+        .iter()
+        .map(|j| j["cost_micros"].as_u64().unwrap())
+        .sum();
+    assert_eq!(api["budget"]["spent_micros"].as_u64().unwrap(), sum);
+    assert_eq!(api["budget"]["estimated"], serde_json::Value::Null);
+    m.t.stop().await;
+}

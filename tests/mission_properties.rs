@@ -327,6 +327,7 @@ impl Sim {
     fn finish_costing(&mut self, job: &Job, result: JobResult, cost_micros: u64) -> Vec<Effect> {
         self.runs += 1;
         self.apply(Event::JobFinished {
+            ledger: None,
             key: job.key.clone(),
             run_id: Some(self.runs),
             conclusion: RunConclusion::Success,
@@ -347,6 +348,7 @@ impl Sim {
     fn fail(&mut self, job: &Job) -> Vec<Effect> {
         self.runs += 1;
         self.apply(Event::JobFinished {
+            ledger: None,
             key: job.key.clone(),
             run_id: Some(self.runs),
             conclusion: RunConclusion::Failure,
@@ -1211,6 +1213,7 @@ fn pause_abort_and_stale_results() {
     let before = s.m.clone();
     assert!(s.finish(&f1, worker(clean_handoff("F1"))).is_empty());
     let fx = s.apply(Event::JobFinished {
+        ledger: None,
         key: f2.key.clone(),
         run_id: Some(1),
         conclusion: RunConclusion::Success,
@@ -1591,6 +1594,7 @@ impl World {
                     None => (result, passes, u64::from(*cost), RunConclusion::Success),
                 };
                 let event = Event::JobFinished {
+                    ledger: None,
                     key: job.key.clone(),
                     run_id: Some(run_id),
                     conclusion,
@@ -1658,6 +1662,7 @@ impl World {
                 };
                 (
                     Some(Event::JobFinished {
+                        ledger: None,
                         key: job.key,
                         run_id,
                         conclusion,
@@ -1689,6 +1694,7 @@ impl World {
                 let key = self.finished[*pick as usize % self.finished.len()].clone();
                 let run_id = self.fresh_run();
                 let event = Event::JobFinished {
+                    ledger: None,
                     key: key.clone(),
                     run_id: Some(run_id),
                     conclusion: RunConclusion::Success,
@@ -1711,6 +1717,7 @@ impl World {
                     _ => self.finished[*pick as usize % self.finished.len()].clone(),
                 };
                 let event = Event::JobFinished {
+                    ledger: None,
                     key: key.clone(),
                     run_id: Some(run_id),
                     conclusion: RunConclusion::Success,
@@ -2530,4 +2537,52 @@ fn a_jobs_spending_limit_leaves_the_other_roles_their_reserve() {
         spend_limit(1_000_000, &Reserves::default(), JobRole::Worker),
         1_000_000
     );
+}
+
+#[test]
+fn a_run_that_left_nothing_is_counted_at_its_roles_estimate_and_marked() {
+    use missions::mission::JobRole;
+    use missions::mission::machine::default_job_cost;
+    let (mut s, f1) = Sim::building(Settings::default());
+    // A run that left a ledger: counted as measured.
+    s.runs += 1;
+    let ledger = JobUsage {
+        input_tokens: 30_000,
+        cost_micros: 90_000,
+        ..JobUsage::default()
+    };
+    let fx = s.apply(Event::JobFinished {
+        ledger: Some(ledger),
+        key: f1.key.clone(),
+        run_id: Some(s.runs),
+        conclusion: RunConclusion::TimedOut,
+        output: None,
+    });
+    assert_eq!(s.m.usage.cost_micros, 90_000);
+    assert_eq!(s.m.estimated_micros, 0);
+    let retry = dispatched(&fx);
+    // A run that left nothing at all: the mean of the measured worker runs
+    // so far (the first), marked estimated.
+    s.fail(&retry);
+    assert_eq!(s.m.usage.cost_micros, 180_000);
+    assert_eq!(s.m.estimated_micros, 90_000);
+    let last = s.m.history.last().unwrap();
+    assert!(
+        last.estimated && last.outcome.contains("failure"),
+        "{last:?}"
+    );
+    // With nothing measured yet, the role's default.
+    let (mut s, f1) = Sim::building(Settings::default());
+    s.fail(&f1);
+    assert_eq!(s.m.estimated_micros, default_job_cost(JobRole::Worker));
+    // A dispatch that never ran costs nothing.
+    let (mut s, f1) = Sim::building(Settings::default());
+    s.apply(Event::JobFinished {
+        ledger: None,
+        key: f1.key.clone(),
+        run_id: None,
+        conclusion: RunConclusion::Lost,
+        output: None,
+    });
+    assert_eq!(s.m.usage.cost_micros, 0);
 }

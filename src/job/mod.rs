@@ -37,6 +37,7 @@ pub mod prompts;
 mod result;
 mod roles;
 mod sandbox;
+mod usage;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -533,6 +534,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         milestone,
         git,
         containment: containment.clone(),
+        ledger: usage::Ledger::new(args.result_dir.as_deref(), &args.job),
     };
     let outcome = match args.role {
         JobRole::Orchestrator => roles::orchestrator(&ctx).await?,

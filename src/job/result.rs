@@ -107,14 +107,11 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
     let env = JobEnv::from_process()?;
     let issue = args.mission;
     let manifest_path = args.result_dir.join(MANIFEST);
-    let size = std::fs::metadata(&manifest_path)
-        .with_context(|| {
-            format!(
-                "the agent job left no result ({} is missing): it failed before writing one",
-                manifest_path.display()
-            )
-        })?
-        .len();
+    let Ok(meta) = std::fs::metadata(&manifest_path) else {
+        // No result: what the job spent before it died still reaches the App.
+        return publish_ledger(&args, &env).await;
+    };
+    let size = meta.len();
     if size > MAX_MANIFEST_BYTES {
         bail!("{MANIFEST} is {size} bytes, over the {MAX_MANIFEST_BYTES} allowed; refused");
     }
@@ -140,24 +137,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
         );
     }
 
-    // A fresh repository: nothing of the agent's job is in it.
-    let dir = TempDir::new("missions-publish-")?;
-    std::fs::create_dir(dir.path().join("repo"))?;
-    let repo = dir.path().join("repo");
-    let init = std::process::Command::new(super::sandbox::trusted_binary("git")?)
-        .args(["init", "--quiet"])
-        .arg(&repo)
-        .env_clear()
-        .env("PATH", super::sandbox::TRUSTED_PATH)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .context("cannot run git init")?;
-    if !init.success() {
-        bail!("git init failed in {}", repo.display());
-    }
-    // Only the heads it checks against and builds on: no branch's history.
-    let git = Git::new(&repo, &env)?.fetch_heads_only();
+    let (_dir, git) = fresh_repo(&env)?;
     let envelope_path = output::envelope_path(issue, &args.job);
 
     let (commit, lines) = match artifact {
@@ -210,6 +190,66 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<Vec<String>> {
         short(&commit)
     ));
     Ok(lines)
+}
+
+/// A fresh repository, nothing of the agent's job in it, that fetches only
+/// the heads it checks against and builds on (no branch's history).
+fn fresh_repo(env: &JobEnv) -> anyhow::Result<(TempDir, Git)> {
+    let dir = TempDir::new("missions-publish-")?;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo)?;
+    let init = std::process::Command::new(super::sandbox::trusted_binary("git")?)
+        .args(["init", "--quiet"])
+        .arg(&repo)
+        .env_clear()
+        .env("PATH", super::sandbox::TRUSTED_PATH)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .context("cannot run git init")?;
+    if !init.success() {
+        bail!("git init failed in {}", repo.display());
+    }
+    let git = Git::new(&repo, env)?.fetch_heads_only();
+    Ok((dir, git))
+}
+
+/// The agent's job left no result: pushes its usage ledger, if it left one,
+/// to the reports branch where the App reads it, then fails (the job did).
+async fn publish_ledger(args: &PublishArgs, env: &JobEnv) -> anyhow::Result<Vec<String>> {
+    let issue = args.mission;
+    let missing = format!(
+        "the agent job left no result ({MANIFEST} is missing in {}): it failed before writing one",
+        args.result_dir.display()
+    );
+    let Some(ledger) = super::usage::read_ledger(&args.result_dir, &args.job)? else {
+        bail!("{missing}, and no usage ledger: it made no model call");
+    };
+    let (_dir, git) = fresh_repo(env)?;
+    let branch = reports_branch(issue);
+    let files = vec![(
+        super::usage::ledger_path(issue, &args.job),
+        // Written anew from what was checked, never copied as it came.
+        serde_json::to_vec_pretty(&ledger)?,
+    )];
+    let message = format!(
+        "missions #{issue}: usage of {} (it left no result)\n\nMission-Job: {}\n",
+        args.job, args.job
+    );
+    let commit = git
+        .commit_files_to_branch(&branch, &files, &message)
+        .await
+        .with_context(|| format!("cannot push the job's usage to {branch}"))?;
+    bail!(
+        "{missing}; its usage ({} model call(s), {} tokens in, {} out, {}) is recorded on {branch} ({})",
+        ledger.calls,
+        ledger.usage.input_tokens
+            + ledger.usage.cache_read_tokens
+            + ledger.usage.cache_write_tokens,
+        ledger.usage.output_tokens,
+        crate::llm::pricing::dollars(ledger.usage.cost_micros),
+        short(&commit)
+    )
 }
 
 fn short(sha: &str) -> &str {

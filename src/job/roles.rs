@@ -60,6 +60,8 @@ pub struct Ctx {
     pub git: Git,
     /// How agent commands are kept from outliving their run.
     pub containment: Containment,
+    /// The job's running spend, on disk after every model call.
+    pub ledger: std::sync::Arc<super::usage::Ledger>,
 }
 
 /// What a role produced.
@@ -286,7 +288,11 @@ impl Ctx {
         {
             model.script = Some(script_for(script, names, &self.checkout));
         }
-        let provider = build_provider(&model, &env::secret)?;
+        let provider = super::usage::Metered::new(
+            build_provider(&model, &env::secret)?,
+            model.prices(),
+            self.ledger.clone(),
+        );
         let system = prompts::system_prompt(run.role, self.prompts_dir.as_deref())
             .context("cannot read the role's prompt")?;
         let finish = FinishSpec::new(prompts::finish_schema(run.schema), run.description)
@@ -307,7 +313,7 @@ impl Ctx {
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
         let system_text = config.system.clone();
-        let agent = run_agent(provider.as_ref(), config, &self.checkout).await;
+        let agent = run_agent(&provider, config, &self.checkout).await;
         // Whatever the agent's commands left running ends here, before the
         // harness fetches or pushes anything with its token.
         end_leftovers(marker, &self.containment).await;
@@ -573,6 +579,7 @@ impl Ctx {
         let spend = proxy.spend();
         let usage = spend.usage;
         outcome.add_usage(&usage, spend.cost_micros);
+        self.ledger.add(spend.calls, &usage, spend.cost_micros);
         commands.extend(acp.commands.iter().cloned());
         let (rejected, violations) = endpoint.rejected();
         outcome.log.push(format!(

@@ -92,6 +92,10 @@ pub struct Budget {
     pub tokens: JobUsage,
     /// Role → what its jobs spent.
     pub by_role: BTreeMap<String, JobUsage>,
+    /// The part of `spent` that is estimated (runs that left no record of
+    /// what they spent), with two decimals; `None` when all was measured.
+    pub estimated_micros: u64,
+    pub estimated: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,6 +118,8 @@ pub struct TimelineEntry {
     pub cost_micros: u64,
     pub tokens: u64,
     pub run_url: Option<String>,
+    /// `cost_micros` is the role's estimate: the run left no record.
+    pub estimated: bool,
 }
 
 /// Cumulative cost after each job, by role: the chart's points.
@@ -248,6 +254,7 @@ impl MissionView {
                 cost_micros: h.usage.cost_micros,
                 tokens,
                 run_url: h.run_url.clone(),
+                estimated: h.estimated,
             });
         }
         MissionView {
@@ -278,6 +285,8 @@ impl MissionView {
                 limit: m.settings.budget_micros.map(dollars),
                 tokens: m.usage,
                 by_role,
+                estimated_micros: m.estimated_micros,
+                estimated: (m.estimated_micros > 0).then(|| dollars(m.estimated_micros)),
             },
             active_job: m.job.as_ref().map(|j| ActiveJob {
                 key: j.key.clone(),
@@ -326,12 +335,17 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
     ));
     let t = &v.budget.tokens;
     out.push_str(&format!(
-        "| budget | ${}{} · tokens {} in, {} out, {} cache read |\n",
+        "| budget | ${}{}{} · tokens {} in, {} out, {} cache read |\n",
         v.budget.spent,
         v.budget
             .limit
             .as_ref()
             .map(|l| format!(" of ${l}"))
+            .unwrap_or_default(),
+        v.budget
+            .estimated
+            .as_ref()
+            .map(|e| format!(" (${e} of it estimated)"))
             .unwrap_or_default(),
         t.input_tokens,
         t.output_tokens,

@@ -510,6 +510,9 @@ pub enum Event {
         conclusion: RunConclusion,
         /// The output the job committed, if the server found one with this key.
         output: Option<JobOutput>,
+        /// Without an output: what the job's usage ledger says it spent.
+        #[serde(default)]
+        ledger: Option<JobUsage>,
     },
     PlanPrOpened {
         number: u64,
@@ -595,11 +598,14 @@ pub struct HistoryEntry {
     /// When it was dispatched.
     #[serde(default)]
     pub started_at: i64,
-    /// What it spent (zero when it committed no output).
+    /// What it spent: from its output or usage ledger, else estimated.
     #[serde(default)]
     pub usage: JobUsage,
     #[serde(default)]
     pub run_url: Option<String>,
+    /// The run left neither output nor ledger: `usage` is its role's estimate.
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 /// The latest verdict of one validator on one assertion.
@@ -699,6 +705,10 @@ pub struct Mission {
     /// late duplicate) must not complete it a second time.
     #[serde(default)]
     pub checks_seen: BTreeSet<u64>,
+    /// The part of `usage.cost_micros` that is estimated: runs that died
+    /// without leaving what they spent.
+    #[serde(default)]
+    pub estimated_micros: u64,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -815,6 +825,7 @@ impl Mission {
             issue_edit: None,
             aborted_by: None,
             checks_seen: BTreeSet::new(),
+            estimated_micros: 0,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -987,7 +998,8 @@ impl Mission {
                 run_id,
                 conclusion,
                 output,
-            } => self.on_job_finished(&key, run_id, conclusion, output, now),
+                ledger,
+            } => self.on_job_finished(&key, run_id, conclusion, output, ledger, now),
             Event::PlanPrOpened { number } => {
                 self.plan_pr = Some(number);
                 Vec::new()
@@ -1507,6 +1519,7 @@ impl Mission {
         run_id: Option<u64>,
         conclusion: RunConclusion,
         output: Option<JobOutput>,
+        ledger: Option<JobUsage>,
         now: i64,
     ) -> Vec<Effect> {
         let Some(job) = self.job.clone() else {
@@ -1519,12 +1532,21 @@ impl Mission {
         if let Some(r) = run_id {
             self.consumed_runs.insert(r);
         }
-        let spent = output.as_ref().map(|o| o.usage).unwrap_or_default();
+        // What it spent: from its output, else from the ledger it left, else
+        // (a run that left nothing) its role's estimate, marked as such.
+        let ran = job.run_id.is_some() || run_id.is_some();
+        let (spent, estimated) = match (&output, ledger) {
+            (Some(out), _) => (out.usage, false),
+            (None, Some(ledger)) => (ledger, false),
+            (None, None) if ran => (self.estimate(&job), true),
+            (None, None) => (JobUsage::default(), false),
+        };
         let budget_stop = output
             .as_ref()
             .is_some_and(|o| o.job == key && o.budget_stop);
-        if output.is_some() {
-            self.usage.add(&spent);
+        self.usage.add(&spent);
+        if estimated {
+            self.estimated_micros = self.estimated_micros.saturating_add(spent.cost_micros);
         }
         let result = match (conclusion, output) {
             (RunConclusion::Success, Some(out)) if out.job == key => Ok(out.result),
@@ -1557,6 +1579,7 @@ impl Mission {
                     started_at: job.dispatched_at,
                     usage: spent,
                     run_url: job.run_url.clone(),
+                    estimated,
                 });
                 effects
             }
@@ -1569,6 +1592,7 @@ impl Mission {
                     started_at: job.dispatched_at,
                     usage: spent,
                     run_url: job.run_url.clone(),
+                    estimated,
                 });
                 // The failed validator's check run ends now, saying why; a
                 // retry reports on a new one.
@@ -1605,6 +1629,30 @@ impl Mission {
                 effects
             }
         }
+    }
+
+    /// What a run that left nothing probably spent: the mean of its role's
+    /// jobs so far (measured ones only), else the role's default; never more
+    /// than the job was allowed.
+    fn estimate(&self, job: &Job) -> JobUsage {
+        let cost = self
+            .mean_cost(job.role())
+            .unwrap_or_else(|| default_job_cost(job.role()));
+        JobUsage {
+            cost_micros: job.spend_limit_micros.map_or(cost, |limit| cost.min(limit)),
+            ..JobUsage::default()
+        }
+    }
+
+    /// The mean cost of the role's jobs that reported what they spent.
+    pub fn mean_cost(&self, role: JobRole) -> Option<u64> {
+        let costs: Vec<u64> = self
+            .history
+            .iter()
+            .filter(|h| h.role == Some(role) && !h.estimated && h.usage.cost_micros > 0)
+            .map(|h| h.usage.cost_micros)
+            .collect();
+        (!costs.is_empty()).then(|| costs.iter().sum::<u64>() / costs.len() as u64)
     }
 
     /// Marks the check run of a failed validator job closed; returns its id and
@@ -2251,6 +2299,19 @@ impl Mission {
             dollars(self.usage.cost_micros)
         ));
         out
+    }
+}
+
+/// What a job of `role` is assumed to cost before the mission has measured
+/// one: for a run that left no trace, and for the plan's forecast. A worker
+/// edits and tests for many turns; scrutiny reviews every feature; the
+/// orchestrator and user testing make fewer calls.
+pub fn default_job_cost(role: JobRole) -> u64 {
+    match role {
+        JobRole::Orchestrator => 500_000,
+        JobRole::Worker => 2_000_000,
+        JobRole::Scrutiny => 1_500_000,
+        JobRole::UserTesting => 1_000_000,
     }
 }
 

@@ -364,6 +364,22 @@ impl JobUsage {
     }
 }
 
+/// Where a job that left no result has its usage ledger (on the reports
+/// branch): what it spent before it died.
+pub fn ledger_path(issue: u64, job: &str) -> String {
+    format!(".missions/{issue}/usage/{job}.json")
+}
+
+/// What a job spent so far, as its harness wrote it after every model call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageLedger {
+    pub job: String,
+    /// Model calls answered.
+    pub calls: u32,
+    pub usage: JobUsage,
+}
+
 /// The envelope the harness commits for every job it finishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOutput {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::github::client::{GitHubApp, GitHubError, InstallationClient, Method};
 use crate::mission::machine::{self, Actor, Command, Event, IssueSnapshot, Mission, RunConclusion};
-use crate::mission::outputs::JobOutput;
+use crate::mission::outputs::{JobOutput, JobUsage, UsageLedger, ledger_path};
 use crate::repo_config::RepoConfig;
 use crate::store::Store;
 use crate::store::missions::{self as db, EffectScope};
@@ -746,7 +746,13 @@ impl MissionDriver {
             RunConclusion::Cancelled => None,
             _ => read_output(client, mission, job).await?,
         };
+        // No output: what its usage ledger says it spent before it ended.
+        let ledger = match output {
+            Some(_) => None,
+            None => read_ledger(client, mission, job).await?,
+        };
         Ok(Event::JobFinished {
+            ledger,
             key: job.key.clone(),
             run_id,
             conclusion,
@@ -1065,6 +1071,7 @@ impl MissionDriver {
         }
         let timed_out = now - job.dispatched_at > self.config.job_timeout.as_secs() as i64;
         let lost = || Event::JobFinished {
+            ledger: None,
             key: job.key.clone(),
             run_id: job.run_id,
             conclusion: RunConclusion::Lost,
@@ -1095,6 +1102,7 @@ impl MissionDriver {
         }
         if let Some(output) = read_output(&client, &stored.mission, &job).await? {
             return Ok(Some(Event::JobFinished {
+                ledger: None,
                 key: job.key.clone(),
                 run_id: None,
                 conclusion: RunConclusion::Success,
@@ -1129,6 +1137,30 @@ fn effect_name(effect: &machine::Effect) -> String {
         UpdateSticky => "update the mission control comment",
     }
     .to_owned()
+}
+
+/// The usage ledger the publish job pushed for a job that left no result.
+async fn read_ledger(
+    client: &InstallationClient,
+    mission: &Mission,
+    job: &machine::Job,
+) -> anyhow::Result<Option<JobUsage>> {
+    let path = ledger_path(mission.issue, &job.key);
+    let branch = machine::reports_branch(mission.issue);
+    let Some(text) = read_file(client, &mission.repo, &path, &branch).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<UsageLedger>(&text) {
+        Ok(ledger) if ledger.job == job.key => Ok(Some(ledger.usage)),
+        Ok(_) | Err(_) => {
+            tracing::warn!(
+                job = job.key,
+                path,
+                "the usage ledger is not this job's; ignored"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The job's committed output, if it is on its output branch.

@@ -87,7 +87,8 @@
     }
     append(budget, [
       h("p", {}, h("span", { class: "big" }, "$", h("span", { testid: "budget-spent" }, b.spent)), " of ",
-        h("span", { testid: "budget-limit" }, b.limit ? "$" + b.limit : "no limit")),
+        h("span", { testid: "budget-limit" }, b.limit ? "$" + b.limit : "no limit"),
+        b.estimated ? h("span", { testid: "budget-estimated" }, " ($" + b.estimated + " of it estimated)") : null),
       h("p", { class: "small", testid: "budget-tokens" }, "tokens: ",
         h("span", { testid: "tokens-in" }, t.input_tokens), " in · ",
         h("span", { testid: "tokens-out" }, t.output_tokens), " out · ",
@@ -188,7 +189,8 @@
         h("td", { class: "small" }, when(e.ended_at)), h("td", {}, h("code", {}, e.key)),
         h("td", {}, e.role || ""), h("td", {}, e.outcome),
         h("td", { class: "num" }, duration(e.ended_at - e.started_at)),
-        h("td", { class: "num" }, "$" + dollars(e.cost_micros)),
+        h("td", { class: "num", title: e.estimated ? "estimated: the run left no record of what it spent" : null },
+          (e.estimated ? "~$" : "$") + dollars(e.cost_micros)),
         h("td", { class: "num" }, e.tokens), h("td", {}, link(e.run_url, "run"))));
     }
     if (v.timeline.length === 0) {
