@@ -571,6 +571,8 @@ mod tests {
                 limit: None,
                 tokens: JobUsage::default(),
                 by_role: [(evil.to_owned(), JobUsage::default())].into(),
+                estimated_micros: 1,
+                estimated: Some(evil.into()),
             },
             active_job: Some(ActiveJob {
                 key: evil.into(),
@@ -596,6 +598,7 @@ mod tests {
                 cost_micros: 0,
                 tokens: 0,
                 run_url: Some(evil.into()),
+                estimated: true,
             }],
             usage: vec![],
         };
