@@ -401,7 +401,7 @@ async fn a_worker_that_would_spend_three_dollars_of_a_one_dollar_budget_stops_in
             && body.contains("Raise `budget`"),
         "{body}"
     );
-    // It stopped inside the job, under the budget, after two calls.
+    // It stopped inside the job, under the budget, after three calls ($0.90).
     let (conclusion, log) = run_of(&m, "feature-F1.1").expect("F1's run");
     assert_eq!(conclusion.as_deref(), Some("failure"), "{log}");
     assert!(
@@ -410,7 +410,7 @@ async fn a_worker_that_would_spend_three_dollars_of_a_one_dollar_budget_stops_in
         "{log}"
     );
     assert!(
-        log.contains(": limit_reached after 2 model call(s)"),
+        log.contains(": limit_reached after 3 model call(s)"),
         "{log}"
     );
     let api = m.expect_sticky_matches_api(issue).await;

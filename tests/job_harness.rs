@@ -1022,7 +1022,17 @@ async fn a_job_without_its_script_fails_and_pushes_nothing() {
         .await,
         None
     );
-    assert_eq!(h.head(&format!("missions/{issue}/reports")).await, None);
+    // What it spent (nothing: it made no model call) is recorded where the
+    // App reads it for a job that left no result.
+    let ledger = h
+        .json_file(
+            &format!(".missions/{issue}/usage/feature-F2.1.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await;
+    assert_eq!(ledger["job"], "feature-F2.1", "{ledger}");
+    assert_eq!(ledger["calls"], 0, "{ledger}");
+    assert_eq!(ledger["usage"]["cost_micros"], 0, "{ledger}");
     h.stop().await;
 }
 
@@ -1214,7 +1224,15 @@ async fn an_agent_that_never_finishes_validly_is_an_incomplete_result() {
             inputs("worker", issue, "feature", "F1", "feature-F1.1"),
         )
         .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
+    // An incomplete result fails the run, with an annotation, and is
+    // still published for the App.
+    assert_eq!(run.conclusion, "failure", "{}", run.log);
+    assert!(
+        run.log
+            .contains("::error title=missions worker incomplete::"),
+        "{}",
+        run.log
+    );
     let envelope = h
         .json_file(
             &format!(".missions/{issue}/jobs/feature-F1.1.json"),
@@ -2067,7 +2085,15 @@ async fn an_engine_past_the_jobs_budget_is_refused_by_the_proxy() {
             inputs("worker", issue, "feature", "F1", "feature-F1.1"),
         )
         .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
+    // An incomplete result fails the run, with an annotation, and is
+    // still published for the App.
+    assert_eq!(run.conclusion, "failure", "{}", run.log);
+    assert!(
+        run.log
+            .contains("::error title=missions worker incomplete::"),
+        "{}",
+        run.log
+    );
     let envelope = h
         .json_file(
             &format!(".missions/{issue}/jobs/feature-F1.1.json"),
@@ -2273,7 +2299,15 @@ async fn an_engine_that_never_calls_finish_is_reminded_then_ends_incomplete() {
             inputs("worker", issue, "feature", "F1", "feature-F1.1"),
         )
         .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
+    // An incomplete result fails the run, with an annotation, and is
+    // still published for the App.
+    assert_eq!(run.conclusion, "failure", "{}", run.log);
+    assert!(
+        run.log
+            .contains("::error title=missions worker incomplete::"),
+        "{}",
+        run.log
+    );
     assert!(run.log.contains("3 prompt(s)"), "{}", run.log);
     let envelope = h
         .json_file(

@@ -209,6 +209,10 @@ pub struct AgentConfig {
     pub spend_cap: Option<SpendCap>,
 }
 
+/// The smallest answer worth a call: with less of the budget left than this
+/// many output tokens cost (after the input), the run stops instead.
+pub const MIN_ANSWER_TOKENS: u32 = 1024;
+
 /// The money a run may spend: the job's limit, less what its earlier runs
 /// spent, at the model's prices.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,7 +282,7 @@ impl fmt::Display for Limit {
                 spent_micros,
             } => write!(
                 f,
-                "spending limit reached: {} of the job's {} spent, and the next model call could pass it",
+                "spending limit reached: {} of the job's {} spent, too little left for another model call",
                 crate::llm::pricing::dollars(*spent_micros),
                 crate::llm::pricing::dollars(*limit_micros)
             ),
@@ -417,31 +421,43 @@ pub async fn run_agent(
                 "conversation compacted to fit the context window"
             );
         }
+        // The next call may not pass the job's spending limit: its input
+        // (the conversation as it is now, or as large as the last call's, if
+        // that was larger) must fit with an answer of at least
+        // MIN_ANSWER_TOKENS, and the answer is capped at what is left.
+        let mut max_tokens = config.max_tokens;
         if let Some(cap) = &config.spend_cap {
-            // The next call at its worst: the conversation as it is now (or
-            // as large as the last call's input, if that was larger) and a
-            // full answer.
             let spent_micros = cap
                 .spent_before_micros
                 .saturating_add(cap.prices.cost(&outcome.usage));
-            let next = Usage {
+            let input = Usage {
                 input_tokens: estimate(&outcome.transcript).max(last_input),
-                output_tokens: u64::from(config.max_tokens),
                 ..Usage::default()
             };
-            if spent_micros.saturating_add(cap.prices.cost(&next)) > cap.limit_micros {
+            let left = cap
+                .limit_micros
+                .saturating_sub(spent_micros)
+                .saturating_sub(cap.prices.cost(&input));
+            // $/Mtok is µ$ per token.
+            let affordable = if cap.prices.output > 0.0 {
+                (left as f64 / cap.prices.output).floor() as u64
+            } else {
+                u64::MAX
+            };
+            if affordable < u64::from(MIN_ANSWER_TOKENS.min(config.max_tokens)) {
                 break AgentResult::LimitReached(Limit::Budget {
                     limit_micros: cap.limit_micros,
                     spent_micros,
                 });
             }
+            max_tokens = max_tokens.min(u32::try_from(affordable).unwrap_or(u32::MAX));
         }
         let mut request = ChatRequest {
             model: config.model.clone(),
             system: config.system.clone(),
             tools: tools.clone(),
             messages: outcome.transcript.clone(),
-            max_tokens: config.max_tokens,
+            max_tokens,
         };
         let mut retried = false;
         let response = loop {

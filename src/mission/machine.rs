@@ -1565,7 +1565,7 @@ impl Mission {
             (c, _) => Err(format!("the job's run ended: {}", conclusion_word(c))),
         };
         let outcome = match result {
-            Ok(result) => self.on_result(&job, result, now),
+            Ok(result) => self.on_result(&job, result, &spent, now),
             Err(reason) => Err(reason),
         };
         match outcome {
@@ -1615,7 +1615,8 @@ impl Mission {
                     self.job_failed(job.task.clone(), reason.clone(), now)
                 };
                 if let Some((check_run_id, conclusion)) = closed {
-                    let (title, summary) = self.failed_check_text(&job, conclusion, &reason);
+                    let (title, summary) =
+                        self.failed_check_text(&job, conclusion, &reason, &spent);
                     effects.insert(
                         0,
                         Effect::CompleteCheck {
@@ -1629,6 +1630,37 @@ impl Mission {
                 effects
             }
         }
+    }
+
+    /// The plan PR's cost forecast for `plan`, against the budget.
+    pub fn forecast(&self, plan: &Plan) -> String {
+        super::forecast::forecast(plan, |role| {
+            self.mean_cost(role)
+                .unwrap_or_else(|| default_job_cost(role))
+        })
+        .to_markdown(self.usage.cost_micros, self.settings.budget_micros)
+    }
+
+    /// The line every handoff comment and check run ends with: what the job
+    /// spent and the mission so far (the figures mission control shows).
+    pub fn cost_note(&self, key: &str, spent: &JobUsage) -> String {
+        let budget = self
+            .settings
+            .budget_micros
+            .map_or(String::new(), |b| format!(" of ${}", dollars(b)));
+        let estimated = if self.estimated_micros > 0 {
+            format!(" (${} of it estimated)", dollars(self.estimated_micros))
+        } else {
+            String::new()
+        };
+        format!(
+            "**Cost**: job `{key}` ${} ({} tokens in, {} out, {} cache reads) · mission so far ${}{budget}{estimated}",
+            dollars(spent.cost_micros),
+            spent.input_tokens,
+            spent.output_tokens,
+            spent.cache_read_tokens,
+            dollars(self.usage.cost_micros),
+        )
     }
 
     /// What a run that left nothing probably spent: the mean of its role's
@@ -1689,6 +1721,7 @@ impl Mission {
         job: &Job,
         conclusion: CheckConclusion,
         reason: &str,
+        spent: &JobUsage,
     ) -> (String, String) {
         let who = job.task.role().as_str();
         let title = if conclusion == CheckConclusion::TimedOut {
@@ -1712,7 +1745,12 @@ impl Mission {
             .map_or(String::new(), |url| format!(" ([its run]({url}))"));
         (
             title,
-            format!("Job `{}`{run}: {}.\n\n{next}", job.key, one_line(reason)),
+            format!(
+                "Job `{}`{run}: {}.\n\n{next}\n\n{}",
+                job.key,
+                one_line(reason),
+                self.cost_note(&job.key, spent)
+            ),
         )
     }
 
@@ -1761,7 +1799,13 @@ impl Mission {
     }
 
     /// A result in the right shape for the job's task, or why it is not.
-    fn on_result(&mut self, job: &Job, result: JobResult, now: i64) -> Result<Vec<Effect>, String> {
+    fn on_result(
+        &mut self,
+        job: &Job,
+        result: JobResult,
+        spent: &JobUsage,
+        now: i64,
+    ) -> Result<Vec<Effect>, String> {
         match (&job.task, result) {
             (_, JobResult::Incomplete { reason }) => Err(format!("the agent stopped: {reason}")),
             (Task::Scope { .. } | Task::Revise { .. }, JobResult::Orchestrator { output }) => {
@@ -1786,7 +1830,8 @@ impl Mission {
                             return Err(format!("the plan breaks the rules: {}", list.join("; ")));
                         }
                         let revised = self.plan.is_some() && self.plan_pr.is_some();
-                        let summary = plan_summary(&plan);
+                        let summary =
+                            format!("{}\n\n{}", plan_summary(&plan), self.forecast(&plan));
                         self.plan = Some(plan);
                         self.phase = Phase::PlanReview;
                         if revised {
@@ -1886,19 +1931,21 @@ impl Mission {
                 if &handoff.feature != id {
                     return Err(format!("the handoff is for {}, not {id}", handoff.feature));
                 }
-                Ok(self.on_handoff(id.clone(), handoff, now))
+                let note = self.cost_note(&job.key, spent);
+                Ok(self.on_handoff(id.clone(), handoff, &note, now))
             }
             (Task::Validate { validator, .. }, JobResult::Validator { report }) => {
                 if report.validator != *validator {
                     return Err("the report is from the other validator".into());
                 }
-                Ok(self.on_report(*validator, &report, now))
+                let note = self.cost_note(&job.key, spent);
+                Ok(self.on_report(*validator, &report, &note, now))
             }
             _ => Err("the job's result does not fit its task".into()),
         }
     }
 
-    fn on_handoff(&mut self, id: String, handoff: Handoff, now: i64) -> Vec<Effect> {
+    fn on_handoff(&mut self, id: String, handoff: Handoff, note: &str, now: i64) -> Vec<Effect> {
         let title = self
             .plan
             .as_ref()
@@ -1918,7 +1965,7 @@ impl Mission {
                 target: Target::MilestonePr {
                     index: self.milestone,
                 },
-                body: handoff.to_markdown(&title),
+                body: format!("{}\n\n{note}", handoff.to_markdown(&title).trim_end()),
             },
         ];
         if handoff.needs_triage() {
@@ -1933,6 +1980,7 @@ impl Mission {
         &mut self,
         validator: Validator,
         report: &ValidationReport,
+        note: &str,
         now: i64,
     ) -> Vec<Effect> {
         let plan = self.plan.as_ref().expect("validating needs a plan");
@@ -1980,7 +2028,7 @@ impl Mission {
                     CheckConclusion::Failure
                 },
                 title,
-                summary: report.to_markdown(&expected),
+                summary: format!("{}\n\n{note}", report.to_markdown(&expected).trim_end()),
             });
         }
         effects.extend(self.advance(now));

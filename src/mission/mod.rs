@@ -3,6 +3,7 @@
 //! state machine that enforces the lifecycle's rules (`machine.rs`).
 
 pub mod control;
+pub mod forecast;
 pub mod machine;
 pub mod outputs;
 pub mod plan;
