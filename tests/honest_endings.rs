@@ -477,3 +477,69 @@ async fn a_job_that_dies_after_three_model_calls_still_counts_them() {
     assert_eq!(api["budget"]["estimated"], serde_json::Value::Null);
     m.t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
+    use missions::mission::machine::dollars;
+    let m = MissionTest::start(Story::default()).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+
+    // The plan PR: the forecast next to the budget, and a warning, since the
+    // default costs of three workers and two validations pass $5.
+    let body = {
+        let repo = m.repo();
+        m.t.sim.read(|w| w.repos[&repo].issues[&plan_pr].body.clone().unwrap_or_default())
+    };
+    assert!(
+        body.contains("**Cost forecast**: about $")
+            && body.contains("3 feature(s)")
+            && body.contains("2 milestone(s)")
+            && body.contains("budget $5.00"),
+        "{body}"
+    );
+    assert!(body.contains("⚠️ The forecast") && body.contains("Raise `budget`"), "{body}");
+
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    m.expect_checks_completed(pr).await;
+    m.t.expect_app_comment(pr, "Ready to merge").await;
+    let api = m.expect_sticky_matches_api(issue).await;
+    let timeline = api["timeline"].as_array().unwrap();
+    let points = api["usage"].as_array().unwrap();
+    assert_eq!(timeline.len(), points.len());
+    // Each job's cost and the mission's total after it, as the API has them.
+    let expected = |key: &str| -> (String, String) {
+        let i = timeline
+            .iter()
+            .position(|j| j["key"] == key)
+            .unwrap_or_else(|| panic!("{key} is not in the timeline: {api:#}"));
+        (
+            dollars(timeline[i]["cost_micros"].as_u64().unwrap()),
+            dollars(points[i]["total_cost_micros"].as_u64().unwrap()),
+        )
+    };
+    let note = regex::Regex::new(r"\*\*Cost\*\*: job `([^`]+)` \$([0-9.]+) \(.*\) · mission so far \$([0-9.]+) of \$5\.00").unwrap();
+    let mut seen = 0;
+    // The handoff comments on the milestone PR.
+    for body in m.app_comments(pr) {
+        if let Some(c) = note.captures(&body) {
+            assert_eq!(expected(&c[1]), (c[2].to_owned(), c[3].to_owned()), "{body}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "a cost line in each of F1's and F2's handoffs");
+    // The check runs' summaries.
+    for check in m.checks() {
+        let c = note
+            .captures(&check.summary)
+            .unwrap_or_else(|| panic!("no cost line: {}", check.summary));
+        assert_eq!(expected(&c[1]), (c[2].to_owned(), c[3].to_owned()), "{}", check.summary);
+        seen += 1;
+    }
+    assert_eq!(seen, 4);
+    // And the total is the sum of the jobs, in the API and the sticky comment.
+    let sum: u64 = timeline.iter().map(|j| j["cost_micros"].as_u64().unwrap()).sum();
+    assert_eq!(api["budget"]["spent_micros"].as_u64().unwrap(), sum);
+    m.t.stop().await;
+}
