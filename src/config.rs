@@ -293,7 +293,10 @@ impl Config {
                 message: e.to_string(),
             })?;
 
-        let mut driver = crate::engine::missions::DriverConfig::default();
+        let mut driver = crate::engine::missions::DriverConfig {
+            server_model: default_model.clone(),
+            ..Default::default()
+        };
         if let Some(file_name) = file.missions.workflow_file {
             if file_name.is_empty() || file_name.contains('/') {
                 return Err(ConfigError::Invalid {

@@ -140,6 +140,10 @@ struct JobCliArgs {
     /// less the other roles' reserves ("": the repository's whole budget).
     #[arg(long, default_value = "")]
     spend_limit_usd: String,
+    /// The App's `[model]` as JSON: what the repository's `models:` resolve
+    /// over ("": the built-in default model).
+    #[arg(long, default_value = "")]
+    server_model: String,
 }
 
 #[derive(clap::Args)]
@@ -350,6 +354,7 @@ async fn run_job(args: JobCliArgs) -> anyhow::Result<()> {
         result_dir: args.result_dir,
         issue_sha256: non_empty(args.issue_sha256),
         spend_limit_micros: missions::job::parse_usd(&args.spend_limit_usd)?,
+        server_model: missions::job::parse_server_model(&args.server_model)?,
     };
     let role = args.role;
     let summary = match missions::job::run(args).await {

@@ -28,6 +28,7 @@ use serde::de::{Deserializer, IgnoredAny};
 
 use crate::llm::config::{self, ConfigError, ModelsConfig, REPO_CONFIG_PATH};
 use crate::mission::Settings;
+use crate::mission::machine::{Family, Independence, IndependenceRule};
 
 /// The label that starts a mission when nothing else is configured.
 pub const DEFAULT_LABEL: &str = "mission";
@@ -56,6 +57,8 @@ pub struct RepoConfig {
     /// commits keep as the job found them, besides `.missions/`, `.github/`
     /// and `prompts_dir`: what the repository's CI runs with its secrets.
     pub protected_paths: Vec<String>,
+    /// `independent_validators`: warn (default), require or off.
+    pub independent_validators: IndependenceRule,
 }
 
 /// What a worker's commit always keeps as the job found it: the mission's
@@ -140,6 +143,7 @@ impl Default for RepoConfig {
             app: AppConfig::default(),
             prompts_dir: DEFAULT_PROMPTS_DIR.to_owned(),
             protected_paths: Vec::new(),
+            independent_validators: IndependenceRule::default(),
         }
     }
 }
@@ -208,6 +212,8 @@ struct RawFile {
     prompts_dir: Option<String>,
     #[serde(default)]
     protected_paths: Option<Vec<String>>,
+    #[serde(default)]
+    independent_validators: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -449,11 +455,41 @@ impl RepoConfig {
                 cfg.protected_paths.push(path);
             }
         }
+        if let Some(rule) = raw.independent_validators {
+            cfg.independent_validators = match rule.trim() {
+                "warn" => IndependenceRule::Warn,
+                "require" => IndependenceRule::Require,
+                "off" => IndependenceRule::Off,
+                _ => {
+                    return Err(invalid(
+                        "independent_validators",
+                        "write `warn` (the default), `require` or `off`",
+                    ));
+                }
+            };
+        }
         Ok(cfg)
     }
 
-    /// The numbers the mission's state machine enforces.
+    /// The numbers the mission's state machine enforces, over the built-in
+    /// default model.
     pub fn settings(&self) -> Settings {
+        self.settings_over(&crate::llm::config::ModelConfig::default())
+    }
+
+    /// The numbers the mission's state machine enforces, the roles' models
+    /// resolved over `server_model` (the server's `[model]`).
+    pub fn settings_over(&self, server_model: &crate::llm::config::ModelConfig) -> Settings {
+        use crate::llm::config::{ModelFamily, Role};
+        let family = |role: Role| -> Option<ModelFamily> {
+            self.models
+                .resolve(role, server_model)
+                .ok()
+                .map(|m| m.family())
+        };
+        let worker = family(Role::Worker);
+        let same = |role: Role| worker.is_some() && family(role) == worker;
+        let (scrutiny_same, user_testing_same) = (same(Role::Scrutiny), same(Role::UserTesting));
         Settings {
             max_attempts: self.max_attempts,
             max_validation_rounds: self.max_validation_rounds,
@@ -461,6 +497,16 @@ impl RepoConfig {
                 .budget_usd
                 .map(|usd| (usd * 1_000_000.0).round() as u64),
             reserve: self.reserve,
+            independence: Independence {
+                rule: self.independent_validators,
+                family: worker.map(|f| match f {
+                    ModelFamily::Anthropic => Family::Anthropic,
+                    ModelFamily::OpenAi => Family::OpenAi,
+                    ModelFamily::Other(_) => Family::Other,
+                }),
+                scrutiny_same,
+                user_testing_same,
+            },
         }
     }
 }
@@ -501,7 +547,18 @@ mod tests {
         assert_eq!(cfg.label, "mission");
         assert_eq!(cfg.prompts_dir, ".github/missions/prompts");
         assert_eq!(cfg.app.ready_timeout_secs, 30);
-        assert_eq!(cfg.settings(), Settings::default());
+        let settings = cfg.settings();
+        assert_eq!(
+            Settings {
+                independence: Independence::default(),
+                ..settings
+            },
+            Settings::default()
+        );
+        // Every seat on the built-in default model: the validators are not
+        // independent of the workers.
+        assert_eq!(settings.independence.family, Some(Family::Anthropic));
+        assert!(settings.independence.scrutiny_same && settings.independence.user_testing_same);
     }
 
     #[test]
@@ -526,6 +583,13 @@ mod tests {
                 max_validation_rounds: 5,
                 budget_micros: Some(12_500_000),
                 reserve: Default::default(),
+                // Every seat on the same model.
+                independence: Independence {
+                    rule: IndependenceRule::Warn,
+                    family: Some(Family::Other),
+                    scrutiny_same: true,
+                    user_testing_same: true,
+                },
             }
         );
         assert_eq!(cfg.commands.test, ["cargo test", "./check.sh"]);
@@ -608,5 +672,33 @@ mod tests {
     fn the_file_must_be_a_mapping() {
         let err = RepoConfig::parse("- a\n- b\n").unwrap_err().to_string();
         assert!(err.starts_with(".github/missions.yml"), "{err}");
+    }
+
+    #[test]
+    fn validators_of_another_family_are_independent_and_the_rule_is_read() {
+        let cfg = RepoConfig::parse(
+            "independent_validators: require\n\
+             models:\n  default:\n    provider: anthropic\n    model: claude-sonnet-4-5\n\
+             \x20 scrutiny:\n    provider: openai\n    model: gpt-4.1\n",
+        )
+        .unwrap();
+        let independence = cfg.settings().independence;
+        assert_eq!(independence.rule, IndependenceRule::Require);
+        assert!(!independence.scrutiny_same);
+        assert!(independence.user_testing_same);
+        assert_eq!(independence.warnings().len(), 1);
+        assert!(independence.warnings()[0].contains("user-testing uses Anthropic's models"));
+        // The server's model is the layer under `models:`.
+        let bare = RepoConfig::parse("label: mission\n").unwrap();
+        let server = crate::llm::config::ModelConfig::new(
+            crate::llm::config::ProviderKind::OpenAi,
+            "gpt-4.1",
+        );
+        assert_eq!(
+            bare.settings_over(&server).independence.family,
+            Some(Family::OpenAi)
+        );
+        let err = RepoConfig::parse("independent_validators: sometimes\n").unwrap_err();
+        assert!(err.to_string().contains("independent_validators"), "{err}");
     }
 }

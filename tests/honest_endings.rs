@@ -489,7 +489,12 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
     // default costs of three workers and two validations pass $5.
     let body = {
         let repo = m.repo();
-        m.t.sim.read(|w| w.repos[&repo].issues[&plan_pr].body.clone().unwrap_or_default())
+        m.t.sim.read(|w| {
+            w.repos[&repo].issues[&plan_pr]
+                .body
+                .clone()
+                .unwrap_or_default()
+        })
     };
     assert!(
         body.contains("**Cost forecast**: about $")
@@ -498,7 +503,10 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
             && body.contains("budget $5.00"),
         "{body}"
     );
-    assert!(body.contains("⚠️ The forecast") && body.contains("Raise `budget`"), "{body}");
+    assert!(
+        body.contains("⚠️ The forecast") && body.contains("Raise `budget`"),
+        "{body}"
+    );
 
     assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
     let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
@@ -519,12 +527,19 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
             dollars(points[i]["total_cost_micros"].as_u64().unwrap()),
         )
     };
-    let note = regex::Regex::new(r"\*\*Cost\*\*: job `([^`]+)` \$([0-9.]+) \(.*\) · mission so far \$([0-9.]+) of \$5\.00").unwrap();
+    let note = regex::Regex::new(
+        r"\*\*Cost\*\*: job `([^`]+)` \$([0-9.]+) \(.*\) · mission so far \$([0-9.]+) of \$5\.00",
+    )
+    .unwrap();
     let mut seen = 0;
     // The handoff comments on the milestone PR.
     for body in m.app_comments(pr) {
         if let Some(c) = note.captures(&body) {
-            assert_eq!(expected(&c[1]), (c[2].to_owned(), c[3].to_owned()), "{body}");
+            assert_eq!(
+                expected(&c[1]),
+                (c[2].to_owned(), c[3].to_owned()),
+                "{body}"
+            );
             seen += 1;
         }
     }
@@ -534,12 +549,20 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
         let c = note
             .captures(&check.summary)
             .unwrap_or_else(|| panic!("no cost line: {}", check.summary));
-        assert_eq!(expected(&c[1]), (c[2].to_owned(), c[3].to_owned()), "{}", check.summary);
+        assert_eq!(
+            expected(&c[1]),
+            (c[2].to_owned(), c[3].to_owned()),
+            "{}",
+            check.summary
+        );
         seen += 1;
     }
     assert_eq!(seen, 4);
     // And the total is the sum of the jobs, in the API and the sticky comment.
-    let sum: u64 = timeline.iter().map(|j| j["cost_micros"].as_u64().unwrap()).sum();
+    let sum: u64 = timeline
+        .iter()
+        .map(|j| j["cost_micros"].as_u64().unwrap())
+        .sum();
     assert_eq!(api["budget"]["spent_micros"].as_u64().unwrap(), sum);
     m.t.stop().await;
 }

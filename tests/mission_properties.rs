@@ -1361,13 +1361,26 @@ fn settings_strategy() -> impl Strategy<Value = Settings> {
         1u32..=3,
         1u32..=3,
         prop_oneof![2 => Just(None), 1 => (1_000_000u64..6_000_000).prop_map(Some)],
+        prop::bool::weighted(0.1),
     )
         .prop_map(
-            |(max_attempts, max_validation_rounds, budget_micros)| Settings {
+            |(max_attempts, max_validation_rounds, budget_micros, require)| Settings {
                 max_attempts,
                 max_validation_rounds,
                 budget_micros,
                 reserve: Default::default(),
+                // Sometimes user testing must come from another model family
+                // than the workers', and does not.
+                independence: missions::mission::machine::Independence {
+                    rule: if require {
+                        missions::mission::machine::IndependenceRule::Require
+                    } else {
+                        missions::mission::machine::IndependenceRule::Warn
+                    },
+                    family: Some(missions::mission::machine::Family::Anthropic),
+                    scrutiny_same: false,
+                    user_testing_same: true,
+                },
             },
         )
 }

@@ -91,6 +91,7 @@ async fn effects_interrupted_after_github_did_them_are_not_done_again() {
         workflow_file: sample::WORKFLOW_FILE.to_owned(),
         api_base: t.sim.url().to_owned(),
         app_id: sample::APP_ID,
+        server_model: None,
     };
     let rows = sqlx::query("SELECT id, effect FROM outbox ORDER BY id")
         .fetch_all(t.store.pool())
@@ -183,6 +184,7 @@ async fn markers_in_comments_the_app_did_not_make_are_not_taken_for_its_own() {
         workflow_file: sample::WORKFLOW_FILE.to_owned(),
         api_base: t.sim.url().to_owned(),
         app_id: sample::APP_ID,
+        server_model: None,
     };
 
     // Another App's bot and a person copy the App's markers: the in-doubt

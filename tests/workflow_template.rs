@@ -305,7 +305,7 @@ fn the_template_takes_exactly_the_inputs_the_app_dispatches() {
         let required = input["required"].as_bool() == Some(true);
         assert_eq!(
             required,
-            !["feature", "issue_sha256", "spend_limit_usd"].contains(&name),
+            !["feature", "issue_sha256", "spend_limit_usd", "server_model"].contains(&name),
             "{name}: required"
         );
     }
@@ -474,8 +474,8 @@ fn the_template_passes_every_dispatch_input_to_the_action() {
             );
         }
         for input in dispatched_inputs() {
-            if job == "publish" && input == "spend_limit_usd" {
-                assert!(with.get("spend-limit-usd").is_none());
+            if job == "publish" && ["spend_limit_usd", "server_model"].contains(&input.as_str()) {
+                assert!(with.get(input.replace('_', "-").as_str()).is_none());
                 continue;
             }
             let action_input = input.replace('_', "-");

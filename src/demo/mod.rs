@@ -41,6 +41,7 @@ pub fn job_command(missions_binary: &Path) -> Vec<String> {
         ("--config-ref", "config_ref"),
         ("--issue-sha256", "issue_sha256"),
         ("--spend-limit-usd", "spend_limit_usd"),
+        ("--server-model", "server_model"),
     ] {
         argv.push(flag.into());
         argv.push(format!("${{{{ inputs.{input} }}}}"));

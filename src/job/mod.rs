@@ -76,6 +76,21 @@ pub fn annotation(title: &str, message: &str) -> String {
     )
 }
 
+/// The `server_model` input: the App's `[model]` as JSON ("" → `None`),
+/// checked as the server checks it.
+pub fn parse_server_model(text: &str) -> anyhow::Result<Option<ModelConfig>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let model: ModelConfig = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("--server-model is not a model's settings: {e}"))?;
+    model
+        .validate("the App's [model] (--server-model)")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(model))
+}
+
 /// An amount of US dollars as micro-dollars ("" → `None`).
 pub fn parse_usd(text: &str) -> anyhow::Result<Option<u64>> {
     let text = text.trim();
@@ -196,6 +211,9 @@ pub struct JobArgs {
     /// What the job may spend, in micro-dollars (the App's `spend_limit_usd`
     /// input); `None`: the repository's whole `budget`, if it sets one.
     pub spend_limit_micros: Option<u64>,
+    /// The App's `[model]` (the `server_model` input): the layer under the
+    /// repository's `models:`; the built-in default when `None`.
+    pub server_model: Option<ModelConfig>,
 }
 
 impl JobArgs {
@@ -448,9 +466,10 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     let (config, prompts_dir) = read_settings(&git, &config_ref)
         .await
         .context("cannot read the repository's settings")?;
+    let server_model = args.server_model.clone().unwrap_or_default();
     let model = config
         .models
-        .resolve(config_role(args.role), &ModelConfig::default())?;
+        .resolve(config_role(args.role), &server_model)?;
     // What a worker's commit keeps as found, listed now: after the agent ran,
     // the object store is no longer to be trusted.
     let pinned = config.pinned_paths();
@@ -738,6 +757,7 @@ mod tests {
             result_dir: None,
             issue_sha256: None,
             spend_limit_micros: None,
+            server_model: None,
         }
     }
 

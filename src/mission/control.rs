@@ -151,6 +151,9 @@ pub struct MissionView {
     pub plan_pr: Option<u64>,
     pub timeline: Vec<TimelineEntry>,
     pub usage: Vec<UsagePoint>,
+    /// What a maintainer should know about the mission's set-up (validators
+    /// of the workers' model family).
+    pub warnings: Vec<String>,
 }
 
 impl MissionView {
@@ -300,6 +303,7 @@ impl MissionView {
             plan_pr: m.plan_pr,
             timeline,
             usage,
+            warnings: m.settings.independence.warnings(),
         }
     }
 }
@@ -385,6 +389,9 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
     }
     if !prs.is_empty() {
         out.push_str(&format!("| pull requests | {} |\n", prs.join(" · ")));
+    }
+    for warning in &v.warnings {
+        out.push_str(&format!("\n{warning}\n"));
     }
     out.push_str("\nEdited in place as the mission moves; commands: `/mission status · pause · resume · abort · retry · replan`.\n");
     out

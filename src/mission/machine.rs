@@ -34,6 +34,92 @@ pub struct Settings {
     /// What must remain of the budget to start a job of each role.
     #[serde(default)]
     pub reserve: Reserves,
+    /// Whether the validators' models come from another family than the
+    /// workers', and what to do when they do not.
+    #[serde(default)]
+    pub independence: Independence,
+}
+
+/// `independent_validators` in `.github/missions.yml`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndependenceRule {
+    /// Warn on the plan PR and in mission control.
+    #[default]
+    Warn,
+    /// Refuse to dispatch such a validator: the mission pauses.
+    Require,
+    Off,
+}
+
+/// A model family, as far as independence goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Anthropic,
+    OpenAi,
+    Other,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Anthropic => "Anthropic's",
+            Family::OpenAi => "OpenAI's",
+            Family::Other => "the same",
+        }
+    }
+}
+
+/// The validators' models against the workers', as the App resolved them
+/// from the repository's `models:` over the server's `[model]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Independence {
+    #[serde(default)]
+    pub rule: IndependenceRule,
+    /// The workers' family, when the validators share it.
+    #[serde(default)]
+    pub family: Option<Family>,
+    #[serde(default)]
+    pub scrutiny_same: bool,
+    #[serde(default)]
+    pub user_testing_same: bool,
+}
+
+impl Independence {
+    pub fn same(&self, validator: Validator) -> bool {
+        match validator {
+            Validator::Scrutiny => self.scrutiny_same,
+            Validator::UserTesting => self.user_testing_same,
+        }
+    }
+
+    /// One warning per validator that shares the workers' family (none when
+    /// the rule is `off`).
+    pub fn warnings(&self) -> Vec<String> {
+        if self.rule == IndependenceRule::Off {
+            return Vec::new();
+        }
+        let family = self.family.map_or("the same", Family::name);
+        Validator::ALL
+            .into_iter()
+            .filter(|v| self.same(*v))
+            .map(|v| {
+                format!(
+                    "⚠️ {} uses {family} models, like the workers: a validator of the same family tends \
+                     to miss what the worker missed. Set `models.{}` in `.github/missions.yml` to another \
+                     provider's model{}.",
+                    v.as_str(),
+                    v.as_str(),
+                    if self.rule == IndependenceRule::Require {
+                        " (`independent_validators: require` refuses to run it until then)"
+                    } else {
+                        ", or `independent_validators: require` to refuse such a validator"
+                    }
+                )
+            })
+            .collect()
+    }
 }
 
 impl Default for Settings {
@@ -43,6 +129,7 @@ impl Default for Settings {
             max_validation_rounds: 3,
             budget_micros: None,
             reserve: Reserves::default(),
+            independence: Independence::default(),
         }
     }
 }
@@ -1830,8 +1917,11 @@ impl Mission {
                             return Err(format!("the plan breaks the rules: {}", list.join("; ")));
                         }
                         let revised = self.plan.is_some() && self.plan_pr.is_some();
-                        let summary =
+                        let mut summary =
                             format!("{}\n\n{}", plan_summary(&plan), self.forecast(&plan));
+                        for warning in self.settings.independence.warnings() {
+                            summary.push_str(&format!("\n\n{warning}"));
+                        }
                         self.plan = Some(plan);
                         self.phase = Phase::PlanReview;
                         if revised {
@@ -2211,6 +2301,47 @@ impl Mission {
                     "Raise `budget` in `.github/missions.yml` on the default branch, then comment `/mission resume`.",
                 );
             }
+        }
+        if let Task::Validate { validator, .. } = &task
+            && self.settings.independence.rule == IndependenceRule::Require
+            && self.settings.independence.same(*validator)
+        {
+            let validator = *validator;
+            let what = task.describe();
+            self.pending = Some(task);
+            let mut effects = Vec::new();
+            if let Some((_, check_run_id)) = self
+                .validation
+                .open_checks()
+                .into_iter()
+                .find(|(v, _)| *v == validator)
+            {
+                self.validation.closed.insert(validator);
+                effects.push(Effect::CompleteCheck {
+                    check_run_id,
+                    conclusion: CheckConclusion::ActionRequired,
+                    title: "A validator of another model family is required".into(),
+                    summary: format!(
+                        "`independent_validators: require` is set, and {} uses {} models, like the \
+                         workers. Set `models.{}` in `.github/missions.yml` on the default branch to \
+                         another provider's model, then comment `/mission resume` on #{}.",
+                        validator.as_str(),
+                        self.settings.independence.family.map_or("the same", Family::name),
+                        validator.as_str(),
+                        self.issue
+                    ),
+                });
+            }
+            effects.extend(self.pause(
+                format!(
+                    "{what} would use the workers' model family, and `independent_validators: require` is set"
+                ),
+                &format!(
+                    "Set `models.{}` in `.github/missions.yml` on the default branch to another provider's model (or drop the requirement), then comment `/mission resume`.",
+                    validator.as_str()
+                ),
+            ));
+            return effects;
         }
         if let Task::Validate {
             validator, round, ..

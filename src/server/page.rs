@@ -601,6 +601,7 @@ mod tests {
                 estimated: true,
             }],
             usage: vec![],
+            warnings: vec![evil.into()],
         };
         let html = render_mission(&view, "https://github.com/o/r");
         assert!(!html.contains("<img"), "{html}");

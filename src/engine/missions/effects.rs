@@ -55,6 +55,8 @@ pub struct Dispatcher {
     pub api_base: String,
     /// This App's id: its own comments are those GitHub says it made.
     pub app_id: u64,
+    /// The server's `[model]` as JSON, when it is not the built-in default.
+    pub server_model: Option<String>,
 }
 
 /// What must be escaped in a query value or a path segment: everything but the
@@ -364,6 +366,9 @@ async fn dispatch(
     // missions without one (GitHub refuses inputs a workflow does not declare).
     if let Some(limit) = job.spend_limit_micros {
         inputs["spend_limit_usd"] = json!(crate::mission::machine::usd_decimal(limit));
+    }
+    if let Some(model) = &dispatcher.server_model {
+        inputs["server_model"] = json!(model);
     }
     // One exchange per attempt (the outbox retries): a crash can then only
     // leave a dispatch in doubt during that one exchange, not during waits.

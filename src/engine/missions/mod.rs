@@ -44,6 +44,9 @@ pub struct DriverConfig {
     pub reconcile_every: Duration,
     /// A job with no sign of completion after this long counts as lost.
     pub job_timeout: Duration,
+    /// The server's `[model]`: every repository's `models:` resolve over it,
+    /// here and in the jobs (sent as the `server_model` input).
+    pub server_model: crate::llm::config::ModelConfig,
 }
 
 impl Default for DriverConfig {
@@ -52,6 +55,7 @@ impl Default for DriverConfig {
             workflow_file: "missions.yml".into(),
             reconcile_every: Duration::from_secs(60),
             job_timeout: Duration::from_secs(6 * 3600),
+            server_model: crate::llm::config::ModelConfig::default(),
         }
     }
 }
@@ -119,6 +123,10 @@ impl MissionDriver {
             workflow_file: config.workflow_file.clone(),
             api_base: app.base_url().to_owned(),
             app_id: app.app_id(),
+            // Only a model other than the built-in default is sent: a
+            // workflow written before this input still runs such missions.
+            server_model: (config.server_model != crate::llm::config::ModelConfig::default())
+                .then(|| serde_json::to_string(&config.server_model).expect("a model serializes")),
         };
         MissionDriver {
             store,
@@ -474,7 +482,7 @@ impl MissionDriver {
                     *issue,
                     issue_author.clone(),
                     default_branch.clone(),
-                    config.settings(),
+                    config.settings_over(&self.config.server_model),
                     &actor.login,
                     self.now(),
                 );
@@ -544,7 +552,7 @@ impl MissionDriver {
                             stored.mission.settings
                         } else {
                             match load_repo_config(&client, repo, &stored.mission.base).await? {
-                                Ok(c) => c.settings(),
+                                Ok(c) => c.settings_over(&self.config.server_model),
                                 Err(message) => {
                                     note = Some(format!(
                                         "`{REPO_CONFIG_PATH}` on `{}` is invalid, so the mission keeps its previous settings:\n\n```\n{message}\n```",
