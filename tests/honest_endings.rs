@@ -566,3 +566,93 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
     assert_eq!(api["budget"]["spent_micros"].as_u64().unwrap(), sum);
     m.t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_model_reaches_the_jobs_and_a_required_independent_validator_is_asked_for() {
+    // The repository names no model at all: every seat resolves over the
+    // server's `[model]` (the scripted model here), and user testing must
+    // come from another family than the workers'.
+    let m = MissionTest::start_served(
+        Story::default(),
+        FaultConfig::default(),
+        |spec| {
+            with_settings(spec, |text| {
+                let start = text.find("models:").unwrap();
+                let end = text.find("commands:").unwrap();
+                format!(
+                    "{}independent_validators: require\n{}",
+                    &text[..start],
+                    &text[end..]
+                )
+            })
+        },
+        None,
+        |scripts| {
+            let mut model = missions::llm::config::ModelConfig::new(
+                missions::llm::config::ProviderKind::Scripted,
+                "scripted-demo",
+            );
+            model.script = Some(scripts.join("{agent}.json"));
+            model.prices = Some(missions::llm::pricing::Prices {
+                input: 3.0,
+                output: 15.0,
+                cache_read: 0.3,
+                cache_write: 3.75,
+            });
+            Some(model)
+        },
+    )
+    .await;
+    let issue = m.open_labeled_issue().await;
+    // Scoping ran on the server's model: the plan PR is there, and it says
+    // the validators share the workers' model.
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let body = {
+        let repo = m.repo();
+        m.t.sim.read(|w| {
+            w.repos[&repo].issues[&plan_pr]
+                .body
+                .clone()
+                .unwrap_or_default()
+        })
+    };
+    assert!(
+        body.contains("⚠️ scrutiny uses the same models, like the workers")
+            && body.contains("⚠️ user-testing uses the same models")
+            && body.contains("refuses to run it"),
+        "{body}"
+    );
+    let (_, log) = run_of(&m, "scope-1.1").unwrap();
+    assert!(log.contains("--server-model"), "{log}");
+    assert!(log.contains("model scripted-demo (scripted)"), "{log}");
+
+    // The features run; scrutiny is refused: its check run asks for action
+    // and the mission pauses saying what to change.
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    let scrutiny = expect_check(&m, pr, "missions / scrutiny", |_| true).await;
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("action_required"),
+        "{scrutiny:?}"
+    );
+    assert!(
+        scrutiny.summary.contains("`models.scrutiny`"),
+        "{}",
+        scrutiny.summary
+    );
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains("independent_validators: require") && body.contains("`models.scrutiny`"),
+        "{body}"
+    );
+    assert!(!m.dispatched_jobs().iter().any(|j| j.contains("scrutiny")));
+    assert!(open_checks(&m).is_empty(), "{:?}", open_checks(&m));
+    let sticky = m.stickies(issue).pop().unwrap();
+    assert!(
+        sticky.contains("⚠️ scrutiny uses the same models"),
+        "{sticky}"
+    );
+    m.t.stop().await;
+}

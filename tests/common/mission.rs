@@ -52,6 +52,18 @@ impl MissionTest {
         edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
         job_timeout: Option<Duration>,
     ) -> MissionTest {
+        Self::start_served(story, faults, edit, job_timeout, |_| None).await
+    }
+
+    /// As [`MissionTest::start_timed`], with the server's `[model]` that
+    /// `server_model` makes from the scripts' directory.
+    pub async fn start_served(
+        story: Story,
+        faults: FaultConfig,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+        job_timeout: Option<Duration>,
+        server_model: impl FnOnce(&std::path::Path) -> Option<missions::llm::config::ModelConfig>,
+    ) -> MissionTest {
         let scripts = tempfile::tempdir().unwrap();
         demo::scripts::write(scripts.path(), &story).unwrap();
         let t = Scenario::start(ScenarioOptions {
@@ -63,6 +75,7 @@ impl MissionTest {
             missions: Some(DriverConfig {
                 reconcile_every: Duration::from_secs(2),
                 job_timeout: Duration::from_secs(120),
+                server_model: server_model(scripts.path()).unwrap_or_default(),
                 ..DriverConfig::default()
             }),
             repo: Some(edit(demo::repo_spec(scripts.path()))),
