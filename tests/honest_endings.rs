@@ -56,6 +56,13 @@ async fn expect_check(
         .unwrap()
 }
 
+/// A pull request's description as GitHub shows it.
+fn pr_body(m: &MissionTest, pr: u64) -> String {
+    let repo = m.repo();
+    m.t.sim
+        .read(|w| w.repos[&repo].issues[&pr].body.clone().unwrap_or_default())
+}
+
 /// Every check run the App opened, and whether any is still in progress.
 fn open_checks(m: &MissionTest) -> Vec<Check> {
     m.checks()
@@ -487,15 +494,7 @@ async fn every_figure_a_user_sees_agrees_and_the_plan_pr_shows_the_forecast() {
 
     // The plan PR: the forecast next to the budget, and a warning, since the
     // default costs of three workers and two validations pass $5.
-    let body = {
-        let repo = m.repo();
-        m.t.sim.read(|w| {
-            w.repos[&repo].issues[&plan_pr]
-                .body
-                .clone()
-                .unwrap_or_default()
-        })
-    };
+    let body = pr_body(&m, plan_pr);
     assert!(
         body.contains("**Cost forecast**: about $")
             && body.contains("3 feature(s)")
@@ -607,15 +606,7 @@ async fn the_servers_model_reaches_the_jobs_and_a_required_independent_validator
     // Scoping ran on the server's model: the plan PR is there, and it says
     // the validators share the workers' model.
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
-    let body = {
-        let repo = m.repo();
-        m.t.sim.read(|w| {
-            w.repos[&repo].issues[&plan_pr]
-                .body
-                .clone()
-                .unwrap_or_default()
-        })
-    };
+    let body = pr_body(&m, plan_pr);
     assert!(
         body.contains("⚠️ scrutiny uses the same models, like the workers")
             && body.contains("⚠️ user-testing uses the same models")
@@ -648,6 +639,9 @@ async fn the_servers_model_reaches_the_jobs_and_a_required_independent_validator
         "{body}"
     );
     assert!(!m.dispatched_jobs().iter().any(|j| j.contains("scrutiny")));
+    // User testing's check run, which nothing will run for, ends too.
+    let user_testing = expect_check(&m, pr, "missions / user-testing", |_| true).await;
+    assert_eq!(user_testing.conclusion.as_deref(), Some("cancelled"));
     assert!(open_checks(&m).is_empty(), "{:?}", open_checks(&m));
     let sticky = m.stickies(issue).pop().unwrap();
     assert!(

@@ -104,6 +104,10 @@
       card("features", "Features", v.features, "done"),
       card("assertions", "Assertions", v.assertions, "passing"),
       budget));
+    if (v.warnings && v.warnings.length) {
+      out.push(h("section", { class: "panel", testid: "warnings" }, h("h2", {}, "Warnings"),
+        v.warnings.map((w) => h("p", {}, w))));
+    }
 
     // Active job, last handoff, pull requests.
     const job = h("div", { class: "panel", testid: "active-job" }, h("h2", {}, "Active job"));
