@@ -1124,10 +1124,16 @@ pub fn thousands(n: u64) -> String {
 
 /// The error a failed job's log ends with (`error: …`), if it has one.
 fn job_error(log: &str) -> Option<String> {
-    let line = log.lines().map(str::trim).rfind(|l| {
-        l.starts_with("error:")
-            || (l.starts_with("##[error]") && !l.contains("Process completed with exit code"))
-    })?;
+    fn last_error(text: &str) -> Option<&str> {
+        text.lines().map(str::trim).rfind(|l| {
+            l.starts_with("error:")
+                || (l.starts_with("##[error]") && !l.contains("Process completed with exit code"))
+        })
+    }
+    // The agent's job says why it failed; the publish job, which runs
+    // `always()`, only adds that it found no result.
+    let agent = log.split("##[group]job publish").next().unwrap_or(log);
+    let line = last_error(agent).or_else(|| last_error(log))?;
     let line = line.trim_start_matches("##[error]");
     Some(if line.chars().count() > 400 {
         format!("{}…", line.chars().take(400).collect::<String>())
@@ -1249,6 +1255,21 @@ fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut S
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_failed_jobs_error_is_the_agents_not_the_publish_jobs() {
+        let log = "##[group]job agent\nerror: Anthropic rejected the API key; check ANTHROPIC_API_KEY\n\
+                   ##[error]Process completed with exit code 1.\n##[endgroup]\n\
+                   ##[group]job publish\nerror: the agent job left no result\n##[endgroup]\n";
+        assert_eq!(
+            job_error(log).as_deref(),
+            Some("error: Anthropic rejected the API key; check ANTHROPIC_API_KEY")
+        );
+        assert_eq!(
+            job_error("##[group]job publish\nerror: no result\n").as_deref(),
+            Some("error: no result")
+        );
+    }
     use super::*;
 
     #[test]
