@@ -1173,3 +1173,92 @@ async fn a_ref_update_whose_caller_hangs_up_is_applied_whole() {
     assert_eq!(pull.body["head"]["sha"], ready.as_str());
     t.stop().await;
 }
+
+/// GitHub's limits, as its documentation states them: the contents API's JSON
+/// form leaves a file over 1 MB empty (the raw media type has it); bodies over
+/// 65,536 characters are refused; a ruleset restricting creations refuses a
+/// new branch with REST's generic 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_files_long_bodies_and_restricted_creations_are_answered_as_github_does() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let big = "y".repeat(1_500_000);
+    let (number, _) = alice_opens_pull(&t, "big", "big.txt", &big).await;
+
+    let json_form = t
+        .call(
+            "alice",
+            "GET",
+            &format!("{repo_path}/contents/big.txt?ref=big"),
+            None,
+        )
+        .await;
+    assert_eq!(json_form.status, 200);
+    assert_eq!(json_form.body["encoding"], "none");
+    assert_eq!(json_form.body["content"], "");
+    assert_eq!(json_form.body["size"], 1_500_000);
+    let raw = reqwest::Client::new()
+        .get(format!(
+            "{}{repo_path}/contents/big.txt?ref=big",
+            t.sim.url()
+        ))
+        .header(
+            "authorization",
+            format!("Bearer {}", t.world.maintainer.token),
+        )
+        .header("accept", "application/vnd.github.raw+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(raw.text().await.unwrap(), big);
+
+    // 65,536 characters pass (multi-byte ones count once); one more does not.
+    let at_limit = "é".repeat(65_536);
+    for (path, method, field) in [
+        (
+            format!("{repo_path}/issues/{number}/comments"),
+            "POST",
+            "body",
+        ),
+        (format!("{repo_path}/pulls/{number}"), "PATCH", "body"),
+    ] {
+        let ok = t
+            .call("alice", method, &path, Some(json!({ field: at_limit })))
+            .await;
+        assert!(ok.status < 300, "{path}: {:?}", ok.body);
+        let long = t
+            .call(
+                "alice",
+                method,
+                &path,
+                Some(json!({ field: format!("{at_limit}!") })),
+            )
+            .await;
+        assert_eq!(long.status, 422, "{path}");
+        assert_eq!(
+            long.body["errors"][0]["message"],
+            "Body is too long (maximum is 65536 characters)"
+        );
+    }
+
+    t.sim.repo_settings(&t.world.repo, |r| {
+        r.rulesets.push(missions::sim::state::Ruleset {
+            name: "releases only".into(),
+            include: vec!["refs/heads/missions/**".into()],
+            restrict_creation: true,
+        })
+    });
+    let sha = main_sha(&t).await;
+    for (branch, status) in [("missions/7/plan", 422), ("feature-x", 201)] {
+        let created = t
+            .call(
+                "alice",
+                "POST",
+                &format!("{repo_path}/git/refs"),
+                Some(json!({"ref": format!("refs/heads/{branch}"), "sha": sha})),
+            )
+            .await;
+        assert_eq!(created.status, status, "{branch}: {:?}", created.body);
+    }
+}

@@ -51,6 +51,9 @@ pub const DEFAULT_BASE_URL: &str = crate::config::DEFAULT_GITHUB_API_URL;
 
 /// The media type GitHub recommends for every REST request.
 const ACCEPT_GITHUB_JSON: &str = "application/vnd.github+json";
+/// The contents API's raw media type: the file itself, at any size up to
+/// 100 MB (the JSON form leaves `content` empty above 1 MB).
+const ACCEPT_GITHUB_RAW: &str = "application/vnd.github.raw+json";
 
 /// Without these a stalled connection would hang a mission forever.
 const CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
@@ -493,6 +496,15 @@ impl InstallationClient {
         parse_body(&request_name, &answer.body)
     }
 
+    /// `GET route` with the raw media type: the body as it is (a file's
+    /// text from the contents API, whatever its size).
+    pub async fn get_raw(&self, route: &str) -> Result<String, GitHubError> {
+        let (_, answer) = self
+            .send_accepting(Method::GET, route, None, ACCEPT_GITHUB_RAW)
+            .await?;
+        Ok(answer.body)
+    }
+
     /// `GET route`, the body deserialized as `T`.
     pub async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, GitHubError> {
         self.typed(Method::GET, route, None).await
@@ -562,6 +574,17 @@ impl InstallationClient {
         route: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(String, Answer), GitHubError> {
+        self.send_accepting(method, route, body, ACCEPT_GITHUB_JSON)
+            .await
+    }
+
+    async fn send_accepting(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        accept: &'static str,
+    ) -> Result<(String, Answer), GitHubError> {
         let request_name = format!("{method} {route}");
         let url = self.url(route).ok_or_else(|| GitHubError::Client {
             reason: format!(
@@ -576,7 +599,7 @@ impl InstallationClient {
                 .method(method.clone())
                 .uri(url.as_str())
                 .header(header::AUTHORIZATION, authorization)
-                .header(header::ACCEPT, ACCEPT_GITHUB_JSON);
+                .header(header::ACCEPT, accept);
             self.octocrab
                 .build_request(builder, body)
                 .map_err(|e| GitHubError::Client {

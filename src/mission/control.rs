@@ -45,6 +45,11 @@ impl Links {
     pub fn pull(&self, number: u64) -> String {
         format!("{}/pull/{number}", self.repo_web)
     }
+
+    /// A file's page on a branch.
+    pub fn blob(&self, branch: &str, path: &str) -> String {
+        format!("{}/blob/{branch}/{path}", self.repo_web)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

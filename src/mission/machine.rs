@@ -621,6 +621,12 @@ pub enum Event {
         validator: Validator,
         check_run_id: u64,
     },
+    /// GitHub did not create branch `name` (from the head of `from`).
+    BranchNotCreated {
+        name: String,
+        from: String,
+        error: String,
+    },
     /// An effect failed for good (after the client's retries).
     EffectFailed {
         what: String,
@@ -796,6 +802,10 @@ pub struct Mission {
     /// without leaving what they spent.
     #[serde(default)]
     pub estimated_micros: u64,
+    /// Branches GitHub did not create (name → where from): a resume asks again
+    /// before anything runs on them.
+    #[serde(default)]
+    pub missing_branches: BTreeMap<String, String>,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -913,6 +923,7 @@ impl Mission {
             aborted_by: None,
             checks_seen: BTreeSet::new(),
             estimated_micros: 0,
+            missing_branches: BTreeMap::new(),
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -1153,6 +1164,11 @@ impl Mission {
                 // It never ran: put the step back, so that a resume runs it.
                 self.job = None;
                 self.pending = Some(job.task);
+                if self.paused.is_some() {
+                    // Dispatched before the pause's cause showed (a branch GitHub
+                    // did not make): the pause already says what to do.
+                    return Vec::new();
+                }
                 let how = if error.contains("Unexpected inputs") {
                     "The mission workflow is older than the App (it lacks an input the App sends, \
                      such as `spend_limit_usd`): run `missions init --force` and commit \
@@ -1193,6 +1209,19 @@ impl Mission {
                     ),
                     "Check the App's permissions (contents and checks: write) and branch protection, then comment `/mission resume`.",
                 )
+            }
+            Event::BranchNotCreated { name, from, error } => {
+                if self.is_terminal() {
+                    return Vec::new();
+                }
+                let first = self.paused.is_none();
+                self.missing_branches.insert(name.clone(), from);
+                let effects = self.pause(
+                    format!("GitHub did not create branch `{name}`: {}", one_line(&error)),
+                    "Fix the cause, then comment `/mission resume`: the App makes the branch again before any job runs on it.",
+                );
+                // Said once: a second branch refused for the same cause adds nothing.
+                if first { effects } else { Vec::new() }
             }
             Event::EffectFailed { what, error } => {
                 // A check run being opened may be what failed: the resume asks again.
@@ -1409,6 +1438,12 @@ impl Mission {
                         actor.login
                     ),
                 }));
+                // Before anything is dispatched on them.
+                effects.extend(
+                    std::mem::take(&mut self.missing_branches)
+                        .into_iter()
+                        .map(|(name, from)| Effect::CreateBranch { name, from }),
+                );
                 effects.extend(self.advance(now));
                 effects
             }

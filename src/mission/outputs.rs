@@ -111,11 +111,7 @@ impl Handoff {
             let code = c
                 .exit_code
                 .map_or_else(|| "killed".to_owned(), |c| c.to_string());
-            out.push_str(&format!(
-                "| `{}` | {} |\n",
-                one_line(&c.command).replace('`', "'"),
-                code
-            ));
+            out.push_str(&format!("| `{}` | {} |\n", shown_command(&c.command), code));
         }
         let resolved: Vec<String> = self
             .issues
@@ -140,6 +136,23 @@ impl Handoff {
                 .unwrap_or_default()
         ));
         out
+    }
+}
+
+/// The most of one command a handoff's table shows: a heredoc carries the
+/// whole file it writes. The job's output keeps every command whole.
+const COMMAND_CHARS: usize = 300;
+
+/// A command as one table cell: on one line, no backticks, cut when long.
+fn shown_command(command: &str) -> String {
+    let line = one_line(command).replace('`', "'");
+    match line.char_indices().nth(COMMAND_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &line[..cut],
+            command.chars().count()
+        ),
+        None => line,
     }
 }
 
@@ -392,4 +405,44 @@ pub struct JobOutput {
     /// spending limit: another try would stop the same way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub budget_stop: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heredoc_command_is_cut_in_the_handoff_table_and_kept_whole_in_the_handoff() {
+        let file = "x = 1\n".repeat(20_000);
+        let handoff = Handoff {
+            feature: "F1".into(),
+            summary: "wrote it".into(),
+            completed: vec!["it".into()],
+            undone: vec![],
+            commands: vec![
+                CommandRun {
+                    command: format!("cat > big.py <<'EOF'\n{file}EOF"),
+                    exit_code: Some(0),
+                },
+                CommandRun {
+                    command: "pytest -q".into(),
+                    exit_code: Some(1),
+                },
+            ],
+            issues: vec![],
+            followed_procedures: true,
+            procedures_note: None,
+            compactions: 0,
+        };
+        let md = handoff.to_markdown("Big file");
+        assert!(md.len() < 2_000, "{} bytes", md.len());
+        assert!(md.contains("| `cat > big.py <<'EOF' x = 1 x = 1"), "{md}");
+        let whole = handoff.commands[0].command.chars().count();
+        assert!(whole > 120_000);
+        assert!(
+            md.contains(&format!("… ({whole} characters in all)` | 0 |")),
+            "{md}"
+        );
+        assert!(md.contains("| `pytest -q` | 1 |"), "{md}");
+    }
 }

@@ -814,6 +814,22 @@ fn label_names(body: &Value) -> Result<Vec<String>, ApiError> {
 
 /// Applies `title` and `body` from a PATCH; returns the webhook's `changes`
 /// (the old values of what changed), empty when nothing did.
+/// The most characters GitHub takes in an issue, pull request or comment body.
+pub const MAX_BODY_CHARS: usize = 65_536;
+
+/// 422 as GitHub answers a body over [`MAX_BODY_CHARS`].
+fn body_fits(resource: &str, text: Option<&str>) -> Result<(), ApiError> {
+    match text {
+        Some(text) if text.chars().count() > MAX_BODY_CHARS => Err(ApiError::invalid(
+            resource,
+            "body",
+            "custom",
+            format!("Body is too long (maximum is {MAX_BODY_CHARS} characters)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn edit_title_and_body(issue: &mut Issue, body: &Value) -> serde_json::Map<String, Value> {
     let mut changes = serde_json::Map::new();
     if let Some(title) = str_field(body, "title")
@@ -1053,14 +1069,7 @@ async fn create_comment(
     let actor = actor(&world, &caller, &name)?;
     require(&actor, Permission::Read)?;
     let text = required_str(&body, "IssueComment", "body")?.to_owned();
-    if text.len() > 65536 {
-        return Err(ApiError::invalid(
-            "IssueComment",
-            "body",
-            "custom",
-            "Body is too long (maximum is 65536 characters)",
-        ));
-    }
+    body_fits("IssueComment", Some(&text))?;
     issue_mut(&mut world, &name, number)?;
     let id = world.next_id();
     let now = sim.clock.now();
@@ -1100,6 +1109,7 @@ async fn update_comment(
     let mut world = sim.world();
     let actor = actor(&world, &caller, &name)?;
     let text = required_str(&body, "IssueComment", "body")?.to_owned();
+    body_fits("IssueComment", Some(&text))?;
     let now = sim.clock.now();
     let r = world.repos.get_mut(&name).expect("repo");
     let comment = r
@@ -1491,6 +1501,7 @@ async fn create_pull(
         .unwrap_or(head)
         .to_owned();
     let base = required_str(&body, "PullRequest", "base")?.to_owned();
+    body_fits("PullRequest", str_field(&body, "body"))?;
     let title = str_field(&body, "title").map(str::to_owned);
     let Some(title) = title else {
         return Err(ApiError::invalid(
@@ -1622,6 +1633,7 @@ async fn update_pull(
         if issue.user != actor.login {
             require(&actor, Permission::Write)?;
         }
+        body_fits("PullRequest", str_field(&body, "body"))?;
         let now = sim.clock.now();
         let mut actions = Vec::new();
         let changes = edit_title_and_body(issue, &body);

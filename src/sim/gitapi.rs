@@ -285,12 +285,21 @@ fn wrapped_base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Above this size GitHub's contents API leaves a file's `content` empty
+/// (`encoding: "none"`) in its JSON form; the raw media type still has it.
+pub const CONTENTS_JSON_MAX: u64 = 1024 * 1024;
+
 pub async fn get_content(
     State(sim): State<Sim>,
     caller: Caller,
     Path((owner, repo, path)): Path<(String, String, String)>,
     Query(query): Query<RefQuery>,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult {
+    let raw = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/vnd.github.raw"));
     let name = full(&owner, &repo);
     check_access(&sim, &caller, &name, Permission::Read)?;
     let default_branch = sim.world().repos[&name].default_branch.clone();
@@ -310,12 +319,25 @@ pub async fn get_content(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let body = match content {
+        PathContent::File { content, .. } if raw => {
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/vnd.github.raw")],
+                content,
+            )
+                .into_response());
+        }
         PathContent::File {
             sha, size, content, ..
         } => {
             let mut v = entry_json(&sim, &name, &path, &sha, size, "file", &reference);
-            v["encoding"] = json!("base64");
-            v["content"] = json!(wrapped_base64(&content));
+            if size > CONTENTS_JSON_MAX {
+                v["encoding"] = json!("none");
+                v["content"] = json!("");
+            } else {
+                v["encoding"] = json!("base64");
+                v["content"] = json!(wrapped_base64(&content));
+            }
             v
         }
         PathContent::Symlink { sha, target, .. } => {
@@ -626,6 +648,15 @@ pub async fn create_ref(
     }
     if sim.git.object_type(&name, sha).await?.is_none() {
         return Err(ApiError::unprocessable("Object does not exist"));
+    }
+    // A ruleset that restricts creations: GitHub's REST answer names no rule
+    // (git push says "Cannot create ref due to creations being restricted").
+    if sim.world().repos[&name]
+        .rulesets
+        .iter()
+        .any(|r| r.restrict_creation && r.applies_to(refname))
+    {
+        return Err(ApiError::unprocessable("Reference update failed"));
     }
     sim.git
         .create_ref(&name, refname, sha)

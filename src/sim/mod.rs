@@ -329,6 +329,7 @@ impl Sim {
             check_runs: Default::default(),
             check_suites: Default::default(),
             workflows: Vec::new(),
+            rulesets: Vec::new(),
             runs: Default::default(),
         };
         for (path, _) in &spec.files {
@@ -461,6 +462,17 @@ impl Sim {
 
     pub(crate) fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.inner.world()
+    }
+
+    /// Changes a repository's settings as its admin would in GitHub's web
+    /// interface (rulesets, branch protection); no webhook follows.
+    pub fn repo_settings<T>(&self, full_name: &str, f: impl FnOnce(&mut state::Repo) -> T) -> T {
+        let mut world = self.world();
+        let repo = world
+            .repos
+            .get_mut(full_name)
+            .unwrap_or_else(|| panic!("no repository {full_name}"));
+        f(repo)
     }
 
     fn bump(&self) {

@@ -319,6 +319,48 @@ pub struct Repo {
     pub check_suites: HashMap<String, u64>,
     pub workflows: Vec<Workflow>,
     pub runs: BTreeMap<u64, WorkflowRun>,
+    /// Repository rulesets (only the rules the App meets).
+    pub rulesets: Vec<Ruleset>,
+}
+
+/// A repository ruleset: rules on the branches its patterns include.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    pub name: String,
+    /// fnmatch patterns of full ref names (`refs/heads/missions/**`), as a
+    /// ruleset's `conditions.ref_name.include`; `~ALL` is every branch.
+    pub include: Vec<String>,
+    /// "Restrict creations": only bypass actors may create matching refs.
+    pub restrict_creation: bool,
+}
+
+impl Ruleset {
+    pub fn applies_to(&self, refname: &str) -> bool {
+        self.include
+            .iter()
+            .any(|p| (p == "~ALL" && refname.starts_with("refs/heads/")) || ref_glob(p, refname))
+    }
+}
+
+/// fnmatch as rulesets use it: `*` within a path segment, `**` across them.
+fn ref_glob(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("**") {
+        Some(rest) => (0..=name.len())
+            .filter(|&i| name.is_char_boundary(i))
+            .any(|i| ref_glob(rest, &name[i..])),
+        None => match pattern.strip_prefix('*') {
+            Some(rest) => (0..=name.len())
+                .filter(|&i| name.is_char_boundary(i) && !name[..i].contains('/'))
+                .any(|i| ref_glob(rest, &name[i..])),
+            None => match (pattern.chars().next(), name.chars().next()) {
+                (None, None) => true,
+                (Some(p), Some(n)) if p == n => {
+                    ref_glob(&pattern[p.len_utf8()..], &name[n.len_utf8()..])
+                }
+                _ => false,
+            },
+        },
+    }
 }
 
 impl Repo {
@@ -445,5 +487,24 @@ impl World {
             repo.check_suites.insert(head_sha.to_owned(), id);
         }
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_patterns_match_as_fnmatch() {
+        let set = |p: &str| Ruleset {
+            include: vec![p.into()],
+            ..Ruleset::default()
+        };
+        assert!(set("refs/heads/missions/**").applies_to("refs/heads/missions/7/plan"));
+        assert!(set("refs/heads/missions/*").applies_to("refs/heads/missions/x"));
+        assert!(!set("refs/heads/missions/*").applies_to("refs/heads/missions/7/plan"));
+        assert!(!set("refs/heads/release/**").applies_to("refs/heads/missions/7/plan"));
+        assert!(set("~ALL").applies_to("refs/heads/anything"));
+        assert!(!set("~ALL").applies_to("refs/tags/v1"));
     }
 }

@@ -426,6 +426,27 @@ impl Scenario {
             return None;
         }
         assert_eq!(answer.status, 200, "{:?}", answer.body);
+        if answer.body["encoding"] == "none" {
+            // Over 1 MB: GitHub gives the text only in the raw media type.
+            let url = format!(
+                "{}{}/contents/{path}?ref={reference}",
+                self.sim.url(),
+                self.repo_path()
+            );
+            let raw = self
+                .http
+                .get(url)
+                .header(
+                    "authorization",
+                    format!("Bearer {}", self.token_of(&self.world.maintainer.login)),
+                )
+                .header("accept", "application/vnd.github.raw+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(raw.status().as_u16(), 200);
+            return Some(raw.text().await.unwrap());
+        }
         assert_eq!(answer.body["encoding"], "base64");
         let b64: String = answer.body["content"]
             .as_str()

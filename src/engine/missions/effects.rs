@@ -8,7 +8,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
 use crate::github::client::{GitHubError, InstallationClient, Method};
-use crate::mission::machine::{Effect, Event, Job, Mission, Target};
+use crate::mission::control::Links;
+use crate::mission::machine::{Effect, Event, Job, Mission, Target, reports_branch};
 use crate::mission::outputs::Validator;
 use crate::store::missions::EffectScope;
 
@@ -136,6 +137,7 @@ pub async fn perform(
                 // An earlier attempt posted it and its answer was lost.
                 return Ok(None);
             }
+            let body = fit_body(client, dispatcher, scope, attempt.effect_id, body).await?;
             let body = format!("{body}\n\n{marker}");
             client
                 .request_json(
@@ -171,7 +173,8 @@ pub async fn perform(
             body,
         } => {
             let base = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
-            let number = open_pr(client, repo, branch, &base, title, body).await?;
+            let body = fit_body(client, dispatcher, scope, attempt.effect_id, body).await?;
+            let number = open_pr(client, repo, branch, &base, title, &body).await?;
             Ok(Some(Event::PlanPrOpened { number }))
         }
         Effect::ClosePr { target } => {
@@ -195,7 +198,8 @@ pub async fn perform(
             if mission.milestone_prs.contains_key(index) {
                 return Ok(None);
             }
-            let number = open_pr(client, repo, branch, &mission.base, title, body).await?;
+            let body = fit_body(client, dispatcher, scope, attempt.effect_id, body).await?;
+            let number = open_pr(client, repo, branch, &mission.base, title, &body).await?;
             Ok(Some(Event::MilestonePrOpened {
                 index: *index,
                 number,
@@ -287,6 +291,126 @@ fn resolve(
     }
 }
 
+/// GitHub refuses issue comment and pull request bodies longer than this: 422
+/// "Body is too long (maximum is 65536 characters)". Counted here in bytes,
+/// never fewer than characters.
+pub const MAX_BODY: usize = 65_536;
+/// Room kept under [`MAX_BODY`] for the effect's marker and the note saying
+/// where the rest is.
+const BODY_ROOM: usize = 2_000;
+
+/// `body` as GitHub will take it: unchanged when it fits. Otherwise the whole
+/// text is saved first on the mission's reports branch, and what is posted is
+/// its beginning, cut at a line end, under a note linking to the whole. (A 422
+/// is permanent: a body GitHub refuses would pause the mission for good.)
+async fn fit_body(
+    client: &InstallationClient,
+    dispatcher: &Dispatcher,
+    scope: &EffectScope,
+    effect_id: i64,
+    body: &str,
+) -> Result<String, EffectError> {
+    if body.len() <= MAX_BODY - BODY_ROOM {
+        return Ok(body.to_owned());
+    }
+    let issue = scope.issue;
+    let branch = reports_branch(issue);
+    // Named after the effect: a retry saves the same text at the same path.
+    let path = format!(".missions/{issue}/comments/{effect_id}.md");
+    save_text(
+        client,
+        &scope.repo,
+        &branch,
+        &path,
+        body,
+        &format!("missions #{issue}: the whole text of a comment too long for GitHub"),
+    )
+    .await?;
+    let link = Links::from_api(&dispatcher.api_base, &scope.repo).blob(&branch, &path);
+    Ok(format!(
+        "*This text is {} KB, more than GitHub takes in one comment ({} characters): \
+         it is cut below. The whole text is in [`{path}`]({link}) on `{branch}`.*\n\n{}\n\n*[… cut: the rest is in the whole text linked above]*",
+        body.len().div_ceil(1024),
+        MAX_BODY,
+        cut_at_line(body, MAX_BODY - BODY_ROOM - 600)
+    ))
+}
+
+/// The longest beginning of `text` within `max` bytes that ends at a line end
+/// (a half table row or tag breaks less), or at a character boundary if no
+/// line ends in its second half.
+fn cut_at_line(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind('\n') {
+        Some(line_end) if line_end >= end / 2 => &text[..line_end],
+        _ => &text[..end],
+    }
+}
+
+/// Commits `text` at `path` on `branch`, making the branch (without history,
+/// as the jobs' reports branch starts) when it does not exist yet. Already
+/// there (an earlier try saved it): done.
+async fn save_text(
+    client: &InstallationClient,
+    repo: &str,
+    branch: &str,
+    path: &str,
+    text: &str,
+    message: &str,
+) -> Result<(), EffectError> {
+    use base64::Engine;
+    if read_file(client, repo, path, branch).await?.is_some() {
+        return Ok(());
+    }
+    if !ref_exists(client, repo, branch).await? {
+        let tree = client
+            .request_json(
+                Method::POST,
+                &format!("/repos/{repo}/git/trees"),
+                Some(&json!({ "tree": [{ "path": path, "mode": "100644", "type": "blob", "content": text }] })),
+            )
+            .await?;
+        let commit = client
+            .request_json(
+                Method::POST,
+                &format!("/repos/{repo}/git/commits"),
+                Some(&json!({ "message": message, "tree": tree["sha"], "parents": [] })),
+            )
+            .await?;
+        match client
+            .request_json(
+                Method::POST,
+                &format!("/repos/{repo}/git/refs"),
+                Some(&json!({ "ref": format!("refs/heads/{branch}"), "sha": commit["sha"] })),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // A job made the branch meanwhile: add the file on top of it.
+            Err(e) if e.status() == Some(422) && ref_exists(client, repo, branch).await? => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    client
+        .request_json(
+            Method::PUT,
+            &format!("/repos/{repo}/contents/{}", path_segments(path)),
+            Some(&json!({
+                "message": message,
+                "content": base64::engine::general_purpose::STANDARD.encode(text),
+                "branch": branch,
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
@@ -332,9 +456,53 @@ async fn create_branch(
         .await
     {
         Ok(_) => Ok(()),
-        // Already there: made by an earlier try of this effect.
-        Err(e) if e.status() == Some(422) => Ok(()),
+        // GitHub answers 422 both when the branch exists (an earlier try of
+        // this effect made it) and when it refuses to make it (a ruleset that
+        // restricts creating branches, "Reference update failed"): look.
+        Err(e) if e.status() == Some(422) => {
+            if ref_exists(client, repo, name).await? {
+                Ok(())
+            } else {
+                Err(EffectError::Permanent(format!(
+                    "GitHub answered {} and the branch does not exist. A ruleset that restricts \
+                     creating branches may cover `missions/**`: add this App to its bypass list \
+                     or leave `missions/**` out of it (docs/install.md, \"Rulesets and branch \
+                     protection\")",
+                    github_message(&e)
+                )))
+            }
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `branch` exists.
+async fn ref_exists(
+    client: &InstallationClient,
+    repo: &str,
+    branch: &str,
+) -> Result<bool, EffectError> {
+    match client
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/git/ref/heads/{}", path_segments(branch)),
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.status() == Some(404) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What GitHub said, without the request: for a message that names its own cause.
+fn github_message(e: &GitHubError) -> String {
+    match e {
+        GitHubError::Api {
+            status, message, ..
+        } => format!("{status} ({message})"),
+        other => other.to_string(),
     }
 }
 
@@ -580,7 +748,7 @@ async fn update_sticky(
     mission: &Mission,
     now: i64,
 ) -> Result<Option<Event>, EffectError> {
-    use crate::mission::control::{Links, STICKY_MARKER, sticky};
+    use crate::mission::control::{STICKY_MARKER, sticky};
     let repo = &mission.repo;
     let links = Links::from_api(&dispatcher.api_base, repo);
     let body = sticky(mission, now, &links);
@@ -640,6 +808,8 @@ async fn update_sticky(
 }
 
 /// Reads a file from a branch through the contents API; `None` when absent.
+/// Asks for the raw media type: in the JSON form a file over 1 MB comes back
+/// with an empty `content` (`encoding: none`), which would read as no result.
 pub async fn read_file(
     client: &InstallationClient,
     repo: &str,
@@ -647,29 +817,15 @@ pub async fn read_file(
     git_ref: &str,
 ) -> Result<Option<String>, GitHubError> {
     match client
-        .request_json(
-            Method::GET,
-            &format!(
-                "/repos/{repo}/contents/{}?ref={}",
-                path_segments(path),
-                query_value(git_ref)
-            ),
-            None,
-        )
+        .get_raw(&format!(
+            "/repos/{repo}/contents/{}?ref={}",
+            path_segments(path),
+            query_value(git_ref)
+        ))
         .await
     {
-        Ok(v) => Ok(decode_content(&v)),
+        Ok(text) => Ok(Some(text)),
         Err(e) if e.status() == Some(404) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-fn decode_content(v: &Value) -> Option<String> {
-    use base64::Engine;
-    let content = v["content"].as_str()?;
-    let cleaned: String = content.chars().filter(|c| !c.is_whitespace()).collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(cleaned)
-        .ok()?;
-    String::from_utf8(bytes).ok()
 }

@@ -842,6 +842,13 @@ impl MissionDriver {
                                 key: job.key.clone(),
                                 error: e,
                             },
+                            machine::Effect::CreateBranch { name, from } => {
+                                Event::BranchNotCreated {
+                                    name: name.clone(),
+                                    from: from.clone(),
+                                    error: e,
+                                }
+                            }
                             machine::Effect::StartValidation { index, round, .. } => {
                                 Event::ValidationStartFailed {
                                     index: *index,

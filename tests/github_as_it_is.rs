@@ -1,0 +1,181 @@
+//! GitHub as it really behaves, not as a friendly simulator would: bodies it
+//! will not take, files its contents API leaves empty, rulesets that refuse a
+//! branch. Each story drives the whole App through the simulator, which keeps
+//! GitHub's limits, and reads what a maintainer would see.
+
+mod common;
+
+use common::mission::MissionTest;
+use missions::demo::scripts::Story;
+use missions::sim::state::Ruleset;
+use serde_json::{Value, json};
+
+/// Puts `turn` before the scripted turns of agent run `name`.
+fn prepend_turn(m: &MissionTest, name: &str, turn: Value) {
+    let path = m.scripts_dir().join(format!("{name}.json"));
+    let mut turns: Vec<Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    turns.insert(0, turn);
+    std::fs::write(&path, serde_json::to_vec(&turns).unwrap()).unwrap();
+}
+
+/// One model turn running `commands`. Its usage is given: the scripted model
+/// would count the long commands as output tokens past the budget.
+fn bash_calls(commands: impl IntoIterator<Item = String>) -> Value {
+    let calls: Vec<Value> = commands
+        .into_iter()
+        .map(|c| json!({"name": "bash", "input": {"command": c}}))
+        .collect();
+    json!({ "tool_calls": calls, "usage": {"input_tokens": 1000, "output_tokens": 1000} })
+}
+
+/// The mission starts and its plan is approved; returns (issue, M1's PR).
+async fn approved(m: &MissionTest) -> (u64, u64) {
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    (issue, pr)
+}
+
+/// M1 goes on to pass both validators.
+async fn m1_passes(m: &MissionTest, pr: u64) {
+    m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
+    let (scrutiny, user_testing) = m.expect_checks_completed(pr).await;
+    assert_eq!(
+        scrutiny.conclusion.as_deref(),
+        Some("success"),
+        "{scrutiny:?}"
+    );
+    assert_eq!(
+        user_testing.conclusion.as_deref(),
+        Some("success"),
+        "{user_testing:?}"
+    );
+    m.t.expect_app_comment(pr, "Ready to merge").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_too_long_for_github_is_posted_cut_with_a_link_to_the_whole_and_the_mission_goes_on()
+ {
+    let m = MissionTest::start(Story::default()).await;
+    // F1's worker first runs 800 commands of 250 characters: 200 KB of
+    // commands, each a row of its handoff's table.
+    prepend_turn(
+        &m,
+        "feature-F1",
+        bash_calls((0..800).map(|i| format!("echo {i:04} {} > /dev/null", "x".repeat(230)))),
+    );
+    let (issue, pr) = approved(&m).await;
+
+    let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let body = handoff["body"].as_str().unwrap();
+    assert!(body.chars().count() <= 65_536, "{} characters", body.len());
+    assert!(
+        body.starts_with("*This text is ") && body.contains("it is cut below"),
+        "{}",
+        &body[..500]
+    );
+    assert!(
+        body.contains("| `echo 0000 xxx"),
+        "the first commands are shown"
+    );
+    assert!(!body.contains("echo 0799"), "the last ones are cut");
+    // The link leads to the whole text, saved on the reports branch.
+    let folder = format!(".missions/{issue}/comments/");
+    let start = body.find(&folder).expect("a path to the whole text");
+    let path = &body[start..start + body[start..].find(".md").unwrap() + 3];
+    let reports = format!("missions/{issue}/reports");
+    assert!(
+        body.contains(&format!("/{}/blob/{reports}/{path})", m.repo())),
+        "{}",
+        &body[..500]
+    );
+    let whole = m.t.file(path, &reports).await.expect("the whole text");
+    assert!(whole.starts_with("### Handoff: F1 "), "{}", &whole[..200]);
+    assert!(whole.contains("| `echo 0799 xxx") && whole.len() > 200_000);
+
+    // Nothing paused: F2 follows and the milestone passes.
+    m1_passes(&m, pr).await;
+    assert!(
+        !m.app_comments(issue).iter().any(|c| c.contains("paused")),
+        "{:?}",
+        m.app_comments(issue)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_output_of_two_megabytes_is_read_whole() {
+    let m = MissionTest::start(Story::default()).await;
+    // F1's worker writes 18 files of 120 KB with heredocs: the commands, kept
+    // whole in its output, make that file over 2 MB, past the 1 MB up to
+    // which GitHub's contents API returns a file inside its JSON.
+    let chunk = "0123456789abcdef".repeat(7_500);
+    prepend_turn(
+        &m,
+        "feature-F1",
+        bash_calls((0..18).map(|i| format!("cat > /tmp/chunk-{i} <<'EOF'\n{chunk}\nEOF"))),
+    );
+    let (issue, pr) = approved(&m).await;
+
+    let output =
+        m.t.file(
+            &format!(".missions/{issue}/jobs/feature-F1.1.json"),
+            &format!("missions/{issue}/m1"),
+        )
+        .await
+        .expect("F1's output");
+    assert!(output.len() > 2_000_000, "{} bytes", output.len());
+    // The App read it: the handoff is posted, each heredoc cut to a line.
+    let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let body = handoff["body"].as_str().unwrap();
+    assert!(body.len() < 20_000, "{} bytes", body.len());
+    assert_eq!(
+        body.matches(" characters in all)` | 0 |").count(),
+        18,
+        "{body}"
+    );
+    m1_passes(&m, pr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruleset_that_refuses_the_missions_branches_pauses_the_mission_saying_so() {
+    let m = MissionTest::start(Story::default()).await;
+    // The organisation restricts creating branches, and the App is not on
+    // the ruleset's bypass list.
+    m.t.sim.repo_settings(&m.repo(), |r| {
+        r.rulesets.push(Ruleset {
+            name: "no new branches".into(),
+            include: vec!["~ALL".into()],
+            restrict_creation: true,
+        })
+    });
+    let issue = m.open_labeled_issue().await;
+
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!(
+            "GitHub did not create branch `missions/{issue}/plan`"
+        )) && body.contains("422 (Reference update failed)")
+            && body.contains("ruleset that restricts creating branches")
+            && body.contains("bypass list")
+            && body.contains("`/mission resume`"),
+        "{body}"
+    );
+    // Said once, not again for the dispatch that found no branch.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let pauses = m
+        .app_comments(issue)
+        .into_iter()
+        .filter(|c| c.contains("The mission is paused"))
+        .count();
+    assert_eq!(pauses, 1, "{:?}", m.app_comments(issue));
+
+    // The maintainer adds the App to the bypass list (here: drops the rule)
+    // and resumes: the branch is made and the plan is proposed.
+    m.t.sim.repo_settings(&m.repo(), |r| r.rulesets.clear());
+    m.comment(&m.alice(), issue, "/mission resume").await;
+    m.t.expect_app_comment(issue, "Resumed by @").await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert!(plan_pr > issue);
+}
