@@ -252,7 +252,8 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         | MissionInput::Comment { sender, .. }
         | MissionInput::Edited { sender, .. }
         | MissionInput::Review { sender, .. }
-        | MissionInput::Merged { sender, .. } => Some(sender),
+        | MissionInput::Merged { sender, .. }
+        | MissionInput::Rerun { sender, .. } => Some(sender),
         MissionInput::Run { .. } => None,
     };
     if let Some(sender) = sender {
@@ -271,6 +272,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         }
         MissionInput::Review { head_branch, .. }
         | MissionInput::Merged { head_branch, .. }
+        | MissionInput::Rerun { head_branch, .. }
         | MissionInput::Run { head_branch, .. } => {
             assert_eq!(input.issue(), issue_of_branch(head_branch));
             assert_eq!(input.may_concern_a_mission(), input.issue().is_some());

@@ -105,9 +105,19 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
 /// Every webhook event the App subscribes to: (event, why), the why naming the
 /// [`MissionInput`](crate::engine::missions::MissionInput) it becomes. Exactly the
 /// events whose payloads the mission handler consumes; `installation` events
-/// reach every App without a subscription, and the App does not use
-/// `check_run`, `check_suite`, `push` or `workflow_job`.
+/// reach every App without a subscription, and the App does not use `push`
+/// or `workflow_job`.
 pub const EVENTS: &[(&str, &str)] = &[
+    (
+        "check_run",
+        "`rerequested`: Re-run on a validator's check run runs that validator again \
+         (MissionInput::Rerun); GitHub sends it only to the App that owns the check run",
+    ),
+    (
+        "check_suite",
+        "`rerequested`: Re-run all checks on a milestone's ready commit runs both validators \
+         again (MissionInput::Rerun)",
+    ),
     (
         "issues",
         "`labeled`: the mission label added to an issue starts a mission (MissionInput::Labeled)",

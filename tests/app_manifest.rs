@@ -49,6 +49,8 @@ const MISSION_SHAPED: &[(&str, &str)] = &[
     ("/review/state", r#""approved""#),
     ("/workflow_run/event", r#""workflow_dispatch""#),
     ("/workflow_run/head_branch", r#""missions/1/m1""#),
+    ("/check_run/check_suite/head_branch", r#""missions/1/m1""#),
+    ("/check_suite/head_branch", r#""missions/1/m1""#),
 ];
 
 /// Whether the mission handler records an input for this delivery (its own

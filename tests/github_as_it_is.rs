@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::mission::MissionTest;
+use common::mission::{DEMO_COMMANDS, MissionTest, with_settings};
+use common::scenario::DEADLINE;
 use missions::demo::scripts::Story;
+use missions::sim::FaultConfig;
 use missions::sim::state::Ruleset;
 use serde_json::{Value, json};
 
@@ -178,4 +180,105 @@ async fn a_ruleset_that_refuses_the_missions_branches_pauses_the_mission_saying_
     m.t.expect_app_comment(issue, "Resumed by @").await;
     let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
     assert!(plan_pr > issue);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_run_on_a_failed_scrutiny_check_runs_scrutiny_again_on_a_fresh_check_run() {
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("tests-may-pass");
+    // Scrutiny's second command fails until the marker exists (a flaky
+    // service, say): its report fails the milestone.
+    let flaky = format!("test -e {}", marker.display());
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
+        with_settings(spec, |text| {
+            text.replace(
+                DEMO_COMMANDS,
+                &format!("commands:\n  test: [\"python3 -m unittest -q\", \"{flaky}\"]\n"),
+            )
+        })
+    })
+    .await;
+    // User testing waits until the Re-run is pressed: the round is on then.
+    let hold = marker_dir.path().join("user-testing-may-start");
+    prepend_turn(
+        &m,
+        "M1-user-testing-1",
+        bash_calls([format!(
+            "while [ ! -e {} ]; do sleep 0.2; done",
+            hold.display()
+        )]),
+    );
+    let (issue, pr) = approved(&m).await;
+    let failed =
+        m.t.sim
+            .wait_for("a failed scrutiny check run", DEADLINE * 2, |_| {
+                m.checks().into_iter().find(|c| {
+                    c.name == "missions / scrutiny"
+                        && c.conclusion.as_deref().is_some_and(|c| c != "success")
+                })
+            })
+            .await
+            .unwrap();
+    assert_eq!(failed.head_sha, m.pr_head(pr));
+
+    // The maintainer fixes the cause and presses Re-run on that check run.
+    std::fs::write(&marker, "").unwrap();
+    let rerun =
+        m.t.act(
+            &m.alice(),
+            "POST",
+            &format!("/repos/{}/check-runs/{}/rerequest", m.repo(), failed.id),
+            None,
+        )
+        .await;
+    assert_eq!(rerun.status, 201, "{:?}", rerun.body);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let note =
+        m.t.expect_app_comment(pr, "asked to re-run `missions / scrutiny`")
+            .await;
+    std::fs::write(&hold, "").unwrap();
+    assert!(
+        note["body"].as_str().unwrap().contains("fresh check run"),
+        "{note}"
+    );
+    // Scrutiny runs again on a new check run of the same commit and passes.
+    let again =
+        m.t.sim
+            .wait_for("scrutiny again", DEADLINE * 2, |_| {
+                m.checks().into_iter().find(|c| {
+                    c.name == "missions / scrutiny"
+                        && c.id != failed.id
+                        && c.conclusion.as_deref() == Some("success")
+                })
+            })
+            .await
+            .unwrap();
+    assert_eq!(again.head_sha, failed.head_sha);
+    m.t.expect_app_comment(pr, "Ready to merge").await;
+    let user_testing: Vec<_> = m
+        .checks()
+        .into_iter()
+        .filter(|c| c.name == "missions / user-testing" && c.head_sha == failed.head_sha)
+        .collect();
+    assert!(
+        user_testing
+            .last()
+            .is_some_and(|c| c.conclusion.as_deref() == Some("success")),
+        "{user_testing:?}"
+    );
+    assert!(m.checks().iter().all(|c| c.conclusion.is_some()));
+    // Nothing paused on the way: the failure went to a second try, not to
+    // follow-up work.
+    assert!(
+        !m.app_comments(issue).iter().any(|c| c.contains("paused")),
+        "{:?}",
+        m.app_comments(issue)
+    );
+    assert!(
+        !m.dispatched_jobs()
+            .iter()
+            .any(|j| j.starts_with("followup-")),
+        "{:?}",
+        m.dispatched_jobs()
+    );
 }

@@ -9,26 +9,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::mission::{Check, MissionTest};
+use common::mission::{Check, DEMO_COMMANDS, MissionTest, with_settings};
 use common::scenario::DEADLINE;
 use missions::demo::scripts::Story;
-use missions::sim::{FaultConfig, RepoSpec};
-
-const DEMO_COMMANDS: &str = "commands:\n  test: [\"python3 -m unittest -q\"]\n";
-
-/// The demo repository with `.github/missions.yml` edited by `change`.
-fn with_settings(spec: RepoSpec, change: impl Fn(&str) -> String) -> RepoSpec {
-    let mut spec = spec;
-    for (path, content) in &mut spec.files {
-        if path == ".github/missions.yml" {
-            let text = String::from_utf8(content.clone()).unwrap();
-            let changed = change(&text);
-            assert_ne!(changed, text, "the settings did not change");
-            *content = changed.into_bytes();
-        }
-    }
-    spec
-}
+use missions::sim::FaultConfig;
 
 /// A shell command that waits until `marker` exists.
 fn wait_for_file(marker: &Path) -> String {

@@ -1284,6 +1284,13 @@ enum Op {
         actor: u8,
         good_sha: bool,
     },
+    /// Re-run pressed on validator check runs of the round's commit (or
+    /// of another one).
+    Rerun {
+        actor: u8,
+        which: u8,
+        good_sha: bool,
+    },
     /// The result of the oldest effect the server performed.
     Deliver,
     /// What a cooperative world does next: the author answers, a maintainer
@@ -1353,6 +1360,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         12 => Just(Op::Deliver),
         20 => any::<u8>().prop_map(|variant| Op::Advance { variant }),
         1 => Just(Op::EffectFailed),
+        3 => (actor(), any::<u8>(), prop::bool::weighted(0.8))
+            .prop_map(|(actor, which, good_sha)| Op::Rerun { actor, which, good_sha }),
     ]
 }
 
@@ -1851,6 +1860,29 @@ impl World {
                     }
                 };
                 self.event_for(&next)
+            }
+            Op::Rerun {
+                actor,
+                which,
+                good_sha,
+            } => {
+                let sha = match (*good_sha, self.m.validation.sha.clone()) {
+                    (true, Some(sha)) => sha,
+                    _ => "0000000old".to_owned(),
+                };
+                let validators = match *which % 3 {
+                    0 => vec![Validator::Scrutiny],
+                    1 => vec![Validator::UserTesting],
+                    _ => Validator::ALL.to_vec(),
+                };
+                (
+                    Some(Event::RerunRequested {
+                        sha,
+                        validators,
+                        actor: actor_of(*actor),
+                    }),
+                    None,
+                )
             }
             Op::EffectFailed => (
                 Some(Event::EffectFailed {

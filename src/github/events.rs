@@ -519,6 +519,18 @@ pub struct CheckRun {
     /// The App's own reference for the run; nullable in the REST description.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// The suite it belongs to: names the branch (webhooks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_suite: Option<CheckSuiteRef>,
+}
+
+/// The suite a check run belongs to, as its webhook names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSuiteRef {
+    pub id: u64,
+    /// `null` for commits not on a branch.
+    #[serde(default)]
+    pub head_branch: Option<String>,
 }
 
 /// A button on a check run that a user pressed.

@@ -621,6 +621,13 @@ pub enum Event {
         validator: Validator,
         check_run_id: u64,
     },
+    /// A person pressed Re-run on validator check runs of commit `sha` (one
+    /// check run, or all of the App's on that commit).
+    RerunRequested {
+        sha: String,
+        validators: Vec<Validator>,
+        actor: Actor,
+    },
     /// GitHub did not create branch `name` (from the head of `from`).
     BranchNotCreated {
         name: String,
@@ -1087,6 +1094,11 @@ impl Mission {
                 }
                 Vec::new()
             }
+            Event::RerunRequested {
+                sha,
+                validators,
+                actor,
+            } => self.on_rerun(&sha, &validators, &actor, now),
             Event::StickyPosted { comment_id } => {
                 self.sticky_comment = Some(comment_id);
                 Vec::new()
@@ -1569,6 +1581,103 @@ impl Mission {
             }
             ReviewState::Commented => Vec::new(),
         }
+    }
+
+    /// Re-run on a validator's check run: that validator judges the same
+    /// ready commit again, on a fresh check run, while its round is on (a
+    /// paused mission resumes for it). GitHub leaves Re-run of an App's check
+    /// runs to the App; this is what it means here.
+    fn on_rerun(
+        &mut self,
+        sha: &str,
+        validators: &[Validator],
+        actor: &Actor,
+        now: i64,
+    ) -> Vec<Effect> {
+        if !actor.is_trusted() || self.is_terminal() || validators.is_empty() {
+            return Vec::new();
+        }
+        let names = validators
+            .iter()
+            .map(|v| format!("`{}`", v.check_name()))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let short = &sha[..sha.len().min(7)];
+        let who = &actor.login;
+        let round_on = matches!(self.phase, Phase::Validating | Phase::AwaitingMerge)
+            && self.validation.sha.as_deref() == Some(sha);
+        let following_up = [self.job.as_ref().map(|j| &j.task), self.pending.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|t| matches!(t, Task::FollowUp { .. }));
+        let refusal = if !round_on {
+            Some(
+                "that commit is no longer the one being validated; the next ready commit is \
+                 validated when the work before it is done"
+                    .to_owned(),
+            )
+        } else if following_up {
+            Some("this round's failures are being turned into follow-up features, which a new round validates".to_owned())
+        } else if self.merged_unvalidated || self.issue_edit.is_some() {
+            Some("the mission waits for a `/mission resume` first (see its last pause)".to_owned())
+        } else {
+            None
+        };
+        let running = match self.job.as_ref().map(|j| &j.task) {
+            Some(Task::Validate { validator, .. }) => Some(*validator),
+            _ => None,
+        };
+        // Only a check run that has ended can run again.
+        let again: Vec<Validator> = validators
+            .iter()
+            .copied()
+            .filter(|v| {
+                Some(*v) != running
+                    && (self.validation.verdicts.contains_key(v)
+                        || self.validation.closed.contains(v))
+            })
+            .collect();
+        let refusal = refusal.or_else(|| {
+            again
+                .is_empty()
+                .then(|| "it is running or about to run on this commit already".to_owned())
+        });
+        if let Some(why) = refusal {
+            return vec![Effect::Comment {
+                target: self.work_target(),
+                body: format!("@{who} {names} on {short} was not run again: {why}."),
+            }];
+        }
+        for v in &again {
+            self.validation.verdicts.remove(v);
+            self.validation.closed.insert(*v);
+        }
+        if self.phase == Phase::AwaitingMerge {
+            self.phase = Phase::Validating;
+            self.validated_sha = None;
+        }
+        let resumed = match self.paused.take() {
+            Some(reason) => {
+                self.failures.clear();
+                self.rounds_at_resume = self.validation.round;
+                format!(" The mission resumes for it (it was paused: {reason}).")
+            }
+            None => String::new(),
+        };
+        let again_names = again
+            .iter()
+            .map(|v| format!("`{}`", v.check_name()))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let mut effects = vec![Effect::Comment {
+            target: self.work_target(),
+            body: format!(
+                "@{who} asked to re-run {again_names} on {short}: it runs again on a fresh \
+                 check run of the same commit.{resumed}"
+            ),
+        }];
+        effects.extend(self.advance(now));
+        effects
     }
 
     fn on_merged(&mut self, pr: u64, actor: &Actor, head_sha: &str, now: i64) -> Vec<Effect> {

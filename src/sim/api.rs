@@ -428,6 +428,10 @@ pub(crate) fn router(sim: Sim) -> Router {
             get(get_check_run).patch(update_check_run),
         )
         .route(
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}/rerequest",
+            post(rerequest_check_run),
+        )
+        .route(
             "/repos/{owner}/{repo}/commits/{ref}/check-runs",
             get(list_check_runs_for_ref),
         )
@@ -2050,6 +2054,38 @@ async fn create_check_run(
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, rendered)
+}
+
+/// `POST /repos/{owner}/{repo}/check-runs/{id}/rerequest`: the Re-run
+/// button. GitHub sends `check_run` `rerequested` to the App that owns the
+/// run and lets it decide what re-running means.
+async fn rerequest_check_run(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    let world = sim.world();
+    let actor = actor(&world, &caller, &name)?;
+    require(&actor, Permission::Write)?;
+    let r = &world.repos[&name];
+    let run = r.check_runs.get(&id).ok_or_else(ApiError::not_found)?;
+    if run.status != "completed" {
+        return Err(ApiError::unprocessable(
+            "This check run is not rerequestable: it has not completed",
+        ));
+    }
+    let rendered = render::check_run(&sim.urls, &world, r, run);
+    sim.emit(
+        &world,
+        "check_run",
+        &name,
+        &actor.login,
+        sim_fields!("action" => "rerequested", "check_run" => rendered),
+    );
+    drop(world);
+    sim.bump();
+    ok(StatusCode::CREATED, json!({}))
 }
 
 async fn get_check_run(

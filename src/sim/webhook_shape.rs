@@ -284,6 +284,9 @@ fn check_suite(check_run: &mut Value) {
     let head_sha = check_run["head_sha"].clone();
     let app = check_run["app"].clone();
     let pulls = check_run["pull_requests"].clone();
+    // The branch the suite's commit was pushed to: for the App's check runs,
+    // the head of the pull request they sit on.
+    let head_branch = pulls[0]["head"]["ref"].clone();
     let url = check_run["url"].as_str().unwrap_or("").to_owned();
     let created = check_run["started_at"].clone();
     let updated = check_run["completed_at"].clone();
@@ -296,7 +299,7 @@ fn check_suite(check_run: &mut Value) {
             .unwrap_or("");
         *suite = json!({
             "id": id,
-            "head_branch": null,
+            "head_branch": head_branch,
             "head_sha": head_sha,
             "status": if completed { "completed" } else { "in_progress" },
             "conclusion": if completed { check_run_conclusion(&updated) } else { Value::Null },

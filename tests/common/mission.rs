@@ -11,6 +11,28 @@ use missions::sim::FaultConfig;
 use missions::sim::sample;
 use serde_json::{Value, json};
 
+/// The demo repository's commands in `.github/missions.yml`.
+#[allow(dead_code)]
+pub const DEMO_COMMANDS: &str = "commands:\n  test: [\"python3 -m unittest -q\"]\n";
+
+/// The demo repository with `.github/missions.yml` edited by `change`.
+#[allow(dead_code)]
+pub fn with_settings(
+    spec: missions::sim::RepoSpec,
+    change: impl Fn(&str) -> String,
+) -> missions::sim::RepoSpec {
+    let mut spec = spec;
+    for (path, content) in &mut spec.files {
+        if path == ".github/missions.yml" {
+            let text = String::from_utf8(content.clone()).unwrap();
+            let changed = change(&text);
+            assert_ne!(changed, text, "the settings did not change");
+            *content = changed.into_bytes();
+        }
+    }
+    spec
+}
+
 /// A scenario with the demo repository and the mission driver running.
 pub struct MissionTest {
     pub t: Scenario,
@@ -20,6 +42,7 @@ pub struct MissionTest {
 /// What a person sees of a check run.
 #[derive(Debug, Clone)]
 pub struct Check {
+    pub id: u64,
     pub name: String,
     pub head_sha: String,
     pub conclusion: Option<String>,
@@ -210,6 +233,7 @@ impl MissionTest {
                 .check_runs
                 .values()
                 .map(|c| Check {
+                    id: c.id,
                     name: c.name.clone(),
                     head_sha: c.head_sha.clone(),
                     conclusion: c.conclusion.clone(),
@@ -239,6 +263,7 @@ impl MissionTest {
                                     &c.head_sha == head && c.name == name && c.status == "completed"
                                 })
                                 .map(|c| Check {
+                                    id: c.id,
                                     name: c.name.clone(),
                                     head_sha: c.head_sha.clone(),
                                     conclusion: c.conclusion.clone(),

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::handler::{Handler, HandlerContext};
 use crate::github::events::{
-    Actor, IssueCommentAction, IssuesAction, PullRequestAction, PullRequestReviewAction,
-    ReviewState, WebhookEvent, WorkflowRunAction,
+    Actor, CheckRunAction, CheckSuiteAction, IssueCommentAction, IssuesAction, PullRequestAction,
+    PullRequestReviewAction, ReviewState, WebhookEvent, WorkflowRunAction,
 };
 use crate::store::missions as db;
 
@@ -88,6 +88,15 @@ pub enum MissionInput {
         pr: u64,
         head_branch: String,
         head_sha: String,
+        sender: Sender,
+    },
+    /// Re-run on a check run (`check_name`), or Re-run all checks of a
+    /// commit (`None`), on a branch.
+    Rerun {
+        head_branch: String,
+        head_sha: String,
+        #[serde(default)]
+        check_name: Option<String>,
         sender: Sender,
     },
     Run {
@@ -181,6 +190,22 @@ impl MissionInput {
                     sender: (&e.sender).into(),
                 })
             }
+            WebhookEvent::CheckRun(e) if e.action == CheckRunAction::Rerequested => {
+                Some(MissionInput::Rerun {
+                    head_branch: e.check_run.check_suite.as_ref()?.head_branch.clone()?,
+                    head_sha: e.check_run.head_sha.clone(),
+                    check_name: Some(e.check_run.name.clone()),
+                    sender: (&e.sender).into(),
+                })
+            }
+            WebhookEvent::CheckSuite(e) if e.action == CheckSuiteAction::Rerequested => {
+                Some(MissionInput::Rerun {
+                    head_branch: e.check_suite.head_branch.clone()?,
+                    head_sha: e.check_suite.head_sha.clone(),
+                    check_name: None,
+                    sender: (&e.sender).into(),
+                })
+            }
             WebhookEvent::WorkflowRun(e) => {
                 let status = match e.action {
                     WorkflowRunAction::Requested => RunStatus::Requested,
@@ -214,6 +239,7 @@ impl MissionInput {
             | MissionInput::Edited { issue, .. } => Some(*issue),
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
+            | MissionInput::Rerun { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch)
             }
@@ -234,6 +260,13 @@ impl MissionInput {
             MissionInput::Merged { pr, sender, .. } => {
                 format!("@{}'s merge of #{pr}", sender.login)
             }
+            MissionInput::Rerun {
+                check_name, sender, ..
+            } => format!(
+                "@{}'s Re-run of {}",
+                sender.login,
+                check_name.as_deref().unwrap_or("all checks")
+            ),
             MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }
     }
@@ -247,6 +280,7 @@ impl MissionInput {
             | MissionInput::Edited { .. } => true,
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
+            | MissionInput::Rerun { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch).is_some()
             }

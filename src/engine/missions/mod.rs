@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::github::client::{GitHubApp, GitHubError, InstallationClient, Method};
 use crate::mission::machine::{self, Actor, Command, Event, IssueSnapshot, Mission, RunConclusion};
-use crate::mission::outputs::{JobOutput, JobUsage, UsageLedger, ledger_path};
+use crate::mission::outputs::{JobOutput, JobUsage, UsageLedger, Validator, ledger_path};
 use crate::repo_config::RepoConfig;
 use crate::store::Store;
 use crate::store::missions::{self as db, EffectScope};
@@ -650,6 +650,35 @@ impl MissionDriver {
                         pr: *pr,
                         actor,
                         head_sha: head_sha.clone(),
+                    },
+                })
+            }
+            MissionInput::Rerun {
+                head_branch,
+                head_sha,
+                check_name,
+                sender,
+            } => {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
+                    return Ok(Resolution::Ignore);
+                };
+                // Only the validators' check runs are the mission's to run again.
+                let validators: Vec<Validator> = Validator::ALL
+                    .into_iter()
+                    .filter(|v| check_name.as_deref().is_none_or(|n| n == v.check_name()))
+                    .collect();
+                if validators.is_empty() {
+                    return Ok(Resolution::Ignore);
+                }
+                let client = self.client(installation_id).await?;
+                let actor = actor(&client, repo, sender).await?;
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::RerunRequested {
+                        sha: head_sha.clone(),
+                        validators,
+                        actor,
                     },
                 })
             }
