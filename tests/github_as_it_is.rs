@@ -282,3 +282,29 @@ async fn re_run_on_a_failed_scrutiny_check_runs_scrutiny_again_on_a_fresh_check_
         m.dispatched_jobs()
     );
 }
+
+#[test]
+fn a_merge_is_judged_by_who_merged_not_by_who_sent_the_event() {
+    use missions::engine::missions::MissionInput;
+    use missions::github::events::WebhookEvent;
+    // A merge queue or auto-merge sends `closed` with a sender other than the
+    // person who merged: `merged_by` says who did, as the reconciliation reads.
+    let fixture = common::webhook_fixtures()
+        .into_iter()
+        .find(|f| f.event == "pull_request" && f.file == "closed.json")
+        .expect("GitHub's example of a closed pull request");
+    let mut payload = fixture.json;
+    payload["pull_request"]["merged"] = true.into();
+    payload["pull_request"]["merged_at"] = "2026-12-07T05:00:00Z".into();
+    payload["pull_request"]["head"]["ref"] = "missions/1/m1".into();
+    let mut merger = payload["sender"].clone();
+    merger["login"] = "alice".into();
+    payload["pull_request"]["merged_by"] = merger;
+    payload["sender"]["login"] = "merge-queue".into();
+    let event =
+        WebhookEvent::parse("pull_request", &serde_json::to_vec(&payload).unwrap()).unwrap();
+    match MissionInput::from_event(&event) {
+        Some(MissionInput::Merged { sender, .. }) => assert_eq!(sender.login, "alice"),
+        other => panic!("{other:?}"),
+    }
+}

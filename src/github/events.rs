@@ -378,6 +378,10 @@ pub struct PullRequest {
     /// Set once merged; the reliable merge signal in every event shape.
     #[serde(default)]
     pub merged_at: Option<String>,
+    /// Who merged it (`pull_request` events; `null` until merged). Not
+    /// always the event's sender: a merge queue or auto-merge sends it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_by: Option<Actor>,
     /// Not required in the review-comment event's schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<bool>,

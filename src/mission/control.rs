@@ -22,12 +22,18 @@ pub struct Links {
 
 impl Links {
     /// The web address of a repository, given the REST API's base URL:
-    /// `api.github.com` → `github.com`, GitHub Enterprise's `/api/v3` dropped,
-    /// anything else (the simulator) serves both on one origin.
+    /// `api.github.com` → `github.com`, GHE.com's `api.<sub>.ghe.com` →
+    /// `<sub>.ghe.com`, GitHub Enterprise Server's `/api/v3` dropped, anything
+    /// else (the simulator) serves both on one origin.
     pub fn from_api(api_base: &str, repo: &str) -> Links {
         let base = api_base.trim_end_matches('/');
+        let data_residency = base
+            .strip_prefix("https://api.")
+            .filter(|host| host.ends_with(".ghe.com") && !host.contains('/'));
         let web = if base == "https://api.github.com" {
             "https://github.com".to_owned()
+        } else if let Some(host) = data_residency {
+            format!("https://{host}")
         } else if let Some(host) = base.strip_suffix("/api/v3") {
             host.to_owned()
         } else {
@@ -416,4 +422,24 @@ pub fn sticky_figures(body: &str) -> BTreeMap<String, String> {
                 .then(|| (cells[0].to_owned(), cells[1].to_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::Links;
+
+    #[test]
+    fn web_links_follow_each_kind_of_github() {
+        let web = |api: &str| Links::from_api(api, "o/r").repo_web;
+        assert_eq!(web("https://api.github.com"), "https://github.com/o/r");
+        assert_eq!(
+            web("https://api.octocorp.ghe.com/"),
+            "https://octocorp.ghe.com/o/r"
+        );
+        assert_eq!(
+            web("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com/o/r"
+        );
+        assert_eq!(web("http://127.0.0.1:8080"), "http://127.0.0.1:8080/o/r");
+    }
 }

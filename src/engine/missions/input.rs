@@ -187,7 +187,13 @@ impl MissionInput {
                     pr: e.number,
                     head_branch: e.pull_request.head.ref_name.clone(),
                     head_sha: e.pull_request.head.sha.clone(),
-                    sender: (&e.sender).into(),
+                    // Who merged, as the reconciliation path reads it too.
+                    sender: e
+                        .pull_request
+                        .merged_by
+                        .as_ref()
+                        .unwrap_or(&e.sender)
+                        .into(),
                 })
             }
             WebhookEvent::CheckRun(e) if e.action == CheckRunAction::Rerequested => {
