@@ -254,7 +254,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         | MissionInput::Review { sender, .. }
         | MissionInput::Merged { sender, .. }
         | MissionInput::Rerun { sender, .. } => Some(sender),
-        MissionInput::Run { .. } => None,
+        MissionInput::Run { .. } | MissionInput::Synchronized { .. } => None,
     };
     if let Some(sender) = sender {
         assert!(input.describe().contains(&format!("@{}", sender.login)));
@@ -273,6 +273,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         MissionInput::Review { head_branch, .. }
         | MissionInput::Merged { head_branch, .. }
         | MissionInput::Rerun { head_branch, .. }
+        | MissionInput::Synchronized { head_branch, .. }
         | MissionInput::Run { head_branch, .. } => {
             assert_eq!(input.issue(), issue_of_branch(head_branch));
             assert_eq!(input.may_concern_a_mission(), input.issue().is_some());

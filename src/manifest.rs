@@ -130,7 +130,8 @@ pub const EVENTS: &[(&str, &str)] = &[
     (
         "pull_request",
         "`closed` and merged: a merged milestone pull request starts the next milestone or \
-         ends the mission (MissionInput::Merged)",
+         ends the mission (MissionInput::Merged); `synchronize`: a milestone PR whose head \
+         moved after validation is validated again (MissionInput::Synchronized)",
     ),
     (
         "pull_request_review",

@@ -9,7 +9,7 @@ use common::mission::{DEMO_COMMANDS, MissionTest, with_settings};
 use common::scenario::DEADLINE;
 use missions::demo::scripts::Story;
 use missions::sim::FaultConfig;
-use missions::sim::state::Ruleset;
+use missions::sim::state::{BranchProtection, Ruleset};
 use serde_json::{Value, json};
 
 /// Puts `turn` before the scripted turns of agent run `name`.
@@ -307,4 +307,113 @@ fn a_merge_is_judged_by_who_merged_not_by_who_sent_the_event() {
         Some(MissionInput::Merged { sender, .. }) => assert_eq!(sender.login, "alice"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Agent run `to` follows the script of `from` (a second validation round
+/// that judges as the first did).
+fn copy_script(m: &MissionTest, from: &str, to: &str) {
+    let dir = m.scripts_dir();
+    std::fs::copy(
+        dir.join(format!("{from}.json")),
+        dir.join(format!("{to}.json")),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_branch_on_a_validated_milestone_pr_validates_the_new_head_and_its_merge_advances() {
+    let m = MissionTest::start(Story::default()).await;
+    // main requires both validators and branches up to date before merging.
+    m.t.sim.repo_settings(&m.repo(), |r| {
+        r.protection.insert(
+            "main".into(),
+            BranchProtection {
+                required_checks: vec![
+                    "missions / scrutiny".into(),
+                    "missions / user-testing".into(),
+                ],
+                strict: true,
+            },
+        )
+    });
+    for (from, to) in [
+        ("M1-user-testing-1", "M1-user-testing-2"),
+        ("M1-scrutiny-1-review-F1", "M1-scrutiny-2-review-F1"),
+        ("M1-scrutiny-1-review-F2", "M1-scrutiny-2-review-F2"),
+    ] {
+        copy_script(&m, from, to);
+    }
+    let (issue, pr) = approved(&m).await;
+    m1_passes(&m, pr).await;
+    let validated = m.pr_head(pr);
+
+    // Meanwhile a change lands on main: the PR is behind, GitHub refuses the merge.
+    let put = m
+        .t
+        .act(
+            &m.alice(),
+            "PUT",
+            &format!("/repos/{}/contents/NOTES.md", m.repo()),
+            Some(json!({
+                "message": "Add notes",
+                "content": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "notes\n"),
+                "branch": "main",
+            })),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let merge =
+        m.t.act(
+            &m.alice(),
+            "PUT",
+            &format!("/repos/{}/pulls/{pr}/merge", m.repo()),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(merge.status, 405, "{:?}", merge.body);
+    assert_eq!(
+        merge.body["message"],
+        "Head branch is not up to date with the base branch"
+    );
+
+    // The maintainer presses Update branch: a new head, which the App validates.
+    let update =
+        m.t.act(
+            &m.alice(),
+            "PUT",
+            &format!("/repos/{}/pulls/{pr}/update-branch", m.repo()),
+            None,
+        )
+        .await;
+    assert_eq!(update.status, 202, "{:?}", update.body);
+    m.t.expect_app_comment(pr, "so the App validates the new head")
+        .await;
+    let ready =
+        m.t.sim
+            .wait_for("a second Ready to merge", DEADLINE * 4, |_| {
+                (m.app_comments(pr)
+                    .iter()
+                    .filter(|c| c.contains("Ready to merge"))
+                    .count()
+                    == 2)
+                    .then_some(())
+            })
+            .await;
+    assert!(ready.is_ok(), "{:#?}", m.app_comments(pr));
+    let head = m.pr_head(pr);
+    assert_ne!(head, validated);
+    for name in ["missions / scrutiny", "missions / user-testing"] {
+        assert!(
+            m.checks().iter().any(|c| c.head_sha == head
+                && c.name == name
+                && c.conclusion.as_deref() == Some("success")),
+            "{name} on the new head: {:?}",
+            m.checks()
+        );
+    }
+    // The new head holds main's change, so GitHub merges it, and the mission goes on.
+    m.merge(pr).await;
+    m.t.expect_app_comment(issue, "M1 was merged by @alice")
+        .await;
+    m.expect_pr(&format!("missions/{issue}/m2")).await;
 }

@@ -1284,6 +1284,11 @@ enum Op {
         actor: u8,
         good_sha: bool,
     },
+    /// New commits on the milestone PR's head (or the App's own ready commit
+    /// seen again).
+    Synchronize {
+        new_head: bool,
+    },
     /// Re-run pressed on validator check runs of the round's commit (or
     /// of another one).
     Rerun {
@@ -1360,6 +1365,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         12 => Just(Op::Deliver),
         20 => any::<u8>().prop_map(|variant| Op::Advance { variant }),
         1 => Just(Op::EffectFailed),
+        2 => prop::bool::weighted(0.7).prop_map(|new_head| Op::Synchronize { new_head }),
         3 => (actor(), any::<u8>(), prop::bool::weighted(0.8))
             .prop_map(|(actor, which, good_sha)| Op::Rerun { actor, which, good_sha }),
     ]
@@ -1860,6 +1866,19 @@ impl World {
                     }
                 };
                 self.event_for(&next)
+            }
+            Op::Synchronize { new_head } => {
+                let Some(&pr) = self.m.milestone_prs.get(&self.m.milestone) else {
+                    return (None, None);
+                };
+                let sha = match (*new_head, self.m.validation.sha.clone()) {
+                    (false, Some(sha)) => sha,
+                    _ => {
+                        self.next_sha += 1;
+                        format!("moved{}", self.next_sha)
+                    }
+                };
+                (Some(Event::HeadMoved { pr, sha }), None)
             }
             Op::Rerun {
                 actor,

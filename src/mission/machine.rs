@@ -621,6 +621,11 @@ pub enum Event {
         validator: Validator,
         check_run_id: u64,
     },
+    /// The head of pull request `pr` is now `sha` (`pull_request.synchronize`).
+    HeadMoved {
+        pr: u64,
+        sha: String,
+    },
     /// A person pressed Re-run on validator check runs of commit `sha` (one
     /// check run, or all of the App's on that commit).
     RerunRequested {
@@ -813,6 +818,10 @@ pub struct Mission {
     /// before anything runs on them.
     #[serde(default)]
     pub missing_branches: BTreeMap<String, String>,
+    /// The milestone PR's head moved during validation (a person's *Update
+    /// branch*, a push): the round ends, then the new head is validated.
+    #[serde(default)]
+    pub head_moved: Option<String>,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -931,6 +940,7 @@ impl Mission {
             checks_seen: BTreeSet::new(),
             estimated_micros: 0,
             missing_branches: BTreeMap::new(),
+            head_moved: None,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -1099,6 +1109,7 @@ impl Mission {
                 validators,
                 actor,
             } => self.on_rerun(&sha, &validators, &actor, now),
+            Event::HeadMoved { pr, sha } => self.on_head_moved(pr, sha, now),
             Event::StickyPosted { comment_id } => {
                 self.sticky_comment = Some(comment_id);
                 Vec::new()
@@ -1676,6 +1687,60 @@ impl Mission {
                  check run of the same commit.{resumed}"
             ),
         }];
+        effects.extend(self.advance(now));
+        effects
+    }
+
+    /// The milestone PR's head moved after its ready commit was made: what
+    /// the check runs judged is no longer what would be merged. The new head
+    /// is validated afresh (a new ready commit on it, new check runs), not
+    /// judged by carried checks: base's changes can break the milestone.
+    /// Pushes while features are built, and the App's own ready commit, are
+    /// not moves.
+    fn on_head_moved(&mut self, pr: u64, sha: String, now: i64) -> Vec<Effect> {
+        if self.milestone_prs.get(&self.milestone) != Some(&pr) || self.merged_unvalidated {
+            return Vec::new();
+        }
+        let judged = match self.phase {
+            Phase::Validating => self.validation.sha.clone(),
+            Phase::AwaitingMerge => self.validated_sha.clone(),
+            _ => None,
+        };
+        // No ready commit yet: the round's will be made on the head as it is.
+        let Some(judged) = judged else {
+            return Vec::new();
+        };
+        if judged == sha || self.head_moved.as_deref() == Some(sha.as_str()) {
+            return Vec::new();
+        }
+        let short = &sha[..sha.len().min(7)];
+        let target = Target::MilestonePr {
+            index: self.milestone,
+        };
+        if self.phase == Phase::Validating {
+            self.head_moved = Some(sha.clone());
+            return vec![Effect::Comment {
+                target,
+                body: format!(
+                    "The head of this pull request moved to {short} during validation; the App \
+                     validates the new head once this round has ended."
+                ),
+            }];
+        }
+        self.revalidate(now, format!(
+            "The head of this pull request moved to {short} after validation (an *Update branch* \
+             or a push): the check runs judged an older commit, so the App validates the new head."
+        ), target)
+    }
+
+    /// Back to "every feature done" with a new round on the head as it is;
+    /// it is not counted as a failed round.
+    fn revalidate(&mut self, now: i64, note: String, target: Target) -> Vec<Effect> {
+        self.head_moved = None;
+        self.phase = Phase::Building;
+        self.validated_sha = None;
+        self.rounds_at_resume = self.rounds_at_resume.max(self.validation.round);
+        let mut effects = vec![Effect::Comment { target, body: note }];
         effects.extend(self.advance(now));
         effects
     }
@@ -2393,6 +2458,20 @@ impl Mission {
                         round: self.validation.round,
                     };
                     return self.dispatch(task, now);
+                }
+                if let Some(moved) = self.head_moved.clone() {
+                    let target = Target::MilestonePr {
+                        index: self.milestone,
+                    };
+                    return self.revalidate(
+                        now,
+                        format!(
+                            "This round judged a commit that is no longer the head ({} is): \
+                             the App validates the new head.",
+                            &moved[..moved.len().min(7)]
+                        ),
+                        target,
+                    );
                 }
                 if self.validation.verdicts.values().all(|&passed| passed) {
                     self.phase = Phase::AwaitingMerge;

@@ -419,6 +419,10 @@ pub(crate) fn router(sim: Sim) -> Router {
             put(merge_pull),
         )
         .route(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/update-branch",
+            put(update_branch),
+        )
+        .route(
             "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
             get(list_reviews).post(create_review),
         )
@@ -1712,6 +1716,7 @@ async fn merge_pull(
             "Head branch was modified. Review and try the merge again.",
         ));
     }
+    check_protection(&sim, &name, &base_ref, &head_sha).await?;
     let method = match str_field(&body, "merge_method").unwrap_or("merge") {
         "merge" => git::MergeMethod::Merge,
         "squash" => git::MergeMethod::Squash,
@@ -1800,6 +1805,138 @@ async fn merge_pull(
     ok(
         StatusCode::OK,
         json!({"sha": merged_sha, "merged": true, "message": "Pull Request successfully merged"}),
+    )
+}
+
+/// The base branch's protection allows merging `head_sha`: every required
+/// check run succeeded on it, and (strict) it contains the base's tip.
+async fn check_protection(
+    sim: &Sim,
+    name: &str,
+    base_ref: &str,
+    head_sha: &str,
+) -> Result<(), ApiError> {
+    let (protection, missing) = {
+        let world = sim.world();
+        let repo = &world.repos[name];
+        let Some(protection) = repo.protection.get(base_ref).cloned() else {
+            return Ok(());
+        };
+        let missing = protection.required_checks.iter().find(|check| {
+            // The newest run of that name on the head decides, as on GitHub.
+            repo.check_runs
+                .values()
+                .rev()
+                .find(|r| r.head_sha == head_sha && &&r.name == check)
+                .is_none_or(|r| r.conclusion.as_deref() != Some("success"))
+        });
+        (protection.clone(), missing.cloned())
+    };
+    if let Some(check) = missing {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Required status check \"{check}\" is expected."),
+        ));
+    }
+    if protection.strict {
+        let base_sha = sim
+            .git
+            .resolve_ref(name, &format!("refs/heads/{base_ref}"))
+            .await?
+            .unwrap_or_default();
+        if !sim.git.is_ancestor(name, &base_sha, head_sha).await? {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Head branch is not up to date with the base branch",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /repos/{owner}/{repo}/pulls/{n}/update-branch`: the *Update branch*
+/// button. Merges the base's tip into the head branch as the caller (a new
+/// head, hence `synchronize`); 422 when there is nothing to bring in.
+async fn update_branch(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    // The body is optional: `{"expected_head_sha": ...}` or nothing.
+    let body: Option<Value> = serde_json::from_slice(&body).ok();
+    let name = full(&owner, &repo);
+    let (actor, base_ref, head_ref, head_sha) = {
+        let world = sim.world();
+        let actor = actor(&world, &caller, &name)?;
+        require(&actor, Permission::Write)?;
+        let issue = world.repos[&name]
+            .issues
+            .get(&number)
+            .ok_or_else(ApiError::not_found)?;
+        let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
+        if issue.state == IssueState::Closed {
+            return Err(ApiError::unprocessable("Pull request is closed"));
+        }
+        (
+            actor,
+            pull.base_ref.clone(),
+            pull.head_ref.clone(),
+            pull.head_sha.clone(),
+        )
+    };
+    if let Some(body) = &body
+        && let Some(expected) = str_field(body, "expected_head_sha")
+        && expected != head_sha
+    {
+        return Err(ApiError::unprocessable(
+            "expected head sha didn't match current head ref.",
+        ));
+    }
+    let base_sha = sim
+        .git
+        .resolve_ref(&name, &format!("refs/heads/{base_ref}"))
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if sim.git.is_ancestor(&name, &base_sha, &head_sha).await? {
+        return Err(ApiError::unprocessable(
+            "There are no new commits on the base branch.",
+        ));
+    }
+    let signature = gitapi::default_signature(&sim, &actor.login);
+    let merged = sim
+        .git
+        .merge(
+            &name,
+            &head_ref,
+            &base_sha,
+            git::MergeMethod::Merge,
+            &format!("Merge branch '{base_ref}' into {head_ref}"),
+            &signature,
+        )
+        .await
+        .map_err(|e| match e {
+            git::GitError::Conflict(_) => {
+                ApiError::unprocessable("merge conflict between base and head")
+            }
+            other => other.into(),
+        })?;
+    gitapi::after_ref_change(
+        &sim,
+        &name,
+        &format!("refs/heads/{head_ref}"),
+        Some(head_sha),
+        Some(merged),
+        &actor.login,
+    )
+    .await;
+    sim.bump();
+    ok(
+        StatusCode::ACCEPTED,
+        json!({
+            "message": "Updating pull request branch.",
+            "url": format!("{}/{name}/pull/{number}", sim.urls.web),
+        }),
     )
 }
 

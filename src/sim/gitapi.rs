@@ -96,7 +96,7 @@ fn signature_from(body: Option<&Value>, default: &Signature) -> Result<Signature
     })
 }
 
-fn default_signature(sim: &SimInner, login: &str) -> Signature {
+pub(crate) fn default_signature(sim: &SimInner, login: &str) -> Signature {
     // GitHub writes `<id>+<slug>[bot]@users.noreply.github.com` for an App, which
     // the `format: email` of its own OpenAPI description rejects (`[` is not
     // allowed in an address); the simulator drops the brackets so that its answers

@@ -330,6 +330,7 @@ impl Sim {
             check_suites: Default::default(),
             workflows: Vec::new(),
             rulesets: Vec::new(),
+            protection: Default::default(),
             runs: Default::default(),
         };
         for (path, _) in &spec.files {

@@ -321,6 +321,18 @@ pub struct Repo {
     pub runs: BTreeMap<u64, WorkflowRun>,
     /// Repository rulesets (only the rules the App meets).
     pub rulesets: Vec<Ruleset>,
+    /// Branch protection by branch name (only what merges need).
+    pub protection: BTreeMap<String, BranchProtection>,
+}
+
+/// A protected branch's merge requirements.
+#[derive(Debug, Clone, Default)]
+pub struct BranchProtection {
+    /// Check runs that must have succeeded on a pull request's head.
+    pub required_checks: Vec<String>,
+    /// "Require branches to be up to date before merging": the head must
+    /// contain the base's tip.
+    pub strict: bool,
 }
 
 /// A repository ruleset: rules on the branches its patterns include.

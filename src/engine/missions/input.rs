@@ -90,6 +90,12 @@ pub enum MissionInput {
         head_sha: String,
         sender: Sender,
     },
+    /// New commits on a pull request's head branch (`synchronize`).
+    Synchronized {
+        pr: u64,
+        head_branch: String,
+        head_sha: String,
+    },
     /// Re-run on a check run (`check_name`), or Re-run all checks of a
     /// commit (`None`), on a branch.
     Rerun {
@@ -196,6 +202,16 @@ impl MissionInput {
                         .into(),
                 })
             }
+            WebhookEvent::PullRequest(e) if e.action == PullRequestAction::Synchronize => {
+                if e.pull_request.is_from_fork(&e.repository.full_name) {
+                    return None;
+                }
+                Some(MissionInput::Synchronized {
+                    pr: e.number,
+                    head_branch: e.pull_request.head.ref_name.clone(),
+                    head_sha: e.pull_request.head.sha.clone(),
+                })
+            }
             WebhookEvent::CheckRun(e) if e.action == CheckRunAction::Rerequested => {
                 Some(MissionInput::Rerun {
                     head_branch: e.check_run.check_suite.as_ref()?.head_branch.clone()?,
@@ -246,6 +262,7 @@ impl MissionInput {
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }
+            | MissionInput::Synchronized { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch)
             }
@@ -273,6 +290,7 @@ impl MissionInput {
                 sender.login,
                 check_name.as_deref().unwrap_or("all checks")
             ),
+            MissionInput::Synchronized { pr, .. } => format!("new commits on #{pr}"),
             MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }
     }
@@ -287,6 +305,7 @@ impl MissionInput {
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }
+            | MissionInput::Synchronized { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch).is_some()
             }

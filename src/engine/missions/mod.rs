@@ -653,6 +653,23 @@ impl MissionDriver {
                     },
                 })
             }
+            MissionInput::Synchronized {
+                pr,
+                head_branch,
+                head_sha,
+            } => {
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
+                    return Ok(Resolution::Ignore);
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::HeadMoved {
+                        pr: *pr,
+                        sha: head_sha.clone(),
+                    },
+                })
+            }
             MissionInput::Rerun {
                 head_branch,
                 head_sha,
