@@ -417,3 +417,41 @@ async fn update_branch_on_a_validated_milestone_pr_validates_the_new_head_and_it
         .await;
     m.expect_pr(&format!("missions/{issue}/m2")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_dispatch_names_its_run_and_a_workflow_missing_on_the_default_branch_is_said_so() {
+    // GitHub returns the run of a dispatch when asked (`return_run_details`):
+    // the App asks, and records the run before any webhook about it.
+    let m = MissionTest::start(Story::default()).await;
+    let issue = m.open_labeled_issue().await;
+    m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let dispatches: Vec<_> =
+        m.t.sim
+            .exchanges()
+            .into_iter()
+            .filter(|e| e.route.ends_with("/dispatches") && !e.faulted)
+            .collect();
+    assert!(!dispatches.is_empty());
+    for d in &dispatches {
+        assert_eq!(d.request.as_ref().unwrap()["return_run_details"], true);
+        assert_eq!(d.status, 200, "{:?}", d.response);
+        assert!(d.response.as_ref().unwrap()["workflow_run_id"].is_u64());
+    }
+
+    // A repository whose default branch lacks the mission workflow: GitHub
+    // answers 404, and the pause says where the workflow must be.
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |mut spec| {
+        spec.files
+            .retain(|(path, _)| path != ".github/workflows/missions.yml");
+        spec
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let paused = m.t.expect_app_comment(issue, "The mission is paused").await;
+    let body = paused["body"].as_str().unwrap();
+    assert!(
+        body.contains("only for workflows on the default branch")
+            && body.contains(".github/workflows/missions.yml"),
+        "{body}"
+    );
+}

@@ -1197,7 +1197,7 @@ impl Mission {
                      such as `spend_limit_usd`): run `missions init --force` and commit \
                      `.github/workflows/missions.yml` to the default branch, then comment `/mission resume`."
                 } else {
-                    "Check that the mission workflow exists on the branch and that the App may run Actions, then comment `/mission resume`."
+                    "Check that the mission workflow is on the default branch (GitHub dispatches only workflows it finds there) and that the App may run Actions, then comment `/mission resume`."
                 };
                 self.pause(
                     format!(

@@ -194,6 +194,16 @@ pub async fn dispatch(
             Err(_) => format!(".github/workflows/{workflow_id}"),
         }
     };
+    // GitHub finds the workflow on the default branch, then runs the file
+    // as it is at the ref: both must have it.
+    let default_branch = sim.world().repos[&name].default_branch.clone();
+    let on_default = resolve_commitish(&sim, &name, &default_branch).await?;
+    if !matches!(
+        sim.git.read_path(&name, &on_default, &path).await?,
+        Some(super::git::PathContent::File { .. })
+    ) {
+        return Err(ApiError::not_found());
+    }
     let file = match sim.git.read_path(&name, &sha, &path).await? {
         Some(super::git::PathContent::File { content, .. }) => content,
         _ => return Err(ApiError::not_found()),

@@ -164,8 +164,14 @@ pub async fn perform(
                 );
                 return Ok(None);
             }
-            dispatch(client, dispatcher, repo, scope.issue, mission, job).await?;
-            Ok(None)
+            let run = dispatch(client, dispatcher, repo, scope.issue, mission, job).await?;
+            // GitHub named the run (`return_run_details`): the job is matched
+            // to it now, not by its name when its webhook comes.
+            Ok(run.map(|(run_id, url)| Event::JobStarted {
+                key: job.key.clone(),
+                run_id,
+                url,
+            }))
         }
         Effect::OpenPlanPr {
             branch,
@@ -513,7 +519,7 @@ async fn dispatch(
     issue: u64,
     mission: Option<&Mission>,
     job: &Job,
-) -> Result<(), EffectError> {
+) -> Result<Option<(u64, Option<String>)>, EffectError> {
     let config_ref = mission.map(|m| m.base.clone()).ok_or_else(no_mission)?;
     // The issue's text the job must take (empty: the mission has none, and
     // the job reads the issue as it is).
@@ -540,21 +546,47 @@ async fn dispatch(
     }
     // One exchange per attempt (the outbox retries): a crash can then only
     // leave a dispatch in doubt during that one exchange, not during waits.
-    client
-        .single_attempt()
-        .send_no_content(
+    let route = format!(
+        "/repos/{repo}/actions/workflows/{}/dispatches",
+        dispatcher.workflow_file
+    );
+    let once = client.single_attempt();
+    let answer = match once
+        .request_json(
             Method::POST,
-            &format!(
-                "/repos/{repo}/actions/workflows/{}/dispatches",
-                dispatcher.workflow_file
-            ),
-            Some(&json!({
-                "ref": job.branch,
-                "inputs": inputs,
-            })),
+            &route,
+            Some(&json!({ "ref": job.branch, "inputs": inputs, "return_run_details": true })),
         )
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(answer) => answer,
+        // GitHub Enterprise Server before the parameter refuses it, and
+        // dispatched nothing: ask again without it.
+        Err(GitHubError::Api {
+            status: 400 | 422,
+            message,
+            ..
+        }) if message.contains("return_run_details") => {
+            once.request_json(
+                Method::POST,
+                &route,
+                Some(&json!({ "ref": job.branch, "inputs": inputs })),
+            )
+            .await?
+        }
+        // The workflow is looked up on the default branch: missing there, 404.
+        Err(e) if e.status() == Some(404) => {
+            return Err(EffectError::Permanent(format!(
+                "{e}; GitHub runs `workflow_dispatch` only for workflows on the default branch: \
+                 commit `.github/workflows/{}` there (`missions init` writes it)",
+                dispatcher.workflow_file
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(answer["workflow_run_id"]
+        .as_u64()
+        .map(|id| (id, answer["html_url"].as_str().map(str::to_owned))))
 }
 
 async fn open_pr(
