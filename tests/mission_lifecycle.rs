@@ -174,7 +174,10 @@ fn assert_exchanges_conform(t: &Scenario) {
         }
         checked += 1;
         let body = e.response.as_ref().unwrap_or(&Value::Null);
-        if let Err(v) = api.check_response(&e.method, &template, e.status, body) {
+        // A raw answer is the file itself, which the description does not shape.
+        if !e.raw
+            && let Err(v) = api.check_response(&e.method, &template, e.status, body)
+        {
             violations.push(format!(
                 "{} {} → {}: {}",
                 e.method,
@@ -582,17 +585,20 @@ async fn a_refused_dispatch_pauses_and_resume_runs_the_step_once_fixed() {
     );
     assert!(m.dispatched_jobs().is_empty());
 
-    // alice puts the workflow back on the plan branch and resumes.
-    let restored = m
-        .t
-        .act(
-            &m.alice(),
-            "PUT",
-            &path,
-            Some(json!({"message": "restore the workflow", "content": content, "branch": format!("missions/{issue}/plan")})),
-        )
-        .await;
-    assert_eq!(restored.status, 201, "{:?}", restored.body);
+    // alice puts the workflow back on the default branch, where GitHub looks
+    // it up, and on the plan branch, whose copy runs; then resumes.
+    for branch in ["main".to_owned(), format!("missions/{issue}/plan")] {
+        let restored = m
+            .t
+            .act(
+                &m.alice(),
+                "PUT",
+                &path,
+                Some(json!({"message": "restore the workflow", "content": content, "branch": branch})),
+            )
+            .await;
+        assert_eq!(restored.status, 201, "{:?}", restored.body);
+    }
     m.comment(&m.alice(), issue, "/mission resume").await;
     m.t.expect_app_comment(issue, "Resumed by @alice").await;
     m.expect_pr(&format!("missions/{issue}/plan")).await;

@@ -570,6 +570,11 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
     );
 
     let status = response.status().as_u16();
+    let raw = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/vnd.github.raw"));
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 50 << 20)
         .await
@@ -581,8 +586,9 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
         path,
         status,
         request: request_json,
-        response: response_json,
+        response: if raw { None } else { response_json },
         faulted,
+        raw,
         caller,
     });
     Response::from_parts(parts, Body::from(bytes))

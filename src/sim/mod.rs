@@ -126,6 +126,8 @@ pub struct Exchange {
     pub response: Option<Value>,
     /// Answered by fault injection, not by the operation.
     pub faulted: bool,
+    /// Answered in the raw media type (a file's bytes, not JSON).
+    pub raw: bool,
     /// `user:<login>`, `installation:<id>`, `job:<run>`, `app`, or `anonymous`.
     pub caller: String,
 }
