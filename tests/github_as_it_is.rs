@@ -39,23 +39,6 @@ async fn approved(m: &MissionTest) -> (u64, u64) {
     (issue, pr)
 }
 
-/// M1 goes on to pass both validators.
-async fn m1_passes(m: &MissionTest, pr: u64) {
-    m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
-    let (scrutiny, user_testing) = m.expect_checks_completed(pr).await;
-    assert_eq!(
-        scrutiny.conclusion.as_deref(),
-        Some("success"),
-        "{scrutiny:?}"
-    );
-    assert_eq!(
-        user_testing.conclusion.as_deref(),
-        Some("success"),
-        "{user_testing:?}"
-    );
-    m.t.expect_app_comment(pr, "Ready to merge").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_too_long_for_github_is_posted_cut_with_a_link_to_the_whole_and_the_mission_goes_on()
  {
@@ -97,7 +80,7 @@ async fn a_handoff_too_long_for_github_is_posted_cut_with_a_link_to_the_whole_an
     assert!(whole.contains("| `echo 0799 xxx") && whole.len() > 200_000);
 
     // Nothing paused: F2 follows and the milestone passes.
-    m1_passes(&m, pr).await;
+    m.milestone_passes(issue, "M1", &["F1", "F2"]).await;
     assert!(
         !m.app_comments(issue).iter().any(|c| c.contains("paused")),
         "{:?}",
@@ -136,7 +119,7 @@ async fn a_job_output_of_two_megabytes_is_read_whole() {
         18,
         "{body}"
     );
-    m1_passes(&m, pr).await;
+    m.milestone_passes(issue, "M1", &["F1", "F2"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +327,7 @@ async fn update_branch_on_a_validated_milestone_pr_validates_the_new_head_and_it
         copy_script(&m, from, to);
     }
     let (issue, pr) = approved(&m).await;
-    m1_passes(&m, pr).await;
+    m.milestone_passes(issue, "M1", &["F1", "F2"]).await;
     let validated = m.pr_head(pr);
 
     // Meanwhile a change lands on main: the PR is behind, GitHub refuses the merge.

@@ -1069,7 +1069,12 @@ impl Mission {
             }
             // Check runs opened by an effect that was under way when the
             // mission ended: nothing will ever report on them.
-            return self.cancel_unexpected_checks(&event);
+            let ids: Vec<u64> = match &event {
+                Event::ValidationStarted { checks, .. } => checks.values().copied().collect(),
+                Event::CheckOpened { check_run_id, .. } => vec![*check_run_id],
+                _ => Vec::new(),
+            };
+            return self.cancel_unexpected_checks(ids);
         }
         let mut effects = self.apply_open(event, now);
         effects.extend(self.close_unattended_checks());
@@ -1139,13 +1144,7 @@ impl Mission {
                     || round != self.validation.round
                     || self.phase != Phase::Validating
                 {
-                    let event = Event::ValidationStarted {
-                        index,
-                        round,
-                        sha,
-                        checks,
-                    };
-                    return self.cancel_unexpected_checks(&event);
+                    return self.cancel_unexpected_checks(checks.into_values().collect());
                 }
                 self.validation.sha = Some(sha);
                 self.checks_seen.extend(checks.values().copied());
@@ -1167,13 +1166,7 @@ impl Mission {
                     self.validation.opening = None;
                 }
                 if !expected {
-                    let event = Event::CheckOpened {
-                        index,
-                        round,
-                        validator,
-                        check_run_id,
-                    };
-                    return self.cancel_unexpected_checks(&event);
+                    return self.cancel_unexpected_checks(vec![check_run_id]);
                 }
                 self.checks_seen.insert(check_run_id);
                 self.validation.checks.insert(validator, check_run_id);
@@ -1257,14 +1250,9 @@ impl Mission {
         }
     }
 
-    /// Completes the check runs an event names that the mission does not
-    /// follow (a round that was superseded, a mission that ended meanwhile).
-    fn cancel_unexpected_checks(&mut self, event: &Event) -> Vec<Effect> {
-        let ids: Vec<u64> = match event {
-            Event::ValidationStarted { checks, .. } => checks.values().copied().collect(),
-            Event::CheckOpened { check_run_id, .. } => vec![*check_run_id],
-            _ => return Vec::new(),
-        };
+    /// Completes check runs that the mission does not follow (of a round
+    /// that was superseded, or opened as the mission ended), each once.
+    fn cancel_unexpected_checks(&mut self, ids: Vec<u64>) -> Vec<Effect> {
         let (title, summary) = self.why_checks_stop();
         ids.into_iter()
             .filter(|id| self.checks_seen.insert(*id))

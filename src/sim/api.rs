@@ -758,6 +758,24 @@ fn issue_mut<'a>(world: &'a mut World, name: &str, number: u64) -> Result<&'a mu
         .ok_or_else(ApiError::not_found)
 }
 
+/// Pull request `number` and its issue, as a writer acting on it sees them
+/// (404 for an issue that is not a pull request).
+fn pull_for_writer<'a>(
+    world: &'a World,
+    caller: &Caller,
+    name: &str,
+    number: u64,
+) -> Result<(Actor, &'a Issue, &'a Pull), ApiError> {
+    let actor = actor(world, caller, name)?;
+    require(&actor, Permission::Write)?;
+    let issue = world.repos[name]
+        .issues
+        .get(&number)
+        .ok_or_else(ApiError::not_found)?;
+    let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
+    Ok((actor, issue, pull))
+}
+
 fn issue_payload(sim: &SimInner, world: &World, name: &str, number: u64) -> Value {
     let repo = &world.repos[name];
     render::issue(&sim.urls, world, repo, &repo.issues[&number])
@@ -1695,13 +1713,7 @@ async fn merge_pull(
     let name = full(&owner, &repo);
     let (actor, base_ref, head_sha, title) = {
         let world = sim.world();
-        let actor = actor(&world, &caller, &name)?;
-        require(&actor, Permission::Write)?;
-        let issue = world.repos[&name]
-            .issues
-            .get(&number)
-            .ok_or_else(ApiError::not_found)?;
-        let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
+        let (actor, issue, pull) = pull_for_writer(&world, &caller, &name, number)?;
         if pull.merged_at.is_some() || issue.state == IssueState::Closed {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -1874,13 +1886,7 @@ async fn update_branch(
     let name = full(&owner, &repo);
     let (actor, base_ref, head_ref, head_sha) = {
         let world = sim.world();
-        let actor = actor(&world, &caller, &name)?;
-        require(&actor, Permission::Write)?;
-        let issue = world.repos[&name]
-            .issues
-            .get(&number)
-            .ok_or_else(ApiError::not_found)?;
-        let pull = issue.pull.as_ref().ok_or_else(ApiError::not_found)?;
+        let (actor, issue, pull) = pull_for_writer(&world, &caller, &name, number)?;
         if issue.state == IssueState::Closed {
             return Err(ApiError::unprocessable("Pull request is closed"));
         }
