@@ -234,6 +234,7 @@ fn event_json(ev: &WebhookEvent) -> Vec<u8> {
         WebhookEvent::PullRequestReviewComment(e) => to(e),
         WebhookEvent::CheckRun(e) => to(e),
         WebhookEvent::CheckSuite(e) => to(e),
+        WebhookEvent::MergeGroup(e) => to(e),
         WebhookEvent::WorkflowRun(e) => to(e),
         WebhookEvent::WorkflowJob(e) => to(e),
         WebhookEvent::Installation(e) => to(e),
@@ -254,13 +255,20 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         | MissionInput::Review { sender, .. }
         | MissionInput::Merged { sender, .. }
         | MissionInput::Rerun { sender, .. } => Some(sender),
-        MissionInput::Run { .. } | MissionInput::Synchronized { .. } => None,
+        MissionInput::Run { .. }
+        | MissionInput::Synchronized { .. }
+        | MissionInput::MergeGroup { .. } => None,
     };
     if let Some(sender) = sender {
         assert!(input.describe().contains(&format!("@{}", sender.login)));
     }
     match input {
         MissionInput::Labeled { .. } | MissionInput::Comment { .. } => {
+            assert!(input.may_concern_a_mission());
+        }
+        MissionInput::MergeGroup { pr_head_sha, .. } => {
+            // Only a group that names its pull request and that head.
+            assert_eq!(pr_head_sha.len(), 40);
             assert!(input.may_concern_a_mission());
         }
         MissionInput::Edited { .. } => {

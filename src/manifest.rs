@@ -85,6 +85,12 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
          final report (PATCH /repos/{owner}/{repo}/issues/{issue_number})",
     ),
     (
+        "merge_queues",
+        "read",
+        "receive `merge_group` when a milestone pull request is in a merge queue, to report \
+         the validators' verdict on the group's commit (POST /repos/{owner}/{repo}/check-runs)",
+    ),
+    (
         "metadata",
         "read",
         "check that whoever labels, comments or reviews has write access \
@@ -126,6 +132,12 @@ pub const EVENTS: &[(&str, &str)] = &[
         "issue_comment",
         "`created`: scoping answers and `/mission` commands on the issue, commands on its \
          pull requests (MissionInput::Comment)",
+    ),
+    (
+        "merge_group",
+        "`checks_requested`: a merge queue's group that merges a milestone pull request gets \
+         both validators' check runs, passing when the pull request's head in it is the one \
+         validated (MissionInput::MergeGroup)",
     ),
     (
         "pull_request",

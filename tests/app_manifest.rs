@@ -67,10 +67,49 @@ fn consumed(event: &str, payload: &Value) -> bool {
         && parsed.repository().is_some()
 }
 
+/// `merge_group` `checks_requested`, which the shared fixtures lack: built
+/// from another fixture's repository, sender and installation and the
+/// `merge_group` object of GitHub's webhook reference.
+fn merge_group_example(fixtures: &[common::Fixture]) -> common::Fixture {
+    let base = &fixtures
+        .iter()
+        .find(|f| f.event == "pull_request" && f.file == "closed.json")
+        .expect("a pull_request example")
+        .json;
+    let head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    let json = json!({
+        "action": "checks_requested",
+        "merge_group": {
+            "head_sha": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4",
+            "head_ref": format!("refs/heads/gh-readonly-queue/main/pr-1-{head}"),
+            "base_sha": "8a3e1f0b5a1e3c1f7e5d4c3b2a1908f7e6d5c4b3",
+            "base_ref": "refs/heads/main",
+            "head_commit": {
+                "id": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4",
+                "tree_id": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+                "message": "Merge pull request #1 from octo-org/missions/1/m1",
+                "timestamp": "2026-12-07T05:00:00Z",
+                "author": { "name": "Octocat", "email": "octocat@github.com" },
+                "committer": { "name": "GitHub", "email": "noreply@github.com" },
+            },
+        },
+        "repository": base["repository"],
+        "sender": base["sender"],
+        "installation": { "id": 1, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ==" },
+    });
+    common::Fixture {
+        event: "merge_group".into(),
+        file: "checks_requested.json".into(),
+        body: serde_json::to_vec(&json).unwrap(),
+        json,
+    }
+}
+
 #[test]
 fn the_manifest_subscribes_to_exactly_the_events_the_mission_handler_consumes() {
-    let fixtures = common::webhook_fixtures();
+    let mut fixtures = common::webhook_fixtures();
     assert!(fixtures.len() >= 38, "only {} fixtures", fixtures.len());
+    fixtures.push(merge_group_example(&fixtures));
     let mut consuming = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for f in &fixtures {
@@ -260,6 +299,22 @@ fn satisfied(granted: &BTreeMap<String, String>, needs: &[(&str, &str)]) -> bool
     })
 }
 
+/// Every event the App subscribes to and the repository permission GitHub's
+/// webhook reference requires to receive it (any one of the alternatives).
+const EVENT_NEEDS: &[(&str, &[(&str, &str)])] = &[
+    ("check_run", &[("checks", "read")]),
+    ("check_suite", &[("checks", "read")]),
+    ("issues", &[("issues", "read")]),
+    (
+        "issue_comment",
+        &[("issues", "read"), ("pull_requests", "read")],
+    ),
+    ("merge_group", &[("merge_queues", "read")]),
+    ("pull_request", &[("pull_requests", "read")]),
+    ("pull_request_review", &[("pull_requests", "read")]),
+    ("workflow_run", &[("actions", "read")]),
+];
+
 #[test]
 fn every_permission_the_manifest_asks_for_is_needed_at_that_level() {
     let granted = granted();
@@ -276,11 +331,26 @@ fn every_permission_the_manifest_asks_for_is_needed_at_that_level() {
             .iter()
             .filter(|(_, _, needs)| !satisfied(&lowered, needs))
             .map(|(m, r, _)| format!("{m} {r}"))
+            .chain(
+                EVENT_NEEDS
+                    .iter()
+                    .filter(|(_, needs)| !satisfied(&lowered, needs))
+                    .map(|(e, _)| format!("the {e} event")),
+            )
             .collect();
         assert!(
             !needing.is_empty(),
-            "`{permission}: {level}` is more than any call of the App needs"
+            "`{permission}: {level}` is more than any call or event of the App needs"
         );
+    }
+    let events: Vec<&str> = EVENT_NEEDS.iter().map(|(e, _)| *e).collect();
+    assert_eq!(
+        events,
+        EVENTS.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+        "each subscribed event with the permission that receives it"
+    );
+    for (event, needs) in EVENT_NEEDS {
+        assert!(satisfied(&granted, needs), "{event} needs one of {needs:?}");
     }
     for (method, route, needs) in ROUTES {
         assert!(
@@ -393,12 +463,18 @@ async fn every_call_of_a_mission_is_covered_by_the_manifest_permissions() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // The mission exercised the App's calls, not a handful.
     assert!(called.len() >= 13, "{called:#?}");
-    // Every permission the manifest grants was used by some call of this mission.
+    // Every permission the manifest grants was used by some call of this
+    // mission, or is what GitHub requires to send one of its events (a merge
+    // queue's `merge_group`: no call needs `merge_queues`).
     for permission in granted.keys() {
+        let called_with = ROUTES.iter().any(|(m, r, needs)| {
+            called.contains(&format!("{m} {r}")) && needs.iter().any(|(p, _)| p == permission)
+        });
+        let receives = EVENT_NEEDS
+            .iter()
+            .any(|(_, needs)| matches!(needs, [(p, _)] if p == permission));
         assert!(
-            ROUTES.iter().any(|(m, r, needs)| {
-                called.contains(&format!("{m} {r}")) && needs.iter().any(|(p, _)| p == permission)
-            }),
+            called_with || receives,
             "no call of the mission used `{permission}`"
         );
     }

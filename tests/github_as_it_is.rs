@@ -438,3 +438,66 @@ async fn each_dispatch_names_its_run_and_a_workflow_missing_on_the_default_branc
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_queue_merge_advances_the_mission() {
+    let m = MissionTest::start(Story::default()).await;
+    // main merges only through a merge queue, once both validators passed.
+    m.t.sim.repo_settings(&m.repo(), |r| {
+        r.protection.insert(
+            "main".into(),
+            BranchProtection {
+                required_checks: vec![
+                    "missions / scrutiny".into(),
+                    "missions / user-testing".into(),
+                ],
+                strict: false,
+            },
+        );
+        r.merge_queue.insert("main".into());
+    });
+    let (issue, pr) = approved(&m).await;
+    m.milestone_passes(issue, "M1", &["F1", "F2"]).await;
+    let validated = m.pr_head(pr);
+
+    // A plain merge is refused: main takes changes through its queue.
+    let merge =
+        m.t.act(
+            &m.alice(),
+            "PUT",
+            &format!("/repos/{}/pulls/{pr}/merge", m.repo()),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(merge.status, 405, "{:?}", merge.body);
+
+    // Alice presses "Merge when ready": GitHub builds the group's commit and
+    // asks for the required checks there; the App reports both validators'
+    // verdict on it, the queue merges, and the mission goes on.
+    m.t.sim.enqueue(&m.repo(), pr, "alice").await.unwrap();
+    m.t.expect_app_comment(issue, "M1 was merged by the merge queue")
+        .await;
+    let group = m
+        .checks()
+        .into_iter()
+        .filter(|c| c.head_sha != validated && c.name == "missions / scrutiny")
+        .find(|c| c.conclusion.as_deref() == Some("success"))
+        .expect("scrutiny's check run on the group's commit");
+    for name in ["missions / scrutiny", "missions / user-testing"] {
+        let on_group: Vec<_> = m
+            .checks()
+            .into_iter()
+            .filter(|c| c.head_sha == group.head_sha && c.name == name)
+            .collect();
+        assert_eq!(on_group.len(), 1, "{name}: {on_group:?}");
+        assert_eq!(on_group[0].conclusion.as_deref(), Some("success"));
+    }
+    let (merged_by, main) = m.t.sim.read(|w| {
+        let repo = &w.repos[&m.repo()];
+        let pull = repo.issues[&pr].pull.clone().unwrap();
+        (pull.merged_by, pull.merge_commit_sha)
+    });
+    assert_eq!(merged_by.as_deref(), Some("github-merge-queue[bot]"));
+    assert_eq!(main.as_deref(), Some(group.head_sha.as_str()));
+    m.expect_pr(&format!("missions/{issue}/m2")).await;
+}

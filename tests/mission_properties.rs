@@ -1296,6 +1296,11 @@ enum Op {
         which: u8,
         good_sha: bool,
     },
+    /// A merge queue asks for checks on a group of the milestone PR at the
+    /// validated head (or at another commit).
+    MergeGroup {
+        good_sha: bool,
+    },
     /// The result of the oldest effect the server performed.
     Deliver,
     /// What a cooperative world does next: the author answers, a maintainer
@@ -1368,6 +1373,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => prop::bool::weighted(0.7).prop_map(|new_head| Op::Synchronize { new_head }),
         3 => (actor(), any::<u8>(), prop::bool::weighted(0.8))
             .prop_map(|(actor, which, good_sha)| Op::Rerun { actor, which, good_sha }),
+        1 => prop::bool::weighted(0.7).prop_map(|good_sha| Op::MergeGroup { good_sha }),
     ]
 }
 
@@ -1903,6 +1909,24 @@ impl World {
                     None,
                 )
             }
+            Op::MergeGroup { good_sha } => {
+                let Some(&pr) = self.m.milestone_prs.get(&self.m.milestone) else {
+                    return (None, None);
+                };
+                let pr_head_sha = match (*good_sha, self.m.validated_sha.clone()) {
+                    (true, Some(sha)) => sha,
+                    _ => "0000000old".to_owned(),
+                };
+                self.next_sha += 1;
+                (
+                    Some(Event::MergeGroupRequested {
+                        pr,
+                        pr_head_sha,
+                        group_sha: format!("group{}", self.next_sha),
+                    }),
+                    None,
+                )
+            }
             Op::EffectFailed => (
                 Some(Event::EffectFailed {
                     what: "create a branch".into(),
@@ -2230,6 +2254,33 @@ impl World {
             prop_assert_eq!(after.milestone, before.milestone);
         }
 
+        // A merge group gets a verdict and changes nothing; it passes only
+        // at the head both validators passed, while that is awaiting merge.
+        if let Event::MergeGroupRequested {
+            pr, pr_head_sha, ..
+        } = event
+        {
+            prop_assert_eq!(after, before, "a merge group changed the mission");
+            prop_assert!(
+                matches!(effects, [Effect::ReportGroupChecks { .. }]),
+                "{:?}",
+                effects
+            );
+            let passed = matches!(
+                effects,
+                [Effect::ReportGroupChecks {
+                    conclusion: CheckConclusion::Success,
+                    ..
+                }]
+            );
+            if passed {
+                prop_assert_eq!(before.phase, Phase::AwaitingMerge);
+                prop_assert_eq!(before.validated_sha.as_deref(), Some(pr_head_sha.as_str()));
+                prop_assert_eq!(before.milestone_prs.get(&before.milestone), Some(pr));
+                prop_assert!(!before.merged_unvalidated);
+            }
+        }
+
         // Late or duplicate results are ignored.
         if matches!(event, Event::JobFinished { .. }) && !finished_current {
             prop_assert!(effects.is_empty());
@@ -2264,9 +2315,14 @@ impl World {
                 })
                 .count();
             let only_status = effects.len() - cancels <= 1
-                && effects
-                    .iter()
-                    .all(|e| matches!(e, Effect::Comment { .. } | Effect::CompleteCheck { .. }));
+                && effects.iter().all(|e| {
+                    matches!(
+                        e,
+                        Effect::Comment { .. }
+                            | Effect::CompleteCheck { .. }
+                            | Effect::ReportGroupChecks { .. }
+                    )
+                });
             prop_assert!(only_status, "an ended mission did something: {:?}", effects);
         }
         if after.phase == Phase::Done {

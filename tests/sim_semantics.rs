@@ -1262,3 +1262,145 @@ async fn big_files_long_bodies_and_restricted_creations_are_answered_as_github_d
         assert_eq!(created.status, status, "{branch}: {:?}", created.body);
     }
 }
+
+/// A merge queue as GitHub runs it: a pull request is queued once its
+/// required checks pass, a group commit on `gh-readonly-queue/…` gets
+/// `merge_group`, a failed check on the group drops the pull request, and a
+/// passing one merges it as `github-merge-queue[bot]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_queue_checks_its_group_and_merges_or_drops_the_pull_request() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    t.sim.repo_settings(&t.world.repo, |r| {
+        r.protection.insert(
+            "main".into(),
+            missions::sim::state::BranchProtection {
+                required_checks: vec!["ci".into()],
+                strict: false,
+            },
+        );
+        r.merge_queue.insert("main".into());
+    });
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let (number, put) = alice_opens_pull(&t, "queued", "q.txt", "queued\n").await;
+    let head = put["commit"]["sha"].as_str().unwrap().to_owned();
+    let report = |sha: String, conclusion: &'static str| {
+        let client = client.clone();
+        let repo_path = repo_path.clone();
+        async move {
+            let _: Value = client
+                .post(
+                    &format!("{repo_path}/check-runs"),
+                    &json!({"name": "ci", "head_sha": sha, "status": "completed", "conclusion": conclusion}),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let error = t.sim.enqueue(&t.world.repo, number, "alice").await;
+    assert_eq!(
+        error.unwrap_err().to_string(),
+        "Required status check \"ci\" is expected."
+    );
+    report(head.clone(), "success").await;
+    let merge = t
+        .call(
+            "alice",
+            "PUT",
+            &format!("{repo_path}/pulls/{number}/merge"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(merge.status, 405);
+    assert_eq!(
+        merge.body["message"],
+        "Changes must be made through the merge queue"
+    );
+
+    let group_of = |action: &'static str| {
+        let sim = t.sim.clone();
+        async move {
+            sim.wait_for(&format!("merge_group {action}"), DEADLINE, |s| {
+                s.deliveries()
+                    .into_iter()
+                    .filter(|d| d.event == "merge_group" && d.action.as_deref() == Some(action))
+                    .map(|d| d.payload)
+                    .next_back()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    t.sim.enqueue(&t.world.repo, number, "alice").await.unwrap();
+    let asked = group_of("checks_requested").await;
+    let group = &asked["merge_group"];
+    assert_eq!(
+        group["head_ref"],
+        format!("refs/heads/gh-readonly-queue/main/pr-{number}-{head}")
+    );
+    assert_eq!(group["base_ref"], "refs/heads/main");
+    assert_eq!(group["base_sha"], main_sha(&t).await);
+    let group_sha = group["head_sha"].as_str().unwrap().to_owned();
+    assert_ne!(group_sha, head);
+
+    // A failing check on the group drops the pull request from the queue.
+    report(group_sha.clone(), "failure").await;
+    let destroyed = group_of("destroyed").await;
+    assert_eq!(destroyed["reason"], "dequeued");
+    let open = t
+        .call("alice", "GET", &format!("{repo_path}/pulls/{number}"), None)
+        .await;
+    assert_eq!(open.body["state"], "open");
+
+    // Queued again, a new group; its check passes and the queue merges.
+    t.sim.enqueue(&t.world.repo, number, "alice").await.unwrap();
+    let second = t
+        .sim
+        .wait_for("a second group", DEADLINE, |s| {
+            s.deliveries()
+                .into_iter()
+                .filter(|d| {
+                    d.event == "merge_group" && d.action.as_deref() == Some("checks_requested")
+                })
+                .nth(1)
+                .map(|d| d.payload)
+        })
+        .await
+        .unwrap();
+    let second_sha = second["merge_group"]["head_sha"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    report(second_sha.clone(), "success").await;
+    let merged = t
+        .sim
+        .wait_for("the queue's merge", DEADLINE, |s| {
+            s.deliveries()
+                .into_iter()
+                .find(|d| d.event == "pull_request" && d.action.as_deref() == Some("closed"))
+                .map(|d| d.payload)
+        })
+        .await
+        .unwrap();
+    assert_eq!(merged["pull_request"]["merged"], true);
+    assert_eq!(
+        merged["pull_request"]["merged_by"]["login"],
+        "github-merge-queue[bot]"
+    );
+    assert_eq!(merged["pull_request"]["merged_by"]["type"], "Bot");
+    assert_eq!(main_sha(&t).await, second_sha);
+    let gone = t
+        .call(
+            "alice",
+            "GET",
+            &format!("{repo_path}/git/ref/heads/gh-readonly-queue/main/pr-{number}-{head}"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+    t.stop().await;
+}

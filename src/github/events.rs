@@ -144,6 +144,14 @@ string_enum! {
 }
 
 string_enum! {
+    /// `merge_group` actions.
+    pub enum MergeGroupAction {
+        ChecksRequested = "checks_requested",
+        Destroyed = "destroyed",
+    }
+}
+
+string_enum! {
     /// `check_suite` actions.
     pub enum CheckSuiteAction {
         Requested = "requested",
@@ -586,6 +594,42 @@ pub struct CheckSuiteEvent {
     pub installation: Option<InstallationRef>,
 }
 
+/// A merge queue's group: the base's tip with queued pull requests merged in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeGroup {
+    /// The group's commit, where required checks are reported.
+    pub head_sha: String,
+    /// `refs/heads/gh-readonly-queue/<base>/pr-<n>-<pull request head sha>`.
+    pub head_ref: String,
+    pub base_sha: String,
+    pub base_ref: String,
+}
+
+impl MergeGroup {
+    /// The pull request the group ends with and its head, from `head_ref`:
+    /// the group merges that pull request (after any queued ahead of it).
+    pub fn pull_request(&self) -> Option<(u64, &str)> {
+        let branch = self
+            .head_ref
+            .strip_prefix("refs/heads/gh-readonly-queue/")?;
+        let (_, last) = branch.rsplit_once("/pr-")?;
+        let (number, sha) = last.split_once('-')?;
+        let sha_ok = sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit());
+        Some((number.parse().ok()?, sha)).filter(|_| sha_ok)
+    }
+}
+
+/// `merge_group`: a merge queue asks for the required checks on its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeGroupEvent {
+    pub action: MergeGroupAction,
+    pub merge_group: MergeGroup,
+    pub repository: Repository,
+    pub sender: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<InstallationRef>,
+}
+
 /// A GitHub Actions workflow run; feature jobs are `workflow_dispatch` runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowRun {
@@ -802,6 +846,7 @@ pub enum WebhookEvent {
     PullRequestReviewComment(PullRequestReviewCommentEvent),
     CheckRun(CheckRunEvent),
     CheckSuite(CheckSuiteEvent),
+    MergeGroup(MergeGroupEvent),
     WorkflowRun(WorkflowRunEvent),
     WorkflowJob(WorkflowJobEvent),
     Installation(InstallationEvent),
@@ -817,7 +862,7 @@ pub enum WebhookEvent {
 impl WebhookEvent {
     /// The `X-GitHub-Event` names this module parses; the App's manifest
     /// subscribes to these.
-    pub const KNOWN_EVENTS: [&'static str; 13] = [
+    pub const KNOWN_EVENTS: [&'static str; 14] = [
         "issues",
         "issue_comment",
         "pull_request",
@@ -825,6 +870,7 @@ impl WebhookEvent {
         "pull_request_review_comment",
         "check_run",
         "check_suite",
+        "merge_group",
         "workflow_run",
         "workflow_job",
         "installation",
@@ -846,6 +892,7 @@ impl WebhookEvent {
             }
             "check_run" => Self::CheckRun(parse_payload(event, payload)?),
             "check_suite" => Self::CheckSuite(parse_payload(event, payload)?),
+            "merge_group" => Self::MergeGroup(parse_payload(event, payload)?),
             "workflow_run" => Self::WorkflowRun(parse_payload(event, payload)?),
             "workflow_job" => Self::WorkflowJob(parse_payload(event, payload)?),
             "installation" => Self::Installation(parse_payload(event, payload)?),
@@ -870,6 +917,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(_) => "pull_request_review_comment",
             Self::CheckRun(_) => "check_run",
             Self::CheckSuite(_) => "check_suite",
+            Self::MergeGroup(_) => "merge_group",
             Self::WorkflowRun(_) => "workflow_run",
             Self::WorkflowJob(_) => "workflow_job",
             Self::Installation(_) => "installation",
@@ -890,6 +938,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(e) => Some(e.action.as_str()),
             Self::CheckRun(e) => Some(e.action.as_str()),
             Self::CheckSuite(e) => Some(e.action.as_str()),
+            Self::MergeGroup(e) => Some(e.action.as_str()),
             Self::WorkflowRun(e) => Some(e.action.as_str()),
             Self::WorkflowJob(e) => Some(e.action.as_str()),
             Self::Installation(e) => Some(e.action.as_str()),
@@ -909,6 +958,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(e) => e.action.is_known(),
             Self::CheckRun(e) => e.action.is_known(),
             Self::CheckSuite(e) => e.action.is_known(),
+            Self::MergeGroup(e) => e.action.is_known(),
             Self::WorkflowRun(e) => e.action.is_known(),
             Self::WorkflowJob(e) => e.action.is_known(),
             Self::Installation(e) => e.action.is_known(),
@@ -929,6 +979,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(e) => Some(&e.repository),
             Self::CheckRun(e) => Some(&e.repository),
             Self::CheckSuite(e) => Some(&e.repository),
+            Self::MergeGroup(e) => Some(&e.repository),
             Self::WorkflowRun(e) => Some(&e.repository),
             Self::WorkflowJob(e) => Some(&e.repository),
             Self::Push(e) => Some(&e.repository),
@@ -949,6 +1000,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(e) => Some(&e.sender),
             Self::CheckRun(e) => Some(&e.sender),
             Self::CheckSuite(e) => Some(&e.sender),
+            Self::MergeGroup(e) => Some(&e.sender),
             Self::WorkflowRun(e) => Some(&e.sender),
             Self::WorkflowJob(e) => Some(&e.sender),
             Self::Installation(e) => Some(&e.sender),
@@ -970,6 +1022,7 @@ impl WebhookEvent {
             Self::PullRequestReviewComment(e) => e.installation.map(|i| i.id),
             Self::CheckRun(e) => e.installation.map(|i| i.id),
             Self::CheckSuite(e) => e.installation.map(|i| i.id),
+            Self::MergeGroup(e) => e.installation.map(|i| i.id),
             Self::WorkflowRun(e) => e.installation.map(|i| i.id),
             Self::WorkflowJob(e) => e.installation.map(|i| i.id),
             Self::Installation(e) => Some(e.installation.id),
@@ -1130,6 +1183,7 @@ mod tests {
             WebhookEvent::PullRequestReviewComment(_) => "pull_request_review_comment",
             WebhookEvent::CheckRun(_) => "check_run",
             WebhookEvent::CheckSuite(_) => "check_suite",
+            WebhookEvent::MergeGroup(_) => "merge_group",
             WebhookEvent::WorkflowRun(_) => "workflow_run",
             WebhookEvent::WorkflowJob(_) => "workflow_job",
             WebhookEvent::Installation(_) => "installation",
@@ -1150,6 +1204,7 @@ mod tests {
             WebhookEvent::PullRequestReviewComment(e) => serde_json::to_vec(e),
             WebhookEvent::CheckRun(e) => serde_json::to_vec(e),
             WebhookEvent::CheckSuite(e) => serde_json::to_vec(e),
+            WebhookEvent::MergeGroup(e) => serde_json::to_vec(e),
             WebhookEvent::WorkflowRun(e) => serde_json::to_vec(e),
             WebhookEvent::WorkflowJob(e) => serde_json::to_vec(e),
             WebhookEvent::Installation(e) => serde_json::to_vec(e),
@@ -1457,8 +1512,33 @@ mod tests {
         }
         assert_eq!(
             WebhookEvent::KNOWN_EVENTS.len(),
-            13,
+            14,
             "one entry per typed event"
         );
+    }
+
+    #[test]
+    fn a_merge_group_names_its_last_pull_request_and_that_head() {
+        let sha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+        let group = |head_ref: &str| MergeGroup {
+            head_sha: "0".repeat(40),
+            head_ref: head_ref.into(),
+            base_sha: "1".repeat(40),
+            base_ref: "refs/heads/main".into(),
+        };
+        let named = group(&format!("refs/heads/gh-readonly-queue/main/pr-42-{sha}"));
+        assert_eq!(named.pull_request(), Some((42, sha)));
+        // A base with slashes in its name.
+        let nested = group(&format!(
+            "refs/heads/gh-readonly-queue/release/v2/pr-7-{sha}"
+        ));
+        assert_eq!(nested.pull_request(), Some((7, sha)));
+        for other in [
+            "refs/heads/main".to_owned(),
+            format!("refs/heads/gh-readonly-queue/main/pr-x-{sha}"),
+            "refs/heads/gh-readonly-queue/main/pr-42-abc".to_owned(),
+        ] {
+            assert_eq!(group(&other).pull_request(), None, "{other}");
+        }
     }
 }

@@ -375,6 +375,9 @@ impl CheckConclusion {
     }
 }
 
+/// The account GitHub's merge queue merges as (`merged_by`).
+pub const MERGE_QUEUE: &str = "github-merge-queue[bot]";
+
 /// What the server must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
@@ -426,6 +429,14 @@ pub enum Effect {
     },
     CompleteCheck {
         check_run_id: u64,
+        conclusion: CheckConclusion,
+        title: String,
+        summary: String,
+    },
+    /// Report both validators' check runs on a merge queue's group commit,
+    /// completed at once: the group carries a verdict, it is not validated anew.
+    ReportGroupChecks {
+        sha: String,
         conclusion: CheckConclusion,
         title: String,
         summary: String,
@@ -625,6 +636,13 @@ pub enum Event {
     HeadMoved {
         pr: u64,
         sha: String,
+    },
+    /// A merge queue asks for the required checks on `group_sha`, its commit
+    /// that merges pull request `pr` at `pr_head_sha` into the base.
+    MergeGroupRequested {
+        pr: u64,
+        pr_head_sha: String,
+        group_sha: String,
     },
     /// A person pressed Re-run on validator check runs of commit `sha` (one
     /// check run, or all of the App's on that commit).
@@ -1067,6 +1085,16 @@ impl Mission {
             {
                 return vec![self.status_comment()];
             }
+            // A queue still holding one of its pull requests gets a verdict
+            // (failure) at once rather than waiting out its timeout.
+            if let Event::MergeGroupRequested {
+                pr,
+                pr_head_sha,
+                group_sha,
+            } = event
+            {
+                return self.on_merge_group(pr, &pr_head_sha, group_sha);
+            }
             // Check runs opened by an effect that was under way when the
             // mission ended: nothing will ever report on them.
             let ids: Vec<u64> = match &event {
@@ -1115,6 +1143,11 @@ impl Mission {
                 actor,
             } => self.on_rerun(&sha, &validators, &actor, now),
             Event::HeadMoved { pr, sha } => self.on_head_moved(pr, sha, now),
+            Event::MergeGroupRequested {
+                pr,
+                pr_head_sha,
+                group_sha,
+            } => self.on_merge_group(pr, &pr_head_sha, group_sha),
             Event::StickyPosted { comment_id } => {
                 self.sticky_comment = Some(comment_id);
                 Vec::new()
@@ -1721,6 +1754,69 @@ impl Mission {
         ), target)
     }
 
+    /// The merge queue's group passes the validators' checks when the pull
+    /// request's head in it is the one both validators passed: the group only
+    /// adds the base's newer changes, which the repository's own checks on
+    /// `merge_group` judge. Anything else fails them, so that the queue drops
+    /// the pull request at once rather than waiting out its timeout.
+    fn on_merge_group(&self, pr: u64, pr_head_sha: &str, group_sha: String) -> Vec<Effect> {
+        let short = &pr_head_sha[..pr_head_sha.len().min(7)];
+        let id = self
+            .current_milestone_id()
+            .unwrap_or("the milestone")
+            .to_owned();
+        let current = self.milestone_prs.get(&self.milestone) == Some(&pr);
+        let validated = current
+            && !self.merged_unvalidated
+            && self.phase == Phase::AwaitingMerge
+            && self.validated_sha.as_deref() == Some(pr_head_sha);
+        let (conclusion, title, summary) = if self.is_terminal() {
+            (
+                CheckConclusion::Failure,
+                "The mission has ended".to_owned(),
+                format!(
+                    "The mission of #{pr} has ended ({}), so the App gives no verdict for it.",
+                    if self.phase == Phase::Done {
+                        "done"
+                    } else {
+                        "aborted"
+                    }
+                ),
+            )
+        } else if validated {
+            (
+                CheckConclusion::Success,
+                format!("{id} validated at {short}"),
+                format!(
+                    "Both validators passed {id} on {short}, the head of #{pr} that this merge                      group merges. The group adds `{}`'s newer changes (and any pull requests                      queued ahead): your repository's own checks on `merge_group` judge those                      on this commit.",
+                    self.base
+                ),
+            )
+        } else if !current {
+            (
+                CheckConclusion::Failure,
+                format!("#{pr} is not an open milestone"),
+                format!(
+                    "#{pr} is not the mission's open milestone pull request, so the App has no                      verdict for it."
+                ),
+            )
+        } else {
+            (
+                CheckConclusion::Failure,
+                format!("{id} is not validated at {short}"),
+                format!(
+                    "Both validators have not passed {id} on {short}, the head of #{pr} in this                      merge group. Wait for \"Ready to merge\" on #{pr}, then add it to the                      merge queue again."
+                ),
+            )
+        };
+        vec![Effect::ReportGroupChecks {
+            sha: group_sha,
+            conclusion,
+            title,
+            summary,
+        }]
+    }
+
     /// Back to "every feature done" with a new round on the head as it is;
     /// it is not counted as a failed round.
     fn revalidate(&mut self, now: i64, note: String, target: Target) -> Vec<Effect> {
@@ -1743,9 +1839,16 @@ impl Mission {
             .to_owned();
         let validated =
             self.phase == Phase::AwaitingMerge && self.validated_sha.as_deref() == Some(head_sha);
-        if validated && !actor.is_bot {
-            let mut effects =
-                vec![self.issue_comment(format!("{id} was merged by @{}.", actor.login))];
+        // The merge queue merges only what a person with write access queued,
+        // once the required checks passed on its group.
+        let by_queue = actor.is_bot && actor.login == MERGE_QUEUE;
+        if validated && (!actor.is_bot || by_queue) {
+            let by = if by_queue {
+                "the merge queue".to_owned()
+            } else {
+                format!("@{}", actor.login)
+            };
+            let mut effects = vec![self.issue_comment(format!("{id} was merged by {by}."))];
             effects.extend(self.next_milestone(now));
             return effects;
         }

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 
 use super::render::{self, PullStats, RepoTimes};
 use super::state::{
-    CheckOutput, CheckRun, Comment, Issue, IssueState, Label, Permission, Pull, Reaction, Review,
-    Token, TokenSubject, World,
+    CheckOutput, CheckRun, Comment, Issue, IssueState, Label, Permission, Pull, Reaction,
+    RequiredChecks, Review, Token, TokenSubject, World,
 };
-use super::{Exchange, SimInner, actions, git, gitapi};
+use super::{Exchange, SimInner, actions, git, gitapi, queue};
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
@@ -1421,7 +1421,11 @@ pub(crate) async fn pull_stats(
     }
 }
 
-async fn render_pull(sim: &SimInner, name: &str, number: u64) -> Result<Value, ApiError> {
+pub(crate) async fn render_pull(
+    sim: &SimInner,
+    name: &str,
+    number: u64,
+) -> Result<Value, ApiError> {
     let (base_ref, head_sha, merged) = {
         let world = sim.world();
         let issue = world.repos[name]
@@ -1734,6 +1738,12 @@ async fn merge_pull(
             "Head branch was modified. Review and try the merge again.",
         ));
     }
+    if sim.world().repos[&name].merge_queue.contains(&base_ref) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Changes must be made through the merge queue",
+        ));
+    }
     check_protection(&sim, &name, &base_ref, &head_sha).await?;
     let method = match str_field(&body, "merge_method").unwrap_or("merge") {
         "merge" => git::MergeMethod::Merge,
@@ -1834,23 +1844,15 @@ async fn check_protection(
     base_ref: &str,
     head_sha: &str,
 ) -> Result<(), ApiError> {
-    let (protection, missing) = {
+    let (protection, checks) = {
         let world = sim.world();
         let repo = &world.repos[name];
         let Some(protection) = repo.protection.get(base_ref).cloned() else {
             return Ok(());
         };
-        let missing = protection.required_checks.iter().find(|check| {
-            // The newest run of that name on the head decides, as on GitHub.
-            repo.check_runs
-                .values()
-                .rev()
-                .find(|r| r.head_sha == head_sha && &&r.name == check)
-                .is_none_or(|r| r.conclusion.as_deref() != Some("success"))
-        });
-        (protection.clone(), missing.cloned())
+        (protection, repo.required_checks(base_ref, head_sha, 0))
     };
-    if let Some(check) = missing {
+    if let RequiredChecks::Waiting(check) | RequiredChecks::Failed(check) = checks {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("Required status check \"{check}\" is expected."),
@@ -2156,52 +2158,58 @@ async fn create_check_run(
             "No commit found for SHA",
         ));
     }
-    let mut world = sim.world();
-    let id = world.next_id();
-    let suite = world.check_suite_id(&name, &head_sha);
-    let now = sim.clock.now();
-    let mut run = CheckRun {
-        id,
-        name: check_name,
-        head_sha,
-        status: "queued".into(),
-        conclusion: None,
-        details_url: str_field(&body, "details_url").map(str::to_owned),
-        external_id: str_field(&body, "external_id").map(str::to_owned),
-        started_at: now,
-        completed_at: None,
-        output: CheckOutput::default(),
-        check_suite_id: suite,
-    };
-    check_output(&body, &mut run.output)?;
-    apply_check_status(&mut run, &body, now)?;
-    let completed = run.status == "completed";
-    world
-        .repos
-        .get_mut(&name)
-        .expect("repo")
-        .check_runs
-        .insert(id, run);
-    let r = &world.repos[&name];
-    let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
-    sim.emit(
-        &world,
-        "check_run",
-        &name,
-        &actor.login,
-        sim_fields!("action" => "created", "check_run" => rendered.clone()),
-    );
-    if completed {
+    // The lock ends with this block: the queue below awaits.
+    let (rendered, completed) = {
+        let mut world = sim.world();
+        let id = world.next_id();
+        let suite = world.check_suite_id(&name, &head_sha);
+        let now = sim.clock.now();
+        let mut run = CheckRun {
+            id,
+            name: check_name,
+            head_sha,
+            status: "queued".into(),
+            conclusion: None,
+            details_url: str_field(&body, "details_url").map(str::to_owned),
+            external_id: str_field(&body, "external_id").map(str::to_owned),
+            started_at: now,
+            completed_at: None,
+            output: CheckOutput::default(),
+            check_suite_id: suite,
+        };
+        check_output(&body, &mut run.output)?;
+        apply_check_status(&mut run, &body, now)?;
+        let completed = run.status == "completed";
+        world
+            .repos
+            .get_mut(&name)
+            .expect("repo")
+            .check_runs
+            .insert(id, run);
+        let r = &world.repos[&name];
+        let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
         sim.emit(
             &world,
             "check_run",
             &name,
             &actor.login,
-            sim_fields!("action" => "completed", "check_run" => rendered.clone()),
+            sim_fields!("action" => "created", "check_run" => rendered.clone()),
         );
-    }
-    drop(world);
+        if completed {
+            sim.emit(
+                &world,
+                "check_run",
+                &name,
+                &actor.login,
+                sim_fields!("action" => "completed", "check_run" => rendered.clone()),
+            );
+        }
+        (rendered, completed)
+    };
     sim.bump();
+    if completed {
+        queue::advance(&sim, &name).await;
+    }
     ok(StatusCode::CREATED, rendered)
 }
 
@@ -2257,44 +2265,49 @@ async fn update_check_run(
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let name = full(&owner, &repo);
-    let mut world = sim.world();
-    let actor = actor(&world, &caller, &name)?;
-    if !actor.installation {
-        return Err(ApiError::forbidden(
-            "You must authenticate via a GitHub App.",
-        ));
-    }
-    let now = sim.clock.now();
-    let r = world.repos.get_mut(&name).expect("repo");
-    let run = r.check_runs.get_mut(&id).ok_or_else(ApiError::not_found)?;
-    let was_completed = run.status == "completed";
-    let mut updated = run.clone();
-    if let Some(n) = str_field(&body, "name") {
-        updated.name = n.to_owned();
-    }
-    if let Some(u) = str_field(&body, "details_url") {
-        updated.details_url = Some(u.to_owned());
-    }
-    if let Some(e) = str_field(&body, "external_id") {
-        updated.external_id = Some(e.to_owned());
-    }
-    check_output(&body, &mut updated.output)?;
-    apply_check_status(&mut updated, &body, now)?;
-    let completed_now = !was_completed && updated.status == "completed";
-    *run = updated;
-    let r = &world.repos[&name];
-    let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
-    if completed_now {
-        sim.emit(
-            &world,
-            "check_run",
-            &name,
-            &actor.login,
-            sim_fields!("action" => "completed", "check_run" => rendered.clone()),
-        );
-    }
-    drop(world);
+    let (rendered, completed_now) = {
+        let mut world = sim.world();
+        let actor = actor(&world, &caller, &name)?;
+        if !actor.installation {
+            return Err(ApiError::forbidden(
+                "You must authenticate via a GitHub App.",
+            ));
+        }
+        let now = sim.clock.now();
+        let r = world.repos.get_mut(&name).expect("repo");
+        let run = r.check_runs.get_mut(&id).ok_or_else(ApiError::not_found)?;
+        let was_completed = run.status == "completed";
+        let mut updated = run.clone();
+        if let Some(n) = str_field(&body, "name") {
+            updated.name = n.to_owned();
+        }
+        if let Some(u) = str_field(&body, "details_url") {
+            updated.details_url = Some(u.to_owned());
+        }
+        if let Some(e) = str_field(&body, "external_id") {
+            updated.external_id = Some(e.to_owned());
+        }
+        check_output(&body, &mut updated.output)?;
+        apply_check_status(&mut updated, &body, now)?;
+        let completed_now = !was_completed && updated.status == "completed";
+        *run = updated;
+        let r = &world.repos[&name];
+        let rendered = render::check_run(&sim.urls, &world, r, &r.check_runs[&id]);
+        if completed_now {
+            sim.emit(
+                &world,
+                "check_run",
+                &name,
+                &actor.login,
+                sim_fields!("action" => "completed", "check_run" => rendered.clone()),
+            );
+        }
+        (rendered, completed_now)
+    };
     sim.bump();
+    if completed_now {
+        queue::advance(&sim, &name).await;
+    }
     ok(StatusCode::OK, rendered)
 }
 

@@ -661,6 +661,18 @@ impl GitHost {
         self.cas_ref(&repo, refname, &target.sha, Some("")).await
     }
 
+    /// Deletes a ref (a branch GitHub removes on its own, as a merge queue's).
+    pub async fn delete_ref(&self, full_name: &str, refname: &str) -> Result<()> {
+        let (repo, _guard) = self.lock_open(full_name).await?;
+        let args = ["update-ref", "-d", refname];
+        let out = self.git(&repo, &args, &[], None).await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(command_error(&args, &out))
+        }
+    }
+
     /// Whether `ancestor` is reachable from `descendant` (a commit is its own
     /// ancestor). Both are revisions; NotFound if either does not resolve.
     pub async fn is_ancestor(

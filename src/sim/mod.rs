@@ -23,6 +23,7 @@ pub mod faults;
 pub mod git;
 mod gitapi;
 mod hooks;
+pub mod queue;
 pub mod render;
 pub mod runner;
 pub mod sample;
@@ -333,6 +334,8 @@ impl Sim {
             workflows: Vec::new(),
             rulesets: Vec::new(),
             protection: Default::default(),
+            merge_queue: Default::default(),
+            merge_groups: Vec::new(),
             runs: Default::default(),
         };
         for (path, _) in &spec.files {
@@ -476,6 +479,13 @@ impl Sim {
             .get_mut(full_name)
             .unwrap_or_else(|| panic!("no repository {full_name}"));
         f(repo)
+    }
+
+    /// `login` presses *Merge when ready* on pull request `number` of a base
+    /// whose rules require a merge queue (GitHub offers this through GraphQL
+    /// only); see [`queue`].
+    pub async fn enqueue(&self, full_name: &str, number: u64, login: &str) -> anyhow::Result<()> {
+        queue::enqueue(&self.inner, full_name, number, login).await
     }
 
     fn bump(&self) {

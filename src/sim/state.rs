@@ -5,7 +5,7 @@
 //! everything else. Plain data: the REST handlers lock it, change it, and say
 //! which webhooks to send.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use time::OffsetDateTime;
 
@@ -323,6 +323,38 @@ pub struct Repo {
     pub rulesets: Vec<Ruleset>,
     /// Branch protection by branch name (only what merges need).
     pub protection: BTreeMap<String, BranchProtection>,
+    /// Branches whose pull requests merge only through a merge queue.
+    pub merge_queue: BTreeSet<String>,
+    /// The merge groups in the queues, oldest first.
+    pub merge_groups: Vec<MergeGroup>,
+}
+
+/// A pull request in a merge queue: GitHub's commit of the base's tip with the
+/// pull request merged in, on a temporary branch, waiting for required checks.
+#[derive(Debug, Clone)]
+pub struct MergeGroup {
+    pub pr: u64,
+    /// The branch the group merges into (`main`).
+    pub base_ref: String,
+    /// The base's tip the group was built on.
+    pub base_sha: String,
+    /// `gh-readonly-queue/<base>/pr-<n>-<pull request head>`.
+    pub head_ref: String,
+    /// The group's commit: where required checks must pass.
+    pub head_sha: String,
+    pub enqueued_by: String,
+    /// The newest check run id when the group was made: only later runs count.
+    pub checks_after: u64,
+}
+
+/// Where a base branch's required checks stand on a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredChecks {
+    Passed,
+    /// The first required check with no run, or still running.
+    Waiting(String),
+    /// The first required check whose newest run did not succeed.
+    Failed(String),
 }
 
 /// A protected branch's merge requirements.
@@ -385,6 +417,28 @@ impl Repo {
             .values()
             .filter(|i| i.state == IssueState::Open)
             .count()
+    }
+
+    /// `base`'s required checks on `sha`; the newest run of each name decides,
+    /// as on GitHub. Runs with ids up to `after` do not count (a merge group
+    /// is a fresh commit on GitHub, which the simulator may make twice alike).
+    pub fn required_checks(&self, base: &str, sha: &str, after: u64) -> RequiredChecks {
+        let Some(protection) = self.protection.get(base) else {
+            return RequiredChecks::Passed;
+        };
+        for check in &protection.required_checks {
+            let newest = self
+                .check_runs
+                .values()
+                .rev()
+                .find(|r| r.head_sha == sha && &r.name == check && r.id > after);
+            match newest.and_then(|r| r.conclusion.as_deref()) {
+                None => return RequiredChecks::Waiting(check.clone()),
+                Some("success" | "neutral" | "skipped") => {}
+                Some(_) => return RequiredChecks::Failed(check.clone()),
+            }
+        }
+        RequiredChecks::Passed
     }
 
     pub fn pull_by_head(&self, head_ref: &str) -> impl Iterator<Item = &Issue> {

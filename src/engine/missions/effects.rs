@@ -264,6 +264,34 @@ pub async fn perform(
                 .await?;
             Ok(None)
         }
+        Effect::ReportGroupChecks {
+            sha,
+            conclusion,
+            title,
+            summary,
+        } => {
+            for validator in Validator::ALL {
+                let name = validator.check_name();
+                // A lost answer's try may have reported it already.
+                if attempt.tried_before && any_check_run_on(client, repo, sha, name).await? {
+                    continue;
+                }
+                client
+                    .request_json(
+                        Method::POST,
+                        &format!("/repos/{repo}/check-runs"),
+                        Some(&json!({
+                            "name": name,
+                            "head_sha": sha,
+                            "status": "completed",
+                            "conclusion": conclusion.as_str(),
+                            "output": { "title": truncate(title, 1000), "summary": truncate(summary, 65_000) },
+                        })),
+                    )
+                    .await?;
+            }
+            Ok(None)
+        }
         Effect::CloseIssue => {
             client
                 .request_json(
@@ -747,14 +775,25 @@ async fn open_check(
         .ok_or_else(|| EffectError::Permanent("check run answer without an id".into()))
 }
 
-/// The check run named `name` on commit `sha` that is still in progress, if
-/// one exists (a completed one is a try that already ended).
-async fn check_run_on(
+/// Whether commit `sha` has a check run named `name`, in any state.
+async fn any_check_run_on(
     client: &InstallationClient,
     repo: &str,
     sha: &str,
     name: &str,
-) -> Result<Option<u64>, EffectError> {
+) -> Result<bool, EffectError> {
+    Ok(check_runs_on(client, repo, sha, name)
+        .await?
+        .iter()
+        .any(|r| r["name"].as_str() == Some(name)))
+}
+
+async fn check_runs_on(
+    client: &InstallationClient,
+    repo: &str,
+    sha: &str,
+    name: &str,
+) -> Result<Vec<Value>, EffectError> {
     let answer = client
         .request_json(
             Method::GET,
@@ -765,11 +804,22 @@ async fn check_run_on(
             None,
         )
         .await?;
-    Ok(answer["check_runs"].as_array().and_then(|runs| {
-        runs.iter()
-            .find(|r| r["name"].as_str() == Some(name) && r["status"].as_str() != Some("completed"))
-            .and_then(|r| r["id"].as_u64())
-    }))
+    Ok(answer["check_runs"].as_array().cloned().unwrap_or_default())
+}
+
+/// The check run named `name` on commit `sha` that is still in progress, if
+/// one exists (a completed one is a try that already ended).
+async fn check_run_on(
+    client: &InstallationClient,
+    repo: &str,
+    sha: &str,
+    name: &str,
+) -> Result<Option<u64>, EffectError> {
+    Ok(check_runs_on(client, repo, sha, name)
+        .await?
+        .iter()
+        .find(|r| r["name"].as_str() == Some(name) && r["status"].as_str() != Some("completed"))
+        .and_then(|r| r["id"].as_u64()))
 }
 
 /// Edits the mission control comment in place; posts it (or finds the one an

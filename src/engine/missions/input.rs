@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::handler::{Handler, HandlerContext};
 use crate::github::events::{
-    Actor, CheckRunAction, CheckSuiteAction, IssueCommentAction, IssuesAction, PullRequestAction,
-    PullRequestReviewAction, ReviewState, WebhookEvent, WorkflowRunAction,
+    Actor, CheckRunAction, CheckSuiteAction, IssueCommentAction, IssuesAction, MergeGroupAction,
+    PullRequestAction, PullRequestReviewAction, ReviewState, WebhookEvent, WorkflowRunAction,
 };
 use crate::store::missions as db;
 
@@ -104,6 +104,13 @@ pub enum MissionInput {
         #[serde(default)]
         check_name: Option<String>,
         sender: Sender,
+    },
+    /// A merge queue asks for the required checks on its group commit
+    /// (`group_sha`), which merges pull request `pr` at `pr_head_sha`.
+    MergeGroup {
+        pr: u64,
+        pr_head_sha: String,
+        group_sha: String,
     },
     Run {
         run_id: u64,
@@ -228,6 +235,14 @@ impl MissionInput {
                     sender: (&e.sender).into(),
                 })
             }
+            WebhookEvent::MergeGroup(e) if e.action == MergeGroupAction::ChecksRequested => {
+                let (pr, pr_head_sha) = e.merge_group.pull_request()?;
+                Some(MissionInput::MergeGroup {
+                    pr,
+                    pr_head_sha: pr_head_sha.to_owned(),
+                    group_sha: e.merge_group.head_sha.clone(),
+                })
+            }
             WebhookEvent::WorkflowRun(e) => {
                 let status = match e.action {
                     WorkflowRunAction::Requested => RunStatus::Requested,
@@ -259,6 +274,8 @@ impl MissionInput {
             MissionInput::Labeled { issue, .. }
             | MissionInput::Comment { issue, .. }
             | MissionInput::Edited { issue, .. } => Some(*issue),
+            // Known once the pull request's branch is looked up.
+            MissionInput::MergeGroup { .. } => None,
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }
@@ -291,6 +308,7 @@ impl MissionInput {
                 check_name.as_deref().unwrap_or("all checks")
             ),
             MissionInput::Synchronized { pr, .. } => format!("new commits on #{pr}"),
+            MissionInput::MergeGroup { pr, .. } => format!("the merge queue's group for #{pr}"),
             MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }
     }
@@ -301,7 +319,8 @@ impl MissionInput {
         match self {
             MissionInput::Labeled { .. }
             | MissionInput::Comment { .. }
-            | MissionInput::Edited { .. } => true,
+            | MissionInput::Edited { .. }
+            | MissionInput::MergeGroup { .. } => true,
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }

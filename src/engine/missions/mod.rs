@@ -670,6 +670,30 @@ impl MissionDriver {
                     },
                 })
             }
+            MissionInput::MergeGroup {
+                pr,
+                pr_head_sha,
+                group_sha,
+            } => {
+                // The group names only its pull request: its branch names the mission.
+                let client = self.client(installation_id).await?;
+                let pull = client
+                    .request_json(Method::GET, &format!("/repos/{repo}/pulls/{pr}"), None)
+                    .await?;
+                let head_branch = pull["head"]["ref"].as_str().unwrap_or_default();
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
+                    return Ok(Resolution::Ignore);
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::MergeGroupRequested {
+                        pr: *pr,
+                        pr_head_sha: pr_head_sha.clone(),
+                        group_sha: group_sha.clone(),
+                    },
+                })
+            }
             MissionInput::Rerun {
                 head_branch,
                 head_sha,
@@ -1194,6 +1218,7 @@ fn effect_name(effect: &machine::Effect) -> String {
         StartValidation { .. } => "make the ready commit and its check runs",
         OpenCheck { .. } => "open a check run",
         CompleteCheck { .. } => "complete a check run",
+        ReportGroupChecks { .. } => "report the check runs on a merge queue's group",
         CloseIssue => "close the issue",
         UpdateSticky => "update the mission control comment",
     }
