@@ -501,3 +501,92 @@ async fn a_merge_queue_merge_advances_the_mission() {
     assert_eq!(main.as_deref(), Some(group.head_sha.as_str()));
     m.expect_pr(&format!("missions/{issue}/m2")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_sent_while_the_rate_limit_is_spent_is_handled_after_the_reset_while_other_installations_go_on()
+ {
+    let clock = missions::clock::OffsetClock::new();
+    let m = MissionTest::start_clocked(Story::default(), std::sync::Arc::new(clock.clone())).await;
+    // A second organisation installs the App on its own copy of the project.
+    let mut spec = missions::demo::repo_spec(m.scripts_dir());
+    spec.owner = "other-org".into();
+    let other = "other-org/textstats";
+    m.t.sim.add_org("other-org");
+    m.t.sim.create_repo(spec).await.unwrap();
+    m.t.sim.set_permission(
+        other,
+        &m.alice(),
+        missions::sim::state::Permission::Maintain,
+    );
+    let other_installation = m.t.sim.install_app("other-org", &[other]);
+    let ours = m.t.world.installation_id;
+    assert_ne!(ours, other_installation);
+
+    // octo-org's installation has spent its hourly limit: GitHub refuses its
+    // token until the reset. Alice labels an issue there, and one at other-org.
+    m.t.sim
+        .spend_rate_limit(ours, std::time::Duration::from_secs(3600));
+    let issue = m.open_labeled_issue().await;
+    let created =
+        m.t.act(
+            &m.alice(),
+            "POST",
+            &format!("/repos/{other}/issues"),
+            Some(json!({
+                "title": missions::demo::project::ISSUE_TITLE,
+                "body": missions::demo::project::ISSUE_BODY,
+            })),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let other_issue = created.body["number"].as_u64().unwrap();
+    let labeled =
+        m.t.act(
+            &m.alice(),
+            "POST",
+            &format!("/repos/{other}/issues/{other_issue}/labels"),
+            Some(json!({"labels": ["mission"]})),
+        )
+        .await;
+    assert_eq!(labeled.status, 200, "{:?}", labeled.body);
+
+    // The other installation's mission moves on: its plan is proposed.
+    let plan_branch = format!("missions/{other_issue}/plan");
+    m.t.sim
+        .wait_for("the other organisation's plan PR", DEADLINE * 2, |s| {
+            s.read(|w| {
+                w.repos[other]
+                    .issues
+                    .values()
+                    .any(|i| i.pull.as_ref().is_some_and(|p| p.head_ref == plan_branch))
+                    .then_some(())
+            })
+        })
+        .await
+        .unwrap();
+    // Meanwhile nothing happened on octo-org's issue, and the App did not
+    // keep knocking: once refused, it waits for the reset.
+    assert!(
+        m.app_comments(issue).is_empty(),
+        "{:?}",
+        m.app_comments(issue)
+    );
+    let refused =
+        m.t.sim
+            .exchanges()
+            .into_iter()
+            .filter(|e| e.caller == format!("installation:{ours}") && e.status == 403)
+            .count();
+    assert!((1..=2).contains(&refused), "{refused} refused requests");
+
+    // An hour later the limit resets, and the label is handled then.
+    clock.advance(time::Duration::seconds(3601));
+    m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let refused_after =
+        m.t.sim
+            .exchanges()
+            .into_iter()
+            .filter(|e| e.caller == format!("installation:{ours}") && e.status == 403)
+            .count();
+    assert_eq!(refused_after, refused, "no request before the reset");
+}

@@ -41,6 +41,7 @@ const FAST: ApiRetry = ApiRetry {
     base_delay: Duration::from_millis(10),
     max_delay: Duration::from_millis(100),
     max_total_wait: Duration::from_secs(10),
+    max_rate_limit_wait: Duration::from_secs(10),
 };
 
 // ---------------------------------------------------------------- key pair
@@ -113,6 +114,7 @@ struct Seen {
     authorization: Option<String>,
     accept: Option<String>,
     content_type: Option<String>,
+    if_none_match: Option<String>,
     body: String,
     at: SystemTime,
 }
@@ -178,6 +180,7 @@ fn record(fake: &Fake, method: Method, path: &str, headers: &HeaderMap, body: &B
         authorization: header(headers, "authorization"),
         accept: header(headers, "accept"),
         content_type: header(headers, "content-type"),
+        if_none_match: header(headers, "if-none-match"),
         body: String::from_utf8_lossy(body).into_owned(),
         at: SystemTime::now(),
     });
@@ -766,4 +769,83 @@ async fn unreachable_token_exchange_is_retried_then_a_transport_error() {
         "{err:?}"
     );
     assert!(!format!("{err} {err:?}").contains("Bearer"), "{err:?}");
+}
+
+#[tokio::test]
+async fn conditional_gets_send_the_kept_etag_and_a_304_gives_back_the_kept_body() {
+    let (fake, _app, client) = setup(None).await;
+    fake.script(
+        "GET /repos/o/r/pulls/1",
+        [
+            reply(200, &[("etag", "\"v1\"")], json!({"head": "one"})),
+            Reply::Status {
+                status: 304,
+                headers: vec![("etag", "\"v1\"".into())],
+                body: String::new(),
+            },
+            reply(200, &[("etag", "\"v2\"")], json!({"head": "two"})),
+        ],
+    );
+    let route = "/repos/o/r/pulls/1";
+    let first: Value = within("GET", client.get(route)).await.unwrap();
+    let unchanged: Value = within("GET", client.get(route)).await.unwrap();
+    let changed: Value = within("GET", client.get(route)).await.unwrap();
+    assert_eq!(first["head"], "one");
+    assert_eq!(unchanged, first, "a 304 gives back the kept body");
+    assert_eq!(changed["head"], "two");
+    let sent: Vec<Option<String>> = fake
+        .seen("GET", route)
+        .into_iter()
+        .map(|s| s.if_none_match)
+        .collect();
+    assert_eq!(sent, [None, Some("\"v1\"".into()), Some("\"v1\"".into())]);
+    // Writes are never conditional.
+    let _: Value = within("POST", client.post(route, &json!({})))
+        .await
+        .unwrap();
+    assert_eq!(fake.seen("POST", route)[0].if_none_match, None);
+}
+
+#[tokio::test]
+async fn a_spent_rate_limit_holds_that_installation_back_without_sending_and_not_others() {
+    let (fake, app, client) = setup(None).await;
+    let reset = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    fake.script(
+        "GET /repos/o/r",
+        [reply(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset.to_string()),
+            ],
+            json!({"message": "API rate limit exceeded for installation ID 7."}),
+        )],
+    );
+    let client = client.with_rate_limit_wait(Duration::from_secs(1));
+    let err = within("GET", client.get::<Value>("/repos/o/r"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GitHubError::RateLimited { retry_after, .. } if *retry_after > Duration::from_secs(3500)),
+        "{err:?}"
+    );
+    // The installation's next request, from a new client too, is not sent.
+    let again = within("installation", app.installation(INSTALLATION))
+        .await
+        .unwrap();
+    let err = within("GET", again.get::<Value>("/repos/o/other"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitHubError::RateLimited { .. }), "{err:?}");
+    assert!(fake.seen("GET", "/repos/o/other").is_empty());
+    // Another installation has its own limit.
+    let other = within("installation", app.installation(INSTALLATION + 1))
+        .await
+        .unwrap();
+    let answer: Value = within("GET", other.get("/repos/o/other")).await.unwrap();
+    assert_eq!(answer["path"], "/repos/o/other");
 }

@@ -26,6 +26,16 @@
 //! [`InstallationClient`]'s request API) go through one loop that follows
 //! [`ApiRetry`]: 5xx and transport errors back off, rate limits wait as long
 //! as GitHub asks (see [`crate::github::retry`]).
+//!
+//! # Per installation
+//!
+//! Each installation has its own hourly rate limit. Once GitHub says it is
+//! spent, requests of that installation fail at once with
+//! [`GitHubError::RateLimited`] (naming the wait) until it resets, without
+//! reaching GitHub; other installations go on. GETs are conditional: the
+//! answer's `ETag` is kept, the next GET of that URL sends `If-None-Match`,
+//! and a `304 Not Modified` (which GitHub does not count against the limit)
+//! gives back the kept body.
 
 use std::fmt;
 use std::time::Duration as StdDuration;
@@ -220,6 +230,51 @@ impl Expiring for CachedInstallation {
     }
 }
 
+/// (installation, Accept, URL) of a conditional GET.
+type EtagKey = (u64, &'static str, String);
+
+/// What the App keeps per installation across its clients.
+#[derive(Default)]
+struct Remembered {
+    /// Until when an installation's rate limit is spent.
+    spent_until: std::sync::Mutex<std::collections::HashMap<u64, OffsetDateTime>>,
+    /// (installation, Accept, URL) → (ETag, body) of its last 200 answer.
+    etags: std::sync::Mutex<std::collections::HashMap<EtagKey, (String, String)>>,
+}
+
+/// How many conditional answers are kept, and the largest body kept.
+const ETAG_ENTRIES: usize = 4096;
+const ETAG_BODY_MAX: usize = 256 * 1024;
+
+impl Remembered {
+    fn spent_until(&self, installation_id: u64) -> Option<OffsetDateTime> {
+        let map = self.spent_until.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&installation_id).copied()
+    }
+
+    fn spend(&self, installation_id: u64, until: OffsetDateTime) {
+        let mut map = self.spent_until.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(installation_id, until);
+    }
+
+    fn etag(&self, key: &EtagKey) -> Option<(String, String)> {
+        let map = self.etags.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).cloned()
+    }
+
+    fn keep(&self, key: EtagKey, etag: String, body: &str) {
+        if body.len() > ETAG_BODY_MAX {
+            return;
+        }
+        let mut map = self.etags.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= ETAG_ENTRIES && !map.contains_key(&key) {
+            // No order is kept: dropping everything is simple and rare.
+            map.clear();
+        }
+        map.insert(key, (etag, body.to_owned()));
+    }
+}
+
 /// The App: signs JWTs, exchanges them for installation tokens, caches those.
 ///
 /// Build one per process (it must be created inside a Tokio runtime, and used
@@ -233,6 +288,7 @@ pub struct GitHubApp {
     http: Octocrab,
     tokens: TokenCache<CachedInstallation>,
     retry: ApiRetry,
+    remembered: std::sync::Arc<Remembered>,
 }
 
 impl GitHubApp {
@@ -253,6 +309,7 @@ impl GitHubApp {
             clock,
             http,
             retry: ApiRetry::default(),
+            remembered: Default::default(),
         })
     }
 
@@ -313,6 +370,7 @@ impl GitHubApp {
             octocrab: cached.octocrab,
             retry: self.retry,
             clock: self.clock.clone(),
+            remembered: self.remembered.clone(),
         })
     }
 
@@ -454,6 +512,7 @@ pub struct InstallationClient {
     octocrab: Octocrab,
     retry: ApiRetry,
     clock: SharedClock,
+    remembered: std::sync::Arc<Remembered>,
 }
 
 impl InstallationClient {
@@ -467,6 +526,13 @@ impl InstallationClient {
         let mut client = self.clone();
         client.retry.max_attempts = 1;
         client
+    }
+
+    /// This client, sleeping at most `wait` for a rate limit inside a
+    /// request; a longer one comes back as [`GitHubError::RateLimited`].
+    pub fn with_rate_limit_wait(mut self, wait: StdDuration) -> InstallationClient {
+        self.retry.max_rate_limit_wait = wait;
+        self
     }
 
     /// When the token this client carries expires.
@@ -592,21 +658,39 @@ impl InstallationClient {
                 self.base_url
             ),
         })?;
+        // A spent limit: GitHub would refuse it, and retrying early risks a ban.
+        let now = self.clock.now();
+        if let Some(until) = self.remembered.spent_until(self.installation_id)
+            && until > now
+        {
+            return Err(GitHubError::RateLimited {
+                request: request_name,
+                status: 403,
+                message: "the installation's rate limit is spent; not sent".into(),
+                waited: StdDuration::ZERO,
+                retry_after: (until - now).try_into().unwrap_or(StdDuration::ZERO),
+            });
+        }
+        let kept_key = (method == Method::GET).then(|| (self.installation_id, accept, url.clone()));
+        let kept = kept_key.as_ref().and_then(|k| self.remembered.etag(k));
         let build = || {
             let authorization =
                 bearer_header(self.token.expose_secret(), "the installation token")?;
-            let builder = Request::builder()
+            let mut builder = Request::builder()
                 .method(method.clone())
                 .uri(url.as_str())
                 .header(header::AUTHORIZATION, authorization)
                 .header(header::ACCEPT, accept);
+            if let Some((etag, _)) = &kept {
+                builder = builder.header(header::IF_NONE_MATCH, etag.as_str());
+            }
             self.octocrab
                 .build_request(builder, body)
                 .map_err(|e| GitHubError::Client {
                     reason: format!("could not build {request_name}: {e}"),
                 })
         };
-        let answer = send_with_retry(
+        let answer = match send_with_retry(
             &self.octocrab,
             &self.retry,
             &self.clock,
@@ -614,7 +698,33 @@ impl InstallationClient {
             &request_name,
             build,
         )
-        .await?;
+        .await
+        {
+            Err(e @ GitHubError::RateLimited { retry_after, .. }) => {
+                let until = self.clock.now() + retry_after;
+                self.remembered.spend(self.installation_id, until);
+                return Err(e);
+            }
+            other => other?,
+        };
+        if answer.status == StatusCode::NOT_MODIFIED
+            && let Some((_, body)) = kept
+        {
+            return Ok((
+                request_name,
+                Answer {
+                    status: StatusCode::OK,
+                    body,
+                    etag: None,
+                    attempts: answer.attempts,
+                },
+            ));
+        }
+        if answer.status == StatusCode::OK
+            && let (Some(key), Some(etag)) = (kept_key, &answer.etag)
+        {
+            self.remembered.keep(key, etag.clone(), &answer.body);
+        }
         if !answer.status.is_success() {
             let (message, documentation_url) = error_message(answer.status, &answer.body);
             return Err(GitHubError::Api {
@@ -655,6 +765,8 @@ impl fmt::Debug for InstallationClient {
 struct Answer {
     status: StatusCode,
     body: String,
+    /// The answer's `ETag`, if it has one.
+    etag: Option<String>,
     /// Attempts made, the first included.
     attempts: u32,
 }
@@ -693,10 +805,15 @@ async fn send_with_retry(
         let now = clock.now();
         let jitter = rand::random::<f64>();
         match outcome {
-            Ok((status, _, body)) if status.is_success() => {
+            Ok((status, headers, body)) if status.is_success() => {
+                let etag = headers
+                    .get(header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 return Ok(Answer {
                     status,
                     body,
+                    etag,
                     attempts: attempt,
                 });
             }
@@ -734,6 +851,7 @@ async fn send_with_retry(
                         return Ok(Answer {
                             status,
                             body,
+                            etag: None,
                             attempts: attempt,
                         });
                     }

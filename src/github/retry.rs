@@ -40,6 +40,10 @@ pub struct ApiRetry {
     pub max_delay: Duration,
     /// Cap on the sum of all waits of one request.
     pub max_total_wait: Duration,
+    /// The longest rate-limit wait slept inside one request; a longer one is
+    /// given back to the caller ([`GiveUp::WaitTooLong`]), who can put the
+    /// work aside until then instead of holding everything else up.
+    pub max_rate_limit_wait: Duration,
 }
 
 impl Default for ApiRetry {
@@ -49,6 +53,7 @@ impl Default for ApiRetry {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
             max_total_wait: Duration::from_secs(5 * 60),
+            max_rate_limit_wait: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -129,7 +134,8 @@ impl ApiRetry {
         }
         let left = self.max_total_wait.saturating_sub(waited);
         match wait {
-            Wait::Server(asked) | Wait::RateLimit(asked) if asked > left => {
+            Wait::Server(asked) if asked > left => Decision::GiveUp(GiveUp::WaitTooLong { asked }),
+            Wait::RateLimit(asked) if asked > left.min(self.max_rate_limit_wait) => {
                 Decision::GiveUp(GiveUp::WaitTooLong { asked })
             }
             Wait::Server(asked) | Wait::RateLimit(asked) => Decision::Retry { after: asked },
@@ -275,6 +281,45 @@ mod tests {
         assert_eq!(d.base_delay, secs(1));
         assert_eq!(d.max_delay, secs(60));
         assert_eq!(d.max_total_wait, secs(300));
+        assert_eq!(d.max_rate_limit_wait, secs(300));
+    }
+
+    #[test]
+    fn a_rate_limit_longer_than_the_inline_cap_goes_back_to_the_caller() {
+        let policy = ApiRetry {
+            max_rate_limit_wait: secs(10),
+            ..ApiRetry::default()
+        };
+        let limited = headers(&[("retry-after", "30")]);
+        let failure = Failure::Status {
+            status: StatusCode::FORBIDDEN,
+            headers: &limited,
+            message: "",
+        };
+        assert_eq!(
+            policy.decide(1, Duration::ZERO, failure, NOW, 0.0),
+            Decision::GiveUp(GiveUp::WaitTooLong { asked: secs(30) })
+        );
+        let short = headers(&[("retry-after", "3")]);
+        let failure = Failure::Status {
+            status: StatusCode::FORBIDDEN,
+            headers: &short,
+            message: "",
+        };
+        assert_eq!(
+            policy.decide(1, Duration::ZERO, failure, NOW, 0.0),
+            retry(secs(3))
+        );
+        // A 5xx naming a longer wait is not a rate limit: the total bounds it.
+        let failure = Failure::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            headers: &limited,
+            message: "",
+        };
+        assert_eq!(
+            policy.decide(1, Duration::ZERO, failure, NOW, 0.0),
+            retry(secs(30))
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::render::{self, PullStats, RepoTimes};
 use super::state::{
-    CheckOutput, CheckRun, Comment, Issue, IssueState, Label, Permission, Pull, Reaction,
-    RequiredChecks, Review, Token, TokenSubject, World,
+    CheckOutput, CheckRun, Comment, Issue, IssueState, Label, Permission, Pull, RateWindow,
+    Reaction, RequiredChecks, Review, Token, TokenSubject, World,
 };
 use super::{Exchange, SimInner, actions, git, gitapi, queue};
 use crate::sim_fields;
@@ -118,6 +118,7 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Who called; also whose primary rate limit a request counts against.
     pub fn describe(&self) -> String {
         match self {
             Self::Anonymous => "anonymous".into(),
@@ -504,6 +505,15 @@ async fn run_to_completion(request: Request, next: Next) -> Response {
     }
 }
 
+/// Routes whose GET GitHub's REST description documents a `304 Not Modified` for.
+const CONDITIONAL_ROUTES: &[&str] = &[
+    "/rate_limit",
+    "/repos/{owner}/{repo}/contents/{*path}",
+    "/repos/{owner}/{repo}/issues/{issue_number}",
+    "/repos/{owner}/{repo}/pulls",
+    "/repos/{owner}/{repo}/pulls/{pull_number}",
+];
+
 /// Records every REST exchange (for the conformance tests), injects faults,
 /// and adds GitHub's rate-limit headers.
 async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) -> Response {
@@ -514,9 +524,29 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let path = request.uri().path().to_owned();
-    let caller = caller_from_headers(&sim, request.headers())
+    let parsed_caller = caller_from_headers(&sim, request.headers()).ok();
+    let caller = parsed_caller
+        .as_ref()
         .map(|c| c.describe())
-        .unwrap_or_else(|_| "invalid".into());
+        .unwrap_or_else(|| "invalid".into());
+    let rate_key = caller.clone();
+    let is_get = request.method() == axum::http::Method::GET;
+    let if_none_match = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // The caller's hour: a spent limit is refused before anything is done.
+    let now = sim.clock.now().unix_timestamp();
+    let window = {
+        let mut world = sim.world();
+        let window = world
+            .rate_limits
+            .get(&rate_key)
+            .map_or(RateWindow::fresh(now), |w| w.at(now));
+        world.rate_limits.insert(rate_key.clone(), window);
+        window
+    };
 
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 50 << 20)
@@ -525,7 +555,19 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
     let request_json = serde_json::from_slice::<Value>(&bytes).ok();
 
     let fault = sim.faults.api(&caller);
-    let (mut response, faulted) = match fault {
+    let (response, faulted) = match fault {
+        _ if window.remaining() == 0 => {
+            let who = match &parsed_caller {
+                Some(Caller::Installation { id, .. }) => format!("installation ID {id}"),
+                _ => "this token".into(),
+            };
+            let response = ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("API rate limit exceeded for {who}."),
+            )
+            .into_response();
+            (response, false)
+        }
         super::faults::ApiFault::None => {
             let request = Request::from_parts(parts, Body::from(bytes));
             (next.run(request).await, false)
@@ -549,36 +591,56 @@ async fn record_and_fault(State(sim): State<Sim>, request: Request, next: Next) 
         }
     };
 
-    let used = {
+    let (mut parts, body) = response.into_parts();
+    let mut bytes = axum::body::to_bytes(body, 50 << 20)
+        .await
+        .unwrap_or_default();
+    // A GET's answer carries its ETag; asked again with it, an unchanged
+    // answer is a 304 without a body, which does not count against the limit.
+    // GitHub's description documents the 304 on a few routes only; the
+    // simulator answers it there (the conformance tests hold it to that).
+    let mut counted = window.remaining() > 0;
+    if is_get && parts.status == StatusCode::OK && CONDITIONAL_ROUTES.contains(&route.as_str()) {
+        use sha2::Digest as _;
+        let etag = format!("\"{}\"", hex::encode(sha2::Sha256::digest(&bytes)));
+        if if_none_match.as_deref() == Some(etag.as_str()) {
+            parts.status = StatusCode::NOT_MODIFIED;
+            parts.headers.remove(header::CONTENT_TYPE);
+            bytes = Bytes::new();
+            counted = false;
+        }
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            parts.headers.insert(header::ETAG, value);
+        }
+    }
+    let window = {
         let mut world = sim.world();
-        world.rate_limit_used += 1;
-        world.rate_limit_used
+        let window = world.rate_limits.entry(rate_key).or_insert(window);
+        if counted {
+            window.used += 1;
+        }
+        *window
     };
-    let reset = sim.clock.now().unix_timestamp() + 3600;
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(5000));
+    let headers = &mut parts.headers;
+    headers.insert("x-ratelimit-limit", HeaderValue::from(window.limit));
     headers.insert(
         "x-ratelimit-remaining",
-        HeaderValue::from(5000u64.saturating_sub(used)),
+        HeaderValue::from(window.remaining()),
     );
-    headers.insert("x-ratelimit-used", HeaderValue::from(used));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    headers.insert("x-ratelimit-used", HeaderValue::from(window.used));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(window.reset));
     headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
     headers.insert(
         "x-github-api-version-selected",
         HeaderValue::from_static("2022-11-28"),
     );
 
-    let status = response.status().as_u16();
-    let raw = response
-        .headers()
+    let status = parts.status.as_u16();
+    let raw = parts
+        .headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/vnd.github.raw"));
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 50 << 20)
-        .await
-        .unwrap_or_default();
     let response_json = serde_json::from_slice::<Value>(&bytes).ok();
     sim.exchanges.lock().expect("exchanges").push(Exchange {
         method,
@@ -693,11 +755,14 @@ async fn get_repo_installation(
 }
 
 async fn rate_limit(State(sim): State<Sim>, caller: Caller) -> ApiResult {
-    let _ = caller;
-    let world = sim.world();
-    let reset = sim.clock.now().unix_timestamp() + 3600;
-    let used = world.rate_limit_used;
-    let core = json!({"limit": 5000, "remaining": 5000u64.saturating_sub(used), "reset": reset, "used": used});
+    let now = sim.clock.now().unix_timestamp();
+    let window = sim
+        .world()
+        .rate_limits
+        .get(&caller.describe())
+        .map_or(RateWindow::fresh(now), |w| w.at(now));
+    let (reset, used) = (window.reset, window.used);
+    let core = json!({"limit": window.limit, "remaining": window.remaining(), "reset": reset, "used": used});
     let search = json!({"limit": 30, "remaining": 30, "reset": reset, "used": 0});
     ok(
         StatusCode::OK,

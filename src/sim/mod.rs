@@ -481,6 +481,21 @@ impl Sim {
         f(repo)
     }
 
+    /// Spends installation `installation_id`'s primary rate limit until
+    /// `resets_in` from now: GitHub answers its token 403 until then.
+    pub fn spend_rate_limit(&self, installation_id: u64, resets_in: Duration) {
+        let now = self.inner.clock.now().unix_timestamp();
+        let reset = now + resets_in.as_secs().max(1) as i64;
+        self.world().rate_limits.insert(
+            format!("installation:{installation_id}"),
+            state::RateWindow {
+                limit: state::RateWindow::LIMIT,
+                used: state::RateWindow::LIMIT,
+                reset,
+            },
+        );
+    }
+
     /// `login` presses *Merge when ready* on pull request `number` of a base
     /// whose rules require a merge queue (GitHub offers this through GraphQL
     /// only); see [`queue`].

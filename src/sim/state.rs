@@ -461,7 +461,48 @@ pub struct World {
     issued_tokens: Vec<String>,
     pub installations: BTreeMap<u64, Installation>,
     pub repos: BTreeMap<String, Repo>,
-    pub rate_limit_used: u64,
+    /// Each caller's primary rate limit (`installation:<id>`, `user:<login>`,
+    /// `app`, `job:<run>`), as GitHub keeps one per token owner.
+    pub rate_limits: HashMap<String, RateWindow>,
+}
+
+/// One hour of a caller's primary rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    pub limit: u64,
+    pub used: u64,
+    /// Unix seconds when `used` goes back to 0.
+    pub reset: i64,
+}
+
+impl RateWindow {
+    /// GitHub's limit for an installation in a small organisation.
+    pub const LIMIT: u64 = 5000;
+
+    /// The window as it stands at `now` (a new one once the old has reset).
+    pub fn at(self, now: i64) -> RateWindow {
+        if now >= self.reset {
+            RateWindow {
+                limit: self.limit,
+                used: 0,
+                reset: now + 3600,
+            }
+        } else {
+            self
+        }
+    }
+
+    pub fn fresh(now: i64) -> RateWindow {
+        RateWindow {
+            limit: Self::LIMIT,
+            used: 0,
+            reset: now + 3600,
+        }
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
 }
 
 impl Default for World {
@@ -474,7 +515,7 @@ impl Default for World {
             issued_tokens: Vec::new(),
             installations: BTreeMap::new(),
             repos: BTreeMap::new(),
-            rate_limit_used: 0,
+            rate_limits: HashMap::new(),
         }
     }
 }

@@ -204,13 +204,16 @@ pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<P
     Ok(out)
 }
 
-/// The earliest retry time among pending effects, if any wait.
-pub async fn next_effect_retry(pool: &SqlitePool) -> anyhow::Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
-            .fetch_one(pool)
-            .await?,
+/// The earliest retry time after `now_ms` among pending effects, if any wait
+/// (those due already are either done by the pass or held back behind one
+/// that waits: waking for them would spin).
+pub async fn next_effect_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?",
     )
+    .bind(now_ms)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Records that an attempt at the effect begins; committed before any REST call,
@@ -317,6 +320,33 @@ pub async fn finish_input(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Puts an input aside until `at_ms` without counting a try (GitHub's rate
+/// limit was spent: nothing was wrong with the input).
+pub async fn defer_input(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    note: &str,
+    at_ms: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE mission_inputs SET last_error = ?, next_attempt_at = ? WHERE seq = ?")
+        .bind(note)
+        .bind(at_ms)
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The earliest retry time after `now_ms` among pending inputs, if any wait.
+pub async fn next_input_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM mission_inputs WHERE status = 'pending' AND next_attempt_at > ?",
+    )
+    .bind(now_ms)
+    .fetch_one(pool)
+    .await?)
 }
 
 pub async fn retry_input_later(

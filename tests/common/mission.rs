@@ -87,6 +87,30 @@ impl MissionTest {
         job_timeout: Option<Duration>,
         server_model: impl FnOnce(&std::path::Path) -> Option<missions::llm::config::ModelConfig>,
     ) -> MissionTest {
+        Self::start_inner(story, faults, edit, job_timeout, server_model, None).await
+    }
+
+    /// With `clock` as the simulator's and the App's clock.
+    pub async fn start_clocked(story: Story, clock: missions::clock::SharedClock) -> MissionTest {
+        Self::start_inner(
+            story,
+            FaultConfig::default(),
+            |spec| spec,
+            None,
+            |_| None,
+            Some(clock),
+        )
+        .await
+    }
+
+    async fn start_inner(
+        story: Story,
+        faults: FaultConfig,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+        job_timeout: Option<Duration>,
+        server_model: impl FnOnce(&std::path::Path) -> Option<missions::llm::config::ModelConfig>,
+        clock: Option<missions::clock::SharedClock>,
+    ) -> MissionTest {
         let scripts = tempfile::tempdir().unwrap();
         demo::scripts::write(scripts.path(), &story).unwrap();
         let t = Scenario::start(ScenarioOptions {
@@ -103,6 +127,7 @@ impl MissionTest {
             }),
             repo: Some(edit(demo::repo_spec(scripts.path()))),
             job_timeout,
+            clock,
             ..ScenarioOptions::default()
         })
         .await;

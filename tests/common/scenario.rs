@@ -66,6 +66,8 @@ pub struct ScenarioOptions {
     pub listen: Option<String>,
     /// The runner's limit on one job (`timeout-minutes`); 60 s when `None`.
     pub job_timeout: Option<Duration>,
+    /// The clock of the simulator and the App; the system's when `None`.
+    pub clock: Option<SharedClock>,
 }
 
 impl Default for ScenarioOptions {
@@ -81,6 +83,7 @@ impl Default for ScenarioOptions {
             control_hosts: Vec::new(),
             listen: None,
             job_timeout: None,
+            clock: None,
         }
     }
 }
@@ -117,7 +120,7 @@ impl Scenario {
         canary::capture_logs();
         let log_from = canary::log_len();
         let dir = tempfile::tempdir().unwrap();
-        let clock: SharedClock = clock::system();
+        let clock: SharedClock = options.clock.clone().unwrap_or_else(clock::system);
         let (private_pem, public_pem) = app_key();
 
         let mut config = SimConfig::new(dir.path().join("sim"));

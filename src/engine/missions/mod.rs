@@ -35,6 +35,18 @@ pub use input::{MissionHandler, MissionInput, RunStatus, Sender};
 pub const REPO_CONFIG_PATH: &str = ".github/missions.yml";
 /// Tries of one input or effect before it is given up (with a comment).
 const MAX_TRIES: i64 = 8;
+/// The longest rate-limit wait slept inside the driver's loop.
+const INLINE_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long GitHub asked to wait, when `e` is a rate limit: the work waits
+/// that long and is not counted as a failed try.
+fn rate_limit_wait(e: &anyhow::Error) -> Option<Duration> {
+    e.chain()
+        .find_map(|cause| match cause.downcast_ref::<GitHubError>() {
+            Some(GitHubError::RateLimited { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        })
+}
 
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
@@ -183,7 +195,15 @@ impl MissionDriver {
                 .config
                 .reconcile_every
                 .saturating_sub(last_reconcile.elapsed());
-            if let Ok(Some(next)) = db::next_effect_retry(self.store.pool()).await {
+            let now = now_ms(&self.clock);
+            for next in [
+                db::next_effect_retry(self.store.pool(), now).await,
+                db::next_input_retry(self.store.pool(), now).await,
+            ]
+            .into_iter()
+            .flatten()
+            .flatten()
+            {
                 let due_in = (next - now_ms(&self.clock)).max(0) as u64;
                 wait = wait.min(Duration::from_millis(due_in.max(50)));
             }
@@ -213,6 +233,9 @@ impl MissionDriver {
         // Missions with an input waiting for a retry: their later inputs wait too
         // (a mission's inputs apply in order); other missions go on.
         let mut blocked: std::collections::BTreeSet<(String, Option<u64>)> = Default::default();
+        // Installations whose rate limit is spent: their inputs wait for the
+        // reset; other installations' go on.
+        let mut limited: std::collections::BTreeSet<i64> = Default::default();
         for pending in db::pending_inputs(self.store.pool()).await? {
             let now = now_ms(&self.clock);
             let input: MissionInput = match serde_json::from_str(&pending.input) {
@@ -232,7 +255,8 @@ impl MissionDriver {
                 }
             };
             let key = (pending.repo.clone(), input.issue());
-            if blocked.contains(&key) {
+            if blocked.contains(&key) || limited.contains(&pending.installation_id) {
+                blocked.insert(key);
                 continue;
             }
             if pending.next_attempt_at > now {
@@ -249,6 +273,18 @@ impl MissionDriver {
                     self.record(&mut tx, pending.installation_id, &pending.repo, resolution)
                         .await?;
                     db::finish_input(&mut tx, pending.seq, true, None).await?;
+                }
+                Err(e) if let Some(wait) = rate_limit_wait(&e) => {
+                    let at = now + (wait.as_millis() as i64).max(1000);
+                    tracing::warn!(
+                        seq = pending.seq,
+                        installation = pending.installation_id,
+                        wait_ms = at - now,
+                        "the installation's rate limit is spent; the input waits for its reset"
+                    );
+                    db::defer_input(&mut tx, pending.seq, &format!("{e:#}"), at).await?;
+                    limited.insert(pending.installation_id);
+                    blocked.insert(key);
                 }
                 Err(e) if pending.attempts + 1 >= MAX_TRIES => {
                     tracing::error!(
@@ -413,10 +449,14 @@ impl MissionDriver {
     }
 
     async fn client(&self, installation_id: u64) -> anyhow::Result<InstallationClient> {
-        self.app
+        Ok(self
+            .app
             .installation(installation_id)
             .await
-            .context("cannot get an installation token")
+            .context("cannot get an installation token")?
+            // One loop serves every installation: a longer wait is the
+            // caller's to schedule, not to sleep through.
+            .with_rate_limit_wait(INLINE_RATE_LIMIT_WAIT))
     }
 
     /// Looks up what the input needs; errors are worth a retry.
@@ -888,16 +928,16 @@ impl MissionDriver {
                         self.apply_event(&mut tx, id, event).await?;
                     }
                 }
-                Err(error @ (EffectError::Transient(_) | EffectError::RateLimited { .. }))
-                    if pending.attempts + 1 < MAX_TRIES =>
-                {
-                    // Never sooner than GitHub asked.
-                    let wait = match &error {
-                        EffectError::RateLimited { retry_after, .. } => {
-                            backoff_ms(pending.attempts).max(retry_after.as_millis() as i64)
-                        }
-                        _ => backoff_ms(pending.attempts),
-                    };
+                // A spent rate limit is not a failed try: the effect waits for
+                // the reset however often it comes (never sooner than asked).
+                Err(error @ EffectError::RateLimited { retry_after, .. }) => {
+                    let wait = (retry_after.as_millis() as i64).max(1000);
+                    let e = error.to_string();
+                    tracing::warn!(error = %e, effect = pending.id, wait_ms = wait, "effect waits for the rate limit's reset");
+                    db::retry_effect_later(&mut tx, pending.id, &e, now + wait).await?;
+                }
+                Err(error @ EffectError::Transient(_)) if pending.attempts + 1 < MAX_TRIES => {
+                    let wait = backoff_ms(pending.attempts);
                     let e = error.to_string();
                     tracing::warn!(error = %e, effect = pending.id, wait_ms = wait, "effect will be retried");
                     db::retry_effect_later(&mut tx, pending.id, &e, now + wait).await?;
