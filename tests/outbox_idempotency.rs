@@ -329,6 +329,56 @@ async fn markers_in_comments_the_app_did_not_make_are_not_taken_for_its_own() {
         Some(missions::mission::machine::Event::StickyPosted { comment_id })
     );
     assert_eq!(app_posts(&t.comments(issue).await, sticky_marker), 1);
+
+    // On a busy issue the App's comment comes after the first page of 100:
+    // a mission that lost its id still finds it there, and posts no second one.
+    let busy = t.open_issue(&alice, "A busy issue", "Much to say.").await;
+    for n in 0..100 {
+        let url = format!("{}/repos/{repo}/issues/{busy}/comments", t.sim.url());
+        let answer = t
+            .http
+            .post(url)
+            .bearer_auth(&t.world.maintainer.token)
+            .json(&serde_json::json!({ "body": format!("Thought {n}.") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 201);
+    }
+    let mut on_busy = mission.clone();
+    on_busy.issue = busy;
+    let busy_scope = EffectScope {
+        issue: busy,
+        ..scope.clone()
+    };
+    let sticky_once = |scope: EffectScope, mission: Mission| {
+        let (client, dispatcher) = (client.clone(), dispatcher.clone());
+        async move {
+            effects::perform(
+                &client,
+                &dispatcher,
+                &scope,
+                Some(&mission),
+                &Effect::UpdateSticky,
+                Attempt::default(),
+                now,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let posted = sticky_once(busy_scope.clone(), on_busy.clone()).await;
+    let found = sticky_once(busy_scope, on_busy).await;
+    assert!(posted.is_some());
+    assert_eq!(found, posted, "found again on the second page");
+    let all = t.sim.read(|w| {
+        w.repos[&repo]
+            .comments
+            .values()
+            .filter(|c| c.issue_number == busy && c.body.contains(sticky_marker))
+            .count()
+    });
+    assert_eq!(all, 1);
     t.stop().await;
 }
 

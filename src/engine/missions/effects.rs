@@ -836,27 +836,16 @@ async fn update_sticky(
     let body = sticky(mission, now, &links);
     let mut known = mission.sticky_comment;
     if known.is_none() {
-        // An earlier try may have posted it and crashed before recording its id.
-        let comments = client
-            .request_json(
-                Method::GET,
-                &format!(
-                    "/repos/{repo}/issues/{}/comments?per_page=100",
-                    mission.issue
-                ),
-                None,
-            )
-            .await?;
-        known = comments.as_array().and_then(|list| {
-            list.iter()
-                .filter(|c| is_own_comment(c, dispatcher.app_id))
-                .find(|c| {
-                    c["body"]
-                        .as_str()
-                        .is_some_and(|b| b.starts_with(STICKY_MARKER))
-                })
-                .and_then(|c| c["id"].as_u64())
-        });
+        // An earlier try may have posted it and crashed before recording its
+        // id; on a busy issue it may be past the first page.
+        known = comment_with(
+            client,
+            dispatcher.app_id,
+            repo,
+            mission.issue,
+            STICKY_MARKER,
+        )
+        .await?;
     }
     if let Some(id) = known {
         match client
