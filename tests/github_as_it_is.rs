@@ -132,6 +132,7 @@ async fn a_ruleset_that_refuses_the_missions_branches_pauses_the_mission_saying_
             name: "no new branches".into(),
             include: vec!["~ALL".into()],
             restrict_creation: true,
+            ..Default::default()
         })
     });
     let issue = m.open_labeled_issue().await;
@@ -459,6 +460,27 @@ async fn a_merge_queue_merge_advances_the_mission() {
     let (issue, pr) = approved(&m).await;
     m.milestone_passes(issue, "M1", &["F1", "F2"]).await;
     let validated = m.pr_head(pr);
+    // The jobs' commits are the App's, in the form GitHub links to its bot.
+    let bot_id = m.t.sim.read(|w| w.account("missions[bot]").id);
+    let plan_head =
+        m.t.sim
+            .git()
+            .resolve_ref(&m.repo(), &format!("refs/heads/missions/{issue}/plan"))
+            .await
+            .unwrap()
+            .unwrap();
+    let commit =
+        m.t.sim
+            .git()
+            .commit(&m.repo(), &plan_head)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(commit.author.name, "missions[bot]");
+    assert_eq!(
+        commit.author.email,
+        format!("{bot_id}+missions[bot]@users.noreply.github.com")
+    );
 
     // A plain merge is refused: main takes changes through its queue.
     let merge =
@@ -589,4 +611,55 @@ async fn a_label_sent_while_the_rate_limit_is_spent_is_handled_after_the_reset_w
             .filter(|e| e.caller == format!("installation:{ours}") && e.status == 403)
             .count();
     assert_eq!(refused_after, refused, "no request before the reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruleset_requiring_signed_commits_on_the_missions_branches_is_named_where_the_job_fails()
+{
+    let m = MissionTest::start(Story::default()).await;
+    m.t.sim.repo_settings(&m.repo(), |r| {
+        r.rulesets.push(Ruleset {
+            name: "signed commits".into(),
+            include: vec!["refs/heads/missions/**".into()],
+            require_signed_commits: true,
+            ..Default::default()
+        })
+    });
+    let issue = m.open_labeled_issue().await;
+    // The orchestrator's job cannot push the plan: its run fails saying why,
+    // in the Actions log a maintainer opens from the mission's comments.
+    let repo = m.repo();
+    let log =
+        m.t.sim
+            .wait_for("a run that names the ruleset", DEADLINE * 2, |s| {
+                s.read(|w| {
+                    w.repos[&repo]
+                        .runs
+                        .values()
+                        .find(|r| r.log.contains("requires signed commits"))
+                        .map(|r| r.log.clone())
+                })
+            })
+            .await
+            .unwrap();
+    assert!(log.contains("GH013"), "{log}");
+    assert!(
+        log.contains("Leave `missions/**` out of that rule"),
+        "{log}"
+    );
+    // No job gets through, so the mission stops and says so; nothing was pushed.
+    m.t.expect_app_comment(issue, "The mission is paused").await;
+    let plan =
+        m.t.sim
+            .git()
+            .resolve_ref(&repo, &format!("refs/heads/missions/{issue}/plan"))
+            .await
+            .unwrap();
+    let main =
+        m.t.sim
+            .git()
+            .resolve_ref(&repo, "refs/heads/main")
+            .await
+            .unwrap();
+    assert_eq!(plan, main, "the plan branch holds no commit of the job");
 }

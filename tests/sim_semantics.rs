@@ -1247,6 +1247,7 @@ async fn big_files_long_bodies_and_restricted_creations_are_answered_as_github_d
             name: "releases only".into(),
             include: vec!["refs/heads/missions/**".into()],
             restrict_creation: true,
+            ..Default::default()
         })
     });
     let sha = main_sha(&t).await;
@@ -1402,5 +1403,69 @@ async fn a_merge_queue_checks_its_group_and_merges_or_drops_the_pull_request() {
         )
         .await;
     assert_eq!(gone.status, 404);
+    t.stop().await;
+}
+
+/// A ruleset that requires signed commits refuses an unsigned push to the
+/// branches it covers, in GitHub's words (GH013); other branches take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruleset_requiring_signed_commits_refuses_unsigned_pushes_to_its_branches() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    t.sim.repo_settings(&t.world.repo, |r| {
+        r.rulesets.push(missions::sim::state::Ruleset {
+            name: "signed missions".into(),
+            include: vec!["refs/heads/missions/**".into()],
+            require_signed_commits: true,
+            ..Default::default()
+        })
+    });
+    let git = Git::new(&t);
+    let token = t.world.maintainer.token.clone();
+    let dir = git.clone(&token, "work").await;
+    let sha = git
+        .commit_file(&dir, "notes.txt", "unsigned\n", "An unsigned commit")
+        .await;
+    let refused = git
+        .run(
+            &dir,
+            Some(&token),
+            &["push", "origin", "HEAD:refs/heads/missions/7/m1"],
+        )
+        .await;
+    assert!(!refused.ok, "an unsigned push went through");
+    assert!(
+        refused
+            .stderr
+            .contains("GH013: Repository rule violations found for refs/heads/missions/7/m1."),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("Commits must have verified signatures."),
+        "{}",
+        refused.stderr
+    );
+    let missing = t
+        .sim
+        .git()
+        .resolve_ref(&t.world.repo, "refs/heads/missions/7/m1")
+        .await
+        .unwrap();
+    assert_eq!(missing, None);
+    git.ok(
+        &dir,
+        Some(&token),
+        &["push", "-q", "origin", "HEAD:refs/heads/topic"],
+    )
+    .await;
+    let topic = t
+        .sim
+        .git()
+        .resolve_ref(&t.world.repo, "refs/heads/topic")
+        .await
+        .unwrap();
+    assert_eq!(topic.as_deref(), Some(sha.as_str()));
     t.stop().await;
 }

@@ -128,6 +128,8 @@ pub struct JobEnv {
     /// `GITHUB_ACTOR`: who dispatched the run (the App's `<slug>[bot]` when
     /// the server did); may be empty.
     pub actor: String,
+    /// `GITHUB_ACTOR_ID`: that account's id; may be empty.
+    pub actor_id: String,
 }
 
 impl fmt::Debug for JobEnv {
@@ -181,7 +183,25 @@ impl JobEnv {
             workspace,
             run_id: var("GITHUB_RUN_ID").unwrap_or_default(),
             actor: var("GITHUB_ACTOR").unwrap_or_default(),
+            actor_id: var("GITHUB_ACTOR_ID").unwrap_or_default(),
         })
+    }
+
+    /// Who the harness's commits are by: the App's bot, as GitHub links a
+    /// commit to it (`<id>+<slug>[bot]@users.noreply.github.com`), when the
+    /// App dispatched the run; else a plain `missions[bot]`.
+    pub fn commit_identity(&self) -> (String, String) {
+        let id = self.actor_id.trim();
+        match self.app_bot() {
+            Some(bot) if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) => (
+                bot.to_owned(),
+                format!("{id}+{bot}@users.noreply.github.com"),
+            ),
+            _ => (
+                super::git::BOT_NAME.to_owned(),
+                super::git::BOT_EMAIL.to_owned(),
+            ),
+        }
     }
 
     /// Where git fetches and pushes (never with credentials in it).
@@ -274,6 +294,7 @@ mod tests {
             workspace: PathBuf::from("/tmp"),
             run_id: "1".into(),
             actor: "missions[bot]".into(),
+            actor_id: "41898282".into(),
         };
         assert!(!format!("{env:?}").contains("ghs_secret123"));
         assert_eq!(env.mask("a ghs_secret123 b"), "a *** b");
@@ -285,7 +306,30 @@ mod tests {
                 ..env.clone()
             };
             assert_eq!(env.app_bot(), None, "{actor}");
+            assert_eq!(
+                env.commit_identity(),
+                (
+                    "missions[bot]".into(),
+                    "missions[bot]@users.noreply.github.com".into()
+                )
+            );
         }
+        // Dispatched by the App: GitHub's form, which links the commit to it.
+        assert_eq!(
+            env.commit_identity(),
+            (
+                "missions[bot]".into(),
+                "41898282+missions[bot]@users.noreply.github.com".into()
+            )
+        );
+        let renamed = JobEnv {
+            actor: "acme-missions[bot]".into(),
+            ..env.clone()
+        };
+        assert_eq!(
+            renamed.commit_identity().1,
+            "41898282+acme-missions[bot]@users.noreply.github.com"
+        );
     }
 
     #[test]

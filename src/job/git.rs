@@ -29,7 +29,8 @@ const CREDENTIAL_FD: i32 = 3;
 /// The ref a job's commit travels under in its result bundle.
 pub const RESULT_REF: &str = "refs/missions-harness/result";
 
-/// Who the harness commits as.
+/// Who the harness commits as when the App did not dispatch the run (see
+/// [`JobEnv::commit_identity`](super::env::JobEnv::commit_identity)).
 pub const BOT_NAME: &str = "missions[bot]";
 pub const BOT_EMAIL: &str = "missions[bot]@users.noreply.github.com";
 
@@ -134,7 +135,13 @@ impl Git {
         &self.checkout
     }
 
+    /// (name, e-mail) of the harness's commits.
+    pub fn identity(&self) -> (String, String) {
+        self.env.commit_identity()
+    }
+
     fn command(&self) -> tokio::process::Command {
+        let (name, email) = self.identity();
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.env_clear()
             .env("PATH", super::sandbox::TRUSTED_PATH)
@@ -149,10 +156,10 @@ impl Git {
             .env("GIT_GRAFT_FILE", self.home.path().join("no-grafts"))
             .env("GIT_DIR", &self.git_dir)
             .env("GIT_WORK_TREE", &self.checkout)
-            .env("GIT_AUTHOR_NAME", BOT_NAME)
-            .env("GIT_AUTHOR_EMAIL", BOT_EMAIL)
-            .env("GIT_COMMITTER_NAME", BOT_NAME)
-            .env("GIT_COMMITTER_EMAIL", BOT_EMAIL)
+            .env("GIT_AUTHOR_NAME", &name)
+            .env("GIT_AUTHOR_EMAIL", &email)
+            .env("GIT_COMMITTER_NAME", &name)
+            .env("GIT_COMMITTER_EMAIL", &email)
             .current_dir(&self.checkout)
             .args([
                 "-c",
@@ -667,6 +674,15 @@ impl Git {
             )
             .await?;
         if !out.ok {
+            if out.stderr.contains("GH013") && out.stderr.contains("verified signatures") {
+                bail!(
+                    "GitHub refused the push to {branch}: a repository ruleset requires signed \
+                     commits there, and mission jobs do not sign their commits. Leave \
+                     `missions/**` out of that rule (or let the jobs bypass it), then comment \
+                     `/mission resume`. GitHub said: {}",
+                    out.stderr.trim()
+                );
+            }
             bail!("git push to {branch} was rejected: {}", out.stderr);
         }
         Ok(())

@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::env::{JobEnv, TempDir};
-use super::git::{BOT_EMAIL, BOT_NAME, Git, RESULT_REF};
+use super::git::{Git, RESULT_REF};
 use super::output;
 use crate::mission::machine::reports_branch;
 use crate::mission::{JobOutput, JobRole};
@@ -354,11 +354,10 @@ async fn verify_commit(
         .run(&["show", "-s", "--format=%an%n%ae%n%cn%n%ce", commit])
         .await?
         .text();
-    let bot = format!("{BOT_NAME}\n{BOT_EMAIL}");
+    let (name, email) = git.identity();
+    let bot = format!("{name}\n{email}");
     if made != format!("{bot}\n{bot}") {
-        bail!(
-            "the job's commit is not the harness's ({BOT_NAME} as author and committer); refused"
-        );
+        bail!("the job's commit is not the harness's ({name} as author and committer); refused");
     }
     let message = git
         .run(&["show", "-s", "--format=%B", commit])

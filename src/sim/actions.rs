@@ -552,6 +552,7 @@ async fn execute(
                 api_url: sim.urls.api.clone(),
                 server_url: sim.urls.web.clone(),
                 actor: actor_login.clone(),
+                actor_id: sim.world().account(&actor_login).id,
                 event_payload: event_payload.clone(),
                 command,
                 extra_env: sim.config.job_env.iter().chain(secrets).cloned().collect(),

@@ -218,6 +218,8 @@ pub struct HttpBackendRequest {
     pub git_protocol: Option<String>,
     pub remote_user: String,
     pub body: Bytes,
+    /// `case` patterns of refs that take only signed commits (rulesets).
+    pub signed_only: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -914,6 +916,57 @@ impl GitHost {
         Ok(new)
     }
 
+    /// A hooks directory whose `pre-receive` refuses commits without a
+    /// verified signature on refs matching `$SIM_SIGNED_ONLY`, with GitHub's
+    /// words for a ruleset's refusal.
+    async fn signed_only_hooks(&self) -> Result<PathBuf> {
+        const HOOK: &str = r#"#!/bin/sh
+set -f
+zero=0000000000000000000000000000000000000000
+status=0
+while read old new ref; do
+  [ "$new" = "$zero" ] && continue
+  match=
+  for pattern in $SIM_SIGNED_ONLY; do
+    case "$ref" in $pattern) match=1 ;; esac
+  done
+  [ -z "$match" ] && continue
+  if [ "$old" = "$zero" ]; then
+    commits=$(git rev-list "$new" --not --all)
+  else
+    commits=$(git rev-list "$old..$new")
+  fi
+  for commit in $commits; do
+    if [ "$(git log -1 --format=%G? "$commit")" != G ]; then
+      echo "error: GH013: Repository rule violations found for $ref." >&2
+      echo "" >&2
+      echo "- Commits must have verified signatures." >&2
+      echo "  Found 1 violation:" >&2
+      echo "" >&2
+      echo "  $commit" >&2
+      status=1
+      break
+    fi
+  done
+done
+exit $status
+"#;
+        let dir = self.root.join(".sim-hooks");
+        let hook = dir.join("pre-receive");
+        if !tokio::fs::try_exists(&hook).await.unwrap_or(false) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let io = |e| io_err(format!("writing {}", hook.display()), e);
+            tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+            let staged = dir.join(format!("pre-receive.{}", std::process::id()));
+            tokio::fs::write(&staged, HOOK).await.map_err(io)?;
+            tokio::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))
+                .await
+                .map_err(io)?;
+            tokio::fs::rename(&staged, &hook).await.map_err(io)?;
+        }
+        Ok(dir)
+    }
+
     /// Serves one smart-HTTP request by running `git http-backend` as a CGI.
     /// Receive-pack POSTs hold the repository lock and report ref changes.
     pub async fn http_backend(&self, req: HttpBackendRequest) -> Result<HttpBackendResponse> {
@@ -940,6 +993,13 @@ impl GitHost {
 
         let path_info = format!("/{owner}/{name}.git{}", req.path_info_suffix);
         let mut cmd = self.command();
+        if is_push && !req.signed_only.is_empty() {
+            // receive-pack runs the hook; `-c` reaches it through the environment.
+            let hooks = self.signed_only_hooks().await?;
+            cmd.arg("-c")
+                .arg(format!("core.hooksPath={}", hooks.display()))
+                .env("SIM_SIGNED_ONLY", req.signed_only.join("\n"));
+        }
         cmd.current_dir(&repo)
             .arg("http-backend")
             .env("GIT_PROJECT_ROOT", &self.root)

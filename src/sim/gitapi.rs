@@ -958,6 +958,18 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
     let body: Bytes = axum::body::to_bytes(request.into_body(), 512 << 20)
         .await
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "push too large"))?;
+    let signed_only: Vec<String> = sim
+        .world()
+        .repos
+        .get(&name)
+        .map(|r| {
+            r.rulesets
+                .iter()
+                .filter(|set| set.require_signed_commits)
+                .flat_map(|set| set.case_patterns())
+                .collect()
+        })
+        .unwrap_or_default();
     let answer = sim
         .git
         .http_backend(git::HttpBackendRequest {
@@ -970,6 +982,7 @@ async fn git_http(sim: &Sim, request: Request) -> Result<Response, ApiError> {
             git_protocol,
             remote_user: login.clone(),
             body,
+            signed_only,
         })
         .await?;
     for change in &answer.ref_changes {

@@ -65,6 +65,8 @@ pub struct JobSpec {
     pub api_url: String,
     pub server_url: String,
     pub actor: String,
+    /// `GITHUB_ACTOR_ID`: the account id of `actor`.
+    pub actor_id: u64,
     /// Written to `GITHUB_EVENT_PATH`.
     pub event_payload: serde_json::Value,
     /// argv, run in the checkout; e.g. `["sh", "-c", "…"]`.
@@ -546,6 +548,7 @@ impl Ctx<'_> {
             .env("GITHUB_API_URL", &spec.api_url)
             .env("GITHUB_SERVER_URL", &spec.server_url)
             .env("GITHUB_ACTOR", &spec.actor)
+            .env("GITHUB_ACTOR_ID", spec.actor_id.to_string())
             .env("RUNNER_TEMP", &ws.temp)
             .env("RUNNER_OS", "Linux")
             .env("RUNNER_NAME", RUNNER_NAME);
@@ -1106,6 +1109,7 @@ mod tests {
                 api_url: "http://127.0.0.1:1/api/v3".into(),
                 server_url: "http://127.0.0.1:1".into(),
                 actor: "octocat".into(),
+                actor_id: 583231,
                 event_payload: serde_json::json!({"inputs": {"mission": "m-1"}}),
                 command: vec!["sh".into(), "-c".into(), script.into()],
                 extra_env: vec![("OUT".into(), self.dir.path().display().to_string())],

@@ -374,11 +374,26 @@ pub struct Ruleset {
     /// fnmatch patterns of full ref names (`refs/heads/missions/**`), as a
     /// ruleset's `conditions.ref_name.include`; `~ALL` is every branch.
     pub include: Vec<String>,
+    /// "Require signed commits": a push of a commit without a verified
+    /// signature to a matching branch is refused (GH013).
+    pub require_signed_commits: bool,
     /// "Restrict creations": only bypass actors may create matching refs.
     pub restrict_creation: bool,
 }
 
 impl Ruleset {
+    /// The include patterns as `sh` `case` patterns (where `*` crosses `/`,
+    /// so a `**` or a `*` before a segment end matches at least as much).
+    pub fn case_patterns(&self) -> Vec<String> {
+        self.include
+            .iter()
+            .map(|p| match p.as_str() {
+                "~ALL" => "refs/heads/*".to_owned(),
+                other => other.replace("**", "*"),
+            })
+            .collect()
+    }
+
     pub fn applies_to(&self, refname: &str) -> bool {
         self.include
             .iter()
