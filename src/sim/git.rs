@@ -2728,6 +2728,7 @@ mod tests {
             git_protocol: header("git-protocol"),
             remote_user: "tester".into(),
             body,
+            signed_only: Vec::new(),
         };
         match host.http_backend(req).await {
             Ok(resp) => {
