@@ -293,6 +293,21 @@ fn a_merge_is_judged_by_who_merged_not_by_who_sent_the_event() {
     }
 }
 
+/// main's branch protection requires both validators' check runs (and, when
+/// `strict`, branches up to date before merging).
+fn require_both_validators(repo: &mut missions::sim::state::Repo, strict: bool) {
+    repo.protection.insert(
+        "main".into(),
+        BranchProtection {
+            required_checks: vec![
+                "missions / scrutiny".into(),
+                "missions / user-testing".into(),
+            ],
+            strict,
+        },
+    );
+}
+
 /// Agent run `to` follows the script of `from` (a second validation round
 /// that judges as the first did).
 fn copy_script(m: &MissionTest, from: &str, to: &str) {
@@ -308,18 +323,8 @@ fn copy_script(m: &MissionTest, from: &str, to: &str) {
 async fn update_branch_on_a_validated_milestone_pr_validates_the_new_head_and_its_merge_advances() {
     let m = MissionTest::start(Story::default()).await;
     // main requires both validators and branches up to date before merging.
-    m.t.sim.repo_settings(&m.repo(), |r| {
-        r.protection.insert(
-            "main".into(),
-            BranchProtection {
-                required_checks: vec![
-                    "missions / scrutiny".into(),
-                    "missions / user-testing".into(),
-                ],
-                strict: true,
-            },
-        )
-    });
+    m.t.sim
+        .repo_settings(&m.repo(), |r| require_both_validators(r, true));
     for (from, to) in [
         ("M1-user-testing-1", "M1-user-testing-2"),
         ("M1-scrutiny-1-review-F1", "M1-scrutiny-2-review-F1"),
@@ -445,16 +450,7 @@ async fn a_merge_queue_merge_advances_the_mission() {
     let m = MissionTest::start(Story::default()).await;
     // main merges only through a merge queue, once both validators passed.
     m.t.sim.repo_settings(&m.repo(), |r| {
-        r.protection.insert(
-            "main".into(),
-            BranchProtection {
-                required_checks: vec![
-                    "missions / scrutiny".into(),
-                    "missions / user-testing".into(),
-                ],
-                strict: false,
-            },
-        );
+        require_both_validators(r, false);
         r.merge_queue.insert("main".into());
     });
     let (issue, pr) = approved(&m).await;

@@ -59,17 +59,14 @@ pub(crate) async fn enqueue(
             }
         }
     }
-    let pr = pull_json(sim, name, number).await?;
-    {
-        let world = sim.world();
-        sim.emit(
-            &world,
-            "pull_request",
-            name,
-            login,
-            sim_fields!("action" => "enqueued", "number" => number, "pull_request" => pr),
-        );
-    }
+    emit_pull(
+        sim,
+        name,
+        number,
+        login,
+        sim_fields!("action" => "enqueued"),
+    )
+    .await?;
     build_group(sim, name, number, login).await?;
     advance(sim, name).await;
     Ok(())
@@ -233,15 +230,29 @@ async fn merge(sim: &SimInner, name: &str, group: &MergeGroup) -> anyhow::Result
         }
     }
     destroy(sim, name, group, "merged").await?;
-    let pr = pull_json(sim, name, group.pr).await?;
-    let world = sim.world();
-    sim.emit(
-        &world,
-        "pull_request",
+    emit_pull(
+        sim,
         name,
+        group.pr,
         QUEUE_BOT,
-        sim_fields!("action" => "closed", "number" => group.pr, "pull_request" => pr),
-    );
+        sim_fields!("action" => "closed"),
+    )
+    .await
+}
+
+/// Sends `pull_request` for pull request `number` with `fields` (its action).
+async fn emit_pull(
+    sim: &SimInner,
+    name: &str,
+    number: u64,
+    sender: &str,
+    mut fields: serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
+    let pr = pull_json(sim, name, number).await?;
+    fields.insert("number".into(), number.into());
+    fields.insert("pull_request".into(), pr);
+    let world = sim.world();
+    sim.emit(&world, "pull_request", name, sender, fields);
     drop(world);
     sim.bump();
     Ok(())
@@ -255,23 +266,8 @@ async fn dequeue(
     check: &str,
 ) -> anyhow::Result<()> {
     destroy(sim, name, group, "dequeued").await?;
-    let pr = pull_json(sim, name, group.pr).await?;
-    let world = sim.world();
-    sim.emit(
-        &world,
-        "pull_request",
-        name,
-        QUEUE_BOT,
-        sim_fields!(
-            "action" => "dequeued",
-            "number" => group.pr,
-            "reason" => format!("CI_FAILURE: {check}"),
-            "pull_request" => pr,
-        ),
-    );
-    drop(world);
-    sim.bump();
-    Ok(())
+    let fields = sim_fields!("action" => "dequeued", "reason" => format!("CI_FAILURE: {check}"));
+    emit_pull(sim, name, group.pr, QUEUE_BOT, fields).await
 }
 
 /// Removes the group and its branch, with `merge_group` `destroyed`.
