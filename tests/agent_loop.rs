@@ -1250,3 +1250,75 @@ async fn a_finish_beside_other_calls_is_not_taken_before_their_results_are_seen(
         ("f1", missions::agent::FINISH_NOT_ALONE, true)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_one_turn_run_at_once_while_writes_keep_their_place() {
+    let dir = checkout();
+    // Two named pipes: a read of one waits until something writes it. The
+    // feeder writes `second` first and `first` only after, so the reads
+    // end only if the agent has both open at once.
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for pipe in [&first, &second] {
+        let made = Command::new("mkfifo").arg(pipe).status().unwrap();
+        assert!(made.success());
+    }
+    let script = Script::new(vec![
+        calls(
+            1,
+            &[
+                ("a", "read_file", json!({"path": "first"})),
+                ("b", "read_file", json!({"path": "second"})),
+                (
+                    "w",
+                    "write_file",
+                    json!({"path": "notes.txt", "content": "one\n"}),
+                ),
+                ("r", "read_file", json!({"path": "notes.txt"})),
+                (
+                    "w2",
+                    "write_file",
+                    json!({"path": "notes.txt", "content": "two\n"}),
+                ),
+                ("r2", "read_file", json!({"path": "notes.txt"})),
+            ],
+        ),
+        good_finish(2),
+    ]);
+    // A plain thread: opening a pipe to write waits for its reader.
+    let (to_first, to_second) = (first.clone(), second.clone());
+    std::thread::spawn(move || {
+        std::fs::write(to_second, "B\n").unwrap();
+        std::fs::write(to_first, "A\n").unwrap();
+    });
+    let run = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_agent(&script, config(), dir.path()),
+    )
+    .await;
+    let Ok(outcome) = run else {
+        // Serial reads: release the agent's read of `first` (a read-write
+        // open of a pipe does not wait), then fail.
+        use std::io::Write as _;
+        let mut pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&first)
+            .unwrap();
+        pipe.write_all(b"A\n").unwrap();
+        panic!("the two reads of one turn did not run at the same time");
+    };
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    let answered = results(script.requests()[1].messages.last().unwrap());
+    let ids: Vec<&str> = answered.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "w", "r", "w2", "r2"]);
+    assert!(answered[0].1.contains('A'), "{}", answered[0].1);
+    assert!(answered[1].1.contains('B'), "{}", answered[1].1);
+    // Each read after a write saw that write, not the next one.
+    assert!(answered[3].1.contains("one"), "{}", answered[3].1);
+    assert!(answered[5].1.contains("two"), "{}", answered[5].1);
+    assert!(!answered[3].1.contains("two"), "{}", answered[3].1);
+}

@@ -524,7 +524,16 @@ pub async fn run_agent(
             // A `finish` beside other calls was written before their results
             // were seen (small models invent the values): it is not taken.
             let finish_beside_others = calls.len() > 1;
-            for (id, name, input) in calls {
+            // Reads that follow one another run at once (a write or a command
+            // between them keeps its place); their results are used in order.
+            let runnable_read = |name: &str, input: &Value| {
+                Tool::from_name(name)
+                    .filter(|t| t.is_read_only() && config.tools.contains(*t))
+                    .filter(|_| schemas.rejection(name, input).is_none())
+            };
+            let mut read_ahead: std::collections::HashMap<usize, super::tools::ToolOutput> =
+                Default::default();
+            for (index, (id, name, input)) in calls.iter().cloned().enumerate() {
                 let (mut content, is_error, failed) = if name == FINISH_TOOL && finish_beside_others
                 {
                     outcome.rejected_calls += 1;
@@ -558,9 +567,30 @@ pub async fn run_agent(
                                 (why, true, true)
                             }
                             None => {
-                                let out = workspace
-                                    .execute(tool, &input, Some(deadline.into_std()))
-                                    .await;
+                                let out = match read_ahead.remove(&index) {
+                                    Some(out) => out,
+                                    None if tool.is_read_only() => {
+                                        let batch: Vec<(usize, Tool, &Value)> = calls[index..]
+                                            .iter()
+                                            .enumerate()
+                                            .map_while(|(k, (_, n, i))| {
+                                                runnable_read(n, i).map(|t| (index + k, t, i))
+                                            })
+                                            .collect();
+                                        let outs =
+                                            read_together(&workspace, &batch, deadline.into_std())
+                                                .await;
+                                        let mut outs = outs.into_iter();
+                                        let first = outs.next().expect("the batch holds this call");
+                                        read_ahead.extend(outs);
+                                        first.1
+                                    }
+                                    None => {
+                                        workspace
+                                            .execute(tool, &input, Some(deadline.into_std()))
+                                            .await
+                                    }
+                                };
                                 let failed = out.is_error
                                     || out.command.as_ref().is_some_and(|c| c.exit_code != Some(0));
                                 if !failed && matches!(tool, Tool::WriteFile | Tool::EditFile) {
@@ -622,6 +652,28 @@ pub async fn run_agent(
         "agent run ended"
     );
     outcome
+}
+
+/// How many reads of one turn run at the same time.
+const READS_AT_ONCE: usize = 8;
+
+/// Runs read-only calls at the same time (at most [`READS_AT_ONCE`]);
+/// returns (call index, output) in the order given.
+async fn read_together(
+    workspace: &Workspace,
+    batch: &[(usize, Tool, &Value)],
+    deadline: std::time::Instant,
+) -> Vec<(usize, super::tools::ToolOutput)> {
+    use futures::StreamExt as _;
+    futures::stream::iter(batch.iter().map(|(index, tool, input)| async move {
+        (
+            *index,
+            workspace.execute(*tool, input, Some(deadline)).await,
+        )
+    }))
+    .buffered(READS_AT_ONCE)
+    .collect()
+    .await
 }
 
 /// The tools' input schemas, compiled once, so that a call whose arguments

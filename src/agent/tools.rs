@@ -56,6 +56,11 @@ impl Tool {
         }
     }
 
+    /// Only looks: calls of these in one turn may run at the same time.
+    pub fn is_read_only(self) -> bool {
+        matches!(self, Tool::ReadFile | Tool::ListFiles | Tool::Grep)
+    }
+
     pub fn from_name(name: &str) -> Option<Tool> {
         Tool::ALL.into_iter().find(|t| t.name() == name)
     }
