@@ -994,6 +994,19 @@ async fn create_issue(
         &actor.login,
         sim_fields!("action" => "opened", "issue" => issue.clone()),
     );
+    // Labels given with the issue are each a `labeled` too, as on GitHub:
+    // a maintainer can start a mission in the same step as opening its issue.
+    let r = &world.repos[&name];
+    for label in &r.issues[&number].labels {
+        let l = render::label(&sim.urls, r, &r.labels[label]);
+        sim.emit(
+            &world,
+            "issues",
+            &name,
+            &actor.login,
+            sim_fields!("action" => "labeled", "issue" => issue.clone(), "label" => l),
+        );
+    }
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, issue)
