@@ -15,6 +15,9 @@
 //!   start: cargo run -- serve --port 8080
 //!   url: http://127.0.0.1:8080/healthz
 //!   ready_timeout_secs: 30
+//! parallel:                    # read-only work inside one job, at most this many at once
+//!   explorers: 4               # `explore` sub-agents of one model answer
+//!   reviewers: 4               # scrutiny's per-feature reviewers
 //! prompts_dir: .github/missions/prompts   # per-role prompt overrides (<role>.md)
 //! protected_paths: [ci/, Makefile]        # kept as found in workers' commits (besides .github/)
 //! ```
@@ -59,6 +62,30 @@ pub struct RepoConfig {
     pub protected_paths: Vec<String>,
     /// `independent_validators`: warn (default), require or off.
     pub independent_validators: IndependenceRule,
+    /// How much read-only work of one job runs at the same time.
+    pub parallel: Parallel,
+}
+
+/// How much read-only work of one job runs at the same time (writes and
+/// commands are always one at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallel {
+    /// `explore` sub-agents of one model answer.
+    pub explorers: usize,
+    /// Scrutiny's per-feature reviewers.
+    pub reviewers: usize,
+}
+
+/// The most of either [`Parallel`] figure accepted.
+pub const MAX_PARALLEL: i64 = 16;
+
+impl Default for Parallel {
+    fn default() -> Self {
+        Parallel {
+            explorers: crate::agent::EXPLORERS_AT_ONCE,
+            reviewers: 4,
+        }
+    }
 }
 
 /// What a worker's commit always keeps as the job found it: the mission's
@@ -144,6 +171,7 @@ impl Default for RepoConfig {
             prompts_dir: DEFAULT_PROMPTS_DIR.to_owned(),
             protected_paths: Vec::new(),
             independent_validators: IndependenceRule::default(),
+            parallel: Parallel::default(),
         }
     }
 }
@@ -214,6 +242,17 @@ struct RawFile {
     protected_paths: Option<Vec<String>>,
     #[serde(default)]
     independent_validators: Option<String>,
+    #[serde(default)]
+    parallel: Option<RawParallel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping { explorers, reviewers }")]
+struct RawParallel {
+    #[serde(default)]
+    explorers: Option<i64>,
+    #[serde(default)]
+    reviewers: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +413,30 @@ impl RepoConfig {
             raw.max_validation_rounds,
             cfg.max_validation_rounds,
         )?;
+        if let Some(parallel) = raw.parallel {
+            let at_once = |key: &str, n: Option<i64>, default: usize| match n {
+                None => Ok(default),
+                Some(n) if (1..=MAX_PARALLEL).contains(&n) => Ok(n as usize),
+                Some(n) => Err(invalid(
+                    key,
+                    format!(
+                        "{n} is out of range; use a number from 1 (one at a time) to {MAX_PARALLEL}"
+                    ),
+                )),
+            };
+            cfg.parallel = Parallel {
+                explorers: at_once(
+                    "parallel.explorers",
+                    parallel.explorers,
+                    cfg.parallel.explorers,
+                )?,
+                reviewers: at_once(
+                    "parallel.reviewers",
+                    parallel.reviewers,
+                    cfg.parallel.reviewers,
+                )?,
+            };
+        }
         if let Some(commands) = raw.commands {
             for (kind, list) in [
                 ("test", &commands.test),
@@ -572,7 +635,8 @@ mod tests {
              commands:\n  test: [cargo test, ./check.sh]\n  lint: cargo clippy\n\
              app:\n  start: ./serve\n  url: http://127.0.0.1:8080/\n  ready_timeout_secs: 9\n\
              prompts_dir: ci/prompts/\n\
-             protected_paths: [ci/, Makefile, .github/scripts]\n",
+             protected_paths: [ci/, Makefile, .github/scripts]\n\
+             parallel: { explorers: 2, reviewers: 8 }\n",
         )
         .unwrap();
         assert_eq!(cfg.label, "build-it");
@@ -607,6 +671,15 @@ mod tests {
         assert_eq!(cfg.app.url.as_deref(), Some("http://127.0.0.1:8080/"));
         assert_eq!(cfg.app.ready_timeout_secs, 9);
         assert_eq!(cfg.prompts_dir, "ci/prompts");
+        assert_eq!(
+            cfg.parallel,
+            Parallel {
+                explorers: 2,
+                reviewers: 8
+            }
+        );
+        assert_eq!(RepoConfig::default().parallel.reviewers, 4);
+        assert_eq!(RepoConfig::default().parallel.explorers, 4);
         assert_eq!(cfg.protected_paths, ["ci", "Makefile", ".github/scripts"]);
         // Inside another pinned path: pinned once, by the outer one.
         assert_eq!(
@@ -652,6 +725,8 @@ mod tests {
             ("budget: { usd: -1 }\n", "budget.usd"),
             ("budget: 5\n", "budget"),
             ("max_attempts: 0\n", "max_attempts"),
+            ("parallel: { reviewers: 0 }\n", "parallel.reviewers"),
+            ("parallel: { explorers: 17 }\n", "parallel.explorers"),
             ("max_validation_rounds: 1000\n", "max_validation_rounds"),
             ("commands: { test: [''] }\n", "commands.test"),
             ("app: { url: localhost:8080 }\n", "app.url"),

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use missions::agent::{
-    AgentConfig, AgentResult, BashConfig, FinishSpec, Limit, NUDGE, Tool, ToolSet, Workspace,
-    run_agent,
+    AgentConfig, AgentResult, BashConfig, EXPLORERS_AT_ONCE, Explorer, ExplorerProvider,
+    FinishSpec, Limit, NUDGE, Tool, ToolSet, Workspace, run_agent,
 };
+use missions::llm::pricing::Prices;
 use missions::llm::{
     ChatRequest, ChatResponse, ContentBlock, LlmError, Message, Provider, Role, StopReason, Usage,
 };
@@ -1321,4 +1322,246 @@ async fn reads_of_one_turn_run_at_once_while_writes_keep_their_place() {
     assert!(answered[3].1.contains("one"), "{}", answered[3].1);
     assert!(answered[5].1.contains("two"), "{}", answered[5].1);
     assert!(!answered[3].1.contains("two"), "{}", answered[3].1);
+}
+
+/// An explorer whose scripts are handed out by call number; `gate`, when
+/// set, holds every explorer's first model call until all have made one.
+fn explorer(
+    scripts: Vec<Vec<ChatResponse>>,
+    gate: Option<std::sync::Arc<tokio::sync::Barrier>>,
+) -> (Explorer, std::sync::Arc<Mutex<Vec<std::sync::Arc<Script>>>>) {
+    let made: std::sync::Arc<Mutex<Vec<std::sync::Arc<Script>>>> = Default::default();
+    let scripts = Mutex::new(scripts.into_iter().map(Some).collect::<Vec<_>>());
+    let kept = made.clone();
+    let provider: ExplorerProvider = std::sync::Arc::new(move |n: u32| {
+        let responses = scripts.lock().unwrap()[n as usize - 1]
+            .take()
+            .ok_or_else(|| format!("explorer {n} asked for twice"))?;
+        let script = std::sync::Arc::new(Script::new(responses));
+        kept.lock().unwrap().push(script.clone());
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(Gated {
+            inner: script,
+            gate: gate.clone(),
+            waited: Mutex::new(false),
+        });
+        Ok(provider)
+    });
+    let explorer = Explorer {
+        provider,
+        model: "scripted-explorer".into(),
+        prices: Prices {
+            input: 1.0,
+            output: 2.0,
+            cache_read: 0.0,
+            cache_write: 0.0,
+        },
+        system: "You answer questions about a checkout.".into(),
+        limits: Explorer::LIMITS,
+        max_tokens: 4096,
+        context_window: 200_000,
+        at_once: EXPLORERS_AT_ONCE,
+    };
+    (explorer, made)
+}
+
+/// A provider whose first call waits at a barrier.
+struct Gated {
+    inner: std::sync::Arc<Script>,
+    gate: Option<std::sync::Arc<tokio::sync::Barrier>>,
+    waited: Mutex<bool>,
+}
+
+#[async_trait]
+impl Provider for Gated {
+    fn name(&self) -> &str {
+        "gated-script"
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let first = !std::mem::replace(&mut *self.waited.lock().unwrap(), true);
+        if let (true, Some(gate)) = (first, &self.gate) {
+            tokio::time::timeout(Duration::from_secs(30), gate.wait())
+                .await
+                .map_err(|_| LlmError::Script("the other explorers never started".into()))?;
+        }
+        self.inner.chat(request).await
+    }
+}
+
+fn explorer_answer(n: u64, answer: &str) -> ChatResponse {
+    call(
+        n,
+        "done",
+        "finish",
+        json!({"answer": answer, "files": ["README.md"]}),
+    )
+}
+
+#[tokio::test]
+async fn a_worker_asks_an_explorer_that_can_only_look_and_gets_its_answer() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(
+            1,
+            "e",
+            "explore",
+            json!({"question": "What does the README say?", "paths": ["README.md"]}),
+        ),
+        good_finish(2),
+    ]);
+    let (explorer, explorers) = explorer(
+        vec![vec![
+            calls(
+                3,
+                &[
+                    ("r", "read_file", json!({"path": "README.md"})),
+                    ("w", "write_file", json!({"path": "x.txt", "content": "x"})),
+                    ("b", "bash", json!({"command": "curl https://example.com"})),
+                    ("x", "explore", json!({"question": "and you?"})),
+                ],
+            ),
+            explorer_answer(4, "The README is a one-line title: `# demo`."),
+        ]],
+        None,
+    );
+    let mut config = config();
+    config.explorer = Some(explorer);
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+
+    // The worker was offered `explore` and got the explorer's answer back.
+    let requests = script.requests();
+    let names: Vec<_> = requests[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert!(names.contains(&"explore"), "{names:?}");
+    let answered = results(requests[1].messages.last().unwrap());
+    assert_eq!(answered.len(), 1);
+    assert!(!answered[0].2, "{}", answered[0].1);
+    assert!(
+        answered[0].1.contains("a one-line title: `# demo`") && answered[0].1.contains("README.md"),
+        "{}",
+        answered[0].1
+    );
+
+    // The explorer saw only the question and could only look: no writes, no
+    // commands (so nothing that reaches the network), no explorers of its own.
+    let explorer = explorers.lock().unwrap()[0].clone();
+    let asked = explorer.requests();
+    let names: Vec<_> = asked[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["read_file", "list_files", "grep", "finish"]);
+    assert_eq!(asked[0].model, "scripted-explorer");
+    assert_eq!(asked[0].messages.len(), 1, "a fresh conversation");
+    let first = asked[0].messages[0].text();
+    assert!(
+        first.contains("What does the README say?") && first.contains("`README.md`"),
+        "{first}"
+    );
+    let tools = results(asked[1].messages.last().unwrap());
+    assert!(
+        !tools[0].2 && tools[0].1.contains("# demo"),
+        "{:?}",
+        tools[0]
+    );
+    for (i, tool) in [(1, "write_file"), (2, "bash"), (3, "explore")] {
+        assert!(tools[i].2, "{:?}", tools[i]);
+        assert!(
+            tools[i]
+                .1
+                .starts_with(&format!("there is no tool `{tool}` in this run")),
+            "{}",
+            tools[i].1
+        );
+    }
+    assert!(!dir.path().join("x.txt").exists());
+
+    // Its tokens are counted apart from the worker's, and priced at its model.
+    assert_eq!(outcome.explorations, 1);
+    let mut theirs = usage(3);
+    theirs.add(&usage(4));
+    assert_eq!(outcome.explorer_usage, theirs);
+    let mut mine = usage(1);
+    mine.add(&usage(2));
+    assert_eq!(outcome.usage, mine);
+    assert_eq!(outcome.explorer_cost_micros, 70 + 14);
+}
+
+#[tokio::test]
+async fn explorers_of_one_answer_run_at_once_and_answer_in_the_order_asked() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        calls(
+            1,
+            &[
+                ("e1", "explore", json!({"question": "Where is the title?"})),
+                ("e2", "explore", json!({"question": "Is there a licence?"})),
+                ("r", "read_file", json!({"path": "README.md"})),
+            ],
+        ),
+        good_finish(2),
+    ]);
+    // Both explorers must be asking their models at the same time, or the
+    // barrier never opens; the first one then takes a turn more (its call
+    // to a tool it does not have), so they are likely to end in the other
+    // order.
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let (explorer, _) = explorer(
+        vec![
+            vec![
+                call(3, "slow", "bash", json!({"command": "sleep 1"})),
+                explorer_answer(4, "first: in README.md, line 1"),
+            ],
+            vec![explorer_answer(5, "second: there is no licence file")],
+        ],
+        Some(gate),
+    );
+    let mut config = config();
+    config.explorer = Some(explorer);
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(
+        matches!(outcome.result, AgentResult::Finished(_)),
+        "{:?}",
+        outcome.result
+    );
+    let answered = results(script.requests()[1].messages.last().unwrap());
+    let ids: Vec<&str> = answered.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2", "r"]);
+    assert!(answered[0].1.starts_with("first:"), "{}", answered[0].1);
+    assert!(answered[1].1.starts_with("second:"), "{}", answered[1].1);
+    assert!(answered[2].1.contains("# demo"), "{}", answered[2].1);
+    assert_eq!(outcome.explorations, 2);
+    let mut summed = usage(3);
+    summed.add(&usage(4));
+    summed.add(&usage(5));
+    assert_eq!(outcome.explorer_usage, summed);
+}
+
+#[tokio::test]
+async fn an_explorer_that_does_not_answer_is_an_error_the_caller_can_act_on() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(1, "e", "explore", json!({"question": "Anything?"})),
+        good_finish(2),
+    ]);
+    let (mut explorer, _) = explorer(
+        vec![vec![
+            call(3, "r", "read_file", json!({"path": "README.md"})),
+            call(4, "r", "read_file", json!({"path": "README.md"})),
+        ]],
+        None,
+    );
+    explorer.limits.max_turns = 2;
+    let mut config = config();
+    config.explorer = Some(explorer);
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(matches!(outcome.result, AgentResult::Finished(_)));
+    let answered = results(script.requests()[1].messages.last().unwrap());
+    assert!(answered[0].2);
+    assert_eq!(
+        answered[0].1,
+        "the explorer ended without an answer after 2 model call(s): turn limit reached (2 model calls)"
+    );
+    assert_eq!(outcome.explorer_usage.output_tokens, 3 + 4);
 }

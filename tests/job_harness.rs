@@ -994,6 +994,101 @@ async fn validators_report_on_the_reports_branch_only() {
     h.stop().await;
 }
 
+/// Scrutiny of one milestone of eight features, each reviewer's model
+/// taking its time (F1 the longest, so reviews end out of order): the
+/// report, and how many reviewers were running at the same time at most.
+async fn review_eight_features(parallel: &str) -> (Value, usize) {
+    let h = Harness::start(parallel).await;
+    let issue = h.t.open_issue(&h.alice(), "Count", "Eight files.").await;
+    let ids: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+    let plan = json!({
+        "title": "Eight",
+        "summary": "Eight files.",
+        "assertions": ids.iter().map(|i| json!({"id": format!("A{i}"), "text": format!("`cat {i}.txt` prints {i}")})).collect::<Vec<_>>(),
+        "milestones": [{"id": "M1", "title": "All eight", "features": ids.iter().map(|i| json!({
+            "id": format!("F{i}"), "title": format!("File {i}"), "description": format!("Write {i}.txt."), "assertions": [format!("A{i}")]
+        })).collect::<Vec<_>>()}]
+    });
+    let branch = format!("missions/{issue}/m1");
+    h.branch(
+        &branch,
+        &[(&format!(".missions/{issue}/plan.json"), plan.to_string())],
+    )
+    .await;
+    for (n, i) in ids.iter().enumerate() {
+        let verdict = if i == "3" { "fail" } else { "pass" };
+        let mut answer = finish(json!({
+            "feature": format!("F{i}"),
+            "verdict": verdict,
+            "findings": if verdict == "fail" { json!([format!("{i}.txt is empty")]) } else { json!([]) },
+            "assertions": [{"id": format!("A{i}"), "status": verdict, "evidence": format!("read {i}.txt")}]
+        }));
+        answer["latency_ms"] = json!(1200 - 100 * n as u64);
+        h.script(&format!("M1-scrutiny-1.1-review-F{i}"), vec![answer]);
+    }
+    let run = h
+        .run_job(
+            &branch,
+            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await;
+    // When each reviewer ran, from its transcript: the most that overlapped.
+    let spans: Vec<(u64, u64)> = ids
+        .iter()
+        .map(|i| {
+            let t = h.transcript(&format!("M1-scrutiny-1.1-review-F{i}"));
+            (
+                t["started_at_ms"].as_u64().unwrap(),
+                t["ended_at_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let most = spans
+        .iter()
+        .map(|&(start, _)| {
+            spans
+                .iter()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    h.stop().await;
+    (report, most)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrutiny_runs_four_reviewers_at_once_and_reports_as_one_at_a_time_would() {
+    let (parallel, at_once) = review_eight_features("").await;
+    assert_eq!(at_once, 4, "reviewers running at the same time, by default");
+    let (serial, one) = review_eight_features("parallel:\n  reviewers: 1\n").await;
+    assert_eq!(one, 1, "with `parallel: {{reviewers: 1}}`");
+    assert_eq!(parallel, serial);
+    // In the plan's order, whatever finished first.
+    let reviewed: Vec<&str> = parallel["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["feature"].as_str().unwrap())
+        .collect();
+    assert_eq!(reviewed, ["F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8"]);
+    let failed: Vec<&str> = parallel["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "fail")
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["A3"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_without_its_script_fails_and_pushes_nothing() {
     let h = Harness::start("").await;

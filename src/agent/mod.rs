@@ -14,7 +14,8 @@ mod tools;
 
 pub use compact::{SUMMARY_FOLLOW_UP, SUMMARY_HEADER, prompt_budget, request_tokens};
 pub use run::{
-    AgentConfig, AgentOutcome, AgentResult, DEFAULT_CONTEXT_WINDOW, FINISH_NOT_ALONE, FINISH_TOOL,
-    FinishCheck, FinishSpec, Limit, Limits, NUDGE, SpendCap, Violation, run_agent,
+    AgentConfig, AgentOutcome, AgentResult, DEFAULT_CONTEXT_WINDOW, EXPLORE_TOOL,
+    EXPLORERS_AT_ONCE, Explorer, ExplorerProvider, FINISH_NOT_ALONE, FINISH_TOOL, FinishCheck,
+    FinishSpec, Limit, Limits, NUDGE, SpendCap, Violation, run_agent,
 };
 pub use tools::{BashConfig, CommandRecord, Tool, ToolOutput, ToolSet, Workspace, looks_secret};

@@ -45,6 +45,84 @@ pub const FINISH_NOT_ALONE: &str = "finish was not taken: it came in the same an
 /// The context window assumed when a role's model does not say.
 pub const DEFAULT_CONTEXT_WINDOW: u32 = 200_000;
 
+/// The tool that hands a question to a read-only sub-agent (an explorer).
+pub const EXPLORE_TOOL: &str = "explore";
+
+/// How many explorers of one answer run at the same time when nothing says.
+pub const EXPLORERS_AT_ONCE: usize = 4;
+
+/// Builds the provider of a run's *n*-th `explore` call (1-based, in the
+/// model's order): a fresh one per call, so that a scripted explorer replays
+/// its own script whatever finishes first.
+pub type ExplorerProvider = Arc<dyn Fn(u32) -> Result<Arc<dyn Provider>, String> + Send + Sync>;
+
+/// What a run's `explore` calls run on. An explorer is a fresh agent with the
+/// looking tools only (read_file, list_files, grep: no writes, no commands,
+/// nothing that reaches the network) and no `explore` of its own; it answers
+/// one question and its answer is the call's result.
+#[derive(Clone)]
+pub struct Explorer {
+    pub provider: ExplorerProvider,
+    pub model: String,
+    pub prices: crate::llm::pricing::Prices,
+    /// The explorer's own prompt (`prompts/explorer.md`).
+    pub system: String,
+    /// Each explorer's own limits; its wall time is also cut to what is left
+    /// of the run that called it.
+    pub limits: Limits,
+    pub max_tokens: u32,
+    pub context_window: u32,
+    /// Explorers of one answer running at the same time, at least 1.
+    pub at_once: usize,
+}
+
+impl fmt::Debug for Explorer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Explorer")
+            .field("model", &self.model)
+            .field("limits", &self.limits)
+            .field("at_once", &self.at_once)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Explorer {
+    /// The limits an explorer gets when nothing says: a question, not a job.
+    pub const LIMITS: Limits = Limits {
+        max_turns: 20,
+        max_total_tokens: 1_000_000,
+        max_wall_time: Duration::from_secs(5 * 60),
+    };
+
+    fn def(&self) -> ToolDef {
+        ToolDef {
+            name: EXPLORE_TOOL.into(),
+            description: format!(
+                "Hand a question about the checkout to a helper that reads for you and answers \
+                 in a few paragraphs: where something is defined, how a part works, which files \
+                 a change touches. The helper is a fresh agent that sees only your question \
+                 (not this conversation) and can only look (read_file, list_files, grep); it \
+                 cannot change files or run commands. Its reading stays out of your context, so \
+                 use it for searches whose every step you do not need to see. Several explore \
+                 calls in one answer run at the same time (at most {} at once); each has at \
+                 most {} model calls and {} s.",
+                self.at_once.max(1),
+                self.limits.max_turns,
+                self.limits.max_wall_time.as_secs()
+            ),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string", "minLength": 1, "description": "What you want to know, with enough context to answer it alone."},
+                    "paths": {"type": "array", "items": {"type": "string"}, "description": "Files or directories to start from, relative to the checkout root (optional)."}
+                },
+                "required": ["question"],
+                "additionalProperties": false
+            }),
+        }
+    }
+}
+
 /// A rule a `finish` value must meet beyond its schema (e.g. a plan's coverage):
 /// every way the value breaks it, empty when it holds. Called only on values
 /// that match the schema.
@@ -205,8 +283,11 @@ pub struct AgentConfig {
     /// The same call failing the same way this many times in a row ends the
     /// run with [`AgentResult::Repeating`].
     pub max_repeated_failures: u32,
-    /// What the run may spend; `None`: no money limit.
+    /// What the run may spend; `None`: no money limit. Explorers' spending
+    /// counts toward it.
     pub spend_cap: Option<SpendCap>,
+    /// Offers the `explore` tool; `None`: no sub-agents.
+    pub explorer: Option<Explorer>,
 }
 
 /// The smallest answer worth a call: with less of the budget left than this
@@ -244,6 +325,7 @@ impl AgentConfig {
             context_window: DEFAULT_CONTEXT_WINDOW,
             max_repeated_failures: 3,
             spend_cap: None,
+            explorer: None,
         }
     }
 }
@@ -350,6 +432,13 @@ pub struct AgentOutcome {
     /// The conversation as last sent (compacted, if it was), starting with
     /// the initial user message.
     pub transcript: Vec<Message>,
+    /// `explore` calls run.
+    pub explorations: u32,
+    /// Summed over every explorer (not in `usage`: an explorer may run on
+    /// another model, at other prices).
+    pub explorer_usage: Usage,
+    /// What the explorers cost, at their model's prices.
+    pub explorer_cost_micros: u64,
 }
 
 /// Runs one role to its end. Never panics on model or tool failures: they end
@@ -372,6 +461,9 @@ pub async fn run_agent(
         rejected_calls: 0,
         compactions: 0,
         transcript: vec![Message::user_text(&config.initial_message)],
+        explorations: 0,
+        explorer_usage: Usage::default(),
+        explorer_cost_micros: 0,
     };
     let workspace = match Workspace::new(checkout, config.bash.clone()) {
         Ok(w) => w,
@@ -382,6 +474,7 @@ pub async fn run_agent(
         }
     };
     let mut tools = config.tools.defs(&config.bash);
+    tools.extend(config.explorer.as_ref().map(Explorer::def));
     let schemas = ToolSchemas::new(&tools);
     tools.push(config.finish.def());
     let fixed_chars = compact::fixed_chars(&config.system, &tools);
@@ -429,7 +522,8 @@ pub async fn run_agent(
         if let Some(cap) = &config.spend_cap {
             let spent_micros = cap
                 .spent_before_micros
-                .saturating_add(cap.prices.cost(&outcome.usage));
+                .saturating_add(cap.prices.cost(&outcome.usage))
+                .saturating_add(outcome.explorer_cost_micros);
             let input = Usage {
                 input_tokens: estimate(&outcome.transcript).max(last_input),
                 ..Usage::default()
@@ -524,12 +618,19 @@ pub async fn run_agent(
             // A `finish` beside other calls was written before their results
             // were seen (small models invent the values): it is not taken.
             let finish_beside_others = calls.len() > 1;
-            // Reads that follow one another run at once (a write or a command
-            // between them keeps its place); their results are used in order.
-            let runnable_read = |name: &str, input: &Value| {
+            // Reads and explorers that follow one another run at once (a
+            // write or a command between them keeps its place); their results
+            // are used in order.
+            let lookup = |name: &str, input: &Value| {
+                if schemas.rejection(name, input).is_some() {
+                    return None;
+                }
+                if name == EXPLORE_TOOL {
+                    return config.explorer.as_ref().map(|_| Lookup::Explore);
+                }
                 Tool::from_name(name)
                     .filter(|t| t.is_read_only() && config.tools.contains(*t))
-                    .filter(|_| schemas.rejection(name, input).is_none())
+                    .map(Lookup::Read)
             };
             let mut read_ahead: std::collections::HashMap<usize, super::tools::ToolOutput> =
                 Default::default();
@@ -555,11 +656,56 @@ pub async fn run_agent(
                         config.max_invalid_finish + 1 - invalid_finishes,
                     );
                     (text, true, false)
+                } else if lookup(&name, &input).is_some() {
+                    let out = match read_ahead.remove(&index) {
+                        Some(out) => out,
+                        None => {
+                            let batch: Vec<(usize, Lookup, &Value)> = calls[index..]
+                                .iter()
+                                .enumerate()
+                                .map_while(|(k, (_, n, i))| lookup(n, i).map(|l| (index + k, l, i)))
+                                .collect();
+                            let explorers = Explorers {
+                                explorer: config.explorer.as_ref(),
+                                checkout,
+                                first: outcome.explorations + 1,
+                                share_micros: config.spend_cap.as_ref().map(|cap| {
+                                    let spent = cap
+                                        .spent_before_micros
+                                        .saturating_add(cap.prices.cost(&outcome.usage))
+                                        .saturating_add(outcome.explorer_cost_micros);
+                                    let asked = batch
+                                        .iter()
+                                        .filter(|(_, l, _)| *l == Lookup::Explore)
+                                        .count()
+                                        .max(1)
+                                        as u64;
+                                    cap.limit_micros.saturating_sub(spent) / asked
+                                }),
+                            };
+                            let outs =
+                                look_together(&workspace, &explorers, &batch, deadline.into_std())
+                                    .await;
+                            let mut outs = outs.into_iter().map(|(index, out, explored)| {
+                                if let Some(run) = explored {
+                                    outcome.explorations += 1;
+                                    outcome.explorer_usage.add(&run.usage);
+                                    outcome.explorer_cost_micros += run.cost_micros;
+                                }
+                                (index, out)
+                            });
+                            let first = outs.next().expect("the batch holds this call");
+                            read_ahead.extend(outs);
+                            first.1
+                        }
+                    };
+                    (out.content, out.is_error, out.is_error)
                 } else {
                     match Tool::from_name(&name).filter(|t| config.tools.contains(*t)) {
                         None => {
                             outcome.rejected_calls += 1;
-                            (unknown_tool(&name, &config.tools), true, true)
+                            let explore = config.explorer.as_ref().map(|_| EXPLORE_TOOL);
+                            (unknown_tool(&name, &config.tools, explore), true, true)
                         }
                         Some(tool) => match schemas.rejection(&name, &input) {
                             Some(why) => {
@@ -567,30 +713,9 @@ pub async fn run_agent(
                                 (why, true, true)
                             }
                             None => {
-                                let out = match read_ahead.remove(&index) {
-                                    Some(out) => out,
-                                    None if tool.is_read_only() => {
-                                        let batch: Vec<(usize, Tool, &Value)> = calls[index..]
-                                            .iter()
-                                            .enumerate()
-                                            .map_while(|(k, (_, n, i))| {
-                                                runnable_read(n, i).map(|t| (index + k, t, i))
-                                            })
-                                            .collect();
-                                        let outs =
-                                            read_together(&workspace, &batch, deadline.into_std())
-                                                .await;
-                                        let mut outs = outs.into_iter();
-                                        let first = outs.next().expect("the batch holds this call");
-                                        read_ahead.extend(outs);
-                                        first.1
-                                    }
-                                    None => {
-                                        workspace
-                                            .execute(tool, &input, Some(deadline.into_std()))
-                                            .await
-                                    }
-                                };
+                                let out = workspace
+                                    .execute(tool, &input, Some(deadline.into_std()))
+                                    .await;
                                 let failed = out.is_error
                                     || out.command.as_ref().is_some_and(|c| c.exit_code != Some(0));
                                 if !failed && matches!(tool, Tool::WriteFile | Tool::EditFile) {
@@ -657,23 +782,226 @@ pub async fn run_agent(
 /// How many reads of one turn run at the same time.
 const READS_AT_ONCE: usize = 8;
 
-/// Runs read-only calls at the same time (at most [`READS_AT_ONCE`]);
-/// returns (call index, output) in the order given.
-async fn read_together(
+/// A call that only looks, and so may run beside others of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Read(Tool),
+    Explore,
+}
+
+/// What one batch's `explore` calls need.
+struct Explorers<'a> {
+    explorer: Option<&'a Explorer>,
+    checkout: &'a Path,
+    /// The number of the batch's first explorer in the run (1-based).
+    first: u32,
+    /// What each explorer of the batch may spend: an equal share of what is
+    /// left of the run's limit. `None`: no limit.
+    share_micros: Option<u64>,
+}
+
+/// One explorer's run, for the caller's figures.
+struct Explored {
+    usage: Usage,
+    cost_micros: u64,
+}
+
+/// Runs looking calls at the same time (at most [`READS_AT_ONCE`], of which
+/// at most [`Explorer::at_once`] explorers); returns (call index, output,
+/// the explorer's figures) in the order given.
+async fn look_together(
     workspace: &Workspace,
-    batch: &[(usize, Tool, &Value)],
+    explorers: &Explorers<'_>,
+    batch: &[(usize, Lookup, &Value)],
     deadline: std::time::Instant,
-) -> Vec<(usize, super::tools::ToolOutput)> {
+) -> Vec<(usize, super::tools::ToolOutput, Option<Explored>)> {
     use futures::StreamExt as _;
-    futures::stream::iter(batch.iter().map(|(index, tool, input)| async move {
-        (
-            *index,
-            workspace.execute(*tool, input, Some(deadline)).await,
-        )
-    }))
-    .buffered(READS_AT_ONCE)
-    .collect()
-    .await
+    let at_once = explorers.explorer.map_or(1, |e| e.at_once.max(1));
+    let gate = tokio::sync::Semaphore::new(at_once);
+    let mut numbers = explorers.first..;
+    // Collected first: a lazy `map` held across the await trips the
+    // compiler's `Send` check of the (recursive) run.
+    let mut calls = Vec::with_capacity(batch.len());
+    for &(index, lookup, input) in batch {
+        let number = (lookup == Lookup::Explore).then(|| numbers.next().expect("unbounded"));
+        let gate = &gate;
+        calls.push(async move {
+            match (lookup, number, explorers.explorer) {
+                (Lookup::Read(tool), _, _) => (
+                    index,
+                    workspace.execute(tool, input, Some(deadline)).await,
+                    None,
+                ),
+                (Lookup::Explore, Some(n), Some(explorer)) => {
+                    let _turn = gate.acquire().await.expect("the gate is never closed");
+                    let (out, run) = explore(
+                        explorer,
+                        n,
+                        input,
+                        explorers.checkout,
+                        deadline,
+                        explorers.share_micros,
+                    )
+                    .await;
+                    (index, out, Some(run))
+                }
+                (Lookup::Explore, _, _) => (
+                    index,
+                    super::tools::ToolOutput {
+                        content: format!("there is no tool `{EXPLORE_TOOL}` in this run"),
+                        is_error: true,
+                        command: None,
+                    },
+                    None,
+                ),
+            }
+        });
+    }
+    futures::stream::iter(calls)
+        .buffered(READS_AT_ONCE.max(at_once))
+        .collect()
+        .await
+}
+
+/// The `finish` schema of an explorer.
+fn explorer_finish() -> FinishSpec {
+    FinishSpec::new(
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string", "minLength": 1, "description": "Your answer, with the paths and line numbers it rests on."},
+                "files": {"type": "array", "items": {"type": "string"}, "description": "The files that matter most for the answer."}
+            },
+            "required": ["answer"],
+            "additionalProperties": false
+        }),
+        "Your answer to the question you were given.",
+    )
+    .expect("the explorer's schema is an object schema")
+}
+
+/// Runs the *n*-th explorer of a run on one `explore` call's input. Boxed
+/// (and declared `Send`): an explorer's run is a run, so the future holds
+/// itself one level down (its own `explorer` is `None`).
+fn explore<'a>(
+    explorer: &'a Explorer,
+    n: u32,
+    input: &'a Value,
+    checkout: &'a Path,
+    deadline: std::time::Instant,
+    spend_micros: Option<u64>,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = (super::tools::ToolOutput, Explored)> + Send + 'a>,
+> {
+    Box::pin(explore_now(
+        explorer,
+        n,
+        input,
+        checkout,
+        deadline,
+        spend_micros,
+    ))
+}
+
+async fn explore_now(
+    explorer: &Explorer,
+    n: u32,
+    input: &Value,
+    checkout: &Path,
+    deadline: std::time::Instant,
+    spend_micros: Option<u64>,
+) -> (super::tools::ToolOutput, Explored) {
+    let error = |content: String| super::tools::ToolOutput {
+        content,
+        is_error: true,
+        command: None,
+    };
+    let nothing = || Explored {
+        usage: Usage::default(),
+        cost_micros: 0,
+    };
+    let provider = match (explorer.provider)(n) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                error(format!("the explorer could not start: {e}")),
+                nothing(),
+            );
+        }
+    };
+    let question = input["question"].as_str().unwrap_or_default();
+    let mut message = format!("# Your question\n\n{question}\n");
+    let paths: Vec<&str> = input["paths"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !paths.is_empty() {
+        message.push_str("\nStart from these paths of the checkout:\n\n");
+        for p in paths {
+            message.push_str(&format!("- `{p}`\n"));
+        }
+    }
+    let mut config = AgentConfig::new(
+        explorer.model.clone(),
+        explorer.system.clone(),
+        message,
+        explorer_finish(),
+    );
+    config.tools = ToolSet::read_only();
+    config.limits = Limits {
+        max_wall_time: explorer
+            .limits
+            .max_wall_time
+            .min(deadline.saturating_duration_since(std::time::Instant::now())),
+        ..explorer.limits
+    };
+    config.max_tokens = explorer.max_tokens;
+    config.context_window = explorer.context_window;
+    config.spend_cap = spend_micros.map(|limit_micros| SpendCap {
+        limit_micros,
+        spent_before_micros: 0,
+        prices: explorer.prices,
+    });
+    let run = run_agent(provider.as_ref(), config, checkout).await;
+    let figures = Explored {
+        cost_micros: explorer.prices.cost(&run.usage),
+        usage: run.usage,
+    };
+    let out = match run.result {
+        AgentResult::Finished(value) => {
+            let mut text = value["answer"].as_str().unwrap_or_default().to_owned();
+            let files: Vec<&str> = value["files"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !files.is_empty() {
+                text.push_str("\n\nFiles: ");
+                text.push_str(&files.join(", "));
+            }
+            super::tools::ToolOutput {
+                content: text,
+                is_error: false,
+                command: None,
+            }
+        }
+        other => error(format!(
+            "the explorer ended without an answer after {} model call(s): {}",
+            run.turns,
+            explorer_ending(&other)
+        )),
+    };
+    (out, figures)
+}
+
+/// Why an explorer did not answer, in a line.
+fn explorer_ending(result: &AgentResult) -> String {
+    match result {
+        AgentResult::Finished(_) => "it answered".into(),
+        AgentResult::LimitReached(limit) => limit.to_string(),
+        AgentResult::ProviderError(e) => format!("its model failed: {}", clip(e, 300)),
+        AgentResult::Repeating { call, .. } => format!("it repeated a failing call: {call}"),
+        other => other.kind().replace('_', " "),
+    }
 }
 
 /// The tools' input schemas, compiled once, so that a call whose arguments
@@ -785,8 +1113,9 @@ fn finish_errors(what: &str, violations: &[Violation], attempts_left: u32) -> St
     text
 }
 
-fn unknown_tool(name: &str, tools: &ToolSet) -> String {
+fn unknown_tool(name: &str, tools: &ToolSet, explore: Option<&str>) -> String {
     let mut available: Vec<&str> = tools.tools().iter().map(|t| t.name()).collect();
+    available.extend(explore);
     available.push(FINISH_TOOL);
     format!(
         "there is no tool `{name}` in this run; available: {}",

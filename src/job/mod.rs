@@ -470,6 +470,9 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
     let model = config
         .models
         .resolve(config_role(args.role), &server_model)?;
+    let explorer_model = config
+        .models
+        .resolve_explorer(config_role(args.role), &server_model)?;
     // What a worker's commit keeps as found, listed now: after the agent ran,
     // the object store is no longer to be trusted.
     let pinned = config.pinned_paths();
@@ -547,6 +550,7 @@ pub async fn run(args: JobArgs) -> anyhow::Result<JobSummary> {
         checkout: checkout.clone(),
         config,
         model,
+        explorer_model,
         prompts_dir: prompts_dir.as_ref().map(|d| d.path().to_path_buf()),
         files,
         thread,

@@ -29,6 +29,22 @@ pub fn builtin_prompt(role: JobRole) -> &'static str {
     }
 }
 
+/// The built-in prompt of the `explore` sub-agents every role may call.
+pub const EXPLORER_PROMPT: &str = include_str!("../../prompts/explorer.md");
+
+/// The explorers' system prompt: `<override_dir>/explorer.md` when that file
+/// exists, else the built-in copy.
+pub fn explorer_prompt(override_dir: Option<&Path>) -> std::io::Result<String> {
+    if let Some(dir) = override_dir {
+        match std::fs::read_to_string(dir.join("explorer.md")) {
+            Ok(text) => return Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(EXPLORER_PROMPT.to_owned())
+}
+
 /// The role's system prompt: `<override_dir>/<role>.md` when that file exists,
 /// else the built-in copy.
 pub fn system_prompt(role: JobRole, override_dir: Option<&Path>) -> std::io::Result<String> {

@@ -24,8 +24,8 @@ use crate::agent::engine as engine_presets;
 use crate::agent::mcp::FinishEndpoint;
 use crate::agent::proxy::{KeyHeader, ModelProxy, ProxyConfig};
 use crate::agent::{
-    AgentConfig, AgentResult, BashConfig, CommandRecord, FinishCheck, FinishSpec, Limit, Limits,
-    SpendCap, Tool, ToolSet, Violation, Workspace, run_agent,
+    AgentConfig, AgentResult, BashConfig, CommandRecord, Explorer, ExplorerProvider, FinishCheck,
+    FinishSpec, Limit, Limits, SpendCap, Tool, ToolSet, Violation, Workspace, run_agent,
 };
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
 use crate::llm::serve::ScriptServer;
@@ -52,6 +52,9 @@ pub struct Ctx {
     pub config: RepoConfig,
     /// The role's resolved model.
     pub model: ModelConfig,
+    /// The model of the role's `explore` sub-agents (`models.explorer` over
+    /// the role's).
+    pub explorer_model: ModelConfig,
     pub prompts_dir: Option<PathBuf>,
     pub files: MissionFiles,
     pub thread: Thread,
@@ -79,9 +82,22 @@ pub struct RoleOutcome {
     /// An agent stopped before a model call that could pass the job's
     /// spending limit.
     pub budget_stop: bool,
+    /// What this outcome's agent runs may spend in all, when it is one of
+    /// several run at the same time (each a share of what the job had
+    /// left); `None`: the job's limit.
+    share_micros: Option<u64>,
 }
 
 impl RoleOutcome {
+    /// Adds what another outcome's runs used, logged and met, after this
+    /// one's (its result and files are the caller's to take).
+    fn absorb(&mut self, other: RoleOutcome) {
+        self.usage.add(&other.usage);
+        self.log.extend(other.log);
+        self.compactions += other.compactions;
+        self.budget_stop |= other.budget_stop;
+    }
+
     /// Adds one agent run's tokens and what they cost.
     fn add_usage(&mut self, usage: &crate::llm::Usage, cost_micros: u64) {
         self.usage.add(&JobUsage {
@@ -104,6 +120,7 @@ impl RoleOutcome {
             log: Vec::new(),
             compactions: 0,
             budget_stop: false,
+            share_micros: None,
         }
     }
 }
@@ -225,6 +242,13 @@ pub fn script_for(template: &Path, names: &[String], checkout: &Path) -> PathBuf
         .clone()
 }
 
+/// Milliseconds since the Unix epoch, for when an agent run started and ended.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `feature-F1.2` → `feature-F1`: the key without its try number.
 pub fn slug_of(key: &str) -> &str {
     match key.rsplit_once('.') {
@@ -242,6 +266,51 @@ impl Ctx {
             self.config
                 .budget_usd
                 .map(|usd| (usd * 1_000_000.0).round() as u64)
+        })
+    }
+
+    /// What the next agent run adding to `outcome` may spend in all, if
+    /// anything limits it.
+    fn spend_limit_of(&self, outcome: &RoleOutcome) -> Option<u64> {
+        outcome.share_micros.or_else(|| self.spend_limit())
+    }
+
+    /// The `explore` sub-agents of a run named `names`: a fresh provider per
+    /// call, metered into the job's ledger; a scripted explorer reads the
+    /// script of `<name>-explore-<n>` (else `explorer`).
+    fn explorer(&self, names: &[String]) -> anyhow::Result<Explorer> {
+        let model = self.explorer_model.clone();
+        let system = prompts::explorer_prompt(self.prompts_dir.as_deref())
+            .context("cannot read the explorer's prompt")?;
+        let names = names.to_vec();
+        let checkout = self.checkout.clone();
+        let ledger = self.ledger.clone();
+        let built = model.clone();
+        let provider: ExplorerProvider = Arc::new(move |n: u32| {
+            let mut model = built.clone();
+            if model.provider == ProviderKind::Scripted
+                && let Some(script) = &model.script
+            {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|name| format!("{name}-explore-{n}"))
+                    .chain(["explorer".to_owned()])
+                    .collect();
+                model.script = Some(script_for(script, &names, &checkout));
+            }
+            let inner = build_provider(&model, &env::secret).map_err(|e| e.to_string())?;
+            let metered = super::usage::Metered::new(inner, model.prices(), ledger.clone());
+            Ok(Arc::new(metered) as Arc<dyn crate::llm::Provider>)
+        });
+        Ok(Explorer {
+            provider,
+            model: model.model.clone(),
+            prices: model.prices(),
+            system,
+            limits: Explorer::LIMITS,
+            max_tokens: model.max_tokens,
+            context_window: model.context_window(),
+            at_once: self.config.parallel.explorers,
         })
     }
 
@@ -305,22 +374,43 @@ impl Ctx {
         config.max_tokens = model.max_tokens;
         config.context_window = model.context_window();
         config.bash = bash_config(&marker, &self.containment);
-        config.spend_cap = self.spend_limit().map(|limit_micros| SpendCap {
+        config.spend_cap = self.spend_limit_of(outcome).map(|limit_micros| SpendCap {
             limit_micros,
             spent_before_micros: outcome.usage.cost_micros,
             prices: model.prices(),
         });
+        config.explorer = Some(self.explorer(names)?);
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
         let system_text = config.system.clone();
+        let could_start_processes = config.tools.contains(Tool::Bash);
+        let started_at_ms = unix_ms();
         let agent = run_agent(&provider, config, &self.checkout).await;
+        let ended_at_ms = unix_ms();
         // Whatever the agent's commands left running ends here, before the
-        // harness fetches or pushes anything with its token.
-        end_leftovers(marker, &self.containment).await;
+        // harness fetches or pushes anything with its token. (A run without
+        // `bash` started nothing, and reviewers running beside it may be
+        // using what a sweep would end.)
+        if could_start_processes {
+            end_leftovers(marker, &self.containment).await;
+        }
 
         let usage = agent.usage;
         let cost = model.prices().cost(&usage);
         outcome.add_usage(&usage, cost);
+        if agent.explorations > 0 {
+            outcome.add_usage(&agent.explorer_usage, agent.explorer_cost_micros);
+            outcome.log.push(format!(
+                "agent {}: {} explorer(s) on {}, {} tokens in ({} cached), {} out, {}",
+                run.name,
+                agent.explorations,
+                self.explorer_model.model,
+                agent.explorer_usage.total_input(),
+                agent.explorer_usage.cache_read_tokens,
+                agent.explorer_usage.output_tokens,
+                crate::llm::pricing::dollars(agent.explorer_cost_micros),
+            ));
+        }
         commands.extend(agent.commands.iter().cloned());
         outcome.compactions += agent.compactions;
         // One line per agent run, in a stable shape: `benches/real_model.rs` reads it.
@@ -345,6 +435,8 @@ impl Ctx {
                 "system": system_text,
                 "tools": tool_names,
                 "result": agent.result.kind(),
+                "started_at_ms": started_at_ms,
+                "ended_at_ms": ended_at_ms,
                 "transcript": agent.transcript,
             }),
         )?;
@@ -455,7 +547,7 @@ impl Ctx {
             real_key,
             prices: model.prices(),
             max_cost: self
-                .spend_limit()
+                .spend_limit_of(outcome)
                 .map(|limit| limit.saturating_sub(outcome.usage.cost_micros)),
             max_total_tokens: run.limits.max_total_tokens,
         })
@@ -1288,9 +1380,9 @@ pub async fn scrutiny(
         commands_text(&ran)
     );
 
-    let mut reviews: Vec<(FeatureReview, Vec<AssertionResult>)> = Vec::new();
-    let mut incomplete = Vec::new();
-    let mut commands = Vec::new();
+    // Every reviewer's task first (reading diffs uses git, one at a time);
+    // then the reviewers, each on a fresh context, several at once.
+    let mut runs = Vec::with_capacity(milestone.features.len());
     for feature in &milestone.features {
         let mut message = common.clone();
         let _ = write!(
@@ -1339,8 +1431,14 @@ pub async fn scrutiny(
             limits: limits(60, 15),
             message,
         };
-        let names = ctx.names(&format!("-review-{}", feature.id));
-        match ctx.run(run, &names, &mut outcome, &mut commands).await? {
+        runs.push((run, ctx.names(&format!("-review-{}", feature.id))));
+    }
+    let ended = review_together(ctx, runs, &mut outcome).await?;
+
+    let mut reviews: Vec<(FeatureReview, Vec<AssertionResult>)> = Vec::new();
+    let mut incomplete = Vec::new();
+    for ended in ended {
+        match ended {
             Ended::Incomplete(reason) => incomplete.push(reason),
             Ended::Finished(value) => {
                 let r: Review =
@@ -1370,6 +1468,60 @@ pub async fn scrutiny(
     )];
     outcome.result = JobResult::Validator { report };
     Ok(outcome)
+}
+
+/// Runs scrutiny's reviewers and returns how each ended, in the order given
+/// whatever finished first. On the built-in loop at most
+/// `parallel.reviewers` run at once, each on a fresh context and allowed an
+/// equal share of what the job has left to spend (together they cannot pass
+/// it); their figures and log lines join the job's in the order given. On an
+/// engine they run one after another: each is a process of its own, and the
+/// end of one sweeps what is left of processes.
+async fn review_together(
+    ctx: &Ctx,
+    runs: Vec<(AgentRun, Vec<String>)>,
+    outcome: &mut RoleOutcome,
+) -> anyhow::Result<Vec<Ended>> {
+    use futures::StreamExt as _;
+    let at_once = if ctx.model.engine.is_builtin() {
+        ctx.config.parallel.reviewers.max(1)
+    } else {
+        1
+    };
+    let mut ends = Vec::with_capacity(runs.len());
+    if at_once == 1 || runs.len() < 2 {
+        for (run, names) in runs {
+            ends.push(ctx.run(run, &names, outcome, &mut Vec::new()).await?);
+        }
+        return Ok(ends);
+    }
+    let share = ctx
+        .spend_limit_of(outcome)
+        .map(|limit| limit.saturating_sub(outcome.usage.cost_micros) / runs.len() as u64);
+    let reviews = runs.into_iter().map(|(run, names)| async move {
+        let mut own = RoleOutcome::new();
+        own.share_micros = share;
+        let ended = ctx.run(run, &names, &mut own, &mut Vec::new()).await;
+        (own, ended)
+    });
+    let done: Vec<(RoleOutcome, anyhow::Result<Ended>)> = futures::stream::iter(reviews)
+        .buffered(at_once)
+        .collect()
+        .await;
+    let mut failed = None;
+    for (own, ended) in done {
+        outcome.absorb(own);
+        match ended {
+            Ok(end) => ends.push(end),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ends),
+    }
 }
 
 /// One report from the commands and every reviewer: an assertion fails if any

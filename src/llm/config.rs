@@ -20,7 +20,11 @@
 //! ```
 //!
 //! Role sections are `orchestrator`, `worker`, `scrutiny` and `user-testing`
-//! (`user_testing` is accepted too). A role's model is resolved field by
+//! (`user_testing` is accepted too). `explorer:` is the model of the `explore`
+//! sub-agents every role may call: laid over the calling role's model, so
+//! that without it an explorer runs on its role's model, and with, say,
+//! `explorer: { model: claude-haiku-4-5 }` on a cheaper one of the same
+//! provider (it takes no `engine`: explorers run on the built-in loop). A role's model is resolved field by
 //! field: its own section, then `default:`, then the server's defaults, with
 //! two exceptions that keep a setting from landing on something it was not
 //! written for:
@@ -501,7 +505,7 @@ pub struct ModelSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping from `default` or a role to its model settings"
+    expecting = "a mapping from `default`, a role or `explorer` to its model settings"
 )]
 pub struct ModelsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -519,6 +523,10 @@ pub struct ModelsConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub user_testing: Option<ModelSection>,
+    /// The `explore` sub-agents of every role: laid over the calling role's
+    /// model (so an empty section, or none, means the role's own model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explorer: Option<ModelSection>,
 }
 
 impl ModelsConfig {
@@ -556,11 +564,24 @@ impl ModelsConfig {
     /// made while parsing). [`parse_repo_config`] calls this; call it
     /// yourself when deserializing the section some other way.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let sections = std::iter::once(("models.default".to_owned(), self.default.as_ref())).chain(
-            Role::ALL
-                .iter()
-                .map(|&role| (format!("models.{role}"), self.section(role))),
-        );
+        let sections = std::iter::once(("models.default".to_owned(), self.default.as_ref()))
+            .chain(
+                Role::ALL
+                    .iter()
+                    .map(|&role| (format!("models.{role}"), self.section(role))),
+            )
+            .chain(std::iter::once((
+                "models.explorer".to_owned(),
+                self.explorer.as_ref(),
+            )));
+        if let Some(section) = &self.explorer
+            && section.engine.is_some()
+        {
+            return Err(ConfigError::Invalid {
+                key: "models.explorer.engine".into(),
+                message: "explorers run on the built-in agent loop; remove `engine`".into(),
+            });
+        }
         for (key, section) in sections {
             let Some(section) = section else { continue };
             match section.provider {
@@ -611,6 +632,23 @@ impl ModelsConfig {
             apply(&mut cfg, &mut sources, section, &format!("models.{role}"));
         }
         validate_resolved(&cfg, &sources)?;
+        Ok(cfg)
+    }
+
+    /// The model of `role`'s explorers: `explorer:` laid over the role's
+    /// model, field by field as for a role.
+    pub fn resolve_explorer(
+        &self,
+        role: Role,
+        server_defaults: &ModelConfig,
+    ) -> Result<ModelConfig, ConfigError> {
+        let mut cfg = self.resolve(role, server_defaults)?;
+        if let Some(section) = &self.explorer {
+            let mut sources = Sources::all(&format!("models.{role}"));
+            apply(&mut cfg, &mut sources, section, "models.explorer");
+            cfg.engine = Engine::default();
+            validate_resolved(&cfg, &sources)?;
+        }
         Ok(cfg)
     }
 }

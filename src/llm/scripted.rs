@@ -30,7 +30,11 @@
 //!   (rounded up), nothing cached;
 //! - `"stop_reason"`: `"end_turn"`, `"tool_use"`, `"max_tokens"`,
 //!   `"stop_sequence"`, `"refusal"` or `{"other": "..."}`; by default
-//!   `tool_use` when the turn has tool calls, else `end_turn`.
+//!   `tool_use` when the turn has tool calls, else `end_turn`;
+//! - `"latency_ms"`: how long the answer takes to come (default: at once),
+//!   as a real model's does, for benchmarks of work that runs side by side
+//!   (this provider only: the server third-party engines talk to answers at
+//!   once).
 //!
 //! Unknown fields are errors, so a misspelt field does not pass silently. The
 //! answer's model is the requested one, so prices apply as they would for
@@ -64,6 +68,10 @@ pub struct ScriptedTurn {
     pub usage: Option<Usage>,
     #[serde(default)]
     pub stop_reason: Option<StopReason>,
+    /// Milliseconds before the answer comes, as a real model takes time:
+    /// for benchmarks and tests of work that runs side by side.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
 }
 
 impl ScriptedTurn {
@@ -298,6 +306,20 @@ impl Provider for Scripted {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let (response, latency) = self.answer(request)?;
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        Ok(response)
+    }
+}
+
+impl Scripted {
+    /// The next turn's answer to `request`, and how long it takes to come.
+    fn answer(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(ChatResponse, Option<std::time::Duration>), LlmError> {
         self.record(request)?;
         let mut state = self.lock();
         state.requests.push(request.clone());
@@ -335,11 +357,15 @@ impl Provider for Scripted {
             output_tokens: estimate_tokens(&content),
             ..Usage::default()
         });
-        Ok(ChatResponse {
+        let response = ChatResponse {
             content,
             stop_reason,
             usage,
             model: request.model.clone(),
-        })
+        };
+        Ok((
+            response,
+            turn.latency_ms.map(std::time::Duration::from_millis),
+        ))
     }
 }
