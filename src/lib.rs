@@ -7,6 +7,8 @@
 #![recursion_limit = "256"]
 
 pub mod agent;
+/// Headless Chromium over CDP for the user-testing agent (`browser_*` tools).
+pub mod browser;
 pub mod clock;
 pub mod config;
 pub mod demo;

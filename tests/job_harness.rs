@@ -6,42 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine as _;
-use common::scenario::{Scenario, ScenarioOptions};
-use missions::sim::RepoSpec;
-use missions::sim::sample;
-use missions::sim::state::RunStatus;
+use common::jobs::{
+    Harness, TOKEN_PREFIX, call, finish, handoff, inputs, review_eight_features, turn,
+};
 use serde_json::{Value, json};
-
-/// A job runs a subprocess that clones, calls the model and pushes; the
-/// simulator's own job timeout (60 s) ends it before this.
-const RUN_DEADLINE: Duration = Duration::from_secs(120);
-/// Every job token the simulator mints starts with this.
-const TOKEN_PREFIX: &str = "ghs_job";
-
-struct Harness {
-    t: Scenario,
-    scripts: tempfile::TempDir,
-    transcripts: tempfile::TempDir,
-}
-
-/// What a finished run left.
-struct Run {
-    conclusion: String,
-    log: String,
-}
-
-fn missions_yml(scripts: &Path, extra: &str) -> String {
-    format!(
-        "label: mission\n\
-         models:\n  default:\n    provider: scripted\n    model: claude-sonnet-4-5\n    script: \"{}/{{agent}}.json\"\n{extra}",
-        scripts.display()
-    )
-}
 
 fn plan() -> Value {
     json!({
@@ -55,346 +27,6 @@ fn plan() -> Value {
             {"id": "F1", "title": "Hello", "description": "Write hello.txt.", "assertions": ["A1"]},
             {"id": "F2", "title": "Bye", "description": "Write bye.txt.", "assertions": ["A2"]}
         ]}]
-    })
-}
-
-fn call(name: &str, input: Value) -> Value {
-    json!({"name": name, "input": input})
-}
-
-fn turn(calls: Vec<Value>) -> Value {
-    json!({"tool_calls": calls})
-}
-
-fn finish(value: Value) -> Value {
-    turn(vec![call("finish", value)])
-}
-
-fn handoff(feature: &str) -> Value {
-    json!({
-        "feature": feature,
-        "summary": "Done.",
-        "completed": ["the file"],
-        "undone": [],
-        "issues": [],
-        "followed_procedures": true,
-        // The model's own claim; the harness replaces it with its log.
-        "commands": [{"command": "cargo test", "exit_code": 0}]
-    })
-}
-
-impl Harness {
-    async fn start(extra_yml: &str) -> Harness {
-        Self::start_with(extra_yml, &[]).await
-    }
-
-    /// As `start`, with more files on the default branch.
-    async fn start_with(extra_yml: &str, files: &[(&str, &str)]) -> Harness {
-        Self::start_opts(extra_yml, files, &[]).await
-    }
-
-    /// As `start_with`, with `job_env` in every job's environment, as a
-    /// workflow maps secrets into `env:`. (The scenario does not pass the
-    /// simulator's `job_env` on, so the job's command sources them from a
-    /// file: the values never appear on its command line or in the run log.)
-    async fn start_opts(
-        extra_yml: &str,
-        files: &[(&str, &str)],
-        job_env: &[(&str, &str)],
-    ) -> Harness {
-        Self::start_full(extra_yml, files, job_env, None).await
-    }
-
-    /// As `start_opts`; with `between`, a job that runs between the agent's
-    /// and the publish job (`sh -c` the script, with a read-only token): what
-    /// an agent that took over its job's runner could do to the result.
-    async fn start_full(
-        extra_yml: &str,
-        files: &[(&str, &str)],
-        job_env: &[(&str, &str)],
-        between: Option<String>,
-    ) -> Harness {
-        let scripts = tempfile::tempdir().unwrap();
-        let transcripts = tempfile::tempdir().unwrap();
-        // The mission workflow's two jobs: the agent's (read-only token; it
-        // leaves its result) and the publish job's (it checks and pushes).
-        let mut jobs =
-            missions::demo::workflow_jobs(std::path::Path::new(env!("CARGO_BIN_EXE_missions")));
-        let mut argv = std::mem::take(&mut jobs[0].command);
-        argv.push("--transcript-dir".into());
-        argv.push(transcripts.path().display().to_string());
-        if !job_env.is_empty() {
-            let env_file = scripts.path().join("job-env.sh");
-            let exports: String = job_env
-                .iter()
-                .map(|(k, v)| {
-                    if *k == "PATH" {
-                        // May extend the runner's: `dir:$PATH`.
-                        assert!(!v.contains('"') && !v.contains('`'), "{k}");
-                        return format!("export PATH=\"{v}\"\n");
-                    }
-                    assert!(!v.contains('\''), "{k}");
-                    format!("export {k}='{v}'\n")
-                })
-                .collect();
-            std::fs::write(&env_file, exports).unwrap();
-            let mut wrapped = vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                ". \"$0\" && exec \"$@\"".to_owned(),
-                env_file.display().to_string(),
-            ];
-            wrapped.extend(argv);
-            argv = wrapped;
-        }
-        let mut spec = RepoSpec::new(sample::REPO)
-            .file(
-                ".github/workflows/missions.yml",
-                sample::WORKFLOW_YAML.as_bytes().to_vec(),
-            )
-            .file(
-                "src/lib.rs",
-                b"pub fn add(a: i32, b: i32) -> i32 { a + b }\n".to_vec(),
-            )
-            .file(
-                ".github/missions.yml",
-                missions_yml(scripts.path(), extra_yml).into_bytes(),
-            );
-        for (path, content) in files {
-            spec = spec.file(path, content.as_bytes().to_vec());
-        }
-        jobs[0].command = argv;
-        if let Some(script) = between {
-            jobs.insert(
-                1,
-                missions::sim::SimJob {
-                    name: "between".into(),
-                    command: vec!["sh".into(), "-c".into(), script],
-                    contents_write: false,
-                    always: false,
-                },
-            );
-        }
-        let t = Scenario::start(ScenarioOptions {
-            workflow_jobs: vec![(sample::WORKFLOW_FILE.to_owned(), jobs)],
-            repo: Some(spec),
-            ..ScenarioOptions::default()
-        })
-        .await;
-        Harness {
-            t,
-            scripts,
-            transcripts,
-        }
-    }
-
-    fn alice(&self) -> String {
-        self.t.world.maintainer.login.clone()
-    }
-
-    fn repo(&self) -> String {
-        self.t.world.repo.clone()
-    }
-
-    fn script(&self, name: &str, turns: Vec<Value>) {
-        std::fs::write(
-            self.scripts.path().join(format!("{name}.json")),
-            serde_json::to_vec_pretty(&Value::Array(turns)).unwrap(),
-        )
-        .unwrap();
-    }
-
-    /// Creates `branch` from main, with `files` committed on it; returns its head.
-    async fn branch(&self, branch: &str, files: &[(&str, String)]) -> String {
-        let main = self.t.expect_branch("main").await;
-        let answer = self
-            .t
-            .act(
-                &self.alice(),
-                "POST",
-                &format!("/repos/{}/git/refs", self.repo()),
-                Some(json!({"ref": format!("refs/heads/{branch}"), "sha": main})),
-            )
-            .await;
-        assert_eq!(answer.status, 201, "{:?}", answer.body);
-        for (path, content) in files {
-            // Replacing a file names the blob it replaces.
-            let existing = self
-                .t
-                .act(
-                    &self.alice(),
-                    "GET",
-                    &format!("/repos/{}/contents/{path}?ref={branch}", self.repo()),
-                    None,
-                )
-                .await;
-            let answer = self
-                .t
-                .act(
-                    &self.alice(),
-                    "PUT",
-                    &format!("/repos/{}/contents/{path}", self.repo()),
-                    Some(json!({
-                        "message": format!("add {path}"),
-                        "content": base64::engine::general_purpose::STANDARD.encode(content),
-                        "branch": branch,
-                        "sha": existing.body.get("sha"),
-                    })),
-                )
-                .await;
-            assert!(matches!(answer.status, 200 | 201), "{:?}", answer.body);
-        }
-        self.head(branch).await.unwrap()
-    }
-
-    async fn head(&self, branch: &str) -> Option<String> {
-        self.t
-            .sim
-            .git()
-            .resolve_ref(&self.repo(), &format!("refs/heads/{branch}"))
-            .await
-            .unwrap()
-    }
-
-    /// Dispatches the workflow on `branch` as the server would, and waits for
-    /// the run to complete.
-    async fn run_job(&self, branch: &str, inputs: Value) -> Run {
-        let answer = self
-            .t
-            .act(
-                &self.alice(),
-                "POST",
-                &format!(
-                    "/repos/{}/actions/workflows/{}/dispatches",
-                    self.repo(),
-                    sample::WORKFLOW_FILE
-                ),
-                Some(json!({"ref": branch, "inputs": inputs, "return_run_details": true})),
-            )
-            .await;
-        assert_eq!(answer.status, 200, "{:?}", answer.body);
-        let run_id = answer.body["workflow_run_id"].as_u64().unwrap();
-        let repo = self.repo();
-        let conclusion = self
-            .t
-            .sim
-            .wait_for(&format!("run {run_id} to complete"), RUN_DEADLINE, |s| {
-                s.read(|w| {
-                    let run = &w.repos[&repo].runs[&run_id];
-                    (run.status == RunStatus::Completed)
-                        .then(|| run.conclusion.clone().unwrap_or_default())
-                })
-            })
-            .await
-            .unwrap();
-        let log = self.t.sim.run_log(&repo, run_id).unwrap_or_default();
-        Run { conclusion, log }
-    }
-
-    async fn json_file(&self, path: &str, branch: &str) -> Value {
-        let text = self
-            .t
-            .file(path, branch)
-            .await
-            .unwrap_or_else(|| panic!("{path} is not on {branch}"));
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// `git` in the simulator's bare repository.
-    fn git(&self, args: &[&str]) -> String {
-        let dir: PathBuf = self.t.sim.git().repo_path(&self.repo()).unwrap();
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Every agent run's recorded conversation, by agent name.
-    fn transcripts(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = std::fs::read_dir(self.transcripts.path())
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read_to_string(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// A REST call with `token` (a user the scenario does not know).
-    async fn call_as(&self, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .t
-            .http
-            .request(
-                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{path}", self.t.sim.url()),
-            )
-            .header("authorization", format!("Bearer {token}"))
-            .header("accept", "application/vnd.github+json")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// `login` comments on issue (or PR) `number`.
-    async fn comment(&self, login: &str, number: u64, body: &str) {
-        let answer = self
-            .t
-            .act(
-                login,
-                "POST",
-                &format!("/repos/{}/issues/{number}/comments", self.repo()),
-                Some(json!({"body": body})),
-            )
-            .await;
-        assert_eq!(answer.status, 201, "{:?}", answer.body);
-    }
-
-    fn transcript(&self, agent: &str) -> Value {
-        let path = self.transcripts.path().join(format!("{agent}.json"));
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-    }
-
-    /// Runs F1's worker job on `branch` with `turns` before its handoff.
-    async fn run_f1(&self, branch: &str, issue: u64, mut turns: Vec<Value>) -> Run {
-        turns.push(finish(handoff("F1")));
-        self.script("feature-F1.1", turns);
-        self.run_job(
-            branch,
-            inputs("worker", issue, "feature", "F1", "feature-F1.1"),
-        )
-        .await
-    }
-
-    async fn stop(self) {
-        self.t.stop().await;
-    }
-}
-
-fn inputs(role: &str, mission: u64, task: &str, feature: &str, job: &str) -> Value {
-    json!({
-        "role": role,
-        "mission": mission.to_string(),
-        "task": task,
-        "feature": feature,
-        "job": job,
-        "config_ref": "main",
     })
 }
 
@@ -994,83 +626,19 @@ async fn validators_report_on_the_reports_branch_only() {
     h.stop().await;
 }
 
-/// Scrutiny of one milestone of eight features, each reviewer's model
-/// taking its time (F1 the longest, so reviews end out of order): the
-/// report, and how many reviewers were running at the same time at most.
-async fn review_eight_features(parallel: &str) -> (Value, usize) {
-    let h = Harness::start(parallel).await;
-    let issue = h.t.open_issue(&h.alice(), "Count", "Eight files.").await;
-    let ids: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
-    let plan = json!({
-        "title": "Eight",
-        "summary": "Eight files.",
-        "assertions": ids.iter().map(|i| json!({"id": format!("A{i}"), "text": format!("`cat {i}.txt` prints {i}")})).collect::<Vec<_>>(),
-        "milestones": [{"id": "M1", "title": "All eight", "features": ids.iter().map(|i| json!({
-            "id": format!("F{i}"), "title": format!("File {i}"), "description": format!("Write {i}.txt."), "assertions": [format!("A{i}")]
-        })).collect::<Vec<_>>()}]
-    });
-    let branch = format!("missions/{issue}/m1");
-    h.branch(
-        &branch,
-        &[(&format!(".missions/{issue}/plan.json"), plan.to_string())],
-    )
-    .await;
-    for (n, i) in ids.iter().enumerate() {
-        let verdict = if i == "3" { "fail" } else { "pass" };
-        let mut answer = finish(json!({
-            "feature": format!("F{i}"),
-            "verdict": verdict,
-            "findings": if verdict == "fail" { json!([format!("{i}.txt is empty")]) } else { json!([]) },
-            "assertions": [{"id": format!("A{i}"), "status": verdict, "evidence": format!("read {i}.txt")}]
-        }));
-        answer["latency_ms"] = json!(1200 - 100 * n as u64);
-        h.script(&format!("M1-scrutiny-1.1-review-F{i}"), vec![answer]);
-    }
-    let run = h
-        .run_job(
-            &branch,
-            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
-        )
-        .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
-    let report = h
-        .json_file(
-            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
-            &format!("missions/{issue}/reports"),
-        )
-        .await;
-    // When each reviewer ran, from its transcript: the most that overlapped.
-    let spans: Vec<(u64, u64)> = ids
-        .iter()
-        .map(|i| {
-            let t = h.transcript(&format!("M1-scrutiny-1.1-review-F{i}"));
-            (
-                t["started_at_ms"].as_u64().unwrap(),
-                t["ended_at_ms"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let most = spans
-        .iter()
-        .map(|&(start, _)| {
-            spans
-                .iter()
-                .filter(|&&(s, e)| s <= start && start < e)
-                .count()
-        })
-        .max()
-        .unwrap();
-    h.stop().await;
-    (report, most)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrutiny_runs_four_reviewers_at_once_and_reports_as_one_at_a_time_would() {
-    let (parallel, at_once) = review_eight_features("").await;
-    assert_eq!(at_once, 4, "reviewers running at the same time, by default");
-    let (serial, one) = review_eight_features("parallel:\n  reviewers: 1\n").await;
-    assert_eq!(one, 1, "with `parallel: {{reviewers: 1}}`");
-    assert_eq!(parallel, serial);
+    // F1's reviewer takes the longest, F8's the least: they end out of order.
+    let latency = |n: usize| 600 - 50 * n as u64;
+    let parallel = review_eight_features("", latency).await;
+    assert_eq!(
+        parallel.most_at_once, 4,
+        "reviewers running at the same time, by default"
+    );
+    let serial = review_eight_features("parallel:\n  reviewers: 1\n", latency).await;
+    assert_eq!(serial.most_at_once, 1, "with `parallel: {{reviewers: 1}}`");
+    assert_eq!(parallel.report, serial.report);
+    let parallel = parallel.report;
     // In the plan's order, whatever finished first.
     let reviewed: Vec<&str> = parallel["reviews"]
         .as_array()
@@ -1456,6 +1024,139 @@ async fn user_testing_runs_against_the_started_app_and_stops_it() {
     assert!(first.contains(&format!("It answers at {url}.")), "{first}");
     // The app's process group was stopped with the job.
     assert!(!listening(port), "something still listens on {port}");
+    h.stop().await;
+}
+
+/// A to-do list served by Python's standard library: a form that adds an
+/// item, and the list.
+const TODO_APP: &str = r#"import html, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
+
+todos = []
+
+class Todo(BaseHTTPRequestHandler):
+    def do_GET(self):
+        items = "".join(f"<li>{html.escape(t)}</li>" for t in todos)
+        page = ("<!doctype html><title>To-do</title><h1>To-do</h1>"
+                "<form method=post action=/add><label>Title <input id=title name=title></label>"
+                f"<button type=submit>Add</button></form><ul id=todos>{items}</ul>")
+        body = page.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        title = parse_qs(self.rfile.read(length).decode()).get("title", [""])[0].strip()
+        if title:
+            todos.append(title)
+        self.send_response(303)
+        self.send_header("Location", "/")
+        self.end_headers()
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Todo).serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_tester_fills_the_apps_form_in_a_browser_and_the_screenshot_lands_with_its_report() {
+    if std::env::var_os("MISSIONS_SKIP_BROWSER").is_some() {
+        eprintln!("skipped: MISSIONS_SKIP_BROWSER is set");
+        return;
+    }
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "this test needs Debian's chromium (`apt-get install chromium`; .ci/run installs it)"
+    );
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let h = Harness::start(&format!(
+        "app:\n  start: \"python3 todo.py {port}\"\n  url: \"{url}\"\n  ready_timeout_secs: 20\n"
+    ))
+    .await;
+    let issue = h.t.open_issue(&h.alice(), "To-do", "A to-do list.").await;
+    let branch = format!("missions/{issue}/m1");
+    let plan = json!({
+        "title": "To-do",
+        "summary": "A to-do list in the browser.",
+        "assertions": [{"id": "A1", "text": "Adding `buy milk` through the form shows it in the list"}],
+        "milestones": [{"id": "M1", "title": "Adding", "features": [
+            {"id": "F1", "title": "The form", "description": "A form that adds an item.", "assertions": ["A1"]}
+        ]}]
+    });
+    h.branch(
+        &branch,
+        &[
+            (&format!(".missions/{issue}/plan.json"), plan.to_string()),
+            ("todo.py", TODO_APP.to_owned()),
+        ],
+    )
+    .await;
+    h.script(
+        "M1-user-testing-1.1",
+        vec![
+            turn(vec![call("browser_open", json!({"url": url}))]),
+            turn(vec![call(
+                "browser_type",
+                json!({"selector": "#title", "text": "buy milk"}),
+            )]),
+            turn(vec![call("browser_screenshot", json!({"name": "filled form"}))]),
+            turn(vec![call("browser_submit", json!({"selector": "#title"}))]),
+            turn(vec![call("browser_wait_for_text", json!({"text": "buy milk"}))]),
+            turn(vec![call("browser_read", json!({"format": "text"}))]),
+            turn(vec![call("browser_open", json!({"url": "http://example.com/"}))]),
+            finish(json!({
+                "summary": "the form adds an item",
+                "assertions": [{"id": "A1", "status": "pass", "evidence": "typed buy milk, submitted, the list shows it"}]
+            })),
+        ],
+    );
+    let run = h
+        .run_job(
+            &branch,
+            inputs("user-testing", issue, "validate", "", "M1-user-testing-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+
+    // What the browser showed the tester: the page after the submit lists
+    // the item; another site is refused.
+    let transcript = h.transcript("M1-user-testing-1.1");
+    let results = tool_results(&transcript);
+    assert!(
+        results[5].contains("To-do") && results[5].contains("buy milk"),
+        "{results:?}"
+    );
+    assert!(
+        results[6].contains("not an allowed origin"),
+        "{}",
+        results[6]
+    );
+    let first = first_message(&transcript);
+    assert!(first.contains("A headless browser is yours"), "{first}");
+
+    // The screenshot is on the reports branch beside the report, and named in it.
+    let reports = format!("missions/{issue}/reports");
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-user-testing.json"),
+            &reports,
+        )
+        .await;
+    let shot = format!(".missions/{issue}/reports/M1-user-testing/01-filled-form.png");
+    assert_eq!(report["screenshots"], json!([shot]));
+    let bytes = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(h.t.sim.git().repo_path(&h.repo()).unwrap())
+        .args(["cat-file", "blob", &format!("{reports}:{shot}")])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(bytes.len() > 1000, "{} bytes", bytes.len());
+    assert!(!listening(port), "the app still listens on {port}");
     h.stop().await;
 }
 

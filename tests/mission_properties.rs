@@ -209,6 +209,7 @@ fn report(plan: &Plan, index: usize, validator: Validator, pass: bool) -> JobRes
             assertions,
             commands: vec![],
             reviews: vec![],
+            screenshots: vec![],
         },
     }
 }

@@ -80,6 +80,7 @@ impl UserTesting {
             assertions: self.assertions,
             commands: vec![],
             reviews: vec![],
+            screenshots: vec![],
         }
     }
 }

@@ -288,6 +288,9 @@ pub struct AgentConfig {
     pub spend_cap: Option<SpendCap>,
     /// Offers the `explore` tool; `None`: no sub-agents.
     pub explorer: Option<Explorer>,
+    /// Offers the `browser_*` tools (one call at a time, in order); `None`:
+    /// no browser.
+    pub browser: Option<Arc<crate::browser::LazyBrowser>>,
 }
 
 /// The smallest answer worth a call: with less of the budget left than this
@@ -326,6 +329,7 @@ impl AgentConfig {
             max_repeated_failures: 3,
             spend_cap: None,
             explorer: None,
+            browser: None,
         }
     }
 }
@@ -475,6 +479,9 @@ pub async fn run_agent(
     };
     let mut tools = config.tools.defs(&config.bash);
     tools.extend(config.explorer.as_ref().map(Explorer::def));
+    if config.browser.is_some() {
+        tools.extend(crate::browser::BrowserTools::defs());
+    }
     let schemas = ToolSchemas::new(&tools);
     tools.push(config.finish.def());
     let fixed_chars = compact::fixed_chars(&config.system, &tools);
@@ -700,12 +707,30 @@ pub async fn run_agent(
                         }
                     };
                     (out.content, out.is_error, out.is_error)
+                } else if let Some(browser) = config
+                    .browser
+                    .as_ref()
+                    .filter(|_| crate::browser::BrowserTools::has(&name))
+                {
+                    match schemas.rejection(&name, &input) {
+                        Some(why) => {
+                            outcome.rejected_calls += 1;
+                            (why, true, true)
+                        }
+                        None => {
+                            match tokio::time::timeout_at(deadline, browser.call(&name, &input))
+                                .await
+                            {
+                                Ok(out) => (out.content, out.is_error, out.is_error),
+                                Err(_) => break 'run AgentResult::LimitReached(wall_limit),
+                            }
+                        }
+                    }
                 } else {
                     match Tool::from_name(&name).filter(|t| config.tools.contains(*t)) {
                         None => {
                             outcome.rejected_calls += 1;
-                            let explore = config.explorer.as_ref().map(|_| EXPLORE_TOOL);
-                            (unknown_tool(&name, &config.tools, explore), true, true)
+                            (unknown_tool(&name, &config.tools, &config), true, true)
                         }
                         Some(tool) => match schemas.rejection(&name, &input) {
                             Some(why) => {
@@ -1113,9 +1138,12 @@ fn finish_errors(what: &str, violations: &[Violation], attempts_left: u32) -> St
     text
 }
 
-fn unknown_tool(name: &str, tools: &ToolSet, explore: Option<&str>) -> String {
+fn unknown_tool(name: &str, tools: &ToolSet, config: &AgentConfig) -> String {
     let mut available: Vec<&str> = tools.tools().iter().map(|t| t.name()).collect();
-    available.extend(explore);
+    available.extend(config.explorer.as_ref().map(|_| EXPLORE_TOOL));
+    if config.browser.is_some() {
+        available.extend(crate::browser::NAMES);
+    }
     available.push(FINISH_TOOL);
     format!(
         "there is no tool `{name}` in this run; available: {}",

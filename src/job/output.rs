@@ -32,6 +32,15 @@ pub fn report_path(issue: u64, milestone: &str, validator: crate::mission::Valid
     )
 }
 
+/// The most screenshots one user-testing report carries.
+pub const MAX_SCREENSHOTS: usize = 20;
+
+/// `.missions/<n>/reports/<milestone>-user-testing/`, without the last `/`:
+/// the user tester's screenshots, beside its report.
+pub fn screenshots_dir(issue: u64, milestone: &str) -> String {
+    format!(".missions/{issue}/reports/{milestone}-user-testing")
+}
+
 pub fn envelope_path(issue: u64, job: &str) -> String {
     format!(".missions/{issue}/jobs/{job}.json")
 }

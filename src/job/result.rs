@@ -466,20 +466,51 @@ fn verify_report_files(
     let envelope = output::envelope_path(issue, job);
     let reports = format!(".missions/{issue}/reports/");
     let own_report = format!("-{}.json", role.as_str());
+    // The user tester's screenshots: `<milestone>-user-testing/<name>.png`.
+    let screenshot = |path: &str| {
+        role == JobRole::UserTesting
+            && path.strip_prefix(&reports).is_some_and(|rest| {
+                rest.split_once('/').is_some_and(|(dir, name)| {
+                    dir.len() > "-user-testing".len()
+                        && dir.ends_with("-user-testing")
+                        && !dir.contains('/')
+                        && name.strip_suffix(".png").is_some_and(|stem| {
+                            !stem.is_empty()
+                                && stem
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        })
+                })
+            })
+    };
     let mut out = Vec::new();
+    let mut screenshots = 0;
     for file in files {
         let path = &file.path;
         let report = path.strip_prefix(&reports).is_some_and(|name| {
             name.len() > own_report.len() && !name.contains('/') && name.ends_with(&own_report)
         });
-        if *path != envelope && !report {
+        let is_screenshot = screenshot(path);
+        if *path != envelope && !report && !is_screenshot {
             bail!(
-                "a validator's result may hold only its envelope and reports, not {path:?}; refused"
+                "a validator's result may hold only its envelope, reports and (user testing) screenshots, not {path:?}; refused"
             );
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&file.content_base64)
             .with_context(|| format!("{path} is not base64"))?;
+        if is_screenshot {
+            screenshots += 1;
+            if screenshots > output::MAX_SCREENSHOTS {
+                bail!(
+                    "the result holds more than {} screenshots; refused",
+                    output::MAX_SCREENSHOTS
+                );
+            }
+            if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+                bail!("{path} is not a PNG image; refused");
+            }
+        }
         if bytes.len() > MAX_FILE_BYTES {
             bail!(
                 "{path} is {} bytes, over the {MAX_FILE_BYTES} allowed; refused",
@@ -600,5 +631,71 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn only_the_user_tester_adds_screenshots_and_only_pngs_beside_its_report() {
+        let envelope = |job: &str| {
+            output::envelope(&JobOutput {
+                job: job.into(),
+                result: crate::mission::JobResult::Incomplete { reason: "r".into() },
+                usage: Default::default(),
+                budget_stop: false,
+            })
+        };
+        let png = |path: &str| ArtifactFile::new(path, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
+        let tester = |files: Vec<ArtifactFile>| {
+            let mut all = vec![ArtifactFile::new(
+                ".missions/7/jobs/M1-user-testing-1.1.json",
+                &envelope("M1-user-testing-1.1"),
+            )];
+            all.extend(files);
+            verify_report_files(7, JobRole::UserTesting, "M1-user-testing-1.1", &all)
+        };
+        let kept = tester(vec![
+            ArtifactFile::new(".missions/7/reports/M1-user-testing.json", b"{}"),
+            png(".missions/7/reports/M1-user-testing/01-form.png"),
+        ])
+        .unwrap();
+        assert_eq!(kept.len(), 3);
+        for (bad, why) in [
+            (
+                png(".missions/7/reports/M1-user-testing/../x.png"),
+                "refused",
+            ),
+            (
+                png(".missions/7/reports/M1-user-testing/a b.png"),
+                "refused",
+            ),
+            (png(".missions/7/reports/M1-scrutiny/01.png"), "refused"),
+            (png(".missions/7/reports/M1-user-testing/x.svg"), "refused"),
+            (
+                ArtifactFile::new(".missions/7/reports/M1-user-testing/x.png", b"<svg/>"),
+                "is not a PNG image",
+            ),
+        ] {
+            let err = tester(vec![bad]).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+        let many = (0..=output::MAX_SCREENSHOTS)
+            .map(|n| png(&format!(".missions/7/reports/M1-user-testing/{n:02}.png")))
+            .collect();
+        let err = tester(many).unwrap_err().to_string();
+        assert!(err.contains("more than 20 screenshots"), "{err}");
+        // Scrutiny takes none.
+        let err = verify_report_files(
+            7,
+            JobRole::Scrutiny,
+            "M1-scrutiny-1.1",
+            &[
+                ArtifactFile::new(
+                    ".missions/7/jobs/M1-scrutiny-1.1.json",
+                    &envelope("M1-scrutiny-1.1"),
+                ),
+                png(".missions/7/reports/M1-scrutiny/01.png"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
     }
 }

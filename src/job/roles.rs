@@ -27,6 +27,7 @@ use crate::agent::{
     AgentConfig, AgentResult, BashConfig, CommandRecord, Explorer, ExplorerProvider, FinishCheck,
     FinishSpec, Limit, Limits, SpendCap, Tool, ToolSet, Violation, Workspace, run_agent,
 };
+use crate::browser::{BrowserConfig, LazyBrowser};
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
 use crate::llm::serve::ScriptServer;
 use crate::mission::outputs::{AssertionResult, FeatureReview, Verdict};
@@ -141,6 +142,8 @@ struct AgentRun {
     tools: ToolSet,
     limits: Limits,
     message: String,
+    /// The `browser_*` tools (the user tester, when the app has a URL).
+    browser: Option<Arc<LazyBrowser>>,
 }
 
 fn limits(turns: u32, minutes: u64) -> Limits {
@@ -380,6 +383,7 @@ impl Ctx {
             prices: model.prices(),
         });
         config.explorer = Some(self.explorer(names)?);
+        config.browser = run.browser.clone();
         let tool_names: Vec<&str> = config.tools.tools().iter().map(|t| t.name()).collect();
         let tool_names: Vec<String> = tool_names.iter().map(|s| s.to_string()).collect();
         let system_text = config.system.clone();
@@ -972,6 +976,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         tools: ToolSet::read_only(),
         limits: limits(80, 40),
         message,
+        browser: None,
     };
     let ended = ctx
         .run(run, &ctx.names(""), &mut outcome, &mut commands)
@@ -1109,6 +1114,7 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         tools: ToolSet::full(),
         limits: limits(200, 50),
         message,
+        browser: None,
     };
     let ended = ctx
         .run(run, &ctx.names(""), &mut outcome, &mut commands)
@@ -1430,6 +1436,7 @@ pub async fn scrutiny(
             tools: ToolSet::read_only(),
             limits: limits(60, 15),
             message,
+            browser: None,
         };
         runs.push((run, ctx.names(&format!("-review-{}", feature.id))));
     }
@@ -1589,6 +1596,7 @@ fn merge_scrutiny(
         assertions,
         commands,
         reviews,
+        screenshots: Vec::new(),
     }
 }
 
@@ -1754,6 +1762,7 @@ pub async fn user_testing(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                     exit_code,
                 }],
                 reviews: Vec::new(),
+                screenshots: Vec::new(),
             };
             outcome.files = vec![(
                 output::report_path(issue, milestone_id, Validator::UserTesting),
@@ -1795,6 +1804,36 @@ pub async fn user_testing(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
     for a in &assertions {
         let _ = writeln!(message, "- **{}**: {}", a.id, a.text);
     }
+    // A browser for an app with a URL, when the runner has one.
+    let shots = super::env::TempDir::new("missions-screenshots-")?;
+    let browser = match &app_cfg.url {
+        Some(url) => {
+            let origin = origin_of(url);
+            let config = BrowserConfig::new(vec![origin.clone()], shots.path().to_path_buf());
+            if config.chromium.exists() {
+                let _ = write!(
+                    app_text,
+                    "\nA headless browser is yours: the `browser_*` tools (it starts at your first \
+                     call and may open only {origin}). Use the app as a user would: open its pages, \
+                     fill its forms, click, and read what comes back. Take a screenshot \
+                     (`browser_screenshot`) of what shows each assertion holding or failing: \
+                     screenshots are committed with your report. Check `browser_console` for \
+                     errors the page logged.\n"
+                );
+                Some(Arc::new(LazyBrowser::new(config)))
+            } else {
+                outcome.log.push(format!(
+                    "no browser for the tester: no Chromium at {} (install Debian's `chromium`, or set MISSIONS_CHROMIUM to a Chrome binary)",
+                    config.chromium.display()
+                ));
+                app_text.push_str(
+                    "\nThere is no browser on this runner: test the app with `bash` (curl and the like).\n",
+                );
+                None
+            }
+        }
+        None => None,
+    };
     let _ = write!(
         message,
         "\n{app_text}\nFinish with your report: exactly one result per assertion above.\n"
@@ -1808,11 +1847,31 @@ pub async fn user_testing(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         tools: ToolSet::read_only().with(Tool::Bash),
         limits: limits(120, 35),
         message,
+        browser: browser.clone(),
     };
     let mut commands = Vec::new();
     let ended = ctx
         .run(run, &ctx.names(""), &mut outcome, &mut commands)
         .await;
+    let mut screenshots = Vec::new();
+    if let Some(browser) = browser {
+        let taken = browser.screenshots();
+        if let Some(browser) = Arc::into_inner(browser) {
+            browser.close().await;
+        }
+        let dir = screenshots_dir(issue, milestone_id);
+        for path in taken.into_iter().take(MAX_SCREENSHOTS) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            match std::fs::read(&path) {
+                Ok(bytes) => screenshots.push((format!("{dir}/{name}"), bytes)),
+                Err(e) => outcome
+                    .log
+                    .push(format!("screenshot {name} could not be read: {e}")),
+            }
+        }
+    }
     if let Some(app) = app {
         app.stop().await;
     }
@@ -1828,6 +1887,7 @@ pub async fn user_testing(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                 assertions: r.assertions,
                 commands: Vec::new(),
                 reviews: Vec::new(),
+                screenshots: screenshots.iter().map(|(path, _)| path.clone()).collect(),
             };
             let failed = report
                 .assertions
@@ -1843,10 +1903,28 @@ pub async fn user_testing(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                 output::report_path(issue, milestone_id, Validator::UserTesting),
                 output::json_bytes(&report),
             )];
+            outcome.files.extend(screenshots);
             outcome.result = JobResult::Validator { report };
         }
     }
     Ok(outcome)
+}
+
+/// The most screenshots one user-testing report carries (the first taken).
+const MAX_SCREENSHOTS: usize = output::MAX_SCREENSHOTS;
+
+/// Where a report's screenshots go on the reports branch.
+fn screenshots_dir(issue: u64, milestone: &str) -> String {
+    output::screenshots_dir(issue, milestone)
+}
+
+/// `http://127.0.0.1:8080/healthz` → `http://127.0.0.1:8080`: what the
+/// tester's browser may open.
+fn origin_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => url.trim_end_matches('/').to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -223,6 +223,10 @@ pub struct ValidationReport {
     /// One per feature of the milestone (scrutiny).
     #[serde(default)]
     pub reviews: Vec<FeatureReview>,
+    /// Screenshots the user tester took in the browser: paths of PNG files
+    /// committed beside the report on the reports branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screenshots: Vec<String>,
 }
 
 impl ValidationReport {
@@ -307,6 +311,12 @@ impl ValidationReport {
                     verdict,
                     one_line(&r.findings.join("; "))
                 ));
+            }
+        }
+        if !self.screenshots.is_empty() {
+            out.push_str("\n**Screenshots** taken in the browser, on the reports branch:\n\n");
+            for path in &self.screenshots {
+                out.push_str(&format!("- `{}`\n", one_line(path).replace('`', "'")));
             }
         }
         out

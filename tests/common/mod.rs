@@ -20,6 +20,7 @@ use missions::store::Store;
 use secrecy::SecretString;
 
 pub mod canary;
+pub mod jobs;
 pub mod mission;
 pub mod openapi;
 pub mod scenario;
