@@ -96,6 +96,10 @@ struct DemoArgs {
     /// with any other).
     #[arg(long, value_name = "MINUTES")]
     timeout: Option<f64>,
+    /// The sample project: `textstats` (a command-line program) or `web` (a
+    /// to-do list the user tester uses in headless Chromium; needs Chromium).
+    #[arg(long, value_enum, default_value_t)]
+    project: missions::demo::run::DemoProject,
 }
 
 /// The dispatch inputs that name a job, for `missions job` and `missions publish`.
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 repo: args.repo,
                 issue_file: args.issue_file,
                 missions_binary: None,
+                project: args.project,
             })
             .await?
             .into_result()

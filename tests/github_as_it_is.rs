@@ -652,3 +652,104 @@ async fn a_ruleset_requiring_signed_commits_on_the_missions_branches_is_named_wh
             .unwrap();
     assert_eq!(plan, main, "the plan branch holds no commit of the job");
 }
+
+/// The user tester's screenshots on a check run: GitHub shows `output.images`
+/// with the run, fetched from their address, so the App gives each
+/// screenshot's raw address on the reports branch, as the contents API's
+/// `download_url` for the file would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_testing_check_run_shows_the_screenshots_on_the_reports_branch() {
+    use missions::engine::missions::effects::{self, Attempt, Dispatcher};
+    use missions::mission::machine::{CheckConclusion, Effect};
+    use missions::store::missions::EffectScope;
+
+    let t = common::scenario::Scenario::start(common::scenario::ScenarioOptions::default()).await;
+    let repo = t.world.repo.clone();
+    let alice = t.world.maintainer.login.clone();
+    let issue = t.open_issue(&alice, "A form", "Please.").await;
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let head = t.expect_branch("main").await;
+    let run = client
+        .request_json(
+            missions::github::client::Method::POST,
+            &format!("/repos/{repo}/check-runs"),
+            Some(&json!({"name": "missions / user-testing", "head_sha": head, "status": "in_progress"})),
+        )
+        .await
+        .unwrap();
+    let check_run_id = run["id"].as_u64().unwrap();
+    let shot = format!(".missions/{issue}/reports/M1-user-testing/01-filled-form.png");
+    let complete = Effect::CompleteCheck {
+        check_run_id,
+        conclusion: CheckConclusion::Success,
+        title: "1 assertion passed".into(),
+        summary: "The form adds the item.".into(),
+        images: vec![shot.clone()],
+    };
+    effects::perform(
+        &client,
+        &Dispatcher {
+            workflow_file: missions::sim::sample::WORKFLOW_FILE.to_owned(),
+            api_base: t.sim.url().to_owned(),
+            app_id: missions::sim::sample::APP_ID,
+            server_model: None,
+        },
+        &EffectScope {
+            mission_id: None,
+            installation_id: t.world.installation_id as i64,
+            repo: repo.clone(),
+            issue,
+        },
+        None,
+        &complete,
+        Attempt::default(),
+        0,
+    )
+    .await
+    .unwrap();
+    let images = t.sim.read(|w| {
+        w.repos[&repo].check_runs[&check_run_id]
+            .output
+            .images
+            .clone()
+    });
+    // The address the contents API gives the file once it is on the branch.
+    let branch = format!("missions/{issue}/reports");
+    let made = t
+        .act(
+            &alice,
+            "POST",
+            &format!("/repos/{repo}/git/refs"),
+            Some(json!({"ref": format!("refs/heads/{branch}"), "sha": head})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let put = t
+        .act(
+            &alice,
+            "PUT",
+            &format!("/repos/{repo}/contents/{shot}"),
+            Some(json!({"message": "a screenshot", "content": "iVBORw0KGgo=", "branch": branch})),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let file = client
+        .request_json(
+            missions::github::client::Method::GET,
+            &format!("/repos/{repo}/contents/{shot}?ref={branch}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        images,
+        [(
+            "01-filled-form.png".to_owned(),
+            file["download_url"].as_str().unwrap().to_owned()
+        )]
+    );
+}

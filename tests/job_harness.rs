@@ -1027,39 +1027,6 @@ async fn user_testing_runs_against_the_started_app_and_stops_it() {
     h.stop().await;
 }
 
-/// A to-do list served by Python's standard library: a form that adds an
-/// item, and the list.
-const TODO_APP: &str = r#"import html, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs
-
-todos = []
-
-class Todo(BaseHTTPRequestHandler):
-    def do_GET(self):
-        items = "".join(f"<li>{html.escape(t)}</li>" for t in todos)
-        page = ("<!doctype html><title>To-do</title><h1>To-do</h1>"
-                "<form method=post action=/add><label>Title <input id=title name=title></label>"
-                f"<button type=submit>Add</button></form><ul id=todos>{items}</ul>")
-        body = page.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        title = parse_qs(self.rfile.read(length).decode()).get("title", [""])[0].strip()
-        if title:
-            todos.append(title)
-        self.send_response(303)
-        self.send_header("Location", "/")
-        self.end_headers()
-
-HTTPServer(("127.0.0.1", int(sys.argv[1])), Todo).serve_forever()
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_tester_fills_the_apps_form_in_a_browser_and_the_screenshot_lands_with_its_report() {
     if std::env::var_os("MISSIONS_SKIP_BROWSER").is_some() {
@@ -1090,7 +1057,8 @@ async fn a_user_tester_fills_the_apps_form_in_a_browser_and_the_screenshot_lands
         &branch,
         &[
             (&format!(".missions/{issue}/plan.json"), plan.to_string()),
-            ("todo.py", TODO_APP.to_owned()),
+            // The web demo's to-do list, with its form.
+            ("todo.py", missions::demo::web::app(true)),
         ],
     )
     .await;

@@ -8,6 +8,7 @@ pub mod own_repo;
 pub mod project;
 pub mod run;
 pub mod scripts;
+pub mod web;
 
 use std::path::Path;
 

@@ -56,6 +56,19 @@ pub struct DemoOptions {
     /// The `missions` binary the jobs run; this process's own when `None`
     /// (a bench or a test passes the built binary).
     pub missions_binary: Option<PathBuf>,
+    /// Which sample project the mission works on.
+    pub project: DemoProject,
+}
+
+/// The demo's sample projects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoProject {
+    /// `textstats`, a small Python command-line program with tests.
+    #[default]
+    Textstats,
+    /// `todo`, a to-do list served by Python's standard library: the user
+    /// tester uses it in headless Chromium.
+    Web,
 }
 
 /// The demo's default timeout with the scripted model.
@@ -466,6 +479,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
             "--repo needs --issue-file FILE: the issue the mission works on (its first line the title, a leading `# ` dropped; the rest the body)"
         );
     }
+    let web = options.project == DemoProject::Web;
+    if web {
+        if options.repo.is_some() {
+            bail!("--project web is a sample project and --repo is yours: give one of them");
+        }
+        if !options.engines.is_empty() {
+            bail!("--project web runs on the built-in agent loop; drop --engine");
+        }
+        // The user tester's browser: without it the web demo shows nothing.
+        let browser = crate::browser::BrowserConfig::new(Vec::new(), PathBuf::new());
+        if !browser.chromium.is_file() {
+            bail!(
+                "--project web needs Chromium for its user tester, and there is none at {}: install it (Debian/Ubuntu: `sudo apt-get install chromium`) or set MISSIONS_CHROMIUM to a Chrome or Chromium binary",
+                browser.chromium.display()
+            );
+        }
+    }
     let issue_text = match &options.issue_file {
         Some(file) => Some(own_repo::read_issue(file)?),
         None => None,
@@ -515,14 +545,22 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
         }
     };
     let script_dir = dir.join("scripts");
-    scripts::write_for(
-        &script_dir,
-        &Story {
-            ask_question: true,
-            ..Story::default()
-        },
-        &engines,
-    )?;
+    // Where the web project's app answers while it is user-tested.
+    let web_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    if web {
+        super::web::write_scripts(&script_dir, &super::web::app_url(web_port))?;
+    } else {
+        scripts::write_for(
+            &script_dir,
+            &Story {
+                ask_question: true,
+                ..Story::default()
+            },
+            &engines,
+        )?;
+    }
     // Engines are installed before anything starts (a job would install one
     // on first use too, but inside its time limit), into the cache the jobs
     // are pointed at.
@@ -594,6 +632,30 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
 
     // The repository: the sample project, or the person's own.
     let (spec, repo_blurb) = match &copy {
+        None if web => {
+            let port = web_port;
+            let mut spec = RepoSpec::new(super::web::REPO);
+            for (path, content) in super::web::files(
+                &script_dir.display().to_string(),
+                sample::WORKFLOW_YAML,
+                BUDGET_USD,
+                port,
+            ) {
+                spec = spec.file(&path, content.into_bytes());
+            }
+            if !specs.all_scripted() {
+                let mut yml = project::missions_yml_with_models(&models.yaml, BUDGET_USD, None);
+                yml.push_str(&super::web::app_settings(port));
+                replace_file(&mut spec, ".github/missions.yml", yml.into_bytes());
+            }
+            (
+                spec,
+                format!(
+                    "a to-do list web app with tests, served at {} while it is user-tested",
+                    super::web::app_url(port)
+                ),
+            )
+        }
         None => {
             let mut spec = repo_spec(&script_dir);
             if !specs.all_scripted() || !engines.is_empty() {
@@ -737,6 +799,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoSummary> {
     // Open and label the issue.
     let (title, body, answer) = match &issue_text {
         Some((title, body)) => (title.clone(), body.clone(), own_repo::NO_PREFERENCE),
+        None if web => (
+            super::web::ISSUE_TITLE.to_owned(),
+            super::web::ISSUE_BODY.to_owned(),
+            own_repo::NO_PREFERENCE,
+        ),
         None => (
             project::ISSUE_TITLE.to_owned(),
             project::ISSUE_BODY.to_owned(),

@@ -56,6 +56,11 @@ impl Links {
     pub fn blob(&self, branch: &str, path: &str) -> String {
         format!("{}/blob/{branch}/{path}", self.repo_web)
     }
+
+    /// A file's raw content on a branch (an image's address).
+    pub fn raw(&self, branch: &str, path: &str) -> String {
+        format!("{}/raw/{branch}/{path}", self.repo_web)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

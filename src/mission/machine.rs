@@ -432,6 +432,10 @@ pub enum Effect {
         conclusion: CheckConclusion,
         title: String,
         summary: String,
+        /// Screenshots on the reports branch (paths in the repository), shown
+        /// with the check run's output where GitHub can show them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<String>,
     },
     /// Report both validators' check runs on a merge queue's group commit,
     /// completed at once: the group carries a verdict, it is not validated anew.
@@ -1294,6 +1298,7 @@ impl Mission {
                 conclusion: CheckConclusion::Cancelled,
                 title: title.clone(),
                 summary: summary.clone(),
+                images: Vec::new(),
             })
             .collect()
     }
@@ -1325,6 +1330,7 @@ impl Mission {
                     conclusion: CheckConclusion::Cancelled,
                     title: title.clone(),
                     summary: summary.clone(),
+                    images: Vec::new(),
                 }
             })
             .collect()
@@ -2011,6 +2017,7 @@ impl Mission {
                             conclusion,
                             title,
                             summary,
+                            images: Vec::new(),
                         },
                     );
                 }
@@ -2419,6 +2426,7 @@ impl Mission {
                 },
                 title,
                 summary: format!("{}\n\n{note}", report.to_markdown(&expected).trim_end()),
+                images: report.screenshots.clone(),
             });
         }
         effects.extend(self.advance(now));
@@ -2644,6 +2652,7 @@ impl Mission {
                         validator.as_str(),
                         self.issue
                     ),
+                    images: Vec::new(),
                 });
             }
             effects.extend(self.pause(

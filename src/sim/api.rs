@@ -2145,9 +2145,29 @@ fn check_output(body: &Value, into: &mut CheckOutput) -> Result<(), ApiError> {
             "output needs a title and a summary",
         ));
     }
+    let mut images = Vec::new();
+    for image in output
+        .get("images")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match (str_field(image, "alt"), str_field(image, "image_url")) {
+            (Some(alt), Some(url)) => images.push((alt.to_owned(), url.to_owned())),
+            _ => {
+                return Err(ApiError::invalid(
+                    "CheckRun",
+                    "output",
+                    "missing_field",
+                    "each of output.images needs an alt and an image_url",
+                ));
+            }
+        }
+    }
     into.title = title.map(str::to_owned);
     into.summary = summary.map(str::to_owned);
     into.text = str_field(output, "text").map(str::to_owned);
+    into.images = images;
     Ok(())
 }
 

@@ -209,6 +209,9 @@ pub struct CheckOutput {
     pub title: Option<String>,
     pub summary: Option<String>,
     pub text: Option<String>,
+    /// `output.images`: (alt, image_url), as last sent (GitHub shows them
+    /// with the check run and does not return them).
+    pub images: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]

@@ -249,8 +249,26 @@ pub async fn perform(
             conclusion,
             title,
             summary,
+            images,
         } => {
             let conclusion = conclusion.as_str();
+            let mut output =
+                json!({ "title": truncate(title, 1000), "summary": truncate(summary, 65_000) });
+            if !images.is_empty() {
+                // Screenshots on the reports branch, by their raw address:
+                // GitHub shows them with the check run where it can fetch them.
+                let links = Links::from_api(&dispatcher.api_base, repo);
+                let branch = reports_branch(scope.issue);
+                output["images"] = images
+                    .iter()
+                    .map(|path| {
+                        json!({
+                            "alt": path.rsplit('/').next().unwrap_or(path),
+                            "image_url": links.raw(&branch, path),
+                        })
+                    })
+                    .collect();
+            }
             client
                 .request_json(
                     Method::PATCH,
@@ -258,7 +276,7 @@ pub async fn perform(
                     Some(&json!({
                         "status": "completed",
                         "conclusion": conclusion,
-                        "output": { "title": truncate(title, 1000), "summary": truncate(summary, 65_000) },
+                        "output": output,
                     })),
                 )
                 .await?;
