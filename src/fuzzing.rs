@@ -621,6 +621,7 @@ fn check_report(report: &ValidationReport) {
         .map(|id| Assertion {
             id: id.clone(),
             text: format!("assertion {id}"),
+            check: None,
         })
         .collect();
     for n in [0, contract.len() - 1, contract.len()] {

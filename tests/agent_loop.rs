@@ -1539,6 +1539,29 @@ async fn explorers_of_one_answer_run_at_once_and_answer_in_the_order_asked() {
 }
 
 #[tokio::test]
+async fn an_explore_call_without_a_question_is_answered_with_what_is_wrong() {
+    let dir = checkout();
+    let script = Script::new(vec![
+        call(1, "e", "explore", json!({"paths": ["README.md"]})),
+        good_finish(2),
+    ]);
+    let (explorer, made) = explorer(vec![], None);
+    let mut config = config();
+    config.explorer = Some(explorer);
+    let outcome = run_agent(&script, config, dir.path()).await;
+    assert!(matches!(outcome.result, AgentResult::Finished(_)));
+    let answered = results(script.requests()[1].messages.last().unwrap());
+    assert!(answered[0].2);
+    assert!(
+        answered[0].1.contains("do not match its schema") && answered[0].1.contains("question"),
+        "{}",
+        answered[0].1
+    );
+    assert_eq!(outcome.rejected_calls, 1);
+    assert!(made.lock().unwrap().is_empty(), "no explorer started");
+}
+
+#[tokio::test]
 async fn an_explorer_that_does_not_answer_is_an_error_the_caller_can_act_on() {
     let dir = checkout();
     let script = Script::new(vec![

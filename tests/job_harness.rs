@@ -627,6 +627,71 @@ async fn validators_report_on_the_reports_branch_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_fails_on_the_ready_commit_fails_its_assertion_whatever_the_reviewer_says() {
+    let h = Harness::start("").await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    let mut plan = plan();
+    plan["assertions"][0]["check"] = json!("grep -qx hello hello.txt");
+    plan["assertions"][1]["check"] = json!("grep -qx bye bye.txt");
+    h.branch(
+        &branch,
+        &[
+            (&format!(".missions/{issue}/plan.json"), plan.to_string()),
+            ("hello.txt", "hello\n".to_owned()),
+        ],
+    )
+    .await;
+    // Both reviewers pass their feature; bye.txt is not there.
+    for (feature, assertion) in [("F1", "A1"), ("F2", "A2")] {
+        h.script(
+            &format!("M1-scrutiny-1.1-review-{feature}"),
+            vec![finish(json!({
+                "feature": feature,
+                "verdict": "pass",
+                "findings": [],
+                "assertions": [{"id": assertion, "status": "pass", "evidence": "looks right to me"}]
+            }))],
+        );
+    }
+    let run = h
+        .run_job(
+            &branch,
+            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await;
+    assert_eq!(report["assertions"][0]["status"], "pass", "{report}");
+    assert_eq!(report["assertions"][1]["status"], "fail", "{report}");
+    assert_eq!(
+        report["assertions"][1]["evidence"],
+        "the check `grep -qx bye bye.txt` failed (exit code 2) on this commit\nreview of F2: looks right to me"
+    );
+    assert_eq!(
+        report["checks"],
+        json!([
+            {"id": "A1", "command": "grep -qx hello hello.txt", "exit_code": 0},
+            {"id": "A2", "command": "grep -qx bye bye.txt", "exit_code": 2}
+        ])
+    );
+    // The repository's commands stay apart from the checks.
+    assert_eq!(report["commands"], json!([]));
+    // The reviewer heard how the checks ended.
+    let first = first_message(&h.transcript("M1-scrutiny-1.1-review-F2"));
+    assert!(
+        first.contains("check of A2 `grep -qx bye bye.txt`: exit code 2"),
+        "{first}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrutiny_runs_four_reviewers_at_once_and_reports_as_one_at_a_time_would() {
     // F1's reviewer takes the longest, F8's the least: they end out of order.
     let latency = |n: usize| 600 - 50 * n as u64;

@@ -70,6 +70,7 @@ fn assertion(id: &str) -> Assertion {
     Assertion {
         id: id.into(),
         text: format!("assertion {id} holds"),
+        check: None,
     }
 }
 
@@ -210,6 +211,7 @@ fn report(plan: &Plan, index: usize, validator: Validator, pass: bool) -> JobRes
             commands: vec![],
             reviews: vec![],
             screenshots: vec![],
+            checks: vec![],
         },
     }
 }

@@ -81,6 +81,7 @@ impl UserTesting {
             commands: vec![],
             reviews: vec![],
             screenshots: vec![],
+            checks: vec![],
         }
     }
 }
@@ -673,6 +674,7 @@ fn coverage_and_uniqueness_are_left_to_the_plan_check() {
     plan.assertions.push(Assertion {
         id: "M2".into(),
         text: "t".into(),
+        check: None,
     });
     let errors = plan.check();
     assert!(errors.contains(&PlanError::DuplicateId("F2".into())));

@@ -687,7 +687,9 @@ pub async fn run_agent(
                                         .count()
                                         .max(1)
                                         as u64;
-                                    cap.limit_micros.saturating_sub(spent) / asked
+                                    // At most half of what is left, so the
+                                    // caller can still afford to use the answers.
+                                    cap.limit_micros.saturating_sub(spent) / 2 / asked
                                 }),
                             };
                             let outs =
@@ -707,6 +709,13 @@ pub async fn run_agent(
                         }
                     };
                     (out.content, out.is_error, out.is_error)
+                } else if name == EXPLORE_TOOL && config.explorer.is_some() {
+                    // Offered, and not run: its arguments break the schema.
+                    outcome.rejected_calls += 1;
+                    let why = schemas.rejection(&name, &input).unwrap_or_else(|| {
+                        format!("`{EXPLORE_TOOL}` could not run with these arguments")
+                    });
+                    (why, true, true)
                 } else if let Some(browser) = config
                     .browser
                     .as_ref()
@@ -820,8 +829,9 @@ struct Explorers<'a> {
     checkout: &'a Path,
     /// The number of the batch's first explorer in the run (1-based).
     first: u32,
-    /// What each explorer of the batch may spend: an equal share of what is
-    /// left of the run's limit. `None`: no limit.
+    /// What each explorer of the batch may spend: an equal share of half of
+    /// what is left of the run's limit (the other half is the caller's).
+    /// `None`: no limit.
     share_micros: Option<u64>,
 }
 

@@ -51,7 +51,13 @@ pub(super) struct Chromium {
 }
 
 impl Chromium {
-    pub async fn start(binary: &Path, allowed_hosts: &[String]) -> Result<Self, BrowserError> {
+    /// Starts `binary` under `wrapper` (an argv prefix, e.g. the job's PID
+    /// namespace; empty: none).
+    pub async fn start(
+        binary: &Path,
+        allowed_hosts: &[String],
+        wrapper: &[String],
+    ) -> Result<Self, BrowserError> {
         if !binary.is_file() {
             return Err(BrowserError::NotInstalled {
                 path: binary.to_owned(),
@@ -66,7 +72,14 @@ impl Chromium {
             })?;
         let profile = home.path().join("profile");
 
-        let mut command = Command::new(binary);
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .args(args(&profile, allowed_hosts))
             .env_clear()

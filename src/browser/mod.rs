@@ -78,6 +78,11 @@ pub struct BrowserConfig {
     pub allowed_origins: Vec<String>,
     /// Where screenshots are written (created when the first one is).
     pub screenshots_dir: PathBuf,
+    /// An argv prefix Chromium runs under: the job's PID namespace, so that
+    /// a page opened through its DevTools port (which the tester's commands
+    /// can reach on loopback) sees none of the harness's processes, and
+    /// nothing of it outlives the run. Empty: none.
+    pub wrapper: Vec<String>,
     /// How long one action may take (10 s by default).
     pub action_timeout: Duration,
 }
@@ -88,6 +93,7 @@ impl BrowserConfig {
             chromium: launch::default_binary(),
             allowed_origins,
             screenshots_dir,
+            wrapper: Vec::new(),
             action_timeout: Duration::from_secs(10),
         }
     }
@@ -141,7 +147,7 @@ impl BrowserTools {
                 config.screenshots_dir.display()
             ))
         })?;
-        let mut chromium = Chromium::start(&config.chromium, &hosts).await?;
+        let mut chromium = Chromium::start(&config.chromium, &hosts, &config.wrapper).await?;
         match Self::connect(&config, &chromium, allowed).await {
             Ok((browser, page, shared, tasks)) => Ok(BrowserTools {
                 config,
@@ -382,11 +388,6 @@ impl LazyBrowser {
             config,
             tools: tokio::sync::OnceCell::new(),
         }
-    }
-
-    /// The origins the browser may open.
-    pub fn allowed_origins(&self) -> &[String] {
-        &self.config.allowed_origins
     }
 
     /// Runs one call, starting Chromium first if no call did.

@@ -117,6 +117,7 @@ mod tests {
             assertions: vec![Assertion {
                 id: "A1".into(),
                 text: "a".into(),
+                check: None,
             }],
             milestones: features_per_milestone
                 .iter()

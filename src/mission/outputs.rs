@@ -227,6 +227,19 @@ pub struct ValidationReport {
     /// committed beside the report on the reports branch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub screenshots: Vec<String>,
+    /// The assertions' `check` commands, as scrutiny ran them on the commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<AssertionCheck>,
+}
+
+/// An assertion's `check`, as it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionCheck {
+    /// The assertion.
+    pub id: String,
+    pub command: String,
+    /// `None` when it was killed (timeout) before exiting.
+    pub exit_code: Option<i32>,
 }
 
 impl ValidationReport {
@@ -310,6 +323,18 @@ impl ValidationReport {
                     one_line(&r.feature),
                     verdict,
                     one_line(&r.findings.join("; "))
+                ));
+            }
+        }
+        if !self.checks.is_empty() {
+            out.push_str("\n| assertion | check | exit code |\n|---|---|---|\n");
+            for c in &self.checks {
+                let code = c.exit_code.map_or("killed".to_owned(), |c| c.to_string());
+                out.push_str(&format!(
+                    "| {} | `{}` | {} |\n",
+                    one_line(&c.id),
+                    one_line(&c.command).replace('`', "'"),
+                    code
                 ));
             }
         }

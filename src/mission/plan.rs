@@ -13,6 +13,12 @@ pub struct Assertion {
     /// `A1`, `A2`, … unique in the plan.
     pub id: String,
     pub text: String,
+    /// A shell command, run in the checkout, whose exit status says whether
+    /// the assertion holds (0: it does). Scrutiny runs it on the ready
+    /// commit, and a failing check fails the assertion whatever a reviewer
+    /// says. Absent for what only a person or a browser can judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// One unit of work for one worker job.
@@ -81,6 +87,8 @@ pub enum PlanError {
     ReservedId(String),
     #[error("skill name {0:?} is not a valid file name: use letters, digits, '-' or '_'")]
     BadSkillName(String),
+    #[error("assertion {0}'s check is empty: give the command to run, or leave `check` out")]
+    EmptyCheck(String),
 }
 
 /// Milestone branches are `missions/<issue>/<id lowercased>`, beside these.
@@ -117,6 +125,9 @@ impl Plan {
         };
         for a in &self.assertions {
             note_id(&a.id, &mut errors);
+            if a.check.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                errors.push(PlanError::EmptyCheck(a.id.clone()));
+            }
         }
         let known: BTreeSet<&str> = self.assertions.iter().map(|a| a.id.as_str()).collect();
         let mut covered = BTreeSet::new();
@@ -286,6 +297,7 @@ pub(crate) mod tests {
         let a = |id: &str| Assertion {
             id: id.into(),
             text: format!("assertion {id}"),
+            check: None,
         };
         let f = |id: &str, claims: &[&str]| Feature {
             id: id.into(),
