@@ -692,6 +692,73 @@ async fn a_check_that_fails_on_the_ready_commit_fails_its_assertion_whatever_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_milestone_whose_features_change_only_the_mission_files_fails_scrutiny() {
+    let h = Harness::start("").await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/m1");
+    h.branch(
+        &branch,
+        &[(&format!(".missions/{issue}/plan.json"), plan().to_string())],
+    )
+    .await;
+    // Each feature's commit writes only under .missions/: notes, no code.
+    for feature in ["F1", "F2"] {
+        let path = format!(".missions/{issue}/notes-{feature}.md");
+        let answer = h
+            .t
+            .act(
+                &h.alice(),
+                "PUT",
+                &format!("/repos/{}/contents/{path}", h.repo()),
+                Some(json!({
+                    "message": format!("{feature}: notes\n\nMission-Job: feature-{feature}.1\nMission-Feature: {feature}"),
+                    "content": "ZG9uZQo=",
+                    "branch": branch,
+                })),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+    }
+    for (feature, assertion) in [("F1", "A1"), ("F2", "A2")] {
+        h.script(
+            &format!("M1-scrutiny-1.1-review-{feature}"),
+            vec![finish(json!({
+                "feature": feature,
+                "verdict": "pass",
+                "findings": [],
+                "assertions": [{"id": assertion, "status": "pass", "evidence": "fine"}]
+            }))],
+        );
+    }
+    let run = h
+        .run_job(
+            &branch,
+            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    let report = h
+        .json_file(
+            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await;
+    let summary = report["summary"].as_str().unwrap();
+    assert!(summary.starts_with("No deliverable: "), "{summary}");
+    for a in report["assertions"].as_array().unwrap() {
+        assert_eq!(a["status"], "fail", "{report}");
+        assert!(
+            a["evidence"]
+                .as_str()
+                .unwrap()
+                .starts_with("no deliverable: the milestone's feature commits change no file outside `.missions/`"),
+            "{a}"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrutiny_runs_four_reviewers_at_once_and_reports_as_one_at_a_time_would() {
     // F1's reviewer takes the longest, F8's the least: they end out of order.
     let latency = |n: usize| 600 - 50 * n as u64;

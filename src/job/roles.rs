@@ -1498,7 +1498,10 @@ pub async fn scrutiny(
         };
         return Ok(outcome);
     }
-    let report = merge_scrutiny(plan, index, milestone_id, &ran, reviews);
+    let mut report = merge_scrutiny(plan, index, milestone_id, &ran, reviews);
+    if delivers(ctx, milestone).await? == Some(false) {
+        no_deliverable(&mut report);
+    }
     outcome.log.push(format!("result: {}", report.summary));
     outcome.files = vec![(
         output::report_path(issue, milestone_id, Validator::Scrutiny),
@@ -1506,6 +1509,68 @@ pub async fn scrutiny(
     )];
     outcome.result = JobResult::Validator { report };
     Ok(outcome)
+}
+
+/// Why a milestone that changes nothing outside `.missions/` fails.
+const NO_DELIVERABLE: &str =
+    "no deliverable: the milestone's feature commits change no file outside `.missions/`";
+
+/// Whether the milestone's feature commits change anything outside
+/// `.missions/` (the mission's own files are not work); `None` when no
+/// commit of the branch is marked as one of its features' (nothing to judge
+/// by).
+async fn delivers(
+    ctx: &Ctx,
+    milestone: &crate::mission::Milestone,
+) -> anyhow::Result<Option<bool>> {
+    let mut marked = false;
+    for feature in &milestone.features {
+        let commits = ctx
+            .git
+            .commits_with_line(&format!("Mission-Feature: {}", feature.id))
+            .await?;
+        for sha in commits {
+            marked = true;
+            let out = ctx
+                .git
+                .run(&[
+                    "show",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                    "--name-only",
+                    "--format=",
+                    &sha,
+                    "--",
+                    ".",
+                    ":(exclude).missions",
+                ])
+                .await?;
+            if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return Ok(Some(true));
+            }
+        }
+    }
+    Ok(marked.then_some(false))
+}
+
+/// Fails every assertion of a milestone that delivers nothing, whatever
+/// the reviewers and checks said.
+fn no_deliverable(report: &mut ValidationReport) {
+    for a in &mut report.assertions {
+        a.status = Verdict::Fail;
+        a.evidence = format!("{NO_DELIVERABLE}\n{}", a.evidence);
+    }
+    report.summary = format!("{} {}", capitalized(NO_DELIVERABLE), report.summary);
+}
+
+/// `no deliverable: …` → `No deliverable: …`, ending with a full stop.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    let first = chars
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
+    format!("{first}{}.", chars.as_str())
 }
 
 /// Runs scrutiny's reviewers and returns how each ended, in the order given
