@@ -381,6 +381,7 @@ pub fn model_output(data: &[u8]) {
         match &job.result {
             JobResult::Orchestrator {
                 output: OrchestratorOutput::Plan { plan },
+                ..
             } => check_plan(plan),
             JobResult::Worker { handoff } => check_handoff(handoff),
             JobResult::Validator { report } => check_report(report),

@@ -145,12 +145,14 @@ fn questions(qs: &[&str]) -> JobResult {
         output: OrchestratorOutput::Questions {
             questions: qs.iter().map(|s| s.to_string()).collect(),
         },
+        lint: None,
     }
 }
 
 fn plan_result(plan: Plan) -> JobResult {
     JobResult::Orchestrator {
         output: OrchestratorOutput::Plan { plan },
+        lint: None,
     }
 }
 
@@ -161,6 +163,7 @@ fn amend(features: Vec<Feature>, assertions: Vec<Assertion>) -> JobResult {
             features,
             assertions,
         },
+        lint: None,
     }
 }
 
@@ -175,6 +178,7 @@ fn clean_handoff(id: &str) -> Handoff {
         followed_procedures: true,
         procedures_note: None,
         compactions: 0,
+        controls: vec![],
     }
 }
 

@@ -768,6 +768,8 @@ fn each_prompt_covers_its_role() {
         "every assertion is claimed by at least one feature",
         "default branch",
         "**Skills**",
+        "**Baseline lint**",
+        "**Negative controls**",
     ] {
         assert!(
             orchestrator.contains(&phrase.to_lowercase()),
@@ -787,6 +789,7 @@ fn each_prompt_covers_its_role() {
         "`issues`",
         "`followed_procedures`",
         "Be honest",
+        "negative control",
     ] {
         assert!(
             worker.contains(&phrase.to_lowercase()),

@@ -1241,6 +1241,23 @@ fn first_line(body: &str) -> String {
     }
 }
 
+/// The contract's own checks in a body (the plan's baseline lint, a
+/// handoff's negative controls), one line each, indented under its comment.
+fn contract_lines(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("**Baseline lint**")
+                .map(|r| ("baseline lint", r))
+                .or_else(|| {
+                    l.strip_prefix("**Negative controls**")
+                        .map(|r| ("negative controls", r))
+                })?;
+            Some(format!("  {}{}", rest.0, rest.1.replace('`', "")))
+        })
+        .collect()
+}
+
 /// Prints what is new on the simulator since the last call.
 fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut Seen) {
     let bot = format!("{}[bot]", sample::APP_SLUG);
@@ -1282,6 +1299,7 @@ fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut S
                     "{} opened PR #{}: {} ({} → {})",
                     issue.user, issue.number, issue.title, pull.head_ref, pull.base_ref
                 ));
+                lines.extend(contract_lines(issue.body.as_deref().unwrap_or("")));
             }
         }
         for c in r.comments.values() {
@@ -1300,6 +1318,7 @@ fn report_news(sim: &Sim, repo: &str, api: &str, printer: &Printer, seen: &mut S
                     c.issue_number,
                     first_line(&c.body)
                 ));
+                lines.extend(contract_lines(&c.body));
             }
         }
         for check in r.check_runs.values() {

@@ -26,6 +26,14 @@ pub struct Story {
     pub f1_unresolved_issue: bool,
     /// F1's first this-many runs have no script (the job fails, as on a provider outage).
     pub f1_failed_runs: u32,
+    /// The first plan gives A1 a check that already passes on main; the
+    /// baseline lint sends it back (scope-1-lint), and the orchestrator
+    /// fixes it, or with `keep_trivial_check` keeps it.
+    pub trivial_check: bool,
+    pub keep_trivial_check: bool,
+    /// F1's worker adds a test but not `--lines`: its negative control fails,
+    /// and triage (triage-F1) adds F5.
+    pub f1_without_lines: bool,
 }
 
 fn turn_calls(calls: Vec<Value>) -> Value {
@@ -40,13 +48,31 @@ fn finish(input: Value) -> Value {
     turn_calls(vec![call("finish", input)])
 }
 
+/// The contract. Each assertion's `check` fails on the sample repository as
+/// it is and passes once its feature is in (sample.txt: 3 lines, 52
+/// characters, 11 words, `the` three times).
 fn assertions() -> Value {
     json!([
-        {"id": "A1", "text": "`python3 textstats.py FILE --lines` prints `lines: N`, N the number of lines of FILE"},
-        {"id": "A2", "text": "`python3 textstats.py FILE --chars` prints `chars: N`, N the number of characters of FILE, and `python3 textstats.py FILE` still prints `words: N`"},
-        {"id": "A3", "text": "`python3 textstats.py FILE --top N` prints the N most frequent words as `word count` lines, ties in alphabetical order"}
+        {"id": "A1", "text": "`python3 textstats.py FILE --lines` prints `lines: N`, N the number of lines of FILE",
+         "check": A1_CHECK},
+        {"id": "A2", "text": "`python3 textstats.py FILE --chars` prints `chars: N`, N the number of characters of FILE, and `python3 textstats.py FILE` still prints `words: N`",
+         "check": "python3 textstats.py sample.txt --chars | grep -qx 'chars: 52'"},
+        {"id": "A3", "text": "`python3 textstats.py FILE --top N` prints the N most frequent words as `word count` lines, ties in alphabetical order",
+         "check": "test \"$(python3 textstats.py sample.txt --top 2)\" = \"$(printf 'the 3\\nbrown 1')\""}
     ])
 }
+
+/// The assertion the follow-up adds when F2 broke the word count: its check
+/// fails with F2's slip and passes once F4 undoes it.
+fn a4() -> Value {
+    json!({"id": "A4", "text": "`python3 textstats.py FILE` prints `words: N`, N the number of words of FILE separated by any whitespace",
+           "check": "python3 textstats.py sample.txt | grep -qx 'words: 11'"})
+}
+
+const A1_CHECK: &str = "python3 textstats.py sample.txt --lines | grep -qx 'lines: 3'";
+
+/// A check that already passes on the sample repository: it tests nothing new.
+pub const TRIVIAL_CHECK: &str = "python3 textstats.py sample.txt | grep -q words";
 
 fn feature(id: &str, title: &str, description: &str, claims: &[&str]) -> Value {
     json!({"id": id, "title": title, "description": description, "assertions": claims})
@@ -91,10 +117,20 @@ pub fn plan(one_milestone: bool) -> Value {
 }
 
 fn orchestrator_plan(one_milestone: bool) -> Vec<Value> {
+    orchestrator_plan_of(plan(one_milestone))
+}
+
+fn orchestrator_plan_of(plan: Value) -> Vec<Value> {
     vec![
         turn_calls(vec![call("read_file", json!({"path": "textstats.py"}))]),
-        finish(json!({"kind": "plan", "plan": plan(one_milestone)})),
+        finish(json!({"kind": "plan", "plan": plan})),
     ]
+}
+
+/// `plan` with A1's check replaced by one that passes on the sample as it is.
+fn with_trivial_check(mut plan: Value) -> Value {
+    plan["assertions"][0]["check"] = json!(TRIVIAL_CHECK);
+    plan
 }
 
 fn worker(feature: &str, stage: Stage, did: &str, extra_issue: Option<&str>) -> Vec<Value> {
@@ -174,6 +210,20 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
             )],
         );
         add("scope-2", orchestrator_plan(story.revise));
+    } else if story.trivial_check {
+        add(
+            "scope-1",
+            orchestrator_plan_of(with_trivial_check(plan(story.revise))),
+        );
+        let second = if story.keep_trivial_check {
+            with_trivial_check(plan(story.revise))
+        } else {
+            plan(story.revise)
+        };
+        add(
+            "scope-1-lint",
+            vec![finish(json!({"kind": "plan", "plan": second}))],
+        );
     } else {
         add("scope-1", orchestrator_plan(story.revise));
     }
@@ -187,7 +237,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
     };
     let f1 = worker(
         "F1",
-        s1,
+        if story.f1_without_lines { Stage::START } else { s1 },
         "Added count_lines and --lines, with a test; the suite passes.",
         story.f1_unresolved_issue.then_some("--lines counts a last line without a newline; should an empty file print 0? Left as 0."),
     );
@@ -195,6 +245,14 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         add(&format!("feature-F1.{}", story.f1_failed_runs + 1), f1);
     } else {
         add("feature-F1", f1);
+    }
+    if story.f1_without_lines {
+        add(
+            "triage-F1",
+            vec![finish(
+                json!({"kind": "amend", "notes": "The negative control shows F1 never added --lines: its check fails with F1. F5 adds the flag.", "features": [feature("F5", "Add the --lines flag", "Add the --lines flag that prints `lines: N`; count_lines exists.", &["A1"])], "assertions": []}),
+            )],
+        );
     }
     if story.f1_unresolved_issue {
         add(
@@ -260,7 +318,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         add(
             "followup-M1-1",
             vec![finish(
-                json!({"kind": "amend", "notes": "Scrutiny found count_words broken by F2 (it splits on single spaces). F4 restores it.", "features": [feature("F4", "Restore the word count", "count_words must split on any whitespace again; the existing test covers it.", &["A2"])], "assertions": []}),
+                json!({"kind": "amend", "notes": "Scrutiny found count_words broken by F2 (it splits on single spaces). F4 restores it, judged by the new A4.", "features": [feature("F4", "Restore the word count", "count_words must split on any whitespace again; the existing test covers it.", &["A4"])], "assertions": [a4()]}),
             )],
         );
         add(
@@ -288,7 +346,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
             review(
                 "F4",
                 &[(
-                    "A2",
+                    "A4",
                     true,
                     "count_words splits on whitespace; python3 -m unittest passes",
                 )],
@@ -305,6 +363,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
                 &[
                     ("A1", true, "lines: 3"),
                     ("A2", true, "chars: 52; words: 11"),
+                    ("A4", true, "words: 11"),
                 ],
             ),
         );

@@ -333,6 +333,22 @@ impl Git {
         Ok(Some(self.run(&["cat-file", "blob", &spec]).await?.stdout))
     }
 
+    /// Writes the files of commit `rev` into `dir` (which must exist), through
+    /// an index of its own: the checkout, its index and HEAD stay as they are.
+    /// A plain tree, no `.git`: what runs there cannot reach the job's repository
+    /// through it.
+    pub async fn export(&self, rev: &str, dir: &Path) -> anyhow::Result<()> {
+        let scratch = tempfile::tempdir().context("cannot make a temporary index")?;
+        let index = scratch.path().join("index");
+        let env = [("GIT_INDEX_FILE", index.as_path())];
+        self.run_with(&["read-tree", rev], false, None, &env)
+            .await?;
+        let prefix = format!("--prefix={}/", dir.display());
+        self.run_with(&["checkout-index", "-a", "-f", &prefix], false, None, &env)
+            .await?;
+        Ok(())
+    }
+
     /// Files (paths from the root) under `dir` in commit `rev`.
     pub async fn list_files(&self, rev: &str, dir: &str) -> anyhow::Result<Vec<String>> {
         let dir = format!("{}/", dir.trim_end_matches('/'));

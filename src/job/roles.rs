@@ -30,10 +30,13 @@ use crate::agent::{
 use crate::browser::{BrowserConfig, LazyBrowser};
 use crate::llm::config::{ModelConfig, ProviderKind, build_provider};
 use crate::llm::serve::ScriptServer;
-use crate::mission::outputs::{AssertionCheck, AssertionResult, FeatureReview, Verdict};
+use crate::mission::outputs::{
+    AssertionCheck, AssertionResult, BaselineLint, DiscoveredIssue, FeatureReview, NegativeControl,
+    Verdict,
+};
 use crate::mission::{
-    CommandRun, Handoff, JobResult, JobRole, JobUsage, OrchestratorOutput, Plan, ValidationReport,
-    Validator,
+    Assertion, CommandRun, Handoff, JobResult, JobRole, JobUsage, OrchestratorOutput, Plan,
+    ValidationReport, Validator,
 };
 use crate::repo_config::RepoConfig;
 use secrecy::SecretString;
@@ -969,8 +972,8 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
     }
     let mut outcome = RoleOutcome::new();
     let mut commands = Vec::new();
-    let run = AgentRun {
-        name: ctx.args.job.clone(),
+    let orchestrator_run = |name: String, message: String| AgentRun {
+        name,
         role: JobRole::Orchestrator,
         schema: SchemaKind::Orchestrator,
         description: "Your result: questions, a plan, or an amendment, as your task says.",
@@ -981,7 +984,12 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         browser: None,
     };
     let ended = ctx
-        .run(run, &ctx.names(""), &mut outcome, &mut commands)
+        .run(
+            orchestrator_run(ctx.args.job.clone(), message.clone()),
+            &ctx.names(""),
+            &mut outcome,
+            &mut commands,
+        )
         .await?;
     let value = match ended {
         Ended::Incomplete(reason) => {
@@ -990,8 +998,55 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         }
         Ended::Finished(v) => v,
     };
-    let out: OrchestratorOutput =
+    let mut out: OrchestratorOutput =
         serde_json::from_value(value).context("the checked result does not parse")?;
+    let mut lint = None;
+    if let OrchestratorOutput::Plan { plan } = &out {
+        let first = baseline_lint(ctx, plan).await?;
+        let flagged: Vec<String> = first.flagged().iter().map(|c| c.id.clone()).collect();
+        outcome.log.push(lint_line(&first));
+        if flagged.is_empty() {
+            lint = Some(first);
+        } else {
+            // Once: a plan that keeps coming back would never reach the
+            // approver, who sees what is still flagged.
+            let again = format!("{message}{}", send_back_text(plan, &first));
+            let ended = ctx
+                .run(
+                    orchestrator_run(format!("{}-lint", ctx.args.job), again),
+                    &ctx.names("-lint"),
+                    &mut outcome,
+                    &mut commands,
+                )
+                .await?;
+            let revised = match ended {
+                Ended::Finished(value) => {
+                    match serde_json::from_value::<OrchestratorOutput>(value) {
+                        Ok(OrchestratorOutput::Plan { plan }) => Some(plan),
+                        _ => None,
+                    }
+                }
+                Ended::Incomplete(reason) => {
+                    outcome.log.push(format!(
+                        "the plan sent back for its baseline lint did not come back ({reason}); \
+                         the first plan stands, flagged"
+                    ));
+                    None
+                }
+            };
+            let mut second = match revised {
+                Some(plan) => {
+                    let second = baseline_lint(ctx, &plan).await?;
+                    outcome.log.push(lint_line(&second));
+                    out = OrchestratorOutput::Plan { plan };
+                    second
+                }
+                None => first,
+            };
+            second.sent_back = flagged;
+            lint = Some(second);
+        }
+    }
     match &out {
         OrchestratorOutput::Questions { questions } => {
             outcome
@@ -1041,8 +1096,81 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
             ));
         }
     }
-    outcome.result = JobResult::Orchestrator { output: out };
+    outcome.result = JobResult::Orchestrator { output: out, lint };
     Ok(outcome)
+}
+
+/// Every check of `plan` run on the job's start commit: the code the plan
+/// was written on (the plan branch changes nothing outside `.missions/`), in
+/// an exported tree, so that nothing a check writes lands in the plan's commit.
+async fn baseline_lint(ctx: &Ctx, plan: &Plan) -> anyhow::Result<BaselineLint> {
+    let commit = ctx.git.head().await?;
+    let checks = plan_checks(plan.assertions.iter());
+    let mut ran = Vec::new();
+    if !checks.is_empty() {
+        let tree = tempfile::tempdir().context("cannot make a directory for the base")?;
+        ctx.git.export(&commit, tree.path()).await?;
+        ran = run_checks_in(ctx, tree.path(), &checks).await?;
+    }
+    Ok(BaselineLint {
+        commit,
+        checks: ran
+            .into_iter()
+            .map(|r| AssertionCheck {
+                id: r.assertion.unwrap_or_default(),
+                command: r.run.command,
+                exit_code: r.run.exit_code,
+            })
+            .collect(),
+        sent_back: Vec::new(),
+    })
+}
+
+/// `(id, check)` of the assertions that carry one.
+fn plan_checks<'a>(assertions: impl Iterator<Item = &'a Assertion>) -> Vec<(String, String)> {
+    assertions
+        .filter_map(|a| Some((a.id.clone(), a.check.clone()?)))
+        .collect()
+}
+
+fn lint_line(lint: &BaselineLint) -> String {
+    let flagged: Vec<&str> = lint.flagged().iter().map(|c| c.id.as_str()).collect();
+    format!(
+        "baseline lint on {}: {} check(s), {} pass on the base{}",
+        &lint.commit[..lint.commit.len().min(12)],
+        lint.checks.len(),
+        flagged.len(),
+        if flagged.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", flagged.join(", "))
+        }
+    )
+}
+
+/// What the orchestrator is told when its plan comes back from the lint.
+fn send_back_text(plan: &Plan, lint: &BaselineLint) -> String {
+    let mut out = format!(
+        "\n# Your plan came back, once\n\nYou finished with the plan quoted below. The harness then \
+         ran every assertion's `check` on `{}`, the code before any feature. A check must fail \
+         there and pass once the features are built; these passed, so as written they test \
+         nothing new:\n\n",
+        lint.commit
+    );
+    for c in lint.flagged() {
+        let _ = writeln!(out, "- {} `{}`: exit code 0", c.id, c.command);
+    }
+    out.push_str(
+        "\nRewrite each of these checks so that it fails on this code (or drop the check of an \
+         assertion only a person can judge), keep the rest of the plan unless it must change, \
+         and finish with `{\"kind\": \"plan\", …}`: the whole plan again. The plan comes back \
+         only this once; whatever still passes is shown to the maintainer who approves it.\n\n",
+    );
+    out.push_str(&quote_untrusted(
+        "your first plan",
+        &serde_json::to_string_pretty(plan).unwrap_or_default(),
+    ));
+    out
 }
 
 // ---------------------------------------------------------------------- worker
@@ -1105,6 +1233,16 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         claimed.join("\n"),
         branch = ctx.env.ref_name
     );
+    // The negative control's "without": the job's start, exported while
+    // .git is still the harness's (before the agent runs).
+    let checks = plan_checks(feature.assertions.iter().filter_map(|a| plan.assertion(a)));
+    let without = if checks.is_empty() {
+        None
+    } else {
+        let tree = tempfile::tempdir().context("cannot make a directory for the control")?;
+        ctx.git.export(&ctx.git.head().await?, tree.path()).await?;
+        Some(tree)
+    };
     let mut outcome = RoleOutcome::new();
     let mut commands = Vec::new();
     let run = AgentRun {
@@ -1134,6 +1272,25 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                 })
                 .collect();
             handoff.compactions = outcome.compactions;
+            handoff.controls = match &without {
+                Some(tree) => negative_controls(ctx, &id, &checks, tree.path()).await?,
+                None => Vec::new(),
+            };
+            for control in &handoff.controls {
+                if let Some(problem) = control.problem(&id) {
+                    handoff.issues.push(DiscoveredIssue {
+                        description: problem,
+                        resolved: false,
+                    });
+                }
+            }
+            if !handoff.controls.is_empty() {
+                outcome.log.push(format!(
+                    "negative controls: {} of {} check(s) fail without {id} and pass with it",
+                    handoff.controls.iter().filter(|c| c.holds()).count(),
+                    handoff.controls.len()
+                ));
+            }
             outcome.files = vec![(
                 output::handoff_path(issue, &id),
                 output::json_bytes(&handoff),
@@ -1149,6 +1306,33 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         }
     }
     Ok(outcome)
+}
+
+/// The feature's checks run in the checkout as the worker left it, and in
+/// `without` (the job's start): each must pass with the feature and fail
+/// without it.
+async fn negative_controls(
+    ctx: &Ctx,
+    feature: &str,
+    checks: &[(String, String)],
+    without: &Path,
+) -> anyhow::Result<Vec<NegativeControl>> {
+    let with = run_checks_in(ctx, &ctx.checkout, checks)
+        .await
+        .with_context(|| format!("cannot run {feature}'s checks"))?;
+    let before = run_checks_in(ctx, without, checks)
+        .await
+        .with_context(|| format!("cannot run {feature}'s checks without it"))?;
+    Ok(with
+        .into_iter()
+        .zip(before)
+        .map(|(w, b)| NegativeControl {
+            assertion: w.assertion.unwrap_or_default(),
+            command: w.run.command,
+            with_feature: w.run.exit_code,
+            without_feature: b.run.exit_code,
+        })
+        .collect())
 }
 
 // ------------------------------------------------------------------- validators
@@ -1249,18 +1433,42 @@ async fn run_scrutiny_commands(
     ctx: &Ctx,
     checks: &[(String, String)],
 ) -> anyhow::Result<Vec<RanCommand>> {
-    let mut list: Vec<(String, Option<String>, String)> = ctx
+    let mut list: Vec<Planned> = ctx
         .config
         .commands
         .all()
         .into_iter()
         .map(|(kind, command)| (kind.to_owned(), None, command.to_owned()))
         .collect();
-    list.extend(
-        checks
-            .iter()
-            .map(|(id, command)| (format!("check of {id}"), Some(id.clone()), command.clone())),
-    );
+    list.extend(checks_of(checks));
+    run_commands_in(ctx, &ctx.checkout, list).await
+}
+
+/// A command to run: its kind, the assertion whose check it is, the command.
+type Planned = (String, Option<String>, String);
+
+fn checks_of(checks: &[(String, String)]) -> impl Iterator<Item = Planned> + '_ {
+    checks
+        .iter()
+        .map(|(id, command)| (format!("check of {id}"), Some(id.clone()), command.clone()))
+}
+
+/// `(assertion, check)` pairs, each run in `dir`.
+async fn run_checks_in(
+    ctx: &Ctx,
+    dir: &Path,
+    checks: &[(String, String)],
+) -> anyhow::Result<Vec<RanCommand>> {
+    run_commands_in(ctx, dir, checks_of(checks).collect()).await
+}
+
+/// The commands one after another in `dir`, contained like an agent's, and
+/// whatever they leave running ended.
+async fn run_commands_in(
+    ctx: &Ctx,
+    dir: &Path,
+    list: Vec<Planned>,
+) -> anyhow::Result<Vec<RanCommand>> {
     if list.is_empty() {
         return Ok(Vec::new());
     }
@@ -1271,7 +1479,8 @@ async fn run_scrutiny_commands(
         output_limit: 20_000,
         ..bash_config(&marker, &ctx.containment)
     };
-    let workspace = Workspace::new(&ctx.checkout, bash).context("cannot use the checkout")?;
+    let workspace = Workspace::new(dir, bash)
+        .with_context(|| format!("cannot run commands in {}", dir.display()))?;
     let mut ran = Vec::new();
     for (kind, assertion, command) in list {
         // A check answers one question: it gets less time than a test suite.
@@ -1383,11 +1592,7 @@ pub async fn scrutiny(
         .collect();
     let mut outcome = RoleOutcome::new();
 
-    let checks: Vec<(String, String)> = plan
-        .milestone_assertions(index)
-        .iter()
-        .filter_map(|a| Some((a.id.clone(), a.check.clone()?)))
-        .collect();
+    let checks = plan_checks(plan.milestone_assertions(index).into_iter());
     let ran = run_scrutiny_commands(ctx, &checks).await?;
     for c in &ran {
         outcome.log.push(format!(

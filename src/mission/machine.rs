@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::outputs::{
-    Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport, Validator,
-    Verdict,
+    BaselineLint, Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport,
+    Validator, Verdict,
 };
 use super::plan::{Plan, one_line};
 
@@ -844,6 +844,13 @@ pub struct Mission {
     /// branch*, a push): the round ends, then the new head is validated.
     #[serde(default)]
     pub head_moved: Option<String>,
+    /// The latest plan's checks as they ran on the base (see [`BaselineLint`]).
+    #[serde(default)]
+    pub lint: Option<BaselineLint>,
+    /// The commit the approved plan was written and linted on, pinned at
+    /// approval: the base the mission's contract was judged against.
+    #[serde(default)]
+    pub base_commit: Option<String>,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -963,6 +970,8 @@ impl Mission {
             estimated_micros: 0,
             missing_branches: BTreeMap::new(),
             head_moved: None,
+            lint: None,
+            base_commit: None,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -1579,6 +1588,13 @@ impl Mission {
                 self.milestone = 0;
                 // The approved plan stands: a revision asked for while paused is moot.
                 self.pending = None;
+                self.base_commit = self.lint.as_ref().map(|l| l.commit.clone());
+                let pinned = self.base_commit.as_deref().map_or_else(String::new, |c| {
+                    format!(
+                        " The plan was linted on `{}`, now the mission's pinned base.",
+                        &c[..c.len().min(12)]
+                    )
+                });
                 let first = &plan.milestones[0];
                 let branch = milestone_branch(self.issue, &first.id);
                 let mut effects = vec![
@@ -1590,7 +1606,7 @@ impl Mission {
                         target: Target::PlanPr,
                         body: format!(
                             "Approved by @{}. {} ({}) starts on `{branch}`; the plan files land \
-                             with its pull request, so this one is closed.",
+                             with its pull request, so this one is closed.{pinned}",
                             actor.login, first.id, first.title
                         ),
                     },
@@ -2202,66 +2218,69 @@ impl Mission {
     ) -> Result<Vec<Effect>, String> {
         match (&job.task, result) {
             (_, JobResult::Incomplete { reason }) => Err(format!("the agent stopped: {reason}")),
-            (Task::Scope { .. } | Task::Revise { .. }, JobResult::Orchestrator { output }) => {
-                match output {
-                    OrchestratorOutput::Questions { questions } if !questions.is_empty() => {
-                        self.phase = Phase::AwaitingAnswers;
-                        self.asked_at = Some(now);
-                        let list: String = questions
-                            .iter()
-                            .map(|q| format!("1. {}\n", one_line(q)))
-                            .collect();
-                        Ok(vec![self.issue_comment(format!(
-                            "Before planning, the orchestrator has questions:\n\n{list}\n\
+            (
+                Task::Scope { .. } | Task::Revise { .. },
+                JobResult::Orchestrator { output, lint },
+            ) => match output {
+                OrchestratorOutput::Questions { questions } if !questions.is_empty() => {
+                    self.phase = Phase::AwaitingAnswers;
+                    self.asked_at = Some(now);
+                    let list: String = questions
+                        .iter()
+                        .map(|q| format!("1. {}\n", one_line(q)))
+                        .collect();
+                    Ok(vec![self.issue_comment(format!(
+                        "Before planning, the orchestrator has questions:\n\n{list}\n\
                              @{} please answer in a comment; a maintainer may answer too.",
-                            self.author
-                        ))])
+                        self.author
+                    ))])
+                }
+                OrchestratorOutput::Plan { plan } => {
+                    let errors = plan.check();
+                    if !errors.is_empty() {
+                        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                        return Err(format!("the plan breaks the rules: {}", list.join("; ")));
                     }
-                    OrchestratorOutput::Plan { plan } => {
-                        let errors = plan.check();
-                        if !errors.is_empty() {
-                            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                            return Err(format!("the plan breaks the rules: {}", list.join("; ")));
-                        }
-                        let revised = self.plan.is_some() && self.plan_pr.is_some();
-                        let mut summary =
-                            format!("{}\n\n{}", plan_summary(&plan), self.forecast(&plan));
-                        for warning in self.settings.independence.warnings() {
-                            summary.push_str(&format!("\n\n{warning}"));
-                        }
-                        self.plan = Some(plan);
-                        self.phase = Phase::PlanReview;
-                        if revised {
-                            Ok(vec![Effect::Comment {
-                                target: Target::PlanPr,
+                    let revised = self.plan.is_some() && self.plan_pr.is_some();
+                    let mut summary =
+                        format!("{}\n\n{}", plan_summary(&plan), self.forecast(&plan));
+                    for warning in self.settings.independence.warnings() {
+                        summary.push_str(&format!("\n\n{warning}"));
+                    }
+                    if let Some(lint) = &lint {
+                        summary.push_str(&format!("\n\n{}", lint.to_markdown(&self.base)));
+                    }
+                    self.lint = lint;
+                    self.plan = Some(plan);
+                    self.phase = Phase::PlanReview;
+                    if revised {
+                        Ok(vec![Effect::Comment {
+                            target: Target::PlanPr,
+                            body: format!(
+                                "The plan was revised ({}). Please review it again.\n\n{summary}",
+                                job.key
+                            ),
+                        }])
+                    } else {
+                        Ok(vec![
+                            Effect::OpenPlanPr {
+                                branch: plan_branch(self.issue),
+                                title: format!("Mission plan for #{}", self.issue),
                                 body: format!(
-                                    "The plan was revised ({}). Please review it again.\n\n{summary}",
-                                    job.key
-                                ),
-                            }])
-                        } else {
-                            Ok(vec![
-                                Effect::OpenPlanPr {
-                                    branch: plan_branch(self.issue),
-                                    title: format!("Mission plan for #{}", self.issue),
-                                    body: format!(
-                                        "The plan for #{}: `.missions/{}/plan.md` (for people) and `plan.json`.\n\n{summary}\n\n\
+                                    "The plan for #{}: `.missions/{}/plan.md` (for people) and `plan.json`.\n\n{summary}\n\n\
                                          Approve this pull request to start the first milestone, or request changes \
                                          with what to change.",
-                                        self.issue, self.issue
-                                    ),
-                                },
-                                self.issue_comment(
-                                    "The plan is ready for review in its pull request.".into(),
+                                    self.issue, self.issue
                                 ),
-                            ])
-                        }
+                            },
+                            self.issue_comment(
+                                "The plan is ready for review in its pull request.".into(),
+                            ),
+                        ])
                     }
-                    _ => Err(
-                        "the orchestrator answered neither with questions nor with a plan".into(),
-                    ),
                 }
-            }
+                _ => Err("the orchestrator answered neither with questions nor with a plan".into()),
+            },
             (
                 Task::Triage { .. } | Task::FollowUp { .. } | Task::Replan { .. },
                 JobResult::Orchestrator {
@@ -2271,6 +2290,7 @@ impl Mission {
                             features,
                             assertions,
                         },
+                    ..
                 },
             ) => {
                 let mut plan = self.plan.clone().ok_or("no plan to amend")?;

@@ -57,6 +57,136 @@ pub struct Handoff {
     /// cut down, so the worker may have lost detail it read early on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub compactions: u32,
+    /// The feature's checks run with and without it (filled by the harness,
+    /// whatever the model says).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<NegativeControl>,
+}
+
+/// One assertion's `check` run on the commit with the feature and on the one
+/// without it (the job's start): a check that does not fail without the
+/// feature and pass with it does not show the feature works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegativeControl {
+    pub assertion: String,
+    pub command: String,
+    /// `None`: killed (time limit or signal).
+    pub with_feature: Option<i32>,
+    pub without_feature: Option<i32>,
+}
+
+impl NegativeControl {
+    pub fn holds(&self) -> bool {
+        self.with_feature == Some(0) && self.without_feature != Some(0)
+    }
+
+    /// What is wrong, for the handoff's unresolved issues; `None` when it holds.
+    pub fn problem(&self, feature: &str) -> Option<String> {
+        let passes_without = self.without_feature == Some(0);
+        let fails_with = self.with_feature != Some(0);
+        let what = match (passes_without, fails_with) {
+            (false, false) => return None,
+            (true, true) => format!(
+                "fails with {feature} ({}) and passes without it: it tests something else",
+                exit_text(self.with_feature)
+            ),
+            (true, false) => format!(
+                "passes without {feature} too: it does not show that {feature} made {} true",
+                self.assertion
+            ),
+            (false, true) => format!(
+                "still fails with {feature} ({}): {feature} does not make {} true yet",
+                exit_text(self.with_feature),
+                self.assertion
+            ),
+        };
+        Some(format!(
+            "Negative control of {}: its check `{}` {what}",
+            self.assertion,
+            one_line(&self.command)
+        ))
+    }
+}
+
+fn exit_text(code: Option<i32>) -> String {
+    code.map_or_else(|| "killed".to_owned(), |c| format!("exit {c}"))
+}
+
+fn pass_or_fail(code: Option<i32>) -> String {
+    match code {
+        Some(0) => "passes".to_owned(),
+        other => format!("fails ({})", exit_text(other)),
+    }
+}
+
+/// The plan's checks run on the commit the plan was written on, before the
+/// plan PR opens: a check that already passes there tests nothing new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineLint {
+    /// The commit the checks ran on (the plan branch's, whose code is the base's).
+    pub commit: String,
+    pub checks: Vec<AssertionCheck>,
+    /// The assertions flagged at first, whose plan went back to the
+    /// orchestrator once (empty: it did not need to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_back: Vec<String>,
+}
+
+impl BaselineLint {
+    /// The checks that passed on the base.
+    pub fn flagged(&self) -> Vec<&AssertionCheck> {
+        self.checks
+            .iter()
+            .filter(|c| c.exit_code == Some(0))
+            .collect()
+    }
+
+    /// For the plan PR: what ran where, what is flagged, what went back.
+    pub fn to_markdown(&self, base: &str) -> String {
+        let short = &self.commit[..self.commit.len().min(12)];
+        if self.checks.is_empty() {
+            return format!(
+                "**Baseline lint** (on `{short}`): no assertion carries a `check`, so every \
+                 one is judged by the validators alone.\n"
+            );
+        }
+        let flagged = self.flagged();
+        let mut out = format!(
+            "**Baseline lint**: {} of {} check(s) fail on `{short}` ({base}, before any \
+             feature), as they must: a check that passes there tests nothing new.\n\n",
+            self.checks.len() - flagged.len(),
+            self.checks.len()
+        );
+        if !self.sent_back.is_empty() {
+            out.push_str(&format!(
+                "The first plan went back to the orchestrator once: {} passed on {base}.\n\n",
+                self.sent_back.join(", ")
+            ));
+        }
+        for f in &flagged {
+            out.push_str(&format!(
+                "> [!WARNING]\n> {} already passes on {base}: it tests nothing new (`{}`). \
+                 Approve only if that is what you want, or request changes.\n\n",
+                f.id,
+                shown_command(&f.command)
+            ));
+        }
+        out.push_str("| assertion | check | on the base |\n|---|---|---|\n");
+        for c in &self.checks {
+            out.push_str(&format!(
+                "| {} | `{}` | {} |\n",
+                c.id,
+                shown_command(&c.command),
+                match c.exit_code {
+                    Some(0) => "passes ⚠".to_owned(),
+                    other => format!("fails ({}) ✓", exit_text(other)),
+                }
+            ));
+        }
+        out
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -97,6 +227,27 @@ impl Handoff {
         if !open.is_empty() {
             out.push_str("\n**Unresolved issues** (the orchestrator triages these before the next feature)\n\n");
             out.push_str(&list(&open));
+        }
+        if !self.controls.is_empty() {
+            let held = self.controls.iter().filter(|c| c.holds()).count();
+            out.push_str(&format!(
+                "\n**Negative controls**: {held} of {} check(s) fail without {} and pass with it.\n\n\
+                 | assertion | check | without {} | with {} |\n|---|---|---|---|\n",
+                self.controls.len(),
+                self.feature,
+                self.feature,
+                self.feature
+            ));
+            for c in &self.controls {
+                out.push_str(&format!(
+                    "| {}{} | `{}` | {} | {} |\n",
+                    c.assertion,
+                    if c.holds() { "" } else { " ⚠" },
+                    shown_command(&c.command),
+                    pass_or_fail(c.without_feature),
+                    pass_or_fail(c.with_feature)
+                ));
+            }
         }
         if self.compactions > 0 {
             out.push_str(&format!(
@@ -373,6 +524,9 @@ pub enum OrchestratorOutput {
 pub enum JobResult {
     Orchestrator {
         output: OrchestratorOutput,
+        /// A plan's checks as they ran on the base (the harness's, not the model's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lint: Option<BaselineLint>,
     },
     Worker {
         handoff: Handoff,
@@ -465,6 +619,7 @@ mod tests {
                 },
             ],
             issues: vec![],
+            controls: vec![],
             followed_procedures: true,
             procedures_note: None,
             compactions: 0,
