@@ -104,7 +104,10 @@ impl NegativeControl {
         Some(format!(
             "Negative control of {}: its check `{}` {what}",
             self.assertion,
-            one_line(&self.command)
+            self.command
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
         ))
     }
 }

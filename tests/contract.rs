@@ -1,0 +1,192 @@
+//! A contract that is tested, not only counted: the plan's checks are linted
+//! on the base before anyone approves them, and each feature's checks are
+//! run with and without the feature. Each story is told through the
+//! simulator, as alice sees it on GitHub.
+
+mod common;
+
+use common::mission::MissionTest;
+use missions::demo::scripts::{Story, TRIVIAL_CHECK};
+use serde_json::Value;
+
+fn pr_body(m: &MissionTest, pr: u64) -> String {
+    let repo = m.repo();
+    m.t.sim
+        .read(|w| w.repos[&repo].issues[&pr].body.clone().unwrap_or_default())
+}
+
+async fn main_head(m: &MissionTest) -> String {
+    m.t.sim
+        .git()
+        .resolve_ref(&m.repo(), "refs/heads/main")
+        .await
+        .unwrap()
+        .expect("main exists")
+}
+
+async fn plan_json(m: &MissionTest, issue: u64) -> Value {
+    let text =
+        m.t.file(
+            &format!(".missions/{issue}/plan.json"),
+            &format!("missions/{issue}/plan"),
+        )
+        .await
+        .expect("plan.json on the plan branch");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_already_passes_on_main_goes_back_to_the_orchestrator_once_and_is_fixed() {
+    let m = MissionTest::start(Story {
+        trivial_check: true,
+        ..Story::default()
+    })
+    .await;
+    let base = main_head(&m).await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+
+    // The orchestrator's first plan gave A1 a check that passes on main; the
+    // job sent it back once, and the plan alice reviews has A1's real check.
+    let body = pr_body(&m, plan_pr);
+    assert!(
+        body.contains("The first plan went back to the orchestrator once: A1 passed on main."),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "**Baseline lint**: 3 of 3 check(s) fail on `{}` (main, before any feature)",
+            &base[..12]
+        )),
+        "{body}"
+    );
+    assert!(!body.contains("[!WARNING]"), "{body}");
+    let plan = plan_json(&m, issue).await;
+    let a1 = &plan["assertions"][0];
+    assert_eq!(a1["id"], "A1");
+    assert_ne!(a1["check"], TRIVIAL_CHECK, "{plan}");
+    assert!(a1["check"].as_str().unwrap().contains("--lines"), "{plan}");
+    // The send-back happened inside the one scoping job.
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
+
+    // Approval pins the commit the plan was linted on as the mission's base.
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let approved = m.t.expect_app_comment(plan_pr, "Approved by @alice").await;
+    assert!(
+        approved["body"].as_str().unwrap().contains(&format!(
+            "The plan was linted on `{}`, now the mission's pinned base.",
+            &base[..12]
+        )),
+        "{approved}"
+    );
+    // F1's check fails without F1 and passes with it: its control holds.
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let text = handoff["body"].as_str().unwrap();
+    assert!(
+        text.contains("**Negative controls**: 1 of 1 check(s) fail without F1 and pass with it."),
+        "{text}"
+    );
+    assert!(
+        text.contains("| A1 | `python3 textstats.py sample.txt --lines \\| grep -qx 'lines: 3'` | fails (exit 1) | passes |"),
+        "{text}"
+    );
+    assert!(!text.contains("Unresolved issues"), "{text}");
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_still_passing_on_main_after_its_one_send_back_is_shown_to_the_approver() {
+    let m = MissionTest::start(Story {
+        trivial_check: true,
+        keep_trivial_check: true,
+        ..Story::default()
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    let body = pr_body(&m, plan_pr);
+    assert!(
+        body.contains("**Baseline lint**: 2 of 3 check(s) fail"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "> [!WARNING]\n> A1 already passes on main: it tests nothing new (`{}`).",
+            TRIVIAL_CHECK.replace('|', "\\|")
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("The first plan went back to the orchestrator once: A1 passed on main."),
+        "{body}"
+    );
+    // It went back once only: the plan stands, flagged, for alice to judge.
+    assert_eq!(
+        plan_json(&m, issue).await["assertions"][0]["check"],
+        TRIVIAL_CHECK
+    );
+    assert_eq!(m.dispatched_jobs(), ["scope-1.1"]);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feature_that_does_not_make_its_check_pass_fails_its_negative_control_and_is_triaged() {
+    let m = MissionTest::start(Story {
+        f1_without_lines: true,
+        ..Story::default()
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+
+    // F1's worker said it was done, but its check fails with F1 as without.
+    let handoff = m.t.expect_app_comment(pr, "### Handoff: F1 ").await;
+    let text = handoff["body"].as_str().unwrap();
+    assert!(
+        text.contains("**Negative controls**: 0 of 1 check(s) fail without F1 and pass with it."),
+        "{text}"
+    );
+    assert!(
+        text.contains("| A1 ⚠ | `python3 textstats.py sample.txt --lines \\| grep -qx 'lines: 3'` | fails (exit 1) | fails (exit 1) |"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "- Negative control of A1: its check `python3 textstats.py sample.txt --lines \\| grep -qx 'lines: 3'` still fails with F1 (exit 1): F1 does not make A1 true yet"
+        ),
+        "{text}"
+    );
+    // The handoff on the branch carries the controls the harness ran.
+    let saved: Value = serde_json::from_str(
+        &m.t.file(
+            &format!(".missions/{issue}/handoffs/F1.json"),
+            &format!("missions/{issue}/m1"),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["controls"][0]["with_feature"], 1, "{saved}");
+    assert_eq!(saved["controls"][0]["without_feature"], 1, "{saved}");
+
+    // So the orchestrator triages it before F2, and adds the missing work.
+    let triage =
+        m.t.expect_app_comment(pr, "### Triage of F1's handoff")
+            .await;
+    assert!(
+        triage["body"]
+            .as_str()
+            .unwrap()
+            .contains("- F5: Add the --lines flag"),
+        "{triage}"
+    );
+    m.t.expect_app_comment(pr, "### Handoff: F2 ").await;
+    assert_eq!(
+        &m.dispatched_jobs()[..4],
+        ["scope-1.1", "feature-F1.1", "triage-F1.1", "feature-F2.1"]
+    );
+    m.t.stop().await;
+}
