@@ -190,3 +190,172 @@ async fn a_feature_that_does_not_make_its_check_pass_fails_its_negative_control_
     );
     m.t.stop().await;
 }
+
+/// The first model request of each agent run whose task names `needle`.
+fn requests_about(m: &MissionTest, needle: &str) -> Vec<String> {
+    m.t.model_requests()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_m1_merges_the_orchestrator_replans_m2_and_its_workers_read_the_new_skill() {
+    let m = MissionTest::start(Story {
+        replan_m2: true,
+        ..Story::default()
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
+        .await;
+
+    // Before M2 starts, the orchestrator re-plans it; the issue shows what
+    // changed, and since it only adds, it applies at once.
+    let replan = m.t.expect_app_comment(issue, "### Re-plan before M2").await;
+    let text = replan["body"].as_str().unwrap();
+    for line in [
+        "M1 taught that words must be lower-cased for --top",
+        "- **changed** F3: description",
+        "- **added** F6 to M2: Document the flags (makes A5 true)",
+        "- **added** A5: README.md documents `--top N`",
+        "- **updated** skill `run-tests`",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    let m2 = m.milestone_passes(issue, "M2", &["F3", "F6"]).await;
+
+    // M2's workers were given the rewritten skill and the orchestrator's notes.
+    for feature in ["F3", "F6"] {
+        let asked = requests_about(&m, &format!("Implement feature **{feature}**"));
+        assert!(!asked.is_empty(), "no request for {feature}");
+        for request in &asked {
+            assert!(
+                request.contains(missions::demo::scripts::UPDATED_SKILL),
+                "{request}"
+            );
+            assert!(
+                request.contains("M1 taught that words must be lower-cased"),
+                "{request}"
+            );
+        }
+    }
+    // The shared state on M2's branch is the revised one.
+    let branch = format!("missions/{issue}/m2");
+    let plan: Value = serde_json::from_str(
+        &m.t.file(&format!(".missions/{issue}/plan.json"), &branch)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["milestones"][1]["features"][1]["id"], "F6", "{plan}");
+    assert_eq!(plan["assertions"][3]["id"], "A5", "{plan}");
+    let skill =
+        m.t.file(&format!(".missions/{issue}/skills/run-tests.md"), &branch)
+            .await
+            .unwrap();
+    assert_eq!(skill.trim(), missions::demo::scripts::UPDATED_SKILL);
+    // F6's check fails without F6 and passes with it.
+    let f6 = m.t.expect_app_comment(m2, "### Handoff: F6 ").await;
+    assert!(
+        f6["body"]
+            .as_str()
+            .unwrap()
+            .contains("**Negative controls**: 1 of 1 check(s) fail without F6 and pass with it."),
+        "{f6}"
+    );
+    let jobs = m.dispatched_jobs();
+    let at = jobs.iter().position(|j| j == "boundary-M2.1").unwrap();
+    assert_eq!(
+        &jobs[at..at + 3],
+        ["boundary-M2.1", "feature-F3.1", "feature-F6.1"]
+    );
+    // No pull request asked for approval: nothing approved was taken away.
+    let repo = m.repo();
+    let revision_prs = m.t.sim.read(|w| {
+        w.repos[&repo]
+            .issues
+            .values()
+            .filter(|i| {
+                i.pull
+                    .as_ref()
+                    .is_some_and(|p| p.head_ref.ends_with("-replan"))
+            })
+            .count()
+    });
+    assert_eq!(revision_prs, 0);
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replan_that_drops_an_approved_assertion_waits_for_an_approving_review() {
+    let m = MissionTest::start(Story {
+        replan_drops_a3: true,
+        ..Story::default()
+    })
+    .await;
+    let issue = m.open_labeled_issue().await;
+    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
+    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
+        .await;
+
+    // The re-plan drops A3, which alice approved: it comes to her as a pull request.
+    let revision = m.expect_pr(&format!("missions/{issue}/m2-replan")).await;
+    let body = pr_body(&m, revision);
+    assert!(
+        body.contains("**It removes or changes assertions you approved**"),
+        "{body}"
+    );
+    assert!(body.contains("- A3 removed (was: `python3 textstats.py FILE --top N` prints the N most frequent words"), "{body}");
+    assert!(body.contains("- **removed** A3:"), "{body}");
+    assert!(body.contains("- **added** A5:"), "{body}");
+    m.t.expect_app_comment(
+        issue,
+        "The re-plan before M2 removes or changes assertions that were approved",
+    )
+    .await;
+    // Nothing of M2 runs until a writer approves: not on a reader's approval.
+    assert_eq!(m.review(&m.bob(), revision, "APPROVE", "").await, 200);
+    m.t.expect_app_comment(revision, "@bob thanks for the review")
+        .await;
+    assert_eq!(m.dispatched_jobs().last().unwrap(), "boundary-M2.1");
+    assert!(
+        m.t.sim
+            .git()
+            .resolve_ref(&m.repo(), &format!("refs/heads/missions/{issue}/m2"))
+            .await
+            .unwrap()
+            .is_none(),
+        "M2's branch exists before the revision is approved"
+    );
+
+    assert_eq!(m.review(&m.alice(), revision, "APPROVE", "").await, 200);
+    m.t.expect_app_comment(
+        revision,
+        "Approved by @alice: the revised plan stands, and M2 starts on",
+    )
+    .await;
+    m.milestone_passes(issue, "M2", &["F3"]).await;
+    let plan: Value = serde_json::from_str(
+        &m.t.file(
+            &format!(".missions/{issue}/plan.json"),
+            &format!("missions/{issue}/m2"),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<&str> = plan["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["A1", "A2", "A5"]);
+    assert_eq!(m.pr_state(revision).0, "closed");
+    m.t.stop().await;
+}

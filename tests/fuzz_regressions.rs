@@ -129,6 +129,13 @@ fn model_output_inputs_hold() {
             break_f2: true,
             f1_unresolved_issue: true,
             f1_failed_runs: 1,
+            ..Story::default()
+        },
+        Story {
+            trivial_check: true,
+            keep_trivial_check: true,
+            f1_without_lines: true,
+            ..Story::default()
         },
     ];
     for (n, story) in stories.iter().enumerate() {

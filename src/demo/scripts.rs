@@ -34,7 +34,22 @@ pub struct Story {
     /// F1's worker adds a test but not `--lines`: its negative control fails,
     /// and triage (triage-F1) adds F5.
     pub f1_without_lines: bool,
+    /// After M1 merges, the re-plan (boundary-M2) changes F3, adds F6 with a
+    /// new assertion A5, and updates the run-tests skill; M2's workers read it.
+    pub replan_m2: bool,
+    /// After M1 merges, the re-plan drops the approved A3 for a looser A5:
+    /// it waits for the maintainer's approval.
+    pub replan_drops_a3: bool,
 }
+
+/// The run-tests skill as the re-plan before M2 rewrites it.
+pub const UPDATED_SKILL: &str = "Run `python3 -m unittest -q` from the repository root, then \
+    `python3 textstats.py sample.txt --top 2` as a smoke test; both must succeed before you finish.";
+
+/// The README as F6 leaves it.
+pub const README_WITH_TOP: &str = "# textstats\n\nSmall statistics about a text file.\n\n\
+    ```\npython3 textstats.py FILE [--lines | --chars | --top N]\n```\n\n\
+    `--top N` prints the N most frequent words.\n\nTests: `python3 -m unittest -q`.\n";
 
 fn turn_calls(calls: Vec<Value>) -> Value {
     json!({ "tool_calls": calls })
@@ -405,6 +420,8 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
             ),
         );
     }
+    // The boundary before M2.
+    add("boundary-M2", boundary_m2(story));
     // M2.
     let s3 = Stage {
         lines: true,
@@ -421,21 +438,107 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
             None,
         ),
     );
+    let top = if story.replan_drops_a3 { "A5" } else { "A3" };
     add(
         "M2-scrutiny-1-review-F3",
         review(
             "F3",
-            &[("A3", true, "top_words sorts by (-count, word); test passes")],
+            &[(top, true, "top_words sorts by (-count, word); test passes")],
         ),
     );
+    let mut judged = vec![(top, true, "`the 3` then `brown 1`")];
+    if story.replan_m2 {
+        add(
+            "feature-F6",
+            vec![
+                turn_calls(vec![call(
+                    "write_file",
+                    json!({"path": "README.md", "content": README_WITH_TOP}),
+                )]),
+                turn_calls(vec![call(
+                    "bash",
+                    json!({"command": "python3 -m unittest -q 2>&1 | tail -n 3 && python3 textstats.py sample.txt --top 2"}),
+                )]),
+                finish(json!({
+                    "feature": "F6",
+                    "summary": "README.md documents --lines, --chars and --top N.",
+                    "completed": ["README.md documents the three flags"],
+                    "undone": [],
+                    "issues": [],
+                    "followed_procedures": true,
+                    "procedures_note": "ran the tests and the smoke test as skills/run-tests.md says"
+                })),
+            ],
+        );
+        add(
+            "M2-scrutiny-1-review-F6",
+            review("F6", &[("A5", true, "README.md documents --top N")]),
+        );
+        judged.push(("A5", true, "README.md shows `--top N`"));
+    }
     add(
         "M2-user-testing-1",
-        user_test(
-            &["python3 textstats.py sample.txt --top 2"],
-            &[("A3", true, "`the 3` then `brown 1`")],
-        ),
+        user_test(&["python3 textstats.py sample.txt --top 2"], &judged),
     );
     out
+}
+
+/// The orchestrator's re-plan once M1 is merged: as the story has it.
+fn boundary_m2(story: &Story) -> Vec<Value> {
+    let f3 = |claims: &[&str]| {
+        feature(
+            "F3",
+            "Most frequent words",
+            "Add top_words(text, n) and a --top N flag printing `word count` lines, ties \
+             alphabetical (lower-cased words), with a test.",
+            claims,
+        )
+    };
+    let read = turn_calls(vec![call("read_file", json!({"path": "textstats.py"}))]);
+    if story.replan_m2 {
+        let mut contract = assertions();
+        contract.as_array_mut().unwrap().push(json!({
+            "id": "A5", "text": "README.md documents `--top N`",
+            "check": "grep -q -- '--top N' README.md"
+        }));
+        let f6 = feature(
+            "F6",
+            "Document the flags",
+            "Document --lines, --chars and --top N in README.md.",
+            &["A5"],
+        );
+        return vec![
+            read,
+            finish(json!({
+                "kind": "revision",
+                "notes": "M1 taught that words must be lower-cased for --top; F3 says so. The README documents none of the flags: F6 adds that, judged by A5. Workers also smoke-test the CLI now.",
+                "milestones": [{"id": "M2", "title": "Most frequent words", "features": [f3(&["A3"]), f6]}],
+                "assertions": contract,
+                "skills": [{"name": "run-tests", "body": UPDATED_SKILL}]
+            })),
+        ];
+    }
+    if story.replan_drops_a3 {
+        let mut contract = assertions();
+        let list = contract.as_array_mut().unwrap();
+        list.truncate(2);
+        list.push(
+            json!({"id": "A5", "text": "`python3 textstats.py FILE --top N` prints N lines"}),
+        );
+        return vec![
+            read,
+            finish(json!({
+                "kind": "revision",
+                "notes": "Ties are rare in real texts; A5 asks only for N lines.",
+                "milestones": [{"id": "M2", "title": "Most frequent words", "features": [f3(&["A5"])]}],
+                "assertions": contract
+            })),
+        ];
+    }
+    vec![
+        read,
+        finish(json!({"kind": "revision", "notes": "M1 went as planned; M2 stands as it is."})),
+    ]
 }
 
 /// The role an agent-run name belongs to (`feature-F1` a worker,

@@ -155,6 +155,8 @@ pub struct MissionFiles {
     /// Skill name → its markdown.
     pub skills: Vec<(String, String)>,
     pub agents_md: Option<String>,
+    /// `notes.md`: the orchestrator's decisions that workers follow.
+    pub notes: Option<String>,
 }
 
 impl MissionFiles {
@@ -186,6 +188,7 @@ impl MissionFiles {
             handoffs: read_dir("handoffs", ".json"),
             skills: read_dir("skills", ".md"),
             agents_md: read_plain_file(checkout, "AGENTS.md"),
+            notes: read_plain_file(checkout, &format!("{dir}/notes.md")),
         })
     }
 
@@ -236,6 +239,14 @@ impl MissionFiles {
                 ));
                 out.push('\n');
             }
+        }
+        if let Some(notes) = &self.notes {
+            let _ = writeln!(out, "## The orchestrator's notes (`{dir}/notes.md`)\n");
+            out.push_str(&quote_untrusted(
+                &format!("{dir}/notes.md"),
+                &truncate(notes, MAX_FILE_CHARS),
+            ));
+            out.push('\n');
         }
         if with_handoffs && !self.handoffs.is_empty() {
             let _ = writeln!(out, "## Handoffs so far (`{dir}/handoffs/`)\n");

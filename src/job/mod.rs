@@ -114,6 +114,7 @@ pub enum TaskKind {
     Triage,
     FollowUp,
     Replan,
+    Boundary,
     Validate,
 }
 
@@ -127,6 +128,7 @@ impl TaskKind {
             TaskKind::Triage => "triage",
             TaskKind::FollowUp => "follow-up",
             TaskKind::Replan => "replan",
+            TaskKind::Boundary => "boundary",
             TaskKind::Validate => "validate",
         }
     }
@@ -138,7 +140,8 @@ impl TaskKind {
             | TaskKind::Revise
             | TaskKind::Triage
             | TaskKind::FollowUp
-            | TaskKind::Replan => role == JobRole::Orchestrator,
+            | TaskKind::Replan
+            | TaskKind::Boundary => role == JobRole::Orchestrator,
             TaskKind::Feature => role == JobRole::Worker,
             TaskKind::Validate => matches!(role, JobRole::Scrutiny | JobRole::UserTesting),
         }
@@ -162,10 +165,11 @@ impl FromStr for TaskKind {
             "triage" => TaskKind::Triage,
             "follow-up" | "followup" => TaskKind::FollowUp,
             "replan" => TaskKind::Replan,
+            "boundary" => TaskKind::Boundary,
             "validate" => TaskKind::Validate,
             other => {
                 return Err(format!(
-                    "unknown task {other:?}; expected scope, revise, feature, triage, follow-up, replan or validate"
+                    "unknown task {other:?}; expected scope, revise, feature, triage, follow-up, replan, boundary or validate"
                 ));
             }
         })
@@ -373,6 +377,8 @@ pub fn milestone_of_branch(
     plan: &crate::mission::Plan,
 ) -> Option<(usize, String)> {
     let rest = branch.strip_prefix(&format!("missions/{issue}/"))?;
+    // The re-plan before a milestone runs on `<milestone>-replan`.
+    let rest = rest.strip_suffix("-replan").unwrap_or(rest);
     plan.milestones
         .iter()
         .enumerate()

@@ -72,6 +72,27 @@ pub fn plan_files(issue: u64, plan: &Plan) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Where orchestrator notes that workers follow are kept (they read it).
+pub fn notes_path(issue: u64) -> String {
+    format!(".missions/{issue}/notes.md")
+}
+
+/// `existing` notes with a section for `heading` appended.
+pub fn notes_with(existing: Option<&str>, heading: &str, notes: &str) -> Vec<u8> {
+    let mut text = existing.map_or_else(
+        || {
+            "# Notes from the orchestrator\n\nDecisions made while the mission runs; follow them.\n"
+                .to_owned()
+        },
+        str::to_owned,
+    );
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("\n## {heading}\n\n{}\n", notes.trim()));
+    text.into_bytes()
+}
+
 /// Adds `note` to a worker's result: an unresolved issue of its handoff (so
 /// the orchestrator triages it), rewriting the handoff file among `files`;
 /// or, for an incomplete result, to its reason.

@@ -830,11 +830,29 @@ pub fn orchestrator_check(
                 .into_iter()
                 .map(|e| violation("/plan", e.to_string()))
                 .collect(),
+            OrchestratorOutput::Revision { .. } if task == TaskKind::Boundary => {
+                let Some(plan) = &plan else {
+                    return vec![violation("", "there is no plan to revise")];
+                };
+                let Some(index) = milestone else {
+                    return vec![violation(
+                        "",
+                        "this job's branch is not the re-plan of a milestone of the plan",
+                    )];
+                };
+                match plan.revised(index, &out.revision().unwrap_or_default()) {
+                    Ok(_) => Vec::new(),
+                    Err(errors) => errors
+                        .into_iter()
+                        .map(|e| violation("", format!("the revised plan: {e}")))
+                        .collect(),
+                }
+            }
             OrchestratorOutput::Amend {
                 features,
                 assertions,
                 ..
-            } if !planning => {
+            } if !planning && task != TaskKind::Boundary => {
                 let Some(plan) = &plan else {
                     return vec![violation("", "there is no plan to amend")];
                 };
@@ -853,6 +871,10 @@ pub fn orchestrator_check(
                         .collect(),
                 }
             }
+            _ if task == TaskKind::Boundary => vec![violation(
+                "/kind",
+                "the boundary task ends with kind `revision`",
+            )],
             _ if planning => vec![violation(
                 "/kind",
                 format!(
@@ -868,7 +890,9 @@ pub fn orchestrator_check(
     })
 }
 
-async fn reports_text(ctx: &Ctx) -> anyhow::Result<String> {
+/// The validation reports on the reports branch: the current milestone's,
+/// or with `all` every milestone's.
+async fn reports_text(ctx: &Ctx, all: bool) -> anyhow::Result<String> {
     let issue = ctx.issue();
     let branch = crate::mission::machine::reports_branch(issue);
     let Some(head) = ctx.git.fetch(&branch).await? else {
@@ -876,7 +900,11 @@ async fn reports_text(ctx: &Ctx) -> anyhow::Result<String> {
             "There are no validation reports yet (no branch `{branch}`).\n"
         ));
     };
-    let milestone = ctx.milestone.as_ref().map(|(_, id)| id.clone());
+    let milestone = ctx
+        .milestone
+        .as_ref()
+        .map(|(_, id)| id.clone())
+        .filter(|_| !all);
     let dir = format!(".missions/{issue}/reports");
     let mut out = String::new();
     for path in ctx.git.list_files(&head, &dir).await? {
@@ -955,7 +983,37 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                  below and finish with `{{\"kind\": \"amend\", …}}`: features (appended to \
                  milestone {current}) that fix each failure.\n\n"
             );
-            message.push_str(&reports_text(ctx).await?);
+            message.push_str(&reports_text(ctx, false).await?);
+        }
+        TaskKind::Boundary => {
+            let merged: Vec<String> = ctx
+                .files
+                .plan
+                .iter()
+                .flat_map(|p| p.milestones.iter().take(milestone_index.unwrap_or(0)))
+                .map(|m| m.id.clone())
+                .collect();
+            let _ = write!(
+                message,
+                "Task: **boundary**. {merged} merged. Before {current} starts, read the handoffs \
+                 above and the validation reports below, and decide whether the rest of the plan \
+                 still fits what was learned. Finish with `{{\"kind\": \"revision\", \"notes\": …}}`, \
+                 and give only what changes: `milestones` (every milestone from {current} on, in \
+                 order), `assertions` (the whole contract) and `skills` (every skill). Merged \
+                 milestones stay as they are. Adding features, assertions and skills applies at \
+                 once; removing or changing an assertion the maintainer approved waits for their \
+                 approval. With nothing to change, give only `notes`.\n\n",
+                merged = if merged.is_empty() {
+                    "No milestone is".to_owned()
+                } else {
+                    format!(
+                        "{} {}",
+                        merged.join(", "),
+                        if merged.len() == 1 { "is" } else { "are" }
+                    )
+                }
+            );
+            message.push_str(&reports_text(ctx, true).await?);
         }
         TaskKind::Replan => {
             let _ = writeln!(
@@ -1073,6 +1131,32 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                 plan.assertions.len()
             ));
         }
+        OrchestratorOutput::Revision { .. } => {
+            let plan = ctx.plan()?;
+            let index = milestone_index.context("no milestone to re-plan before")?;
+            let revised = plan
+                .revised(index, &out.revision().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("the checked revision: {}", e.join("; ")))?;
+            let keep: BTreeSet<&str> = revised.skills.iter().map(|s| s.name.as_str()).collect();
+            outcome.removed = ctx
+                .files
+                .skills
+                .iter()
+                .filter(|(name, _)| !keep.contains(name.as_str()))
+                .map(|(name, _)| output::skill_path(issue, name))
+                .collect();
+            let changes = plan.diff(&revised);
+            outcome.files = output::plan_files(issue, &revised);
+            outcome.files.push(notes_file(ctx, &out));
+            outcome.log.push(format!(
+                "result: a revision before {current}: {}",
+                if changes.is_empty() {
+                    "no change".to_owned()
+                } else {
+                    changes.join("; ").replace("**", "")
+                }
+            ));
+        }
         OrchestratorOutput::Amend {
             features,
             assertions,
@@ -1088,6 +1172,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                     output::plan_md_path(issue),
                     amended.to_markdown(issue).into_bytes(),
                 ),
+                notes_file(ctx, &out),
             ];
             outcome.log.push(format!(
                 "result: an amendment of {current} with {} feature(s), {} assertion(s)",
@@ -1098,6 +1183,22 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
     }
     outcome.result = JobResult::Orchestrator { output: out, lint };
     Ok(outcome)
+}
+
+/// `notes.md` with this job's notes appended: workers read it, so a decision
+/// the orchestrator made holds beyond the comment that announced it.
+fn notes_file(ctx: &Ctx, out: &OrchestratorOutput) -> (String, Vec<u8>) {
+    let notes = match out {
+        OrchestratorOutput::Amend { notes, .. } | OrchestratorOutput::Revision { notes, .. } => {
+            notes.as_str()
+        }
+        _ => "",
+    };
+    let heading = format!("{} ({})", ctx.args.task, ctx.args.job);
+    (
+        output::notes_path(ctx.issue()),
+        output::notes_with(ctx.files.notes.as_deref(), &heading, notes),
+    )
 }
 
 /// Every check of `plan` run on the job's start commit: the code the plan

@@ -20,7 +20,7 @@ use super::outputs::{
     BaselineLint, Handoff, JobOutput, JobResult, JobUsage, OrchestratorOutput, ValidationReport,
     Validator, Verdict,
 };
-use super::plan::{Plan, one_line};
+use super::plan::{Assertion, Plan, one_line};
 
 /// The rules' numbers, from the repository's `.github/missions.yml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +191,12 @@ pub enum Phase {
     Validating,
     /// Both check runs passed; waiting for a person to merge the milestone PR.
     AwaitingMerge,
+    /// A milestone was merged; the orchestrator revises the rest of the plan
+    /// before the next one starts.
+    Replanning,
+    /// The revision removes or changes assertions the maintainer approved: its
+    /// pull request waits for their review.
+    RevisionReview,
     Done,
     Aborted,
 }
@@ -231,6 +237,8 @@ pub enum Task {
     FollowUp { milestone: String, round: u32 },
     /// `/mission replan` during a milestone: amend the remaining work.
     Replan { n: u32 },
+    /// After a merge: revise the milestones from `milestone` on.
+    Boundary { milestone: String },
     /// Validate the milestone.
     Validate {
         milestone: String,
@@ -246,7 +254,8 @@ impl Task {
             | Task::Revise { .. }
             | Task::Triage { .. }
             | Task::FollowUp { .. }
-            | Task::Replan { .. } => JobRole::Orchestrator,
+            | Task::Replan { .. }
+            | Task::Boundary { .. } => JobRole::Orchestrator,
             Task::Feature { .. } => JobRole::Worker,
             Task::Validate { validator, .. } => match validator {
                 Validator::Scrutiny => JobRole::Scrutiny,
@@ -265,6 +274,7 @@ impl Task {
             Task::Triage { feature } => format!("triage-{feature}"),
             Task::FollowUp { milestone, round } => format!("followup-{milestone}-{round}"),
             Task::Replan { n } => format!("replan-{n}"),
+            Task::Boundary { milestone } => format!("boundary-{milestone}"),
             Task::Validate {
                 milestone,
                 validator,
@@ -282,6 +292,7 @@ impl Task {
             Task::Triage { .. } => "triage",
             Task::FollowUp { .. } => "follow-up",
             Task::Replan { .. } => "replan",
+            Task::Boundary { .. } => "boundary",
             Task::Validate { .. } => "validate",
         }
     }
@@ -302,6 +313,7 @@ impl Task {
             Task::Triage { feature } => format!("the triage of {feature}'s handoff"),
             Task::FollowUp { milestone, .. } => format!("the follow-up plan for {milestone}"),
             Task::Replan { .. } => "the replan".into(),
+            Task::Boundary { milestone } => format!("the re-plan before {milestone}"),
             Task::Validate {
                 milestone,
                 validator,
@@ -851,6 +863,15 @@ pub struct Mission {
     /// approval: the base the mission's contract was judged against.
     #[serde(default)]
     pub base_commit: Option<String>,
+    /// The contract as the maintainer last approved it: a revision that
+    /// removes or changes one of these needs their approval again. Empty for
+    /// missions approved before the rule: the plan then in force counts.
+    #[serde(default)]
+    pub approved: Vec<Assertion>,
+    /// A revision waiting for the maintainer's review, and the milestone it
+    /// was made before.
+    #[serde(default)]
+    pub revision: Option<(Plan, String)>,
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -901,6 +922,12 @@ pub fn plan_branch(issue: u64) -> String {
 
 pub fn milestone_branch(issue: u64, milestone_id: &str) -> String {
     format!("missions/{issue}/{}", milestone_id.to_ascii_lowercase())
+}
+
+/// Where the orchestrator revises the plan before `milestone_id` starts: the
+/// milestone's branch starts from it, as milestone 1's from the plan branch.
+pub fn replan_branch(issue: u64, milestone_id: &str) -> String {
+    format!("{}-replan", milestone_branch(issue, milestone_id))
 }
 
 pub fn reports_branch(issue: u64) -> String {
@@ -972,6 +999,8 @@ impl Mission {
             head_moved: None,
             lint: None,
             base_commit: None,
+            approved: Vec::new(),
+            revision: None,
         };
         let mut effects = vec![
             Effect::CreateBranch {
@@ -1517,6 +1546,14 @@ impl Mission {
                 ))]
             }
             Command::Replan => {
+                if matches!(self.phase, Phase::Replanning | Phase::RevisionReview) {
+                    return vec![self.issue_comment(
+                        "The orchestrator is re-planning the rest of the mission at this milestone \
+                         boundary already (or its revision waits for a review); comment \
+                         `/mission replan` again once the next milestone has started."
+                            .into(),
+                    )];
+                }
                 if self.job.is_some() {
                     return vec![
                         self.issue_comment(
@@ -1556,7 +1593,8 @@ impl Mission {
     }
 
     fn on_review(&mut self, pr: u64, actor: &Actor, state: ReviewState, now: i64) -> Vec<Effect> {
-        if self.phase != Phase::PlanReview || self.plan_pr != Some(pr) || actor.is_bot {
+        let reviewing = matches!(self.phase, Phase::PlanReview | Phase::RevisionReview);
+        if !reviewing || self.plan_pr != Some(pr) || actor.is_bot {
             return Vec::new();
         }
         if state == ReviewState::Commented {
@@ -1579,6 +1617,9 @@ impl Mission {
                 body: "A revision is running; review again once it has been pushed.".into(),
             }];
         }
+        if self.phase == Phase::RevisionReview {
+            return self.on_revision_review(actor, state, now);
+        }
         match state {
             ReviewState::Approved => {
                 let Some(plan) = &self.plan else {
@@ -1589,6 +1630,7 @@ impl Mission {
                 // The approved plan stands: a revision asked for while paused is moot.
                 self.pending = None;
                 self.base_commit = self.lint.as_ref().map(|l| l.commit.clone());
+                self.approved = plan.assertions.clone();
                 let pinned = self.base_commit.as_deref().map_or_else(String::new, |c| {
                     format!(
                         " The plan was linted on `{}`, now the mission's pinned base.",
@@ -1635,6 +1677,51 @@ impl Mission {
             }
             ReviewState::Commented => Vec::new(),
         }
+    }
+
+    /// A writer's review of a revision that changes the approved contract:
+    /// approval adopts it (and makes its contract the approved one); changes
+    /// requested set it aside, and the plan they approved goes on.
+    fn on_revision_review(&mut self, actor: &Actor, state: ReviewState, now: i64) -> Vec<Effect> {
+        let Some((revised, before)) = self.revision.take() else {
+            return Vec::new();
+        };
+        let approve = state == ReviewState::Approved;
+        let from = if approve {
+            self.approved = revised.assertions.clone();
+            self.plan = Some(revised);
+            replan_branch(self.issue, &before)
+        } else {
+            self.base.clone()
+        };
+        self.phase = Phase::Building;
+        let branch = self.milestone_branch_now();
+        let next = self.current_milestone_id().unwrap_or_default().to_owned();
+        let body = if approve {
+            format!(
+                "Approved by @{}: the revised plan stands, and {next} starts on `{branch}`.",
+                actor.login
+            )
+        } else {
+            format!(
+                "@{} requested changes: the revision is set aside, and {next} starts on \
+                 `{branch}` with the plan as approved before.",
+                actor.login
+            )
+        };
+        let mut effects = vec![
+            Effect::Comment {
+                target: Target::PlanPr,
+                body: body.clone(),
+            },
+            Effect::ClosePr {
+                target: Target::PlanPr,
+            },
+            self.issue_comment(body),
+            Effect::CreateBranch { name: branch, from },
+        ];
+        effects.extend(self.advance(now));
+        effects
     }
 
     /// Re-run on a validator's check run: that validator judges the same
@@ -1913,13 +2000,92 @@ impl Mission {
         {
             self.pending = None;
         }
-        let branch = self.milestone_branch_now();
+        // Before it starts, the orchestrator revises the rest of the plan
+        // with what the merged milestones taught (see on_revision).
+        let id = self.current_milestone_id().unwrap_or_default().to_owned();
+        self.phase = Phase::Replanning;
+        self.pending = Some(Task::Boundary {
+            milestone: id.clone(),
+        });
         let mut effects = vec![Effect::CreateBranch {
-            name: branch,
+            name: replan_branch(self.issue, &id),
             from: self.base.clone(),
         }];
         effects.extend(self.advance(now));
         effects
+    }
+
+    /// The orchestrator's revision before milestone `before`: laid over the
+    /// plan, it must keep the plan's rules. Only additions and changes that
+    /// leave the approved contract as it was apply at once; otherwise a pull
+    /// request asks the maintainer (see on_review).
+    fn on_revision(
+        &mut self,
+        before: &str,
+        notes: &str,
+        revision: &super::plan::Revision,
+        now: i64,
+    ) -> Result<Vec<Effect>, String> {
+        let plan = self.plan.clone().ok_or("no plan to revise")?;
+        let revised = plan
+            .revised(self.milestone, revision)
+            .map_err(|e| format!("the revised plan breaks the rules: {}", e.join("; ")))?;
+        let approved = if self.approved.is_empty() {
+            plan.assertions.clone()
+        } else {
+            self.approved.clone()
+        };
+        let changes = revised.unapproved_changes(&approved);
+        let diff = plan.diff(&revised);
+        let diff_text = if diff.is_empty() {
+            "No change: the rest of the plan stands as approved.".to_owned()
+        } else {
+            format!(
+                "What changes:\n\n{}",
+                diff.iter().map(|d| format!("- {d}\n")).collect::<String>()
+            )
+        };
+        let next = revised.milestones[self.milestone].id.clone();
+        if changes.is_empty() {
+            self.plan = Some(revised);
+            self.phase = Phase::Building;
+            let mut effects = vec![
+                self.issue_comment(format!(
+                    "### Re-plan before {next}\n\n{}\n\n{diff_text}",
+                    notes.trim()
+                )),
+                Effect::CreateBranch {
+                    name: self.milestone_branch_now(),
+                    from: replan_branch(self.issue, before),
+                },
+            ];
+            effects.extend(self.advance(now));
+            return Ok(effects);
+        }
+        let list: String = changes.iter().map(|c| format!("- {c}\n")).collect();
+        self.revision = Some((revised, before.to_owned()));
+        self.phase = Phase::RevisionReview;
+        Ok(vec![
+            Effect::OpenPlanPr {
+                branch: replan_branch(self.issue, before),
+                title: format!("Plan revision before {next} for #{}", self.issue),
+                body: format!(
+                    "The orchestrator revised the rest of the plan for #{} before {next} \
+                     (`.missions/{}/plan.md`).\n\n{}\n\n{diff_text}\n\n**It removes or changes \
+                     assertions you approved**, so it needs your approval:\n\n{list}\n\
+                     Approve this pull request to go on with the revised plan, or request changes \
+                     to set the revision aside and go on with the plan you approved.",
+                    self.issue,
+                    self.issue,
+                    notes.trim()
+                ),
+            },
+            self.issue_comment(format!(
+                "The re-plan before {next} removes or changes assertions that were approved:\n\n\
+                 {list}\nIt waits for an approving review in its pull request; nothing runs \
+                 until then."
+            )),
+        ])
     }
 
     fn on_job_finished(
@@ -2344,6 +2510,19 @@ impl Mission {
                 effects.extend(self.advance(now));
                 Ok(effects)
             }
+            (
+                Task::Boundary { milestone },
+                JobResult::Orchestrator {
+                    output: output @ OrchestratorOutput::Revision { .. },
+                    ..
+                },
+            ) => {
+                let OrchestratorOutput::Revision { notes, .. } = &output else {
+                    unreachable!("matched above");
+                };
+                let revision = output.revision().unwrap_or_default();
+                self.on_revision(milestone, notes, &revision, now)
+            }
             (Task::Feature { id }, JobResult::Worker { handoff }) => {
                 if &handoff.feature != id {
                     return Err(format!("the handoff is for {}, not {id}", handoff.feature));
@@ -2612,6 +2791,10 @@ impl Mission {
                 };
                 self.dispatch(task, now)
             }
+            Phase::Replanning => {
+                let milestone = self.current_milestone_id().unwrap_or_default().to_owned();
+                self.dispatch(Task::Boundary { milestone }, now)
+            }
             _ => Vec::new(),
         }
     }
@@ -2716,6 +2899,7 @@ impl Mission {
         let key = format!("{slug}.{tries}");
         let branch = match &task {
             Task::Scope { .. } | Task::Revise { .. } => plan_branch(self.issue),
+            Task::Boundary { milestone } => replan_branch(self.issue, milestone),
             _ => self.milestone_branch_now(),
         };
         let output_branch = match &task {
@@ -2886,6 +3070,8 @@ pub fn phase_word(phase: Phase) -> &'static str {
         Phase::Building => "building",
         Phase::Validating => "validating",
         Phase::AwaitingMerge => "waiting for merge",
+        Phase::Replanning => "re-planning",
+        Phase::RevisionReview => "revision in review",
         Phase::Done => "done",
         Phase::Aborted => "aborted",
     }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{Assertion, Feature, Plan, one_line};
+use super::plan::{Assertion, Feature, Milestone, Plan, Revision, Skill, one_line};
 
 /// A command a job ran, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -519,6 +519,36 @@ pub enum OrchestratorOutput {
         #[serde(default)]
         assertions: Vec<Assertion>,
     },
+    /// At a milestone boundary: the rest of the plan as it is to be, each
+    /// part absent when it does not change (see [`Plan::revised`]).
+    Revision {
+        notes: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        milestones: Option<Vec<Milestone>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assertions: Option<Vec<Assertion>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skills: Option<Vec<Skill>>,
+    },
+}
+
+impl OrchestratorOutput {
+    /// A revision's parts, to lay over the plan.
+    pub fn revision(&self) -> Option<Revision> {
+        match self {
+            OrchestratorOutput::Revision {
+                milestones,
+                assertions,
+                skills,
+                ..
+            } => Some(Revision {
+                milestones: milestones.clone(),
+                assertions: assertions.clone(),
+                skills: skills.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What a job's `finish` produced, by role.

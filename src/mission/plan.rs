@@ -256,6 +256,198 @@ impl Plan {
     }
 }
 
+/// What the orchestrator revises at a milestone boundary; `None`: unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revision {
+    /// Every milestone from the next one on, in order.
+    pub milestones: Option<Vec<Milestone>>,
+    /// The whole contract.
+    pub assertions: Option<Vec<Assertion>>,
+    /// Every skill.
+    pub skills: Option<Vec<Skill>>,
+}
+
+impl Plan {
+    /// The plan with `revision` laid over it at a boundary: milestones before
+    /// `first` are merged and stay as they are. The errors, when the result
+    /// breaks the plan's rules, are for the orchestrator to fix.
+    pub fn revised(&self, first: usize, revision: &Revision) -> Result<Plan, Vec<String>> {
+        let mut plan = self.clone();
+        if let Some(rest) = &revision.milestones {
+            if rest.is_empty() {
+                return Err(vec![format!(
+                    "no milestone is left: give every milestone from {} on (at least one); \
+                     milestones merged already stay as they are",
+                    self.milestones
+                        .get(first)
+                        .map_or("the next one", |m| m.id.as_str())
+                )]);
+            }
+            plan.milestones.truncate(first);
+            plan.milestones.extend(rest.iter().cloned());
+        }
+        if let Some(assertions) = &revision.assertions {
+            plan.assertions = assertions.clone();
+        }
+        if let Some(skills) = &revision.skills {
+            plan.skills = skills.clone();
+        }
+        let errors: Vec<String> = plan.check().iter().map(ToString::to_string).collect();
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The approved assertions `self` removes or changes (text or check), one
+    /// line each. Any change counts: whether it weakens the assertion is for the
+    /// maintainer who approved it to judge, not for the server.
+    pub fn unapproved_changes(&self, approved: &[Assertion]) -> Vec<String> {
+        approved
+            .iter()
+            .filter_map(|a| match self.assertion(&a.id) {
+                None => Some(format!("{} removed (was: {})", a.id, one_line(&a.text))),
+                Some(now) if now.text != a.text => Some(format!(
+                    "{} changed from \"{}\" to \"{}\"",
+                    a.id,
+                    one_line(&a.text),
+                    one_line(&now.text)
+                )),
+                Some(now) if now.check != a.check => Some(format!(
+                    "{}'s check changed from {} to {}",
+                    a.id,
+                    shown_check(a.check.as_deref()),
+                    shown_check(now.check.as_deref())
+                )),
+                Some(_) => None,
+            })
+            .collect()
+    }
+
+    /// What `new` changes in `self`, for people: one line per added, changed,
+    /// moved or dropped milestone, feature, assertion and skill.
+    pub fn diff(&self, new: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        let ids = |p: &Plan| {
+            p.milestones
+                .iter()
+                .map(|m| m.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let features = |p: &Plan| -> BTreeMap<String, (String, Feature)> {
+            p.milestones
+                .iter()
+                .flat_map(|m| {
+                    m.features
+                        .iter()
+                        .map(|f| (f.id.clone(), (m.id.clone(), f.clone())))
+                })
+                .collect()
+        };
+        let (old_ids, new_ids) = (ids(self), ids(new));
+        for m in &new.milestones {
+            if !old_ids.contains(&m.id) {
+                out.push(format!(
+                    "**added** milestone {}: {}",
+                    m.id,
+                    one_line(&m.title)
+                ));
+            }
+        }
+        for id in &old_ids {
+            if !new_ids.contains(id) {
+                out.push(format!("**dropped** milestone {id}"));
+            }
+        }
+        let kept_old: Vec<&String> = old_ids.iter().filter(|id| new_ids.contains(id)).collect();
+        let kept_new: Vec<&String> = new_ids.iter().filter(|id| old_ids.contains(id)).collect();
+        if kept_old != kept_new {
+            out.push(format!(
+                "**reordered** milestones: {}",
+                kept_new
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let (before, after) = (features(self), features(new));
+        for (id, (milestone, f)) in &after {
+            match before.get(id) {
+                None => out.push(format!(
+                    "**added** {id} to {milestone}: {} (makes {} true)",
+                    one_line(&f.title),
+                    f.assertions.join(", ")
+                )),
+                Some((was_in, old)) => {
+                    if was_in != milestone {
+                        out.push(format!("**moved** {id} from {was_in} to {milestone}"));
+                    }
+                    let mut what = Vec::new();
+                    if old.title != f.title {
+                        what.push(format!("title \"{}\"", one_line(&f.title)));
+                    }
+                    if old.description != f.description {
+                        what.push("description".to_owned());
+                    }
+                    if old.assertions != f.assertions {
+                        what.push(format!("now makes {} true", f.assertions.join(", ")));
+                    }
+                    if !what.is_empty() {
+                        out.push(format!("**changed** {id}: {}", what.join("; ")));
+                    }
+                }
+            }
+        }
+        for (id, (milestone, _)) in &before {
+            if !after.contains_key(id) {
+                out.push(format!("**dropped** {id} from {milestone}"));
+            }
+        }
+        for a in &new.assertions {
+            match self.assertion(&a.id) {
+                None => out.push(format!("**added** {}: {}", a.id, one_line(&a.text))),
+                Some(old) if old != a => out.push(format!(
+                    "**changed** {}: \"{}\"{}",
+                    a.id,
+                    one_line(&a.text),
+                    if old.check != a.check {
+                        format!(", check {}", shown_check(a.check.as_deref()))
+                    } else {
+                        String::new()
+                    }
+                )),
+                Some(_) => {}
+            }
+        }
+        for a in &self.assertions {
+            if new.assertion(&a.id).is_none() {
+                out.push(format!("**removed** {}: {}", a.id, one_line(&a.text)));
+            }
+        }
+        for s in &new.skills {
+            match self.skills.iter().find(|o| o.name == s.name) {
+                None => out.push(format!("**added** skill `{}`", s.name)),
+                Some(old) if old.body != s.body => {
+                    out.push(format!("**updated** skill `{}`", s.name))
+                }
+                Some(_) => {}
+            }
+        }
+        for s in &self.skills {
+            if !new.skills.iter().any(|n| n.name == s.name) {
+                out.push(format!("**removed** skill `{}`", s.name));
+            }
+        }
+        out
+    }
+}
+
+fn shown_check(check: Option<&str>) -> String {
+    check.map_or_else(|| "(none)".to_owned(), |c| format!("`{}`", one_line(c)))
+}
+
 /// Text for one table cell or list item: newlines and pipes would break markdown.
 /// A pipe becomes `\|`; backslashes right before it are made an even run, so
 /// that none of them escapes the escape (GitHub splits a row at `\\|`).

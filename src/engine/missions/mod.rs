@@ -1091,7 +1091,7 @@ impl MissionDriver {
                 }
                 Ok(None)
             }
-            machine::Phase::PlanReview => {
+            machine::Phase::PlanReview | machine::Phase::RevisionReview => {
                 let Some(pr) = mission.plan_pr else {
                     return Ok(None);
                 };
