@@ -167,6 +167,52 @@ fn amend(features: Vec<Feature>, assertions: Vec<Assertion>) -> JobResult {
     }
 }
 
+/// A boundary re-plan's result: the parts given replace the plan's.
+fn revision(milestones: Option<Vec<Milestone>>, assertions: Option<Vec<Assertion>>) -> JobResult {
+    JobResult::Orchestrator {
+        output: OrchestratorOutput::Revision {
+            notes: "Revised.".into(),
+            milestones,
+            assertions,
+            skills: None,
+        },
+        lint: None,
+    }
+}
+
+/// After M1's merge (`fx`): the boundary re-plan runs on `m2-replan` and
+/// keeps the plan; M2's branch starts from it. Returns M2's first job.
+fn through_the_boundary(s: &mut Sim, fx: &[Effect]) -> Job {
+    assert!(
+        fx.contains(&Effect::CreateBranch {
+            name: "missions/7/m2-replan".into(),
+            from: "main".into()
+        }),
+        "{fx:?}"
+    );
+    let boundary = dispatched(fx);
+    assert_eq!(
+        boundary.task,
+        Task::Boundary {
+            milestone: "M2".into()
+        }
+    );
+    assert_eq!(boundary.branch, "missions/7/m2-replan");
+    assert_eq!(s.m.phase, Phase::Replanning);
+    let fx = s.finish(&boundary, revision(None, None));
+    assert!(mentions(&fx, "### Re-plan before M2"), "{fx:?}");
+    assert!(mentions(
+        &fx,
+        "No change: the rest of the plan stands as approved."
+    ));
+    assert!(fx.contains(&Effect::CreateBranch {
+        name: "missions/7/m2".into(),
+        from: "missions/7/m2-replan".into()
+    }));
+    assert_eq!(s.m.phase, Phase::Building);
+    dispatched(&fx)
+}
+
 fn clean_handoff(id: &str) -> Handoff {
     Handoff {
         feature: id.into(),
@@ -576,17 +622,14 @@ fn happy_path_walks_two_milestones_to_done() {
     assert_eq!(s.m.phase, Phase::AwaitingMerge);
     assert_eq!(s.m.validated_sha.as_deref(), Some("aaa"));
 
-    // A maintainer merges the validated head: M2 starts from the base branch.
+    // A maintainer merges the validated head: the orchestrator re-plans the
+    // rest, and M2 starts from what it committed.
     let fx = s.apply(Event::PrMerged {
         pr: 101,
         actor: writer(),
         head_sha: "aaa".into(),
     });
-    assert!(fx.contains(&Effect::CreateBranch {
-        name: "missions/7/m2".into(),
-        from: "main".into()
-    }));
-    let f3 = dispatched(&fx);
+    let f3 = through_the_boundary(&mut s, &fx);
     assert_eq!(f3.task, Task::Feature { id: "F3".into() });
     assert_eq!(f3.branch, "missions/7/m2");
     assert_eq!(s.m.milestone, 1);
@@ -641,7 +684,8 @@ fn happy_path_walks_two_milestones_to_done() {
         s.m.done_features,
         BTreeSet::from(["F1".into(), "F2".into(), "F3".into()])
     );
-    assert_eq!(s.m.history.len(), 9);
+    // scope, F1, F2, two validators, the boundary re-plan, F3, two validators.
+    assert_eq!(s.m.history.len(), 10);
     assert!(s.m.history.iter().all(|h| h.outcome == "done"));
     assert!(s.m.job.is_none());
 
@@ -1058,11 +1102,8 @@ fn a_merge_before_validation_pauses_until_a_writer_accepts_it() {
 
     let fx = s.command(writer(), Command::Resume);
     assert!(mentions(&fx, "accepted"));
-    assert!(fx.contains(&Effect::CreateBranch {
-        name: "missions/7/m2".into(),
-        from: "main".into()
-    }));
-    assert_eq!(dispatched(&fx).task, Task::Feature { id: "F3".into() });
+    let f3 = through_the_boundary(&mut s, &fx);
+    assert_eq!(f3.task, Task::Feature { id: "F3".into() });
     assert_eq!(s.m.milestone, 1);
     assert!(!s.m.merged_unvalidated);
     assert!(s.m.paused.is_none());
@@ -1087,7 +1128,7 @@ fn accepting_an_unvalidated_merge_drops_the_merged_milestones_leftover_steps() {
 
     // Accepting M1 as it is moves on to M2's work, not M1's leftover.
     let fx = s.command(writer(), Command::Resume);
-    let next = dispatched(&fx);
+    let next = through_the_boundary(&mut s, &fx);
     assert_eq!(s.m.milestone, 1);
     assert_eq!(next.task, Task::Feature { id: "F3".into() });
     assert_eq!(next.branch, "missions/7/m2");
@@ -1115,7 +1156,7 @@ fn a_job_of_the_merged_milestone_must_end_before_the_merge_is_accepted() {
     no_dispatch(&s.fail(&f2));
     // Accepted now: the merged milestone's leftover F2 is dropped, M2 starts.
     let fx = s.command(writer(), Command::Resume);
-    let next = dispatched(&fx);
+    let next = through_the_boundary(&mut s, &fx);
     assert_eq!(s.m.milestone, 1);
     assert_eq!(next.task, Task::Feature { id: "F3".into() });
     assert_eq!(next.branch, "missions/7/m2");
@@ -1439,6 +1480,9 @@ struct Coverage {
     checks_cancelled: usize,
     checks_timed_out: usize,
     checks_reopened: usize,
+    /// Boundary re-plans that applied at once, and revisions a person approved.
+    revised: usize,
+    revision_approved: usize,
 }
 
 /// The server, its GitHub and its workers around one mission, with a model of
@@ -1590,6 +1634,92 @@ impl World {
                         vec![feature(&format!("X{n}"), &[&format!("B{n}")])],
                         vec![assertion(&format!("B{n}"))],
                     ),
+                };
+                (result, None)
+            }
+            Task::Boundary { .. } => {
+                let Some(p) = &plan else {
+                    return (
+                        JobResult::Incomplete {
+                            reason: "no plan".into(),
+                        },
+                        None,
+                    );
+                };
+                let first = self.m.milestone.min(p.milestones.len());
+                let rest: Vec<Milestone> = p.milestones[first..].to_vec();
+                let merged_claims: BTreeSet<&str> = p.milestones[..first]
+                    .iter()
+                    .flat_map(|m| &m.features)
+                    .flat_map(|f| f.assertions.iter().map(String::as_str))
+                    .collect();
+                let n = self.next_id;
+                self.next_id += 1;
+                let new_id = format!("B{n}");
+                let result = match variant % 6 {
+                    // Nothing changes.
+                    0 | 1 => revision(None, None),
+                    // A feature and an assertion added: applies at once.
+                    2 if !rest.is_empty() => {
+                        let mut rest = rest.clone();
+                        rest[0]
+                            .features
+                            .push(feature(&format!("X{n}"), &[new_id.as_str()]));
+                        let mut contract = p.assertions.clone();
+                        contract.push(assertion(&new_id));
+                        revision(Some(rest), Some(contract))
+                    }
+                    // An assertion only the rest claims is dropped for a new
+                    // one: it needs the maintainer's approval.
+                    3 => {
+                        let dropped = rest
+                            .iter()
+                            .flat_map(|m| &m.features)
+                            .flat_map(|f| &f.assertions)
+                            .find(|a| !merged_claims.contains(a.as_str()))
+                            .cloned();
+                        match dropped {
+                            Some(dropped) => {
+                                let mut rest = rest.clone();
+                                for f in rest.iter_mut().flat_map(|m| &mut m.features) {
+                                    for a in &mut f.assertions {
+                                        if *a == dropped {
+                                            *a = new_id.clone();
+                                        }
+                                    }
+                                    f.assertions.dedup();
+                                }
+                                let mut contract: Vec<Assertion> = p
+                                    .assertions
+                                    .iter()
+                                    .filter(|a| a.id != dropped)
+                                    .cloned()
+                                    .collect();
+                                contract.push(assertion(&new_id));
+                                revision(Some(rest), Some(contract))
+                            }
+                            None => revision(None, None),
+                        }
+                    }
+                    // An approved assertion reworded: needs approval too.
+                    4 => {
+                        let mut contract = p.assertions.clone();
+                        if let Some(a) = contract.last_mut() {
+                            a.text = format!("{} (roughly)", a.text);
+                        }
+                        revision(None, Some(contract))
+                    }
+                    // Breaks coverage (an assertion no feature claims), or drops
+                    // every milestone left: refused.
+                    _ => {
+                        if variant % 2 == 0 {
+                            revision(Some(Vec::new()), None)
+                        } else {
+                            let mut contract = p.assertions.clone();
+                            contract.push(assertion(&new_id));
+                            revision(None, Some(contract))
+                        }
+                    }
                 };
                 (result, None)
             }
@@ -1863,11 +1993,13 @@ impl World {
                             actor: 1,
                             is_author: true,
                         },
-                        Phase::PlanReview if self.m.job.is_none() => Op::Review {
-                            actor: 0,
-                            approve: true,
-                            wrong_pr: false,
-                        },
+                        Phase::PlanReview | Phase::RevisionReview if self.m.job.is_none() => {
+                            Op::Review {
+                                actor: 0,
+                                approve: true,
+                                wrong_pr: false,
+                            }
+                        }
                         Phase::AwaitingMerge if self.m.job.is_none() => Op::Merge {
                             actor: 0,
                             good_sha: true,
@@ -2079,6 +2211,29 @@ impl World {
         let after = &self.m;
         let jobs = dispatches(effects);
         prop_assert!(jobs.len() <= 1, "two dispatches in one step: {:?}", effects);
+        // Coverage holds after any revision; an approved assertion is never
+        // removed or changed, and the approved contract changes only when a
+        // person with write access approves.
+        if let Some(plan) = &after.plan {
+            prop_assert!(plan.check().is_empty(), "{:?}", plan.check());
+            for a in &after.approved {
+                prop_assert_eq!(
+                    plan.assertion(&a.id),
+                    Some(a),
+                    "approved assertion {} removed or changed on {:?}",
+                    &a.id,
+                    event
+                );
+            }
+        }
+        if after.approved != before.approved {
+            prop_assert!(
+                matches!(event, Event::Review { state: ReviewState::Approved, actor, .. }
+                    if actor.can_write && !actor.is_bot),
+                "the approved contract changed on {:?}",
+                event
+            );
+        }
         let finished_current = matches!(event, Event::JobFinished { key, run_id, .. }
             if before.job.as_ref().is_some_and(|j| &j.key == key)
                 && !run_id.is_some_and(|r| before.consumed_runs.contains(&r)));
@@ -2366,6 +2521,15 @@ impl World {
         passes: Option<Validator>,
     ) {
         let after = &self.m;
+        if before.phase == Phase::Replanning
+            && after.phase == Phase::Building
+            && after.plan != before.plan
+        {
+            self.covered.revised += 1;
+        }
+        if before.phase == Phase::RevisionReview && after.approved != before.approved {
+            self.covered.revision_approved += 1;
+        }
         match event {
             Event::JobFinished { key, run_id, .. } => {
                 let consumed = !before.is_terminal()
@@ -2518,6 +2682,8 @@ fn random_walks_cover_the_lifecycle() {
         total.checks_cancelled += c.checks_cancelled;
         total.checks_timed_out += c.checks_timed_out;
         total.checks_reopened += c.checks_reopened;
+        total.revised += c.revised;
+        total.revision_approved += c.revision_approved;
     }
     eprintln!("{total:?}");
     assert!(total.awaiting_merge > 0, "{total:?}");
@@ -2532,6 +2698,8 @@ fn random_walks_cover_the_lifecycle() {
     assert!(total.checks_cancelled > 0, "{total:?}");
     assert!(total.checks_timed_out > 0, "{total:?}");
     assert!(total.checks_reopened > 0, "{total:?}");
+    assert!(total.revised > 0, "{total:?}");
+    assert!(total.revision_approved > 0, "{total:?}");
 }
 
 #[test]

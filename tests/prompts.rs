@@ -760,6 +760,8 @@ fn each_prompt_covers_its_role() {
         "### triage",
         "### follow-up",
         "### replan",
+        "### boundary",
+        "\"kind\": \"revision\"",
         "\"kind\": \"questions\"",
         "\"kind\": \"plan\"",
         "\"kind\": \"amend\"",

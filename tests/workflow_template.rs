@@ -130,6 +130,7 @@ fn all_tasks() -> Vec<TaskKind> {
         TaskKind::Triage,
         TaskKind::FollowUp,
         TaskKind::Replan,
+        TaskKind::Boundary,
         TaskKind::Validate,
     ];
     for task in all {
@@ -140,6 +141,7 @@ fn all_tasks() -> Vec<TaskKind> {
             | TaskKind::Triage
             | TaskKind::FollowUp
             | TaskKind::Replan
+            | TaskKind::Boundary
             | TaskKind::Validate => {}
         }
     }
