@@ -268,10 +268,10 @@ async fn after_m1_merges_the_orchestrator_replans_m2_and_its_workers_read_the_ne
         "{f6}"
     );
     let jobs = m.dispatched_jobs();
-    let at = jobs.iter().position(|j| j == "boundary-M2.1").unwrap();
+    let at = jobs.iter().position(|j| j == "boundary-M1.1").unwrap();
     assert_eq!(
         &jobs[at..at + 3],
-        ["boundary-M2.1", "feature-F3.1", "feature-F6.1"]
+        ["boundary-M1.1", "feature-F3.1", "feature-F6.1"]
     );
     // No pull request asked for approval: nothing approved was taken away.
     let repo = m.repo();
@@ -304,7 +304,7 @@ async fn a_replan_that_drops_an_approved_assertion_waits_for_an_approving_review
         .await;
 
     // The re-plan drops A3, which alice approved: it comes to her as a pull request.
-    let revision = m.expect_pr(&format!("missions/{issue}/m2-replan")).await;
+    let revision = m.expect_pr(&format!("missions/{issue}/m1-replan")).await;
     let body = pr_body(&m, revision);
     assert!(
         body.contains("**It removes or changes assertions you approved**"),
@@ -322,7 +322,7 @@ async fn a_replan_that_drops_an_approved_assertion_waits_for_an_approving_review
     assert_eq!(m.review(&m.bob(), revision, "APPROVE", "").await, 200);
     m.t.expect_app_comment(revision, "@bob thanks for the review")
         .await;
-    assert_eq!(m.dispatched_jobs().last().unwrap(), "boundary-M2.1");
+    assert_eq!(m.dispatched_jobs().last().unwrap(), "boundary-M1.1");
     assert!(
         m.t.sim
             .git()

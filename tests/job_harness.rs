@@ -626,6 +626,39 @@ async fn validators_report_on_the_reports_branch_only() {
     h.stop().await;
 }
 
+/// Scrutiny of M1 (F1 claims A1, F2 claims A2) on `branch`, where both
+/// reviewers pass their feature with `evidence`; its report.
+async fn scrutiny_where_reviewers_pass(
+    h: &Harness,
+    issue: u64,
+    branch: &str,
+    evidence: &str,
+) -> Value {
+    for (feature, assertion) in [("F1", "A1"), ("F2", "A2")] {
+        h.script(
+            &format!("M1-scrutiny-1.1-review-{feature}"),
+            vec![finish(json!({
+                "feature": feature,
+                "verdict": "pass",
+                "findings": [],
+                "assertions": [{"id": assertion, "status": "pass", "evidence": evidence}]
+            }))],
+        );
+    }
+    let run = h
+        .run_job(
+            branch,
+            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    h.json_file(
+        &format!(".missions/{issue}/reports/M1-scrutiny.json"),
+        &format!("missions/{issue}/reports"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_that_fails_on_the_ready_commit_fails_its_assertion_whatever_the_reviewer_says() {
     let h = Harness::start("").await;
@@ -643,30 +676,7 @@ async fn a_check_that_fails_on_the_ready_commit_fails_its_assertion_whatever_the
     )
     .await;
     // Both reviewers pass their feature; bye.txt is not there.
-    for (feature, assertion) in [("F1", "A1"), ("F2", "A2")] {
-        h.script(
-            &format!("M1-scrutiny-1.1-review-{feature}"),
-            vec![finish(json!({
-                "feature": feature,
-                "verdict": "pass",
-                "findings": [],
-                "assertions": [{"id": assertion, "status": "pass", "evidence": "looks right to me"}]
-            }))],
-        );
-    }
-    let run = h
-        .run_job(
-            &branch,
-            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
-        )
-        .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
-    let report = h
-        .json_file(
-            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
-            &format!("missions/{issue}/reports"),
-        )
-        .await;
+    let report = scrutiny_where_reviewers_pass(&h, issue, &branch, "looks right to me").await;
     assert_eq!(report["assertions"][0]["status"], "pass", "{report}");
     assert_eq!(report["assertions"][1]["status"], "fail", "{report}");
     assert_eq!(
@@ -719,30 +729,7 @@ async fn a_milestone_whose_features_change_only_the_mission_files_fails_scrutiny
             .await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
     }
-    for (feature, assertion) in [("F1", "A1"), ("F2", "A2")] {
-        h.script(
-            &format!("M1-scrutiny-1.1-review-{feature}"),
-            vec![finish(json!({
-                "feature": feature,
-                "verdict": "pass",
-                "findings": [],
-                "assertions": [{"id": assertion, "status": "pass", "evidence": "fine"}]
-            }))],
-        );
-    }
-    let run = h
-        .run_job(
-            &branch,
-            inputs("scrutiny", issue, "validate", "", "M1-scrutiny-1.1"),
-        )
-        .await;
-    assert_eq!(run.conclusion, "success", "{}", run.log);
-    let report = h
-        .json_file(
-            &format!(".missions/{issue}/reports/M1-scrutiny.json"),
-            &format!("missions/{issue}/reports"),
-        )
-        .await;
+    let report = scrutiny_where_reviewers_pass(&h, issue, &branch, "fine").await;
     let summary = report["summary"].as_str().unwrap();
     assert!(summary.starts_with("No deliverable: "), "{summary}");
     for a in report["assertions"].as_array().unwrap() {
@@ -2217,5 +2204,57 @@ async fn an_engine_that_never_calls_finish_is_reminded_then_ends_incomplete() {
         reason.contains("ended 3 turn(s) without a valid `finish`"),
         "{reason}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_lint_runs_the_plans_checks_without_a_network() {
+    let h = Harness::start("").await;
+    let issue = h.t.open_issue(&h.alice(), "Greet", "Please greet.").await;
+    let branch = format!("missions/{issue}/plan");
+    h.branch(&branch, &[]).await;
+    // A1's check connects to the simulator, which this process reaches; no
+    // one approved it yet, so in the lint it must reach nothing. A2's passes
+    // anywhere, so it is flagged, and the plan that keeps it stands flagged.
+    let port = reqwest::Url::parse(h.t.sim.url())
+        .unwrap()
+        .port_or_known_default()
+        .unwrap();
+    let connect = format!(
+        "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)\""
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", &connect])
+            .status()
+            .unwrap()
+            .success(),
+        "the simulator is reachable from the test"
+    );
+    let mut plan = plan();
+    plan["assertions"][0]["check"] = json!(connect);
+    plan["assertions"][1]["check"] = json!("true");
+    for script in ["scope-1.1", "scope-1.1-lint"] {
+        h.script(script, vec![finish(json!({"kind": "plan", "plan": plan}))]);
+    }
+    let run = h
+        .run_job(
+            &branch,
+            inputs("orchestrator", issue, "scope", "", "scope-1.1"),
+        )
+        .await;
+    assert_eq!(run.conclusion, "success", "{}", run.log);
+    assert!(
+        !run.log.contains("cannot make a network namespace"),
+        "{}",
+        run.log
+    );
+    let envelope = h
+        .json_file(&format!(".missions/{issue}/jobs/scope-1.1.json"), &branch)
+        .await;
+    let lint = &envelope["result"]["lint"];
+    assert_ne!(lint["checks"][0]["exit_code"], 0, "{lint}");
+    assert_eq!(lint["checks"][1]["exit_code"], 0, "{lint}");
+    assert_eq!(lint["sent_back"], json!(["A2"]), "{lint}");
     h.stop().await;
 }

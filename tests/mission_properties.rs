@@ -180,24 +180,19 @@ fn revision(milestones: Option<Vec<Milestone>>, assertions: Option<Vec<Assertion
     }
 }
 
-/// After M1's merge (`fx`): the boundary re-plan runs on `m2-replan` and
+/// After M1's merge (`fx`): the boundary re-plan runs on `m1-replan` and
 /// keeps the plan; M2's branch starts from it. Returns M2's first job.
 fn through_the_boundary(s: &mut Sim, fx: &[Effect]) -> Job {
     assert!(
         fx.contains(&Effect::CreateBranch {
-            name: "missions/7/m2-replan".into(),
+            name: "missions/7/m1-replan".into(),
             from: "main".into()
         }),
         "{fx:?}"
     );
     let boundary = dispatched(fx);
-    assert_eq!(
-        boundary.task,
-        Task::Boundary {
-            milestone: "M2".into()
-        }
-    );
-    assert_eq!(boundary.branch, "missions/7/m2-replan");
+    assert_eq!(boundary.task, Task::Boundary { after: "M1".into() });
+    assert_eq!(boundary.branch, "missions/7/m1-replan");
     assert_eq!(s.m.phase, Phase::Replanning);
     let fx = s.finish(&boundary, revision(None, None));
     assert!(mentions(&fx, "### Re-plan before M2"), "{fx:?}");
@@ -207,7 +202,7 @@ fn through_the_boundary(s: &mut Sim, fx: &[Effect]) -> Job {
     ));
     assert!(fx.contains(&Effect::CreateBranch {
         name: "missions/7/m2".into(),
-        from: "missions/7/m2-replan".into()
+        from: "missions/7/m1-replan".into()
     }));
     assert_eq!(s.m.phase, Phase::Building);
     dispatched(&fx)

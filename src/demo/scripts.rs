@@ -34,7 +34,7 @@ pub struct Story {
     /// F1's worker adds a test but not `--lines`: its negative control fails,
     /// and triage (triage-F1) adds F5.
     pub f1_without_lines: bool,
-    /// After M1 merges, the re-plan (boundary-M2) changes F3, adds F6 with a
+    /// After M1 merges, the re-plan (boundary-M1) changes F3, adds F6 with a
     /// new assertion A5, and updates the run-tests skill; M2's workers read it.
     pub replan_m2: bool,
     /// After M1 merges, the re-plan drops the approved A3 for a looser A5:
@@ -421,7 +421,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         );
     }
     // The boundary before M2.
-    add("boundary-M2", boundary_m2(story));
+    add("boundary-M1", boundary_after_m1(story));
     // M2.
     let s3 = Stage {
         lines: true,
@@ -484,7 +484,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
 }
 
 /// The orchestrator's re-plan once M1 is merged: as the story has it.
-fn boundary_m2(story: &Story) -> Vec<Value> {
+fn boundary_after_m1(story: &Story) -> Vec<Value> {
     let f3 = |claims: &[&str]| {
         feature(
             "F3",

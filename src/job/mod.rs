@@ -370,20 +370,25 @@ async fn already_done(
 }
 
 /// The milestone a branch `missions/<n>/<m>` is for, by the plan's ids
-/// (case-insensitive): its index and id.
+/// (case-insensitive): its index and id. The re-plan after milestone `m`
+/// runs on `<m>-replan` (ids never end so) and is for the milestone after it.
 pub fn milestone_of_branch(
     branch: &str,
     issue: u64,
     plan: &crate::mission::Plan,
 ) -> Option<(usize, String)> {
     let rest = branch.strip_prefix(&format!("missions/{issue}/"))?;
-    // The re-plan before a milestone runs on `<milestone>-replan`.
-    let rest = rest.strip_suffix("-replan").unwrap_or(rest);
-    plan.milestones
+    let (name, next) = match rest.strip_suffix("-replan") {
+        Some(merged) => (merged, 1),
+        None => (rest, 0),
+    };
+    let (index, _) = plan
+        .milestones
         .iter()
         .enumerate()
-        .find(|(_, m)| m.id.eq_ignore_ascii_case(rest))
-        .map(|(i, m)| (i, m.id.clone()))
+        .find(|(_, m)| m.id.eq_ignore_ascii_case(name))?;
+    let milestone = plan.milestones.get(index + next)?;
+    Some((index + next, milestone.id.clone()))
 }
 
 fn config_role(role: JobRole) -> config::Role {
@@ -823,5 +828,11 @@ mod tests {
         );
         assert_eq!(milestone_of_branch("missions/7/plan", 7, &plan), None);
         assert_eq!(milestone_of_branch("missions/8/m1", 7, &plan), None);
+        // The re-plan after M1 is for M2; there is none after the last.
+        assert_eq!(
+            milestone_of_branch("missions/7/m1-replan", 7, &plan),
+            Some((1, "M2".to_owned()))
+        );
+        assert_eq!(milestone_of_branch("missions/7/m2-replan", 7, &plan), None);
     }
 }

@@ -1002,7 +1002,8 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                  order), `assertions` (the whole contract) and `skills` (every skill). Merged \
                  milestones stay as they are. Adding features, assertions and skills applies at \
                  once; removing or changing an assertion the maintainer approved waits for their \
-                 approval. With nothing to change, give only `notes`.\n\n",
+                 approval. With nothing to change, give only `notes`. A replan a maintainer \
+                 asked for in the newest comments is answered here.\n\n",
                 merged = if merged.is_empty() {
                     "No milestone is".to_owned()
                 } else {
@@ -1060,7 +1061,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         serde_json::from_value(value).context("the checked result does not parse")?;
     let mut lint = None;
     if let OrchestratorOutput::Plan { plan } = &out {
-        let first = baseline_lint(ctx, plan).await?;
+        let first = baseline_lint(ctx, plan, &mut outcome.log).await?;
         let flagged: Vec<String> = first.flagged().iter().map(|c| c.id.clone()).collect();
         outcome.log.push(lint_line(&first));
         if flagged.is_empty() {
@@ -1094,7 +1095,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
             };
             let mut second = match revised {
                 Some(plan) => {
-                    let second = baseline_lint(ctx, &plan).await?;
+                    let second = baseline_lint(ctx, &plan, &mut outcome.log).await?;
                     outcome.log.push(lint_line(&second));
                     out = OrchestratorOutput::Plan { plan };
                     second
@@ -1204,14 +1205,32 @@ fn notes_file(ctx: &Ctx, out: &OrchestratorOutput) -> (String, Vec<u8>) {
 /// Every check of `plan` run on the job's start commit: the code the plan
 /// was written on (the plan branch changes nothing outside `.missions/`), in
 /// an exported tree, so that nothing a check writes lands in the plan's commit.
-async fn baseline_lint(ctx: &Ctx, plan: &Plan) -> anyhow::Result<BaselineLint> {
+/// No one has approved these commands yet: they run without a network where
+/// the runner can take it away, and the log says when it cannot.
+async fn baseline_lint(
+    ctx: &Ctx,
+    plan: &Plan,
+    log: &mut Vec<String>,
+) -> anyhow::Result<BaselineLint> {
     let commit = ctx.git.head().await?;
     let checks = plan_checks(plan.assertions.iter());
     let mut ran = Vec::new();
     if !checks.is_empty() {
         let tree = tempfile::tempdir().context("cannot make a directory for the base")?;
         ctx.git.export(&commit, tree.path()).await?;
-        ran = run_checks_in(ctx, tree.path(), &checks).await?;
+        let containment = ctx.containment.clone();
+        let offline = tokio::task::spawn_blocking(move || containment.offline_wrapper())
+            .await
+            .ok()
+            .flatten();
+        if offline.is_none() {
+            log.push(
+                "baseline lint: this runner cannot make a network namespace, so the plan's \
+                 checks ran with the network the job has"
+                    .to_owned(),
+            );
+        }
+        ran = run_commands_in(ctx, tree.path(), checks_of(&checks).collect(), offline).await?;
     }
     Ok(BaselineLint {
         commit,
@@ -1334,15 +1353,19 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         claimed.join("\n"),
         branch = ctx.env.ref_name
     );
-    // The negative control's "without": the job's start, exported while
-    // .git is still the harness's (before the agent runs).
+    // The negative control's "without" half runs first, on the job's start
+    // exported while .git is still the harness's: nothing the agent does can
+    // reach that tree or what it showed.
     let checks = plan_checks(feature.assertions.iter().filter_map(|a| plan.assertion(a)));
     let without = if checks.is_empty() {
         None
     } else {
         let tree = tempfile::tempdir().context("cannot make a directory for the control")?;
         ctx.git.export(&ctx.git.head().await?, tree.path()).await?;
-        Some(tree)
+        let ran = run_checks_in(ctx, tree.path(), &checks)
+            .await
+            .with_context(|| format!("cannot run {id}'s checks without it"))?;
+        Some(ran)
     };
     let mut outcome = RoleOutcome::new();
     let mut commands = Vec::new();
@@ -1373,8 +1396,8 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
                 })
                 .collect();
             handoff.compactions = outcome.compactions;
-            handoff.controls = match &without {
-                Some(tree) => negative_controls(ctx, &id, &checks, tree.path()).await?,
+            handoff.controls = match without {
+                Some(before) => negative_controls(ctx, &id, &checks, before).await?,
                 None => Vec::new(),
             };
             for control in &handoff.controls {
@@ -1409,21 +1432,18 @@ pub async fn worker(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
     Ok(outcome)
 }
 
-/// The feature's checks run in the checkout as the worker left it, and in
-/// `without` (the job's start): each must pass with the feature and fail
-/// without it.
+/// The feature's checks run in the checkout as the worker left it, against
+/// how they ran on the job's start (`before`): each must pass with the
+/// feature and fail without it.
 async fn negative_controls(
     ctx: &Ctx,
     feature: &str,
     checks: &[(String, String)],
-    without: &Path,
+    before: Vec<RanCommand>,
 ) -> anyhow::Result<Vec<NegativeControl>> {
     let with = run_checks_in(ctx, &ctx.checkout, checks)
         .await
         .with_context(|| format!("cannot run {feature}'s checks"))?;
-    let before = run_checks_in(ctx, without, checks)
-        .await
-        .with_context(|| format!("cannot run {feature}'s checks without it"))?;
     Ok(with
         .into_iter()
         .zip(before)
@@ -1542,7 +1562,7 @@ async fn run_scrutiny_commands(
         .map(|(kind, command)| (kind.to_owned(), None, command.to_owned()))
         .collect();
     list.extend(checks_of(checks));
-    run_commands_in(ctx, &ctx.checkout, list).await
+    run_commands_in(ctx, &ctx.checkout, list, None).await
 }
 
 /// A command to run: its kind, the assertion whose check it is, the command.
@@ -1560,26 +1580,30 @@ async fn run_checks_in(
     dir: &Path,
     checks: &[(String, String)],
 ) -> anyhow::Result<Vec<RanCommand>> {
-    run_commands_in(ctx, dir, checks_of(checks).collect()).await
+    run_commands_in(ctx, dir, checks_of(checks).collect(), None).await
 }
 
-/// The commands one after another in `dir`, contained like an agent's, and
-/// whatever they leave running ended.
+/// The commands one after another in `dir`, contained like an agent's (or
+/// under `wrapper`), and whatever they leave running ended.
 async fn run_commands_in(
     ctx: &Ctx,
     dir: &Path,
     list: Vec<Planned>,
+    wrapper: Option<Vec<String>>,
 ) -> anyhow::Result<Vec<RanCommand>> {
     if list.is_empty() {
         return Ok(Vec::new());
     }
     let marker = new_marker();
-    let bash = BashConfig {
+    let mut bash = BashConfig {
         default_timeout: COMMAND_TIMEOUT,
         max_timeout: COMMAND_TIMEOUT,
         output_limit: 20_000,
         ..bash_config(&marker, &ctx.containment)
     };
+    if let Some(wrapper) = wrapper {
+        bash.wrapper = wrapper;
+    }
     let workspace = Workspace::new(dir, bash)
         .with_context(|| format!("cannot run commands in {}", dir.display()))?;
     let mut ran = Vec::new();

@@ -101,6 +101,23 @@ pub enum Containment {
     MarkerOnly,
 }
 
+/// Whether `wrapper` starts a shell that exits 0.
+fn runs(wrapper: &[String]) -> bool {
+    let Some((program, args)) = wrapper.split_first() else {
+        return false;
+    };
+    std::process::Command::new(program)
+        .args(args)
+        .args(["/bin/sh", "-c", "exit 0"])
+        .env_clear()
+        .env("PATH", TRUSTED_PATH)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 impl Containment {
     /// Tries a namespace once (a few milliseconds) and picks the strongest
     /// mode this runner allows.
@@ -112,18 +129,7 @@ impl Containment {
                 unshare,
                 user_namespace: !root,
             };
-            let argv = mode.wrapper();
-            let works = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .args(["/bin/sh", "-c", "exit 0"])
-                .env_clear()
-                .env("PATH", TRUSTED_PATH)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if works {
+            if runs(&mode.wrapper()) {
                 return mode;
             }
         }
@@ -136,6 +142,17 @@ impl Containment {
         } else {
             Containment::MarkerOnly
         }
+    }
+
+    /// As [`Containment::wrapper`], with a network namespace of its own too
+    /// (no interface but a loopback that is down): for commands that run
+    /// before anyone approved them. `None` when this runner cannot make one;
+    /// tried once (a few milliseconds).
+    pub fn offline_wrapper(&self) -> Option<Vec<String>> {
+        let mut argv = self.wrapper();
+        let at = argv.iter().position(|a| a == "--pid")?;
+        argv.insert(at, "--net".to_owned());
+        runs(&argv).then_some(argv)
     }
 
     /// The argv prefix an agent's shell runs under (empty: none).

@@ -237,8 +237,8 @@ pub enum Task {
     FollowUp { milestone: String, round: u32 },
     /// `/mission replan` during a milestone: amend the remaining work.
     Replan { n: u32 },
-    /// After a merge: revise the milestones from `milestone` on.
-    Boundary { milestone: String },
+    /// After milestone `after` merged: revise the milestones not merged yet.
+    Boundary { after: String },
     /// Validate the milestone.
     Validate {
         milestone: String,
@@ -274,7 +274,7 @@ impl Task {
             Task::Triage { feature } => format!("triage-{feature}"),
             Task::FollowUp { milestone, round } => format!("followup-{milestone}-{round}"),
             Task::Replan { n } => format!("replan-{n}"),
-            Task::Boundary { milestone } => format!("boundary-{milestone}"),
+            Task::Boundary { after } => format!("boundary-{after}"),
             Task::Validate {
                 milestone,
                 validator,
@@ -313,7 +313,7 @@ impl Task {
             Task::Triage { feature } => format!("the triage of {feature}'s handoff"),
             Task::FollowUp { milestone, .. } => format!("the follow-up plan for {milestone}"),
             Task::Replan { .. } => "the replan".into(),
-            Task::Boundary { milestone } => format!("the re-plan before {milestone}"),
+            Task::Boundary { after } => format!("the re-plan after {after}"),
             Task::Validate {
                 milestone,
                 validator,
@@ -868,10 +868,30 @@ pub struct Mission {
     /// missions approved before the rule: the plan then in force counts.
     #[serde(default)]
     pub approved: Vec<Assertion>,
-    /// A revision waiting for the maintainer's review, and the milestone it
-    /// was made before.
+    /// A revision waiting for the maintainer's review.
     #[serde(default)]
-    pub revision: Option<(Plan, String)>,
+    pub revision: Option<PendingRevision>,
+}
+
+/// A boundary re-plan that waits for the maintainer's approval, and its pull
+/// request as the App opens it (again, after a resume, if GitHub refused it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRevision {
+    pub plan: Plan,
+    /// The milestone merged before it (its re-plan branch).
+    pub after: String,
+    pub title: String,
+    pub body: String,
+}
+
+impl PendingRevision {
+    fn open_pr(&self, issue: u64) -> Effect {
+        Effect::OpenPlanPr {
+            branch: replan_branch(issue, &self.after),
+            title: self.title.clone(),
+            body: self.body.clone(),
+        }
+    }
 }
 
 /// The issue's title and body, by their hash (see [`IssueSnapshot::hash`]).
@@ -924,10 +944,12 @@ pub fn milestone_branch(issue: u64, milestone_id: &str) -> String {
     format!("missions/{issue}/{}", milestone_id.to_ascii_lowercase())
 }
 
-/// Where the orchestrator revises the plan before `milestone_id` starts: the
-/// milestone's branch starts from it, as milestone 1's from the plan branch.
-pub fn replan_branch(issue: u64, milestone_id: &str) -> String {
-    format!("{}-replan", milestone_branch(issue, milestone_id))
+/// Where the orchestrator revises the plan once milestone `merged` is merged:
+/// the next milestone's branch starts from it, as milestone 1's from the plan
+/// branch. Named after the merged milestone, which no revision can change, so
+/// each boundary has a branch of its own whatever the revisions insert.
+pub fn replan_branch(issue: u64, merged: &str) -> String {
+    format!("{}-replan", milestone_branch(issue, merged))
 }
 
 pub fn reports_branch(issue: u64) -> String {
@@ -1105,6 +1127,14 @@ impl Mission {
             .milestones
             .get(self.milestone)
             .map(|m| m.id.as_str())
+    }
+
+    /// The milestone merged last (the one before the current).
+    fn merged_milestone_id(&self) -> String {
+        self.plan
+            .as_ref()
+            .and_then(|p| p.milestones.get(self.milestone.checked_sub(1)?))
+            .map_or_else(String::new, |m| m.id.clone())
     }
 
     fn milestone_branch_now(&self) -> String {
@@ -1532,6 +1562,13 @@ impl Mission {
                         .into_iter()
                         .map(|(name, from)| Effect::CreateBranch { name, from }),
                 );
+                // A revision whose pull request GitHub refused to open: again.
+                if self.phase == Phase::RevisionReview
+                    && self.plan_pr.is_none()
+                    && let Some(pending) = &self.revision
+                {
+                    effects.push(pending.open_pr(self.issue));
+                }
                 effects.extend(self.advance(now));
                 effects
             }
@@ -1683,14 +1720,19 @@ impl Mission {
     /// approval adopts it (and makes its contract the approved one); changes
     /// requested set it aside, and the plan they approved goes on.
     fn on_revision_review(&mut self, actor: &Actor, state: ReviewState, now: i64) -> Vec<Effect> {
-        let Some((revised, before)) = self.revision.take() else {
+        let Some(PendingRevision {
+            plan: revised,
+            after,
+            ..
+        }) = self.revision.take()
+        else {
             return Vec::new();
         };
         let approve = state == ReviewState::Approved;
         let from = if approve {
             self.approved = revised.assertions.clone();
             self.plan = Some(revised);
-            replan_branch(self.issue, &before)
+            replan_branch(self.issue, &after)
         } else {
             self.base.clone()
         };
@@ -2001,14 +2043,16 @@ impl Mission {
             self.pending = None;
         }
         // Before it starts, the orchestrator revises the rest of the plan
-        // with what the merged milestones taught (see on_revision).
-        let id = self.current_milestone_id().unwrap_or_default().to_owned();
+        // with what the merged milestones taught (see on_revision). A replan a
+        // person asked for meanwhile is answered there: that job reads the
+        // comments too.
+        let merged = self.merged_milestone_id();
         self.phase = Phase::Replanning;
         self.pending = Some(Task::Boundary {
-            milestone: id.clone(),
+            after: merged.clone(),
         });
         let mut effects = vec![Effect::CreateBranch {
-            name: replan_branch(self.issue, &id),
+            name: replan_branch(self.issue, &merged),
             from: self.base.clone(),
         }];
         effects.extend(self.advance(now));
@@ -2021,7 +2065,7 @@ impl Mission {
     /// request asks the maintainer (see on_review).
     fn on_revision(
         &mut self,
-        before: &str,
+        after: &str,
         notes: &str,
         revision: &super::plan::Revision,
         now: i64,
@@ -2056,30 +2100,36 @@ impl Mission {
                 )),
                 Effect::CreateBranch {
                     name: self.milestone_branch_now(),
-                    from: replan_branch(self.issue, before),
+                    from: replan_branch(self.issue, after),
                 },
             ];
             effects.extend(self.advance(now));
             return Ok(effects);
         }
         let list: String = changes.iter().map(|c| format!("- {c}\n")).collect();
-        self.revision = Some((revised, before.to_owned()));
+        let pending = PendingRevision {
+            plan: revised,
+            after: after.to_owned(),
+            title: format!("Plan revision before {next} for #{}", self.issue),
+            body: format!(
+                "The orchestrator revised the rest of the plan for #{} before {next} \
+                 (`.missions/{}/plan.md`).\n\n{}\n\n{diff_text}\n\n**It removes or changes \
+                 assertions you approved**, so it needs your approval:\n\n{list}\n\
+                 Approve this pull request to go on with the revised plan, or request changes \
+                 to set the revision aside and go on with the plan you approved.",
+                self.issue,
+                self.issue,
+                notes.trim()
+            ),
+        };
+        let open = pending.open_pr(self.issue);
+        self.revision = Some(pending);
         self.phase = Phase::RevisionReview;
+        // Only a review of the PR about to open counts: until it is known, an
+        // old plan PR's approval must not pass for this one.
+        self.plan_pr = None;
         Ok(vec![
-            Effect::OpenPlanPr {
-                branch: replan_branch(self.issue, before),
-                title: format!("Plan revision before {next} for #{}", self.issue),
-                body: format!(
-                    "The orchestrator revised the rest of the plan for #{} before {next} \
-                     (`.missions/{}/plan.md`).\n\n{}\n\n{diff_text}\n\n**It removes or changes \
-                     assertions you approved**, so it needs your approval:\n\n{list}\n\
-                     Approve this pull request to go on with the revised plan, or request changes \
-                     to set the revision aside and go on with the plan you approved.",
-                    self.issue,
-                    self.issue,
-                    notes.trim()
-                ),
-            },
+            open,
             self.issue_comment(format!(
                 "The re-plan before {next} removes or changes assertions that were approved:\n\n\
                  {list}\nIt waits for an approving review in its pull request; nothing runs \
@@ -2511,7 +2561,7 @@ impl Mission {
                 Ok(effects)
             }
             (
-                Task::Boundary { milestone },
+                Task::Boundary { after },
                 JobResult::Orchestrator {
                     output: output @ OrchestratorOutput::Revision { .. },
                     ..
@@ -2521,7 +2571,7 @@ impl Mission {
                     unreachable!("matched above");
                 };
                 let revision = output.revision().unwrap_or_default();
-                self.on_revision(milestone, notes, &revision, now)
+                self.on_revision(after, notes, &revision, now)
             }
             (Task::Feature { id }, JobResult::Worker { handoff }) => {
                 if &handoff.feature != id {
@@ -2792,8 +2842,8 @@ impl Mission {
                 self.dispatch(task, now)
             }
             Phase::Replanning => {
-                let milestone = self.current_milestone_id().unwrap_or_default().to_owned();
-                self.dispatch(Task::Boundary { milestone }, now)
+                let after = self.merged_milestone_id();
+                self.dispatch(Task::Boundary { after }, now)
             }
             _ => Vec::new(),
         }
@@ -2899,7 +2949,7 @@ impl Mission {
         let key = format!("{slug}.{tries}");
         let branch = match &task {
             Task::Scope { .. } | Task::Revise { .. } => plan_branch(self.issue),
-            Task::Boundary { milestone } => replan_branch(self.issue, milestone),
+            Task::Boundary { after } => replan_branch(self.issue, after),
             _ => self.milestone_branch_now(),
         };
         let output_branch = match &task {

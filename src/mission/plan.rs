@@ -82,7 +82,7 @@ pub enum PlanError {
     #[error("assertion {0} is claimed by no feature: every assertion needs one")]
     UncoveredAssertion(String),
     #[error(
-        "milestone id {0:?} is reserved (its branch would be the mission's plan or reports branch): use M1, M2, …"
+        "milestone id {0:?} is reserved (its branch would be the mission's plan, reports or a re-plan branch): use M1, M2, …"
     )]
     ReservedId(String),
     #[error("skill name {0:?} is not a valid file name: use letters, digits, '-' or '_'")]
@@ -133,7 +133,9 @@ impl Plan {
         let mut covered = BTreeSet::new();
         for m in &self.milestones {
             note_id(&m.id, &mut errors);
-            if RESERVED_MILESTONE_IDS.contains(&m.id.to_ascii_lowercase().as_str()) {
+            if RESERVED_MILESTONE_IDS.contains(&m.id.to_ascii_lowercase().as_str())
+                || m.id.to_ascii_lowercase().ends_with("-replan")
+            {
                 errors.push(PlanError::ReservedId(m.id.clone()));
             }
             if m.features.is_empty() {
