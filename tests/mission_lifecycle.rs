@@ -114,6 +114,7 @@ async fn happy_path_two_milestones_three_features() {
             "feature-F2.1",
             "M1-scrutiny-1.1",
             "M1-user-testing-1.1",
+            "boundary-M1.1",
             "feature-F3.1",
             "M2-scrutiny-1.1",
             "M2-user-testing-1.1"
@@ -775,6 +776,7 @@ async fn lost_answer_review_and_merge_webhooks_are_found_by_reconciliation() {
             "feature-F2.1",
             "M1-scrutiny-1.1",
             "M1-user-testing-1.1",
+            "boundary-M1.1",
             "feature-F3.1",
             "M2-scrutiny-1.1",
             "M2-user-testing-1.1"

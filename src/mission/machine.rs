@@ -2407,7 +2407,32 @@ impl Mission {
         *failures += 1;
         let failures = *failures;
         let what = task.describe();
+        let boundary = matches!(task, Task::Boundary { .. });
         self.pending = Some(task);
+        if failures >= self.settings.max_attempts && boundary {
+            // A re-plan only improves a plan that was approved as it is: one
+            // that keeps failing must not hold the mission (nor a resume that
+            // would run it again) — the next milestone goes on without it.
+            self.pending = None;
+            self.phase = Phase::Building;
+            let next = self
+                .current_milestone_id()
+                .unwrap_or("the next milestone")
+                .to_owned();
+            let mut effects = vec![
+                self.issue_comment(format!(
+                    "{what} failed {failures} time(s) (last: {reason}), so {next} starts with the \
+                     plan as it is. Look at the last run's log; `/mission replan` while {next} is \
+                     built amends it."
+                )),
+                Effect::CreateBranch {
+                    name: self.milestone_branch_now(),
+                    from: self.base.clone(),
+                },
+            ];
+            effects.extend(self.advance(now));
+            return effects;
+        }
         if failures >= self.settings.max_attempts {
             return self.pause(
                 format!(
