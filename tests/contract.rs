@@ -137,9 +137,7 @@ async fn a_feature_that_does_not_make_its_check_pass_fails_its_negative_control_
         ..Story::default()
     })
     .await;
-    let issue = m.open_labeled_issue().await;
-    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
-    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let (issue, _) = m.plan_approved().await;
     let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
 
     // F1's worker said it was done, but its check fails with F1 as without.
@@ -207,9 +205,7 @@ async fn after_m1_merges_the_orchestrator_replans_m2_and_its_workers_read_the_ne
         ..Story::default()
     })
     .await;
-    let issue = m.open_labeled_issue().await;
-    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
-    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let (issue, _) = m.plan_approved().await;
     m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
         .await;
 
@@ -297,9 +293,7 @@ async fn a_replan_that_drops_an_approved_assertion_waits_for_an_approving_review
         ..Story::default()
     })
     .await;
-    let issue = m.open_labeled_issue().await;
-    let plan_pr = m.expect_pr(&format!("missions/{issue}/plan")).await;
-    assert_eq!(m.review(&m.alice(), plan_pr, "APPROVE", "").await, 200);
+    let (issue, _) = m.plan_approved().await;
     m.milestone_passes_and_is_merged(issue, "M1", &["F1", "F2"])
         .await;
 

@@ -180,6 +180,24 @@ fn revision(milestones: Option<Vec<Milestone>>, assertions: Option<Vec<Assertion
     }
 }
 
+/// M1 merged by a writer before validation, while F2 (of M1) runs: the
+/// mission pauses; returns it and F2's job.
+fn merged_while_f2_runs() -> (Sim, Job) {
+    let (mut s, f1) = Sim::building(Settings::default());
+    let f2 = dispatched(&s.finish(&f1, worker(clean_handoff("F1"))));
+    s.apply(Event::MilestonePrOpened {
+        index: 0,
+        number: 101,
+    });
+    s.apply(Event::PrMerged {
+        pr: 101,
+        actor: writer(),
+        head_sha: "zzz".into(),
+    });
+    assert!(s.m.paused.is_some());
+    (s, f2)
+}
+
 /// After M1's merge (`fx`): the boundary re-plan runs on `m1-replan` and
 /// keeps the plan; M2's branch starts from it. Returns M2's first job.
 fn through_the_boundary(s: &mut Sim, fx: &[Effect]) -> Job {
@@ -1106,17 +1124,7 @@ fn a_merge_before_validation_pauses_until_a_writer_accepts_it() {
 
 #[test]
 fn a_re_plan_that_keeps_failing_lets_the_next_milestone_start_with_the_plan_as_it_is() {
-    let (mut s, f1) = Sim::building(Settings::default());
-    let f2 = dispatched(&s.finish(&f1, worker(clean_handoff("F1"))));
-    s.apply(Event::MilestonePrOpened {
-        index: 0,
-        number: 101,
-    });
-    s.apply(Event::PrMerged {
-        pr: 101,
-        actor: writer(),
-        head_sha: "zzz".into(),
-    });
+    let (mut s, f2) = merged_while_f2_runs();
     no_dispatch(&s.fail(&f2));
     let fx = s.command(writer(), Command::Resume);
     let mut boundary = dispatched(&fx);
@@ -1141,17 +1149,7 @@ fn a_re_plan_that_keeps_failing_lets_the_next_milestone_start_with_the_plan_as_i
 
 #[test]
 fn accepting_an_unvalidated_merge_drops_the_merged_milestones_leftover_steps() {
-    let (mut s, f1) = Sim::building(Settings::default());
-    let f2 = dispatched(&s.finish(&f1, worker(clean_handoff("F1"))));
-    s.apply(Event::MilestonePrOpened {
-        index: 0,
-        number: 101,
-    });
-    s.apply(Event::PrMerged {
-        pr: 101,
-        actor: writer(),
-        head_sha: "zzz".into(),
-    });
+    let (mut s, f2) = merged_while_f2_runs();
     // F2's run fails while the mission is paused: it is left pending.
     no_dispatch(&s.fail(&f2));
     assert_eq!(s.m.pending, Some(Task::Feature { id: "F2".into() }));
@@ -1166,17 +1164,7 @@ fn accepting_an_unvalidated_merge_drops_the_merged_milestones_leftover_steps() {
 
 #[test]
 fn a_job_of_the_merged_milestone_must_end_before_the_merge_is_accepted() {
-    let (mut s, f1) = Sim::building(Settings::default());
-    let f2 = dispatched(&s.finish(&f1, worker(clean_handoff("F1"))));
-    s.apply(Event::MilestonePrOpened {
-        index: 0,
-        number: 101,
-    });
-    s.apply(Event::PrMerged {
-        pr: 101,
-        actor: writer(),
-        head_sha: "zzz".into(),
-    });
+    let (mut s, f2) = merged_while_f2_runs();
     // Not accepted while F2 (of the merged milestone) still runs.
     let fx = s.command(writer(), Command::Resume);
     no_dispatch(&fx);
@@ -1742,7 +1730,7 @@ impl World {
                     // Breaks coverage (an assertion no feature claims), or drops
                     // every milestone left: refused.
                     _ => {
-                        if variant % 2 == 0 {
+                        if variant.is_multiple_of(2) {
                             revision(Some(Vec::new()), None)
                         } else {
                             let mut contract = p.assertions.clone();

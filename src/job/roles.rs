@@ -1114,14 +1114,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
         }
         OrchestratorOutput::Plan { plan } => {
             outcome.files = output::plan_files(issue, plan);
-            let keep: BTreeSet<&str> = plan.skills.iter().map(|s| s.name.as_str()).collect();
-            outcome.removed = ctx
-                .files
-                .skills
-                .iter()
-                .filter(|(name, _)| !keep.contains(name.as_str()))
-                .map(|(name, _)| output::skill_path(issue, name))
-                .collect();
+            outcome.removed = dropped_skills(ctx, plan);
             outcome.log.push(format!(
                 "result: a plan of {} milestone(s), {} feature(s), {} assertion(s)",
                 plan.milestones.len(),
@@ -1138,14 +1131,7 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
             let revised = plan
                 .revised(index, &out.revision().unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("the checked revision: {}", e.join("; ")))?;
-            let keep: BTreeSet<&str> = revised.skills.iter().map(|s| s.name.as_str()).collect();
-            outcome.removed = ctx
-                .files
-                .skills
-                .iter()
-                .filter(|(name, _)| !keep.contains(name.as_str()))
-                .map(|(name, _)| output::skill_path(issue, name))
-                .collect();
+            outcome.removed = dropped_skills(ctx, &revised);
             let changes = plan.diff(&revised);
             outcome.files = output::plan_files(issue, &revised);
             outcome.files.push(notes_file(ctx, &out));
@@ -1184,6 +1170,17 @@ pub async fn orchestrator(ctx: &Ctx) -> anyhow::Result<RoleOutcome> {
     }
     outcome.result = JobResult::Orchestrator { output: out, lint };
     Ok(outcome)
+}
+
+/// The skill files on the branch that `plan` no longer has.
+fn dropped_skills(ctx: &Ctx, plan: &Plan) -> Vec<String> {
+    let keep: BTreeSet<&str> = plan.skills.iter().map(|s| s.name.as_str()).collect();
+    ctx.files
+        .skills
+        .iter()
+        .filter(|(name, _)| !keep.contains(name.as_str()))
+        .map(|(name, _)| output::skill_path(ctx.issue(), name))
+        .collect()
 }
 
 /// `notes.md` with this job's notes appended: workers read it, so a decision

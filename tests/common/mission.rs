@@ -358,6 +358,18 @@ impl MissionTest {
         })
     }
 
+    /// An issue labeled, and its plan PR approved by alice: (issue, plan PR).
+    #[allow(dead_code)]
+    pub async fn plan_approved(&self) -> (u64, u64) {
+        let issue = self.open_labeled_issue().await;
+        let plan_pr = self.expect_pr(&format!("missions/{issue}/plan")).await;
+        assert_eq!(
+            self.review(&self.alice(), plan_pr, "APPROVE", "").await,
+            200
+        );
+        (issue, plan_pr)
+    }
+
     /// Runs a milestone from its PR appearing to its merge; returns the PR.
     pub async fn milestone_passes_and_is_merged(
         &self,
