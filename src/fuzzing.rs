@@ -256,6 +256,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         | MissionInput::Merged { sender, .. }
         | MissionInput::Rerun { sender, .. } => Some(sender),
         MissionInput::Run { .. }
+        | MissionInput::ExternalCheck { .. }
         | MissionInput::Synchronized { .. }
         | MissionInput::MergeGroup { .. } => None,
     };
@@ -281,6 +282,7 @@ fn check_mission_input(ev: &WebhookEvent, input: &MissionInput) {
         MissionInput::Review { head_branch, .. }
         | MissionInput::Merged { head_branch, .. }
         | MissionInput::Rerun { head_branch, .. }
+        | MissionInput::ExternalCheck { head_branch, .. }
         | MissionInput::Synchronized { head_branch, .. }
         | MissionInput::Run { head_branch, .. } => {
             assert_eq!(input.issue(), issue_of_branch(head_branch));

@@ -20,6 +20,9 @@
 //!   reviewers: 4               # scrutiny's per-feature reviewers
 //! prompts_dir: .github/missions/prompts   # per-role prompt overrides (<role>.md)
 //! protected_paths: [ci/, Makefile]        # kept as found in workers' commits (besides .github/)
+//! ci:                          # the repository's own checks a milestone must pass
+//!   required: [test]           # besides the base branch's required status checks
+//!   wait_minutes: 60           # how long a round waits for them before the mission pauses
 //! ```
 //!
 //! Everything is optional, and an absent file means the defaults. Unknown keys
@@ -40,6 +43,8 @@ pub const DEFAULT_PROMPTS_DIR: &str = ".github/missions/prompts";
 /// How long user testing waits for `app.url` when nothing else is configured.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 30;
 const MAX_READY_TIMEOUT_SECS: u64 = 3600;
+/// The longest `ci.wait_minutes` accepted: a day.
+const MAX_CI_WAIT_MINUTES: i64 = 24 * 60;
 
 /// The repository's settings, with every default applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +69,8 @@ pub struct RepoConfig {
     pub independent_validators: IndependenceRule,
     /// How much read-only work of one job runs at the same time.
     pub parallel: Parallel,
+    /// The repository's own checks (its CI) a milestone's ready commit must pass.
+    pub ci: CiConfig,
 }
 
 /// How much read-only work of one job runs at the same time (writes and
@@ -136,6 +143,25 @@ impl Commands {
     }
 }
 
+/// `ci:`: the repository's own checks (its CI, other apps) that a
+/// milestone's ready commit must pass before it is ready to merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiConfig {
+    /// Check names, besides the base branch's required status checks.
+    pub required: Vec<String>,
+    /// How long a validation round waits for them to conclude.
+    pub wait_secs: u64,
+}
+
+impl Default for CiConfig {
+    fn default() -> Self {
+        CiConfig {
+            required: Vec::new(),
+            wait_secs: Settings::default().ci_wait_secs,
+        }
+    }
+}
+
 /// How user testing starts the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
@@ -172,6 +198,7 @@ impl Default for RepoConfig {
             protected_paths: Vec::new(),
             independent_validators: IndependenceRule::default(),
             parallel: Parallel::default(),
+            ci: CiConfig::default(),
         }
     }
 }
@@ -244,6 +271,20 @@ struct RawFile {
     independent_validators: Option<String>,
     #[serde(default)]
     parallel: Option<RawParallel>,
+    #[serde(default)]
+    ci: Option<RawCi>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping { required, wait_minutes }"
+)]
+struct RawCi {
+    #[serde(default)]
+    required: Option<Vec<String>>,
+    #[serde(default)]
+    wait_minutes: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -437,6 +478,31 @@ impl RepoConfig {
                 )?,
             };
         }
+        if let Some(ci) = raw.ci {
+            for (i, name) in ci.required.iter().flatten().enumerate() {
+                if name.trim().is_empty() || name.chars().count() > 255 {
+                    return Err(invalid(
+                        &format!("ci.required[{i}]"),
+                        "a check's name is 1 to 255 characters, as GitHub shows it on a commit (e.g. `test`)",
+                    ));
+                }
+            }
+            cfg.ci.required = ci.required.unwrap_or_default();
+            match ci.wait_minutes {
+                None => {}
+                Some(n) if (1..=MAX_CI_WAIT_MINUTES).contains(&n) => {
+                    cfg.ci.wait_secs = n as u64 * 60
+                }
+                Some(n) => {
+                    return Err(invalid(
+                        "ci.wait_minutes",
+                        format!(
+                            "{n} is out of range; use a number of minutes from 1 to {MAX_CI_WAIT_MINUTES}"
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(commands) = raw.commands {
             for (kind, list) in [
                 ("test", &commands.test),
@@ -570,6 +636,7 @@ impl RepoConfig {
                 scrutiny_same,
                 user_testing_same,
             },
+            ci_wait_secs: self.ci.wait_secs,
         }
     }
 }
@@ -636,10 +703,12 @@ mod tests {
              app:\n  start: ./serve\n  url: http://127.0.0.1:8080/\n  ready_timeout_secs: 9\n\
              prompts_dir: ci/prompts/\n\
              protected_paths: [ci/, Makefile, .github/scripts]\n\
-             parallel: { explorers: 2, reviewers: 8 }\n",
+             parallel: { explorers: 2, reviewers: 8 }\n\
+             ci: { required: [test, \"lint / clippy\"], wait_minutes: 90 }\n",
         )
         .unwrap();
         assert_eq!(cfg.label, "build-it");
+        assert_eq!(cfg.ci.required, ["test", "lint / clippy"]);
         assert_eq!(
             cfg.settings(),
             Settings {
@@ -654,6 +723,7 @@ mod tests {
                     scrutiny_same: true,
                     user_testing_same: true,
                 },
+                ci_wait_secs: 90 * 60,
             }
         );
         assert_eq!(cfg.commands.test, ["cargo test", "./check.sh"]);
@@ -737,6 +807,9 @@ mod tests {
             ("protected_paths: [ci, ../x]\n", "protected_paths[1]"),
             ("protected_paths: ci\n", "protected_paths"),
             ("label: ''\n", "label"),
+            ("ci: { required: [test, ''] }\n", "ci.required[1]"),
+            ("ci: { wait_minutes: 0 }\n", "ci.wait_minutes"),
+            ("ci: { required: test }\n", "ci.required"),
         ] {
             let err = RepoConfig::parse(yaml).unwrap_err().to_string();
             assert!(err.contains(&format!("{key}: ")), "{yaml:?} → {err}");

@@ -5,9 +5,11 @@
 
 mod common;
 
-use common::mission::MissionTest;
+use common::mission::{MissionTest, with_settings};
+use common::scenario::DEADLINE;
 use missions::demo::scripts::{Story, TRIVIAL_CHECK};
-use serde_json::Value;
+use missions::sim::FaultConfig;
+use serde_json::{Value, json};
 
 fn pr_body(m: &MissionTest, pr: u64) -> String {
     let repo = m.repo();
@@ -351,5 +353,249 @@ async fn a_replan_that_drops_an_approved_assertion_waits_for_an_approving_review
         .collect();
     assert_eq!(ids, ["A1", "A2", "A5"]);
     assert_eq!(m.pr_state(revision).0, "closed");
+    m.t.stop().await;
+}
+
+/// The repository's CI as the CI story has it: a push-triggered workflow
+/// whose one job, `lint`, refuses TODO markers in the program.
+const CI_WORKFLOW: &str = "name: ci\non: push\npermissions:\n  contents: read\njobs:\n  lint:\n    \
+    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: ./lint.sh\n";
+
+/// `lint`'s check runs on `sha`, oldest first: (conclusion, details URL).
+fn lint_runs(m: &MissionTest, sha: &str) -> Vec<(Option<String>, Option<String>)> {
+    let repo = m.repo();
+    m.t.sim.read(|w| {
+        w.repos[&repo]
+            .check_runs
+            .values()
+            .filter(|r| r.name == "lint" && r.head_sha == sha)
+            .map(|r| (r.conclusion.clone(), r.details_url.clone()))
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositorys_own_ci_failing_on_the_ready_commit_becomes_a_follow_up_and_the_milestone_is_ready_only_once_it_passes()
+ {
+    // The repository runs its own CI on every push, and main requires its
+    // `lint` check. The mission's settings know nothing of it.
+    let m = MissionTest::start_with_ci(
+        Story {
+            ci_lint_f2: true,
+            ..Story::default()
+        },
+        |mut spec| {
+            spec.files
+                .push((".github/workflows/ci.yml".into(), CI_WORKFLOW.into()));
+            spec
+        },
+        vec![(
+            "ci.yml".to_owned(),
+            vec![missions::sim::SimJob {
+                name: "lint".into(),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    missions::demo::scripts::CI_LINT.into(),
+                ],
+                contents_write: false,
+                always: false,
+            }],
+        )],
+    )
+    .await;
+    let repo = m.repo();
+    m.t.sim.repo_settings(&repo, |r| {
+        r.protection.insert(
+            "main".into(),
+            missions::sim::state::BranchProtection {
+                required_checks: vec!["lint".into()],
+                strict: false,
+            },
+        );
+    });
+    let (issue, _) = m.plan_approved().await;
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+
+    // Round 1: both validators pass, but the repository's lint fails on the
+    // ready commit. The milestone is not ready; alice is told why.
+    let failed =
+        m.t.expect_app_comment(pr, "❌ The repository's own CI failed")
+            .await;
+    let text = failed["body"].as_str().unwrap();
+    assert!(text.contains("(round 1)"), "{text}");
+    assert!(text.contains("`lint`"), "{text}");
+    assert!(text.contains(": failure"), "{text}");
+    assert!(
+        text.contains(&format!(".missions/{issue}/reports/M1-ci.json")),
+        "{text}"
+    );
+    let round_1 = text
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .find(|w| w.len() == 40 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .expect("the ready commit's sha")
+        .to_owned();
+    let runs = lint_runs(&m, &round_1);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].0.as_deref(), Some("failure"));
+    let scrutiny_1 = m
+        .checks()
+        .into_iter()
+        .find(|c| c.name == "missions / scrutiny" && c.head_sha == round_1)
+        .expect("scrutiny judged round 1");
+    assert_eq!(scrutiny_1.conclusion.as_deref(), Some("success"));
+    assert!(
+        !m.app_comments(pr)
+            .iter()
+            .any(|c| c.contains("Ready to merge") && c.contains(&round_1)),
+        "round 1 was called ready"
+    );
+
+    // The report the follow-up reads holds the failing job's log.
+    let report: Value = serde_json::from_str(
+        &m.t.file(
+            &format!(".missions/{issue}/reports/M1-ci.json"),
+            &format!("missions/{issue}/reports"),
+        )
+        .await
+        .expect("the CI report on the reports branch"),
+    )
+    .unwrap();
+    assert_eq!(report["sha"], round_1.as_str(), "{report}");
+    assert_eq!(report["passed"], false, "{report}");
+    assert_eq!(report["checks"][0]["name"], "lint", "{report}");
+    assert_eq!(report["checks"][0]["conclusion"], "failure", "{report}");
+    let log = report["checks"][0]["log_tail"].as_str().unwrap_or_default();
+    assert!(
+        log.contains("TODO markers are not allowed on main"),
+        "{report}"
+    );
+    assert!(log.contains("# TODO: count characters"), "{report}");
+    // F4 removes the TODO; round 2 passes the validators and the lint, and
+    // only then is the milestone ready.
+    m.t.expect_app_comment(pr, "### Handoff: F4 ").await;
+    // The follow-up orchestrator was given the report.
+    let asked = requests_about(&m, "Task: **follow-up**");
+    assert!(!asked.is_empty(), "no follow-up request");
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.contains("TODO markers are not allowed on main")),
+        "{asked:?}"
+    );
+
+    let ready = m.t.expect_app_comment(pr, "Ready to merge").await;
+    let text = ready["body"].as_str().unwrap();
+    assert!(
+        text.contains("passed both validators and the repository's required check(s) `lint`"),
+        "{text}"
+    );
+    let round_2 = m.pr_head(pr);
+    assert_ne!(round_2, round_1);
+    assert!(text.contains(&round_2), "{text}");
+    let runs = lint_runs(&m, &round_2);
+    assert_eq!(
+        runs.last().and_then(|r| r.0.as_deref()),
+        Some("success"),
+        "{runs:?}"
+    );
+    let jobs = m.dispatched_jobs();
+    let at = jobs
+        .iter()
+        .position(|j| j == "followup-M1-1.1")
+        .expect("a follow-up");
+    assert_eq!(jobs[at + 1], "feature-F4.1", "{jobs:?}");
+
+    // Mission control shows the check, and main's rule lets alice merge.
+    m.t.sim
+        .wait_for("mission control showing the lint passed", DEADLINE, |_| {
+            m.stickies(issue)
+                .pop()
+                .filter(|s| s.contains("| repository checks | ✅ [`lint`]"))
+        })
+        .await
+        .unwrap();
+    m.merge(pr).await;
+    assert_eq!(m.pr_state(pr), ("closed".into(), true));
+    m.t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_status_named_in_the_settings_holds_the_milestone_until_it_succeeds() {
+    // Another CI service reports commit statuses, and the repository's
+    // settings name its `ci/external` as required. No webhook the App reads
+    // tells of a status: the App asks GitHub when the validators are done,
+    // and again on each reconciliation.
+    let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
+        with_settings(spec, |text| {
+            format!("{text}ci:\n  required: [ci/external]\n  wait_minutes: 30\n")
+        })
+    })
+    .await;
+    let (issue, _) = m.plan_approved().await;
+    let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
+    let (scrutiny, user_testing) = m.expect_checks_completed(pr).await;
+    assert_eq!(scrutiny.conclusion.as_deref(), Some("success"));
+    assert_eq!(user_testing.conclusion.as_deref(), Some("success"));
+    let ready_sha = scrutiny.head_sha.clone();
+
+    // Both validators passed, but the external CI has not reported: the
+    // milestone waits, and mission control says for what.
+    let repo = m.repo();
+    m.t.sim
+        .wait_for(
+            "mission control showing the pending status",
+            DEADLINE,
+            |_| {
+                m.stickies(issue)
+                    .pop()
+                    .filter(|s| s.contains("| repository checks | ⏳ `ci/external` |"))
+            },
+        )
+        .await
+        .unwrap();
+    let status = |state: &str| json!({"state": state, "context": "ci/external", "target_url": "https://ci.example.com/builds/7"});
+    let path = format!("/repos/{repo}/statuses/{ready_sha}");
+    let answer =
+        m.t.call(&m.alice(), "POST", &path, Some(status("pending")))
+            .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    // A reconciliation sees it pending; nothing is ready yet.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(
+        !m.app_comments(pr)
+            .iter()
+            .any(|c| c.contains("Ready to merge")),
+        "ready before the required status succeeded"
+    );
+
+    let answer =
+        m.t.call(&m.alice(), "POST", &path, Some(status("success")))
+            .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let ready = m.t.expect_app_comment(pr, "Ready to merge").await;
+    let text = ready["body"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "passed both validators and the repository's required check(s) `ci/external`"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&ready_sha), "{text}");
+    m.t.sim
+        .wait_for(
+            "mission control showing the status passed",
+            DEADLINE,
+            |_| {
+                m.stickies(issue).pop().filter(|s| {
+                    s.contains(
+                    "| repository checks | ✅ [`ci/external`](https://ci.example.com/builds/7) |",
+                )
+                })
+            },
+        )
+        .await
+        .unwrap();
     m.t.stop().await;
 }

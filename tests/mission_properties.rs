@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use missions::mission::machine::ExternalCheck;
 use missions::mission::outputs::{AssertionResult, DiscoveredIssue, Verdict};
 use missions::mission::{
     Actor, Assertion, CheckConclusion, Command, Effect, Event, Feature, Handoff, IssueSnapshot,
@@ -467,6 +468,7 @@ impl Sim {
             round: 1,
             sha: "aaa".into(),
             checks: checks(900),
+            required: Vec::new(),
         });
         (s, dispatched(&fx))
     }
@@ -584,6 +586,7 @@ fn happy_path_walks_two_milestones_to_done() {
         round: 2,
         sha: "old".into(),
         checks: checks(800),
+        required: Vec::new(),
     });
     assert_eq!(fx.len(), 2, "{fx:?}");
     assert!(fx.iter().all(|e| matches!(
@@ -597,6 +600,7 @@ fn happy_path_walks_two_milestones_to_done() {
         round: 1,
         sha: "aaa".into(),
         checks: checks(900),
+        required: Vec::new(),
     });
     let scrutiny = dispatched(&fx);
     assert_eq!(
@@ -671,6 +675,7 @@ fn happy_path_walks_two_milestones_to_done() {
         round: 1,
         sha: "bbb".into(),
         checks: checks(902),
+        required: Vec::new(),
     });
     let scrutiny = dispatched(&fx);
     assert_eq!(scrutiny.key, "M2-scrutiny-1.1");
@@ -767,6 +772,7 @@ fn failed_validation_gets_a_follow_up_then_validates_again() {
             round: 1,
             sha: "aaa".into(),
             checks: checks(900),
+            required: Vec::new(),
         })
         .is_empty()
     );
@@ -775,6 +781,7 @@ fn failed_validation_gets_a_follow_up_then_validates_again() {
         round: 2,
         sha: "ccc".into(),
         checks: checks(910),
+        required: Vec::new(),
     });
     let scrutiny = dispatched(&fx);
     assert_eq!(scrutiny.key, "M1-scrutiny-2.1");
@@ -1367,6 +1374,13 @@ enum Op {
     MergeGroup {
         good_sha: bool,
     },
+    /// The repository's own CI reports on the round's ready commit (or on
+    /// another commit): passed or failed, or still running.
+    Ci {
+        pass: bool,
+        good_sha: bool,
+        running: bool,
+    },
     /// The result of the oldest effect the server performed.
     Deliver,
     /// What a cooperative world does next: the author answers, a maintainer
@@ -1440,6 +1454,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (actor(), any::<u8>(), prop::bool::weighted(0.8))
             .prop_map(|(actor, which, good_sha)| Op::Rerun { actor, which, good_sha }),
         1 => prop::bool::weighted(0.7).prop_map(|good_sha| Op::MergeGroup { good_sha }),
+        3 => (prop::bool::weighted(0.6), prop::bool::weighted(0.9), prop::bool::weighted(0.2))
+            .prop_map(|(pass, good_sha, running)| Op::Ci { pass, good_sha, running }),
     ]
 }
 
@@ -1468,6 +1484,7 @@ fn settings_strategy() -> impl Strategy<Value = Settings> {
                     scrutiny_same: false,
                     user_testing_same: true,
                 },
+                ci_wait_secs: 3600,
             },
         )
 }
@@ -1501,6 +1518,10 @@ struct Coverage {
     /// Boundary re-plans that applied at once, and revisions a person approved.
     revised: usize,
     revision_approved: usize,
+    /// Rounds that waited for the repository's CI: failed by it, and ready
+    /// once it passed.
+    ci_failed: usize,
+    ci_ready: usize,
 }
 
 /// The server, its GitHub and its workers around one mission, with a model of
@@ -1540,6 +1561,9 @@ struct World {
     told: BTreeSet<String>,
     /// Check runs on GitHub: their conclusion once completed.
     check_runs: BTreeMap<u64, Option<CheckConclusion>>,
+    /// The repository's CI on each ready commit: what it concluded last.
+    ci: BTreeMap<String, bool>,
+    next_ci_run: u64,
 }
 
 impl World {
@@ -1582,6 +1606,8 @@ impl World {
             reached_second: false,
             told: BTreeSet::new(),
             check_runs: BTreeMap::new(),
+            ci: BTreeMap::new(),
+            next_ci_run: 5000,
         };
         let jobs = dispatches(&effects);
         prop_assert_eq!(jobs.len(), 1);
@@ -1756,6 +1782,21 @@ impl World {
 
     /// The event `op` stands for in the current state; `None`: nothing to do.
     /// The second value is the validator whose passing report this event carries.
+    /// The repository's `ci` check run as GitHub shows it: a new run each
+    /// time (a re-run has a higher id), concluded or not.
+    fn ci_check(&mut self, sha: &str, passed: Option<bool>) -> ExternalCheck {
+        self.next_ci_run += 1;
+        ExternalCheck {
+            name: "ci".into(),
+            conclusion: passed.map(|p| if p { "success" } else { "failure" }.to_owned()),
+            url: Some(format!(
+                "https://github.com/acme/widgets/actions/runs/1/job/{sha}"
+            )),
+            check_run_id: Some(self.next_ci_run),
+            app: Some("github-actions".into()),
+        }
+    }
+
     fn event_for(&mut self, op: &Op) -> (Option<Event>, Option<Validator>) {
         let current = self.m.job.clone();
         match op {
@@ -2022,6 +2063,16 @@ impl World {
                             actor: 0,
                             good_sha: true,
                         },
+                        Phase::Validating
+                            if self.m.job.is_none()
+                                && self.m.validation.ci_waiting_since.is_some() =>
+                        {
+                            Op::Ci {
+                                pass: *variant % 3 != 0,
+                                good_sha: true,
+                                running: false,
+                            }
+                        }
                         _ => Op::Finish {
                             variant: *variant,
                             cost: 100_000,
@@ -2029,6 +2080,28 @@ impl World {
                     }
                 };
                 self.event_for(&next)
+            }
+            Op::Ci {
+                pass,
+                good_sha,
+                running,
+            } => {
+                let sha = match (*good_sha, self.m.validation.sha.clone()) {
+                    (true, Some(sha)) => sha,
+                    _ => "0000000old".to_owned(),
+                };
+                let result = (!*running).then_some(*pass);
+                if let Some(passed) = result {
+                    self.ci.insert(sha.clone(), passed);
+                }
+                let check = self.ci_check(&sha, result);
+                (
+                    Some(Event::ExternalChecks {
+                        sha,
+                        checks: vec![check],
+                    }),
+                    None,
+                )
             }
             Op::Synchronize { new_head } => {
                 let Some(&pr) = self.m.milestone_prs.get(&self.m.milestone) else {
@@ -2127,11 +2200,25 @@ impl World {
                     for id in checks.values() {
                         self.check_runs.insert(*id, None);
                     }
+                    // Every other round, main requires the repository's `ci`.
+                    let required = if self.next_sha.is_multiple_of(2) {
+                        vec!["ci".to_owned()]
+                    } else {
+                        Vec::new()
+                    };
                     self.outbox.push_back(Event::ValidationStarted {
                         index: *index,
                         round: *round,
                         sha,
                         checks,
+                        required,
+                    });
+                }
+                Effect::PollChecks { sha } => {
+                    let check = self.ci_check(sha, self.ci.get(sha).copied());
+                    self.outbox.push_back(Event::ExternalChecks {
+                        sha: sha.clone(),
+                        checks: vec![check],
                     });
                 }
                 Effect::OpenCheck {
@@ -2250,6 +2337,20 @@ impl World {
                     if actor.can_write && !actor.is_bot),
                 "the approved contract changed on {:?}",
                 event
+            );
+        }
+        // Ready only once the repository's required checks passed on the
+        // ready commit, as its CI last reported.
+        if after.phase == Phase::AwaitingMerge
+            && before.phase != Phase::AwaitingMerge
+            && !after.validation.required.is_empty()
+        {
+            let sha = after.validation.sha.clone().unwrap_or_default();
+            prop_assert_eq!(
+                self.ci.get(&sha),
+                Some(&true),
+                "ready on {} without the repository's CI passing",
+                sha
             );
         }
         let finished_current = matches!(event, Event::JobFinished { key, run_id, .. }
@@ -2656,6 +2757,24 @@ impl World {
         }
         if after.phase == Phase::AwaitingMerge && before.phase != Phase::AwaitingMerge {
             self.covered.awaiting_merge += 1;
+            if !after.validation.required.is_empty() {
+                self.covered.ci_ready += 1;
+            }
+        }
+        if before.phase == Phase::Validating
+            && !before.validation.required.is_empty()
+            && matches!(event, Event::ExternalChecks { .. })
+            && before
+                .validation
+                .sha
+                .as_ref()
+                .and_then(|sha| self.ci.get(sha))
+                == Some(&false)
+            && dispatches(effects)
+                .iter()
+                .any(|j| matches!(j.task, Task::FollowUp { .. }))
+        {
+            self.covered.ci_failed += 1;
         }
         if after.milestone >= 1 && !self.reached_second {
             self.reached_second = true;
@@ -2712,6 +2831,8 @@ fn random_walks_cover_the_lifecycle() {
         total.checks_reopened += c.checks_reopened;
         total.revised += c.revised;
         total.revision_approved += c.revision_approved;
+        total.ci_failed += c.ci_failed;
+        total.ci_ready += c.ci_ready;
     }
     eprintln!("{total:?}");
     assert!(total.awaiting_merge > 0, "{total:?}");
@@ -2728,6 +2849,8 @@ fn random_walks_cover_the_lifecycle() {
     assert!(total.checks_reopened > 0, "{total:?}");
     assert!(total.revised > 0, "{total:?}");
     assert!(total.revision_approved > 0, "{total:?}");
+    assert!(total.ci_failed > 0, "{total:?}");
+    assert!(total.ci_ready > 0, "{total:?}");
 }
 
 #[test]
@@ -2758,6 +2881,7 @@ fn a_resume_after_the_validation_round_bound_validates_once_more() {
         round: 2,
         sha: format!("fix{sha}"),
         checks: checks(950),
+        required: Vec::new(),
     });
     scrutiny = dispatched(&fx);
     assert_eq!(scrutiny.key, "M1-scrutiny-2.1");

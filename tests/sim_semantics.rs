@@ -1469,3 +1469,493 @@ async fn a_ruleset_requiring_signed_commits_refuses_unsigned_pushes_to_its_branc
     assert_eq!(topic.as_deref(), Some(sha.as_str()));
     t.stop().await;
 }
+
+// ---- 7. the repository's own CI -----------------------------------------------
+
+/// GitHub Actions' App id: the owner of workflow jobs' check runs.
+const ACTIONS_APP_ID: u64 = 15368;
+
+/// A push-triggered workflow as a repository has it; the simulator runs the
+/// configured command of its job `test` instead of the YAML.
+const CI_YML: &str = "name: ci\non: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: '! grep -q bug src.txt'\n";
+
+/// The CI job: says what started it, tries to push with its token, and fails
+/// when `src.txt` holds a bug.
+const CI_SCRIPT: &str = r#"set -u
+echo "event=$GITHUB_EVENT_NAME ref=$GITHUB_REF sha=$GITHUB_SHA"
+auth=$(printf 'x-access-token:%s' "$GITHUB_TOKEN" | base64 | tr -d '\n')
+if git -c http.extraHeader="Authorization: basic $auth" push -q origin HEAD:refs/heads/from-ci 2>/dev/null; then
+  echo "ci pushed"
+else
+  echo "ci push refused"
+fi
+if grep -q bug src.txt; then echo "found a bug"; exit 1; fi
+echo "no bug"
+"#;
+
+/// A dispatched job that commits and pushes with its `GITHUB_TOKEN`.
+const JOB_PUSH_SCRIPT: &str = r#"set -eu
+auth=$(printf 'x-access-token:%s' "$GITHUB_TOKEN" | base64 | tr -d '\n')
+echo "from the job" > job.txt
+git add job.txt
+git commit -qm "From the job"
+git -c http.extraHeader="Authorization: basic $auth" push -q origin HEAD:refs/heads/from-job
+"#;
+
+/// The sample world whose repository has a CI workflow (`ci.yml`, on push,
+/// one job `test`) and a dispatchable one whose job pushes.
+async fn start_with_ci() -> Scenario {
+    Scenario::start(ScenarioOptions {
+        repo: Some(
+            RepoSpec::new(sample::REPO)
+                .file(".github/workflows/missions.yml", sample::WORKFLOW_YAML)
+                .file(".github/workflows/ci.yml", CI_YML)
+                .file("src.txt", "fine\n"),
+        ),
+        workflows: workflow(JOB_PUSH_SCRIPT),
+        push_workflows: vec![(
+            "ci.yml".into(),
+            vec![missions::sim::SimJob {
+                name: "test".into(),
+                command: sh(CI_SCRIPT),
+                contents_write: false,
+                always: false,
+            }],
+        )],
+        ..ScenarioOptions::default()
+    })
+    .await
+}
+
+/// alice writes `text` to `src.txt` on a new branch `branch` off main in her
+/// clone `dir` and pushes it; the commit.
+async fn push_src(git: &Git, dir: &Path, token: &str, branch: &str, text: &str) -> String {
+    git.ok(dir, None, &["checkout", "-q", "-b", branch, "origin/main"])
+        .await;
+    let sha = git
+        .commit_file(dir, "src.txt", text, &format!("src.txt on {branch}"))
+        .await;
+    git.ok(
+        dir,
+        Some(token),
+        &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+    )
+    .await;
+    sha
+}
+
+/// The `check_run` `completed` of GitHub Actions' job on `sha`.
+async fn actions_check_completed(t: &Scenario, sha: &str) -> DeliveryRecord {
+    t.expect_delivered("check_run", Some("completed"), |p| {
+        p["check_run"]["head_sha"] == sha && p["check_run"]["app"]["id"] == ACTIONS_APP_ID
+    })
+    .await
+}
+
+/// A client that does not follow redirects, for what GitHub answers with one.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A job's log as the App reads it: `GET .../actions/jobs/{id}/logs` with its
+/// installation token, then the redirect's address without any token.
+async fn job_log(t: &Scenario, job_id: u64) -> String {
+    use secrecy::ExposeSecret as _;
+    let token = t
+        .github
+        .installation_token(t.world.installation_id)
+        .await
+        .unwrap();
+    let answer = no_redirects()
+        .get(format!(
+            "{}/repos/{}/actions/jobs/{job_id}/logs",
+            t.sim.url(),
+            t.world.repo
+        ))
+        .bearer_auth(token.expose_secret())
+        .header("accept", "application/vnd.github+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 302);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    let log = no_redirects().get(&location).send().await.unwrap();
+    assert_eq!(log.status().as_u16(), 200, "{location}");
+    assert!(
+        log.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    log.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_runs_the_repositorys_ci_as_check_runs_of_github_actions() {
+    let t = start_with_ci().await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    let git = Git::new(&t);
+    let token = t.world.maintainer.token.clone();
+    let dir = git.clone(&token, "alice").await;
+
+    // A commit without the workflow file runs nothing. (Its push is handled
+    // long before the good commit's job below ends, so by then a run of
+    // its own would show.)
+    git.ok(
+        &dir,
+        None,
+        &["checkout", "-q", "-b", "plain", "origin/main"],
+    )
+    .await;
+    git.ok(&dir, None, &["rm", "-q", ".github/workflows/ci.yml"])
+        .await;
+    git.ok(&dir, None, &["commit", "-qm", "No CI here"]).await;
+    let plain = git.ok(&dir, None, &["rev-parse", "HEAD"]).await;
+    git.ok(
+        &dir,
+        Some(&token),
+        &["push", "-q", "origin", "HEAD:refs/heads/plain"],
+    )
+    .await;
+    // Nor does a push made with a job's GITHUB_TOKEN, as on GitHub.
+    let run_id = dispatch(&t, sample::WORKFLOW_FILE, json!({})).await;
+    let run = run_completed(&t, run_id).await;
+    assert_eq!(
+        run.payload["workflow_run"]["conclusion"],
+        "success",
+        "{}",
+        t.sim.run_log(&t.world.repo, run_id).unwrap()
+    );
+    let from_job = t
+        .expect_delivered("push", None, |p| p["ref"] == "refs/heads/from-job")
+        .await;
+    assert_eq!(from_job.payload["sender"]["login"], "github-actions[bot]");
+    let from_job = from_job.payload["after"].as_str().unwrap().to_owned();
+
+    // A good commit: the job `test` succeeds, as a check run of GitHub Actions.
+    let good = push_src(&git, &dir, &token, "good", "all fine\n").await;
+    let completed = actions_check_completed(&t, &good).await;
+    let check = &completed.payload["check_run"];
+    let job_id = check["id"].as_u64().unwrap();
+    assert_eq!(check["name"], "test");
+    assert_eq!(check["status"], "completed");
+    assert_eq!(check["conclusion"], "success");
+    assert_eq!(check["app"]["slug"], "github-actions");
+    assert_eq!(check["app"]["name"], "GitHub Actions");
+    assert_eq!(check["app"]["owner"]["login"], "github");
+    assert_eq!(check["app"]["owner"]["type"], "Organization");
+    assert!(check["completed_at"].is_string() && check["started_at"].is_string());
+    let details = check["details_url"].as_str().unwrap();
+    assert!(
+        details.starts_with(&format!("{}/{}/actions/runs/", t.sim.url(), t.world.repo))
+            && details.ends_with(&format!("/job/{job_id}")),
+        "{details}"
+    );
+    assert_eq!(check["html_url"], details);
+    assert_eq!(check["check_suite"]["head_branch"], "good");
+    assert_eq!(check["check_suite"]["app"]["id"], ACTIONS_APP_ID);
+    assert_eq!(completed.payload["sender"]["login"], "alice");
+    // `created` (queued) came first, then `completed`, then the suite's end.
+    let created = t
+        .expect_delivered("check_run", Some("created"), |p| {
+            p["check_run"]["id"] == job_id
+        })
+        .await;
+    assert_eq!(created.payload["check_run"]["status"], "queued");
+    assert_eq!(created.payload["check_run"]["conclusion"], Value::Null);
+    let suite = t
+        .expect_delivered("check_suite", Some("completed"), |p| {
+            p["check_suite"]["head_sha"] == good.as_str()
+        })
+        .await;
+    assert_eq!(suite.payload["check_suite"]["conclusion"], "success");
+    assert_eq!(suite.payload["check_suite"]["app"]["id"], ACTIONS_APP_ID);
+    assert_eq!(suite.payload["check_suite"]["latest_check_runs_count"], 1);
+    assert_eq!(
+        suite.payload["check_suite"]["id"],
+        check["check_suite"]["id"]
+    );
+    let order: Vec<(String, Option<String>)> = t
+        .sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| {
+            d.payload["check_run"]["id"] == job_id
+                || d.payload["check_suite"]["head_sha"] == good.as_str()
+        })
+        .map(|d| (d.event, d.action))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("check_run".to_owned(), Some("created".to_owned())),
+            ("check_run".to_owned(), Some("completed".to_owned())),
+            ("check_suite".to_owned(), Some("completed".to_owned())),
+        ]
+    );
+    // As GitHub's schemas describe them, and as the App parses them.
+    let schemas = common::webhook_schemas::WebhookSchemas::get();
+    for d in [&completed, &suite] {
+        if let Err(errors) = schemas.validate(&d.event, &d.payload) {
+            panic!("{} against its schema: {errors:?}", d.event);
+        }
+        let bytes = serde_json::to_vec(&d.payload).unwrap();
+        missions::github::events::WebhookEvent::parse(&d.event, &bytes).unwrap();
+    }
+
+    // Through REST: both kinds of check run are listed, `app_id` filters.
+    let api = common::openapi::OpenApi::get();
+    let listed_path = format!("{repo_path}/commits/{good}/check-runs");
+    let all: Value = client.get(&listed_path).await.unwrap();
+    api.check_response("GET", &listed_path, 200, &all).unwrap();
+    assert_eq!(all["total_count"], 1);
+    assert_eq!(all["check_runs"][0]["id"], job_id);
+    assert_eq!(all["check_runs"][0]["app"]["id"], ACTIONS_APP_ID);
+    let ours: Value = client
+        .get(&format!("{listed_path}?app_id={}", sample::APP_ID))
+        .await
+        .unwrap();
+    assert_eq!(ours["total_count"], 0);
+    let theirs: Value = client
+        .get(&format!("{listed_path}?app_id={ACTIONS_APP_ID}"))
+        .await
+        .unwrap();
+    assert_eq!(theirs["total_count"], 1);
+
+    // The job's log: a redirect to a signed address, the job's own output.
+    let log = job_log(&t, job_id).await;
+    assert!(
+        log.contains(&format!("event=push ref=refs/heads/good sha={good}\n")),
+        "{log}"
+    );
+    // Its token is read-only.
+    assert!(log.contains("ci push refused\n"), "{log}");
+    assert!(log.contains("no bug\n"), "{log}");
+    assert!(!log.contains("ghs_"), "{log}");
+    assert_eq!(t.sim.job_log(&t.world.repo, job_id).as_deref(), Some(&*log));
+    // Without the signature, or for a job that does not exist, no log.
+    let forged = no_redirects()
+        .get(format!(
+            "{}/_sim/job-logs/{}/{job_id}?token=guessed",
+            t.sim.url(),
+            t.world.repo
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let unknown = t
+        .call(
+            "alice",
+            "GET",
+            &format!("{repo_path}/actions/jobs/999999/logs"),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    // A dispatched run's job has its log there too.
+    let dispatched_job = run_completed(&t, run_id).await.payload["workflow_run"]["id"]
+        .as_u64()
+        .and_then(|id| {
+            t.sim
+                .read(|w| w.repos[&t.world.repo].runs.get(&id).map(|r| r.job.id))
+        })
+        .unwrap();
+    assert_eq!(
+        job_log(&t, dispatched_job).await,
+        t.sim.run_log(&t.world.repo, run_id).unwrap()
+    );
+
+    // A bad commit: the job fails; the log says why.
+    let bad = push_src(&git, &dir, &token, "bad", "a bug\n").await;
+    let failed = actions_check_completed(&t, &bad).await;
+    let check = &failed.payload["check_run"];
+    assert_eq!(check["conclusion"], "failure");
+    // As on GitHub, the output stays empty (the reason is an annotation).
+    assert_eq!(check["output"]["title"], Value::Null);
+    let log = job_log(&t, check["id"].as_u64().unwrap()).await;
+    assert!(log.contains("found a bug\n"), "{log}");
+    assert!(log.contains("Process completed with exit code 1."), "{log}");
+    let suite = t
+        .expect_delivered("check_suite", Some("completed"), |p| {
+            p["check_suite"]["head_sha"] == bad.as_str()
+        })
+        .await;
+    assert_eq!(suite.payload["check_suite"]["conclusion"], "failure");
+
+    // Nothing ran on the commit without the workflow, nor on the job's push;
+    // and the CI job pushed nothing.
+    for sha in [&plain, &from_job] {
+        let listed: Value = client
+            .get(&format!("{repo_path}/commits/{sha}/check-runs"))
+            .await
+            .unwrap();
+        assert_eq!(listed["total_count"], 0, "{sha}: {listed}");
+    }
+    assert!(
+        t.sim
+            .deliveries()
+            .iter()
+            .all(|d| d.payload["check_run"]["head_sha"] != plain.as_str()
+                && d.payload["check_run"]["head_sha"] != from_job.as_str())
+    );
+    assert_eq!(
+        t.sim
+            .git()
+            .resolve_ref(&t.world.repo, "refs/heads/from-ci")
+            .await
+            .unwrap(),
+        None
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_shows_its_protection_and_required_checks() {
+    let t = start(FaultConfig::default(), Vec::new()).await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    t.sim.repo_settings(&t.world.repo, |r| {
+        r.protection.insert(
+            "main".into(),
+            missions::sim::state::BranchProtection {
+                required_checks: vec!["test".into(), "missions / scrutiny".into()],
+                strict: true,
+            },
+        );
+    });
+    let api = common::openapi::OpenApi::get();
+    // A reader sees it, as on GitHub.
+    let main_path = format!("{repo_path}/branches/main");
+    let main = t.call("bob", "GET", &main_path, None).await;
+    assert_eq!(main.status, 200, "{:?}", main.body);
+    api.check_response("GET", &main_path, 200, &main.body)
+        .unwrap();
+    assert_eq!(main.body["protected"], true);
+    assert_eq!(main.body["protection"]["enabled"], true);
+    assert_eq!(
+        main.body["protection"]["required_status_checks"],
+        json!({
+            "enforcement_level": "non_admins",
+            "contexts": ["test", "missions / scrutiny"],
+            "checks": [
+                {"context": "test", "app_id": null},
+                {"context": "missions / scrutiny", "app_id": null},
+            ],
+            "strict": true,
+        })
+    );
+
+    // Another branch is not protected.
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": "refs/heads/topic", "sha": main_sha(&t).await})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let topic_path = format!("{repo_path}/branches/topic");
+    let topic = t.call("bob", "GET", &topic_path, None).await;
+    api.check_response("GET", &topic_path, 200, &topic.body)
+        .unwrap();
+    assert_eq!(topic.body["protected"], false);
+    assert_eq!(topic.body["protection"]["enabled"], false);
+    assert_eq!(
+        topic.body["protection"]["required_status_checks"]["contexts"],
+        json!([])
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_token_cannot_change_a_check_run_of_github_actions() {
+    let t = start_with_ci().await;
+    let repo_path = format!("/repos/{}", t.world.repo);
+    let client = t
+        .github
+        .installation(t.world.installation_id)
+        .await
+        .unwrap();
+    // A branch created through REST is a push too: CI runs on its commit.
+    let sha = main_sha(&t).await;
+    let created = t
+        .call(
+            "alice",
+            "POST",
+            &format!("{repo_path}/git/refs"),
+            Some(json!({"ref": "refs/heads/topic", "sha": sha})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let completed = actions_check_completed(&t, &sha).await;
+    let id = completed.payload["check_run"]["id"].as_u64().unwrap();
+    assert_eq!(completed.payload["check_run"]["conclusion"], "success");
+
+    // The App may not complete it otherwise, nor re-request it.
+    let check_path = format!("{repo_path}/check-runs/{id}");
+    let refused = client
+        .patch::<Value, _>(&check_path, &json!({"conclusion": "failure"}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("Invalid app_id `15368` - check run can only be modified by the GitHub App that created it."),
+        "{refused}"
+    );
+    let rerequest = client
+        .post::<Value, _>(&format!("{check_path}/rerequest"), &json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(rerequest.status(), Some(403), "{rerequest}");
+    let unchanged: Value = client.get(&check_path).await.unwrap();
+    common::openapi::OpenApi::get()
+        .check_response("GET", &check_path, 200, &unchanged)
+        .unwrap();
+    assert_eq!(unchanged["conclusion"], "success");
+    assert_eq!(unchanged["app"]["id"], ACTIONS_APP_ID);
+    assert!(
+        t.sim
+            .deliveries()
+            .iter()
+            .all(|d| d.action.as_deref() != Some("rerequested"))
+    );
+
+    // Its own check run on the same commit it may change; it is in a suite
+    // of its own, not GitHub Actions'.
+    let own: Value = client
+        .post(
+            &format!("{repo_path}/check-runs"),
+            &json!({"name": "missions / scrutiny", "head_sha": sha}),
+        )
+        .await
+        .unwrap();
+    let done: Value = client
+        .patch(
+            &format!("{repo_path}/check-runs/{}", own["id"]),
+            &json!({"conclusion": "success"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done["conclusion"], "success");
+    assert_ne!(
+        own["check_suite"]["id"],
+        completed.payload["check_run"]["check_suite"]["id"]
+    );
+    let listed: Value = client
+        .get(&format!("{repo_path}/commits/{sha}/check-runs"))
+        .await
+        .unwrap();
+    assert_eq!(listed["total_count"], 2);
+    t.stop().await;
+}

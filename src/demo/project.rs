@@ -10,6 +10,9 @@ pub struct Stage {
     pub top: bool,
     /// A worker's slip: `count_words` miscounts (the test suite catches it).
     pub broken_words: bool,
+    /// A worker's slip the mission's own checks do not look for: a `TODO`
+    /// left in the program (the repository's CI lint catches it).
+    pub todo_left: bool,
 }
 
 impl Stage {
@@ -18,6 +21,7 @@ impl Stage {
         chars: false,
         top: false,
         broken_words: false,
+        todo_left: false,
     };
 }
 
@@ -51,6 +55,9 @@ pub fn program(stage: Stage) -> String {
     }
     if stage.chars {
         out.push_str("\n\ndef count_chars(text):\n    return len(text)\n");
+    }
+    if stage.todo_left {
+        out.push_str("\n\n# TODO: count characters without the final newline?\n");
     }
     if stage.top {
         out.push_str(

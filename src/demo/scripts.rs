@@ -40,7 +40,17 @@ pub struct Story {
     /// After M1 merges, the re-plan drops the approved A3 for a looser A5:
     /// it waits for the maintainer's approval.
     pub replan_drops_a3: bool,
+    /// F2's worker leaves a `TODO` in the program. The validators pass M1's
+    /// first round, the repository's own CI lint ([`CI_LINT`]) fails it, and
+    /// the follow-up (followup-M1-1) adds F4 with A4 ([`NO_TODO_CHECK`]).
+    pub ci_lint_f2: bool,
 }
+
+/// The repository's own CI lint in the CI story: no `TODO` in the program.
+pub const CI_LINT: &str = "if grep -n TODO textstats.py; then echo 'lint: TODO markers are not allowed on main' >&2; exit 1; fi";
+
+/// A4 of the CI story: the check the follow-up writes from the CI's report.
+pub const NO_TODO_CHECK: &str = "! grep -q TODO textstats.py";
 
 /// The run-tests skill as the re-plan before M2 rewrites it.
 pub const UPDATED_SKILL: &str = "Run `python3 -m unittest -q` from the repository root, then \
@@ -284,6 +294,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
     };
     let s2_written = Stage {
         broken_words: story.break_f2,
+        todo_left: story.ci_lint_f2,
         ..s2
     };
     add(
@@ -420,6 +431,49 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
             ),
         );
     }
+    if story.ci_lint_f2 {
+        add(
+            "followup-M1-1",
+            vec![finish(
+                json!({"kind": "amend", "notes": "Both validators passed, but the repository's CI lint failed on the ready commit: F2 left a TODO in textstats.py (M1-ci.json). F4 removes it, judged by the new A4.", "features": [feature("F4", "Remove the TODO F2 left", "The repository's CI lint refuses TODO markers: remove the one in textstats.py.", &["A4"])], "assertions": [{"id": "A4", "text": "textstats.py has no TODO markers (the repository's CI lint)", "check": NO_TODO_CHECK}]}),
+            )],
+        );
+        add(
+            "feature-F4",
+            worker(
+                "F4",
+                s2,
+                "Removed the TODO F2 left in textstats.py; the suite passes.",
+                None,
+            ),
+        );
+        for feature in ["F1", "F2", "F4"] {
+            let (id, why) = match feature {
+                "F1" => ("A1", "count_lines and its test are right"),
+                "F2" => ("A2", "count_chars counts characters; test passes"),
+                _ => ("A4", "no TODO is left in textstats.py"),
+            };
+            add(
+                &format!("M1-scrutiny-2-review-{feature}"),
+                review(feature, &[(id, true, why)]),
+            );
+        }
+        add(
+            "M1-user-testing-2",
+            user_test(
+                &[
+                    "python3 textstats.py sample.txt --lines",
+                    "python3 textstats.py sample.txt --chars",
+                    wc,
+                ],
+                &[
+                    ("A1", true, "lines: 3"),
+                    ("A2", true, "chars: 52; words: 11"),
+                    ("A4", true, "grep finds no TODO"),
+                ],
+            ),
+        );
+    }
     // The boundary before M2.
     add("boundary-M1", boundary_after_m1(story));
     // M2.
@@ -428,6 +482,7 @@ pub fn scripts(story: &Story) -> Vec<(String, Vec<Value>)> {
         chars: true,
         top: true,
         broken_words: false,
+        todo_left: false,
     };
     add(
         "feature-F3",

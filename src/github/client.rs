@@ -651,6 +651,60 @@ impl InstallationClient {
         body: Option<&serde_json::Value>,
         accept: &'static str,
     ) -> Result<(String, Answer), GitHubError> {
+        self.send_inner(method, route, body, accept, false).await
+    }
+
+    /// `GET route` for a file GitHub hands out by redirect (a job's log):
+    /// the text at the answer's `Location`, fetched without the installation
+    /// token (the address is signed, and usually on another host), at most
+    /// its last `max_bytes`.
+    pub async fn download_tail(
+        &self,
+        route: &str,
+        max_bytes: usize,
+    ) -> Result<String, GitHubError> {
+        let (request_name, answer) = self
+            .send_inner(Method::GET, route, None, ACCEPT_GITHUB_JSON, true)
+            .await?;
+        let Some(location) = answer.location else {
+            return Ok(tail(&answer.body, max_bytes).to_owned());
+        };
+        let transport = |e: reqwest::Error| GitHubError::Transport {
+            base_url: self.base_url.clone(),
+            request: request_name.clone(),
+            attempts: 1,
+            source: Box::new(e),
+        };
+        let response = reqwest::Client::builder()
+            .timeout(StdDuration::from_secs(60))
+            .build()
+            .map_err(transport)?
+            .get(&location)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let text = response.text().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(GitHubError::Api {
+                request: format!("{request_name} (its redirect)"),
+                status: status.as_u16(),
+                message: tail(&text, 200).to_owned(),
+                documentation_url: None,
+                attempts: 1,
+            });
+        }
+        Ok(tail(&text, max_bytes).to_owned())
+    }
+
+    async fn send_inner(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<&serde_json::Value>,
+        accept: &'static str,
+        redirect_ok: bool,
+    ) -> Result<(String, Answer), GitHubError> {
         let request_name = format!("{method} {route}");
         let url = self.url(route).ok_or_else(|| GitHubError::Client {
             reason: format!(
@@ -716,6 +770,7 @@ impl InstallationClient {
                     status: StatusCode::OK,
                     body,
                     etag: None,
+                    location: None,
                     attempts: answer.attempts,
                 },
             ));
@@ -724,6 +779,9 @@ impl InstallationClient {
             && let (Some(key), Some(etag)) = (kept_key, &answer.etag)
         {
             self.remembered.keep(key, etag.clone(), &answer.body);
+        }
+        if redirect_ok && answer.status.is_redirection() && answer.location.is_some() {
+            return Ok((request_name, answer));
         }
         if !answer.status.is_success() {
             let (message, documentation_url) = error_message(answer.status, &answer.body);
@@ -767,8 +825,26 @@ struct Answer {
     body: String,
     /// The answer's `ETag`, if it has one.
     etag: Option<String>,
+    /// Where a redirect points.
+    location: Option<String>,
     /// Attempts made, the first included.
     attempts: u32,
+}
+
+/// The end of `text`: at most its last `max_bytes`, from a line's start
+/// where one is near (a log's tail says why it failed).
+fn tail(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut start = text.len() - max_bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    match text[start..].find('\n') {
+        Some(i) if i < max_bytes / 2 => &text[start + i + 1..],
+        _ => &text[start..],
+    }
 }
 
 /// Sends the request `build` makes until it succeeds or `policy` says to give
@@ -814,6 +890,7 @@ async fn send_with_retry(
                     status,
                     body,
                     etag,
+                    location: None,
                     attempts: attempt,
                 });
             }
@@ -852,6 +929,10 @@ async fn send_with_retry(
                             status,
                             body,
                             etag: None,
+                            location: headers
+                                .get(header::LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
                             attempts: attempt,
                         });
                     }
@@ -991,6 +1072,17 @@ fn error_message(status: StatusCode, body: &str) -> (String, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logs_tail_starts_at_a_line_and_keeps_whole_characters() {
+        assert_eq!(tail("short", 100), "short");
+        let log = "first line\nsecond line\nthird line\n";
+        assert_eq!(tail(log, 15), "third line\n");
+        // No line break near: the last bytes, cut on a character boundary.
+        let dots = "é".repeat(20);
+        let end = tail(&dots, 7);
+        assert!(end.len() <= 7 && end.chars().all(|c| c == 'é'), "{end}");
+    }
 
     #[test]
     fn base_urls() {

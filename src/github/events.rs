@@ -276,9 +276,12 @@ pub struct RepositoryName {
 }
 
 /// A GitHub App named by id: tells the App's own check runs from others'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppRef {
     pub id: u64,
+    /// `github-actions` for workflow jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -531,6 +534,9 @@ pub struct CheckRun {
     /// The App's own reference for the run; nullable in the REST description.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Its page (an Actions job's, for workflow jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details_url: Option<String>,
     /// The suite it belongs to: names the branch (webhooks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_suite: Option<CheckSuiteRef>,

@@ -170,6 +170,17 @@ pub struct MissionView {
     /// What a maintainer should know about the mission's set-up (validators
     /// of the workers' model family).
     pub warnings: Vec<String>,
+    /// The repository's required checks (its CI) on the round's ready commit.
+    pub ci: Vec<CiCheckView>,
+}
+
+/// One of the repository's required checks on the ready commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CiCheckView {
+    pub name: String,
+    /// `success`, `failure`, …; `pending` while it runs or has not started.
+    pub state: String,
+    pub url: Option<String>,
 }
 
 impl MissionView {
@@ -320,6 +331,24 @@ impl MissionView {
             timeline,
             usage,
             warnings: m.settings.independence.warnings(),
+            ci: if matches!(m.phase, Phase::Validating | Phase::AwaitingMerge) {
+                m.validation
+                    .required
+                    .iter()
+                    .map(|name| {
+                        let known = m.validation.external.get(name);
+                        CiCheckView {
+                            name: name.clone(),
+                            state: known
+                                .and_then(|c| c.conclusion.clone())
+                                .unwrap_or_else(|| "pending".into()),
+                            url: known.and_then(|c| c.url.clone()),
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -382,6 +411,23 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
         None => "none".to_owned(),
     };
     out.push_str(&format!("| active job | {job} |\n"));
+    if !v.ci.is_empty() {
+        let checks: Vec<String> =
+            v.ci.iter()
+                .map(|c| {
+                    let mark = match c.state.as_str() {
+                        "success" | "neutral" | "skipped" => "✅",
+                        "pending" => "⏳",
+                        _ => "❌",
+                    };
+                    match &c.url {
+                        Some(url) => format!("{mark} [`{}`]({url})", c.name),
+                        None => format!("{mark} `{}`", c.name),
+                    }
+                })
+                .collect();
+        out.push_str(&format!("| repository checks | {} |\n", checks.join(" · ")));
+    }
     if let Some(h) = &v.last_handoff {
         out.push_str(&format!(
             "| last handoff | {}: {}{} |\n",

@@ -38,6 +38,14 @@ pub struct Settings {
     /// workers', and what to do when they do not.
     #[serde(default)]
     pub independence: Independence,
+    /// How long a validation round waits for the repository's required
+    /// checks (its CI) on the ready commit before the mission pauses.
+    #[serde(default = "default_ci_wait_secs")]
+    pub ci_wait_secs: u64,
+}
+
+fn default_ci_wait_secs() -> u64 {
+    60 * 60
 }
 
 /// `independent_validators` in `.github/missions.yml`.
@@ -130,6 +138,7 @@ impl Default for Settings {
             budget_micros: None,
             reserve: Reserves::default(),
             independence: Independence::default(),
+            ci_wait_secs: default_ci_wait_secs(),
         }
     }
 }
@@ -457,6 +466,20 @@ pub enum Effect {
         title: String,
         summary: String,
     },
+    /// Ask GitHub for the checks of other apps on `sha` (check runs and
+    /// commit statuses); result: [`Event::ExternalChecks`].
+    PollChecks {
+        sha: String,
+    },
+    /// Write `.missions/<n>/reports/<milestone>-ci.json` on the reports
+    /// branch: the required checks' states on the ready commit, with the
+    /// failing Actions jobs' log tails, for the follow-up to read.
+    WriteCiReport {
+        milestone: String,
+        round: u32,
+        sha: String,
+        checks: Vec<ExternalCheck>,
+    },
     CloseIssue,
     /// Post or edit in place the mission control comment on the issue, rendered
     /// from the mission as it is when the effect runs.
@@ -640,6 +663,16 @@ pub enum Event {
         round: u32,
         sha: String,
         checks: BTreeMap<Validator, u64>,
+        /// The repository's own checks the ready commit must pass: the base
+        /// branch's required status checks and `ci.required`, less the App's.
+        #[serde(default)]
+        required: Vec<String>,
+    },
+    /// What GitHub shows of other apps' checks on commit `sha`: a webhook's
+    /// one check run or status, or every one (a poll).
+    ExternalChecks {
+        sha: String,
+        checks: Vec<ExternalCheck>,
     },
     /// A check run asked for with [`Effect::OpenCheck`] is open.
     CheckOpened {
@@ -711,6 +744,70 @@ pub struct Validation {
     /// A validator whose fresh check run was asked for and not seen yet.
     #[serde(default)]
     pub opening: Option<Validator>,
+    /// The repository's own checks (its CI: other apps' check runs and
+    /// statuses) the ready commit must pass, named when the round started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
+    /// Their newest state on the ready commit, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external: BTreeMap<String, ExternalCheck>,
+    /// When both validators had reported and the round began waiting for
+    /// the required checks (unix seconds); the App asked GitHub for them then.
+    #[serde(default)]
+    pub ci_waiting_since: Option<i64>,
+}
+
+/// A check run or commit status another app (the repository's CI) reported
+/// on a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalCheck {
+    pub name: String,
+    /// `success`, `failure`, …; `None` while it runs.
+    pub conclusion: Option<String>,
+    /// Its page (the Actions job, the status's target).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The check run's id when it is an Actions job (its log is fetched by it).
+    #[serde(default)]
+    pub check_run_id: Option<u64>,
+    /// `github-actions`, another app's slug, or `status` for a commit status.
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+impl ExternalCheck {
+    /// Concluded, and not in a way that blocks a merge (GitHub's rule for
+    /// required checks: success, neutral and skipped pass).
+    pub fn passed(&self) -> bool {
+        matches!(
+            self.conclusion.as_deref(),
+            Some("success" | "neutral" | "skipped")
+        )
+    }
+}
+
+impl Validation {
+    /// Required checks that have not concluded on the ready commit.
+    pub fn ci_pending(&self) -> Vec<String> {
+        self.required
+            .iter()
+            .filter(|name| {
+                self.external
+                    .get(*name)
+                    .is_none_or(|c| c.conclusion.is_none())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Required checks that concluded without passing.
+    pub fn ci_failed(&self) -> Vec<&ExternalCheck> {
+        self.required
+            .iter()
+            .filter_map(|name| self.external.get(name))
+            .filter(|c| c.conclusion.is_some() && !c.passed())
+            .collect()
+    }
 }
 
 impl Validation {
@@ -954,6 +1051,12 @@ pub fn replan_branch(issue: u64, merged: &str) -> String {
 
 pub fn reports_branch(issue: u64) -> String {
     format!("missions/{issue}/reports")
+}
+
+/// Where the App writes what the repository's own CI said of a milestone's
+/// ready commit (on the reports branch, beside the validators' reports).
+pub fn ci_report_path(issue: u64, milestone: &str) -> String {
+    format!(".missions/{issue}/reports/{milestone}-ci.json")
 }
 
 /// The issue number of a mission branch, if `branch` is one.
@@ -1244,6 +1347,7 @@ impl Mission {
                 round,
                 sha,
                 checks,
+                required,
             } => {
                 if index != self.milestone
                     || round != self.validation.round
@@ -1254,8 +1358,10 @@ impl Mission {
                 self.validation.sha = Some(sha);
                 self.checks_seen.extend(checks.values().copied());
                 self.validation.checks = checks;
+                self.validation.required = required;
                 self.advance(now)
             }
+            Event::ExternalChecks { sha, checks } => self.on_external_checks(&sha, checks, now),
             Event::CheckOpened {
                 index,
                 round,
@@ -1532,6 +1638,9 @@ impl Mission {
                 // may have replaced the pending step that hit the bound.
                 self.failures.clear();
                 self.rounds_at_resume = self.validation.round;
+                // A round that waited too long for the repository's checks
+                // asks GitHub again and waits anew.
+                self.validation.ci_waiting_since = None;
                 let mut effects = Vec::new();
                 if self.merged_unvalidated {
                     // The person chose to accept the merge as it is.
@@ -1869,6 +1978,67 @@ impl Mission {
     /// judged by carried checks: base's changes can break the milestone.
     /// Pushes while features are built, and the App's own ready commit, are
     /// not moves.
+    /// Other apps' checks on a commit: the current round records those it
+    /// waits for, the newest run of each; once none is pending it goes on.
+    /// One still pending `ci_wait_secs` after the validators reported pauses
+    /// the mission (a workflow that never runs on mission branches would
+    /// otherwise hold it for ever).
+    fn on_external_checks(
+        &mut self,
+        sha: &str,
+        checks: Vec<ExternalCheck>,
+        now: i64,
+    ) -> Vec<Effect> {
+        if self.phase != Phase::Validating || self.validation.sha.as_deref() != Some(sha) {
+            return Vec::new();
+        }
+        for check in checks {
+            if !self.validation.required.contains(&check.name) {
+                continue;
+            }
+            let older = self
+                .validation
+                .external
+                .get(&check.name)
+                .is_some_and(|known| {
+                    match (known.check_run_id, check.check_run_id) {
+                        // A late `created` of a run already seen completed.
+                        (Some(a), Some(b)) if a == b => {
+                            known.conclusion.is_some() && check.conclusion.is_none()
+                        }
+                        // A re-run is a new check run with a higher id.
+                        (Some(a), Some(b)) => b < a,
+                        _ => false,
+                    }
+                });
+            if !older {
+                self.validation.external.insert(check.name.clone(), check);
+            }
+        }
+        let pending = self.validation.ci_pending();
+        if let Some(since) = self.validation.ci_waiting_since
+            && !pending.is_empty()
+            && self.paused.is_none()
+            && self.job.is_none()
+            && now - since >= self.settings.ci_wait_secs as i64
+        {
+            let short = &sha[..sha.len().min(7)];
+            let names = pending
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return self.pause(
+                format!(
+                    "the repository's required check(s) {names} did not conclude on {short} within {} minutes",
+                    self.settings.ci_wait_secs / 60
+                ),
+                "Make sure those workflows run on pushes to `missions/**` branches (or drop the names from `ci.required` in `.github/missions.yml`, or from the base branch's required checks), then comment `/mission resume` to wait again.",
+            );
+        }
+        self.advance(now)
+    }
+
     fn on_head_moved(&mut self, pr: u64, sha: String, now: i64) -> Vec<Effect> {
         if self.milestone_prs.get(&self.milestone) != Some(&pr) || self.merged_unvalidated {
             return Vec::new();
@@ -1883,6 +2053,16 @@ impl Mission {
             return Vec::new();
         };
         if judged == sha || self.head_moved.as_deref() == Some(sha.as_str()) {
+            return Vec::new();
+        }
+        // The round failed and its follow-up is writing: the next round is
+        // made on the head as the follow-up leaves it.
+        if self.phase == Phase::Validating
+            && self
+                .job
+                .as_ref()
+                .is_some_and(|j| matches!(j.task, Task::FollowUp { .. }))
+        {
             return Vec::new();
         }
         let short = &sha[..sha.len().min(7)];
@@ -2846,25 +3026,104 @@ impl Mission {
                         target,
                     );
                 }
-                if self.validation.verdicts.values().all(|&passed| passed) {
+                let sha = self.validation.sha.clone().unwrap_or_default();
+                // The repository's own CI must have concluded too.
+                if !self.validation.ci_pending().is_empty() {
+                    if self.validation.ci_waiting_since.is_none() {
+                        self.validation.ci_waiting_since = Some(now);
+                        return vec![Effect::PollChecks { sha }];
+                    }
+                    return Vec::new();
+                }
+                let ci_failed: Vec<ExternalCheck> =
+                    self.validation.ci_failed().into_iter().cloned().collect();
+                let ci_note = if self.validation.required.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and the repository's required check(s) {}",
+                        self.validation
+                            .required
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                let target = Target::MilestonePr {
+                    index: self.milestone,
+                };
+                if ci_failed.is_empty() && self.validation.verdicts.values().all(|&passed| passed) {
                     self.phase = Phase::AwaitingMerge;
                     self.validated_sha = self.validation.sha.clone();
                     return vec![Effect::Comment {
-                        target: Target::MilestonePr {
-                            index: self.milestone,
-                        },
+                        target,
                         body: format!(
-                            "✅ {milestone} passed both validators on {}. Ready to merge: the next \
-                             milestone starts once a maintainer merges this pull request.",
-                            self.validation.sha.as_deref().unwrap_or("")
+                            "✅ {milestone} passed both validators{ci_note} on {sha}. Ready to \
+                             merge: the next milestone starts once a maintainer merges this pull \
+                             request."
                         ),
                     }];
+                }
+                let mut effects = Vec::new();
+                if !self.validation.required.is_empty() {
+                    // Every failed round refreshes it, so a follow-up never
+                    // reads an older round's CI as this one's.
+                    let checks =
+                        self.validation
+                            .required
+                            .iter()
+                            .map(|name| {
+                                self.validation.external.get(name).cloned().unwrap_or(
+                                    ExternalCheck {
+                                        name: name.clone(),
+                                        conclusion: None,
+                                        url: None,
+                                        check_run_id: None,
+                                        app: None,
+                                    },
+                                )
+                            })
+                            .collect();
+                    effects.push(Effect::WriteCiReport {
+                        milestone: milestone.clone(),
+                        round: self.validation.round,
+                        sha: sha.clone(),
+                        checks,
+                    });
+                }
+                if !ci_failed.is_empty() {
+                    let lines: String = ci_failed
+                        .iter()
+                        .map(|c| {
+                            let name = match &c.url {
+                                Some(url) => format!("[`{}`]({url})", c.name),
+                                None => format!("`{}`", c.name),
+                            };
+                            format!(
+                                "- {name}: {}\n",
+                                c.conclusion.as_deref().unwrap_or("pending")
+                            )
+                        })
+                        .collect();
+                    effects.push(Effect::Comment {
+                        target,
+                        body: format!(
+                            "❌ The repository's own CI failed on {sha}, the ready commit of {milestone} \
+                             (round {}):\n\n{lines}\nThe failure and its log are in \
+                             `{}` on `{}`; a follow-up fixes it like a failed validation.",
+                            self.validation.round,
+                            ci_report_path(self.issue, &milestone),
+                            reports_branch(self.issue)
+                        ),
+                    });
                 }
                 let task = Task::FollowUp {
                     milestone,
                     round: self.validation.round,
                 };
-                self.dispatch(task, now)
+                effects.extend(self.dispatch(task, now));
+                effects
             }
             Phase::Replanning => {
                 let after = self.merged_milestone_id();

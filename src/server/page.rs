@@ -414,7 +414,24 @@ pub fn render_mission(v: &MissionView, repo_web: &str) -> String {
             esc(ms.state)
         );
     }
-    o.push_str("</ul></div></section>");
+    o.push_str("</ul></div>");
+    if !v.ci.is_empty() {
+        // The repository's own CI on the ready commit, which must pass too.
+        o.push_str(
+            "<div class=\"panel\" data-testid=\"repository-checks\"><h2>Repository checks</h2><ul>",
+        );
+        for c in &v.ci {
+            let _ = write!(
+                o,
+                "<li>{} <span class=\"ms ms-{}\">{}</span></li>",
+                link(c.url.as_deref(), &c.name),
+                class(&c.state),
+                esc(&c.state)
+            );
+        }
+        o.push_str("</ul></div>");
+    }
+    o.push_str("</section>");
 
     // Cost over time: the script draws the chart from `usage`.
     o.push_str(
@@ -602,6 +619,11 @@ mod tests {
             }],
             usage: vec![],
             warnings: vec![evil.into()],
+            ci: vec![crate::mission::control::CiCheckView {
+                name: evil.into(),
+                state: evil.into(),
+                url: Some("javascript:alert(1)".into()),
+            }],
         };
         let html = render_mission(&view, "https://github.com/o/r");
         assert!(!html.contains("<img"), "{html}");

@@ -18,7 +18,7 @@ use super::gitapi::resolve_commitish;
 use super::render::{self, RepoTimes, SimpleCommit};
 use super::runner::{self, Conclusion, JobSpec};
 use super::state::{
-    Job, JobStep, Permission, RunStatus, Token, TokenSubject, Workflow, WorkflowRun,
+    Job, JobStep, Permission, RunStatus, Token, TokenSubject, Workflow, WorkflowRun, World,
 };
 use crate::sim_fields;
 
@@ -89,7 +89,7 @@ fn without_unsent_inputs(arg: &str) -> String {
     out
 }
 
-async fn head_commit(sim: &SimInner, name: &str, sha: &str) -> Option<SimpleCommit> {
+pub(crate) async fn head_commit(sim: &SimInner, name: &str, sha: &str) -> Option<SimpleCommit> {
     let c = sim.git.commit(name, sha).await.ok().flatten()?;
     Some(SimpleCommit {
         id: c.sha,
@@ -220,36 +220,12 @@ pub async fn dispatch(
     let now = sim.clock.now();
     let run_id = {
         let mut world = sim.world();
-        let existing = world.repos[&name]
-            .workflows
-            .iter()
-            .find(|w| w.path == path)
-            .map(|w| w.id);
-        let workflow_id = match existing {
-            Some(id) => id,
-            None => {
-                let id = world.next_id();
-                let wf_name = file_name
-                    .trim_end_matches(".yml")
-                    .trim_end_matches(".yaml")
-                    .to_owned();
-                world
-                    .repos
-                    .get_mut(&name)
-                    .expect("repo")
-                    .workflows
-                    .push(Workflow {
-                        id,
-                        name: wf_name,
-                        path: path.clone(),
-                        created_at: now,
-                    });
-                id
-            }
-        };
+        let workflow_id = self::workflow_id(&mut world, &name, &path, now);
         let run_id = world.next_id();
         let job_id = world.next_id();
-        let suite = world.check_suite_id(&name, &sha);
+        // A workflow run has a check suite of its own, GitHub Actions' (not
+        // the suite of the App's check runs on the commit).
+        let suite = world.next_id();
         let repo = world.repos.get_mut(&name).expect("repo");
         let run_number = repo
             .runs
@@ -317,6 +293,42 @@ pub async fn dispatch(
         );
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The id of the workflow at `path` (`.github/workflows/<file>`) in
+/// repository `name`, registered on first use.
+pub(crate) fn workflow_id(
+    world: &mut World,
+    name: &str,
+    path: &str,
+    now: time::OffsetDateTime,
+) -> u64 {
+    let existing = world.repos[name]
+        .workflows
+        .iter()
+        .find(|w| w.path == path)
+        .map(|w| w.id);
+    if let Some(id) = existing {
+        return id;
+    }
+    let id = world.next_id();
+    let file_name = path.rsplit('/').next().unwrap_or(path);
+    let wf_name = file_name
+        .trim_end_matches(".yml")
+        .trim_end_matches(".yaml")
+        .to_owned();
+    world
+        .repos
+        .get_mut(name)
+        .expect("repo")
+        .workflows
+        .push(Workflow {
+            id,
+            name: wf_name,
+            path: path.to_owned(),
+            created_at: now,
+        });
+    id
 }
 
 /// The jobs a dispatch of `file_name` runs: its configured jobs, else its one
@@ -553,6 +565,7 @@ async fn execute(
                 server_url: sim.urls.web.clone(),
                 actor: actor_login.clone(),
                 actor_id: sim.world().account(&actor_login).id,
+                event_name: "workflow_dispatch".into(),
                 event_payload: event_payload.clone(),
                 command,
                 extra_env: sim.config.job_env.iter().chain(secrets).cloned().collect(),

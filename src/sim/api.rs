@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 
 use super::render::{self, PullStats, RepoTimes};
 use super::state::{
-    CheckOutput, CheckRun, Comment, Issue, IssueState, Label, Permission, Pull, RateWindow,
-    Reaction, RequiredChecks, Review, Token, TokenSubject, World,
+    CheckApp, CheckOutput, CheckRun, Comment, CommitStatus, Issue, IssueState, Label, Permission,
+    Pull, RateWindow, Reaction, RequiredChecks, Review, Token, TokenSubject, World,
 };
-use super::{Exchange, SimInner, actions, git, gitapi, queue};
+use super::{Exchange, SimInner, actions, ci, git, gitapi, queue};
 use crate::sim_fields;
 
 type Sim = Arc<SimInner>;
@@ -441,6 +441,11 @@ pub(crate) fn router(sim: Sim) -> Router {
             get(list_check_runs_for_ref),
         )
         .route(
+            "/repos/{owner}/{repo}/commits/{ref}/status",
+            get(combined_status),
+        )
+        .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
+        .route(
             "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
             post(actions::dispatch),
         )
@@ -451,6 +456,10 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(
             "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
             get(actions::list_jobs),
+        )
+        .route(
+            "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs",
+            get(ci::job_logs),
         )
         .route(
             "/repos/{owner}/{repo}/branches/{*branch}",
@@ -483,6 +492,10 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route(
             "/_sim/repos/{owner}/{repo}/runs/{run_id}/log",
             get(admin_run_log),
+        )
+        .route(
+            "/_sim/job-logs/{owner}/{repo}/{job_id}",
+            get(ci::signed_job_log),
         )
         .fallback(gitapi::git_http_or_404)
         .with_state(sim)
@@ -2264,6 +2277,7 @@ async fn create_check_run(
         let now = sim.clock.now();
         let mut run = CheckRun {
             id,
+            app: CheckApp::Installed,
             name: check_name,
             head_sha,
             status: "queued".into(),
@@ -2325,6 +2339,9 @@ async fn rerequest_check_run(
     require(&actor, Permission::Write)?;
     let r = &world.repos[&name];
     let run = r.check_runs.get(&id).ok_or_else(ApiError::not_found)?;
+    // GitHub sends `rerequested` only to the App that owns the run; the
+    // simulator does not re-run GitHub Actions' jobs.
+    only_its_app(run)?;
     if run.status != "completed" {
         return Err(ApiError::unprocessable(
             "This check run is not rerequestable: it has not completed",
@@ -2341,6 +2358,18 @@ async fn rerequest_check_run(
     drop(world);
     sim.bump();
     ok(StatusCode::CREATED, json!({}))
+}
+
+/// A check run may be changed only by the App that created it: the
+/// installed App's token cannot touch GitHub Actions' (GitHub's 403).
+fn only_its_app(run: &CheckRun) -> Result<(), ApiError> {
+    match run.app {
+        CheckApp::Installed => Ok(()),
+        CheckApp::Actions => Err(ApiError::forbidden(format!(
+            "Invalid app_id `{}` - check run can only be modified by the GitHub App that created it.",
+            render::ACTIONS_APP_ID
+        ))),
+    }
 }
 
 async fn get_check_run(
@@ -2374,6 +2403,7 @@ async fn update_check_run(
         let now = sim.clock.now();
         let r = world.repos.get_mut(&name).expect("repo");
         let run = r.check_runs.get_mut(&id).ok_or_else(ApiError::not_found)?;
+        only_its_app(run)?;
         let was_completed = run.status == "completed";
         let mut updated = run.clone();
         if let Some(n) = str_field(&body, "name") {
@@ -2413,6 +2443,8 @@ async fn update_check_run(
 pub struct CheckFilter {
     check_name: Option<String>,
     status: Option<String>,
+    /// Only the runs of this App (`15368`: GitHub Actions').
+    app_id: Option<u64>,
 }
 
 async fn list_check_runs_for_ref(
@@ -2433,11 +2465,128 @@ async fn list_check_runs_for_ref(
         .filter(|c| c.head_sha == sha)
         .filter(|c| filter.check_name.as_deref().is_none_or(|n| n == c.name))
         .filter(|c| filter.status.as_deref().is_none_or(|s| s == c.status))
+        .filter(|c| {
+            filter
+                .app_id
+                .is_none_or(|id| render::check_app_id(&world, c.app) == Some(id))
+        })
         .map(|c| render::check_run(&sim.urls, &world, r, c))
         .collect();
     ok(
         StatusCode::OK,
         json!({"total_count": runs.len(), "check_runs": runs}),
+    )
+}
+
+/// `POST /repos/{owner}/{repo}/statuses/{sha}`: what a CI service outside
+/// GitHub Actions reports on a commit; sends the `status` webhook.
+async fn create_status(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    let actor = actor(&sim.world(), &caller, &name)?;
+    require(&actor, Permission::Write)?;
+    let state = required_str(&body, "Status", "state")?.to_owned();
+    if !matches!(state.as_str(), "error" | "failure" | "pending" | "success") {
+        return Err(ApiError::invalid(
+            "Status",
+            "state",
+            "custom",
+            "state is not included in the list",
+        ));
+    }
+    if sim.git.object_type(&name, &sha).await?.is_none() {
+        return Err(ApiError::unprocessable(format!(
+            "No commit found for SHA: {sha}"
+        )));
+    }
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_owned);
+    let status = {
+        let mut world = sim.world();
+        let id = world.next_id();
+        let status = CommitStatus {
+            id,
+            sha: sha.clone(),
+            context: text("context").unwrap_or_else(|| "default".into()),
+            state,
+            target_url: text("target_url"),
+            description: text("description"),
+            creator: actor.login.clone(),
+            created_at: sim.clock.now(),
+        };
+        world
+            .repos
+            .get_mut(&name)
+            .expect("repo")
+            .statuses
+            .push(status.clone());
+        status
+    };
+    let rendered = {
+        let world = sim.world();
+        let rendered = render::commit_status(&sim.urls, &world, &name, &status);
+        let fields = sim_fields!(
+            "id" => status.id,
+            "sha" => sha,
+            "name" => name,
+            "context" => status.context,
+            "state" => status.state,
+            "target_url" => status.target_url,
+            "description" => status.description,
+            "commit" => json!({"sha": status.sha}),
+            "branches" => Value::Array(Vec::new()),
+            "created_at" => render::timestamp(status.created_at),
+            "updated_at" => render::timestamp(status.created_at),
+        );
+        sim.emit(&world, "status", &name, &actor.login, fields);
+        rendered
+    };
+    sim.bump();
+    ok(StatusCode::CREATED, rendered)
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{ref}/status`: the newest status of
+/// each context on the commit, and their combined state.
+async fn combined_status(
+    State(sim): State<Sim>,
+    caller: Caller,
+    Path((owner, repo, reference)): Path<(String, String, String)>,
+) -> ApiResult {
+    let name = full(&owner, &repo);
+    actor(&sim.world(), &caller, &name)?;
+    let sha = gitapi::resolve_commitish(&sim, &name, &reference).await?;
+    let world = sim.world();
+    let mut newest: std::collections::BTreeMap<&str, &CommitStatus> = Default::default();
+    for status in world.repos[&name].statuses.iter().filter(|s| s.sha == sha) {
+        newest.insert(&status.context, status);
+    }
+    let states: Vec<&str> = newest.values().map(|s| s.state.as_str()).collect();
+    // GitHub's rule: failure if any errored or failed, pending if any is
+    // pending or there is none, else success.
+    let state = if states.iter().any(|s| matches!(*s, "error" | "failure")) {
+        "failure"
+    } else if states.is_empty() || states.contains(&"pending") {
+        "pending"
+    } else {
+        "success"
+    };
+    let statuses: Vec<Value> = newest
+        .values()
+        .map(|s| render::commit_status(&sim.urls, &world, &name, s))
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({
+            "state": state,
+            "sha": sha,
+            "total_count": statuses.len(),
+            "statuses": statuses,
+            "commit_url": format!("{}/repos/{name}/commits/{sha}", sim.urls.api),
+            "url": format!("{}/repos/{name}/commits/{sha}/status", sim.urls.api),
+        }),
     )
 }
 

@@ -17,7 +17,7 @@ use super::api::{
     required_str,
 };
 use super::git::{self, PathContent, Signature};
-use super::render::{self, timestamp};
+use super::render::{self, RepoTimes, timestamp};
 use super::state::{IssueState, Permission};
 use crate::sim_fields;
 
@@ -208,14 +208,34 @@ pub async fn get_branch(
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Branch not found"))?;
     let r = format!("{}/repos/{name}", sim.urls.api);
+    let protection = sim.world().repos[&name].protection.get(&branch).cloned();
+    let (protected, protection) = match protection {
+        // GitHub shows a protected branch's required checks to readers too;
+        // a check required from any source has `app_id: null`.
+        Some(p) => (
+            true,
+            json!({"enabled": true, "required_status_checks": {
+                "enforcement_level": "non_admins",
+                "contexts": p.required_checks,
+                "checks": p.required_checks.iter()
+                    .map(|c| json!({"context": c, "app_id": null}))
+                    .collect::<Vec<_>>(),
+                "strict": p.strict,
+            }}),
+        ),
+        None => (
+            false,
+            json!({"enabled": false, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}}),
+        ),
+    };
     ok(
         StatusCode::OK,
         json!({
             "name": branch,
             "commit": commit_json(&sim, &name, &sha).await?,
             "_links": {"html": format!("{}/{name}/tree/{branch}", sim.urls.web), "self": format!("{r}/branches/{branch}")},
-            "protected": false,
-            "protection": {"enabled": false, "required_status_checks": {"enforcement_level": "off", "contexts": [], "checks": []}},
+            "protected": protected,
+            "protection": protection,
             "protection_url": format!("{r}/branches/{branch}/protection"),
         }),
     )
@@ -766,9 +786,10 @@ async fn push_commits(sim: &SimInner, name: &str, before: Option<&str>, after: &
 }
 
 /// After a ref moved (REST, merge or git push): `push`, PR head/base updates and
-/// `pull_request.synchronize`, as GitHub sends them.
+/// `pull_request.synchronize`, as GitHub sends them; then the push-triggered
+/// workflows of a branch that moved to a commit start (see [`super::ci`]).
 pub async fn after_ref_change(
-    sim: &SimInner,
+    sim: &Sim,
     name: &str,
     refname: &str,
     before: Option<String>,
@@ -848,6 +869,22 @@ pub async fn after_ref_change(
         "head_commit" => head_commit,
         "pusher" => json!({"name": pusher, "email": format!("{pusher}@users.noreply.sim")}),
     );
+    // What a push-triggered job finds at `GITHUB_EVENT_PATH`.
+    let push_event = match (&branch, &after) {
+        (Some(_), Some(_)) if !sim.config.push_workflows.is_empty() => {
+            let mut event = payload.clone();
+            event.insert(
+                "repository".into(),
+                render::repository(&sim.urls, &world, &world.repos[name], RepoTimes::PushEvent),
+            );
+            event.insert(
+                "sender".into(),
+                render::user_by_login(&sim.urls, &world, pusher),
+            );
+            Some(Value::Object(event))
+        }
+        _ => None,
+    };
     sim.emit(&world, "push", name, pusher, payload);
     for (number, stats) in sync_payloads {
         let repo = &world.repos[name];
@@ -857,6 +894,19 @@ pub async fn after_ref_change(
     }
     drop(world);
     sim.bump();
+    if let (Some(branch), Some(after), Some(event)) = (branch, after, push_event) {
+        super::ci::on_push(
+            sim,
+            super::ci::Push {
+                repository: name.to_owned(),
+                branch,
+                before,
+                after,
+                pusher: pusher.to_owned(),
+                event,
+            },
+        );
+    }
 }
 
 /// Git smart HTTP at `/{owner}/{repo}.git/...`, authenticated like github.com:

@@ -10,7 +10,8 @@
 //!
 //! - [`state`]: the world (users, repos, issues, PRs, check runs, runs).
 //! - [`render`]: GitHub's JSON for each object, shared by REST and webhooks.
-//! - [`api`]: the REST handlers; [`actions`]: workflow dispatch and runs.
+//! - [`api`]: the REST handlers; [`actions`]: workflow dispatch and runs;
+//!   [`ci`]: push-triggered workflows (the repository's own CI).
 //! - [`git`]: bare repositories on disk and `git http-backend`.
 //! - [`runner`]: runs one job in a fresh clone; [`hooks`]: webhooks out.
 //! - [`gitapi`]: git data, contents and branches over REST, and git smart HTTP.
@@ -19,6 +20,7 @@
 
 mod actions;
 mod api;
+mod ci;
 pub mod faults;
 pub mod git;
 mod gitapi;
@@ -68,6 +70,18 @@ pub struct SimConfig {
     /// argument is a directory the run's jobs share (what upload-artifact and
     /// download-artifact carry between jobs on GitHub).
     pub workflow_jobs: HashMap<String, Vec<SimJob>>,
+    /// The repository's own CI: workflow file name (`ci.yml`) → its jobs, run
+    /// when a branch moves to a commit (REST ref create/update, contents API,
+    /// git push, merges) whose `.github/workflows/<file>` declares a push
+    /// trigger. That test is textual: a line `on: push`, `on: [.., push, ..]`,
+    /// a `push:` key or a `- push` item; branch and path filters are not
+    /// interpreted. Pushes made with a job's `GITHUB_TOKEN` start no
+    /// workflow, as on GitHub. The jobs run independently (no `needs:`),
+    /// each in a fresh checkout of the pushed commit with a read-only token
+    /// and no `job_secrets`, and each is a check run of GitHub Actions (the
+    /// `github-actions` App, not the installed one) named after the job,
+    /// with the job's id; `always` and `contents_write` are ignored.
+    pub push_workflows: HashMap<String, Vec<SimJob>>,
     /// Extra environment for every job.
     pub job_env: Vec<(String, String)>,
     /// Secrets (a workflow maps `secrets.*` into `env:`), masked in every
@@ -82,7 +96,8 @@ pub struct SimConfig {
     pub max_log_bytes: usize,
 }
 
-/// One job of a workflow the simulator runs (see [`SimConfig::workflow_jobs`]).
+/// One job of a workflow the simulator runs (see [`SimConfig::workflow_jobs`]
+/// and [`SimConfig::push_workflows`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimJob {
     /// The job's id in the workflow (`GITHUB_JOB`), e.g. `agent`.
@@ -105,6 +120,7 @@ impl SimConfig {
             faults: FaultConfig::default(),
             workflow_commands: HashMap::new(),
             workflow_jobs: HashMap::new(),
+            push_workflows: HashMap::new(),
             job_env: Vec::new(),
             job_secrets: Vec::new(),
             job_timeout: Duration::from_secs(6 * 60 * 60),
@@ -330,6 +346,7 @@ impl Sim {
             comments: Default::default(),
             reactions: Vec::new(),
             check_runs: Default::default(),
+            statuses: Vec::new(),
             check_suites: Default::default(),
             workflows: Vec::new(),
             rulesets: Vec::new(),
@@ -337,6 +354,8 @@ impl Sim {
             merge_queue: Default::default(),
             merge_groups: Vec::new(),
             runs: Default::default(),
+            push_runs: Default::default(),
+            job_logs: Default::default(),
         };
         for (path, _) in &spec.files {
             if let Some(file) = path.strip_prefix(".github/workflows/") {
@@ -431,6 +450,12 @@ impl Sim {
                 .get(&run_id)
                 .map(|r| r.log.clone())
         })
+    }
+
+    /// The log of job `job_id` (masked, as GitHub shows it), once it ended:
+    /// a push-triggered workflow's job, or a dispatched run's one job.
+    pub fn job_log(&self, full_name: &str, job_id: u64) -> Option<String> {
+        self.read(|w| ci::job_log(w.repos.get(full_name)?, job_id))
     }
 
     pub fn git(&self) -> &git::GitHost {

@@ -18,16 +18,13 @@ use super::state::{AccountKind, IssueState, MergeGroup, Permission, RequiredChec
 use super::{SimInner, git, gitapi, render};
 use crate::sim_fields;
 
+type Sim = std::sync::Arc<SimInner>;
+
 /// The account the queue merges as.
 pub const QUEUE_BOT: &str = "github-merge-queue[bot]";
 
 /// `login` presses *Merge when ready* on pull request `number`.
-pub(crate) async fn enqueue(
-    sim: &SimInner,
-    name: &str,
-    number: u64,
-    login: &str,
-) -> anyhow::Result<()> {
+pub(crate) async fn enqueue(sim: &Sim, name: &str, number: u64, login: &str) -> anyhow::Result<()> {
     {
         let mut world = sim.world();
         world.ensure_account(QUEUE_BOT, AccountKind::Bot);
@@ -74,7 +71,7 @@ pub(crate) async fn enqueue(
 
 /// Settles every group whose required checks have all concluded. Called
 /// whenever a check run completes.
-pub(crate) async fn advance(sim: &SimInner, name: &str) {
+pub(crate) async fn advance(sim: &Sim, name: &str) {
     loop {
         let settled = {
             let world = sim.world();
@@ -105,12 +102,7 @@ pub(crate) async fn advance(sim: &SimInner, name: &str) {
     }
 }
 
-async fn build_group(
-    sim: &SimInner,
-    name: &str,
-    number: u64,
-    enqueued_by: &str,
-) -> anyhow::Result<()> {
+async fn build_group(sim: &Sim, name: &str, number: u64, enqueued_by: &str) -> anyhow::Result<()> {
     let (base_ref, pull_head, pull_head_ref) = {
         let world = sim.world();
         let pull = world.repos[name].issues[&number]
@@ -196,7 +188,7 @@ async fn build_group(
 
 /// The required checks passed: the base moves to the group's commit and the
 /// pull request is merged; a base that moved since gets a new group.
-async fn merge(sim: &SimInner, name: &str, group: &MergeGroup) -> anyhow::Result<()> {
+async fn merge(sim: &Sim, name: &str, group: &MergeGroup) -> anyhow::Result<()> {
     let base = format!("refs/heads/{}", group.base_ref);
     let tip = sim.git.resolve_ref(name, &base).await?;
     if tip.as_deref() != Some(group.base_sha.as_str()) {
@@ -242,7 +234,7 @@ async fn merge(sim: &SimInner, name: &str, group: &MergeGroup) -> anyhow::Result
 
 /// Sends `pull_request` for pull request `number` with `fields` (its action).
 async fn emit_pull(
-    sim: &SimInner,
+    sim: &Sim,
     name: &str,
     number: u64,
     sender: &str,
@@ -259,24 +251,14 @@ async fn emit_pull(
 }
 
 /// A required check failed on the group: the pull request leaves the queue.
-async fn dequeue(
-    sim: &SimInner,
-    name: &str,
-    group: &MergeGroup,
-    check: &str,
-) -> anyhow::Result<()> {
+async fn dequeue(sim: &Sim, name: &str, group: &MergeGroup, check: &str) -> anyhow::Result<()> {
     destroy(sim, name, group, "dequeued").await?;
     let fields = sim_fields!("action" => "dequeued", "reason" => format!("CI_FAILURE: {check}"));
     emit_pull(sim, name, group.pr, QUEUE_BOT, fields).await
 }
 
 /// Removes the group and its branch, with `merge_group` `destroyed`.
-async fn destroy(
-    sim: &SimInner,
-    name: &str,
-    group: &MergeGroup,
-    reason: &str,
-) -> anyhow::Result<()> {
+async fn destroy(sim: &Sim, name: &str, group: &MergeGroup, reason: &str) -> anyhow::Result<()> {
     let refname = format!("refs/heads/{}", group.head_ref);
     sim.git.delete_ref(name, &refname).await?;
     gitapi::after_ref_change(
@@ -307,7 +289,7 @@ async fn destroy(
 }
 
 /// The webhooks' `merge_group` object.
-async fn group_json(sim: &SimInner, name: &str, group: &MergeGroup) -> anyhow::Result<Value> {
+async fn group_json(sim: &Sim, name: &str, group: &MergeGroup) -> anyhow::Result<Value> {
     let commit = sim
         .git
         .commit(name, &group.head_sha)
@@ -329,7 +311,7 @@ async fn group_json(sim: &SimInner, name: &str, group: &MergeGroup) -> anyhow::R
     }))
 }
 
-async fn pull_json(sim: &SimInner, name: &str, number: u64) -> anyhow::Result<Value> {
+async fn pull_json(sim: &Sim, name: &str, number: u64) -> anyhow::Result<Value> {
     super::api::render_pull(sim, name, number)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))

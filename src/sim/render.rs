@@ -8,8 +8,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::state::{
-    Account, App, CheckRun, Comment, Installation, Issue, IssueState, Job, Label, Permission,
-    Reaction, Repo, Review, RunStatus, Workflow, WorkflowRun, World,
+    Account, AccountKind, App, CheckApp, CheckRun, Comment, CommitStatus, Installation, Issue,
+    IssueState, Job, Label, Permission, PushRun, Reaction, Repo, Review, RunStatus, Workflow,
+    WorkflowRun, World,
 };
 
 /// Where the simulator is reachable: the REST API and the web/git host are the
@@ -355,6 +356,73 @@ pub fn integration(urls: &Urls, world: &World, app: &App) -> Value {
     })
 }
 
+/// GitHub Actions' App id (`github-actions`, the same on every GitHub.com
+/// repository): the owner of workflow jobs' check runs.
+pub const ACTIONS_APP_ID: u64 = 15368;
+
+/// `integration`: GitHub Actions as GitHub shows it on its check runs and
+/// suites, in the same shape as [`integration`]. The permissions and events
+/// are those GitHub shows, less the few newer permissions (`attestations`,
+/// `models`, ...) that GitHub's webhook schema does not know yet.
+pub fn actions_integration(urls: &Urls) -> Value {
+    let owner = Account {
+        id: 9919,
+        login: "github".into(),
+        kind: AccountKind::Organization,
+    };
+    json!({
+        "id": ACTIONS_APP_ID,
+        "slug": "github-actions",
+        "node_id": node_id("App", ACTIONS_APP_ID),
+        "client_id": "Iv1.05c79e9ad1f6bdfa",
+        "owner": user(urls, &owner),
+        "name": "GitHub Actions",
+        "description": "Automate your workflow from idea to production",
+        "external_url": "https://help.github.com/en/actions",
+        "html_url": format!("{}/apps/github-actions", urls.web),
+        "created_at": "2018-07-30T09:30:17Z",
+        "updated_at": "2019-12-10T19:04:12Z",
+        "permissions": {
+            "actions": "write", "administration": "read", "checks": "write",
+            "contents": "write", "deployments": "write", "discussions": "write",
+            "issues": "write", "merge_queues": "write", "metadata": "read",
+            "packages": "write", "pages": "write", "pull_requests": "write",
+            "repository_hooks": "write", "repository_projects": "write",
+            "security_events": "write", "statuses": "write",
+            "vulnerability_alerts": "read",
+        },
+        "events": [
+            "branch_protection_rule", "check_run", "check_suite", "create", "delete",
+            "deployment", "deployment_status", "discussion", "discussion_comment", "fork",
+            "gollum", "issues", "issue_comment", "label", "merge_group", "milestone",
+            "page_build", "public", "pull_request", "pull_request_review",
+            "pull_request_review_comment", "push", "registry_package", "release",
+            "repository", "repository_dispatch", "status", "watch", "workflow_dispatch",
+            "workflow_run",
+        ],
+    })
+}
+
+/// The `app` of a check run or suite owned by `app`.
+pub fn check_app(urls: &Urls, world: &World, app: CheckApp) -> Value {
+    match app {
+        CheckApp::Installed => world
+            .app
+            .as_ref()
+            .map(|a| integration(urls, world, a))
+            .unwrap_or(Value::Null),
+        CheckApp::Actions => actions_integration(urls),
+    }
+}
+
+/// The id of the App that owns a check run (what `app_id` filters by).
+pub fn check_app_id(world: &World, app: CheckApp) -> Option<u64> {
+    match app {
+        CheckApp::Installed => world.app.as_ref().map(|a| a.id),
+        CheckApp::Actions => Some(ACTIONS_APP_ID),
+    }
+}
+
 /// What the simulated App may do: everything it needs, as a real App would be granted.
 /// The permissions the App asks for in its manifest (`crate::manifest`): the
 /// simulated App is registered as `missions app-manifest` would register it.
@@ -630,19 +698,21 @@ pub fn review(urls: &Urls, world: &World, repo: &Repo, number: u64, review: &Rev
 pub fn check_run(urls: &Urls, world: &World, repo: &Repo, run: &CheckRun) -> Value {
     let full = repo.full_name();
     let url = format!("{}/repos/{full}/check-runs/{}", urls.api, run.id);
-    let app = world
-        .app
-        .as_ref()
-        .map(|a| integration(urls, world, a))
-        .unwrap_or(Value::Null);
+    let app = check_app(urls, world, run.app);
+    let runs_page = format!("{}/{full}/runs/{}", urls.web, run.id);
+    // An Actions job's check run links to the job's page both ways.
+    let html_url = match (run.app, &run.details_url) {
+        (CheckApp::Actions, Some(details)) => details.clone(),
+        _ => runs_page.clone(),
+    };
     json!({
         "id": run.id,
         "head_sha": run.head_sha,
         "node_id": node_id("CheckRun", run.id),
         "external_id": run.external_id.clone().unwrap_or_default(),
         "url": url,
-        "html_url": format!("{}/{full}/runs/{}", urls.web, run.id),
-        "details_url": run.details_url.clone().unwrap_or_else(|| format!("{}/{full}/runs/{}", urls.web, run.id)),
+        "html_url": html_url,
+        "details_url": run.details_url.clone().unwrap_or(runs_page),
         "status": run.status,
         "conclusion": run.conclusion,
         "started_at": timestamp(run.started_at),
@@ -658,6 +728,84 @@ pub fn check_run(urls: &Urls, world: &World, repo: &Repo, run: &CheckRun) -> Val
         "check_suite": {"id": run.check_suite_id},
         "app": app,
         "pull_requests": pulls_with_head(urls, repo, &run.head_sha),
+    })
+}
+
+/// The webhooks' `check_suite` of a push-triggered workflow run: GitHub
+/// Actions' suite for that run, summing up its jobs' check runs (completed
+/// when all are; then `failure` if one failed, else `cancelled`, `timed_out`
+/// or `success`, in that order). `head_commit` as in a workflow run.
+pub fn actions_check_suite(
+    urls: &Urls,
+    repo: &Repo,
+    run: &PushRun,
+    head_commit: Option<&SimpleCommit>,
+) -> Value {
+    let full = repo.full_name();
+    let url = format!(
+        "{}/repos/{full}/check-suites/{}",
+        urls.api, run.check_suite_id
+    );
+    let checks: Vec<&CheckRun> = run
+        .jobs
+        .iter()
+        .filter_map(|id| repo.check_runs.get(id))
+        .collect();
+    let completed = checks.iter().all(|c| c.status == "completed");
+    let status = if completed {
+        "completed"
+    } else if checks.iter().all(|c| c.status == "queued") {
+        "queued"
+    } else {
+        "in_progress"
+    };
+    let conclusion = completed.then(|| {
+        ["failure", "cancelled", "timed_out"]
+            .into_iter()
+            .find(|c| checks.iter().any(|r| r.conclusion.as_deref() == Some(*c)))
+            .unwrap_or("success")
+    });
+    let updated = checks
+        .iter()
+        .filter_map(|c| c.completed_at)
+        .max()
+        .unwrap_or(run.created_at);
+    json!({
+        "id": run.check_suite_id,
+        "node_id": node_id("CheckSuite", run.check_suite_id),
+        "head_branch": run.head_branch,
+        "head_sha": run.head_sha,
+        "status": status,
+        "conclusion": conclusion,
+        "url": url,
+        "before": run.before,
+        "after": run.head_sha,
+        "pull_requests": pulls_with_head(urls, repo, &run.head_sha),
+        "app": actions_integration(urls),
+        "created_at": timestamp(run.created_at),
+        "updated_at": timestamp(updated),
+        "rerequestable": true,
+        "runs_rerequestable": true,
+        "latest_check_runs_count": checks.len(),
+        "check_runs_url": format!("{url}/check-runs"),
+        "head_commit": head_commit.map(simple_commit),
+    })
+}
+
+/// A commit status as the REST API shows it.
+pub fn commit_status(urls: &Urls, world: &World, full_name: &str, s: &CommitStatus) -> Value {
+    json!({
+        "id": s.id,
+        "node_id": node_id("StatusContext", s.id),
+        "url": format!("{}/repos/{full_name}/statuses/{}", urls.api, s.sha),
+        "avatar_url": Value::Null,
+        "state": s.state,
+        "description": s.description,
+        "target_url": s.target_url,
+        "context": s.context,
+        "created_at": timestamp(s.created_at),
+        "updated_at": timestamp(s.created_at),
+        "creator": user_by_login(urls, world, &s.creator),
     })
 }
 

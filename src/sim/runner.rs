@@ -67,6 +67,8 @@ pub struct JobSpec {
     pub actor: String,
     /// `GITHUB_ACTOR_ID`: the account id of `actor`.
     pub actor_id: u64,
+    /// `GITHUB_EVENT_NAME`: what started the run (`workflow_dispatch`, `push`).
+    pub event_name: String,
     /// Written to `GITHUB_EVENT_PATH`.
     pub event_payload: serde_json::Value,
     /// argv, run in the checkout; e.g. `["sh", "-c", "…"]`.
@@ -104,6 +106,7 @@ impl fmt::Debug for JobSpec {
             .field("api_url", &self.api_url)
             .field("server_url", &self.server_url)
             .field("actor", &self.actor)
+            .field("event_name", &self.event_name)
             .field("event_payload", &self.event_payload)
             .field("command", &self.command)
             .field("extra_env", &extra_env)
@@ -541,7 +544,7 @@ impl Ctx<'_> {
             .env("GITHUB_RUN_ATTEMPT", spec.attempt.to_string())
             .env("GITHUB_JOB", &spec.job_name)
             .env("GITHUB_WORKFLOW", &spec.workflow_name)
-            .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+            .env("GITHUB_EVENT_NAME", &spec.event_name)
             .env("GITHUB_EVENT_PATH", &ws.event_path)
             .env("GITHUB_WORKSPACE", &ws.checkout)
             .env("GITHUB_TOKEN", &spec.token)
@@ -1110,6 +1113,7 @@ mod tests {
                 server_url: "http://127.0.0.1:1".into(),
                 actor: "octocat".into(),
                 actor_id: 583231,
+                event_name: "workflow_dispatch".into(),
                 event_payload: serde_json::json!({"inputs": {"mission": "m-1"}}),
                 command: vec!["sh".into(), "-c".into(), script.into()],
                 extra_env: vec![("OUT".into(), self.dir.path().display().to_string())],

@@ -214,9 +214,21 @@ pub struct CheckOutput {
     pub images: Vec<(String, String)>,
 }
 
+/// The App a check run belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckApp {
+    /// The App the simulator hosts: created through `POST .../check-runs`.
+    Installed,
+    /// GitHub Actions (`github-actions`, app id 15368): a job of a workflow
+    /// run, with the job's id (see [`super::SimConfig::push_workflows`]).
+    Actions,
+}
+
 #[derive(Debug, Clone)]
 pub struct CheckRun {
     pub id: u64,
+    /// Who owns it: only that App may update it.
+    pub app: CheckApp,
     pub name: String,
     pub head_sha: String,
     pub status: String,
@@ -227,6 +239,20 @@ pub struct CheckRun {
     pub completed_at: Option<OffsetDateTime>,
     pub output: CheckOutput,
     pub check_suite_id: u64,
+}
+
+/// A commit status: `context` is its name, `state` one of `error`,
+/// `failure`, `pending`, `success`.
+#[derive(Debug, Clone)]
+pub struct CommitStatus {
+    pub id: u64,
+    pub sha: String,
+    pub context: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+    pub creator: String,
+    pub created_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +314,28 @@ pub struct WorkflowRun {
     pub secrets_masked: usize,
 }
 
+/// A run of a push-triggered workflow ([`super::SimConfig::push_workflows`]).
+/// Its jobs run independently of each other (no `needs:`); each is a check
+/// run of GitHub Actions whose id is the job's id.
+#[derive(Debug, Clone)]
+pub struct PushRun {
+    pub id: u64,
+    pub run_number: u64,
+    pub workflow_id: u64,
+    pub head_branch: String,
+    pub head_sha: String,
+    /// The branch's commit before the push; `None` when the push created it.
+    pub before: Option<String>,
+    /// Who pushed (`GITHUB_ACTOR`, and the sender of its webhooks).
+    pub actor: String,
+    /// GitHub makes a check suite per workflow run, owned by GitHub Actions
+    /// (not the suite of the App's own check runs on the commit).
+    pub check_suite_id: u64,
+    pub created_at: OffsetDateTime,
+    /// Its jobs, in the workflow's order: ids of check runs in `check_runs`.
+    pub jobs: Vec<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: u64,
@@ -318,7 +366,10 @@ pub struct Repo {
     pub comments: BTreeMap<u64, Comment>,
     pub reactions: Vec<Reaction>,
     pub check_runs: BTreeMap<u64, CheckRun>,
-    /// head sha → check suite id (one suite per commit for the one App).
+    /// Commit statuses (the older API other CI services use), oldest first.
+    pub statuses: Vec<CommitStatus>,
+    /// head sha → check suite id (one suite per commit for the one App; the
+    /// suites of GitHub Actions are in their runs).
     pub check_suites: HashMap<String, u64>,
     pub workflows: Vec<Workflow>,
     pub runs: BTreeMap<u64, WorkflowRun>,
@@ -330,6 +381,11 @@ pub struct Repo {
     pub merge_queue: BTreeSet<String>,
     /// The merge groups in the queues, oldest first.
     pub merge_groups: Vec<MergeGroup>,
+    /// Runs of push-triggered workflows, by run id.
+    pub push_runs: BTreeMap<u64, PushRun>,
+    /// The masked log of each push-workflow job that has ended, by job id
+    /// (a dispatched run keeps its job's log in [`WorkflowRun::log`]).
+    pub job_logs: BTreeMap<u64, String>,
 }
 
 /// A pull request in a merge queue: GitHub's commit of the base's tip with the
@@ -482,6 +538,18 @@ pub struct World {
     /// Each caller's primary rate limit (`installation:<id>`, `user:<login>`,
     /// `app`, `job:<run>`), as GitHub keeps one per token owner.
     pub rate_limits: HashMap<String, RateWindow>,
+    /// The short-lived addresses of job logs handed out by
+    /// `GET .../actions/jobs/{job_id}/logs`, by their secret part.
+    pub log_links: HashMap<String, LogLink>,
+}
+
+/// A signed, short-lived address of one job's log (GitHub redirects to blob
+/// storage with a signature in the query; whoever holds it may read the log).
+#[derive(Debug, Clone)]
+pub struct LogLink {
+    pub repository: String,
+    pub job_id: u64,
+    pub expires_at: OffsetDateTime,
 }
 
 /// One hour of a caller's primary rate limit.
@@ -534,6 +602,7 @@ impl Default for World {
             installations: BTreeMap::new(),
             repos: BTreeMap::new(),
             rate_limits: HashMap::new(),
+            log_links: HashMap::new(),
         }
     }
 }
@@ -599,6 +668,8 @@ impl World {
             .find(|i| i.repositories.iter().any(|r| r == full_name))
     }
 
+    /// The suite of the App's own check runs on `head_sha` (GitHub Actions
+    /// makes one per workflow run instead: see [`PushRun::check_suite_id`]).
     pub fn check_suite_id(&mut self, full_name: &str, head_sha: &str) -> u64 {
         if let Some(id) = self
             .repos

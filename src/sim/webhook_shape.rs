@@ -291,6 +291,32 @@ fn check_suite(check_run: &mut Value) {
     let created = check_run["started_at"].clone();
     let updated = check_run["completed_at"].clone();
     let completed = check_run["status"] == "completed";
+    if let Some(suite) = field(check_run, "check_suite")
+        && suite.get("head_sha").is_some()
+    {
+        // Already whole: GitHub Actions' suite, rendered from its run; a
+        // check run's suite has fewer keys than the `check_suite` event's.
+        retain(
+            suite,
+            &[
+                "after",
+                "app",
+                "before",
+                "conclusion",
+                "created_at",
+                "head_branch",
+                "head_sha",
+                "id",
+                "node_id",
+                "pull_requests",
+                "status",
+                "updated_at",
+                "url",
+            ],
+        );
+        app_in(suite);
+        return;
+    }
     if let Some(suite) = field(check_run, "check_suite") {
         let id = suite["id"].clone();
         let base = url
@@ -406,6 +432,11 @@ fn shape_object(event: &str, map: &mut Map<String, Value>) {
             if let Some(c) = map.get_mut("check_run") {
                 app_in(c);
                 check_suite(c);
+            }
+        }
+        "check_suite" => {
+            if let Some(suite) = map.get_mut("check_suite") {
+                app_in(suite);
             }
         }
         "workflow_run" => {

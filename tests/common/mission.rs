@@ -87,7 +87,36 @@ impl MissionTest {
         job_timeout: Option<Duration>,
         server_model: impl FnOnce(&std::path::Path) -> Option<missions::llm::config::ModelConfig>,
     ) -> MissionTest {
-        Self::start_inner(story, faults, edit, job_timeout, server_model, None).await
+        Self::start_inner(
+            story,
+            faults,
+            edit,
+            job_timeout,
+            server_model,
+            None,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// With the repository's own CI: push-triggered workflows (file → its
+    /// jobs) the simulator runs on every push, as GitHub Actions does.
+    #[allow(dead_code)]
+    pub async fn start_with_ci(
+        story: Story,
+        edit: impl FnOnce(missions::sim::RepoSpec) -> missions::sim::RepoSpec,
+        push_workflows: Vec<(String, Vec<missions::sim::SimJob>)>,
+    ) -> MissionTest {
+        Self::start_inner(
+            story,
+            FaultConfig::default(),
+            edit,
+            None,
+            |_| None,
+            None,
+            push_workflows,
+        )
+        .await
     }
 
     /// With `clock` as the simulator's and the App's clock.
@@ -99,6 +128,7 @@ impl MissionTest {
             None,
             |_| None,
             Some(clock),
+            Vec::new(),
         )
         .await
     }
@@ -110,6 +140,7 @@ impl MissionTest {
         job_timeout: Option<Duration>,
         server_model: impl FnOnce(&std::path::Path) -> Option<missions::llm::config::ModelConfig>,
         clock: Option<missions::clock::SharedClock>,
+        push_workflows: Vec<(String, Vec<missions::sim::SimJob>)>,
     ) -> MissionTest {
         let scripts = tempfile::tempdir().unwrap();
         demo::scripts::write(scripts.path(), &story).unwrap();
@@ -128,6 +159,7 @@ impl MissionTest {
             repo: Some(edit(demo::repo_spec(scripts.path()))),
             job_timeout,
             clock,
+            push_workflows,
             ..ScenarioOptions::default()
         })
         .await;

@@ -52,6 +52,10 @@ pub struct ScenarioOptions {
     /// Workflow file → its jobs, run one after another (takes precedence over
     /// `workflows`): the mission workflow as the template splits it.
     pub workflow_jobs: Vec<(String, Vec<missions::sim::SimJob>)>,
+    /// The repository's own CI: workflow file → its jobs, run independently
+    /// on every push of a commit whose workflow file declares a push trigger
+    /// (`SimConfig::push_workflows`).
+    pub push_workflows: Vec<(String, Vec<missions::sim::SimJob>)>,
     /// The App's handlers, given the App's GitHub client.
     pub handlers: Box<dyn FnOnce(Arc<GitHubApp>) -> HandlerRegistry + Send>,
     /// Runs missions (the mission handler and driver) with this configuration.
@@ -76,6 +80,7 @@ impl Default for ScenarioOptions {
             faults: FaultConfig::default(),
             workflows: Vec::new(),
             workflow_jobs: Vec::new(),
+            push_workflows: Vec::new(),
             handlers: Box::new(|_| HandlerRegistry::new()),
             missions: None,
             repo: None,
@@ -141,6 +146,7 @@ impl Scenario {
             .collect();
         config.workflow_commands.extend(options.workflows);
         config.workflow_jobs.extend(options.workflow_jobs);
+        config.push_workflows.extend(options.push_workflows);
         // Canary model keys, as a workflow maps its secrets into the job's
         // `env:`; and where the jobs' scripted models record their requests.
         config.job_secrets = canary::model_keys().to_vec();

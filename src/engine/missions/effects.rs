@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use crate::github::client::{GitHubError, InstallationClient, Method};
 use crate::mission::control::Links;
-use crate::mission::machine::{Effect, Event, Job, Mission, Target, reports_branch};
+use crate::mission::machine::{
+    Effect, Event, ExternalCheck, Job, Mission, Target, ci_report_path, reports_branch,
+};
 use crate::mission::outputs::Validator;
 use crate::store::missions::EffectScope;
 
@@ -217,6 +219,9 @@ pub async fn perform(
             branch,
             message,
         } => {
+            let mission = mission.ok_or_else(no_mission)?;
+            // Read before the ready commit exists: its push starts the CI.
+            let required = required_checks(client, repo, &mission.base).await?;
             let sha = ready_commit(client, repo, branch, message, attempt.tried_before).await?;
             let mut checks = BTreeMap::new();
             for validator in Validator::ALL {
@@ -228,7 +233,71 @@ pub async fn perform(
                 round: *round,
                 sha,
                 checks,
+                required,
             }))
+        }
+        Effect::PollChecks { sha } => {
+            let checks = external_checks(client, dispatcher.app_id, repo, sha).await?;
+            Ok(Some(Event::ExternalChecks {
+                sha: sha.clone(),
+                checks,
+            }))
+        }
+        Effect::WriteCiReport {
+            milestone,
+            round,
+            sha,
+            checks,
+        } => {
+            let issue = scope.issue;
+            let mut entries = Vec::new();
+            for check in checks {
+                let failed = check.conclusion.is_some() && !check.passed();
+                let log_tail = match check.check_run_id {
+                    Some(id) if failed && check.app.as_deref() == Some(ACTIONS_APP) => Some(
+                        client
+                            .download_tail(
+                                &format!("/repos/{repo}/actions/jobs/{id}/logs"),
+                                CI_LOG_TAIL_BYTES,
+                            )
+                            .await
+                            .unwrap_or_else(|e| {
+                                format!("(the job's log could not be read: {})", github_message(&e))
+                            }),
+                    ),
+                    _ => None,
+                };
+                entries.push(json!({
+                    "name": check.name,
+                    "conclusion": check.conclusion.as_deref().unwrap_or("did not conclude"),
+                    "passed": check.passed(),
+                    "url": check.url,
+                    "app": check.app,
+                    "log_tail": log_tail,
+                }));
+            }
+            let report = json!({
+                "kind": "ci",
+                "milestone": milestone,
+                "round": round,
+                "sha": sha,
+                "passed": checks.iter().all(ExternalCheck::passed),
+                "checks": entries,
+            });
+            save_text(
+                client,
+                repo,
+                &reports_branch(issue),
+                &ci_report_path(issue, milestone),
+                &format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+                &format!("missions #{issue}: the repository's CI on {milestone}, round {round}"),
+                true,
+            )
+            .await?;
+            Ok(None)
         }
         Effect::OpenCheck {
             index,
@@ -376,6 +445,7 @@ async fn fit_body(
         &path,
         body,
         &format!("missions #{issue}: the whole text of a comment too long for GitHub"),
+        false,
     )
     .await?;
     let link = Links::from_api(&dispatcher.api_base, &scope.repo).blob(&branch, &path);
@@ -407,7 +477,8 @@ fn cut_at_line(text: &str, max: usize) -> &str {
 
 /// Commits `text` at `path` on `branch`, making the branch (without history,
 /// as the jobs' reports branch starts) when it does not exist yet. Already
-/// there (an earlier try saved it): done.
+/// there (an earlier try saved it): done; with `replace`, a file of other
+/// text is updated.
 async fn save_text(
     client: &InstallationClient,
     repo: &str,
@@ -415,9 +486,36 @@ async fn save_text(
     path: &str,
     text: &str,
     message: &str,
+    replace: bool,
 ) -> Result<(), EffectError> {
     use base64::Engine;
-    if read_file(client, repo, path, branch).await?.is_some() {
+    if let Some(found) = read_file(client, repo, path, branch).await? {
+        if found == text || !replace {
+            return Ok(());
+        }
+        let meta = client
+            .request_json(
+                Method::GET,
+                &format!(
+                    "/repos/{repo}/contents/{}?ref={}",
+                    path_segments(path),
+                    query_value(branch)
+                ),
+                None,
+            )
+            .await?;
+        client
+            .request_json(
+                Method::PUT,
+                &format!("/repos/{repo}/contents/{}", path_segments(path)),
+                Some(&json!({
+                    "message": message,
+                    "content": base64::engine::general_purpose::STANDARD.encode(text),
+                    "branch": branch,
+                    "sha": meta["sha"],
+                })),
+            )
+            .await?;
         return Ok(());
     }
     if !ref_exists(client, repo, branch).await? {
@@ -529,6 +627,127 @@ async fn create_branch(
 }
 
 /// Whether `branch` exists.
+/// GitHub Actions' app: its check runs are workflow jobs, their ids the jobs'.
+const ACTIONS_APP: &str = "github-actions";
+/// How much of a failed CI job's log the report keeps: its end, where the error is.
+const CI_LOG_TAIL_BYTES: usize = 8 * 1024;
+
+/// The checks of other apps a ready commit must pass: the base branch's
+/// required status checks and `ci.required` of its `.github/missions.yml`,
+/// less the App's own check runs.
+async fn required_checks(
+    client: &InstallationClient,
+    repo: &str,
+    base: &str,
+) -> Result<Vec<String>, EffectError> {
+    let branch = client
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/branches/{}", path_segments(base)),
+            None,
+        )
+        .await?;
+    let status = &branch["protection"]["required_status_checks"];
+    let mut names: Vec<String> = status["contexts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            status["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| &c["context"]),
+        )
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if let Some(text) = read_file(client, repo, crate::llm::config::REPO_CONFIG_PATH, base).await? {
+        match crate::repo_config::RepoConfig::parse(&text) {
+            Ok(config) => names.extend(config.ci.required),
+            // The mission says so where it reads the file (start, resume).
+            Err(e) => tracing::warn!(
+                repo,
+                error = %e,
+                "the repository's settings are invalid; only the branch's required checks count"
+            ),
+        }
+    }
+    names.retain(|n| !Validator::ALL.iter().any(|v| v.check_name() == n));
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Every check of other apps on `sha`: check runs (the newest of each name
+/// last) and commit statuses.
+pub(crate) async fn external_checks(
+    client: &InstallationClient,
+    app_id: u64,
+    repo: &str,
+    sha: &str,
+) -> Result<Vec<ExternalCheck>, EffectError> {
+    let mut checks = Vec::new();
+    for page in 1.. {
+        let answer = client
+            .request_json(
+                Method::GET,
+                &format!(
+                    "/repos/{repo}/commits/{sha}/check-runs?filter=all&per_page=100&page={page}"
+                ),
+                None,
+            )
+            .await?;
+        let runs = answer["check_runs"].as_array().cloned().unwrap_or_default();
+        for run in &runs {
+            if run["app"]["id"].as_u64() == Some(app_id) {
+                continue;
+            }
+            checks.push(ExternalCheck {
+                name: run["name"].as_str().unwrap_or_default().to_owned(),
+                conclusion: (run["status"] == "completed")
+                    .then(|| run["conclusion"].as_str().unwrap_or("failure").to_owned()),
+                url: run["details_url"].as_str().map(str::to_owned),
+                check_run_id: run["id"].as_u64(),
+                app: run["app"]["slug"].as_str().map(str::to_owned),
+            });
+        }
+        if runs.len() < 100 {
+            break;
+        }
+    }
+    checks.sort_by_key(|c| c.check_run_id);
+    // Commit statuses (the older API other CI services use); the combined
+    // status holds the newest of each context.
+    let combined = client
+        .request_json(
+            Method::GET,
+            &format!("/repos/{repo}/commits/{sha}/status"),
+            None,
+        )
+        .await?;
+    for status in combined["statuses"].as_array().into_iter().flatten() {
+        checks.push(status_check(status));
+    }
+    Ok(checks)
+}
+
+/// A commit status as a check: `success` passes, `failure` and `error` fail,
+/// `pending` has not concluded.
+pub fn status_check(status: &Value) -> ExternalCheck {
+    let conclusion = match status["state"].as_str() {
+        Some("success") => Some("success"),
+        Some("pending") | None => None,
+        Some(_) => Some("failure"),
+    };
+    ExternalCheck {
+        name: status["context"].as_str().unwrap_or_default().to_owned(),
+        conclusion: conclusion.map(str::to_owned),
+        url: status["target_url"].as_str().map(str::to_owned),
+        check_run_id: None,
+        app: Some("status".to_owned()),
+    }
+}
+
 async fn ref_exists(
     client: &InstallationClient,
     repo: &str,

@@ -10,6 +10,7 @@ use crate::github::events::{
     Actor, CheckRunAction, CheckSuiteAction, IssueCommentAction, IssuesAction, MergeGroupAction,
     PullRequestAction, PullRequestReviewAction, ReviewState, WebhookEvent, WorkflowRunAction,
 };
+use crate::mission::machine::ExternalCheck;
 use crate::store::missions as db;
 
 /// Who sent an event, as the payload says; the driver checks their permission.
@@ -95,6 +96,15 @@ pub enum MissionInput {
         pr: u64,
         head_branch: String,
         head_sha: String,
+    },
+    /// A check run of another app (the repository's CI) was created or
+    /// completed on a branch.
+    ExternalCheck {
+        head_branch: String,
+        head_sha: String,
+        check: ExternalCheck,
+        /// The app that owns it (the App's own are not external).
+        app_id: Option<u64>,
     },
     /// Re-run on a check run (`check_name`), or Re-run all checks of a
     /// commit (`None`), on a branch.
@@ -219,6 +229,27 @@ impl MissionInput {
                     head_sha: e.pull_request.head.sha.clone(),
                 })
             }
+            WebhookEvent::CheckRun(e)
+                if matches!(
+                    e.action,
+                    CheckRunAction::Created | CheckRunAction::Completed
+                ) =>
+            {
+                let run = &e.check_run;
+                Some(MissionInput::ExternalCheck {
+                    head_branch: run.check_suite.as_ref()?.head_branch.clone()?,
+                    head_sha: run.head_sha.clone(),
+                    check: ExternalCheck {
+                        name: run.name.clone(),
+                        conclusion: (run.status == "completed")
+                            .then(|| run.conclusion.clone().unwrap_or_else(|| "failure".into())),
+                        url: run.details_url.clone(),
+                        check_run_id: Some(run.id),
+                        app: run.app.as_ref().and_then(|a| a.slug.clone()),
+                    },
+                    app_id: run.app.as_ref().map(|a| a.id),
+                })
+            }
             WebhookEvent::CheckRun(e) if e.action == CheckRunAction::Rerequested => {
                 Some(MissionInput::Rerun {
                     head_branch: e.check_run.check_suite.as_ref()?.head_branch.clone()?,
@@ -279,6 +310,7 @@ impl MissionInput {
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }
+            | MissionInput::ExternalCheck { head_branch, .. }
             | MissionInput::Synchronized { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch)
@@ -308,6 +340,9 @@ impl MissionInput {
                 check_name.as_deref().unwrap_or("all checks")
             ),
             MissionInput::Synchronized { pr, .. } => format!("new commits on #{pr}"),
+            MissionInput::ExternalCheck { check, .. } => {
+                format!("the check run `{}`", check.name)
+            }
             MissionInput::MergeGroup { pr, .. } => format!("the merge queue's group for #{pr}"),
             MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }
@@ -324,6 +359,7 @@ impl MissionInput {
             MissionInput::Review { head_branch, .. }
             | MissionInput::Merged { head_branch, .. }
             | MissionInput::Rerun { head_branch, .. }
+            | MissionInput::ExternalCheck { head_branch, .. }
             | MissionInput::Synchronized { head_branch, .. }
             | MissionInput::Run { head_branch, .. } => {
                 crate::mission::machine::issue_of_branch(head_branch).is_some()

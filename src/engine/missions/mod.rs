@@ -734,6 +734,27 @@ impl MissionDriver {
                     },
                 })
             }
+            MissionInput::ExternalCheck {
+                head_branch,
+                head_sha,
+                check,
+                app_id,
+            } => {
+                if *app_id == Some(self.dispatcher.app_id) {
+                    return Ok(Resolution::Ignore);
+                }
+                let Some(stored) = self.mission_of_branch(&mut conn, repo, head_branch).await?
+                else {
+                    return Ok(Resolution::Ignore);
+                };
+                Ok(Resolution::Apply {
+                    mission_id: stored.id,
+                    event: Event::ExternalChecks {
+                        sha: head_sha.clone(),
+                        checks: vec![check.clone()],
+                    },
+                })
+            }
             MissionInput::Rerun {
                 head_branch,
                 head_sha,
@@ -1145,6 +1166,25 @@ impl MissionDriver {
                 }
                 Ok(None)
             }
+            machine::Phase::Validating
+                if mission.validation.ci_waiting_since.is_some()
+                    && mission.paused.is_none()
+                    && mission.job.is_none()
+                    && !mission.validation.ci_pending().is_empty() =>
+            {
+                // The round waits for the repository's CI: its webhooks may be
+                // lost, and a commit status sends none the App reads.
+                let Some(sha) = mission.validation.sha.clone() else {
+                    return Ok(None);
+                };
+                let client = self.client(stored.installation_id as u64).await?;
+                let checks =
+                    effects::external_checks(&client, self.dispatcher.app_id, repo, &sha).await?;
+                Ok(Some((
+                    Event::ExternalChecks { sha, checks },
+                    "the repository's checks on the ready commit",
+                )))
+            }
             machine::Phase::Building
             | machine::Phase::Validating
             | machine::Phase::AwaitingMerge => {
@@ -1259,6 +1299,8 @@ fn effect_name(effect: &machine::Effect) -> String {
         OpenCheck { .. } => "open a check run",
         CompleteCheck { .. } => "complete a check run",
         ReportGroupChecks { .. } => "report the check runs on a merge queue's group",
+        PollChecks { .. } => "read the repository's checks on the ready commit",
+        WriteCiReport { .. } => "write the repository's CI report",
         CloseIssue => "close the issue",
         UpdateSticky => "update the mission control comment",
     }

@@ -142,8 +142,14 @@
         ms.pull_request !== null && ms.pull_request !== undefined ? pull(ms.pull_request) : "", " ",
         h("span", { class: "ms ms-" + cls(ms.state) }, ms.state)));
     }
+    // The repository's own CI on the ready commit, which must pass too.
+    const ci = v.ci && v.ci.length
+      ? h("div", { class: "panel", testid: "repository-checks" }, h("h2", {}, "Repository checks"),
+        h("ul", {}, v.ci.map((c) => h("li", {}, link(c.url, c.name), " ",
+          h("span", { class: "ms ms-" + cls(c.state) }, c.state)))))
+      : null;
     out.push(h("section", { class: "panels" }, job, handoff,
-      h("div", { class: "panel", testid: "pull-requests" }, h("h2", {}, "Pull requests"), prs)));
+      h("div", { class: "panel", testid: "pull-requests" }, h("h2", {}, "Pull requests"), prs), ci));
 
     // Cost over time.
     const roles = h("tbody", {});
