@@ -57,15 +57,18 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
         "actions",
         "write",
         "dispatch the mission workflow, one job at a time \
-         (POST /repos/{owner}/{repo}/actions/workflows/{file}/dispatches), and read a run \
-         when reconciling a job whose webhook was lost (GET /repos/{owner}/{repo}/actions/runs/{run_id})",
+         (POST /repos/{owner}/{repo}/actions/workflows/{file}/dispatches), read a run \
+         when reconciling a job whose webhook was lost (GET /repos/{owner}/{repo}/actions/runs/{run_id}), \
+         and the log of the repository's CI job that failed on a ready commit \
+         (GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs)",
     ),
     (
         "checks",
         "write",
         "create and complete the validators' check runs `missions / scrutiny` and \
          `missions / user-testing` (POST /repos/{owner}/{repo}/check-runs, \
-         PATCH /repos/{owner}/{repo}/check-runs/{check_run_id})",
+         PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}), and read the repository's own \
+         CI check runs on a ready commit (GET /repos/{owner}/{repo}/commits/{ref}/check-runs)",
     ),
     (
         "contents",
@@ -73,8 +76,10 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
         "create the mission's branches (GET /repos/{owner}/{repo}/git/ref/{ref}, \
          POST /repos/{owner}/{repo}/git/refs), make a milestone's ready commit \
          (GET /repos/{owner}/{repo}/branches/{branch}, POST /repos/{owner}/{repo}/git/commits, \
-         PATCH /repos/{owner}/{repo}/git/refs/{ref}), and read `.github/missions.yml` and \
-         job results (GET /repos/{owner}/{repo}/contents/{path})",
+         PATCH /repos/{owner}/{repo}/git/refs/{ref}), read the base branch's required checks \
+         (the same GET of the branch), read `.github/missions.yml` and job results \
+         (GET /repos/{owner}/{repo}/contents/{path}), and write the CI report and overlong \
+         comments to the reports branch (PUT /repos/{owner}/{repo}/contents/{path})",
     ),
     (
         "issues",
@@ -106,6 +111,12 @@ pub const PERMISSIONS: &[(&str, &str, &str)] = &[
          and its /reviews), \
          and comment on them (POST /repos/{owner}/{repo}/issues/{issue_number}/comments)",
     ),
+    (
+        "statuses",
+        "read",
+        "read the commit statuses other CI services report on a ready commit, when one is a \
+         required check (GET /repos/{owner}/{repo}/commits/{ref}/status)",
+    ),
 ];
 
 /// Every webhook event the App subscribes to: (event, why), the why naming the
@@ -117,7 +128,9 @@ pub const EVENTS: &[(&str, &str)] = &[
     (
         "check_run",
         "`rerequested`: Re-run on a validator's check run runs that validator again \
-         (MissionInput::Rerun); GitHub sends it only to the App that owns the check run",
+         (MissionInput::Rerun); GitHub sends it only to the App that owns the check run. \
+         `created` and `completed` of other apps' check runs (the repository's CI) on a \
+         milestone's ready commit (MissionInput::ExternalCheck)",
     ),
     (
         "check_suite",

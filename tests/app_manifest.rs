@@ -272,6 +272,32 @@ const ROUTES: &[Route] = &[
         "/repos/{owner}/{repo}/git/commits",
         &[("contents", "write")],
     ),
+    // The repository's own CI on a ready commit.
+    (
+        "GET",
+        "/repos/{owner}/{repo}/commits/{ref}/check-runs",
+        &[("checks", "read")],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/commits/{ref}/status",
+        &[("statuses", "read")],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/rules/branches/{branch}",
+        &[("metadata", "read")],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs",
+        &[("actions", "read")],
+    ),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/contents/{path}",
+        &[("contents", "write")],
+    ),
 ];
 
 fn rank(level: &str) -> u8 {
@@ -377,7 +403,12 @@ async fn every_call_of_a_mission_is_covered_by_the_manifest_permissions() {
             job_timeout: Duration::from_secs(120),
             ..DriverConfig::default()
         }),
-        repo: Some(missions::demo::repo_spec(scripts.path())),
+        // Another CI service's status is a required check: the App reads
+        // statuses and check runs on each ready commit.
+        repo: Some(common::mission::with_settings(
+            missions::demo::repo_spec(scripts.path()),
+            |text| format!("{text}ci:\n  required: [ci/external]\n"),
+        )),
         ..ScenarioOptions::default()
     })
     .await;
@@ -414,6 +445,24 @@ async fn every_call_of_a_mission_is_covered_by_the_manifest_permissions() {
     for index in 1..=plan.milestones.len() {
         let pr = expect_pr(&t, &format!("missions/{issue}/m{index}")).await;
         expect_checks_passed(&t, pr).await;
+        let head = t.sim.read(|w| {
+            w.repos[&repo].issues[&pr]
+                .pull
+                .as_ref()
+                .unwrap()
+                .head_sha
+                .clone()
+        });
+        let answer = t
+            .act(
+                &alice,
+                "POST",
+                &format!("/repos/{repo}/statuses/{head}"),
+                Some(json!({ "state": "success", "context": "ci/external" })),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "status: {:?}", answer.body);
+        t.expect_app_comment(pr, "Ready to merge").await;
         let answer = t
             .act(
                 &alice,

@@ -463,8 +463,10 @@ async fn the_repositorys_own_ci_failing_on_the_ready_commit_becomes_a_follow_up_
     )
     .unwrap();
     assert_eq!(report["sha"], round_1.as_str(), "{report}");
-    assert_eq!(report["passed"], false, "{report}");
+    assert_eq!(report["round"], 1, "{report}");
+    assert_eq!(report["failed"], true, "{report}");
     assert_eq!(report["checks"][0]["name"], "lint", "{report}");
+    assert_eq!(report["checks"][0]["state"], "failed", "{report}");
     assert_eq!(report["checks"][0]["conclusion"], "failure", "{report}");
     let log = report["checks"][0]["log_tail"].as_str().unwrap_or_default();
     assert!(
@@ -522,17 +524,23 @@ async fn the_repositorys_own_ci_failing_on_the_ready_commit_becomes_a_follow_up_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_status_named_in_the_settings_holds_the_milestone_until_it_succeeds() {
-    // Another CI service reports commit statuses, and the repository's
-    // settings name its `ci/external` as required. No webhook the App reads
+async fn a_commit_status_a_ruleset_requires_holds_the_milestone_until_it_succeeds() {
+    // Another CI service reports commit statuses, and a ruleset on the
+    // default branch requires its `ci/external`. No webhook the App reads
     // tells of a status: the App asks GitHub when the validators are done,
     // and again on each reconciliation.
     let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
-        with_settings(spec, |text| {
-            format!("{text}ci:\n  required: [ci/external]\n  wait_minutes: 30\n")
-        })
+        with_settings(spec, |text| format!("{text}ci:\n  wait_minutes: 30\n"))
     })
     .await;
+    m.t.sim.repo_settings(&m.repo(), |r| {
+        r.rulesets.push(missions::sim::state::Ruleset {
+            name: "checks on main".into(),
+            include: vec!["refs/heads/main".into()],
+            required_checks: vec!["ci/external".into()],
+            ..Default::default()
+        })
+    });
     let (issue, _) = m.plan_approved().await;
     let pr = m.expect_pr(&format!("missions/{issue}/m1")).await;
     let (scrutiny, user_testing) = m.expect_checks_completed(pr).await;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use missions::mission::machine::ExternalCheck;
+use missions::mission::machine::{ExternalCheck, RequiredCheck};
 use missions::mission::outputs::{AssertionResult, DiscoveredIssue, Verdict};
 use missions::mission::{
     Actor, Assertion, CheckConclusion, Command, Effect, Event, Feature, Handoff, IssueSnapshot,
@@ -1794,6 +1794,7 @@ impl World {
             )),
             check_run_id: Some(self.next_ci_run),
             app: Some("github-actions".into()),
+            app_id: Some(15368),
         }
     }
 
@@ -2202,7 +2203,7 @@ impl World {
                     }
                     // Every other round, main requires the repository's `ci`.
                     let required = if self.next_sha.is_multiple_of(2) {
-                        vec!["ci".to_owned()]
+                        vec![RequiredCheck::named("ci")]
                     } else {
                         Vec::new()
                     };
@@ -3032,4 +3033,216 @@ fn a_run_that_left_nothing_is_counted_at_its_roles_estimate_and_marked() {
         output: None,
     });
     assert_eq!(s.m.usage.cost_micros, 0);
+}
+
+/// A pending (or absent) run of the repository's `test` on `sha`, then a
+/// concluded one.
+fn ci(sha: &str, id: u64, conclusion: Option<&str>) -> Event {
+    Event::ExternalChecks {
+        sha: sha.into(),
+        checks: vec![ExternalCheck {
+            name: "test".into(),
+            conclusion: conclusion.map(str::to_owned),
+            url: None,
+            check_run_id: Some(id),
+            app: Some("github-actions".into()),
+            app_id: Some(15368),
+        }],
+    }
+}
+
+#[test]
+fn a_required_check_that_never_concludes_pauses_the_mission_and_resume_waits_again() {
+    let settings = Settings {
+        ci_wait_secs: 300,
+        ..Settings::default()
+    };
+    let (mut s, f1) = Sim::building(settings);
+    let fx = s.finish(&f1, worker(clean_handoff("F1")));
+    let f2 = dispatched(&fx);
+    s.apply(Event::MilestonePrOpened {
+        index: 0,
+        number: 101,
+    });
+    s.finish(&f2, worker(clean_handoff("F2")));
+    let fx = s.apply(Event::ValidationStarted {
+        index: 0,
+        round: 1,
+        sha: "aaa".into(),
+        checks: checks(900),
+        required: vec![RequiredCheck::named("test")],
+    });
+    let scrutiny = dispatched(&fx);
+    // The CI's run was created before the validators finished; a late
+    // `created` of an older run, or news of another commit, change nothing.
+    s.apply(ci("aaa", 5001, None));
+    s.apply(ci("other", 5002, Some("success")));
+    let plan = sample_plan();
+    let fx = s.finish(&scrutiny, report(&plan, 0, Validator::Scrutiny, true));
+    let testing = dispatched(&fx);
+    let fx = s.finish(&testing, report(&plan, 0, Validator::UserTesting, true));
+    // Both validators passed; the App asks GitHub for the checks once and waits.
+    assert_eq!(fx.last(), Some(&Effect::PollChecks { sha: "aaa".into() }));
+    no_dispatch(&fx);
+    assert_eq!(s.m.phase, Phase::Validating);
+    assert_eq!(s.m.validation.ci_pending(), ["test"]);
+    // Reconciliation keeps finding it pending: within the limit, nothing.
+    assert!(s.apply(ci("aaa", 5001, None)).is_empty());
+    assert!(s.m.paused.is_none());
+    for _ in 0..4 {
+        s.apply(ci("aaa", 5001, None));
+    }
+    let reason = s.m.paused.clone().expect("paused past ci_wait_secs");
+    assert!(
+        reason.contains("`test`") && reason.contains("aaa"),
+        "{reason}"
+    );
+    assert_eq!(s.m.phase, Phase::Validating);
+
+    // Resumed, the round starts over on a new ready commit: its push starts
+    // the workflows again, and the required names are read anew.
+    let fx = s.command(writer(), Command::Resume);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::StartValidation { round: 2, .. })),
+        "{fx:?}"
+    );
+    assert!(s.m.paused.is_none());
+    assert!(mentions(&fx, "starts the repository's workflows anew"));
+    let fx = s.apply(Event::ValidationStarted {
+        index: 0,
+        round: 2,
+        sha: "bbb".into(),
+        checks: checks(910),
+        required: vec![RequiredCheck::named("test")],
+    });
+    let scrutiny = dispatched(&fx);
+    s.apply(ci("bbb", 5010, Some("success")));
+    let fx = s.finish(&scrutiny, report(&plan, 0, Validator::Scrutiny, true));
+    let testing = dispatched(&fx);
+    let fx = s.finish(&testing, report(&plan, 0, Validator::UserTesting, true));
+    assert_eq!(s.m.phase, Phase::AwaitingMerge);
+    assert!(mentions(
+        &fx,
+        "passed both validators and the repository's required check(s) `test`"
+    ));
+}
+
+#[test]
+fn a_passing_status_does_not_hide_a_failed_job_and_a_required_app_is_enforced() {
+    let (mut s, f1) = Sim::building(Settings::default());
+    let fx = s.finish(&f1, worker(clean_handoff("F1")));
+    let f2 = dispatched(&fx);
+    s.finish(&f2, worker(clean_handoff("F2")));
+    let fx = s.apply(Event::ValidationStarted {
+        index: 0,
+        round: 1,
+        sha: "aaa".into(),
+        checks: checks(900),
+        // `test` must come from GitHub Actions (branch protection's app_id).
+        required: vec![RequiredCheck {
+            name: "test".into(),
+            app_id: Some(15368),
+        }],
+    });
+    let scrutiny = dispatched(&fx);
+    // Another app's `test` passing stands for nothing.
+    s.apply(Event::ExternalChecks {
+        sha: "aaa".into(),
+        checks: vec![ExternalCheck {
+            name: "test".into(),
+            conclusion: Some("success".into()),
+            url: None,
+            check_run_id: Some(4000),
+            app: Some("impostor".into()),
+            app_id: Some(99),
+        }],
+    });
+    assert_eq!(s.m.validation.ci_pending(), ["test"]);
+    // Actions' job fails; a commit status of the same name passing later
+    // does not hide it.
+    s.apply(ci("aaa", 5001, Some("failure")));
+    s.apply(Event::ExternalChecks {
+        sha: "aaa".into(),
+        checks: vec![ExternalCheck {
+            name: "test".into(),
+            conclusion: Some("success".into()),
+            url: Some("https://ci.example/1".into()),
+            check_run_id: None,
+            app: Some("status".into()),
+            app_id: None,
+        }],
+    });
+    let plan = sample_plan();
+    let fx = s.finish(&scrutiny, report(&plan, 0, Validator::Scrutiny, true));
+    let testing = dispatched(&fx);
+    let fx = s.finish(&testing, report(&plan, 0, Validator::UserTesting, true));
+    assert_ne!(s.m.phase, Phase::AwaitingMerge);
+    let follow_up = dispatched(&fx);
+    assert!(matches!(follow_up.task, Task::FollowUp { .. }));
+    assert!(mentions(&fx, "The repository's own CI failed on aaa"));
+    // The report lists every source of `test`.
+    let report = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::WriteCiReport { checks, .. } => Some(checks.clone()),
+            _ => None,
+        })
+        .expect("a CI report");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0].conclusion.as_deref(), Some("failure"));
+}
+
+#[test]
+fn a_check_name_or_link_cannot_break_out_of_the_apps_markdown() {
+    let check = ExternalCheck {
+        name: "x`](https://evil) @org/team | y".into(),
+        conclusion: Some("failure".into()),
+        url: Some("https://ci.example/a)@org/team".into()),
+        check_run_id: None,
+        app: None,
+        app_id: None,
+    };
+    // One code span (where neither a link nor a mention is rendered), no
+    // link to the URL that would close its parenthesis early, and the
+    // table's `|` escaped.
+    let md = check.markdown();
+    assert!(md.starts_with('`') && md.ends_with('`'), "{md}");
+    assert_eq!(md.matches('`').count(), 2, "{md}");
+    assert!(!md.contains("(https://ci.example"), "{md}");
+    assert!(md.contains("\\|"), "{md}");
+    let plain = ExternalCheck {
+        name: "lint".into(),
+        url: Some("https://ci.example/builds/7".into()),
+        ..check
+    };
+    assert_eq!(plain.markdown(), "[`lint`](https://ci.example/builds/7)");
+}
+
+#[test]
+fn the_newest_run_of_a_required_check_counts_and_a_late_created_does_not_undo_it() {
+    let (mut s, f1) = Sim::building(Settings::default());
+    let fx = s.finish(&f1, worker(clean_handoff("F1")));
+    let f2 = dispatched(&fx);
+    s.finish(&f2, worker(clean_handoff("F2")));
+    let fx = s.apply(Event::ValidationStarted {
+        index: 0,
+        round: 1,
+        sha: "aaa".into(),
+        checks: checks(900),
+        required: vec![RequiredCheck::named("test")],
+    });
+    let scrutiny = dispatched(&fx);
+    // The first run failed; a re-run (a higher id) passed; the first run's
+    // `created` arrives last.
+    s.apply(ci("aaa", 5001, Some("failure")));
+    s.apply(ci("aaa", 5003, Some("success")));
+    s.apply(ci("aaa", 5001, None));
+    s.apply(ci("aaa", 5003, None));
+    assert!(s.m.validation.ci_pending().is_empty());
+    let plan = sample_plan();
+    let fx = s.finish(&scrutiny, report(&plan, 0, Validator::Scrutiny, true));
+    let testing = dispatched(&fx);
+    s.finish(&testing, report(&plan, 0, Validator::UserTesting, true));
+    assert_eq!(s.m.phase, Phase::AwaitingMerge);
 }

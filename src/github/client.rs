@@ -675,8 +675,9 @@ impl InstallationClient {
             attempts: 1,
             source: Box::new(e),
         };
-        let response = reqwest::Client::builder()
-            .timeout(StdDuration::from_secs(60))
+        crate::llm::http::install_crypto_provider();
+        let mut response = reqwest::Client::builder()
+            .timeout(StdDuration::from_secs(120))
             .build()
             .map_err(transport)?
             .get(&location)
@@ -684,7 +685,22 @@ impl InstallationClient {
             .await
             .map_err(transport)?;
         let status = response.status();
-        let text = response.text().await.map_err(transport)?;
+        // Read as it comes, keeping only the end: a log can be hundreds of
+        // megabytes. Past DOWNLOAD_CAP the rest is not read at all.
+        let mut kept: Vec<u8> = Vec::new();
+        let mut read = 0usize;
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            read += chunk.len();
+            kept.extend_from_slice(&chunk);
+            if kept.len() > 2 * max_bytes.max(1024) {
+                kept.drain(..kept.len() - max_bytes.max(1024));
+            }
+            if read > DOWNLOAD_CAP {
+                kept.extend_from_slice(b"\n[the log goes on; the App read its first 64 MB]\n");
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&kept);
         if !status.is_success() {
             return Err(GitHubError::Api {
                 request: format!("{request_name} (its redirect)"),
@@ -830,6 +846,9 @@ struct Answer {
     /// Attempts made, the first included.
     attempts: u32,
 }
+
+/// The most of a redirected download [`InstallationClient::download_tail`] reads.
+const DOWNLOAD_CAP: usize = 64 * 1024 * 1024;
 
 /// The end of `text`: at most its last `max_bytes`, from a line's start
 /// where one is near (a log's tail says why it failed).

@@ -333,17 +333,12 @@ impl MissionView {
             warnings: m.settings.independence.warnings(),
             ci: if matches!(m.phase, Phase::Validating | Phase::AwaitingMerge) {
                 m.validation
-                    .required
-                    .iter()
-                    .map(|name| {
-                        let known = m.validation.external.get(name);
-                        CiCheckView {
-                            name: name.clone(),
-                            state: known
-                                .and_then(|c| c.conclusion.clone())
-                                .unwrap_or_else(|| "pending".into()),
-                            url: known.and_then(|c| c.url.clone()),
-                        }
+                    .ci_states()
+                    .into_iter()
+                    .map(|c| CiCheckView {
+                        state: c.conclusion.clone().unwrap_or_else(|| "pending".into()),
+                        name: c.name,
+                        url: c.url,
                     })
                     .collect()
             } else {
@@ -420,10 +415,15 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
                         "pending" => "⏳",
                         _ => "❌",
                     };
-                    match &c.url {
-                        Some(url) => format!("{mark} [`{}`]({url})", c.name),
-                        None => format!("{mark} `{}`", c.name),
-                    }
+                    let check = super::machine::ExternalCheck {
+                        name: c.name.clone(),
+                        conclusion: None,
+                        url: c.url.clone(),
+                        check_run_id: None,
+                        app: None,
+                        app_id: None,
+                    };
+                    format!("{mark} {}", check.markdown())
                 })
                 .collect();
         out.push_str(&format!("| repository checks | {} |\n", checks.join(" · ")));

@@ -666,7 +666,7 @@ pub enum Event {
         /// The repository's own checks the ready commit must pass: the base
         /// branch's required status checks and `ci.required`, less the App's.
         #[serde(default)]
-        required: Vec<String>,
+        required: Vec<RequiredCheck>,
     },
     /// What GitHub shows of other apps' checks on commit `sha`: a webhook's
     /// one check run or status, or every one (a poll).
@@ -747,8 +747,9 @@ pub struct Validation {
     /// The repository's own checks (its CI: other apps' check runs and
     /// statuses) the ready commit must pass, named when the round started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub required: Vec<String>,
-    /// Their newest state on the ready commit, by name.
+    pub required: Vec<RequiredCheck>,
+    /// Their newest state on the ready commit from each source (an app's
+    /// check runs, commit statuses), by [`ExternalCheck::source`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external: BTreeMap<String, ExternalCheck>,
     /// When both validators had reported and the round began waiting for
@@ -773,9 +774,59 @@ pub struct ExternalCheck {
     /// `github-actions`, another app's slug, or `status` for a commit status.
     #[serde(default)]
     pub app: Option<String>,
+    /// The app that owns the check run (`None` for a commit status).
+    #[serde(default)]
+    pub app_id: Option<u64>,
+}
+
+/// A check the repository requires: its name, and the app it must come
+/// from when branch protection says (`checks[].app_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequiredCheck {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+}
+
+impl RequiredCheck {
+    pub fn named(name: &str) -> RequiredCheck {
+        RequiredCheck {
+            name: name.to_owned(),
+            app_id: None,
+        }
+    }
+
+    /// Whether `check` may stand for it: the same name, from the app it must
+    /// come from (a status, which names no app, only when none is set).
+    pub fn accepts(&self, check: &ExternalCheck) -> bool {
+        check.name == self.name && self.app_id.is_none_or(|id| check.app_id == Some(id))
+    }
 }
 
 impl ExternalCheck {
+    /// What keeps one state per check: its name and where it comes from.
+    pub fn source(&self) -> String {
+        format!("{}\u{1f}{}", self.name, self.app.as_deref().unwrap_or(""))
+    }
+
+    /// The check's name and link as markdown: the name without what could
+    /// break out of a code span or a table, the link only when it is a plain
+    /// http(s) URL (a status's `target_url` is anyone's text).
+    pub fn markdown(&self) -> String {
+        let name: String = one_line(&self.name).replace('`', "'");
+        match &self.url {
+            Some(url)
+                if (url.starts_with("https://") || url.starts_with("http://"))
+                    && !url.chars().any(|c| {
+                        c.is_whitespace() || c.is_control() || "()<>|[]`\\\"'".contains(c)
+                    }) =>
+            {
+                format!("[`{name}`]({url})")
+            }
+            _ => format!("`{name}`"),
+        }
+    }
+
     /// Concluded, and not in a way that blocks a merge (GitHub's rule for
     /// required checks: success, neutral and skipped pass).
     pub fn passed(&self) -> bool {
@@ -787,26 +838,70 @@ impl ExternalCheck {
 }
 
 impl Validation {
-    /// Required checks that have not concluded on the ready commit.
+    /// What stands for a required check on the ready commit: the newest
+    /// state from each source it may come from.
+    fn sources_of<'a>(
+        &'a self,
+        required: &'a RequiredCheck,
+    ) -> impl Iterator<Item = &'a ExternalCheck> {
+        self.external.values().filter(|c| required.accepts(c))
+    }
+
+    /// Required checks not decided yet: nothing reported, or something still
+    /// running (and nothing failed).
     pub fn ci_pending(&self) -> Vec<String> {
         self.required
             .iter()
-            .filter(|name| {
-                self.external
-                    .get(*name)
-                    .is_none_or(|c| c.conclusion.is_none())
+            .filter(|r| {
+                let mut sources = self.sources_of(r).peekable();
+                sources.peek().is_none()
+                    || (self
+                        .sources_of(r)
+                        .all(|c| c.conclusion.is_none() || c.passed())
+                        && self.sources_of(r).any(|c| c.conclusion.is_none()))
             })
-            .cloned()
+            .map(|r| r.name.clone())
             .collect()
     }
 
-    /// Required checks that concluded without passing.
+    /// What failed among the required checks: a failure from any source
+    /// fails the check (a passing status does not hide a failed job).
     pub fn ci_failed(&self) -> Vec<&ExternalCheck> {
         self.required
             .iter()
-            .filter_map(|name| self.external.get(name))
+            .flat_map(|r| self.sources_of(r))
             .filter(|c| c.conclusion.is_some() && !c.passed())
             .collect()
+    }
+
+    /// Every required check's states for the CI report: each source's, or
+    /// one that did not report at all.
+    pub fn ci_states(&self) -> Vec<ExternalCheck> {
+        let mut out = Vec::new();
+        for r in &self.required {
+            let before = out.len();
+            out.extend(self.sources_of(r).cloned());
+            if out.len() == before {
+                out.push(ExternalCheck {
+                    name: r.name.clone(),
+                    conclusion: None,
+                    url: None,
+                    check_run_id: None,
+                    app: None,
+                    app_id: r.app_id,
+                });
+            }
+        }
+        out
+    }
+
+    /// The required checks' names as a list for a comment.
+    pub fn ci_names(&self) -> String {
+        self.required
+            .iter()
+            .map(|r| format!("`{}`", one_line(&r.name).replace('`', "'")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -1359,6 +1454,8 @@ impl Mission {
                 self.checks_seen.extend(checks.values().copied());
                 self.validation.checks = checks;
                 self.validation.required = required;
+                // The ready commit was made on the head as it is now.
+                self.head_moved = None;
                 self.advance(now)
             }
             Event::ExternalChecks { sha, checks } => self.on_external_checks(&sha, checks, now),
@@ -1639,7 +1736,12 @@ impl Mission {
                 self.failures.clear();
                 self.rounds_at_resume = self.validation.round;
                 // A round that waited too long for the repository's checks
-                // asks GitHub again and waits anew.
+                // starts over on a new ready commit (its push starts the
+                // workflows again, and the required names are read anew).
+                let ci_stuck = self.phase == Phase::Validating
+                    && self.job.is_none()
+                    && self.validation.ci_waiting_since.is_some()
+                    && !self.validation.ci_pending().is_empty();
                 self.validation.ci_waiting_since = None;
                 let mut effects = Vec::new();
                 if self.merged_unvalidated {
@@ -1677,6 +1779,22 @@ impl Mission {
                     && let Some(pending) = &self.revision
                 {
                     effects.push(pending.open_pr(self.issue));
+                }
+                if ci_stuck {
+                    let target = Target::MilestonePr {
+                        index: self.milestone,
+                    };
+                    effects.extend(
+                        self.revalidate(
+                            now,
+                            "The repository's required checks did not conclude on the last ready \
+                         commit: the App validates the head again on a new ready commit, which \
+                         starts the repository's workflows anew."
+                                .into(),
+                            target,
+                        ),
+                    );
+                    return effects;
                 }
                 effects.extend(self.advance(now));
                 effects
@@ -1944,6 +2062,9 @@ impl Mission {
             self.validation.verdicts.remove(v);
             self.validation.closed.insert(*v);
         }
+        // The wait for the repository's checks starts again once the
+        // validators have reported again.
+        self.validation.ci_waiting_since = None;
         if self.phase == Phase::AwaitingMerge {
             self.phase = Phase::Validating;
             self.validated_sha = None;
@@ -1972,17 +2093,11 @@ impl Mission {
         effects
     }
 
-    /// The milestone PR's head moved after its ready commit was made: what
-    /// the check runs judged is no longer what would be merged. The new head
-    /// is validated afresh (a new ready commit on it, new check runs), not
-    /// judged by carried checks: base's changes can break the milestone.
-    /// Pushes while features are built, and the App's own ready commit, are
-    /// not moves.
     /// Other apps' checks on a commit: the current round records those it
-    /// waits for, the newest run of each; once none is pending it goes on.
-    /// One still pending `ci_wait_secs` after the validators reported pauses
-    /// the mission (a workflow that never runs on mission branches would
-    /// otherwise hold it for ever).
+    /// waits for, the newest run from each source; once none is pending it
+    /// goes on. One still pending `ci_wait_secs` after the validators passed
+    /// pauses the mission (a workflow that never runs on mission branches
+    /// would otherwise hold it for ever).
     fn on_external_checks(
         &mut self,
         sha: &str,
@@ -1993,31 +2108,34 @@ impl Mission {
             return Vec::new();
         }
         for check in checks {
-            if !self.validation.required.contains(&check.name) {
+            if !self
+                .validation
+                .required
+                .iter()
+                .any(|r| r.name == check.name)
+            {
                 continue;
             }
-            let older = self
-                .validation
-                .external
-                .get(&check.name)
-                .is_some_and(|known| {
-                    match (known.check_run_id, check.check_run_id) {
-                        // A late `created` of a run already seen completed.
-                        (Some(a), Some(b)) if a == b => {
-                            known.conclusion.is_some() && check.conclusion.is_none()
-                        }
-                        // A re-run is a new check run with a higher id.
-                        (Some(a), Some(b)) => b < a,
-                        _ => false,
+            let key = check.source();
+            let older = self.validation.external.get(&key).is_some_and(|known| {
+                match (known.check_run_id, check.check_run_id) {
+                    // A late `created` of a run already seen completed.
+                    (Some(a), Some(b)) if a == b => {
+                        known.conclusion.is_some() && check.conclusion.is_none()
                     }
-                });
+                    // A re-run is a new check run with a higher id.
+                    (Some(a), Some(b)) => b < a,
+                    _ => false,
+                }
+            });
             if !older {
-                self.validation.external.insert(check.name.clone(), check);
+                self.validation.external.insert(key, check);
             }
         }
         let pending = self.validation.ci_pending();
         if let Some(since) = self.validation.ci_waiting_since
             && !pending.is_empty()
+            && self.validation.ci_failed().is_empty()
             && self.paused.is_none()
             && self.job.is_none()
             && now - since >= self.settings.ci_wait_secs as i64
@@ -2025,7 +2143,7 @@ impl Mission {
             let short = &sha[..sha.len().min(7)];
             let names = pending
                 .iter()
-                .map(|n| format!("`{n}`"))
+                .map(|n| format!("`{}`", one_line(n).replace('`', "'")))
                 .collect::<Vec<_>>()
                 .join(", ");
             return self.pause(
@@ -2033,12 +2151,22 @@ impl Mission {
                     "the repository's required check(s) {names} did not conclude on {short} within {} minutes",
                     self.settings.ci_wait_secs / 60
                 ),
-                "Make sure those workflows run on pushes to `missions/**` branches (or drop the names from `ci.required` in `.github/missions.yml`, or from the base branch's required checks), then comment `/mission resume` to wait again.",
+                "Make sure those workflows run on pushes to `missions/**` branches (a `paths:` filter \
+                 skips the App's ready commit, which changes no file), or drop the names from \
+                 `ci.required` in `.github/missions.yml` or from the base branch's required checks, \
+                 then comment `/mission resume`: the App makes a new ready commit, which starts \
+                 your workflows again, and reads the required checks anew.",
             );
         }
         self.advance(now)
     }
 
+    /// The milestone PR's head moved after its ready commit was made: what
+    /// the check runs judged is no longer what would be merged. The new head
+    /// is validated afresh (a new ready commit on it, new check runs), not
+    /// judged by carried checks: base's changes can break the milestone.
+    /// Pushes while features are built, and the App's own ready commit, are
+    /// not moves.
     fn on_head_moved(&mut self, pr: u64, sha: String, now: i64) -> Vec<Effect> {
         if self.milestone_prs.get(&self.milestone) != Some(&pr) || self.merged_unvalidated {
             return Vec::new();
@@ -2071,13 +2199,18 @@ impl Mission {
         };
         if self.phase == Phase::Validating {
             self.head_moved = Some(sha.clone());
-            return vec![Effect::Comment {
+            let mut effects = vec![Effect::Comment {
                 target,
                 body: format!(
                     "The head of this pull request moved to {short} during validation; the App \
                      validates the new head once this round has ended."
                 ),
             }];
+            // A round that only waits for the repository's checks has ended.
+            if self.job.is_none() && self.validation.ci_waiting_since.is_some() {
+                effects.extend(self.advance(now));
+            }
+            return effects;
         }
         self.revalidate(now, format!(
             "The head of this pull request moved to {short} after validation (an *Update branch* \
@@ -3027,33 +3160,34 @@ impl Mission {
                     );
                 }
                 let sha = self.validation.sha.clone().unwrap_or_default();
-                // The repository's own CI must have concluded too.
-                if !self.validation.ci_pending().is_empty() {
+                let validators_passed = self.validation.verdicts.values().all(|&passed| passed);
+                let ci_failed: Vec<ExternalCheck> =
+                    self.validation.ci_failed().into_iter().cloned().collect();
+                // Once both validators passed, the repository's own CI must
+                // conclude too; after a failure anywhere the follow-up need
+                // not wait for the rest.
+                if validators_passed
+                    && ci_failed.is_empty()
+                    && !self.validation.ci_pending().is_empty()
+                {
                     if self.validation.ci_waiting_since.is_none() {
                         self.validation.ci_waiting_since = Some(now);
                         return vec![Effect::PollChecks { sha }];
                     }
                     return Vec::new();
                 }
-                let ci_failed: Vec<ExternalCheck> =
-                    self.validation.ci_failed().into_iter().cloned().collect();
                 let ci_note = if self.validation.required.is_empty() {
                     String::new()
                 } else {
                     format!(
                         " and the repository's required check(s) {}",
-                        self.validation
-                            .required
-                            .iter()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        self.validation.ci_names()
                     )
                 };
                 let target = Target::MilestonePr {
                     index: self.milestone,
                 };
-                if ci_failed.is_empty() && self.validation.verdicts.values().all(|&passed| passed) {
+                if ci_failed.is_empty() && validators_passed {
                     self.phase = Phase::AwaitingMerge;
                     self.validated_sha = self.validation.sha.clone();
                     return vec![Effect::Comment {
@@ -3065,44 +3199,24 @@ impl Mission {
                         ),
                     }];
                 }
-                let mut effects = Vec::new();
-                if !self.validation.required.is_empty() {
-                    // Every failed round refreshes it, so a follow-up never
-                    // reads an older round's CI as this one's.
-                    let checks =
-                        self.validation
-                            .required
-                            .iter()
-                            .map(|name| {
-                                self.validation.external.get(name).cloned().unwrap_or(
-                                    ExternalCheck {
-                                        name: name.clone(),
-                                        conclusion: None,
-                                        url: None,
-                                        check_run_id: None,
-                                        app: None,
-                                    },
-                                )
-                            })
-                            .collect();
-                    effects.push(Effect::WriteCiReport {
-                        milestone: milestone.clone(),
-                        round: self.validation.round,
-                        sha: sha.clone(),
-                        checks,
-                    });
-                }
+                // Every failed round writes it (with no checks when none is
+                // required), so a follow-up never reads an older round's CI
+                // as this one's.
+                let mut effects = vec![Effect::WriteCiReport {
+                    milestone: milestone.clone(),
+                    round: self.validation.round,
+                    sha: sha.clone(),
+                    checks: self.validation.ci_states(),
+                }];
                 if !ci_failed.is_empty() {
                     let lines: String = ci_failed
                         .iter()
                         .map(|c| {
-                            let name = match &c.url {
-                                Some(url) => format!("[`{}`]({url})", c.name),
-                                None => format!("`{}`", c.name),
-                            };
                             format!(
-                                "- {name}: {}\n",
-                                c.conclusion.as_deref().unwrap_or("pending")
+                                "- {}: {}\n",
+                                c.markdown(),
+                                one_line(c.conclusion.as_deref().unwrap_or("pending"))
+                                    .replace('`', "'")
                             )
                         })
                         .collect();

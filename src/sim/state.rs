@@ -438,6 +438,9 @@ pub struct Ruleset {
     pub require_signed_commits: bool,
     /// "Restrict creations": only bypass actors may create matching refs.
     pub restrict_creation: bool,
+    /// "Require status checks to pass": contexts a pull request into a
+    /// matching branch must have passed on its head.
+    pub required_checks: Vec<String>,
 }
 
 impl Ruleset {
@@ -497,16 +500,39 @@ impl Repo {
     /// as on GitHub. Runs with ids up to `after` do not count (a merge group
     /// is a fresh commit on GitHub, which the simulator may make twice alike).
     pub fn required_checks(&self, base: &str, sha: &str, after: u64) -> RequiredChecks {
-        let Some(protection) = self.protection.get(base) else {
-            return RequiredChecks::Passed;
-        };
-        for check in &protection.required_checks {
+        let refname = format!("refs/heads/{base}");
+        let mut required: Vec<&String> = self
+            .protection
+            .get(base)
+            .map(|p| p.required_checks.iter().collect())
+            .unwrap_or_default();
+        for set in self.rulesets.iter().filter(|s| s.applies_to(&refname)) {
+            required.extend(set.required_checks.iter());
+        }
+        for check in required {
             let newest = self
                 .check_runs
                 .values()
                 .rev()
                 .find(|r| r.head_sha == sha && &r.name == check && r.id > after);
-            match newest.and_then(|r| r.conclusion.as_deref()) {
+            // A required context is a check run's name or a commit status's
+            // context, whichever reported.
+            let status = self
+                .statuses
+                .iter()
+                .rev()
+                .find(|s| s.sha == sha && &s.context == check && s.id > after)
+                .map(|s| match s.state.as_str() {
+                    "success" => Some("success"),
+                    "pending" => None,
+                    _ => Some("failure"),
+                });
+            let conclusion = match (newest, status) {
+                (Some(run), _) => run.conclusion.as_deref(),
+                (None, Some(state)) => state,
+                (None, None) => None,
+            };
+            match conclusion {
                 None => return RequiredChecks::Waiting(check.clone()),
                 Some("success" | "neutral" | "skipped") => {}
                 Some(_) => return RequiredChecks::Failed(check.clone()),

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use crate::github::client::{GitHubError, InstallationClient, Method};
 use crate::mission::control::Links;
 use crate::mission::machine::{
-    Effect, Event, ExternalCheck, Job, Mission, Target, ci_report_path, reports_branch,
+    Effect, Event, ExternalCheck, Job, Mission, RequiredCheck, Target, ci_report_path,
+    reports_branch,
 };
 use crate::mission::outputs::Validator;
 use crate::store::missions::EffectScope;
@@ -261,16 +262,22 @@ pub async fn perform(
                                 CI_LOG_TAIL_BYTES,
                             )
                             .await
+                            .map(|tail| redact_token_shapes(&tail))
                             .unwrap_or_else(|e| {
                                 format!("(the job's log could not be read: {})", github_message(&e))
                             }),
                     ),
                     _ => None,
                 };
+                let state = match (&check.conclusion, check.passed()) {
+                    (None, _) => "pending",
+                    (Some(_), true) => "passed",
+                    (Some(_), false) => "failed",
+                };
                 entries.push(json!({
                     "name": check.name,
-                    "conclusion": check.conclusion.as_deref().unwrap_or("did not conclude"),
-                    "passed": check.passed(),
+                    "state": state,
+                    "conclusion": check.conclusion,
                     "url": check.url,
                     "app": check.app,
                     "log_tail": log_tail,
@@ -278,10 +285,13 @@ pub async fn perform(
             }
             let report = json!({
                 "kind": "ci",
+                "about": "The repository's own required checks on this round's ready commit. \
+                          `failed` ones fail the milestone; `pending` ones had not concluded \
+                          when the round ended (another check failed first).",
                 "milestone": milestone,
                 "round": round,
                 "sha": sha,
-                "passed": checks.iter().all(ExternalCheck::passed),
+                "failed": checks.iter().any(|c| c.conclusion.is_some() && !c.passed()),
                 "checks": entries,
             });
             save_text(
@@ -633,13 +643,16 @@ const ACTIONS_APP: &str = "github-actions";
 const CI_LOG_TAIL_BYTES: usize = 8 * 1024;
 
 /// The checks of other apps a ready commit must pass: the base branch's
-/// required status checks and `ci.required` of its `.github/missions.yml`,
-/// less the App's own check runs.
+/// required status checks (branch protection and rulesets, each with the app
+/// it must come from when they say) and `ci.required` of its
+/// `.github/missions.yml`, less the App's own check runs. A settings file
+/// that does not parse is an error: a round never starts without checks the
+/// maintainer named.
 async fn required_checks(
     client: &InstallationClient,
     repo: &str,
     base: &str,
-) -> Result<Vec<String>, EffectError> {
+) -> Result<Vec<RequiredCheck>, EffectError> {
     let branch = client
         .request_json(
             Method::GET,
@@ -648,34 +661,66 @@ async fn required_checks(
         )
         .await?;
     let status = &branch["protection"]["required_status_checks"];
-    let mut names: Vec<String> = status["contexts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            status["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| &c["context"]),
-        )
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    if let Some(text) = read_file(client, repo, crate::llm::config::REPO_CONFIG_PATH, base).await? {
-        match crate::repo_config::RepoConfig::parse(&text) {
-            Ok(config) => names.extend(config.ci.required),
-            // The mission says so where it reads the file (start, resume).
-            Err(e) => tracing::warn!(
-                repo,
-                error = %e,
-                "the repository's settings are invalid; only the branch's required checks count"
-            ),
+    let mut required: Vec<RequiredCheck> = Vec::new();
+    for context in status["contexts"].as_array().into_iter().flatten() {
+        if let Some(name) = context.as_str() {
+            required.push(RequiredCheck::named(name));
         }
     }
-    names.retain(|n| !Validator::ALL.iter().any(|v| v.check_name() == n));
-    names.sort();
-    names.dedup();
-    Ok(names)
+    for check in status["checks"].as_array().into_iter().flatten() {
+        if let Some(name) = check["context"].as_str() {
+            // `contexts` lists the same names without their app.
+            required.retain(|r| !(r.name == name && r.app_id.is_none()));
+            required.push(RequiredCheck {
+                name: name.to_owned(),
+                app_id: check["app_id"].as_u64(),
+            });
+        }
+    }
+    // Rulesets require checks too (the branch's `protection` shows only the
+    // classic rule); a GitHub without them answers 404.
+    match client
+        .request_json(
+            Method::GET,
+            &format!(
+                "/repos/{repo}/rules/branches/{}?per_page=100",
+                path_segments(base)
+            ),
+            None,
+        )
+        .await
+    {
+        Ok(rules) => {
+            for rule in rules.as_array().into_iter().flatten() {
+                if rule["type"] != "required_status_checks" {
+                    continue;
+                }
+                let checks = &rule["parameters"]["required_status_checks"];
+                for check in checks.as_array().into_iter().flatten() {
+                    if let Some(name) = check["context"].as_str() {
+                        required.push(RequiredCheck {
+                            name: name.to_owned(),
+                            app_id: check["integration_id"].as_u64(),
+                        });
+                    }
+                }
+            }
+        }
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(text) = read_file(client, repo, crate::llm::config::REPO_CONFIG_PATH, base).await? {
+        let config = crate::repo_config::RepoConfig::parse(&text).map_err(|e| {
+            EffectError::Permanent(format!(
+                "{e} (on `{base}`); the round needs its `ci.required`: fix the file, then comment `/mission resume`"
+            ))
+        })?;
+        required.extend(config.ci.required.iter().map(|n| RequiredCheck::named(n)));
+    }
+    required.retain(|r| !Validator::ALL.iter().any(|v| v.check_name() == r.name));
+    required.sort_by(|a, b| (&a.name, a.app_id).cmp(&(&b.name, b.app_id)));
+    required.dedup();
+    Ok(required)
 }
 
 /// Every check of other apps on `sha`: check runs (the newest of each name
@@ -687,7 +732,9 @@ pub(crate) async fn external_checks(
     sha: &str,
 ) -> Result<Vec<ExternalCheck>, EffectError> {
     let mut checks = Vec::new();
-    for page in 1.. {
+    // Ten pages of a hundred: more check runs than any CI makes on a commit,
+    // and a bound should an answer never come up short.
+    for page in 1..=MAX_CHECK_PAGES {
         let answer = client
             .request_json(
                 Method::GET,
@@ -709,6 +756,7 @@ pub(crate) async fn external_checks(
                 url: run["details_url"].as_str().map(str::to_owned),
                 check_run_id: run["id"].as_u64(),
                 app: run["app"]["slug"].as_str().map(str::to_owned),
+                app_id: run["app"]["id"].as_u64(),
             });
         }
         if runs.len() < 100 {
@@ -717,19 +765,78 @@ pub(crate) async fn external_checks(
     }
     checks.sort_by_key(|c| c.check_run_id);
     // Commit statuses (the older API other CI services use); the combined
-    // status holds the newest of each context.
-    let combined = client
-        .request_json(
-            Method::GET,
-            &format!("/repos/{repo}/commits/{sha}/status"),
-            None,
-        )
-        .await?;
-    for status in combined["statuses"].as_array().into_iter().flatten() {
-        checks.push(status_check(status));
+    // status holds the newest of each context. An App installed before it
+    // asked for `statuses: read` is refused them: it goes on with the check
+    // runs, and a required status then waits (and pauses) rather than passing.
+    for page in 1..=MAX_CHECK_PAGES {
+        let combined = match client
+            .request_json(
+                Method::GET,
+                &format!("/repos/{repo}/commits/{sha}/status?per_page=100&page={page}"),
+                None,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) if matches!(e.status(), Some(403 | 404)) => {
+                tracing::warn!(
+                    repo,
+                    error = %e,
+                    "cannot read commit statuses: grant the App `statuses: read` if a required check is a status"
+                );
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let statuses = combined["statuses"].as_array().cloned().unwrap_or_default();
+        checks.extend(statuses.iter().map(status_check));
+        if statuses.len() < 100 {
+            break;
+        }
     }
     Ok(checks)
 }
+
+/// `text` with what looks like a credential cut to its kind: GitHub masks
+/// the repository's secrets in logs, not a token a step printed some other
+/// way, and the tail is committed to a branch and read by a model.
+pub fn redact_token_shapes(text: &str) -> String {
+    const PREFIXES: [&str; 9] = [
+        "github_pat_",
+        "ghp_",
+        "gho_",
+        "ghu_",
+        "ghs_",
+        "ghr_",
+        "sk-ant-",
+        "sk-",
+        "AKIA",
+    ];
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for prefix in PREFIXES {
+            if let Some(after) = rest.strip_prefix(prefix) {
+                let body = after.find(|c| !is_token_char(c)).unwrap_or(after.len());
+                let at_word_start = out.chars().last().is_none_or(|c| !is_token_char(c));
+                if body >= 16 && at_word_start {
+                    out.push_str(prefix);
+                    out.push_str("[redacted]");
+                    rest = &after[body..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The most pages of check runs or statuses read for one commit.
+const MAX_CHECK_PAGES: u32 = 10;
 
 /// A commit status as a check: `success` passes, `failure` and `error` fail,
 /// `pending` has not concluded.
@@ -745,6 +852,7 @@ pub fn status_check(status: &Value) -> ExternalCheck {
         url: status["target_url"].as_str().map(str::to_owned),
         check_run_id: None,
         app: Some("status".to_owned()),
+        app_id: None,
     }
 }
 
@@ -1135,5 +1243,39 @@ pub async fn read_file(
         Ok(text) => Ok(Some(text)),
         Err(e) if e.status() == Some(404) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shapes_in_a_log_tail_are_cut_to_their_kind() {
+        let log = "curl -H 'Authorization: token ghp_0123456789abcdefABCDEF0123' failed\n\
+                   key=AKIAABCDEFGHIJKLMNOP ok; ghs_short stays; xghp_0123456789abcdefABCD stays";
+        let out = redact_token_shapes(log);
+        assert!(out.contains("token ghp_[redacted]' failed"), "{out}");
+        assert!(out.contains("key=AKIA[redacted] ok"), "{out}");
+        assert!(out.contains("ghs_short stays"), "{out}");
+        assert!(out.contains("xghp_0123456789abcdefABCD stays"), "{out}");
+        assert!(!out.contains("0123456789abcdefABCDEF0123"), "{out}");
+        assert_eq!(redact_token_shapes("é ghs_"), "é ghs_");
+    }
+
+    #[test]
+    fn a_commit_status_is_a_check_that_passes_only_on_success() {
+        let status = |state: &str| {
+            status_check(&json!({"state": state, "context": "ci/x", "target_url": "https://ci/1"}))
+        };
+        assert!(status("success").passed());
+        assert_eq!(status("pending").conclusion, None);
+        for failed in ["failure", "error"] {
+            let check = status(failed);
+            assert_eq!(check.conclusion.as_deref(), Some("failure"));
+            assert!(!check.passed());
+        }
+        assert_eq!(status("success").name, "ci/x");
+        assert_eq!(status("success").app_id, None);
     }
 }

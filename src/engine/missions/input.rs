@@ -246,6 +246,7 @@ impl MissionInput {
                         url: run.details_url.clone(),
                         check_run_id: Some(run.id),
                         app: run.app.as_ref().and_then(|a| a.slug.clone()),
+                        app_id: run.app.as_ref().map(|a| a.id),
                     },
                     app_id: run.app.as_ref().map(|a| a.id),
                 })
@@ -340,9 +341,7 @@ impl MissionInput {
                 check_name.as_deref().unwrap_or("all checks")
             ),
             MissionInput::Synchronized { pr, .. } => format!("new commits on #{pr}"),
-            MissionInput::ExternalCheck { check, .. } => {
-                format!("the check run `{}`", check.name)
-            }
+            MissionInput::ExternalCheck { check, .. } => check.markdown(),
             MissionInput::MergeGroup { pr, .. } => format!("the merge queue's group for #{pr}"),
             MissionInput::Run { run_id, .. } => format!("the end of workflow run {run_id}"),
         }

@@ -293,8 +293,10 @@ impl MissionDriver {
                         "giving up on a mission input"
                     );
                     db::finish_input(&mut tx, pending.seq, false, Some(&format!("{e:#}"))).await?;
-                    // Say so where the person acted, so that nothing is lost silently.
+                    // Say so where the person acted, so that nothing is lost
+                    // silently (a CI check's news is read again by polling).
                     if let Some(issue) = input.issue()
+                        && !matches!(input, MissionInput::ExternalCheck { .. })
                         && let Some(stored) = db::find(&mut tx, &pending.repo, issue).await?
                     {
                         let scope = EffectScope {
@@ -747,6 +749,15 @@ impl MissionDriver {
                 else {
                     return Ok(Resolution::Ignore);
                 };
+                // Only what the current round waits for: the check runs of
+                // the mission's own jobs on its branches are news to no one.
+                let validation = &stored.mission.validation;
+                if stored.mission.phase != machine::Phase::Validating
+                    || validation.sha.as_deref() != Some(head_sha.as_str())
+                    || !validation.required.iter().any(|r| r.name == check.name)
+                {
+                    return Ok(Resolution::Ignore);
+                }
                 Ok(Resolution::Apply {
                     mission_id: stored.id,
                     event: Event::ExternalChecks {
@@ -1166,25 +1177,6 @@ impl MissionDriver {
                 }
                 Ok(None)
             }
-            machine::Phase::Validating
-                if mission.validation.ci_waiting_since.is_some()
-                    && mission.paused.is_none()
-                    && mission.job.is_none()
-                    && !mission.validation.ci_pending().is_empty() =>
-            {
-                // The round waits for the repository's CI: its webhooks may be
-                // lost, and a commit status sends none the App reads.
-                let Some(sha) = mission.validation.sha.clone() else {
-                    return Ok(None);
-                };
-                let client = self.client(stored.installation_id as u64).await?;
-                let checks =
-                    effects::external_checks(&client, self.dispatcher.app_id, repo, &sha).await?;
-                Ok(Some((
-                    Event::ExternalChecks { sha, checks },
-                    "the repository's checks on the ready commit",
-                )))
-            }
             machine::Phase::Building
             | machine::Phase::Validating
             | machine::Phase::AwaitingMerge => {
@@ -1199,6 +1191,23 @@ impl MissionDriver {
                     .request_json(Method::GET, &format!("/repos/{repo}/pulls/{pr}"), None)
                     .await?;
                 if pull["merged"] != true || !settled(rfc3339(&pull["merged_at"])) {
+                    // Not merged. A round waiting for the repository's CI
+                    // asks again: its webhooks may be lost, and a commit
+                    // status sends none the App reads.
+                    let waiting = mission.phase == machine::Phase::Validating
+                        && mission.validation.ci_waiting_since.is_some()
+                        && mission.paused.is_none()
+                        && mission.job.is_none()
+                        && !mission.validation.ci_pending().is_empty();
+                    if let (true, Some(sha)) = (waiting, mission.validation.sha.clone()) {
+                        let checks =
+                            effects::external_checks(&client, self.dispatcher.app_id, repo, &sha)
+                                .await?;
+                        return Ok(Some((
+                            Event::ExternalChecks { sha, checks },
+                            "the repository's checks on the ready commit",
+                        )));
+                    }
                     return Ok(None);
                 }
                 let sender = Sender {
