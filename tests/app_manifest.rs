@@ -285,11 +285,6 @@ const ROUTES: &[Route] = &[
     ),
     (
         "GET",
-        "/repos/{owner}/{repo}/rules/branches/{branch}",
-        &[("metadata", "read")],
-    ),
-    (
-        "GET",
         "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs",
         &[("actions", "read")],
     ),

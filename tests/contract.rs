@@ -524,13 +524,16 @@ async fn the_repositorys_own_ci_failing_on_the_ready_commit_becomes_a_follow_up_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_status_a_ruleset_requires_holds_the_milestone_until_it_succeeds() {
-    // Another CI service reports commit statuses, and a ruleset on the
-    // default branch requires its `ci/external`. No webhook the App reads
-    // tells of a status: the App asks GitHub when the validators are done,
-    // and again on each reconciliation.
+async fn a_commit_status_named_in_the_settings_holds_the_milestone_until_it_succeeds() {
+    // Another CI service reports commit statuses; a ruleset on the default
+    // branch requires its `ci/external`, and so the settings name it (the App
+    // reads branch protection, not rulesets). No webhook the App reads tells
+    // of a status: the App asks GitHub when the validators are done, and
+    // again on each reconciliation.
     let m = MissionTest::start_full(Story::default(), FaultConfig::default(), |spec| {
-        with_settings(spec, |text| format!("{text}ci:\n  wait_minutes: 30\n"))
+        with_settings(spec, |text| {
+            format!("{text}ci:\n  required: [ci/external]\n  wait_minutes: 30\n")
+        })
     })
     .await;
     m.t.sim.repo_settings(&m.repo(), |r| {

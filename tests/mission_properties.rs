@@ -455,7 +455,13 @@ impl Sim {
     /// F1 and F2 done, milestone PR #101, validation round 1 started on `aaa`:
     /// the scrutiny job is dispatched.
     fn validating() -> (Sim, Job) {
-        let (mut s, f1) = Sim::building(Settings::default());
+        Sim::validating_with(Settings::default(), Vec::new())
+    }
+
+    /// As [`Sim::validating`], with `settings` and the repository's
+    /// `required` checks.
+    fn validating_with(settings: Settings, required: Vec<RequiredCheck>) -> (Sim, Job) {
+        let (mut s, f1) = Sim::building(settings);
         let fx = s.finish(&f1, worker(clean_handoff("F1")));
         let f2 = dispatched(&fx);
         s.apply(Event::MilestonePrOpened {
@@ -468,7 +474,7 @@ impl Sim {
             round: 1,
             sha: "aaa".into(),
             checks: checks(900),
-            required: Vec::new(),
+            required,
         });
         (s, dispatched(&fx))
     }
@@ -3057,22 +3063,7 @@ fn a_required_check_that_never_concludes_pauses_the_mission_and_resume_waits_aga
         ci_wait_secs: 300,
         ..Settings::default()
     };
-    let (mut s, f1) = Sim::building(settings);
-    let fx = s.finish(&f1, worker(clean_handoff("F1")));
-    let f2 = dispatched(&fx);
-    s.apply(Event::MilestonePrOpened {
-        index: 0,
-        number: 101,
-    });
-    s.finish(&f2, worker(clean_handoff("F2")));
-    let fx = s.apply(Event::ValidationStarted {
-        index: 0,
-        round: 1,
-        sha: "aaa".into(),
-        checks: checks(900),
-        required: vec![RequiredCheck::named("test")],
-    });
-    let scrutiny = dispatched(&fx);
+    let (mut s, scrutiny) = Sim::validating_with(settings, vec![RequiredCheck::named("test")]);
     // The CI's run was created before the validators finished; a late
     // `created` of an older run, or news of another commit, change nothing.
     s.apply(ci("aaa", 5001, None));
@@ -3130,22 +3121,14 @@ fn a_required_check_that_never_concludes_pauses_the_mission_and_resume_waits_aga
 
 #[test]
 fn a_passing_status_does_not_hide_a_failed_job_and_a_required_app_is_enforced() {
-    let (mut s, f1) = Sim::building(Settings::default());
-    let fx = s.finish(&f1, worker(clean_handoff("F1")));
-    let f2 = dispatched(&fx);
-    s.finish(&f2, worker(clean_handoff("F2")));
-    let fx = s.apply(Event::ValidationStarted {
-        index: 0,
-        round: 1,
-        sha: "aaa".into(),
-        checks: checks(900),
-        // `test` must come from GitHub Actions (branch protection's app_id).
-        required: vec![RequiredCheck {
+    // `test` must come from GitHub Actions (branch protection's app_id).
+    let (mut s, scrutiny) = Sim::validating_with(
+        Settings::default(),
+        vec![RequiredCheck {
             name: "test".into(),
             app_id: Some(15368),
         }],
-    });
-    let scrutiny = dispatched(&fx);
+    );
     // Another app's `test` passing stands for nothing.
     s.apply(Event::ExternalChecks {
         sha: "aaa".into(),
@@ -3221,18 +3204,8 @@ fn a_check_name_or_link_cannot_break_out_of_the_apps_markdown() {
 
 #[test]
 fn the_newest_run_of_a_required_check_counts_and_a_late_created_does_not_undo_it() {
-    let (mut s, f1) = Sim::building(Settings::default());
-    let fx = s.finish(&f1, worker(clean_handoff("F1")));
-    let f2 = dispatched(&fx);
-    s.finish(&f2, worker(clean_handoff("F2")));
-    let fx = s.apply(Event::ValidationStarted {
-        index: 0,
-        round: 1,
-        sha: "aaa".into(),
-        checks: checks(900),
-        required: vec![RequiredCheck::named("test")],
-    });
-    let scrutiny = dispatched(&fx);
+    let (mut s, scrutiny) =
+        Sim::validating_with(Settings::default(), vec![RequiredCheck::named("test")]);
     // The first run failed; a re-run (a higher id) passed; the first run's
     // `created` arrives last.
     s.apply(ci("aaa", 5001, Some("failure")));

@@ -446,10 +446,6 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
         .route(
-            "/repos/{owner}/{repo}/rules/branches/{*branch}",
-            get(branch_rules),
-        )
-        .route(
             "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches",
             post(actions::dispatch),
         )
@@ -2550,60 +2546,6 @@ async fn create_status(
     };
     sim.bump();
     ok(StatusCode::CREATED, rendered)
-}
-
-/// `GET /repos/{owner}/{repo}/rules/branches/{branch}`: the rules of every
-/// ruleset that applies to the branch (it need not exist), as GitHub lists
-/// them to anyone who may read the repository.
-async fn branch_rules(
-    State(sim): State<Sim>,
-    caller: Caller,
-    Path((owner, repo, branch)): Path<(String, String, String)>,
-) -> ApiResult {
-    let name = full(&owner, &repo);
-    let world = sim.world();
-    actor(&world, &caller, &name)?;
-    let refname = format!("refs/heads/{branch}");
-    let mut rules = Vec::new();
-    for (i, set) in world.repos[&name].rulesets.iter().enumerate() {
-        if !set.applies_to(&refname) {
-            continue;
-        }
-        let source = json!({
-            "ruleset_source_type": "Repository",
-            "ruleset_source": name,
-            "ruleset_id": i + 1,
-        });
-        let rule = |kind: &str, parameters: Option<Value>| {
-            let mut r = source.clone();
-            r["type"] = json!(kind);
-            if let Some(p) = parameters {
-                r["parameters"] = p;
-            }
-            r
-        };
-        if set.restrict_creation {
-            rules.push(rule("creation", None));
-        }
-        if set.require_signed_commits {
-            rules.push(rule("required_signatures", None));
-        }
-        if !set.required_checks.is_empty() {
-            let checks: Vec<Value> = set
-                .required_checks
-                .iter()
-                .map(|c| json!({"context": c}))
-                .collect();
-            rules.push(rule(
-                "required_status_checks",
-                Some(json!({
-                    "required_status_checks": checks,
-                    "strict_required_status_checks_policy": false,
-                })),
-            ));
-        }
-    }
-    ok(StatusCode::OK, Value::Array(rules))
 }
 
 /// `GET /repos/{owner}/{repo}/commits/{ref}/status`: the newest status of

@@ -499,6 +499,8 @@ async fn save_text(
     replace: bool,
 ) -> Result<(), EffectError> {
     use base64::Engine;
+    // The blob a replacing PUT names (GitHub refuses to overwrite blindly).
+    let mut replaced = None;
     if let Some(found) = read_file(client, repo, path, branch).await? {
         if found == text || !replace {
             return Ok(());
@@ -514,21 +516,8 @@ async fn save_text(
                 None,
             )
             .await?;
-        client
-            .request_json(
-                Method::PUT,
-                &format!("/repos/{repo}/contents/{}", path_segments(path)),
-                Some(&json!({
-                    "message": message,
-                    "content": base64::engine::general_purpose::STANDARD.encode(text),
-                    "branch": branch,
-                    "sha": meta["sha"],
-                })),
-            )
-            .await?;
-        return Ok(());
-    }
-    if !ref_exists(client, repo, branch).await? {
+        replaced = Some(meta["sha"].clone());
+    } else if !ref_exists(client, repo, branch).await? {
         let tree = client
             .request_json(
                 Method::POST,
@@ -557,15 +546,19 @@ async fn save_text(
             Err(e) => return Err(e.into()),
         }
     }
+    let mut body = json!({
+        "message": message,
+        "content": base64::engine::general_purpose::STANDARD.encode(text),
+        "branch": branch,
+    });
+    if let Some(sha) = replaced {
+        body["sha"] = sha;
+    }
     client
         .request_json(
             Method::PUT,
             &format!("/repos/{repo}/contents/{}", path_segments(path)),
-            Some(&json!({
-                "message": message,
-                "content": base64::engine::general_purpose::STANDARD.encode(text),
-                "branch": branch,
-            })),
+            Some(&body),
         )
         .await?;
     Ok(())
@@ -643,11 +636,13 @@ const ACTIONS_APP: &str = "github-actions";
 const CI_LOG_TAIL_BYTES: usize = 8 * 1024;
 
 /// The checks of other apps a ready commit must pass: the base branch's
-/// required status checks (branch protection and rulesets, each with the app
-/// it must come from when they say) and `ci.required` of its
-/// `.github/missions.yml`, less the App's own check runs. A settings file
-/// that does not parse is an error: a round never starts without checks the
-/// maintainer named.
+/// required status checks (its classic protection, each with the app it must
+/// come from when it says) and `ci.required` of its `.github/missions.yml`,
+/// less the App's own check runs. A settings file that does not parse is an
+/// error: a round never starts without checks the maintainer named.
+/// Rulesets are not read (`GET /rules/branches/{branch}` is outside the
+/// REST description this project checks its calls against): their required
+/// checks go in `ci.required`.
 async fn required_checks(
     client: &InstallationClient,
     repo: &str,
@@ -676,38 +671,6 @@ async fn required_checks(
                 app_id: check["app_id"].as_u64(),
             });
         }
-    }
-    // Rulesets require checks too (the branch's `protection` shows only the
-    // classic rule); a GitHub without them answers 404.
-    match client
-        .request_json(
-            Method::GET,
-            &format!(
-                "/repos/{repo}/rules/branches/{}?per_page=100",
-                path_segments(base)
-            ),
-            None,
-        )
-        .await
-    {
-        Ok(rules) => {
-            for rule in rules.as_array().into_iter().flatten() {
-                if rule["type"] != "required_status_checks" {
-                    continue;
-                }
-                let checks = &rule["parameters"]["required_status_checks"];
-                for check in checks.as_array().into_iter().flatten() {
-                    if let Some(name) = check["context"].as_str() {
-                        required.push(RequiredCheck {
-                            name: name.to_owned(),
-                            app_id: check["integration_id"].as_u64(),
-                        });
-                    }
-                }
-            }
-        }
-        Err(e) if e.status() == Some(404) => {}
-        Err(e) => return Err(e.into()),
     }
     if let Some(text) = read_file(client, repo, crate::llm::config::REPO_CONFIG_PATH, base).await? {
         let config = crate::repo_config::RepoConfig::parse(&text).map_err(|e| {
