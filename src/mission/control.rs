@@ -415,15 +415,10 @@ pub fn sticky(m: &Mission, now: i64, links: &Links) -> String {
                         "pending" => "⏳",
                         _ => "❌",
                     };
-                    let check = super::machine::ExternalCheck {
-                        name: c.name.clone(),
-                        conclusion: None,
-                        url: c.url.clone(),
-                        check_run_id: None,
-                        app: None,
-                        app_id: None,
-                    };
-                    format!("{mark} {}", check.markdown())
+                    format!(
+                        "{mark} {}",
+                        super::machine::check_markdown(&c.name, c.url.as_deref())
+                    )
                 })
                 .collect();
         out.push_str(&format!("| repository checks | {} |\n", checks.join(" · ")));

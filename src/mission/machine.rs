@@ -809,22 +809,9 @@ impl ExternalCheck {
         format!("{}\u{1f}{}", self.name, self.app.as_deref().unwrap_or(""))
     }
 
-    /// The check's name and link as markdown: the name without what could
-    /// break out of a code span or a table, the link only when it is a plain
-    /// http(s) URL (a status's `target_url` is anyone's text).
+    /// The check's name and link as markdown (see [`check_markdown`]).
     pub fn markdown(&self) -> String {
-        let name: String = one_line(&self.name).replace('`', "'");
-        match &self.url {
-            Some(url)
-                if (url.starts_with("https://") || url.starts_with("http://"))
-                    && !url.chars().any(|c| {
-                        c.is_whitespace() || c.is_control() || "()<>|[]`\\\"'".contains(c)
-                    }) =>
-            {
-                format!("[`{name}`]({url})")
-            }
-            _ => format!("`{name}`"),
-        }
+        check_markdown(&self.name, self.url.as_deref())
     }
 
     /// Concluded, and not in a way that blocks a merge (GitHub's rule for
@@ -834,6 +821,24 @@ impl ExternalCheck {
             self.conclusion.as_deref(),
             Some("success" | "neutral" | "skipped")
         )
+    }
+}
+
+/// A check's name and link as markdown: the name without what could break
+/// out of a code span or a table, the link only when it is a plain http(s)
+/// URL (a status's `target_url` is anyone's text).
+pub fn check_markdown(name: &str, url: Option<&str>) -> String {
+    let name: String = one_line(name).replace('`', "'");
+    match url {
+        Some(url)
+            if (url.starts_with("https://") || url.starts_with("http://"))
+                && !url.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || "()<>|[]`\\\"'".contains(c)
+                }) =>
+        {
+            format!("[`{name}`]({url})")
+        }
+        _ => format!("`{name}`"),
     }
 }
 

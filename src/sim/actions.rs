@@ -351,6 +351,30 @@ fn workflow_jobs(config: &super::SimConfig, file_name: &str) -> Vec<super::SimJo
         .unwrap_or_default()
 }
 
+/// A fresh `GITHUB_TOKEN` for one job of run `run_id` (the caller revokes
+/// it when the job ends).
+pub(crate) fn issue_job_token(
+    sim: &SimInner,
+    repository: &str,
+    run_id: u64,
+    write: bool,
+    expires_at: time::OffsetDateTime,
+) -> String {
+    let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
+    sim.world().issue_token(
+        token.clone(),
+        Token {
+            subject: TokenSubject::Job {
+                repository: repository.to_owned(),
+                run_id,
+                write,
+            },
+            expires_at: Some(expires_at),
+        },
+    );
+    token
+}
+
 /// Where `${{ sim.artifacts }}` points: shared by the jobs of one run.
 const ARTIFACTS_PATTERN: &str = "${{ sim.artifacts }}";
 
@@ -529,18 +553,7 @@ async fn execute(
             };
             // Each job its own token, with its own permissions, revoked when
             // it ends.
-            let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
-            sim.world().issue_token(
-                token.clone(),
-                Token {
-                    subject: TokenSubject::Job {
-                        repository: name.clone(),
-                        run_id,
-                        write: job.contents_write,
-                    },
-                    expires_at: Some(expires),
-                },
-            );
+            let token = issue_job_token(&sim, &name, run_id, job.contents_write, expires);
             let timeout = if fault == JobFault::TimeOut {
                 Duration::from_millis(1)
             } else {

@@ -31,8 +31,7 @@ use super::git::PathContent;
 use super::render::{self, SimpleCommit};
 use super::runner::{self, Conclusion, JobSpec};
 use super::state::{
-    CheckApp, CheckOutput, CheckRun, LogLink, Permission, PushRun, Repo, RunStatus, Token,
-    TokenSubject, World,
+    CheckApp, CheckOutput, CheckRun, LogLink, Permission, PushRun, Repo, RunStatus, World,
 };
 use super::{SimInner, SimJob, actions, queue};
 use crate::sim_fields;
@@ -300,21 +299,10 @@ async fn run_job(
             "##[error]The runner has received a shutdown signal (simulated runner failure).\n",
         )
     } else {
-        let token = format!("ghs_job{}", uuid::Uuid::new_v4().simple());
         let expires = now
             + time::Duration::try_from(sim.config.job_timeout).unwrap_or(time::Duration::hours(6))
             + time::Duration::minutes(10);
-        sim.world().issue_token(
-            token.clone(),
-            Token {
-                subject: TokenSubject::Job {
-                    repository: name.clone(),
-                    run_id,
-                    write: false,
-                },
-                expires_at: Some(expires),
-            },
-        );
+        let token = actions::issue_job_token(&sim, &name, run_id, false, expires);
         let spec = JobSpec {
             run_id,
             run_number: run.run_number,
