@@ -6,11 +6,15 @@
 //! unless every run completed with no duplicate and no loss.
 //!
 //! Options: `--runs N` (20), `--seed S` (1), `--kills K` per run (1),
-//! `--dir PATH` to keep each run's simulator, database and App log.
+//! `--dir PATH` to keep each run's simulator, database and App log,
+//! `--replicas R` (1) `missions serve` processes behind a round-robin load
+//! balancer, `--database sqlite|postgres` (sqlite; several replicas need
+//! postgres: a private server from Debian's packages, one database per run).
 
 use std::path::PathBuf;
 
 use missions::demo::chaos::{self, ChaosOptions};
+use missions::store::Engine;
 
 fn main() {
     let mut options = ChaosOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_missions")));
@@ -25,6 +29,14 @@ fn main() {
             "--seed" => options.seed = value("--seed").parse().expect("--seed S"),
             "--kills" => options.kills = value("--kills").parse().expect("--kills K"),
             "--dir" => options.dir = Some(PathBuf::from(value("--dir"))),
+            "--replicas" => options.replicas = value("--replicas").parse().expect("--replicas R"),
+            "--database" => {
+                options.database = match value("--database").as_str() {
+                    "sqlite" => Engine::Sqlite,
+                    "postgres" | "postgresql" => Engine::Postgres,
+                    other => panic!("--database sqlite|postgres, not {other}"),
+                }
+            }
             // `cargo bench` passes `--bench`; filters are not used.
             "--bench" => {}
             other if other.starts_with("--") => panic!("unknown option {other}"),

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use missions::demo::chaos::{self, ChaosOptions};
+use missions::store::Engine;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_mission_survives_kills_lost_and_repeated_webhooks_and_api_faults() {
@@ -28,5 +29,38 @@ async fn the_demo_mission_survives_kills_lost_and_repeated_webhooks_and_api_faul
         assert_eq!(run.kills_at.len(), 1, "{table}");
         assert!(run.api_faults > 0, "{table}");
         assert!(run.deliveries_lost > 0, "{table}");
+    }
+}
+
+/// Three `missions serve` replicas on one PostgreSQL database behind a
+/// round-robin balancer, with a random replica killed (SIGKILL) and restarted
+/// in each run, on top of the same faults: the mission completes, nothing is
+/// done twice, nothing is lost. (The table: `cargo bench --bench chaos --
+/// --replicas 3 --database postgres --runs 10`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgres_survive_one_of_them_killed_in_every_run() {
+    if std::env::var_os("MISSIONS_SKIP_POSTGRES").is_some_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("MISSIONS_SKIP_POSTGRES is set: the replicas' chaos runs are skipped");
+        return;
+    }
+    let mut options = ChaosOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_missions")));
+    options.runs = 2;
+    options.seed = 200;
+    options.replicas = 3;
+    options.database = Engine::Postgres;
+    if let Ok(seed) = std::env::var("MISSIONS_CHAOS_SEED") {
+        options.seed = seed.parse().expect("MISSIONS_CHAOS_SEED is a number");
+        options.runs = 1;
+    }
+    options.dir = std::env::var_os("MISSIONS_CHAOS_DIR").map(PathBuf::from);
+    let report = chaos::run(&options).await.expect("the chaos runner runs");
+    let table = report.table();
+    println!("{table}");
+    assert_eq!(report.runs.len(), options.runs);
+    assert!(report.meets_target(), "{table}");
+    for run in &report.runs {
+        assert_eq!(run.kills_at.len(), 1, "{table}");
+        assert_eq!(run.killed_replicas.len(), 1, "{table}");
+        assert!(run.api_faults > 0, "{table}");
     }
 }

@@ -797,7 +797,7 @@ async fn post_delivery(
 /// The payload the App stored for delivery `id`, if any.
 async fn stored_payload(m: &MissionTest, id: &str) -> Option<Value> {
     let bytes: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT p.payload FROM inbox i JOIN inbox_payloads p ON p.seq = i.seq WHERE i.delivery_id = ?",
+        "SELECT p.payload FROM inbox i JOIN inbox_payloads p ON p.seq = i.seq WHERE i.delivery_id = $1",
     )
     .bind(id)
     .fetch_optional(m.t.store.pool())

@@ -343,7 +343,7 @@ async fn a_duplicated_delivery_is_sent_twice_with_one_id_and_stored_once() {
     assert_eq!(
         inbox_count(
             &t,
-            "SELECT COUNT(*) FROM inbox WHERE delivery_id = ?",
+            "SELECT COUNT(*) FROM inbox WHERE delivery_id = $1",
             &opened.id
         )
         .await,

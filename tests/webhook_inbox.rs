@@ -256,6 +256,66 @@ async fn the_same_delivery_posted_ten_times_is_stored_once_and_handled_once() {
     assert_eq!(handled(&store).await.len(), 1, "handled exactly once");
 }
 
+/// Three servers on one database, as replicas behind a load balancer are, and
+/// each delivery sent to two of them at once (a redelivery racing the original,
+/// or a balancer retrying): both answer 2xx, exactly one says "stored", and the
+/// delivery is stored once and handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_sent_to_two_replicas_at_once_is_stored_once_and_handled_once() {
+    let env = TestEnv::new();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(
+            env.server_with(HandlerRegistry::new().with(Recorder::default()), true)
+                .await,
+        );
+    }
+    let routers: Vec<_> = replicas.iter().map(|r| r.router()).collect();
+    let routers = &routers;
+    let fixtures = webhook_fixtures();
+    let deliveries: Vec<(String, &Fixture)> = (0..30)
+        .map(|i| (delivery_id(), &fixtures[i % fixtures.len()]))
+        .collect();
+    let answers = futures::future::join_all(deliveries.iter().enumerate().map(
+        |(i, (id, f))| async move {
+            let delivery = Delivery::signed(&f.event, id, &f.body);
+            let (first, second) = futures::join!(
+                send(&routers[i % 3], &delivery),
+                send(&routers[(i + 1) % 3], &delivery)
+            );
+            (first.0, second.0)
+        },
+    ))
+    .await;
+    for (first, second) in &answers {
+        assert!(first.is_success() && second.is_success(), "{answers:?}");
+        assert_eq!(
+            [first, second]
+                .iter()
+                .filter(|s| ***s == StatusCode::ACCEPTED)
+                .count(),
+            1,
+            "exactly one of the two says stored: {answers:?}"
+        );
+    }
+
+    let store = replicas[0].store().clone();
+    wait_until(|| async { inbox::counts(store.pool()).await.unwrap().processed == 30 }).await;
+    for replica in replicas {
+        replica.shutdown().await;
+    }
+    assert_eq!(inbox_rows(&store).await, 30);
+    let handled = handled(&store).await;
+    let mut ids: Vec<&str> = handled.iter().map(|h| h.0.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (handled.len(), ids.len()),
+        (30, 30),
+        "each handled exactly once"
+    );
+}
+
 #[tokio::test]
 async fn deliveries_left_unprocessed_are_processed_exactly_once_by_the_next_server() {
     let env = TestEnv::new();

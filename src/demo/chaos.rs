@@ -7,11 +7,17 @@
 //! would check: the mission finished, no step ran twice, no comment was posted
 //! twice, every handoff and report is on its branch, every check run agrees with
 //! its report.
+//!
+//! With `replicas` > 1 the App runs as that many `missions serve` processes
+//! sharing one PostgreSQL database (a private server from Debian's packages),
+//! behind a round-robin load balancer, and each kill takes a random replica.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,6 +37,8 @@ use crate::mission::outputs::{JobOutput, JobResult, ValidationReport, Validator}
 use crate::mission::plan::Plan;
 use crate::sim::git::PathContent;
 use crate::sim::{FaultConfig, Sim, SimConfig, sample};
+use crate::store::Engine;
+use crate::store::postgres_server::PostgresServer;
 
 #[derive(Debug, Clone)]
 pub struct ChaosOptions {
@@ -51,6 +59,10 @@ pub struct ChaosOptions {
     pub kills: usize,
     /// Where each run's data and the App's logs go; a temporary directory when `None`.
     pub dir: Option<PathBuf>,
+    /// How many `missions serve` processes share the work.
+    pub replicas: usize,
+    /// The database they share: SQLite (one replica only) or PostgreSQL.
+    pub database: Engine,
     /// Print each run's line as it ends.
     pub verbose: bool,
 }
@@ -67,6 +79,8 @@ impl ChaosOptions {
             reorder_window: 4,
             kills: 1,
             dir: None,
+            replicas: 1,
+            database: Engine::Sqlite,
             verbose: true,
         }
     }
@@ -82,6 +96,8 @@ pub struct RunOutcome {
     pub took: Duration,
     /// When the App was killed, from the start of the run.
     pub kills_at: Vec<Duration>,
+    /// Which replica (from 1) each kill took.
+    pub killed_replicas: Vec<usize>,
     /// Deliveries the simulator dropped or could not deliver (the App was down).
     pub deliveries_lost: usize,
     pub deliveries_sent: usize,
@@ -105,6 +121,8 @@ pub struct RunOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct ChaosReport {
     pub runs: Vec<RunOutcome>,
+    /// How many replicas each run had.
+    pub replicas: usize,
 }
 
 impl ChaosReport {
@@ -137,7 +155,13 @@ impl ChaosReport {
             let kills: Vec<String> = r
                 .kills_at
                 .iter()
-                .map(|d| format!("{:.1}s", d.as_secs_f64()))
+                .enumerate()
+                .map(|(k, d)| match r.killed_replicas.get(k) {
+                    Some(replica) if self.replicas > 1 => {
+                        format!("{:.1}s (replica {replica})", d.as_secs_f64())
+                    }
+                    _ => format!("{:.1}s", d.as_secs_f64()),
+                })
                 .collect();
             let _ = writeln!(
                 out,
@@ -159,7 +183,8 @@ impl ChaosReport {
         }
         let _ = writeln!(
             out,
-            "\nruns: {} · completed: {} · duplicates: {} · losses: {}",
+            "\nreplicas: {} · runs: {} · completed: {} · duplicates: {} · losses: {}",
+            self.replicas.max(1),
             self.runs.len(),
             self.completed(),
             self.duplicates(),
@@ -186,6 +211,18 @@ const SECRET: &str = "chaos-webhook-secret";
 /// Runs the demo mission `options.runs` times under faults.
 pub async fn run(options: &ChaosOptions) -> anyhow::Result<ChaosReport> {
     crate::llm::http::install_crypto_provider();
+    if options.replicas > 1 && options.database != Engine::Postgres {
+        bail!("several replicas share a PostgreSQL database: add --database postgres");
+    }
+    // One server for all runs, a database for each.
+    let postgres = match options.database {
+        Engine::Postgres => Some(
+            tokio::task::spawn_blocking(PostgresServer::start)
+                .await?
+                .context("cannot start PostgreSQL for the replicas")?,
+        ),
+        Engine::Sqlite => None,
+    };
     let temp;
     let root = match &options.dir {
         Some(d) => {
@@ -206,12 +243,19 @@ pub async fn run(options: &ChaosOptions) -> anyhow::Result<ChaosReport> {
         key.to_pkcs8_pem(LineEnding::LF)?.to_string(),
         key.to_public_key().to_public_key_pem(LineEnding::LF)?,
     );
-    let mut report = ChaosReport::default();
+    let mut report = ChaosReport {
+        replicas: options.replicas,
+        ..ChaosReport::default()
+    };
     for i in 0..options.runs {
         let seed = options.seed.wrapping_add(i as u64);
         let dir = root.join(format!("run-{}", i + 1));
         std::fs::create_dir_all(&dir)?;
-        let outcome = one_run(options, seed, &dir, &keys).await?;
+        let database_url = match &postgres {
+            Some(server) => server.create_database().await?,
+            None => format!("sqlite://{}", dir.join("missions.db").display()),
+        };
+        let outcome = one_run(options, seed, &dir, &database_url, &keys).await?;
         if options.verbose {
             eprintln!(
                 "chaos run {}/{} (seed {seed}): {} in {:.1}s, {} duplicates, {} losses{}",
@@ -294,6 +338,7 @@ async fn one_run(
     options: &ChaosOptions,
     seed: u64,
     dir: &Path,
+    database_url: &str,
     (private_pem, public_pem): &(String, String),
 ) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
@@ -337,7 +382,7 @@ async fn one_run(
         &config_path,
         format!(
             "listen = \"127.0.0.1:0\"\n\
-             database_url = \"sqlite://{db}\"\n\
+             database_url = \"{database_url}\"\n\
              webhook_secret = \"{SECRET}\"\n\
              app_id = {app_id}\n\
              private_key_path = \"{key}\"\n\
@@ -345,16 +390,29 @@ async fn one_run(
              [missions]\n\
              reconcile_every_secs = 2\n\
              job_timeout_secs = 60\n",
-            db = dir.join("missions.db").display(),
             app_id = sample::APP_ID,
             key = key_path.display(),
             api = sim.url(),
         ),
     )?;
-    let log = dir.join("app.log");
-    let mut app = start_app(&options.binary, &config_path, &log).await?;
+    let replicas = options.replicas.max(1);
+    let log_of = |replica: usize| match replicas {
+        1 => dir.join("app.log"),
+        _ => dir.join(format!("app-{}.log", replica + 1)),
+    };
+    let mut apps = Vec::with_capacity(replicas);
+    for replica in 0..replicas {
+        apps.push(start_app(&options.binary, &config_path, &log_of(replica)).await?);
+    }
+    // GitHub reaches the replicas through a load balancer, as it would in a
+    // fleet; with one replica, directly.
+    let balancer = Balancer::start(apps.iter().map(|a| a.addr.clone()).collect()).await?;
+    let target = match replicas {
+        1 => apps[0].addr.clone(),
+        _ => balancer.addr.clone(),
+    };
     sim.set_webhook_target(
-        &format!("http://{}/webhook", app.addr),
+        &format!("http://{target}/webhook"),
         SecretString::from(SECRET),
     );
 
@@ -396,16 +454,23 @@ async fn one_run(
         loop {
             if kills.peek().is_some_and(|at| started.elapsed() >= *at) {
                 let at = kills.next().unwrap_or_default();
+                let victim = rng.gen_range(0..replicas);
                 outcome.kills_at.push(at);
-                app.child.start_kill()?;
-                app.child.wait().await?;
-                // Down for a moment: deliveries in between fail, as they would.
+                outcome.killed_replicas.push(victim + 1);
+                balancer.set(victim, None);
+                apps[victim].child.start_kill()?;
+                apps[victim].child.wait().await?;
+                // Down for a moment: deliveries in between fail (or, behind the
+                // balancer, go to the other replicas), as they would.
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(100..2_000))).await;
-                app = start_app(&options.binary, &config_path, &log).await?;
-                sim.set_webhook_target(
-                    &format!("http://{}/webhook", app.addr),
-                    SecretString::from(SECRET),
-                );
+                apps[victim] = start_app(&options.binary, &config_path, &log_of(victim)).await?;
+                balancer.set(victim, Some(apps[victim].addr.clone()));
+                if replicas == 1 {
+                    sim.set_webhook_target(
+                        &format!("http://{}/webhook", apps[0].addr),
+                        SecretString::from(SECRET),
+                    );
+                }
             }
             let state = Snapshot::take(&sim, &repo, issue);
             if state.issue_closed {
@@ -483,8 +548,11 @@ async fn one_run(
     }
     // Let the App settle (the last sticky update, the close) before judging.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _ = app.child.start_kill();
-    let _ = app.child.wait().await;
+    for app in &mut apps {
+        let _ = app.child.start_kill();
+        let _ = app.child.wait().await;
+    }
+    balancer.stop();
 
     let deliveries = sim.deliveries();
     outcome.deliveries_sent = deliveries.len();
@@ -508,6 +576,118 @@ async fn one_run(
     }
     sim.shutdown();
     Ok(outcome)
+}
+
+/// A round-robin load balancer in front of the replicas, as a fleet has: each
+/// request goes to the next replica in turn; a replica that is down (known to
+/// be, or refusing the connection) is skipped, as a balancer's health checks
+/// would. A request a replica received and did not answer (it was killed) is
+/// answered 502, as a balancer would: GitHub counts that delivery as failed.
+/// The replicas' addresses, whose turn is next, and the client to forward with.
+type BalancerState = (
+    Arc<Mutex<Vec<Option<String>>>>,
+    Arc<AtomicUsize>,
+    reqwest::Client,
+);
+
+struct Balancer {
+    addr: String,
+    replicas: Arc<Mutex<Vec<Option<String>>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Balancer {
+    async fn start(replicas: Vec<String>) -> anyhow::Result<Balancer> {
+        let replicas = Arc::new(Mutex::new(
+            replicas.into_iter().map(Some).collect::<Vec<_>>(),
+        ));
+        let next = Arc::new(AtomicUsize::new(0));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let state: BalancerState = (replicas.clone(), next, http);
+        let app = axum::Router::new()
+            .fallback(
+                |axum::extract::State((replicas, next, http)): axum::extract::State<
+                    BalancerState,
+                >,
+                 request: axum::extract::Request| async move {
+                    forward(&replicas, &next, &http, request).await
+                },
+            )
+            .with_state(state);
+        let shutdown = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+        Ok(Balancer {
+            addr,
+            replicas,
+            stop,
+        })
+    }
+
+    /// Where replica `index` listens now; `None` while it is down.
+    fn set(&self, index: usize, addr: Option<String>) {
+        self.replicas.lock().expect("replicas")[index] = addr;
+    }
+
+    fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn forward(
+    replicas: &Mutex<Vec<Option<String>>>,
+    next: &AtomicUsize,
+    http: &reqwest::Client,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        return (axum::http::StatusCode::BAD_REQUEST, "unreadable body").into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let count = replicas.lock().expect("replicas").len();
+    for _ in 0..count {
+        let turn = next.fetch_add(1, Ordering::SeqCst) % count;
+        let Some(addr) = replicas.lock().expect("replicas")[turn].clone() else {
+            continue;
+        };
+        let mut outgoing = http.request(parts.method.clone(), format!("http://{addr}{path}"));
+        for (name, value) in &parts.headers {
+            if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
+                outgoing = outgoing.header(name, value);
+            }
+        }
+        match outgoing.body(body.clone()).send().await {
+            Ok(response) => {
+                let status = response.status();
+                let bytes = response.bytes().await.unwrap_or_default();
+                return (status, bytes).into_response();
+            }
+            // Never reached the replica: try the next one.
+            Err(e) if e.is_connect() => continue,
+            Err(_) => {
+                return (
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "the replica did not answer",
+                )
+                    .into_response();
+            }
+        }
+    }
+    (axum::http::StatusCode::BAD_GATEWAY, "no replica is up").into_response()
 }
 
 fn first_line(text: &str) -> String {

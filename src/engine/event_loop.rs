@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -29,6 +29,9 @@ const BATCH: u32 = 32;
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest idle wait; a safety net should a wake-up ever be missed.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// Longest idle wait when servers share the database: a delivery another server
+/// stored and did not live to handle wakes no one, so every server looks this often.
+const SHARED_IDLE: Duration = Duration::from_secs(1);
 
 /// What one pass over the inbox did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +161,16 @@ impl EventLoop {
     /// How long to sleep when nothing is due: until the next retry, at most
     /// MAX_IDLE (new deliveries wake the loop sooner).
     fn wait_until_retry(&self, next_retry: Option<time::OffsetDateTime>) -> Duration {
+        let longest = if self.store.is_shared() {
+            SHARED_IDLE
+        } else {
+            MAX_IDLE
+        };
         match next_retry {
             Some(at) => Duration::try_from(at - self.clock.now())
                 .unwrap_or(Duration::ZERO)
-                .min(MAX_IDLE),
-            None => MAX_IDLE,
+                .min(longest),
+            None => longest,
         }
     }
 
@@ -170,13 +178,26 @@ impl EventLoop {
     /// more may be due).
     async fn process_batch(&self) -> anyhow::Result<(PassReport, bool)> {
         let now = self.clock.now();
-        let due = inbox::due(self.store.pool(), now, BATCH).await?;
         let mut report = PassReport::default();
+        let (due, mut tx) = if self.store.is_shared() {
+            // Several servers: the inbox lock first, then what is still due, so
+            // that no two servers handle a delivery and inputs keep arrival order.
+            let mut tx = self.store.begin_write_deferred().await?;
+            tx.lock_inbox().await?;
+            let due = inbox::due(&mut *tx, now, BATCH).await?;
+            (due, Some(tx))
+        } else {
+            // One server: read before taking the write lock, so that parsing
+            // (pure CPU) does not hold up the webhook receiver's commits.
+            (inbox::due(self.store.pool(), now, BATCH).await?, None)
+        };
         let full = due.len() == BATCH as usize;
         if due.is_empty() {
+            if let Some(tx) = tx {
+                tx.commit().await?;
+            }
             return Ok((report, full));
         }
-        // Parse before taking the write lock: it is pure CPU and needs no database.
         let parsed: Vec<_> = due
             .iter()
             .map(|d| WebhookEvent::parse(&d.event, &d.payload))
@@ -184,7 +205,10 @@ impl EventLoop {
         // Not fsynced on its own: durable with the next synced commit. Should a power
         // loss drop it, its handler writes go with it and the deliveries, still
         // pending in the (synced) inbox, are handled again.
-        let mut tx = self.store.begin_write_deferred().await?;
+        let mut tx = match tx.take() {
+            Some(tx) => tx,
+            None => self.store.begin_write_deferred().await?,
+        };
         let mut processed = Vec::with_capacity(due.len());
         for (delivery, event) in due.iter().zip(parsed) {
             // Error level, so the span (and the delivery id on every line inside it)
@@ -224,7 +248,7 @@ impl EventLoop {
     /// `HandlerContext::db`) and the failure is recorded.
     async fn process_one(
         &self,
-        tx: &mut SqliteConnection,
+        tx: &mut AnyConnection,
         delivery: &StoredDelivery,
         event: Result<WebhookEvent, EventParseError>,
     ) -> anyhow::Result<Outcome> {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use crate::github::events::WebhookEvent;
 
@@ -23,12 +23,12 @@ pub struct DeliveryInfo {
 
 pub struct HandlerContext<'a> {
     pub delivery: &'a DeliveryInfo,
-    tx: &'a mut SqliteConnection,
+    tx: &'a mut AnyConnection,
     savepoint_open: bool,
 }
 
 impl<'a> HandlerContext<'a> {
-    pub(crate) fn new(delivery: &'a DeliveryInfo, tx: &'a mut SqliteConnection) -> Self {
+    pub(crate) fn new(delivery: &'a DeliveryInfo, tx: &'a mut AnyConnection) -> Self {
         Self {
             delivery,
             tx,
@@ -42,7 +42,7 @@ impl<'a> HandlerContext<'a> {
     /// The first call opens this delivery's savepoint, so that a failure undoes only
     /// this delivery's writes; handlers that never write cost no extra round trip.
     /// Commit and rollback belong to the event loop.
-    pub async fn db(&mut self) -> sqlx::Result<&mut SqliteConnection> {
+    pub async fn db(&mut self) -> sqlx::Result<&mut AnyConnection> {
         if !self.savepoint_open {
             sqlx::raw_sql("SAVEPOINT missions_delivery")
                 .execute(&mut *self.tx)

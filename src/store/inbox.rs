@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row};
 use time::OffsetDateTime;
 
 /// Most rows per multi-row INSERT: 6 bound values each stays far below SQLite's limit.
@@ -83,25 +83,27 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
 /// Returns one outcome per input, in order. A delivery id repeated inside the batch
 /// is stored once: its first occurrence is `Stored`, the others `Duplicate`.
 pub async fn insert_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     batch: &[&NewDelivery],
 ) -> sqlx::Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(MAX_INSERT_BATCH) {
-        let mut rows = sqlx::QueryBuilder::new(
-            "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, received_at) ",
+        let sql = format!(
+            "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, received_at) \
+             VALUES {} ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id",
+            super::value_rows(chunk.len(), 6, 1)
         );
-        rows.push_values(chunk, |mut row, d: &&NewDelivery| {
-            row.push_bind(d.delivery_id.as_str())
-                .push_bind(d.event.as_str())
-                .push_bind(d.action.as_deref())
-                .push_bind(d.installation_id)
-                .push_bind(d.repository.as_deref())
-                .push_bind(to_millis(d.received_at));
-        });
-        rows.push(" ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id");
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in chunk {
+            rows = rows
+                .bind(d.delivery_id.as_str())
+                .bind(d.event.as_str())
+                .bind(d.action.as_deref())
+                .bind(d.installation_id)
+                .bind(d.repository.as_deref())
+                .bind(to_millis(d.received_at));
+        }
         let inserted: HashMap<String, i64> = rows
-            .build()
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
@@ -121,12 +123,15 @@ pub async fn insert_batch(
             }
         }
         if !new.is_empty() {
-            let mut payloads =
-                sqlx::QueryBuilder::new("INSERT INTO inbox_payloads (seq, payload) ");
-            payloads.push_values(&new, |mut row, (seq, payload)| {
-                row.push_bind(*seq).push_bind(*payload);
-            });
-            payloads.build().execute(&mut *conn).await?;
+            let sql = format!(
+                "INSERT INTO inbox_payloads (seq, payload) VALUES {}",
+                super::value_rows(new.len(), 2, 1)
+            );
+            let mut payloads = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (seq, payload) in &new {
+                payloads = payloads.bind(*seq).bind(*payload);
+            }
+            payloads.execute(&mut *conn).await?;
         }
     }
     Ok(outcomes)
@@ -137,7 +142,7 @@ const SELECT_COLUMNS: &str = "inbox.seq AS seq, delivery_id, event, action, inst
 /// Every delivery with its payload.
 const FROM_INBOX: &str = "FROM inbox JOIN inbox_payloads ON inbox_payloads.seq = inbox.seq";
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> StoredDelivery {
+fn from_row(row: &sqlx::any::AnyRow) -> StoredDelivery {
     StoredDelivery {
         seq: row.get("seq"),
         delivery_id: row.get("delivery_id"),
@@ -155,24 +160,24 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> StoredDelivery {
 
 /// Pending deliveries whose retry time has come, oldest first.
 pub async fn due(
-    pool: &SqlitePool,
+    db: impl sqlx::Executor<'_, Database = sqlx::Any>,
     now: OffsetDateTime,
     limit: u32,
 ) -> sqlx::Result<Vec<StoredDelivery>> {
     let sql = format!(
         "SELECT {SELECT_COLUMNS} {FROM_INBOX} \
-         WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY inbox.seq LIMIT ?"
+         WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY inbox.seq LIMIT $2"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(to_millis(now))
-        .bind(limit)
-        .fetch_all(pool)
+        .bind(i64::from(limit))
+        .fetch_all(db)
         .await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
 /// When the earliest pending delivery that is waiting for a retry becomes due.
-pub async fn next_retry_at(pool: &SqlitePool) -> sqlx::Result<Option<OffsetDateTime>> {
+pub async fn next_retry_at(pool: &AnyPool) -> sqlx::Result<Option<OffsetDateTime>> {
     let ms: Option<i64> =
         sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM inbox WHERE status = 'pending'")
             .fetch_one(pool)
@@ -183,22 +188,23 @@ pub async fn next_retry_at(pool: &SqlitePool) -> sqlx::Result<Option<OffsetDateT
 /// Marks deliveries processed; call it in the transaction that holds the handlers'
 /// writes. Only pending rows change; returns how many did.
 pub async fn mark_processed(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seqs: &[i64],
     now: OffsetDateTime,
 ) -> sqlx::Result<u64> {
     if seqs.is_empty() {
         return Ok(0);
     }
-    let mut query = sqlx::QueryBuilder::new(
-        "UPDATE inbox SET status = 'processed', attempts = attempts + 1, last_error = NULL, finished_at = ",
+    let sql = format!(
+        "UPDATE inbox SET status = 'processed', attempts = attempts + 1, last_error = NULL, \
+         finished_at = $1 WHERE status = 'pending' AND seq IN {}",
+        super::value_rows(1, seqs.len(), 2)
     );
-    query.push_bind(to_millis(now));
-    query.push(" WHERE status = 'pending' AND seq IN ");
-    query.push_tuples(seqs, |mut t, seq| {
-        t.push_bind(*seq);
-    });
-    Ok(query.build().execute(conn).await?.rows_affected())
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to_millis(now));
+    for seq in seqs {
+        query = query.bind(*seq);
+    }
+    Ok(query.execute(conn).await?.rows_affected())
 }
 
 /// What happens to a delivery whose handling failed.
@@ -209,7 +215,7 @@ pub enum FailureAction {
 }
 
 pub async fn record_failure(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seq: i64,
     error: &str,
     action: FailureAction,
@@ -217,14 +223,14 @@ pub async fn record_failure(
 ) -> sqlx::Result<()> {
     let query = match action {
         FailureAction::RetryAt(at) => sqlx::query(
-            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
-             WHERE seq = ? AND status = 'pending'",
+            "UPDATE inbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 \
+             WHERE seq = $3 AND status = 'pending'",
         )
         .bind(error)
         .bind(to_millis(at)),
         FailureAction::Park => sqlx::query(
-            "UPDATE inbox SET attempts = attempts + 1, last_error = ?, status = 'failed', \
-             finished_at = ? WHERE seq = ? AND status = 'pending'",
+            "UPDATE inbox SET attempts = attempts + 1, last_error = $1, status = 'failed', \
+             finished_at = $2 WHERE seq = $3 AND status = 'pending'",
         )
         .bind(error)
         .bind(to_millis(now)),
@@ -233,7 +239,7 @@ pub async fn record_failure(
     Ok(())
 }
 
-pub async fn counts(pool: &SqlitePool) -> sqlx::Result<InboxCounts> {
+pub async fn counts(pool: &AnyPool) -> sqlx::Result<InboxCounts> {
     let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM inbox GROUP BY status")
         .fetch_all(pool)
         .await?;
@@ -249,8 +255,8 @@ pub async fn counts(pool: &SqlitePool) -> sqlx::Result<InboxCounts> {
     Ok(counts)
 }
 
-pub async fn get(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<Option<StoredDelivery>> {
-    let sql = format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} WHERE delivery_id = ?");
+pub async fn get(pool: &AnyPool, delivery_id: &str) -> sqlx::Result<Option<StoredDelivery>> {
+    let sql = format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} WHERE delivery_id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(delivery_id)
         .fetch_optional(pool)
@@ -260,7 +266,7 @@ pub async fn get(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<Option<St
 
 /// The newest deliveries first, optionally only those with one status.
 pub async fn list(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     status: Option<Status>,
     limit: u32,
 ) -> sqlx::Result<Vec<StoredDelivery>> {
@@ -271,9 +277,9 @@ pub async fn list(
         None => "",
     };
     let sql =
-        format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} {filter} ORDER BY inbox.seq DESC LIMIT ?");
+        format!("SELECT {SELECT_COLUMNS} {FROM_INBOX} {filter} ORDER BY inbox.seq DESC LIMIT $1");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;
     Ok(rows.iter().map(from_row).collect())
@@ -281,10 +287,10 @@ pub async fn list(
 
 /// Puts a parked delivery back in line, with a fresh attempt count.
 /// Returns false when there is no failed delivery with that id.
-pub async fn requeue_failed(pool: &SqlitePool, delivery_id: &str) -> sqlx::Result<bool> {
+pub async fn requeue_failed(pool: &AnyPool, delivery_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = 0, finished_at = NULL \
-         WHERE delivery_id = ? AND status = 'failed'",
+         WHERE delivery_id = $1 AND status = 'failed'",
     )
     .bind(delivery_id)
     .execute(pool)

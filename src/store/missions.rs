@@ -1,6 +1,6 @@
 //! Missions, the inputs waiting for them, and the outbox of their effects.
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::mission::{Effect, Mission};
 
@@ -12,7 +12,7 @@ pub struct StoredMission {
     pub mission: Mission,
 }
 
-fn decode_mission(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<StoredMission> {
+fn decode_mission(row: &sqlx::any::AnyRow) -> anyhow::Result<StoredMission> {
     let state: String = row.try_get("state")?;
     Ok(StoredMission {
         id: row.try_get("id")?,
@@ -22,21 +22,22 @@ fn decode_mission(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<StoredMission
 }
 
 pub async fn find(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     repo: &str,
     issue: u64,
 ) -> anyhow::Result<Option<StoredMission>> {
-    let row =
-        sqlx::query("SELECT id, installation_id, state FROM missions WHERE repo = ? AND issue = ?")
-            .bind(repo)
-            .bind(issue as i64)
-            .fetch_optional(conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, installation_id, state FROM missions WHERE repo = $1 AND issue = $2",
+    )
+    .bind(repo)
+    .bind(issue as i64)
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(decode_mission).transpose()
 }
 
-pub async fn get(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<StoredMission> {
-    let row = sqlx::query("SELECT id, installation_id, state FROM missions WHERE id = ?")
+pub async fn get(conn: &mut AnyConnection, id: i64) -> anyhow::Result<StoredMission> {
+    let row = sqlx::query("SELECT id, installation_id, state FROM missions WHERE id = $1")
         .bind(id)
         .fetch_one(conn)
         .await?;
@@ -44,7 +45,7 @@ pub async fn get(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<StoredM
 }
 
 /// Every mission, for reconciliation and mission control.
-pub async fn all(pool: &SqlitePool) -> anyhow::Result<Vec<StoredMission>> {
+pub async fn all(pool: &AnyPool) -> anyhow::Result<Vec<StoredMission>> {
     let rows = sqlx::query("SELECT id, installation_id, state FROM missions ORDER BY id")
         .fetch_all(pool)
         .await?;
@@ -52,32 +53,32 @@ pub async fn all(pool: &SqlitePool) -> anyhow::Result<Vec<StoredMission>> {
 }
 
 pub async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     installation_id: i64,
     mission: &Mission,
     now_ms: i64,
 ) -> anyhow::Result<i64> {
-    let id = sqlx::query(
-        "INSERT INTO missions (repo, issue, installation_id, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+    let id = sqlx::query_scalar(
+        "INSERT INTO missions (repo, issue, installation_id, state, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(&mission.repo)
     .bind(mission.issue as i64)
     .bind(installation_id)
     .bind(serde_json::to_string(mission)?)
     .bind(now_ms)
-    .execute(conn)
-    .await?
-    .last_insert_rowid();
+    .fetch_one(conn)
+    .await?;
     Ok(id)
 }
 
 pub async fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     mission: &Mission,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE missions SET state = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE missions SET state = $1, updated_at = $2 WHERE id = $3")
         .bind(serde_json::to_string(mission)?)
         .bind(now_ms)
         .bind(id)
@@ -96,7 +97,7 @@ pub struct EffectScope {
 }
 
 pub async fn push_effects(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     scope: &EffectScope,
     effects: &[Effect],
     now_ms: i64,
@@ -104,7 +105,7 @@ pub async fn push_effects(
     for effect in effects {
         sqlx::query(
             "INSERT INTO outbox (mission_id, installation_id, repo, issue, effect, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(scope.mission_id)
         .bind(scope.installation_id)
@@ -121,14 +122,14 @@ pub async fn push_effects(
 /// Records that `login` was refused a start on `issue`; false when they already
 /// were (then they get no second reply).
 pub async fn first_label_refusal(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     repo: &str,
     issue: u64,
     login: &str,
     now_ms: i64,
 ) -> anyhow::Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO label_refusals (repo, issue, login, at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO label_refusals (repo, issue, login, at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT DO NOTHING",
     )
     .bind(repo)
@@ -143,12 +144,9 @@ pub async fn first_label_refusal(
 
 /// Whether an update of the mission control comment is already waiting: it
 /// renders the mission as it is when it runs, so one is enough.
-pub async fn has_pending_sticky(
-    conn: &mut SqliteConnection,
-    mission_id: i64,
-) -> anyhow::Result<bool> {
+pub async fn has_pending_sticky(conn: &mut AnyConnection, mission_id: i64) -> anyhow::Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM outbox WHERE mission_id = ? AND status = 'pending' \
+        "SELECT id FROM outbox WHERE mission_id = $1 AND status = 'pending' \
          AND effect = '{\"effect\":\"update_sticky\"}' LIMIT 1",
     )
     .bind(mission_id)
@@ -171,7 +169,7 @@ pub struct PendingEffect {
 
 /// The next due effect of each mission (effects of one mission run in order; one
 /// waiting for a retry holds back those after it).
-pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<PendingEffect>> {
+pub async fn due_effects(pool: &AnyPool, now_ms: i64) -> anyhow::Result<Vec<PendingEffect>> {
     let rows = sqlx::query(
         "SELECT o.id, o.mission_id, o.installation_id, o.repo, o.issue, o.effect, o.attempts, o.next_attempt_at, o.started_at \
          FROM outbox o WHERE o.status = 'pending' AND o.id = ( \
@@ -207,9 +205,9 @@ pub async fn due_effects(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Vec<P
 /// The earliest retry time after `now_ms` among pending effects, if any wait
 /// (those due already are either done by the pass or held back behind one
 /// that waits: waking for them would spin).
-pub async fn next_effect_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Option<i64>> {
+pub async fn next_effect_retry(pool: &AnyPool, now_ms: i64) -> anyhow::Result<Option<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?",
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > $1",
     )
     .bind(now_ms)
     .fetch_one(pool)
@@ -218,8 +216,8 @@ pub async fn next_effect_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result
 
 /// Records that an attempt at the effect begins; committed before any REST call,
 /// so that a crash mid-way is known on restart.
-pub async fn start_effect(conn: &mut SqliteConnection, id: i64, now_ms: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET started_at = ? WHERE id = ?")
+pub async fn start_effect(conn: &mut AnyConnection, id: i64, now_ms: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE outbox SET started_at = $1 WHERE id = $2")
         .bind(now_ms)
         .bind(id)
         .execute(conn)
@@ -228,13 +226,13 @@ pub async fn start_effect(conn: &mut SqliteConnection, id: i64, now_ms: i64) -> 
 }
 
 pub async fn finish_effect(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     ok: bool,
     error: Option<&str>,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET status = ?, last_error = ?, attempts = attempts + 1, done_at = ?, started_at = NULL WHERE id = ?")
+    sqlx::query("UPDATE outbox SET status = $1, last_error = $2, attempts = attempts + 1, done_at = $3, started_at = NULL WHERE id = $4")
         .bind(if ok { "done" } else { "failed" })
         .bind(error)
         .bind(now_ms)
@@ -245,12 +243,12 @@ pub async fn finish_effect(
 }
 
 pub async fn retry_effect_later(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     error: &str,
     at_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, started_at = NULL WHERE id = ?")
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, started_at = NULL WHERE id = $3")
         .bind(error)
         .bind(at_ms)
         .bind(id)
@@ -260,12 +258,12 @@ pub async fn retry_effect_later(
 }
 
 pub async fn push_input(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     installation_id: i64,
     repo: &str,
     input_json: &str,
 ) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO mission_inputs (installation_id, repo, input) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO mission_inputs (installation_id, repo, input) VALUES ($1, $2, $3)")
         .bind(installation_id)
         .bind(repo)
         .bind(input_json)
@@ -286,7 +284,7 @@ pub struct PendingInput {
 
 /// Pending inputs in arrival order; the caller stops at the first not yet due,
 /// so that one mission's inputs are never applied out of order.
-pub async fn pending_inputs(pool: &SqlitePool) -> anyhow::Result<Vec<PendingInput>> {
+pub async fn pending_inputs(pool: &AnyPool) -> anyhow::Result<Vec<PendingInput>> {
     let rows = sqlx::query(
         "SELECT seq, installation_id, repo, input, attempts, next_attempt_at FROM mission_inputs \
          WHERE status = 'pending' ORDER BY seq LIMIT 512",
@@ -308,12 +306,12 @@ pub async fn pending_inputs(pool: &SqlitePool) -> anyhow::Result<Vec<PendingInpu
 }
 
 pub async fn finish_input(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seq: i64,
     ok: bool,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE mission_inputs SET status = ?, last_error = ?, attempts = attempts + 1 WHERE seq = ?")
+    sqlx::query("UPDATE mission_inputs SET status = $1, last_error = $2, attempts = attempts + 1 WHERE seq = $3")
         .bind(if ok { "done" } else { "failed" })
         .bind(error)
         .bind(seq)
@@ -325,12 +323,12 @@ pub async fn finish_input(
 /// Puts an input aside until `at_ms` without counting a try (GitHub's rate
 /// limit was spent: nothing was wrong with the input).
 pub async fn defer_input(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seq: i64,
     note: &str,
     at_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE mission_inputs SET last_error = ?, next_attempt_at = ? WHERE seq = ?")
+    sqlx::query("UPDATE mission_inputs SET last_error = $1, next_attempt_at = $2 WHERE seq = $3")
         .bind(note)
         .bind(at_ms)
         .bind(seq)
@@ -340,9 +338,9 @@ pub async fn defer_input(
 }
 
 /// The earliest retry time after `now_ms` among pending inputs, if any wait.
-pub async fn next_input_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<Option<i64>> {
+pub async fn next_input_retry(pool: &AnyPool, now_ms: i64) -> anyhow::Result<Option<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM mission_inputs WHERE status = 'pending' AND next_attempt_at > ?",
+        "SELECT MIN(next_attempt_at) FROM mission_inputs WHERE status = 'pending' AND next_attempt_at > $1",
     )
     .bind(now_ms)
     .fetch_one(pool)
@@ -350,12 +348,12 @@ pub async fn next_input_retry(pool: &SqlitePool, now_ms: i64) -> anyhow::Result<
 }
 
 pub async fn retry_input_later(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     seq: i64,
     error: &str,
     at_ms: i64,
 ) -> anyhow::Result<()> {
-    sqlx::query("UPDATE mission_inputs SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE seq = ?")
+    sqlx::query("UPDATE mission_inputs SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE seq = $3")
         .bind(error)
         .bind(at_ms)
         .bind(seq)

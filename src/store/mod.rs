@@ -1,8 +1,16 @@
-//! The database: SQLite by default (one file, WAL), opened with the migrations in
-//! `migrations/` applied. All SQL lives in this module and `inbox.rs`.
+//! The database: SQLite by default (one file, WAL), PostgreSQL when the URL says
+//! `postgres://` (several servers sharing one database). Opened with the
+//! engine's migrations (`migrations/sqlite`, `migrations/postgres`) applied.
+//! All SQL lives in this module and its children; queries are written once,
+//! with `$N` placeholders, which both engines accept, and run through sqlx's
+//! `Any` driver. What differs between the engines is here and named: how a
+//! write transaction begins and how durable its commit is, the WAL checkpoints
+//! (SQLite), and the inbox lock (PostgreSQL).
 
 pub mod inbox;
+pub mod lease;
 pub mod missions;
+pub mod postgres_server;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
@@ -10,82 +18,187 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+#[cfg(test)]
+use tokio_util::sync::CancellationToken;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names, or an error saying which URLs work.
+    pub fn of_url(url: &str) -> anyhow::Result<Engine> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Engine::Sqlite),
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            _ => anyhow::bail!(
+                "unsupported database URL {:?}: use sqlite://<file> (the default, one server) \
+                 or postgres://<user>@<host>/<database> (several servers sharing one database)",
+                redact_url(url)
+            ),
+        }
+    }
+}
+
+/// A database URL with any password replaced, safe for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: say nothing of it beyond its scheme.
+        Err(_) => format!("{}:…", url.split(':').next().unwrap_or_default()),
+    }
+}
 
 /// One front door to the database.
 ///
-/// Every write goes through one connection, shared behind a fair async mutex: the
-/// webhook writer and the event loop take turns and are woken when it is their turn.
-/// Two SQLite connections competing for the write lock would instead wait in
-/// SQLite's busy handler, which sleeps for up to 100 ms between tries. Reads use the
-/// pool (WAL readers never wait for the writer).
+/// On SQLite, every write goes through one connection, shared behind a fair async
+/// mutex: the webhook writer and the event loop take turns and are woken when it
+/// is their turn. Two SQLite connections competing for the write lock would
+/// instead wait in SQLite's busy handler, which sleeps for up to 100 ms between
+/// tries. Reads use the pool (WAL readers never wait for the writer).
+///
+/// On PostgreSQL, writes take a pooled connection each: the server orders
+/// concurrent transactions itself, and other servers write to the same database
+/// anyway. What must happen once across the fleet takes a lock or a lease
+/// (`WriteTx::lock_inbox`, [`lease`]).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    writer: Arc<Mutex<Writer>>,
+    pool: AnyPool,
+    engine: Engine,
+    /// SQLite's one write connection; `None` on PostgreSQL.
+    writer: Option<Arc<Mutex<Writer>>>,
 }
 
 #[derive(Debug)]
 struct Writer {
-    conn: SqliteConnection,
+    conn: AnyConnection,
     /// A write transaction was begun and neither committed nor rolled back (its
     /// future was dropped, e.g. on shutdown); the next user rolls it back first.
     open: bool,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and applies migrations.
+    /// Opens (creating if needed, for SQLite) the database at `url` and applies
+    /// migrations.
     pub async fn open(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        match Engine::of_url(url)? {
+            Engine::Sqlite => Self::open_sqlite(url).await,
+            Engine::Postgres => Self::open_postgres(url).await,
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> anyhow::Result<Store> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid database URL {url:?}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before it returns, so a 2xx really means stored.
-            // Group commit in the ingest writer keeps that affordable.
-            .synchronous(SqliteSynchronous::Full)
             // 8 KiB pages: a 17 KB payload spans fewer pages than with 4 KiB ones, while
             // the small row and index pages a commit rewrites stay small. Measured with
             // bench/ingest.sh (16 KiB made small commits dearer). Applies to new files.
             .page_size(8 * 1024)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .busy_timeout(Duration::from_secs(10));
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create database directory {}", dir.display()))?;
         }
-        let pool = SqlitePoolOptions::new()
+        // Creates the file with its page size and WAL mode (both stay with the
+        // file); the `Any` connections below open it by URL.
+        options
+            .connect()
+            .await
+            .with_context(|| format!("cannot open database {url:?}"))?
+            .close()
+            .await?;
+        // Every connection, each time it opens: wait for locks rather than fail,
+        // and enforce the foreign keys.
+        const EACH_CONNECTION: &str =
+            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL";
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options.clone())
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(EACH_CONNECTION).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await
             .with_context(|| format!("cannot open database {url:?}"))?;
-        MIGRATOR
+        SQLITE_MIGRATOR
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        // The writer never checkpoints inside a commit (that would stall whoever is
-        // waiting for the lock); `checkpoint` does it from a read connection.
-        let conn = options
-            .pragma("wal_autocheckpoint", "0")
-            .connect()
+        let mut conn = AnyConnection::connect(url)
             .await
             .context("cannot open the database's write connection")?;
+        // The writer never checkpoints inside a commit (that would stall whoever is
+        // waiting for the lock); `checkpoint` does it from a read connection.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "{EACH_CONNECTION}; PRAGMA wal_autocheckpoint = 0"
+        )))
+        .execute(&mut conn)
+        .await
+        .context("cannot set up the database's write connection")?;
         Ok(Store {
             pool,
-            writer: Arc::new(Mutex::new(Writer { conn, open: false })),
+            engine: Engine::Sqlite,
+            writer: Some(Arc::new(Mutex::new(Writer { conn, open: false }))),
         })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    async fn open_postgres(url: &str) -> anyhow::Result<Store> {
+        let shown = redact_url(url);
+        let pool = AnyPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .with_context(|| {
+                format!("cannot connect to PostgreSQL at {shown} (is the server running, and the database created?)")
+            })?;
+        // Several servers may start at once: the migrator takes PostgreSQL's
+        // advisory lock, so one of them applies the migrations and the others wait.
+        POSTGRES_MIGRATOR
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(Store {
+            pool,
+            engine: Engine::Postgres,
+            writer: None,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Whether other servers may share this database (and so the work).
+    pub fn is_shared(&self) -> bool {
+        self.engine == Engine::Postgres
     }
 
     /// Readiness: can we run a statement right now?
@@ -95,25 +208,46 @@ impl Store {
         Ok(())
     }
 
-    /// Waits for the write connection and begins a transaction on it that holds
-    /// SQLite's write lock from the start (`BEGIN IMMEDIATE`). Its commit is on disk
-    /// when `commit` returns (fsync).
+    /// Begins a write transaction; its commit is durable when `commit` returns
+    /// (SQLite: fsync; PostgreSQL: `synchronous_commit` as the server has it).
+    /// On SQLite it waits for the one write connection and holds SQLite's write
+    /// lock from the start (`BEGIN IMMEDIATE`).
     pub async fn begin_write(&self) -> anyhow::Result<WriteTx> {
         self.begin(Durability::Synced).await
     }
 
-    /// Like `begin_write`, but the commit is not fsynced itself: it becomes durable,
-    /// in order, with the next synced commit or checkpoint (a WAL property). A crash
-    /// of the process loses nothing; a power loss can lose the newest such commits
-    /// whole. For work that is redone from durable input when lost, like the event
-    /// loop's (handler writes and the "processed" mark go together). Not for a
-    /// transaction whose commit is followed by an effect outside the database.
+    /// Like `begin_write`, but the commit is not flushed itself: it becomes durable,
+    /// in order, with the next synced commit or checkpoint (SQLite's WAL;
+    /// PostgreSQL's `synchronous_commit = off`). A crash of the process loses
+    /// nothing; a power loss can lose the newest such commits whole. For work that
+    /// is redone from durable input when lost, like the event loop's (handler
+    /// writes and the "processed" mark go together). Not for a transaction whose
+    /// commit is followed by an effect outside the database.
     pub async fn begin_write_deferred(&self) -> anyhow::Result<WriteTx> {
         self.begin(Durability::Deferred).await
     }
 
     async fn begin(&self, durability: Durability) -> anyhow::Result<WriteTx> {
-        let mut writer = self.writer.clone().lock_owned().await;
+        let Some(writer) = &self.writer else {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .context("cannot reach the database for a write")?;
+            let begin = match durability {
+                Durability::Synced => "BEGIN",
+                Durability::Deferred => "BEGIN; SET LOCAL synchronous_commit = off",
+            };
+            sqlx::raw_sql(begin)
+                .execute(&mut *conn)
+                .await
+                .context("cannot begin a database transaction")?;
+            return Ok(WriteTx {
+                conn: Some(TxConn::Pooled(conn)),
+                engine: self.engine,
+            });
+        };
+        let mut writer = writer.clone().lock_owned().await;
         writer.roll_back_abandoned().await?;
         // One round trip: the durability setting applies to this transaction's commit.
         let begin = match durability {
@@ -128,25 +262,30 @@ impl Store {
             .await
             .context("cannot begin a database transaction")?;
         Ok(WriteTx {
-            writer: Some(writer),
+            conn: Some(TxConn::Shared(writer)),
+            engine: self.engine,
         })
     }
 
     /// Copies committed WAL pages into the database file without waiting for, or
-    /// blocking, readers and the writer (SQLite's PASSIVE checkpoint).
+    /// blocking, readers and the writer (SQLite's PASSIVE checkpoint). Nothing to
+    /// do on PostgreSQL, which checkpoints itself.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
-        sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.pool)
-            .await
-            .context("WAL checkpoint failed")?;
+        if self.engine == Engine::Sqlite {
+            sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await
+                .context("WAL checkpoint failed")?;
+        }
         Ok(())
     }
 
-    /// On shutdown: copies the WAL into the database file and empties it, so the
-    /// next start does not have to replay it, then closes the connections.
+    /// On shutdown: on SQLite, copies the WAL into the database file and empties
+    /// it, so the next start does not have to replay it; then closes the
+    /// connections.
     pub async fn close(&self) {
-        {
-            let mut writer = self.writer.lock().await;
+        if let Some(writer) = &self.writer {
+            let mut writer = writer.lock().await;
             let _ = writer.roll_back_abandoned().await;
             if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&mut writer.conn)
@@ -157,6 +296,28 @@ impl Store {
         }
         self.pool.close().await;
     }
+}
+
+/// `($1, $2), ($3, $4), …`: `rows` groups of `columns` numbered placeholders
+/// from `$first`, which both engines read (sqlx's query builder writes `?` for
+/// the `Any` driver, which PostgreSQL does not).
+pub(crate) fn value_rows(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 impl Writer {
@@ -188,63 +349,100 @@ enum Durability {
     Deferred,
 }
 
-/// A write transaction on the shared write connection. Dropped without `commit`, it
-/// is rolled back at once by a task that keeps the connection until done: an open
-/// transaction holds SQLite's write lock, which other connections (the CLI, another
-/// server) would otherwise wait on.
+/// A write transaction. Dropped without `commit`, it is rolled back: on SQLite
+/// at once, by a task that keeps the write connection until done (an open
+/// transaction holds SQLite's write lock, which other connections would wait
+/// on); on PostgreSQL the connection is closed, which ends the transaction.
 pub struct WriteTx {
     /// `None` once committed.
-    writer: Option<OwnedMutexGuard<Writer>>,
+    conn: Option<TxConn>,
+    engine: Engine,
+}
+
+enum TxConn {
+    Shared(OwnedMutexGuard<Writer>),
+    Pooled(PoolConnection<Any>),
 }
 
 impl WriteTx {
     pub async fn commit(mut self) -> anyhow::Result<()> {
-        let writer = self.writer.as_mut().expect("not yet committed");
-        let result = sqlx::raw_sql("COMMIT").execute(&mut writer.conn).await;
-        match result {
-            Ok(_) => {
+        let result = sqlx::raw_sql("COMMIT").execute(&mut *self).await;
+        match (result, self.conn.take().expect("not yet committed")) {
+            (Ok(_), TxConn::Shared(mut writer)) => {
                 writer.open = false;
-                self.writer = None;
                 Ok(())
             }
-            // Still marked open: dropping `self` rolls it back.
-            Err(e) => Err(anyhow::Error::new(e).context("cannot commit")),
+            (Ok(_), TxConn::Pooled(_)) => Ok(()),
+            (Err(e), conn) => {
+                // Still marked open: dropping it rolls it back.
+                self.conn = Some(conn);
+                Err(anyhow::Error::new(e).context("cannot commit"))
+            }
         }
+    }
+
+    /// PostgreSQL: waits for, and holds until this transaction ends, the lock
+    /// that lets one server at a time handle inbox deliveries, so that every
+    /// delivery is handled once and their inputs are recorded in arrival order
+    /// across the fleet. On SQLite `BEGIN IMMEDIATE` already holds the only
+    /// write lock.
+    pub async fn lock_inbox(&mut self) -> anyhow::Result<()> {
+        if self.engine == Engine::Postgres {
+            // Any 64-bit key that no other lock of the App uses.
+            sqlx::raw_sql("SELECT pg_advisory_xact_lock(7201000001)")
+                .execute(&mut **self)
+                .await
+                .context("cannot take the inbox lock")?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        let Some(mut writer) = self.writer.take() else {
-            return;
-        };
-        if !writer.open {
-            return;
-        }
-        // Outside a runtime the next user of the connection rolls back instead.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = writer.roll_back_abandoned().await {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "cannot roll back an abandoned transaction"
-                    );
+        match self.conn.take() {
+            None => {}
+            Some(TxConn::Pooled(mut conn)) => {
+                // Closing the connection ends the transaction on the server; it
+                // is not handed to anyone else mid-transaction.
+                conn.close_on_drop();
+            }
+            Some(TxConn::Shared(mut writer)) => {
+                if !writer.open {
+                    return;
                 }
-            });
+                // Outside a runtime the next user of the connection rolls back instead.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = writer.roll_back_abandoned().await {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "cannot roll back an abandoned transaction"
+                            );
+                        }
+                    });
+                }
+            }
         }
     }
 }
 
 impl Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.writer.as_ref().expect("not yet committed").conn
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self.conn.as_ref().expect("not yet committed") {
+            TxConn::Shared(writer) => &writer.conn,
+            TxConn::Pooled(conn) => conn,
+        }
     }
 }
 
 impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.writer.as_mut().expect("not yet committed").conn
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self.conn.as_mut().expect("not yet committed") {
+            TxConn::Shared(writer) => &mut writer.conn,
+            TxConn::Pooled(conn) => conn,
+        }
     }
 }
 
@@ -252,19 +450,25 @@ impl DerefMut for WriteTx {
 mod tests {
     use super::*;
 
-    async fn temp_store() -> (tempfile::TempDir, Store) {
+    /// A fresh store on `engine` with a table `t`; `None` when PostgreSQL is
+    /// skipped on purpose. The directory holds the SQLite file.
+    async fn temp_store(engine: Engine) -> Option<(tempfile::TempDir, Store)> {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let url = match engine {
+            Engine::Sqlite => format!("sqlite://{}", dir.path().join("t.db").display()),
+            Engine::Postgres => postgres_server::test_database().await.unwrap()?,
+        };
         let store = Store::open(&url).await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER)")
+        assert_eq!(store.engine(), engine);
+        sqlx::query("CREATE TABLE t (x BIGINT)")
             .execute(store.pool())
             .await
             .unwrap();
-        (dir, store)
+        Some((dir, store))
     }
 
-    async fn insert(conn: &mut SqliteConnection, x: i64) {
-        sqlx::query("INSERT INTO t VALUES (?)")
+    async fn insert(conn: &mut AnyConnection, x: i64) {
+        sqlx::query("INSERT INTO t VALUES ($1)")
             .bind(x)
             .execute(conn)
             .await
@@ -279,9 +483,10 @@ mod tests {
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn a_write_dropped_without_commit_is_rolled_back_by_the_next_writer() {
-        let (_dir, store) = temp_store().await;
+    async fn a_write_dropped_without_commit_is_rolled_back(engine: Engine) {
+        let Some((_dir, store)) = temp_store(engine).await else {
+            return;
+        };
         let mut tx = store.begin_write().await.unwrap();
         insert(&mut tx, 1).await;
         drop(tx); // e.g. the task was cancelled mid-transaction
@@ -292,8 +497,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_dropped_without_commit_is_rolled_back_by_the_next_writer() {
+        a_write_dropped_without_commit_is_rolled_back(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_write_dropped_without_commit_is_rolled_back_on_postgres() {
+        a_write_dropped_without_commit_is_rolled_back(Engine::Postgres).await;
+    }
+
+    #[tokio::test]
     async fn a_transaction_sqlite_already_ended_does_not_wedge_the_writer() {
-        let (_dir, store) = temp_store().await;
+        let (_dir, store) = temp_store(Engine::Sqlite).await.unwrap();
         let mut tx = store.begin_write().await.unwrap();
         // As a failed COMMIT or an I/O error would: the transaction is gone, the
         // flag still says open.
@@ -307,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_transaction_releases_the_database_for_other_connections() {
-        let (dir, store) = temp_store().await;
+        let (dir, store) = temp_store(Engine::Sqlite).await.unwrap();
         let mut tx = store.begin_write().await.unwrap();
         insert(&mut tx, 1).await;
         drop(tx);
@@ -324,9 +539,10 @@ mod tests {
         assert_eq!(values(&store).await, [2]);
     }
 
-    #[tokio::test]
-    async fn writers_take_turns_on_the_one_write_connection() {
-        let (_dir, store) = temp_store().await;
+    async fn writers_take_turns(engine: Engine) {
+        let Some((_dir, store)) = temp_store(engine).await else {
+            return;
+        };
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let store = store.clone();
@@ -343,5 +559,151 @@ mod tests {
         }
         assert_eq!(values(&store).await, (0..20).collect::<Vec<i64>>());
         store.checkpoint().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writers_take_turns_on_the_one_write_connection() {
+        writers_take_turns(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_all_commit_on_postgres() {
+        writers_take_turns(Engine::Postgres).await;
+    }
+
+    /// Two stores on one PostgreSQL database, as two servers are: the inbox
+    /// lock lets one of them at a time through, and the second waits for the
+    /// first to end its transaction.
+    #[tokio::test]
+    async fn the_inbox_lock_lets_one_server_at_a_time_through() {
+        let Some((_dir, first)) = temp_store(Engine::Postgres).await else {
+            return;
+        };
+        let mut holding = first.begin_write().await.unwrap();
+        holding.lock_inbox().await.unwrap();
+        insert(&mut holding, 1).await;
+        let second = first.clone();
+        let waiting = tokio::spawn(async move {
+            let mut tx = second.begin_write().await.unwrap();
+            tx.lock_inbox().await.unwrap();
+            // By the time the lock is ours, the first transaction has committed.
+            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            insert(&mut tx, 2).await;
+            tx.commit().await.unwrap();
+            seen
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the second transaction waited for the lock"
+        );
+        holding.commit().await.unwrap();
+        assert_eq!(waiting.await.unwrap(), 1);
+        assert_eq!(values(&first).await, [1, 2]);
+    }
+
+    async fn a_lease_is_held_by_one_holder_until_it_expires(engine: Engine) {
+        let Some((_dir, store)) = temp_store(engine).await else {
+            return;
+        };
+        let ttl = Duration::from_millis(400);
+        assert!(lease::acquire(&store, "work", "a", ttl).await.unwrap());
+        assert!(
+            !lease::acquire(&store, "work", "b", ttl).await.unwrap(),
+            "b waits while a holds it"
+        );
+        assert!(
+            lease::acquire(&store, "work", "a", ttl).await.unwrap(),
+            "a renews"
+        );
+        assert!(
+            lease::acquire(&store, "other", "b", ttl).await.unwrap(),
+            "leases are independent"
+        );
+        assert_eq!(
+            lease::holder(&store, "work").await.unwrap().as_deref(),
+            Some("a")
+        );
+        // a dies: its lease expires and b takes it.
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert_eq!(lease::holder(&store, "work").await.unwrap(), None);
+        assert!(lease::acquire(&store, "work", "b", ttl).await.unwrap());
+        assert!(
+            !lease::acquire(&store, "work", "a", ttl).await.unwrap(),
+            "a cannot take it back"
+        );
+        // b shuts down cleanly and hands it over at once.
+        lease::release(&store, "work", "b").await.unwrap();
+        assert!(lease::acquire(&store, "work", "a", ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_held_by_one_holder_until_it_expires_on_sqlite() {
+        a_lease_is_held_by_one_holder_until_it_expires(Engine::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_held_by_one_holder_until_it_expires_on_postgres() {
+        a_lease_is_held_by_one_holder_until_it_expires(Engine::Postgres).await;
+    }
+
+    #[tokio::test]
+    async fn of_many_keepers_exactly_one_holds_the_lease_and_another_takes_over_when_it_stops() {
+        let Some((_dir, store)) = temp_store(Engine::Postgres).await else {
+            return;
+        };
+        let ttl = Duration::from_millis(600);
+        let stops: Vec<_> = (0..3).map(|_| CancellationToken::new()).collect();
+        let keepers: Vec<_> = stops
+            .iter()
+            .map(|stop| lease::keep(store.clone(), "work", ttl, stop.clone()))
+            .collect();
+        let holders = |keepers: &[(tokio::sync::watch::Receiver<bool>, _)]| {
+            keepers.iter().filter(|(held, _)| *held.borrow()).count()
+        };
+        tokio::time::sleep(ttl).await;
+        assert_eq!(holders(&keepers), 1);
+        let first = keepers.iter().position(|(held, _)| *held.borrow()).unwrap();
+        stops[first].cancel();
+        // Released on stop: another takes it at its next try, within a third of the lease.
+        tokio::time::sleep(ttl / 3 + Duration::from_millis(300)).await;
+        assert_eq!(holders(&keepers), 1);
+        assert!(!*keepers[first].0.borrow());
+        for stop in &stops {
+            stop.cancel();
+        }
+    }
+
+    #[test]
+    fn value_rows_numbers_placeholders_row_by_row() {
+        assert_eq!(value_rows(2, 3, 1), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(value_rows(1, 3, 2), "($2, $3, $4)");
+    }
+
+    #[test]
+    fn database_urls_name_their_engine_and_hide_passwords() {
+        assert_eq!(Engine::of_url("sqlite://m.db").unwrap(), Engine::Sqlite);
+        assert_eq!(
+            Engine::of_url("postgres://u@h/db").unwrap(),
+            Engine::Postgres
+        );
+        assert_eq!(
+            Engine::of_url("postgresql://u@h/db").unwrap(),
+            Engine::Postgres
+        );
+        let error = Engine::of_url("mysql://u:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("postgres://") && !error.contains("hunter2"),
+            "{error}"
+        );
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 }

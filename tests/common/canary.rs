@@ -240,7 +240,7 @@ impl Scan {
 
     /// Every place a canary was found; `pool` is the App's database (opened
     /// from `db_url` when `None`).
-    pub async fn leaks(&self, pool: Option<&sqlx::SqlitePool>) -> Vec<Leak> {
+    pub async fn leaks(&self, pool: Option<&sqlx::AnyPool>) -> Vec<Leak> {
         let secrets = self.secrets();
         let mut found = Finder {
             secrets: &secrets,
@@ -256,7 +256,7 @@ impl Scan {
         }
         match pool {
             Some(pool) => scan_database(pool, &mut found).await,
-            None => match sqlx::SqlitePool::connect(&self.db_url).await {
+            None => match connect_any(&self.db_url).await {
                 Ok(pool) => {
                     scan_database(&pool, &mut found).await;
                     pool.close().await;
@@ -474,24 +474,50 @@ impl Scan {
     }
 }
 
-/// Every value of every table, as text.
-async fn scan_database(pool: &sqlx::SqlitePool, found: &mut Finder<'_>) {
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .fetch_all(pool)
-            .await
-            .expect("listing the App's tables");
+async fn connect_any(url: &str) -> sqlx::Result<sqlx::AnyPool> {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await
+}
+
+/// Every value of every table, as text (SQLite or PostgreSQL).
+async fn scan_database(pool: &sqlx::AnyPool, found: &mut Finder<'_>) {
+    let postgres = pool
+        .connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres");
+    let tables: Vec<String> = sqlx::query_scalar(if postgres {
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name"
+    } else {
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    })
+    .fetch_all(pool)
+    .await
+    .expect("listing the App's tables");
     for table in tables {
         let quoted = table.replace('"', "\"\"");
-        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
-            .bind(&table)
-            .fetch_all(pool)
-            .await
-            .expect("listing a table's columns");
-        for column in columns {
+        let columns: Vec<(String, String)> = sqlx::query_as(if postgres {
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1"
+        } else {
+            "SELECT name, type FROM pragma_table_info($1)"
+        })
+        .bind(&table)
+        .fetch_all(pool)
+        .await
+        .expect("listing a table's columns");
+        for (column, kind) in columns {
             let c = column.replace('"', "\"\"");
-            // Names from sqlite_master, quoted: no injection.
-            let sql = format!("SELECT CAST(\"{c}\" AS BLOB) FROM \"{quoted}\"");
+            // Names from the catalog, quoted: no injection. PostgreSQL's bytea is
+            // read as it is; everything else as text, then as bytes.
+            let sql = if !postgres {
+                format!("SELECT CAST(\"{c}\" AS BLOB) FROM \"{quoted}\"")
+            } else if kind == "bytea" {
+                format!("SELECT \"{c}\" FROM \"{quoted}\"")
+            } else {
+                format!("SELECT convert_to(CAST(\"{c}\" AS TEXT), 'UTF8') FROM \"{quoted}\"")
+            };
             let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .fetch_all(pool)
                 .await

@@ -20,6 +20,7 @@ use missions::store::Store;
 use secrecy::SecretString;
 
 pub mod canary;
+pub mod database;
 pub mod jobs;
 pub mod mission;
 pub mod openapi;
@@ -162,8 +163,17 @@ pub struct Recorder {
     pub entered: Option<Arc<Notify>>,
 }
 
-pub const RECORDER_TABLE: &str = "CREATE TABLE IF NOT EXISTS test_handled (
-    delivery_id TEXT NOT NULL, event TEXT NOT NULL, action TEXT, attempt INTEGER NOT NULL)";
+/// The recorder's table on `engine`: `n` is the order rows were written in.
+pub fn recorder_table(engine: missions::store::Engine) -> String {
+    let n = match engine {
+        missions::store::Engine::Sqlite => "n INTEGER PRIMARY KEY AUTOINCREMENT",
+        missions::store::Engine::Postgres => "n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS test_handled ({n}, delivery_id TEXT NOT NULL, event TEXT NOT NULL, \
+         action TEXT, attempt BIGINT NOT NULL)"
+    )
+}
 
 #[async_trait]
 impl Handler for Recorder {
@@ -177,12 +187,12 @@ impl Handler for Recorder {
         event: &WebhookEvent,
     ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO test_handled (delivery_id, event, action, attempt) VALUES (?, ?, ?, ?)",
+            "INSERT INTO test_handled (delivery_id, event, action, attempt) VALUES ($1, $2, $3, $4)",
         )
         .bind(&cx.delivery.delivery_id)
         .bind(event.event_name())
         .bind(event.action())
-        .bind(cx.delivery.attempt)
+        .bind(i64::from(cx.delivery.attempt))
         .execute(cx.db().await?)
         .await?;
         if let Some(block) = &self.block {
@@ -200,7 +210,7 @@ impl Handler for Recorder {
 
 /// Rows the recorder committed: (delivery_id, event, action, attempt).
 pub async fn handled(store: &Store) -> Vec<(String, String, Option<String>, i64)> {
-    sqlx::query_as("SELECT delivery_id, event, action, attempt FROM test_handled ORDER BY rowid")
+    sqlx::query_as("SELECT delivery_id, event, action, attempt FROM test_handled ORDER BY n")
         .fetch_all(store.pool())
         .await
         .unwrap()
@@ -224,19 +234,24 @@ pub fn fast_retry() -> RetryPolicy {
 /// A temporary database with the recorder's table, and a manual clock.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
-    pub url: String,
+    url: tokio::sync::OnceCell<String>,
     pub clock: ManualClock,
 }
 
 impl TestEnv {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("missions.db").display());
         TestEnv {
-            dir,
-            url,
+            dir: tempfile::tempdir().unwrap(),
+            url: tokio::sync::OnceCell::new(),
             clock: ManualClock::starting_now(),
         }
+    }
+
+    /// The test's database (this binary's engine), made on first use.
+    pub async fn url(&self) -> &str {
+        self.url
+            .get_or_init(|| database::fresh_url(self.dir.path()))
+            .await
     }
 
     pub fn shared_clock(&self) -> SharedClock {
@@ -244,8 +259,8 @@ impl TestEnv {
     }
 
     pub async fn store(&self) -> Store {
-        let store = Store::open(&self.url).await.unwrap();
-        sqlx::query(RECORDER_TABLE)
+        let store = Store::open(self.url().await).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(recorder_table(store.engine())))
             .execute(store.pool())
             .await
             .unwrap();

@@ -172,7 +172,7 @@ impl Scenario {
                 ..ApiRetry::default()
             }),
         );
-        let db_url = format!("sqlite://{}", dir.path().join("missions.db").display());
+        let db_url = super::database::fresh_url(dir.path()).await;
         let store = Store::open(&db_url).await.unwrap();
         let server = Server::start(
             store.clone(),
@@ -501,7 +501,7 @@ impl Scenario {
         loop {
             progress.borrow_and_update();
             let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = ?")
+                sqlx::query_scalar("SELECT status FROM inbox WHERE delivery_id = $1")
                     .bind(delivery_id)
                     .fetch_optional(self.store.pool())
                     .await

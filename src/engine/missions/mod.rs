@@ -59,6 +59,12 @@ pub struct DriverConfig {
     /// The server's `[model]`: every repository's `models:` resolve over it,
     /// here and in the jobs (sent as the `server_model` input).
     pub server_model: crate::llm::config::ModelConfig,
+    /// Several servers on one database: how long the driver's lease lasts
+    /// without renewal, so how soon another server takes over from a dead one.
+    pub lease_ttl: Duration,
+    /// Several servers on one database: how often the driving server looks
+    /// for inputs the others recorded (they cannot wake it).
+    pub shared_poll: Duration,
 }
 
 impl Default for DriverConfig {
@@ -68,6 +74,8 @@ impl Default for DriverConfig {
             reconcile_every: Duration::from_secs(60),
             job_timeout: Duration::from_secs(6 * 3600),
             server_model: crate::llm::config::ModelConfig::default(),
+            lease_ttl: Duration::from_secs(10),
+            shared_poll: Duration::from_millis(250),
         }
     }
 }
@@ -81,6 +89,10 @@ pub struct MissionDriver {
     /// Bumped after every pass that changed something: lets tests and the
     /// mission control page wait for progress.
     progress: tokio::sync::watch::Sender<u64>,
+    /// Several servers on one database: whether this one holds the driver's
+    /// lease (`None`: one server, which always drives). Checked before each
+    /// input and effect, so that a server that lost it stops within one step.
+    lease: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What an input amounts to once looked up.
@@ -147,7 +159,13 @@ impl MissionDriver {
             clock,
             dispatcher,
             progress: tokio::sync::watch::Sender::new(0),
+            lease: None,
         }
+    }
+
+    /// Whether this server may drive missions now.
+    fn drives(&self) -> bool {
+        self.lease.as_ref().is_none_or(|held| *held.borrow())
     }
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -159,18 +177,55 @@ impl MissionDriver {
     }
 
     /// Runs until `shutdown`; wakes when the event loop commits (`inputs`), when an
-    /// effect's retry is due, and for reconciliation.
+    /// effect's retry is due, and for reconciliation. When several servers share
+    /// the database, only the one holding the driver's lease drives (and
+    /// reconciles); the others wait to take over. The lease is given up only
+    /// once this driver has stopped, so that no step is ever run twice at once.
     pub async fn run(
-        self,
+        mut self,
+        inputs: tokio::sync::watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
+        if !self.store.is_shared() {
+            return self.drive(inputs, shutdown).await;
+        }
+        let stop_lease = CancellationToken::new();
+        let (held, keeper) = crate::store::lease::keep(
+            self.store.clone(),
+            crate::store::lease::MISSION_DRIVER,
+            self.config.lease_ttl,
+            stop_lease.clone(),
+        );
+        self.lease = Some(held);
+        self.drive(inputs, shutdown).await;
+        stop_lease.cancel();
+        let _ = keeper.await;
+    }
+
+    async fn drive(
+        &self,
         mut inputs: tokio::sync::watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) {
         let mut last_reconcile = tokio::time::Instant::now();
         // Reconcile once at start: a restart may follow lost webhooks.
         let mut reconcile_now = true;
+        let mut lease = self.lease.clone();
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if let Some(held) = &mut lease
+                && !*held.borrow_and_update()
+            {
+                // Another server drives. When this one takes over, it
+                // reconciles first: the last driver may have died mid-way.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = held.changed() => if changed.is_err() { return },
+                }
+                reconcile_now = true;
+                continue;
             }
             let mut worked = match self.pass().await {
                 Ok(worked) => worked,
@@ -207,6 +262,9 @@ impl MissionDriver {
                 let due_in = (next - now_ms(&self.clock)).max(0) as u64;
                 wait = wait.min(Duration::from_millis(due_in.max(50)));
             }
+            if lease.is_some() {
+                wait = wait.min(self.config.shared_poll);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = inputs.changed() => {}
@@ -237,6 +295,9 @@ impl MissionDriver {
         // reset; other installations' go on.
         let mut limited: std::collections::BTreeSet<i64> = Default::default();
         for pending in db::pending_inputs(self.store.pool()).await? {
+            if !self.drives() {
+                break;
+            }
             let now = now_ms(&self.clock);
             let input: MissionInput = match serde_json::from_str(&pending.input) {
                 Ok(i) => i,
@@ -341,7 +402,7 @@ impl MissionDriver {
 
     async fn record(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         installation_id: i64,
         repo: &str,
         resolution: Resolution,
@@ -427,7 +488,7 @@ impl MissionDriver {
     /// Applies `event` to the mission as stored now, saves it, records its effects.
     async fn apply_event(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut sqlx::AnyConnection,
         mission_id: i64,
         event: Event,
     ) -> anyhow::Result<()> {
@@ -865,7 +926,7 @@ impl MissionDriver {
 
     async fn mission_of_branch(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         repo: &str,
         branch: &str,
     ) -> anyhow::Result<Option<db::StoredMission>> {
@@ -915,6 +976,9 @@ impl MissionDriver {
         let due = db::due_effects(self.store.pool(), now).await?;
         let count = due.len();
         for pending in due {
+            if !self.drives() {
+                break;
+            }
             let mission = match pending.scope.mission_id {
                 Some(id) => {
                     let mut conn = self.store.pool().acquire().await?;
@@ -1018,6 +1082,9 @@ impl MissionDriver {
     pub async fn reconcile(&self) -> anyhow::Result<usize> {
         let mut settled = 0;
         for stored in db::all(self.store.pool()).await? {
+            if !self.drives() {
+                break;
+            }
             // One mission GitHub cannot tell us about (a deleted run, an uninstalled
             // App) must not stop the others from being reconciled.
             let found = match self.settle(&stored).await {
