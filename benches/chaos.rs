@@ -9,7 +9,9 @@
 //! `--dir PATH` to keep each run's simulator, database and App log,
 //! `--replicas R` (1) `missions serve` processes behind a round-robin load
 //! balancer, `--database sqlite|postgres` (sqlite; several replicas need
-//! postgres: a private server from Debian's packages, one database per run).
+//! postgres: a private server from Debian's packages, one database per run),
+//! `--kill-driver` to kill the replica driving the missions rather than a
+//! random one.
 
 use std::path::PathBuf;
 
@@ -29,6 +31,7 @@ fn main() {
             "--seed" => options.seed = value("--seed").parse().expect("--seed S"),
             "--kills" => options.kills = value("--kills").parse().expect("--kills K"),
             "--dir" => options.dir = Some(PathBuf::from(value("--dir"))),
+            "--kill-driver" => options.kill_driver = true,
             "--replicas" => options.replicas = value("--replicas").parse().expect("--replicas R"),
             "--database" => {
                 options.database = match value("--database").as_str() {

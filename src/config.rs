@@ -427,12 +427,10 @@ fn database_url(
         .cloned()
         .or(from_file)
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    if !url.starts_with("sqlite:") {
+    if let Err(e) = crate::store::Engine::of_url(&url) {
         return Err(ConfigError::Invalid {
             var: env::DATABASE_URL,
-            message:
-                "only sqlite: URLs are supported so far (e.g. sqlite://.missions-data/missions.db)"
-                    .into(),
+            message: e.to_string(),
         });
     }
     Ok(url)

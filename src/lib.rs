@@ -20,6 +20,7 @@ pub mod init;
 pub mod job;
 pub mod llm;
 pub mod manifest;
+pub mod metrics;
 pub mod mission;
 pub mod repo_config;
 pub mod server;

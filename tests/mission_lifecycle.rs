@@ -649,6 +649,135 @@ async fn one_sticky_comment_follows_the_mission_and_shows_the_apis_figures() {
             .await
             .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Prometheus sees the same mission: its jobs by role and outcome, and its
+    // cost by role, as mission control shows them; and this server's own work.
+    let metrics =
+        m.t.http
+            .get(format!("{}/metrics", m.t.app_url))
+            .send()
+            .await
+            .unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        metrics.headers()
+    );
+    let text = metrics.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => panic!("{name} is not a number: {:?}", s.value),
+            })
+            .sum()
+    };
+    let timeline = api["timeline"].as_array().unwrap();
+    assert_eq!(
+        value("missions_jobs_finished_total", &[]),
+        timeline.len() as f64,
+        "{text}"
+    );
+    assert_eq!(
+        value("missions_jobs_dispatched_total", &[]),
+        timeline.len() as f64,
+        "{text}"
+    );
+    for job in timeline {
+        let role = job["role"].as_str().unwrap();
+        let outcome = job["outcome"].as_str().unwrap();
+        let want = timeline
+            .iter()
+            .filter(|j| j["role"] == role && j["outcome"] == outcome)
+            .count();
+        assert_eq!(
+            value(
+                "missions_jobs_finished_total",
+                &[("role", role), ("outcome", outcome)]
+            ),
+            want as f64,
+            "{role} {outcome}: {text}"
+        );
+    }
+    for (role, usage) in by_role {
+        let cost = usage["cost_micros"].as_u64().unwrap() as f64 / 1e6;
+        let seen = value("missions_model_cost_usd_total", &[("role", role)]);
+        assert!(
+            (seen - cost).abs() < 1e-9,
+            "{role}: {seen} against {cost}: {text}"
+        );
+        assert_eq!(
+            value(
+                "missions_model_tokens_total",
+                &[("role", role), ("kind", "input")]
+            ),
+            usage["input_tokens"].as_u64().unwrap() as f64,
+            "{text}"
+        );
+    }
+    let total_cost = value("missions_model_cost_usd_total", &[]);
+    assert!((total_cost - sum as f64 / 1e6).abs() < 1e-9, "{text}");
+    assert_eq!(
+        value("missions_missions", &[("phase", "done")]),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        value(
+            "missions_webhook_deliveries_total",
+            &[("outcome", "stored")]
+        ) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value(
+            "missions_deliveries_handled_total",
+            &[("outcome", "processed")]
+        ) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value("missions_github_api_requests_total", &[("status", "200")]) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value("missions_github_rate_limit_remaining", &[]) >= 0.0,
+        "{text}"
+    );
+    // The queues are there (a last sticky update may still be on its way).
+    for queue in [
+        "missions_inbox_pending",
+        "missions_inbox_oldest_pending_age_seconds",
+        "missions_mission_inputs_pending",
+        "missions_outbox_pending",
+        "missions_outbox_oldest_pending_age_seconds",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == queue),
+            "{queue}: {text}"
+        );
+        assert!(value(queue, &[]) >= 0.0, "{text}");
+    }
+    // Behind mission control's access rule: a request from elsewhere, without
+    // the token, gets nothing (see the control tests); a proxied one neither.
+    let proxied =
+        m.t.http
+            .get(format!("{}/metrics", m.t.app_url))
+            .header("x-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(proxied.status(), 401);
     m.t.stop().await;
 }
 

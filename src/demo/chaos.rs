@@ -63,6 +63,9 @@ pub struct ChaosOptions {
     pub replicas: usize,
     /// The database they share: SQLite (one replica only) or PostgreSQL.
     pub database: Engine,
+    /// With several replicas: kill the one driving the missions (holding the
+    /// driver's lease) rather than a random one, to see another take over.
+    pub kill_driver: bool,
     /// Print each run's line as it ends.
     pub verbose: bool,
 }
@@ -81,6 +84,7 @@ impl ChaosOptions {
             dir: None,
             replicas: 1,
             database: Engine::Sqlite,
+            kill_driver: false,
             verbose: true,
         }
     }
@@ -98,6 +102,8 @@ pub struct RunOutcome {
     pub kills_at: Vec<Duration>,
     /// Which replica (from 1) each kill took.
     pub killed_replicas: Vec<usize>,
+    /// Whether each kill took the replica that was driving the missions.
+    pub killed_driver: Vec<bool>,
     /// Deliveries the simulator dropped or could not deliver (the App was down).
     pub deliveries_lost: usize,
     pub deliveries_sent: usize,
@@ -157,9 +163,15 @@ impl ChaosReport {
                 .iter()
                 .enumerate()
                 .map(|(k, d)| match r.killed_replicas.get(k) {
-                    Some(replica) if self.replicas > 1 => {
-                        format!("{:.1}s (replica {replica})", d.as_secs_f64())
-                    }
+                    Some(replica) if self.replicas > 1 => format!(
+                        "{:.1}s (replica {replica}{})",
+                        d.as_secs_f64(),
+                        if r.killed_driver.get(k).copied().unwrap_or_default() {
+                            ", driving"
+                        } else {
+                            ""
+                        }
+                    ),
                     _ => format!("{:.1}s", d.as_secs_f64()),
                 })
                 .collect();
@@ -396,6 +408,11 @@ async fn one_run(
         ),
     )?;
     let replicas = options.replicas.max(1);
+    // The runner's own view of the shared database: who holds the driver's lease.
+    let shared = match replicas {
+        1 => None,
+        _ => Some(crate::store::Store::open(database_url).await?),
+    };
     let log_of = |replica: usize| match replicas {
         1 => dir.join("app.log"),
         _ => dir.join(format!("app-{}.log", replica + 1)),
@@ -454,7 +471,23 @@ async fn one_run(
         loop {
             if kills.peek().is_some_and(|at| started.elapsed() >= *at) {
                 let at = kills.next().unwrap_or_default();
-                let victim = rng.gen_range(0..replicas);
+                let driver = match &shared {
+                    Some(store) => {
+                        let holder =
+                            crate::store::lease::holder(store, crate::store::lease::MISSION_DRIVER)
+                                .await?;
+                        // A holder is "host/pid/…".
+                        let pid = holder.as_deref().and_then(|h| h.split('/').nth(1));
+                        apps.iter()
+                            .position(|a| a.child.id().map(|id| id.to_string()).as_deref() == pid)
+                    }
+                    None => Some(0),
+                };
+                let victim = match driver {
+                    Some(driver) if options.kill_driver => driver,
+                    _ => rng.gen_range(0..replicas),
+                };
+                outcome.killed_driver.push(driver == Some(victim));
                 outcome.kills_at.push(at);
                 outcome.killed_replicas.push(victim + 1);
                 balancer.set(victim, None);
@@ -553,6 +586,9 @@ async fn one_run(
         let _ = app.child.wait().await;
     }
     balancer.stop();
+    if let Some(store) = shared {
+        store.close().await;
+    }
 
     let deliveries = sim.deliveries();
     outcome.deliveries_sent = deliveries.len();

@@ -210,6 +210,7 @@ impl EventLoop {
             None => self.store.begin_write_deferred().await?,
         };
         let mut processed = Vec::with_capacity(due.len());
+        let mut outcomes = Vec::with_capacity(due.len());
         for (delivery, event) in due.iter().zip(parsed) {
             // Error level, so the span (and the delivery id on every line inside it)
             // exists whatever the log filter: warnings about a delivery need its id most.
@@ -223,11 +224,21 @@ impl EventLoop {
                 .process_one(&mut tx, delivery, event)
                 .instrument(span)
                 .await?;
-            match outcome {
-                Outcome::Processed => processed.push(delivery.seq),
-                Outcome::Retry => report.retried += 1,
-                Outcome::Parked => report.parked += 1,
-            }
+            let name = match outcome {
+                Outcome::Processed => {
+                    processed.push(delivery.seq);
+                    "processed"
+                }
+                Outcome::Retry => {
+                    report.retried += 1;
+                    "retried"
+                }
+                Outcome::Parked => {
+                    report.parked += 1;
+                    "parked"
+                }
+            };
+            outcomes.push((&delivery.event, name));
         }
         let marked = inbox::mark_processed(&mut tx, &processed, now).await?;
         // Only pending rows are marked. Fewer means another server on this database
@@ -239,6 +250,10 @@ impl EventLoop {
             processed.len()
         );
         tx.commit().await?;
+        // Counted once committed: a batch rolled back is handled again.
+        for (event, outcome) in outcomes {
+            crate::metrics::delivery_handled(event, outcome);
+        }
         self.progress.send_modify(|batches| *batches += 1);
         report.processed = processed.len();
         Ok((report, full))

@@ -899,6 +899,16 @@ async fn send_with_retry(
         };
         let now = clock.now();
         let jitter = rand::random::<f64>();
+        match &outcome {
+            Ok((status, headers, _)) => crate::metrics::github_answer(
+                Some(status.as_u16()),
+                headers
+                    .get("x-ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+            ),
+            Err(_) => crate::metrics::github_answer(None, None),
+        }
         match outcome {
             Ok((status, headers, body)) if status.is_success() => {
                 let etag = headers

@@ -82,6 +82,9 @@ pub fn routes(state: ControlState) -> Router {
         .route("/api/missions", get(list))
         .route("/api/missions/{owner}/{repo}/{issue}", get(one))
         .route("/api/missions/{owner}/{repo}/{issue}/events", get(events))
+        // Prometheus' scrape, behind the same access rule (send the token as a
+        // bearer token from the scrape config).
+        .route("/metrics", get(super::metrics::scrape))
         // The web page (`/`, `/missions/…`, `/assets/…`), behind the same access rule.
         .merge(super::page::routes())
         .layer(middleware::from_fn_with_state(state.clone(), access))

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod ingest;
+pub mod metrics;
 pub mod page;
 pub mod webhook;
 

@@ -22,18 +22,21 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     if let Err(e) = state.secrets.verify(signature, &body) {
         tracing::warn!(reason = %e, delivery = header_for_log(&headers, DELIVERY_HEADER), "webhook refused: bad signature");
+        crate::metrics::delivery_received("-", "refused");
         return answer(
             StatusCode::UNAUTHORIZED,
             "invalid or missing X-Hub-Signature-256\n",
         );
     }
     let Some(event) = header_token(&headers, EVENT_HEADER, 64) else {
+        crate::metrics::delivery_received("-", "refused");
         return answer(
             StatusCode::BAD_REQUEST,
             "missing or invalid X-GitHub-Event\n",
         );
     };
     let Some(delivery_id) = header_token(&headers, DELIVERY_HEADER, 128) else {
+        crate::metrics::delivery_received(event, "refused");
         return answer(
             StatusCode::BAD_REQUEST,
             "missing or invalid X-GitHub-Delivery\n",
@@ -53,6 +56,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     match state.ingest.store(delivery).await {
         Ok(InsertOutcome::Stored) => {
             tracing::debug!(delivery = delivery_id, event, "delivery stored");
+            crate::metrics::delivery_received(event, "stored");
             answer(StatusCode::ACCEPTED, "stored\n")
         }
         Ok(InsertOutcome::Duplicate) => {
@@ -61,10 +65,12 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
                 event,
                 "delivery seen before; not stored again"
             );
+            crate::metrics::delivery_received(event, "duplicate");
             answer(StatusCode::OK, "already stored\n")
         }
         Err(e) => {
             tracing::error!(delivery = delivery_id, event, error = %e, "delivery not stored");
+            crate::metrics::delivery_received(event, "failed");
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not stored; please redeliver\n",

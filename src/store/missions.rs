@@ -361,3 +361,22 @@ pub async fn retry_input_later(
         .await?;
     Ok(())
 }
+
+/// How many effects wait to be performed, and when the oldest was recorded
+/// (unix milliseconds).
+pub async fn outbox_depth(pool: &AnyPool) -> anyhow::Result<(u64, Option<i64>)> {
+    let (count, oldest): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?;
+    Ok((count as u64, oldest))
+}
+
+/// How many facts from webhooks wait for the mission driver.
+pub async fn inputs_depth(pool: &AnyPool) -> anyhow::Result<u64> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mission_inputs WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await?;
+    Ok(count as u64)
+}
