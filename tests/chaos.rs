@@ -38,7 +38,7 @@ async fn the_demo_mission_survives_kills_lost_and_repeated_webhooks_and_api_faul
 /// done twice, nothing is lost. (The table: `cargo bench --bench chaos --
 /// --replicas 3 --database postgres --runs 10`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_on_postgres_survive_one_of_them_killed_in_every_run() {
+async fn three_replicas_on_postgres_survive_the_driving_one_killed_in_every_run() {
     if std::env::var_os("MISSIONS_SKIP_POSTGRES").is_some_and(|v| !v.is_empty() && v != "0") {
         eprintln!("MISSIONS_SKIP_POSTGRES is set: the replicas' chaos runs are skipped");
         return;
