@@ -134,7 +134,8 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub database_url: String,
+    /// Secret: a PostgreSQL URL may carry a password (`store::redact_url` for logs).
+    pub database_url: SecretString,
     /// The current secret first, then any previous ones still accepted.
     pub webhook_secrets: Vec<SecretString>,
     /// `None` runs the server receive-only: webhooks are stored and handled,
@@ -328,7 +329,7 @@ impl Config {
 
         Ok(Config {
             listen,
-            database_url,
+            database_url: SecretString::from(database_url),
             webhook_secrets,
             app,
             github_api_url,
@@ -499,7 +500,7 @@ mod tests {
         let config =
             Config::load_with_env(None, &vars(&[(env::WEBHOOK_SECRET, "s3cret-value")])).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.database_url.expose_secret(), DEFAULT_DATABASE_URL);
         assert_eq!(config.github_api_url, DEFAULT_GITHUB_API_URL);
         assert!(config.app.is_none());
         assert_eq!(config.retry, RetryPolicy::default());
@@ -563,7 +564,7 @@ retry_base_ms = 10
         )
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(config.database_url, "sqlite://file.db");
+        assert_eq!(config.database_url.expose_secret(), "sqlite://file.db");
         let secrets: Vec<&str> = config
             .webhook_secrets
             .iter()
@@ -673,12 +674,17 @@ retry_base_ms = 10
                 (env::WEBHOOK_SECRET, "canary-webhook-secret"),
                 (env::APP_ID, "1"),
                 (env::PRIVATE_KEY, "canary-private-key"),
+                (
+                    env::DATABASE_URL,
+                    "postgres://missions:canary-db-password@db/missions",
+                ),
             ]),
         )
         .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("canary-webhook-secret"), "{debug}");
         assert!(!debug.contains("canary-private-key"), "{debug}");
+        assert!(!debug.contains("canary-db-password"), "{debug}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! — queue depths, jobs, missions, tokens, cost — is read at each scrape by
 //! `server::metrics`, so every replica reports the same figures for those.
 //!
-//! Labels come from a small, known set (event names of signed deliveries, HTTP
-//! status codes): nothing an unauthenticated caller sends becomes a label.
+//! Labels come from small, known sets: an event name becomes a label only when
+//! it is one the App receives (the HMAC covers the body, not the
+//! `X-GitHub-Event` header, so a replayed body could carry any name), else
+//! `other`; HTTP statuses are numbers.
 
 use std::sync::OnceLock;
 
@@ -50,13 +52,21 @@ pub fn process() -> &'static ProcessMetrics {
     })
 }
 
+/// `event` if the App subscribes to it or receives it unasked, else `other`.
+fn event_label(event: &str) -> String {
+    const UNASKED: &[&str] = &["installation", "installation_repositories", "ping", "-"];
+    let known =
+        UNASKED.contains(&event) || crate::manifest::EVENTS.iter().any(|(e, _)| *e == event);
+    if known { event } else { "other" }.to_owned()
+}
+
 /// Counts a webhook delivery's answer. `event` is `-` for a request whose
 /// signature did not verify: its headers are anyone's.
 pub fn delivery_received(event: &str, outcome: &str) {
     process()
         .deliveries_received
         .get_or_create(&EventOutcome {
-            event: event.to_owned(),
+            event: event_label(event),
             outcome: outcome.to_owned(),
         })
         .inc();
@@ -66,7 +76,7 @@ pub fn delivery_handled(event: &str, outcome: &str) {
     process()
         .deliveries_handled
         .get_or_create(&EventOutcome {
-            event: event.to_owned(),
+            event: event_label(event),
             outcome: outcome.to_owned(),
         })
         .inc();
@@ -82,5 +92,18 @@ pub fn github_answer(status: Option<u16>, rate_limit_remaining: Option<i64>) {
         .inc();
     if let Some(remaining) = rate_limit_remaining {
         process().github_rate_limit_remaining.set(remaining);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_the_app_receives_become_labels() {
+        assert_eq!(event_label("issue_comment"), "issue_comment");
+        assert_eq!(event_label("installation"), "installation");
+        assert_eq!(event_label("x".repeat(60).as_str()), "other");
+        assert_eq!(event_label("star"), "other");
     }
 }

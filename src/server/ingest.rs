@@ -126,13 +126,32 @@ async fn write_loop(
     }
 }
 
-/// One transaction, one commit, for the whole batch.
+/// One transaction, one commit, for the whole batch. PostgreSQL may abort it
+/// when another server's batch and this one wait on each other; it is tried
+/// again then (nothing of it was stored).
 async fn store_batch(
     store: &Store,
     deliveries: &[&NewDelivery],
 ) -> anyhow::Result<Vec<InsertOutcome>> {
-    let mut tx = store.begin_write().await?;
-    let outcomes = inbox::insert_batch(&mut tx, deliveries).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let mut tx = store.begin_write().await?;
+            let outcomes = inbox::insert_batch(&mut tx, deliveries).await?;
+            tx.commit().await?;
+            anyhow::Ok(outcomes)
+        }
+        .await;
+        match result {
+            Err(e) if attempt < 3 && crate::store::is_transient(&e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    attempt,
+                    "inbox write collided with another server's; trying again"
+                );
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -309,7 +309,7 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
             None
         }
     };
-    let store = Store::open(&config.database_url).await?;
+    let store = Store::open(config.database_url.expose_secret()).await?;
     // Bind before starting anything, so a taken port stops the start cleanly.
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -328,7 +328,8 @@ pub async fn run(config: Config, clock: SharedClock) -> anyhow::Result<()> {
     )
     .await?;
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, database = %config.database_url, "listening; POST webhooks to http://{addr}/webhook");
+    let database = crate::store::redact_url(config.database_url.expose_secret());
+    tracing::info!(%addr, %database, "listening; POST webhooks to http://{addr}/webhook");
     server.serve(listener, shutdown).await?;
     store.close().await;
     tracing::info!("stopped");

@@ -87,14 +87,23 @@ pub async fn insert_batch(
     batch: &[&NewDelivery],
 ) -> sqlx::Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(batch.len());
+    // On PostgreSQL, another server may be inserting some of the same ids at
+    // the same moment (a redelivery racing the original): inserting in one
+    // agreed order (by id) means the two wait for each other rather than
+    // deadlock. SQLite has one writer; there the rows keep arrival order.
+    let sorted = conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME;
     for chunk in batch.chunks(MAX_INSERT_BATCH) {
+        let mut rows_in_order: Vec<&NewDelivery> = chunk.to_vec();
+        if sorted {
+            rows_in_order.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
+        }
         let sql = format!(
             "INSERT INTO inbox (delivery_id, event, action, installation_id, repository, received_at) \
              VALUES {} ON CONFLICT (delivery_id) DO NOTHING RETURNING seq, delivery_id",
             super::value_rows(chunk.len(), 6, 1)
         );
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for d in chunk {
+        for d in &rows_in_order {
             rows = rows
                 .bind(d.delivery_id.as_str())
                 .bind(d.event.as_str())

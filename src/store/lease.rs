@@ -79,6 +79,40 @@ pub async fn release(store: &Store, name: &str, holder: &str) -> anyhow::Result<
     Ok(())
 }
 
+/// Fails unless `holder` holds the lease `name` now, and (on PostgreSQL) locks
+/// its row until the transaction ends, so that it cannot change hands before
+/// this transaction commits. Every write of the work under a lease runs this
+/// first: a server that lost the lease while a step was under way (the
+/// database was out of reach for longer than the lease) cannot record that
+/// step's outcome over the new holder's work.
+pub async fn fence(
+    tx: &mut sqlx::AnyConnection,
+    engine: super::Engine,
+    name: &str,
+    holder: &str,
+) -> anyhow::Result<()> {
+    // SQLite's BEGIN IMMEDIATE already keeps every other writer out.
+    let sql = match engine {
+        super::Engine::Postgres => {
+            "SELECT holder FROM leases WHERE name = $1 AND holder = $2 AND expires_at > $3 FOR UPDATE"
+        }
+        super::Engine::Sqlite => {
+            "SELECT holder FROM leases WHERE name = $1 AND holder = $2 AND expires_at > $3"
+        }
+    };
+    let held: Option<String> = sqlx::query_scalar(sql)
+        .bind(name)
+        .bind(holder)
+        .bind(wall_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+    anyhow::ensure!(
+        held.is_some(),
+        "this server no longer holds the {name} lease (another server does that work now); the step is left to it"
+    );
+    Ok(())
+}
+
 /// Who holds the lease `name` now, if anyone (an expired lease is held by no one).
 pub async fn holder(store: &Store, name: &str) -> anyhow::Result<Option<String>> {
     Ok(
@@ -98,13 +132,13 @@ pub async fn holder(store: &Store, name: &str) -> anyhow::Result<Option<String>>
 pub fn keep(
     store: Store,
     name: &'static str,
+    holder: String,
     ttl: Duration,
     stop: CancellationToken,
 ) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (held, receiver) = watch::channel(false);
     let held = Arc::new(held);
     let task = tokio::spawn(async move {
-        let holder = holder_name();
         let every = ttl / 3;
         loop {
             // A renewal slower than a third of the lease counts as failed: the

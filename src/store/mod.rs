@@ -52,14 +52,33 @@ impl Engine {
     }
 }
 
-/// A database URL with any password replaced, safe for logs and errors.
+/// A database URL with any password replaced (in the user part or a
+/// `password=` parameter), safe for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            if parsed
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+            {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        Ok(_) => url.to_owned(),
         // Not a URL: say nothing of it beyond its scheme.
         Err(_) => format!("{}:…", url.split(':').next().unwrap_or_default()),
     }
@@ -167,17 +186,42 @@ impl Store {
 
     async fn open_postgres(url: &str) -> anyhow::Result<Store> {
         let shown = redact_url(url);
+        // Every connection: a replica that vanishes without closing its socket
+        // (power loss, a partition) must not hold the inbox lock, a lease's row
+        // or a half-done insert for the kernel's default two hours. Its
+        // connection is dropped after 30 s of silence (keepalives) or a minute
+        // idle inside a transaction, and no one waits on a lock for more than
+        // 30 s (they fail, and try again).
+        const EACH_CONNECTION: &str = "SET idle_in_transaction_session_timeout = '60s'; \
+             SET lock_timeout = '30s'; SET statement_timeout = '120s'; \
+             SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+             SET tcp_keepalives_count = 3";
         let pool = AnyPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(EACH_CONNECTION).execute(conn).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .with_context(|| {
                 format!("cannot connect to PostgreSQL at {shown} (is the server running, and the database created?)")
             })?;
         // Several servers may start at once: the migrator takes PostgreSQL's
-        // advisory lock, so one of them applies the migrations and the others wait.
-        POSTGRES_MIGRATOR
+        // advisory lock, so one of them applies the migrations and the others
+        // wait. Migrations newer than this binary's are allowed: during a
+        // rolling upgrade an old replica may restart after a new one migrated
+        // (migrations only add). The migrator's fields are sqlx's, pinned by
+        // Cargo.lock.
+        let mut migrator = sqlx::migrate::Migrator {
+            migrations: POSTGRES_MIGRATOR.migrations.clone(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
@@ -229,23 +273,27 @@ impl Store {
 
     async fn begin(&self, durability: Durability) -> anyhow::Result<WriteTx> {
         let Some(writer) = &self.writer else {
-            let mut conn = self
+            let conn = self
                 .pool
                 .acquire()
                 .await
                 .context("cannot reach the database for a write")?;
+            // Wrapped before BEGIN is sent: if this future is dropped while
+            // BEGIN is in flight, dropping the `WriteTx` closes the connection
+            // rather than handing it back to the pool inside a transaction.
+            let mut tx = WriteTx {
+                conn: Some(TxConn::Pooled(conn)),
+                engine: self.engine,
+            };
             let begin = match durability {
                 Durability::Synced => "BEGIN",
                 Durability::Deferred => "BEGIN; SET LOCAL synchronous_commit = off",
             };
             sqlx::raw_sql(begin)
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await
                 .context("cannot begin a database transaction")?;
-            return Ok(WriteTx {
-                conn: Some(TxConn::Pooled(conn)),
-                engine: self.engine,
-            });
+            return Ok(tx);
         };
         let mut writer = writer.clone().lock_owned().await;
         writer.roll_back_abandoned().await?;
@@ -296,6 +344,18 @@ impl Store {
         }
         self.pool.close().await;
     }
+}
+
+/// Whether `error` is one PostgreSQL asks to retry: a deadlock (40P01) or a
+/// serialization failure (40001) rolled the transaction back whole.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "40P01" || code == "40001")
+    })
 }
 
 /// `($1, $2), ($3, $4), …`: `rows` groups of `columns` numbered placeholders
@@ -635,6 +695,17 @@ mod tests {
             !lease::acquire(&store, "work", "a", ttl).await.unwrap(),
             "a cannot take it back"
         );
+        // Nor can a, still finishing a step it began while it held the lease,
+        // write that step's outcome: its writes are fenced.
+        let mut tx = store.begin_write().await.unwrap();
+        let fenced = lease::fence(&mut tx, engine, "work", "a")
+            .await
+            .unwrap_err();
+        assert!(fenced.to_string().contains("no longer holds"), "{fenced}");
+        drop(tx);
+        let mut tx = store.begin_write().await.unwrap();
+        lease::fence(&mut tx, engine, "work", "b").await.unwrap();
+        tx.commit().await.unwrap();
         // b shuts down cleanly and hands it over at once.
         lease::release(&store, "work", "b").await.unwrap();
         assert!(lease::acquire(&store, "work", "a", ttl).await.unwrap());
@@ -656,10 +727,19 @@ mod tests {
             return;
         };
         let ttl = Duration::from_millis(600);
-        let stops: Vec<_> = (0..3).map(|_| CancellationToken::new()).collect();
+        let stops: Vec<_> = (0..3).map(|_| CancellationToken::new()).collect::<Vec<_>>();
         let keepers: Vec<_> = stops
             .iter()
-            .map(|stop| lease::keep(store.clone(), "work", ttl, stop.clone()))
+            .enumerate()
+            .map(|(i, stop)| {
+                lease::keep(
+                    store.clone(),
+                    "work",
+                    format!("keeper-{i}"),
+                    ttl,
+                    stop.clone(),
+                )
+            })
             .collect();
         let holders = |keepers: &[(tokio::sync::watch::Receiver<bool>, _)]| {
             keepers.iter().filter(|(held, _)| *held.borrow()).count()
@@ -704,6 +784,11 @@ mod tests {
         assert_eq!(
             redact_url("postgres://u:hunter2@h/db"),
             "postgres://u:***@h/db"
+        );
+        let shown = redact_url("postgres://u@h/db?sslmode=require&password=hunter2");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("sslmode=require"),
+            "{shown}"
         );
     }
 }

@@ -98,9 +98,8 @@ impl PostgresServer {
             let status = Command::new("chown")
                 .args(["postgres:", "--"])
                 .arg(&dir)
-                .status()
-                .context("cannot run chown")?;
-            if !status.success() {
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
                 let _ = std::fs::remove_dir_all(&dir);
                 bail!(
                     "cannot give {} to the postgres user (is Debian's postgresql installed? {HOW_TO_INSTALL})",
@@ -129,24 +128,34 @@ impl PostgresServer {
         }
         // The shell stops the server (immediate shutdown) and removes the
         // directory when its standard input closes.
+        // It also stops the server when it is itself told to stop (a Ctrl-C to
+        // the process group, a CI timeout's SIGTERM). A fixed port number names
+        // the socket file, whatever PGPORT says.
         let script = r#"
-            "$1" -D "$2/data" -k "$2" -c listen_addresses= -c fsync=off -c full_page_writes=off \
-                 -c synchronous_commit=off -c max_connections=300 > "$2/server.log" 2>&1 &
+            "$1" -D "$2/data" -k "$2" -p 5432 -c listen_addresses= -c fsync=off \
+                 -c full_page_writes=off -c synchronous_commit=off -c max_connections=300 \
+                 > "$2/server.log" 2>&1 &
             server=$!
+            stop() { kill -QUIT "$server" 2>/dev/null; wait "$server"; rm -rf "$2"; exit 0; }
+            trap stop INT TERM HUP
             read -r _
-            kill -QUIT "$server" 2>/dev/null
-            wait "$server"
-            rm -rf "$2"
+            stop
         "#;
-        let mut child = as_server_user(Path::new("/bin/sh"))
+        let spawned = as_server_user(Path::new("/bin/sh"))
             .args(["-c", script, "sh"])
             .arg(bin.join("postgres"))
             .arg(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start PostgreSQL")?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e).context("cannot start PostgreSQL");
+            }
+        };
         let stdin = child.stdin.take();
         let server = PostgresServer {
             dir,

@@ -93,6 +93,8 @@ pub struct MissionDriver {
     /// lease (`None`: one server, which always drives). Checked before each
     /// input and effect, so that a server that lost it stops within one step.
     lease: Option<tokio::sync::watch::Receiver<bool>>,
+    /// This server's name as the lease's holder, when it takes the lease.
+    holder: Option<String>,
 }
 
 /// What an input amounts to once looked up.
@@ -160,7 +162,25 @@ impl MissionDriver {
             dispatcher,
             progress: tokio::sync::watch::Sender::new(0),
             lease: None,
+            holder: None,
         }
+    }
+
+    /// A write transaction for the driver's work: when servers share the
+    /// database, it fails unless this server still holds the driver's lease,
+    /// and keeps the lease from changing hands until it commits.
+    async fn begin_write(&self) -> anyhow::Result<crate::store::WriteTx> {
+        let mut tx = self.store.begin_write().await?;
+        if let Some(holder) = &self.holder {
+            crate::store::lease::fence(
+                &mut tx,
+                self.store.engine(),
+                crate::store::lease::MISSION_DRIVER,
+                holder,
+            )
+            .await?;
+        }
+        Ok(tx)
     }
 
     /// Whether this server may drive missions now.
@@ -190,13 +210,16 @@ impl MissionDriver {
             return self.drive(inputs, shutdown).await;
         }
         let stop_lease = CancellationToken::new();
+        let holder = crate::store::lease::holder_name();
         let (held, keeper) = crate::store::lease::keep(
             self.store.clone(),
             crate::store::lease::MISSION_DRIVER,
+            holder.clone(),
             self.config.lease_ttl,
             stop_lease.clone(),
         );
         self.lease = Some(held);
+        self.holder = Some(holder);
         self.drive(inputs, shutdown).await;
         stop_lease.cancel();
         let _ = keeper.await;
@@ -303,7 +326,7 @@ impl MissionDriver {
                 Ok(i) => i,
                 Err(e) => {
                     count += 1;
-                    let mut tx = self.store.begin_write().await?;
+                    let mut tx = self.begin_write().await?;
                     db::finish_input(
                         &mut tx,
                         pending.seq,
@@ -328,7 +351,7 @@ impl MissionDriver {
             let resolution = self
                 .resolve(pending.installation_id as u64, &pending.repo, &input)
                 .await;
-            let mut tx = self.store.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             match resolution {
                 Ok(resolution) => {
                     self.record(&mut tx, pending.installation_id, &pending.repo, resolution)
@@ -987,7 +1010,7 @@ impl MissionDriver {
                 None => None,
             };
             // Recorded before any call: a crash from here on is known on restart.
-            let mut tx = self.store.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             db::start_effect(&mut tx, pending.id, now).await?;
             tx.commit().await?;
             if pending.interrupted {
@@ -1016,7 +1039,7 @@ impl MissionDriver {
                 }
                 Err(e) => Err(EffectError::Transient(format!("{e:#}"))),
             };
-            let mut tx = self.store.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             match result {
                 Ok(event) => {
                     db::finish_effect(&mut tx, pending.id, true, None, now).await?;
@@ -1119,7 +1142,7 @@ impl MissionDriver {
                 issue = stored.mission.issue,
                 "reconciliation found {what}"
             );
-            let mut tx = self.store.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             self.apply_event(&mut tx, stored.id, event).await?;
             tx.commit().await?;
             settled += 1;
