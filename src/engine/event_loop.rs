@@ -179,7 +179,7 @@ impl EventLoop {
     async fn process_batch(&self) -> anyhow::Result<(PassReport, bool)> {
         let now = self.clock.now();
         let mut report = PassReport::default();
-        let (due, mut tx) = if self.store.is_shared() {
+        let (due, tx) = if self.store.is_shared() {
             // Several servers: the inbox lock first, then what is still due, so
             // that no two servers handle a delivery and inputs keep arrival order.
             let mut tx = self.store.begin_write_deferred().await?;
@@ -205,7 +205,7 @@ impl EventLoop {
         // Not fsynced on its own: durable with the next synced commit. Should a power
         // loss drop it, its handler writes go with it and the deliveries, still
         // pending in the (synced) inbox, are handled again.
-        let mut tx = match tx.take() {
+        let mut tx = match tx {
             Some(tx) => tx,
             None => self.store.begin_write_deferred().await?,
         };

@@ -103,7 +103,7 @@ async fn render(state: &ControlState) -> anyhow::Result<String> {
         "inbox_oldest_pending_age",
         "How long the oldest pending delivery has waited (0: none pending)",
         Unit::Seconds,
-        seconds(age(inbox_oldest.map(inbox::to_millis))),
+        seconds(age(inbox_oldest)),
     );
     registry.register(
         "mission_inputs_pending",

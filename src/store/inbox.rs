@@ -307,11 +307,12 @@ pub async fn requeue_failed(pool: &AnyPool, delivery_id: &str) -> sqlx::Result<b
     Ok(done.rows_affected() == 1)
 }
 
-/// How many deliveries wait to be handled, and when the oldest of them arrived.
-pub async fn pending_depth(pool: &AnyPool) -> sqlx::Result<(u64, Option<OffsetDateTime>)> {
+/// How many deliveries wait to be handled, and when the oldest of them arrived
+/// (unix milliseconds).
+pub async fn pending_depth(pool: &AnyPool) -> sqlx::Result<(u64, Option<i64>)> {
     let (count, oldest): (i64, Option<i64>) =
         sqlx::query_as("SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending'")
             .fetch_one(pool)
             .await?;
-    Ok((count as u64, oldest.map(from_millis)))
+    Ok((count as u64, oldest))
 }
